@@ -1,0 +1,193 @@
+/**
+ * The backend contract: coarse, fused ops in the style of llm.c's layer functions.
+ *
+ * Conventions every backend follows:
+ * - All float data is float32; token ids and targets are int32. Shapes are row-major and named in
+ *   comments: B batch, T time, C channels, V vocab, NH heads, HS head size (C / NH), M/K/N matmul dims.
+ * - A `Tensor` is a view (element offset + length) into a buffer the backend owns. `view()` makes
+ *   sub-views without copying, so parameters and gradients can live in one flat buffer each.
+ * - Ops are enqueued in call order and observe each other's results in that order. They return
+ *   nothing; the only way back to the host is the async `download` (after which everything
+ *   enqueued before it has finished).
+ * - Backward ops ACCUMULATE (+=) into every gradient they write (dinp, dweight, dbias, ...), as in
+ *   llm.c. Callers zero gradient buffers with `zero` before a fresh backward pass.
+ * - Forward ops overwrite their outputs. `out` never aliases an input unless an op says it may.
+ */
+
+export type DType = 'f32' | 'i32';
+
+/** Opaque to callers; each backend attaches its own storage. */
+export interface Tensor {
+  readonly dtype: DType;
+  /** offset into the underlying buffer, in elements */
+  readonly offset: number;
+  /** number of elements in this view */
+  readonly length: number;
+}
+
+export type BackendName = 'js' | 'wasm' | 'webgpu';
+
+export type OpName =
+  | 'encoder'
+  | 'layerNorm'
+  | 'matmul'
+  | 'attention'
+  | 'attentionCached'
+  | 'gelu'
+  | 'residual'
+  | 'dropout'
+  | 'crossEntropy'
+  | 'adamw'
+  | 'squaredNorm'
+  | 'scale';
+
+export interface BackendLimits {
+  /** the largest tensor (in elements) that one allocation may hold */
+  maxTensorLength: number;
+  /** total bytes this backend can hold, as far as it knows (Infinity when unbounded) */
+  maxTotalBytes: number;
+}
+
+export interface AdamWParams {
+  learningRate: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** decoupled weight decay; the caller passes 0 for tensors that must not decay */
+  weightDecay: number;
+  /** 1-based step number, for bias correction */
+  step: number;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  readonly limits: BackendLimits;
+  supports(op: OpName): boolean;
+
+  // ---- storage ----
+  /** allocate a zero-filled tensor of `length` elements */
+  alloc(length: number, dtype?: DType): Tensor;
+  /** a sub-view of `t`: elements [offset, offset + length) of t */
+  view(t: Tensor, offset: number, length: number): Tensor;
+  /** copy host data into `t` starting at element 0 of the view */
+  upload(t: Tensor, data: Float32Array | Int32Array): void;
+  /** resolve with a host copy of the view's data once all enqueued work has finished */
+  download(t: Tensor): Promise<Float32Array | Int32Array>;
+  /** release the buffer that `t` was allocated as (views of it become invalid) */
+  free(t: Tensor): void;
+  /** bytes currently allocated */
+  bytesInUse(): number;
+  /** release everything */
+  dispose(): void;
+
+  // ---- elementwise helpers ----
+  zero(t: Tensor): void;
+  /** dst[i] = src[i] for i < src.length (views may be of different buffers; must not overlap) */
+  copy(dst: Tensor, src: Tensor): void;
+  /** t[i] *= s */
+  scale(t: Tensor, s: number): void;
+  /** out[0] = sum_i t[i]^2 (out is a 1-element f32 tensor; accumulated in at least f32 with care) */
+  squaredNorm(out: Tensor, t: Tensor): void;
+
+  // ---- model ops ----
+  /**
+   * out[B,T,C] = wte[inp[b,t], :] + wpe[posOffset + t, :]
+   * inp: i32 [B,T]; wte [V,C]; wpe [maxT,C]
+   */
+  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset?: number): void;
+  /** dwte[inp[b,t]] += dout[b,t]; dwpe[t] += dout[b,t] */
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void;
+
+  /**
+   * LayerNorm over the last dim, eps 1e-5, biased variance.
+   * out[N,C]; mean[N]; rstd[N]; inp[N,C]; weight[C]; bias[C]
+   */
+  layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void;
+  /** accumulates into dinp[N,C], dweight[C], dbias[C] */
+  layerNormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number): void;
+
+  /** out[M,N] = inp[M,K] @ weight[K,N] + bias[N] (bias may be null) */
+  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void;
+  /**
+   * dinp[M,K] += dout[M,N] @ weight^T; dweight[K,N] += inp^T @ dout; dbias[N] += sum_m dout[m,:]
+   * dinp may be null (the input needs no gradient); dbias null when there is no bias.
+   */
+  matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number): void;
+
+  /**
+   * Fused causal multi-head self-attention, scale 1/sqrt(HS).
+   * qkv [B,T,3C] holds q, k, v in that order along the last dim, heads contiguous inside each
+   * (head h of q is qkv[b,t, h*HS : (h+1)*HS]).
+   * out [B,T,C]; lse [B,NH,T] saves log-sum-exp of each softmax row (of the scaled scores) for backward.
+   */
+  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void;
+  /** accumulates into dqkv [B,T,3C]; recomputes probabilities from qkv and lse */
+  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void;
+
+  /**
+   * Attention over a KV cache (inference). Appends the Tn new positions' k, v from qkv [B,Tn,3C] to
+   * kCache/vCache [B,cacheLen,C] at positions startPos..startPos+Tn-1, then each new position i
+   * attends causally over cache positions 0..startPos+i. out [B,Tn,C].
+   */
+  attentionCached(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number): void;
+
+  /** out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (N elements); out may alias inp */
+  geluForward(out: Tensor, inp: Tensor, N: number): void;
+  /** dinp += gelu'(inp) * dout */
+  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void;
+
+  /** out = a + b (N elements); out may alias a */
+  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void;
+  /** dst += src (N elements): the backward of residual, and gradient accumulation */
+  accumulate(dst: Tensor, src: Tensor, N: number): void;
+
+  /**
+   * Inverted dropout with a counter-based mask: element i is kept iff dropoutKeep(seed, i, p),
+   * and kept elements are scaled by 1/(1-p). out may alias inp. The mask is recomputed in backward.
+   */
+  dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void;
+  /** dinp += mask * dout / (1-p) */
+  dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void;
+
+  /**
+   * Fused softmax + cross-entropy. logits [N,V]; targets i32 [N] (-1 = ignore);
+   * losses [N] = -log softmax(logits)[target] (0 where ignored); probs [N,V] = softmax(logits).
+   */
+  crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void;
+  /** dlogits[n,:] += (probs[n,:] - onehot(target)) * dlossScale, zero contribution where ignored */
+  crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void;
+
+  /**
+   * AdamW, decoupled decay (PyTorch's form):
+   * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t)
+   * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p)
+   */
+  adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void;
+}
+
+/**
+ * Counter-based dropout mask shared by every backend, so a seed gives the same mask everywhere:
+ * keep iff hash32(seed, i) >= p * 2^32. The hash is a 32-bit mix (lowbias32 of i ^ seed-mix) that
+ * WGSL and AssemblyScript compute with u32 arithmetic.
+ */
+export function dropoutHash(seed: number, i: number): number {
+  let x = (i ^ Math.imul(seed >>> 0, 0x9e3779b9)) >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+export function dropoutThreshold(p: number): number {
+  return Math.min(0xffffffff, Math.floor(p * 4294967296));
+}
+
+export function dropoutKeep(seed: number, i: number, p: number): boolean {
+  return dropoutHash(seed, i) >= dropoutThreshold(p);
+}
+
+export const LAYER_NORM_EPS = 1e-5;
+export const IGNORE_INDEX = -1;
+export const GELU_SCALE = Math.sqrt(2 / Math.PI);

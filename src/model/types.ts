@@ -1,0 +1,110 @@
+import type { Backend, BackendName, Tensor } from '../backend/contract.js';
+
+export type BackendChoice = 'auto' | BackendName;
+
+/** What a user passes to createModel. */
+export interface GPTConfigInput {
+  vocabSize: number;
+  maxSeqLen: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  /** MLP hidden size; default 4 * dModel */
+  dFF?: number;
+  /** dropout probability on embeddings and residual branches, [0, 1); default 0 */
+  dropout?: number;
+  /** seed for init and dropout masks; default 1337 */
+  seed?: number;
+  /** default 'auto' */
+  backend?: BackendChoice;
+}
+
+/** A validated config with every default filled in (backend excluded: see model.backendName). */
+export interface GPTConfig {
+  vocabSize: number;
+  maxSeqLen: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  dFF: number;
+  dropout: number;
+  seed: number;
+}
+
+/** One named parameter tensor inside the flat parameter buffer. */
+export interface ParamEntry {
+  /** GPT-2 name, e.g. 'h.0.attn.c_attn.weight' */
+  name: string;
+  shape: number[];
+  /** element offset in the flat buffer */
+  offset: number;
+  length: number;
+  /** AdamW weight decay applies (weight matrices and embeddings, not biases or LayerNorm) */
+  decay: boolean;
+}
+
+export interface ForwardOptions {
+  /** download and return logits [B*T*V] (default false) */
+  returnLogits?: boolean;
+  /** training mode: dropout active (default false) */
+  training?: boolean;
+}
+
+export interface ForwardResult {
+  /** mean loss over targets that are not the ignore index; null without targets (NaN if all ignored) */
+  loss: number | null;
+  logits?: Float32Array;
+}
+
+/** A KV cache for incremental decoding of `batchSize` rows, up to config.maxSeqLen positions. */
+export interface KVCache {
+  readonly batchSize: number;
+  /** number of positions already in the cache (the same for every row) */
+  length: number;
+  /** per layer: k and v, each [B, maxSeqLen, C] */
+  readonly layers: { k: Tensor; v: Tensor }[];
+}
+
+/**
+ * The low-level model surface shared by the trainer, generation, serialization, users' own loops
+ * and tests.
+ */
+export interface GPTModel {
+  readonly config: GPTConfig;
+  readonly backendName: BackendName;
+  readonly backend: Backend;
+  /** layout of the flat parameter buffer, in GPT-2 order */
+  readonly paramLayout: readonly ParamEntry[];
+  /** flat parameter and gradient buffers on the backend (trainer fast path) */
+  readonly params: Tensor;
+  readonly grads: Tensor;
+
+  numParameters(): number;
+  dispose(): void;
+
+  /** inputs/targets are [batchSize, T] row-major with T <= maxSeqLen; targets may use -1 to ignore */
+  forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options?: ForwardOptions): Promise<ForwardResult>;
+  /** accumulate d(mean loss)/d(params) into grads, for the last forward (which must have had targets) */
+  backward(): Promise<void>;
+  zeroGrad(): Promise<void>;
+
+  getParameters(): Promise<Record<string, Float32Array>>;
+  getGradients(): Promise<Record<string, Float32Array>>;
+  setParameters(record: Record<string, Float32Array>): Promise<void>;
+
+  /** dropout mask counter: part of the training state saved in checkpoints */
+  getRngState(): { dropoutStep: number };
+  setRngState(state: { dropoutStep: number }): void;
+
+  // ---- inference ----
+  createKVCache(batchSize: number): KVCache;
+  /**
+   * Feed Tn new positions per row (ids [B, Tn]) through the model, appending to the cache.
+   * cache.length + Tn must be <= maxSeqLen. Resolves with the logits of the last new position of each
+   * row: [B, V].
+   */
+  forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array>;
+  /** cache row i becomes old row sources[i] (beam search); sources.length === cache.batchSize */
+  reorderKVCache(cache: KVCache, sources: readonly number[]): void;
+  freeKVCache(cache: KVCache): void;
+}

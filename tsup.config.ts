@@ -1,0 +1,18 @@
+import { defineConfig } from 'tsup';
+import { copyFileSync, mkdirSync } from 'node:fs';
+
+export default defineConfig({
+  entry: { index: 'src/index.ts', node: 'src/node.ts', cli: 'src/cli/main.ts' },
+  format: ['esm', 'cjs'],
+  dts: { entry: { index: 'src/index.ts', node: 'src/node.ts' } },
+  target: 'es2022',
+  platform: 'neutral',
+  sourcemap: true,
+  clean: true,
+  splitting: false,
+  external: ['webgpu', /^node:/],
+  async onSuccess() {
+    mkdirSync('dist', { recursive: true });
+    copyFileSync('build/tinygpt.wasm', 'dist/tinygpt.wasm');
+  },
+});
