@@ -86,6 +86,11 @@ export interface Backend {
   copy(dst: Tensor, src: Tensor): void;
   /** t[i] *= s */
   scale(t: Tensor, s: number): void;
+  /**
+   * out[cols,rows] = inp[rows,cols]^T. The tied LM head multiplies by the token embedding [V,C]
+   * transposed ([C,V]); this keeps matmul to its one orientation.
+   */
+  transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void;
   /** out[0] = sum_i t[i]^2 (out is a 1-element f32 tensor; accumulated in at least f32 with care) */
   squaredNorm(out: Tensor, t: Tensor): void;
 
