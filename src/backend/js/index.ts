@@ -1,0 +1,735 @@
+/**
+ * The reference backend: plain TypeScript loops that follow src/backend/contract.ts to the letter.
+ * Every other backend is tested against it, so it favours clarity over speed. Arithmetic runs in
+ * JavaScript doubles; results are stored in float32 (default) or, with `precision: 'f64'`, in
+ * float64 so that tests can check gradients against finite differences.
+ */
+import {
+  GELU_SCALE,
+  IGNORE_INDEX,
+  LAYER_NORM_EPS,
+  dropoutKeep,
+  type AdamWParams,
+  type Backend,
+  type BackendLimits,
+  type DType,
+  type OpName,
+  type Tensor,
+} from '../contract.js';
+
+export type JsPrecision = 'f32' | 'f64';
+
+export interface JsBackendOptions {
+  /** storage of f32 tensors: Float32Array ('f32', default) or Float64Array ('f64', for tests) */
+  precision?: JsPrecision;
+}
+
+type FloatStorage = Float32Array | Float64Array;
+type Storage = FloatStorage | Int32Array;
+
+/** One allocation; tensors are views into it. */
+interface JsBuffer {
+  readonly data: Storage;
+  readonly owner: JsBackend;
+  live: boolean;
+}
+
+class JsTensor implements Tensor {
+  constructor(
+    readonly dtype: DType,
+    readonly offset: number,
+    readonly length: number,
+    readonly buffer: JsBuffer,
+  ) {}
+}
+
+const GELU_CUBIC = 0.044715;
+
+export class JsBackend implements Backend {
+  readonly name = 'js' as const;
+  readonly limits: BackendLimits = { maxTensorLength: 2 ** 31 - 1, maxTotalBytes: Infinity };
+  readonly precision: JsPrecision;
+  private readonly liveBuffers = new Set<JsBuffer>();
+
+  constructor(options: JsBackendOptions = {}) {
+    const precision = options.precision ?? 'f32';
+    if (precision !== 'f32' && precision !== 'f64') {
+      throw new RangeError(`JsBackend: precision must be 'f32' or 'f64', got ${String(precision)}`);
+    }
+    this.precision = precision;
+  }
+
+  supports(_op: OpName): boolean {
+    return true;
+  }
+
+  // ---- storage ----
+
+  alloc(length: number, dtype: DType = 'f32'): Tensor {
+    if (!Number.isInteger(length) || length < 1 || length > this.limits.maxTensorLength) {
+      throw new RangeError(`alloc: length must be an integer in [1, ${this.limits.maxTensorLength}], got ${length}`);
+    }
+    let data: Storage;
+    if (dtype === 'i32') data = new Int32Array(length);
+    else if (dtype === 'f32') data = this.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
+    else throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+    const buffer: JsBuffer = { data, owner: this, live: true };
+    this.liveBuffers.add(buffer);
+    return new JsTensor(dtype, 0, length, buffer);
+  }
+
+  view(t: Tensor, offset: number, length: number): Tensor {
+    const parent = this.tensor('view', 't', t);
+    if (!Number.isInteger(offset) || offset < 0 || offset > parent.length) {
+      throw new RangeError(`view: offset must be an integer in [0, ${parent.length}], got ${offset}`);
+    }
+    if (!Number.isInteger(length) || length < 0 || offset + length > parent.length) {
+      throw new RangeError(
+        `view: length must be an integer in [0, ${parent.length - offset}] (view of ${parent.length} elements at offset ${offset}), got ${length}`,
+      );
+    }
+    return new JsTensor(parent.dtype, parent.offset + offset, length, parent.buffer);
+  }
+
+  upload(t: Tensor, data: Float32Array | Int32Array): void {
+    const target = this.tensor('upload', 't', t);
+    const expected = target.dtype === 'f32' ? Float32Array : Int32Array;
+    if (!(data instanceof expected)) {
+      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected.name}, got ${describe(data)}`);
+    }
+    this.writeChecked('upload', target, data);
+  }
+
+  download(t: Tensor): Promise<Float32Array | Int32Array> {
+    const source = this.tensor('download', 't', t);
+    const values = this.storage(source);
+    return Promise.resolve(source.dtype === 'i32' ? Int32Array.from(values) : Float32Array.from(values));
+  }
+
+  /** Synchronous copy of the view in storage precision (tests only). */
+  read(t: Tensor): Float64Array | Float32Array | Int32Array {
+    return this.storage(this.tensor('read', 't', t)).slice();
+  }
+
+  /** Synchronous write from element 0 of the view, in full storage precision (tests only). */
+  write(t: Tensor, data: ArrayLike<number>): void {
+    const target = this.tensor('write', 't', t);
+    if (target.dtype === 'i32') {
+      for (let i = 0; i < data.length; i++) {
+        const x = data[i];
+        if (!Number.isInteger(x) || x < -(2 ** 31) || x >= 2 ** 31) {
+          throw new RangeError(`write: data[${i}] = ${x} is not an int32 (the tensor is i32)`);
+        }
+      }
+    }
+    this.writeChecked('write', target, data);
+  }
+
+  free(t: Tensor): void {
+    const buffer = this.owned('free', 't', t).buffer;
+    buffer.live = false;
+    this.liveBuffers.delete(buffer);
+  }
+
+  bytesInUse(): number {
+    let bytes = 0;
+    for (const buffer of this.liveBuffers) bytes += buffer.data.byteLength;
+    return bytes;
+  }
+
+  dispose(): void {
+    for (const buffer of this.liveBuffers) buffer.live = false;
+    this.liveBuffers.clear();
+  }
+
+  // ---- elementwise helpers ----
+
+  zero(t: Tensor): void {
+    this.storage(this.tensor('zero', 't', t)).fill(0);
+  }
+
+  copy(dst: Tensor, src: Tensor): void {
+    const from = this.tensor('copy', 'src', src);
+    const to = this.tensor('copy', 'dst', dst);
+    if (to.dtype !== from.dtype) throw new TypeError(`copy: dst is ${to.dtype} but src is ${from.dtype}`);
+    if (to.length < from.length) {
+      throw new RangeError(`copy: dst has ${to.length} elements, needs at least src.length = ${from.length}`);
+    }
+    if (overlaps(to, from, from.length)) {
+      throw new RangeError(
+        `copy: dst [${to.offset}, ${to.offset + from.length}) overlaps src [${from.offset}, ${from.offset + from.length}) in the same buffer`,
+      );
+    }
+    this.storage(to).set(this.storage(from));
+  }
+
+  scale(t: Tensor, s: number): void {
+    finite('scale', 's', s);
+    const x = this.floats('scale', 't', t, t.length);
+    for (let i = 0; i < x.length; i++) x[i] *= s;
+  }
+
+  transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
+    const op = 'transpose';
+    dims(op, { rows, cols });
+    const o = this.floats(op, 'out', out, rows * cols);
+    const x = this.floats(op, 'inp', inp, rows * cols);
+    if (overlaps(out as JsTensor, inp as JsTensor, rows * cols)) {
+      throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
+    }
+    // out[c, r] = inp[r, c]
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) o[c * rows + r] = x[r * cols + c];
+    }
+  }
+
+  squaredNorm(out: Tensor, t: Tensor): void {
+    const result = this.floats('squaredNorm', 'out', out, 1);
+    const x = this.floats('squaredNorm', 't', t, t.length);
+    let sum = 0; // float64 accumulator
+    for (let i = 0; i < x.length; i++) sum += x[i] * x[i];
+    result[0] = sum;
+  }
+
+  // ---- encoder ----
+
+  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
+    const op = 'encoderForward';
+    dims(op, { B, T, C });
+    nonNegativeInteger(op, 'posOffset', posOffset);
+    const o = this.floats(op, 'out', out, B * T * C);
+    const ids = this.ints(op, 'inp', inp, B * T);
+    const tokenTable = this.floats(op, 'wte', wte, C);
+    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    const V = Math.floor(tokenTable.length / C);
+    for (let bt = 0; bt < B * T; bt++) {
+      const id = checkedId(op, 'inp', ids, bt, V);
+      const pos = posOffset + (bt % T);
+      for (let c = 0; c < C; c++) o[bt * C + c] = tokenTable[id * C + c] + positionTable[pos * C + c];
+    }
+  }
+
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+    const op = 'encoderBackward';
+    dims(op, { B, T, C });
+    const dTokenTable = this.floats(op, 'dwte', dwte, C);
+    const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
+    const d = this.floats(op, 'dout', dout, B * T * C);
+    const ids = this.ints(op, 'inp', inp, B * T);
+    const V = Math.floor(dTokenTable.length / C);
+    for (let bt = 0; bt < B * T; bt++) {
+      const id = checkedId(op, 'inp', ids, bt, V);
+      const t = bt % T;
+      for (let c = 0; c < C; c++) {
+        dTokenTable[id * C + c] += d[bt * C + c];
+        dPositionTable[t * C + c] += d[bt * C + c];
+      }
+    }
+  }
+
+  // ---- layer norm ----
+
+  layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
+    const op = 'layerNormForward';
+    dims(op, { N, C });
+    const o = this.floats(op, 'out', out, N * C);
+    const means = this.floats(op, 'mean', mean, N);
+    const rstds = this.floats(op, 'rstd', rstd, N);
+    const x = this.floats(op, 'inp', inp, N * C);
+    const w = this.floats(op, 'weight', weight, C);
+    const b = this.floats(op, 'bias', bias, C);
+    for (let n = 0; n < N; n++) {
+      const row = n * C;
+      let sum = 0;
+      for (let c = 0; c < C; c++) sum += x[row + c];
+      const mu = sum / C;
+      let squares = 0;
+      for (let c = 0; c < C; c++) squares += (x[row + c] - mu) ** 2;
+      const invStd = 1 / Math.sqrt(squares / C + LAYER_NORM_EPS);
+      for (let c = 0; c < C; c++) o[row + c] = (x[row + c] - mu) * invStd * w[c] + b[c];
+      means[n] = mu;
+      rstds[n] = invStd;
+    }
+  }
+
+  layerNormBackward(
+    dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number,
+  ): void {
+    const op = 'layerNormBackward';
+    dims(op, { N, C });
+    const dx = this.floats(op, 'dinp', dinp, N * C);
+    const dw = this.floats(op, 'dweight', dweight, C);
+    const db = this.floats(op, 'dbias', dbias, C);
+    const d = this.floats(op, 'dout', dout, N * C);
+    const x = this.floats(op, 'inp', inp, N * C);
+    const w = this.floats(op, 'weight', weight, C);
+    const means = this.floats(op, 'mean', mean, N);
+    const rstds = this.floats(op, 'rstd', rstd, N);
+    for (let n = 0; n < N; n++) {
+      const row = n * C;
+      const mu = means[n];
+      const invStd = rstds[n];
+      // dnorm = dout * weight; dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm))
+      let dnormMean = 0;
+      let dnormNormMean = 0;
+      for (let c = 0; c < C; c++) {
+        const norm = (x[row + c] - mu) * invStd;
+        const dnorm = d[row + c] * w[c];
+        dnormMean += dnorm;
+        dnormNormMean += dnorm * norm;
+      }
+      dnormMean /= C;
+      dnormNormMean /= C;
+      for (let c = 0; c < C; c++) {
+        const norm = (x[row + c] - mu) * invStd;
+        const dnorm = d[row + c] * w[c];
+        db[c] += d[row + c];
+        dw[c] += norm * d[row + c];
+        dx[row + c] += (dnorm - dnormMean - norm * dnormNormMean) * invStd;
+      }
+    }
+  }
+
+  // ---- matmul ----
+
+  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
+    const op = 'matmulForward';
+    dims(op, { M, K, N });
+    const o = this.floats(op, 'out', out, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const w = this.floats(op, 'weight', weight, K * N);
+    const b = bias === null ? null : this.floats(op, 'bias', bias, N);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        let sum = b === null ? 0 : b[n];
+        for (let k = 0; k < K; k++) sum += x[m * K + k] * w[k * N + n];
+        o[m * N + n] = sum;
+      }
+    }
+  }
+
+  matmulBackward(
+    dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number,
+  ): void {
+    const op = 'matmulBackward';
+    dims(op, { M, K, N });
+    const dx = dinp === null ? null : this.floats(op, 'dinp', dinp, M * K);
+    const dw = this.floats(op, 'dweight', dweight, K * N);
+    const db = dbias === null ? null : this.floats(op, 'dbias', dbias, N);
+    const d = this.floats(op, 'dout', dout, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const w = this.floats(op, 'weight', weight, K * N);
+    if (dx !== null) {
+      // dinp[m,k] += sum_n dout[m,n] * weight[k,n]
+      for (let m = 0; m < M; m++) {
+        for (let k = 0; k < K; k++) {
+          let sum = 0;
+          for (let n = 0; n < N; n++) sum += d[m * N + n] * w[k * N + n];
+          dx[m * K + k] += sum;
+        }
+      }
+    }
+    // dweight[k,n] += sum_m inp[m,k] * dout[m,n]
+    for (let k = 0; k < K; k++) {
+      for (let n = 0; n < N; n++) {
+        let sum = 0;
+        for (let m = 0; m < M; m++) sum += x[m * K + k] * d[m * N + n];
+        dw[k * N + n] += sum;
+      }
+    }
+    if (db !== null) {
+      for (let n = 0; n < N; n++) {
+        let sum = 0;
+        for (let m = 0; m < M; m++) sum += d[m * N + n];
+        db[n] += sum;
+      }
+    }
+  }
+
+  // ---- attention ----
+
+  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    const op = 'attentionForward';
+    const HS = headSize(op, B, T, C, NH);
+    const o = this.floats(op, 'out', out, B * T * C);
+    const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
+    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
+    const scale = 1 / Math.sqrt(HS);
+    const scores = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < NH; h++) {
+        for (let t = 0; t < T; t++) {
+          const q = (b * T + t) * 3 * C + h * HS;
+          // scores over the causal window t2 <= t
+          let maxScore = -Infinity;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const k = (b * T + t2) * 3 * C + C + h * HS;
+            let dot = 0;
+            for (let i = 0; i < HS; i++) dot += x[q + i] * x[k + i];
+            scores[t2] = dot * scale;
+            maxScore = Math.max(maxScore, scores[t2]);
+          }
+          let sumExp = 0;
+          for (let t2 = 0; t2 <= t; t2++) sumExp += Math.exp(scores[t2] - maxScore);
+          const rowLse = maxScore + Math.log(sumExp);
+          logSumExps[(b * NH + h) * T + t] = rowLse;
+          const outRow = (b * T + t) * C + h * HS;
+          for (let i = 0; i < HS; i++) {
+            let sum = 0;
+            for (let t2 = 0; t2 <= t; t2++) {
+              const v = (b * T + t2) * 3 * C + 2 * C + h * HS;
+              sum += Math.exp(scores[t2] - rowLse) * x[v + i];
+            }
+            o[outRow + i] = sum;
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * With p = softmax(s): dv += p * dout, dp = dout . v, ds = p * (dp - sum(p * dp)), and
+   * s = scale * q . k gives dq += scale * ds * k, dk += scale * ds * q. The row sum(p * dp) equals
+   * dout . out; it is computed from p here so that the oracle does not depend on `out`.
+   */
+  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
+    const op = 'attentionBackward';
+    const HS = headSize(op, B, T, C, NH);
+    const dx = this.floats(op, 'dqkv', dqkv, B * T * 3 * C);
+    const d = this.floats(op, 'dout', dout, B * T * C);
+    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
+    this.floats(op, 'out', out, B * T * C);
+    const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
+    const scale = 1 / Math.sqrt(HS);
+    const probs = new Float64Array(T);
+    const dprobs = new Float64Array(T);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < NH; h++) {
+        for (let t = 0; t < T; t++) {
+          const q = (b * T + t) * 3 * C + h * HS;
+          const doutRow = (b * T + t) * C + h * HS;
+          const rowLse = logSumExps[(b * NH + h) * T + t];
+          let pdpSum = 0;
+          for (let t2 = 0; t2 <= t; t2++) {
+            const k = (b * T + t2) * 3 * C + C + h * HS;
+            const v = k + C;
+            let dot = 0;
+            let dp = 0;
+            for (let i = 0; i < HS; i++) {
+              dot += x[q + i] * x[k + i];
+              dp += d[doutRow + i] * x[v + i];
+            }
+            probs[t2] = Math.exp(dot * scale - rowLse);
+            dprobs[t2] = dp;
+            pdpSum += probs[t2] * dp;
+          }
+          for (let t2 = 0; t2 <= t; t2++) {
+            const k = (b * T + t2) * 3 * C + C + h * HS;
+            const v = k + C;
+            const dscore = probs[t2] * (dprobs[t2] - pdpSum);
+            for (let i = 0; i < HS; i++) {
+              dx[q + i] += scale * dscore * x[k + i];
+              dx[k + i] += scale * dscore * x[q + i];
+              dx[v + i] += probs[t2] * d[doutRow + i];
+            }
+          }
+        }
+      }
+    }
+  }
+
+  attentionCached(
+    out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
+  ): void {
+    const op = 'attentionCached';
+    const HS = headSize(op, B, Tn, C, NH);
+    dims(op, { cacheLen });
+    nonNegativeInteger(op, 'startPos', startPos);
+    if (startPos + Tn > cacheLen) {
+      throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
+    }
+    const o = this.floats(op, 'out', out, B * Tn * C);
+    const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
+    const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
+    const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
+    // append the new positions' k and v: cache [B, cacheLen, C]
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < Tn; i++) {
+        const src = (b * Tn + i) * 3 * C;
+        const dst = (b * cacheLen + startPos + i) * C;
+        for (let c = 0; c < C; c++) {
+          keys[dst + c] = x[src + C + c];
+          values[dst + c] = x[src + 2 * C + c];
+        }
+      }
+    }
+    const scale = 1 / Math.sqrt(HS);
+    const scores = new Float64Array(startPos + Tn);
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < NH; h++) {
+        for (let i = 0; i < Tn; i++) {
+          const q = (b * Tn + i) * 3 * C + h * HS;
+          const lastPos = startPos + i;
+          let maxScore = -Infinity;
+          for (let pos = 0; pos <= lastPos; pos++) {
+            const k = (b * cacheLen + pos) * C + h * HS;
+            let dot = 0;
+            for (let j = 0; j < HS; j++) dot += x[q + j] * keys[k + j];
+            scores[pos] = dot * scale;
+            maxScore = Math.max(maxScore, scores[pos]);
+          }
+          let sumExp = 0;
+          for (let pos = 0; pos <= lastPos; pos++) sumExp += Math.exp(scores[pos] - maxScore);
+          const rowLse = maxScore + Math.log(sumExp);
+          const outRow = (b * Tn + i) * C + h * HS;
+          for (let j = 0; j < HS; j++) {
+            let sum = 0;
+            for (let pos = 0; pos <= lastPos; pos++) {
+              sum += Math.exp(scores[pos] - rowLse) * values[(b * cacheLen + pos) * C + h * HS + j];
+            }
+            o[outRow + j] = sum;
+          }
+        }
+      }
+    }
+  }
+
+  // ---- gelu ----
+
+  geluForward(out: Tensor, inp: Tensor, N: number): void {
+    const op = 'geluForward';
+    dims(op, { N });
+    const o = this.floats(op, 'out', out, N);
+    const x = this.floats(op, 'inp', inp, N);
+    for (let i = 0; i < N; i++) {
+      const xi = x[i];
+      o[i] = 0.5 * xi * (1 + Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3)));
+    }
+  }
+
+  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
+    const op = 'geluBackward';
+    dims(op, { N });
+    const dx = this.floats(op, 'dinp', dinp, N);
+    const x = this.floats(op, 'inp', inp, N);
+    const d = this.floats(op, 'dout', dout, N);
+    for (let i = 0; i < N; i++) {
+      const xi = x[i];
+      const th = Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3));
+      const dInner = GELU_SCALE * (1 + 3 * GELU_CUBIC * xi * xi);
+      const grad = 0.5 * (1 + th) + 0.5 * xi * (1 - th * th) * dInner;
+      dx[i] += grad * d[i];
+    }
+  }
+
+  // ---- residual ----
+
+  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
+    const op = 'residualForward';
+    dims(op, { N });
+    const o = this.floats(op, 'out', out, N);
+    const x = this.floats(op, 'a', a, N);
+    const y = this.floats(op, 'b', b, N);
+    for (let i = 0; i < N; i++) o[i] = x[i] + y[i];
+  }
+
+  accumulate(dst: Tensor, src: Tensor, N: number): void {
+    const op = 'accumulate';
+    dims(op, { N });
+    const to = this.floats(op, 'dst', dst, N);
+    const from = this.floats(op, 'src', src, N);
+    for (let i = 0; i < N; i++) to[i] += from[i];
+  }
+
+  // ---- dropout ----
+
+  dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
+    const op = 'dropoutForward';
+    dims(op, { N });
+    dropoutArgs(op, p, seed);
+    const o = this.floats(op, 'out', out, N);
+    const x = this.floats(op, 'inp', inp, N);
+    const keptScale = 1 / (1 - p);
+    for (let i = 0; i < N; i++) o[i] = dropoutKeep(seed, i, p) ? x[i] * keptScale : 0;
+  }
+
+  dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
+    const op = 'dropoutBackward';
+    dims(op, { N });
+    dropoutArgs(op, p, seed);
+    const dx = this.floats(op, 'dinp', dinp, N);
+    const d = this.floats(op, 'dout', dout, N);
+    const keptScale = 1 / (1 - p);
+    for (let i = 0; i < N; i++) {
+      if (dropoutKeep(seed, i, p)) dx[i] += d[i] * keptScale;
+    }
+  }
+
+  // ---- softmax + cross-entropy ----
+
+  crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
+    const op = 'crossEntropyForward';
+    dims(op, { N, V });
+    const l = this.floats(op, 'losses', losses, N);
+    const p = this.floats(op, 'probs', probs, N * V);
+    const z = this.floats(op, 'logits', logits, N * V);
+    const y = this.ints(op, 'targets', targets, N);
+    for (let n = 0; n < N; n++) {
+      const target = checkedTarget(op, y, n, V);
+      const row = n * V;
+      let maxLogit = -Infinity;
+      for (let v = 0; v < V; v++) maxLogit = Math.max(maxLogit, z[row + v]);
+      let sumExp = 0;
+      for (let v = 0; v < V; v++) sumExp += Math.exp(z[row + v] - maxLogit);
+      const rowLse = maxLogit + Math.log(sumExp);
+      for (let v = 0; v < V; v++) p[row + v] = Math.exp(z[row + v] - rowLse);
+      // -log softmax[target] = lse - logit[target], exact even when the probability underflows
+      l[n] = target === IGNORE_INDEX ? 0 : rowLse - z[row + target];
+    }
+  }
+
+  crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
+    const op = 'crossEntropyBackward';
+    dims(op, { N, V });
+    finite(op, 'dlossScale', dlossScale);
+    const dz = this.floats(op, 'dlogits', dlogits, N * V);
+    const p = this.floats(op, 'probs', probs, N * V);
+    const y = this.ints(op, 'targets', targets, N);
+    for (let n = 0; n < N; n++) {
+      const target = checkedTarget(op, y, n, V);
+      if (target === IGNORE_INDEX) continue;
+      const row = n * V;
+      for (let v = 0; v < V; v++) {
+        const indicator = v === target ? 1 : 0;
+        dz[row + v] += (p[row + v] - indicator) * dlossScale;
+      }
+    }
+  }
+
+  // ---- optimizer ----
+
+  adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
+    const op = 'adamwUpdate';
+    const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
+    inRange(op, 'learningRate', learningRate, 0, Infinity, '[0, Infinity)');
+    inRange(op, 'beta1', beta1, 0, 1, '[0, 1)');
+    inRange(op, 'beta2', beta2, 0, 1, '[0, 1)');
+    inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
+    inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
+    if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
+    const n = params.length;
+    const w = this.floats(op, 'params', params, n);
+    const g = this.floats(op, 'grads', grads, n);
+    const m1 = this.floats(op, 'm', m, n);
+    const m2 = this.floats(op, 'v', v, n);
+    const bias1 = 1 - beta1 ** step;
+    const bias2 = 1 - beta2 ** step;
+    for (let i = 0; i < n; i++) {
+      m1[i] = beta1 * m1[i] + (1 - beta1) * g[i];
+      m2[i] = beta2 * m2[i] + (1 - beta2) * g[i] * g[i];
+      const mHat = m1[i] / bias1;
+      const vHat = m2[i] / bias2;
+      w[i] -= learningRate * (mHat / (Math.sqrt(vHat) + eps) + weightDecay * w[i]);
+    }
+  }
+
+  // ---- tensor access and validation ----
+
+  /** `t` as this backend's tensor, whatever its state */
+  private owned(op: string, name: string, t: Tensor): JsTensor {
+    if (!(t instanceof JsTensor) || t.buffer.owner !== this) {
+      throw new TypeError(`${op}: ${name} is not a tensor of this js backend`);
+    }
+    return t;
+  }
+
+  /** `t` as a live tensor of this backend */
+  private tensor(op: string, name: string, t: Tensor): JsTensor {
+    const own = this.owned(op, name, t);
+    if (!own.buffer.live) throw new Error(`${op}: ${name} belongs to a buffer that was freed`);
+    return own;
+  }
+
+  /** the storage elements of a checked tensor's view (a subarray: no copy) */
+  private storage(t: JsTensor): Storage {
+    return t.buffer.data.subarray(t.offset, t.offset + t.length);
+  }
+
+  /** the first `need` elements of an f32 tensor, checked */
+  private floats(op: string, name: string, t: Tensor, need: number): FloatStorage {
+    const own = this.tensor(op, name, t);
+    if (own.dtype !== 'f32') throw new TypeError(`${op}: ${name} must be an f32 tensor, got ${own.dtype}`);
+    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
+    return own.buffer.data.subarray(own.offset, own.offset + need) as FloatStorage;
+  }
+
+  /** the first `need` elements of an i32 tensor, checked */
+  private ints(op: string, name: string, t: Tensor, need: number): Int32Array {
+    const own = this.tensor(op, name, t);
+    if (own.dtype !== 'i32') throw new TypeError(`${op}: ${name} must be an i32 tensor, got ${own.dtype}`);
+    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
+    return own.buffer.data.subarray(own.offset, own.offset + need) as Int32Array;
+  }
+
+  private writeChecked(op: string, target: JsTensor, data: ArrayLike<number>): void {
+    if (data.length > target.length) {
+      throw new RangeError(`${op}: data has ${data.length} elements, the tensor view holds ${target.length}`);
+    }
+    this.storage(target).set(data);
+  }
+}
+
+/** whether the first `length` elements of two views share storage */
+function overlaps(a: JsTensor, b: JsTensor, length: number): boolean {
+  return a.buffer === b.buffer && a.offset < b.offset + length && b.offset < a.offset + length;
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  return (value as object).constructor?.name ?? typeof value;
+}
+
+/** each named dimension must be a positive integer */
+function dims(op: string, named: Record<string, number>): void {
+  for (const [name, value] of Object.entries(named)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be a positive integer, got ${value}`);
+  }
+}
+
+function nonNegativeInteger(op: string, name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
+}
+
+function finite(op: string, name: string, value: number): void {
+  if (!Number.isFinite(value)) throw new RangeError(`${op}: ${name} must be a finite number, got ${value}`);
+}
+
+/** lo <= value < hi (hi excluded unless Infinity, where any finite value passes) */
+function inRange(op: string, name: string, value: number, lo: number, hi: number, shown: string): void {
+  if (!Number.isFinite(value) || value < lo || value >= hi) throw new RangeError(`${op}: ${name} must be in ${shown}, got ${value}`);
+}
+
+function headSize(op: string, B: number, T: number, C: number, NH: number): number {
+  dims(op, { B, T, C, NH });
+  if (C % NH !== 0) throw new RangeError(`${op}: C = ${C} must be divisible by NH = ${NH}`);
+  return C / NH;
+}
+
+function dropoutArgs(op: string, p: number, seed: number): void {
+  inRange(op, 'p', p, 0, 1, '[0, 1)');
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
+}
+
+function checkedId(op: string, name: string, ids: Int32Array, i: number, V: number): number {
+  const id = ids[i];
+  if (id < 0 || id >= V) throw new RangeError(`${op}: ${name}[${i}] = ${id} is outside [0, ${V}) (rows of wte)`);
+  return id;
+}
+
+function checkedTarget(op: string, targets: Int32Array, n: number, V: number): number {
+  const target = targets[n];
+  if (target !== IGNORE_INDEX && (target < 0 || target >= V)) {
+    throw new RangeError(`${op}: targets[${n}] = ${target} is outside [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`);
+  }
+  return target;
+}
