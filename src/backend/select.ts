@@ -1,0 +1,96 @@
+import type { Backend, BackendName } from './contract.js';
+
+export type BackendRequest = 'auto' | BackendName;
+
+export interface SelectOptions {
+  /** bytes the caller will allocate up front (parameters, gradients, moments): a backend that cannot hold them is refused */
+  requiredBytes?: number;
+  /** hears why 'auto' passed over a backend; default console.info */
+  onNotice?: (message: string) => void;
+  /** a compiled kernel module for the wasm backend (edge runtimes cannot compile from bytes) */
+  wasmModule?: WebAssembly.Module;
+  /** where to fetch tinygpt.wasm from (browsers), or its file path (Node) */
+  wasmUrl?: string | URL;
+}
+
+export class BackendUnavailableError extends Error {
+  override name = 'BackendUnavailableError';
+}
+
+let defaultWasmModule: WebAssembly.Module | undefined;
+
+/**
+ * Hand the SDK a compiled `tinygpt.wasm` once, for runtimes that forbid compiling WebAssembly
+ * from bytes (Cloudflare Workers, Vercel Edge): `import wasm from 'tinygpt/tinygpt.wasm'`.
+ */
+export function setWasmModule(module: WebAssembly.Module): void {
+  defaultWasmModule = module;
+}
+
+async function create(name: BackendName, options: SelectOptions): Promise<Backend> {
+  switch (name) {
+    case 'js': {
+      const { JsBackend } = await import('./js/index.js');
+      return new JsBackend();
+    }
+    case 'wasm': {
+      const { createWasmBackend } = await import('./wasm/index.js');
+      return createWasmBackend({ module: options.wasmModule ?? defaultWasmModule, url: options.wasmUrl });
+    }
+    case 'webgpu': {
+      const { createWebGPUBackend } = await import('./webgpu/index.js');
+      return createWebGPUBackend();
+    }
+  }
+}
+
+function checkCapacity(backend: Backend, requiredBytes: number | undefined): void {
+  if (requiredBytes === undefined) return;
+  if (requiredBytes > backend.limits.maxTotalBytes) {
+    backend.dispose();
+    throw new BackendUnavailableError(
+      `the ${backend.name} backend can hold at most ${formatBytes(backend.limits.maxTotalBytes)}, but this model needs ${formatBytes(requiredBytes)} for parameters, gradients and optimizer state`,
+    );
+  }
+}
+
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+/**
+ * 'auto' takes WebGPU when an adapter and a device can be had, else WASM (and says why); a named
+ * backend is that backend or an error that says why it could not start.
+ */
+export async function createBackend(request: BackendRequest, options: SelectOptions = {}): Promise<Backend> {
+  if (request !== 'auto') {
+    let backend: Backend;
+    try {
+      backend = await create(request, options);
+    } catch (err) {
+      throw new BackendUnavailableError(`the ${request} backend could not start: ${(err as Error).message}`, { cause: err });
+    }
+    checkCapacity(backend, options.requiredBytes);
+    return backend;
+  }
+  const notice = options.onNotice ?? ((m: string) => console.info(`[tinygpt] ${m}`));
+  const reasons: string[] = [];
+  for (const name of ['webgpu', 'wasm'] as const) {
+    try {
+      const backend = await create(name, options);
+      checkCapacity(backend, options.requiredBytes);
+      if (reasons.length) notice(`using the ${name} backend (${reasons.join('; ')})`);
+      return backend;
+    } catch (err) {
+      reasons.push(`${name} unavailable: ${(err as Error).message}`);
+    }
+  }
+  throw new BackendUnavailableError(`no backend could start: ${reasons.join('; ')}`);
+}

@@ -1,0 +1,578 @@
+import type { Backend, BackendName, Tensor } from '../backend/contract.js';
+import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
+import { createBackend } from '../backend/select.js';
+import { validateConfig } from './config.js';
+import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
+import type { ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
+
+export interface CreateModelOptions {
+  /** use this backend instance instead of creating one from config.backend */
+  backendInstance?: Backend;
+  /** called with the reason when 'auto' had to pass over a backend (default: console.info) */
+  onBackendNotice?: (message: string) => void;
+}
+
+/** Build a GPT with freshly initialised parameters on the chosen backend. */
+export async function createModel(configInput: GPTConfigInput, options: CreateModelOptions = {}): Promise<GPT> {
+  const config = validateConfig(configInput);
+  const layout = buildParamLayout(config);
+  const backend =
+    options.backendInstance ??
+    (await createBackend(configInput.backend ?? 'auto', {
+      requiredBytes: estimateTrainingBytes(config, layout),
+      onNotice: options.onBackendNotice,
+    }));
+  return new GPT(config, layout, backend);
+}
+
+/**
+ * Bytes the parameters, gradients and AdamW moments take, so a model that cannot fit is refused
+ * before anything is allocated. Activations come on top and depend on the batch.
+ */
+export function estimateTrainingBytes(config: GPTConfig, layout: ParamLayout = buildParamLayout(config)): number {
+  return layout.totalLength * 4 * 4;
+}
+
+/** Per-layer activations kept from forward for backward. */
+interface LayerActs {
+  residual: Tensor; // [B,T,C] input of the block
+  ln1: Tensor; // [B,T,C]
+  ln1Mean: Tensor; // [B,T]
+  ln1Rstd: Tensor; // [B,T]
+  qkv: Tensor; // [B,T,3C]
+  atty: Tensor; // [B,T,C]
+  lse: Tensor; // [B,NH,T]
+  residual2: Tensor; // [B,T,C]
+  ln2: Tensor; // [B,T,C]
+  ln2Mean: Tensor; // [B,T]
+  ln2Rstd: Tensor; // [B,T]
+  fch: Tensor; // [B,T,F]
+  fchGelu: Tensor; // [B,T,F]
+}
+
+/** Activations and gradient scratch for one B*T capacity. */
+interface Workspace {
+  capacity: number; // B*T rows
+  layers: LayerActs[];
+  residualOut: Tensor; // [B,T,C] output of the last block
+  proj: Tensor; // [B,T,C] scratch: attention / MLP output projection before the residual add
+  lnf: Tensor; // [B,T,C]
+  lnfMean: Tensor;
+  lnfRstd: Tensor;
+  logits: Tensor; // [B,T,V]; reused as dlogits in backward
+  probs: Tensor; // [B,T,V]
+  losses: Tensor; // [B,T]
+  targets: Tensor; // i32 [B,T]
+  inputs: Tensor; // i32 [B,T]
+  // backward scratch
+  dres: Tensor; // [B,T,C]
+  dC: Tensor; // [B,T,C]
+  dC2: Tensor; // [B,T,C]
+  dqkv: Tensor; // [B,T,3C]
+  dF: Tensor; // [B,T,F]
+  dF2: Tensor; // [B,T,F]
+}
+
+/** Scratch for cached inference of B rows x Tn new positions. */
+interface InferenceWorkspace {
+  capacity: number; // B*Tn rows
+  lastRows: number; // B rows
+  x: Tensor; // [B,Tn,C] residual stream
+  ln: Tensor; // [B,Tn,C]
+  mean: Tensor;
+  rstd: Tensor;
+  qkv: Tensor; // [B,Tn,3C]
+  atty: Tensor; // [B,Tn,C]
+  proj: Tensor; // [B,Tn,C]
+  fch: Tensor; // [B,Tn,F]
+  ids: Tensor; // i32 [B,Tn]
+  last: Tensor; // [B,C] last position of each row
+  lastLn: Tensor; // [B,C]
+  lastMean: Tensor;
+  lastRstd: Tensor;
+  logits: Tensor; // [B,V]
+}
+
+interface LastForward {
+  B: number;
+  T: number;
+  targetCount: number;
+  training: boolean;
+  dropoutStep: number;
+}
+
+export class GPT implements GPTModel {
+  readonly paramLayout: readonly ParamEntry[];
+  readonly params: Tensor;
+  readonly grads: Tensor;
+  private readonly byName: Map<string, ParamEntry>;
+  private readonly layoutInfo: ParamLayout;
+  /** wte transposed [C,V] for the tied LM head, refreshed at each forward that needs it */
+  private readonly wteT: Tensor;
+  /** gradient of wteT [C,V], transposed back into wte's gradient */
+  private dwteT: Tensor | null = null;
+  /** whether wteT holds the current wte (backward borrows it as scratch) */
+  private wteTFresh = false;
+  private workspace: Workspace | null = null;
+  private inference: InferenceWorkspace | null = null;
+  private last: LastForward | null = null;
+  private dropoutStep = 0;
+  private disposed = false;
+
+  constructor(
+    readonly config: GPTConfig,
+    layout: ParamLayout,
+    readonly backend: Backend,
+    initial: Float32Array = initParameters(config, layout),
+  ) {
+    this.layoutInfo = layout;
+    this.paramLayout = layout.entries;
+    this.byName = new Map(layout.entries.map((e) => [e.name, e]));
+    this.params = backend.alloc(layout.totalLength);
+    backend.upload(this.params, initial);
+    this.grads = backend.alloc(layout.totalLength);
+    this.wteT = backend.alloc(config.vocabSize * config.dModel);
+  }
+
+  get backendName(): BackendName {
+    return this.backend.name;
+  }
+
+  numParameters(): number {
+    return this.layoutInfo.numParameters;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend.dispose();
+  }
+
+  // ---------------------------------------------------------------- parameters
+
+  private p(name: string): Tensor {
+    const e = this.byName.get(name);
+    if (!e) throw new Error(`internal: no parameter named ${name}`);
+    return this.backend.view(this.params, e.offset, e.length);
+  }
+
+  private g(name: string): Tensor {
+    const e = this.byName.get(name)!;
+    return this.backend.view(this.grads, e.offset, e.length);
+  }
+
+  async getParameters(): Promise<Record<string, Float32Array>> {
+    return this.splitFlat(await this.backend.download(this.params));
+  }
+
+  async getGradients(): Promise<Record<string, Float32Array>> {
+    return this.splitFlat(await this.backend.download(this.grads));
+  }
+
+  private splitFlat(flat: Float32Array | Int32Array): Record<string, Float32Array> {
+    const out: Record<string, Float32Array> = {};
+    for (const e of this.paramLayout) out[e.name] = Float32Array.from(flat.subarray(e.offset, e.offset + e.length));
+    return out;
+  }
+
+  async setParameters(record: Record<string, Float32Array>): Promise<void> {
+    this.checkAlive();
+    if (record === null || typeof record !== 'object') throw new TypeError('setParameters: expected a record of name -> Float32Array');
+    const missing = this.paramLayout.filter((e) => !(e.name in record)).map((e) => e.name);
+    if (missing.length) throw new RangeError(`setParameters: missing ${missing.length} parameter(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
+    const unknown = Object.keys(record).filter((k) => !this.byName.has(k));
+    if (unknown.length) throw new RangeError(`setParameters: unknown parameter name(s): ${unknown.slice(0, 8).join(', ')}`);
+    const flat = new Float32Array(this.layoutInfo.totalLength);
+    for (const e of this.paramLayout) {
+      const data = record[e.name];
+      if (!(data instanceof Float32Array) && !Array.isArray(data)) {
+        throw new TypeError(`setParameters: ${e.name} must be a Float32Array`);
+      }
+      if (data.length !== e.length) {
+        throw new RangeError(`setParameters: ${e.name} has ${data.length} elements, expected ${e.length} (shape [${e.shape.join(', ')}])`);
+      }
+      flat.set(data, e.offset);
+    }
+    this.backend.upload(this.params, flat);
+    this.wteTFresh = false;
+  }
+
+  async zeroGrad(): Promise<void> {
+    this.checkAlive();
+    this.backend.zero(this.grads);
+  }
+
+  getRngState(): { dropoutStep: number } {
+    return { dropoutStep: this.dropoutStep };
+  }
+
+  setRngState(state: { dropoutStep: number }): void {
+    if (!Number.isInteger(state?.dropoutStep) || state.dropoutStep < 0) {
+      throw new RangeError(`setRngState: dropoutStep must be a non-negative integer, got ${state?.dropoutStep}`);
+    }
+    this.dropoutStep = state.dropoutStep;
+  }
+
+  // ---------------------------------------------------------------- training forward / backward
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('this model was disposed');
+  }
+
+  private checkIds(field: string, ids: Int32Array, allowIgnore: boolean): void {
+    const V = this.config.vocabSize;
+    const lo = allowIgnore ? IGNORE_INDEX : 0;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < lo || id >= V) {
+        const allowed = allowIgnore ? `[0, ${V}) or ${IGNORE_INDEX} (ignored)` : `[0, ${V})`;
+        throw new RangeError(`${field}[${i}] = ${id} is out of range: token ids must be in ${allowed}`);
+      }
+    }
+  }
+
+  private ensureWorkspace(rows: number): Workspace {
+    if (this.workspace && this.workspace.capacity >= rows) return this.workspace;
+    this.freeWorkspace();
+    const { dModel: C, dFF: F, nHeads: NH, vocabSize: V, nLayers: L } = this.config;
+    const b = this.backend;
+    const a = (n: number) => b.alloc(n);
+    const layers: LayerActs[] = [];
+    for (let l = 0; l < L; l++) {
+      layers.push({
+        residual: a(rows * C),
+        ln1: a(rows * C),
+        ln1Mean: a(rows),
+        ln1Rstd: a(rows),
+        qkv: a(rows * 3 * C),
+        atty: a(rows * C),
+        lse: a(rows * NH),
+        residual2: a(rows * C),
+        ln2: a(rows * C),
+        ln2Mean: a(rows),
+        ln2Rstd: a(rows),
+        fch: a(rows * F),
+        fchGelu: a(rows * F),
+      });
+    }
+    this.workspace = {
+      capacity: rows,
+      layers,
+      residualOut: a(rows * C),
+      proj: a(rows * C),
+      lnf: a(rows * C),
+      lnfMean: a(rows),
+      lnfRstd: a(rows),
+      logits: a(rows * V),
+      probs: a(rows * V),
+      losses: a(rows),
+      targets: b.alloc(rows, 'i32'),
+      inputs: b.alloc(rows, 'i32'),
+      dres: a(rows * C),
+      dC: a(rows * C),
+      dC2: a(rows * C),
+      dqkv: a(rows * 3 * C),
+      dF: a(rows * F),
+      dF2: a(rows * F),
+    };
+    return this.workspace;
+  }
+
+  private freeWorkspace(): void {
+    const ws = this.workspace;
+    if (!ws) return;
+    for (const layer of ws.layers) for (const t of Object.values(layer)) this.backend.free(t);
+    for (const [key, t] of Object.entries(ws)) if (key !== 'layers' && key !== 'capacity') this.backend.free(t as Tensor);
+    this.workspace = null;
+  }
+
+  /** seed of the dropout mask at one site (layer, position in the block) of one training forward */
+  private dropoutSeed(step: number, site: number): number {
+    return dropoutHash(dropoutHash(this.config.seed, step), site);
+  }
+
+  async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
+    this.checkAlive();
+    const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    if (!(inputs instanceof Int32Array)) throw new TypeError('forward: inputs must be an Int32Array of token ids');
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`forward: batchSize must be a positive integer, got ${batchSize}`);
+    if (inputs.length === 0 || inputs.length % batchSize !== 0) {
+      throw new RangeError(`forward: inputs.length (${inputs.length}) must be a positive multiple of batchSize (${batchSize}): inputs are [batchSize, T]`);
+    }
+    const B = batchSize;
+    const T = inputs.length / B;
+    if (T > maxSeqLen) throw new RangeError(`forward: sequence length T = ${T} exceeds config.maxSeqLen = ${maxSeqLen}`);
+    if (targets !== null) {
+      if (!(targets instanceof Int32Array)) throw new TypeError('forward: targets must be an Int32Array or null');
+      if (targets.length !== inputs.length) throw new RangeError(`forward: targets.length (${targets.length}) must equal inputs.length (${inputs.length})`);
+      this.checkIds('targets', targets, true);
+    }
+    this.checkIds('inputs', inputs, false);
+
+    const training = options.training === true && this.config.dropout > 0;
+    const p = this.config.dropout;
+    const step = this.dropoutStep;
+    if (options.training === true) this.dropoutStep++;
+
+    const b = this.backend;
+    const N = B * T;
+    const ws = this.ensureWorkspace(N);
+    const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+    b.upload(b.view(ws.inputs, 0, N), inputs);
+
+    // Each block reads its input from its own residual buffer, kept for backward; the embedding
+    // writes the first, each block writes the next.
+    let residual = rows(ws.layers[0].residual, C);
+    b.encoderForward(residual, b.view(ws.inputs, 0, N), this.p('wte.weight'), this.p('wpe.weight'), B, T, C, 0);
+    if (training) b.dropoutForward(residual, residual, N * C, p, this.dropoutSeed(step, 0));
+
+    for (let l = 0; l < L; l++) {
+      const acts = ws.layers[l];
+      const h = `h.${l}.`;
+      const layerResidual = residual;
+      const ln1 = rows(acts.ln1, C);
+      const qkv = rows(acts.qkv, 3 * C);
+      const atty = rows(acts.atty, C);
+      const proj = rows(ws.proj, C);
+      const residual2 = rows(acts.residual2, C);
+      const ln2 = rows(acts.ln2, C);
+      const fch = rows(acts.fch, F);
+      const fchGelu = rows(acts.fchGelu, F);
+      b.layerNormForward(ln1, rows(acts.ln1Mean, 1), rows(acts.ln1Rstd, 1), layerResidual, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C);
+      b.matmulForward(qkv, ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+      b.attentionForward(atty, rows(acts.lse, NH), qkv, B, T, C, NH);
+      b.matmulForward(proj, atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+      if (training) b.dropoutForward(proj, proj, N * C, p, this.dropoutSeed(step, 1 + 2 * l));
+      b.residualForward(residual2, layerResidual, proj, N * C);
+      b.layerNormForward(ln2, rows(acts.ln2Mean, 1), rows(acts.ln2Rstd, 1), residual2, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C);
+      b.matmulForward(fch, ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, F);
+      b.geluForward(fchGelu, fch, N * F);
+      b.matmulForward(proj, fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, F, C);
+      if (training) b.dropoutForward(proj, proj, N * C, p, this.dropoutSeed(step, 2 + 2 * l));
+      residual = l + 1 < L ? rows(ws.layers[l + 1].residual, C) : rows(ws.residualOut, C);
+      b.residualForward(residual, residual2, proj, N * C);
+    }
+    const lnf = rows(ws.lnf, C);
+    b.layerNormForward(lnf, rows(ws.lnfMean, 1), rows(ws.lnfRstd, 1), residual, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C);
+    b.transpose(this.wteT, this.p('wte.weight'), V, C);
+    this.wteTFresh = true;
+    const logits = rows(ws.logits, V);
+    b.matmulForward(logits, lnf, this.wteT, null, N, C, V);
+
+    const result: ForwardResult = { loss: null };
+    if (options.returnLogits) result.logits = (await b.download(logits)) as Float32Array;
+    if (targets !== null) {
+      let targetCount = 0;
+      for (let i = 0; i < N; i++) if (targets[i] !== IGNORE_INDEX) targetCount++;
+      const targetsT = b.view(ws.targets, 0, N);
+      b.upload(targetsT, targets);
+      b.crossEntropyForward(rows(ws.losses, 1), rows(ws.probs, V), logits, targetsT, N, V);
+      const losses = (await b.download(rows(ws.losses, 1))) as Float32Array;
+      let sum = 0;
+      for (let i = 0; i < N; i++) sum += losses[i];
+      result.loss = targetCount > 0 ? sum / targetCount : NaN;
+      this.last = { B, T, targetCount, training, dropoutStep: step };
+    } else {
+      this.last = null;
+    }
+    return result;
+  }
+
+  async backward(): Promise<void> {
+    this.checkAlive();
+    const last = this.last;
+    const ws = this.workspace;
+    if (!last || !ws) throw new Error('backward: call forward with targets first');
+    if (last.targetCount === 0) return; // every target ignored: the loss has no gradient
+    const { vocabSize: V, dModel: C, nHeads: NH, nLayers: L, dFF: F, dropout: p } = this.config;
+    const { B, T, training, dropoutStep: step } = last;
+    const N = B * T;
+    const b = this.backend;
+    const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+
+    // d(mean loss)/d(logits), written over the logits buffer, which backward no longer needs
+    const dlogits = rows(ws.logits, V);
+    b.zero(dlogits);
+    b.crossEntropyBackward(dlogits, rows(ws.probs, V), b.view(ws.targets, 0, N), 1 / last.targetCount, N, V);
+
+    const dlnf = rows(ws.dC, C);
+    b.zero(dlnf);
+    if (!this.dwteT) this.dwteT = b.alloc(V * C);
+    b.zero(this.dwteT);
+    b.matmulBackward(dlnf, this.dwteT, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
+    // wteT is free until the next forward: use it to turn the head's gradient back into [V,C].
+    b.transpose(this.wteT, this.dwteT, C, V);
+    this.wteTFresh = false;
+    b.accumulate(this.g('wte.weight'), this.wteT, V * C);
+
+    const dres = rows(ws.dres, C);
+    b.zero(dres);
+    const lastResidual = rows(ws.residualOut, C);
+    b.layerNormBackward(dres, this.g('ln_f.weight'), this.g('ln_f.bias'), dlnf, lastResidual, this.p('ln_f.weight'), rows(ws.lnfMean, 1), rows(ws.lnfRstd, 1), N, C);
+
+    const dropoutGrad = (seed: number): Tensor => {
+      if (!training) return dres;
+      const d = rows(ws.dC2, C);
+      b.zero(d);
+      b.dropoutBackward(d, dres, N * C, p, seed);
+      return d;
+    };
+
+    for (let l = L - 1; l >= 0; l--) {
+      const acts = ws.layers[l];
+      const h = `h.${l}.`;
+      // MLP branch: residual3 = residual2 + dropout(fchGelu @ Wproj + b)
+      const dproj = dropoutGrad(this.dropoutSeed(step, 2 + 2 * l));
+      const dfchGelu = rows(ws.dF, F);
+      b.zero(dfchGelu);
+      b.matmulBackward(dfchGelu, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), dproj, rows(acts.fchGelu, F), this.p(h + 'mlp.c_proj.weight'), N, F, C);
+      const dfch = rows(ws.dF2, F);
+      b.zero(dfch);
+      b.geluBackward(dfch, rows(acts.fch, F), dfchGelu, N * F);
+      const dln2 = rows(ws.dC, C);
+      b.zero(dln2);
+      b.matmulBackward(dln2, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), dfch, rows(acts.ln2, C), this.p(h + 'mlp.c_fc.weight'), N, C, F);
+      b.layerNormBackward(dres, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), dln2, rows(acts.residual2, C), this.p(h + 'ln_2.weight'), rows(acts.ln2Mean, 1), rows(acts.ln2Rstd, 1), N, C);
+
+      // attention branch: residual2 = residual + dropout(atty @ Wproj + b)
+      const dattproj = dropoutGrad(this.dropoutSeed(step, 1 + 2 * l));
+      const datty = rows(ws.dC, C);
+      b.zero(datty);
+      b.matmulBackward(datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), dattproj, rows(acts.atty, C), this.p(h + 'attn.c_proj.weight'), N, C, C);
+      const dqkv = rows(ws.dqkv, 3 * C);
+      b.zero(dqkv);
+      b.attentionBackward(dqkv, datty, rows(acts.qkv, 3 * C), rows(acts.atty, C), rows(acts.lse, NH), B, T, C, NH);
+      const dln1 = rows(ws.dC, C);
+      b.zero(dln1);
+      b.matmulBackward(dln1, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), dqkv, rows(acts.ln1, C), this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
+      b.layerNormBackward(dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), dln1, rows(acts.residual, C), this.p(h + 'ln_1.weight'), rows(acts.ln1Mean, 1), rows(acts.ln1Rstd, 1), N, C);
+    }
+    const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
+    b.encoderBackward(this.g('wte.weight'), this.g('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
+    this.last = null;
+  }
+
+  // ---------------------------------------------------------------- cached inference
+
+  createKVCache(batchSize: number): KVCache {
+    this.checkAlive();
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
+    const { maxSeqLen, dModel: C, nLayers: L } = this.config;
+    const layers = [];
+    for (let l = 0; l < L; l++) layers.push({ k: this.backend.alloc(batchSize * maxSeqLen * C), v: this.backend.alloc(batchSize * maxSeqLen * C) });
+    return { batchSize, length: 0, layers };
+  }
+
+  freeKVCache(cache: KVCache): void {
+    for (const layer of cache.layers) {
+      this.backend.free(layer.k);
+      this.backend.free(layer.v);
+    }
+    cache.layers.length = 0;
+    cache.length = 0;
+  }
+
+  private ensureInference(rows: number, B: number): InferenceWorkspace {
+    const cur = this.inference;
+    if (cur && cur.capacity >= rows && cur.lastRows >= B) return cur;
+    if (cur) for (const [k, t] of Object.entries(cur)) if (typeof t !== 'number') this.backend.free(t);
+    const cap = Math.max(rows, cur?.capacity ?? 0);
+    const lastRows = Math.max(B, cur?.lastRows ?? 0);
+    const { dModel: C, dFF: F, vocabSize: V } = this.config;
+    const a = (n: number) => this.backend.alloc(n);
+    this.inference = {
+      capacity: cap,
+      lastRows,
+      x: a(cap * C),
+      ln: a(cap * C),
+      mean: a(cap),
+      rstd: a(cap),
+      qkv: a(cap * 3 * C),
+      atty: a(cap * C),
+      proj: a(cap * C),
+      fch: a(cap * F),
+      ids: this.backend.alloc(cap, 'i32'),
+      last: a(lastRows * C),
+      lastLn: a(lastRows * C),
+      lastMean: a(lastRows),
+      lastRstd: a(lastRows),
+      logits: a(lastRows * V),
+    };
+    return this.inference;
+  }
+
+  async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
+    this.checkAlive();
+    const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const B = cache.batchSize;
+    if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
+    if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
+    if (!(ids instanceof Int32Array) || ids.length !== B * Tn) throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
+    if (cache.length + Tn > maxSeqLen) {
+      throw new RangeError(`forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${maxSeqLen}); slide the context and rebuild the cache`);
+    }
+    this.checkIds('ids', ids, false);
+
+    const b = this.backend;
+    const N = B * Tn;
+    const ws = this.ensureInference(N, B);
+    const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+    const idsT = b.view(ws.ids, 0, N);
+    b.upload(idsT, ids);
+    // A fresh cache starts a new generation: parameters may have changed since the last one.
+    if (cache.length === 0 || !this.wteTFresh) {
+      b.transpose(this.wteT, this.p('wte.weight'), V, C);
+      this.wteTFresh = true;
+    }
+
+    const x = rows(ws.x, C);
+    const ln = rows(ws.ln, C);
+    const proj = rows(ws.proj, C);
+    b.encoderForward(x, idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
+    for (let l = 0; l < L; l++) {
+      const h = `h.${l}.`;
+      const qkv = rows(ws.qkv, 3 * C);
+      const atty = rows(ws.atty, C);
+      const fch = rows(ws.fch, F);
+      b.layerNormForward(ln, rows(ws.mean, 1), rows(ws.rstd, 1), x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C);
+      b.matmulForward(qkv, ln, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
+      b.attentionCached(atty, qkv, cache.layers[l].k, cache.layers[l].v, B, Tn, C, NH, cache.length, maxSeqLen);
+      b.matmulForward(proj, atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
+      b.residualForward(x, x, proj, N * C);
+      b.layerNormForward(ln, rows(ws.mean, 1), rows(ws.rstd, 1), x, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C);
+      b.matmulForward(fch, ln, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, F);
+      b.geluForward(fch, fch, N * F);
+      b.matmulForward(proj, fch, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, F, C);
+      b.residualForward(x, x, proj, N * C);
+    }
+    cache.length += Tn;
+
+    // Only the last new position of each row needs logits.
+    const last = b.view(ws.last, 0, B * C);
+    for (let r = 0; r < B; r++) b.copy(b.view(last, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
+    const lastLn = b.view(ws.lastLn, 0, B * C);
+    b.layerNormForward(lastLn, b.view(ws.lastMean, 0, B), b.view(ws.lastRstd, 0, B), last, this.p('ln_f.weight'), this.p('ln_f.bias'), B, C);
+    const logits = b.view(ws.logits, 0, B * V);
+    b.matmulForward(logits, lastLn, this.wteT, null, B, C, V);
+    return (await b.download(logits)) as Float32Array;
+  }
+
+  reorderKVCache(cache: KVCache, sources: readonly number[]): void {
+    const B = cache.batchSize;
+    if (sources.length !== B) throw new RangeError(`reorderKVCache: sources.length (${sources.length}) must equal cache.batchSize (${B})`);
+    for (const s of sources) if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
+    if (sources.every((s, i) => s === i) || cache.length === 0) return;
+    const { maxSeqLen, dModel: C } = this.config;
+    const b = this.backend;
+    const rowLen = maxSeqLen * C;
+    const used = cache.length * C;
+    const scratch = b.alloc(B * used);
+    for (const layer of cache.layers) {
+      for (const t of [layer.k, layer.v]) {
+        for (let r = 0; r < B; r++) b.copy(b.view(scratch, r * used, used), b.view(t, sources[r] * rowLen, used));
+        for (let r = 0; r < B; r++) b.copy(b.view(t, r * rowLen, used), b.view(scratch, r * used, used));
+      }
+    }
+    b.free(scratch);
+  }
+}
