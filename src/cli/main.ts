@@ -1,0 +1,290 @@
+#!/usr/bin/env node
+/**
+ * The `tinygpt` command: train a model on a text file, generate from a saved one.
+ * Node only; it drives the same public API that applications use.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { createModel } from '../model/gpt.js';
+import type { BackendChoice } from '../model/types.js';
+import { train } from '../train/trainer.js';
+import { generateStream } from '../generate/generate.js';
+import { saveModel, loadModel } from '../io/model-file.js';
+import { writeFileAtomic } from '../io/node-files.js';
+import { BPETokenizer, CharTokenizer } from '../tokenizer/index.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { formatDuration, lossChart, ProgressBar } from './terminal.js';
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const TRAIN_OPTIONS = {
+  data: { type: 'string', description: 'UTF-8 text file to train on (required)' },
+  out: { type: 'string', description: 'where to save the model (default model.safetensors)' },
+  tokenizer: { type: 'string', description: "'char' (default), 'bpe' (trained on the data) or 'gpt2'" },
+  'vocab-size': { type: 'string', description: 'BPE vocabulary size when --tokenizer bpe (default 1024)' },
+  'gpt2-vocab': { type: 'string', description: "GPT-2 encoder.json (vocab.json) for --tokenizer gpt2" },
+  'gpt2-merges': { type: 'string', description: 'GPT-2 vocab.bpe (merges.txt) for --tokenizer gpt2' },
+  lines: { type: 'boolean', description: 'treat each line as its own sequence (names, short texts), padded' },
+  'd-model': { type: 'string', description: 'model width (default 128)' },
+  layers: { type: 'string', description: 'transformer blocks (default 4)' },
+  heads: { type: 'string', description: 'attention heads (default 4)' },
+  'seq-len': { type: 'string', description: 'context length in tokens (default 64)' },
+  dropout: { type: 'string', description: 'dropout probability (default 0.1)' },
+  'batch-size': { type: 'string', description: 'sequences per step (default 16)' },
+  steps: { type: 'string', description: 'optimizer steps (default 2000)' },
+  lr: { type: 'string', description: 'peak learning rate (default 3e-3)' },
+  'min-lr': { type: 'string', description: 'final learning rate of the cosine decay (default lr/10)' },
+  warmup: { type: 'string', description: 'warmup steps (default steps/20)' },
+  'weight-decay': { type: 'string', description: 'AdamW decoupled weight decay (default 0.1)' },
+  'grad-accum': { type: 'string', description: 'micro-batches per step (default 1)' },
+  'max-grad-norm': { type: 'string', description: 'global-norm clipping (default 1)' },
+  'eval-interval': { type: 'string', description: 'steps between validation passes (default steps/10)' },
+  'val-fraction': { type: 'string', description: 'share of the data held out for validation (default 0.1)' },
+  checkpoint: { type: 'string', description: 'checkpoint file written every --checkpoint-interval steps' },
+  'checkpoint-interval': { type: 'string', description: 'steps between checkpoints (default eval interval)' },
+  resume: { type: 'string', description: 'checkpoint file to continue from' },
+  backend: { type: 'string', description: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  seed: { type: 'string', description: 'seed for init, data order and dropout (default 1337)' },
+  samples: { type: 'string', description: 'samples to print after training (default 5)' },
+  help: { type: 'boolean', short: 'h' },
+} satisfies Options;
+
+const GENERATE_OPTIONS = {
+  model: { type: 'string', description: 'model file written by `tinygpt train` (required)' },
+  prompt: { type: 'string', description: 'text to continue (default: start from the end-of-text token)' },
+  'max-new-tokens': { type: 'string', description: 'tokens to generate (default 200)' },
+  temperature: { type: 'string', description: 'sampling temperature (default 0.8)' },
+  'top-k': { type: 'string', description: 'keep the k most likely tokens' },
+  'top-p': { type: 'string', description: 'nucleus sampling mass in (0, 1]' },
+  'min-p': { type: 'string', description: 'drop tokens below min-p x the top probability' },
+  'repetition-penalty': { type: 'string', description: 'CTRL repetition penalty (> 1 discourages repeats)' },
+  'no-repeat-ngram': { type: 'string', description: 'never repeat an n-gram of this size' },
+  beams: { type: 'string', description: 'beam search with this many beams (deterministic)' },
+  greedy: { type: 'boolean', description: 'always take the most likely token' },
+  stop: { type: 'string', multiple: true, description: 'stop at this string (repeatable)' },
+  num: { type: 'string', description: 'independent samples to draw (default 1)' },
+  seed: { type: 'string', description: 'sampling seed (default: random)' },
+  backend: { type: 'string', description: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  help: { type: 'boolean', short: 'h' },
+} satisfies Options;
+
+function usage(command: string, options: Options, summary: string): string {
+  const rows = Object.entries(options).map(([name, o]) => {
+    const flag = `--${name}${o.type === 'string' ? ' <value>' : ''}`;
+    return `  ${flag.padEnd(30)} ${(o as { description?: string }).description ?? 'show this help'}`;
+  });
+  return `tinygpt ${command}: ${summary}\n\n${rows.join('\n')}\n`;
+}
+
+const MAIN_HELP = `tinygpt: train and sample small GPT language models
+
+  tinygpt train --data corpus.txt --out model.safetensors [options]
+  tinygpt generate --model model.safetensors --prompt "..." [options]
+
+Run \`tinygpt <command> --help\` for the options of each command.
+`;
+
+class UsageError extends Error {}
+
+function num(values: Record<string, unknown>, name: string, fallback: number, check: (x: number) => boolean = Number.isFinite, allowed = 'a number'): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const x = Number(raw);
+  if (!check(x)) throw new UsageError(`--${name} must be ${allowed}, got ${JSON.stringify(raw)}`);
+  return x;
+}
+
+const positiveInt = (x: number) => Number.isInteger(x) && x > 0;
+
+async function buildTokenizer(values: Record<string, unknown>, text: string): Promise<Tokenizer> {
+  const kind = (values.tokenizer as string | undefined) ?? 'char';
+  switch (kind) {
+    case 'char':
+      return CharTokenizer.train(text, { specialTokens: ['<|endoftext|>'] });
+    case 'bpe': {
+      const vocabSize = num(values, 'vocab-size', 1024, (x) => Number.isInteger(x) && x >= 257, 'an integer >= 257');
+      return BPETokenizer.train(text, { vocabSize, specialTokens: ['<|endoftext|>'] });
+    }
+    case 'gpt2': {
+      if (!values['gpt2-vocab'] || !values['gpt2-merges']) throw new UsageError('--tokenizer gpt2 needs --gpt2-vocab encoder.json and --gpt2-merges vocab.bpe');
+      const [vocab, merges] = await Promise.all([readFile(values['gpt2-vocab'] as string, 'utf8'), readFile(values['gpt2-merges'] as string, 'utf8')]);
+      return BPETokenizer.fromGPT2(vocab, merges);
+    }
+    default:
+      throw new UsageError(`--tokenizer must be 'char', 'bpe' or 'gpt2', got ${JSON.stringify(kind)}`);
+  }
+}
+
+async function trainCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: TRAIN_OPTIONS, strict: true });
+  if (values.help) return void process.stdout.write(usage('train', TRAIN_OPTIONS, 'train a GPT on a text file'));
+  if (!values.data) throw new UsageError('--data <file> is required (a UTF-8 text file)');
+  const text = await readFile(values.data, 'utf8');
+  if (text.length === 0) throw new UsageError(`--data ${values.data} is empty`);
+
+  const steps = num(values, 'steps', 2000, positiveInt, 'a positive integer');
+  const seqLen = num(values, 'seq-len', 64, positiveInt, 'a positive integer');
+  const lr = num(values, 'lr', 3e-3, (x) => x > 0, 'a positive number');
+  const evalInterval = num(values, 'eval-interval', Math.max(1, Math.round(steps / 10)), positiveInt, 'a positive integer');
+  const valFraction = num(values, 'val-fraction', 0.1, (x) => x > 0 && x < 0.5, 'in (0, 0.5)');
+  const seed = num(values, 'seed', 1337, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+
+  const started = performance.now();
+  const tokenizer = await buildTokenizer(values, text);
+  const eos = tokenizer.eosTokenId;
+  process.stderr.write(`tokenizer: ${tokenizer.kind}, ${tokenizer.vocabSize} tokens (${formatDuration(performance.now() - started)})\n`);
+
+  // Hold out the tail (or every k-th line) for validation, so the split is reproducible.
+  let data: Record<string, unknown>;
+  if (values.lines) {
+    const lines = text.split(/\r?\n/).filter((l) => l.trim().length > 0);
+    // each line is framed by end-of-text tokens: the model learns where lines start and stop
+    const seqs = lines.map((l) => (eos === undefined ? tokenizer.encode(l) : [eos, ...tokenizer.encode(l), eos]));
+    const every = Math.round(1 / valFraction);
+    data = { sequences: seqs.filter((_, i) => i % every !== 0), valSequences: seqs.filter((_, i) => i % every === 0) };
+  } else {
+    const ids = Int32Array.from(tokenizer.encode(text));
+    const cut = Math.floor(ids.length * (1 - valFraction));
+    data = { data: ids.subarray(0, cut), valData: ids.subarray(cut) };
+  }
+
+  const model = await createModel({
+    vocabSize: tokenizer.vocabSize,
+    maxSeqLen: seqLen,
+    dModel: num(values, 'd-model', 128, positiveInt, 'a positive integer'),
+    nLayers: num(values, 'layers', 4, positiveInt, 'a positive integer'),
+    nHeads: num(values, 'heads', 4, positiveInt, 'a positive integer'),
+    dropout: num(values, 'dropout', 0.1, (x) => x >= 0 && x < 1, 'in [0, 1)'),
+    seed,
+    backend: (values.backend ?? 'auto') as BackendChoice,
+  });
+  process.stderr.write(`model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend\n`);
+
+  const bar = new ProgressBar();
+  const abort = new AbortController();
+  process.once('SIGINT', () => {
+    bar.log('interrupted: finishing the current step, then saving');
+    abort.abort();
+  });
+  const result = await train(model, {
+    ...data,
+    tokenizer,
+    batchSize: num(values, 'batch-size', 16, positiveInt, 'a positive integer'),
+    seqLen,
+    steps,
+    learningRate: lr,
+    minLearningRate: num(values, 'min-lr', lr / 10, (x) => x >= 0, 'a non-negative number'),
+    warmupSteps: num(values, 'warmup', Math.round(steps / 20), (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer'),
+    weightDecay: num(values, 'weight-decay', 0.1, (x) => x >= 0, 'a non-negative number'),
+    gradientAccumulationSteps: num(values, 'grad-accum', 1, positiveInt, 'a positive integer'),
+    maxGradNorm: num(values, 'max-grad-norm', 1, (x) => x > 0, 'a positive number'),
+    evalInterval,
+    checkpointPath: values.checkpoint,
+    checkpointInterval: values.checkpoint ? num(values, 'checkpoint-interval', evalInterval, positiveInt, 'a positive integer') : undefined,
+    resumeFrom: values.resume,
+    seed,
+    signal: abort.signal,
+    onStep: (m) => bar.update({ step: m.step, totalSteps: steps, loss: m.trainLoss, learningRate: m.learningRate, tokensPerSecond: m.tokensPerSecond, elapsedMs: m.elapsedMs }),
+    onEval: (m) => bar.log(`step ${m.step}: val loss ${m.valLoss!.toFixed(4)}, perplexity ${m.valPerplexity!.toFixed(2)}`),
+  });
+  bar.done();
+
+  const out = values.out ?? 'model.safetensors';
+  await writeFileAtomic(out, await saveModel(model, { tokenizer }));
+  const history = result.history;
+  process.stdout.write(
+    `\n${lossChart([
+      { label: 'train loss', mark: '·', points: history.map((h) => [h.step, h.trainLoss]) },
+      { label: 'val loss', mark: '●', points: history.filter((h) => h.valLoss !== undefined).map((h) => [h.step, h.valLoss!]) },
+    ])}\n\n`,
+  );
+  process.stdout.write(
+    `${result.stopped === 'aborted' ? 'stopped early' : 'done'} after ${result.steps} steps in ${formatDuration(performance.now() - started)}: ` +
+      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss.toFixed(4)}; saved ${out}\n`,
+  );
+
+  const samples = num(values, 'samples', 5, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+  if (samples > 0) {
+    process.stdout.write('\nsamples:\n');
+    const start = eos !== undefined ? [eos] : tokenizer.encode(text.slice(0, 1));
+    for (let i = 0; i < samples; i++) {
+      let line = '';
+      for await (const piece of generateStream(model, start, { tokenizer, maxNewTokens: values.lines ? seqLen - 1 : 200, doSample: true, temperature: 0.8, seed: seed + i, eosTokenId: eos })) {
+        line += piece.text ?? '';
+      }
+      process.stdout.write(`  ${line.trim()}\n`);
+    }
+  }
+  model.dispose();
+}
+
+async function generateCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: GENERATE_OPTIONS, strict: true });
+  if (values.help) return void process.stdout.write(usage('generate', GENERATE_OPTIONS, 'continue a prompt with a saved model'));
+  if (!values.model) throw new UsageError('--model <file> is required (a model saved by `tinygpt train`)');
+  const bytes = new Uint8Array(await readFile(values.model));
+  const { model, tokenizer } = await loadModel(bytes, { backend: (values.backend ?? 'auto') as BackendChoice });
+  if (!tokenizer) throw new UsageError(`${values.model} has no tokenizer inside; it was not saved by tinygpt with one`);
+  const prompt = values.prompt ?? '';
+  const promptIds = prompt.length > 0 ? tokenizer.encode(prompt) : tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : [];
+  if (promptIds.length === 0) throw new UsageError('--prompt is required: this tokenizer has no end-of-text token to start from');
+  const beams = num(values, 'beams', 1, positiveInt, 'a positive integer');
+  const count = num(values, 'num', 1, positiveInt, 'a positive integer');
+  const baseSeed = num(values, 'seed', Math.floor(Math.random() * 2 ** 31), (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+  const opt = (name: string) => (values[name as keyof typeof values] === undefined ? undefined : num(values, name, 0));
+  for (let i = 0; i < count; i++) {
+    process.stdout.write(prompt);
+    const stream = generateStream(model, promptIds, {
+      tokenizer,
+      maxNewTokens: num(values, 'max-new-tokens', 200, positiveInt, 'a positive integer'),
+      doSample: !values.greedy && beams === 1,
+      temperature: num(values, 'temperature', 0.8, (x) => x >= 0, 'a non-negative number'),
+      topK: opt('top-k'),
+      topP: opt('top-p'),
+      minP: opt('min-p'),
+      repetitionPenalty: opt('repetition-penalty'),
+      noRepeatNgramSize: opt('no-repeat-ngram'),
+      numBeams: beams,
+      stop: values.stop,
+      seed: baseSeed + i,
+    });
+    for await (const piece of stream) process.stdout.write(piece.text ?? '');
+    process.stdout.write('\n');
+  }
+  model.dispose();
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'train':
+        await trainCommand(rest);
+        return 0;
+      case 'generate':
+        await generateCommand(rest);
+        return 0;
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(MAIN_HELP);
+        return command === undefined ? 1 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)}; try \`tinygpt --help\``);
+    }
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`tinygpt: ${e.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`tinygpt: ${e.message}\n`);
+    if (process.env.TINYGPT_DEBUG) process.stderr.write(`${e.stack}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
