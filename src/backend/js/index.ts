@@ -199,7 +199,7 @@ export class JsBackend implements Backend {
     nonNegativeInteger(op, 'posOffset', posOffset);
     const o = this.floats(op, 'out', out, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
-    const tokenTable = this.floats(op, 'wte', wte, C);
+    const tokenTable = this.floats(op, 'wte', wte, Math.max(C, wte.length)); // [V,C], V from its length
     const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
     const V = Math.floor(tokenTable.length / C);
     for (let bt = 0; bt < B * T; bt++) {
@@ -212,7 +212,7 @@ export class JsBackend implements Backend {
   encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
     dims(op, { B, T, C });
-    const dTokenTable = this.floats(op, 'dwte', dwte, C);
+    const dTokenTable = this.floats(op, 'dwte', dwte, Math.max(C, dwte.length)); // [V,C], V from its length
     const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
     const d = this.floats(op, 'dout', dout, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
