@@ -1,0 +1,52 @@
+/**
+ * tinygpt: build, train, sample and save small GPT language models anywhere JavaScript runs.
+ * This file is the public API and nothing else.
+ */
+import { GPT } from './model/gpt.js';
+import { generate } from './generate/generate.js';
+import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from './generate/options.js';
+
+// ---- models ----
+export { createModel, GPT, type CreateModelOptions } from './model/gpt.js';
+export { validateConfig, ConfigError } from './model/config.js';
+export type { GPTConfig, GPTConfigInput, GPTModel, ParamEntry, ForwardOptions, ForwardResult, KVCache, BackendChoice } from './model/types.js';
+
+// ---- backends ----
+export { createBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
+export type { Backend, BackendName, Tensor, OpName, BackendLimits } from './backend/contract.js';
+
+// ---- training ----
+export { train, Trainer, NonFiniteError } from './train/trainer.js';
+export type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, HistoryEntry } from './train/trainer.js';
+export { learningRateAt } from './train/schedule.js';
+
+// ---- generation ----
+export { generate, generateStream } from './generate/generate.js';
+export type { GenerateOptions, GenerateResult, GenerateSequences, FinishReason, Prompt } from './generate/options.js';
+export * as processors from './generate/processors.js';
+
+// ---- tokenizers ----
+export { BPETokenizer, CharTokenizer, tokenizerFromJSON } from './tokenizer/index.js';
+export type { Tokenizer, StreamDecoder, TokenizerJSON } from './tokenizer/types.js';
+
+// ---- files ----
+export { encodeSafetensors, decodeSafetensors, SafetensorsError } from './io/safetensors.js';
+export { saveModel, loadModel } from './io/model-file.js';
+export * from './io/browser-files.js';
+
+export { Rng } from './util/rng.js';
+
+declare module './model/gpt.js' {
+  interface GPT {
+    /**
+     * Shortcut for `generate(model, prompt, options)`: greedy by default, sampling when
+     * `temperature`, `topK` or `topP` is given (unless `doSample` says otherwise).
+     */
+    generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerateResult | GenerateSequences>;
+  }
+}
+
+GPT.prototype.generate = function (this: GPT, prompt: Prompt, options: GenerateOptions = {}) {
+  const wantsSampling = options.temperature !== undefined || options.topK !== undefined || options.topP !== undefined || options.minP !== undefined;
+  return generate(this, prompt, { doSample: wantsSampling, ...options });
+};

@@ -1,0 +1,6 @@
+/**
+ * Node-only additions: files on disk. Everything in the main entry is re-exported, so Node code can
+ * import from 'tinygpt/node' alone.
+ */
+export * from './index.js';
+export { writeFileAtomic, saveModelFile, loadModelFile } from './io/node-files.js';
