@@ -637,6 +637,22 @@ describe('storage: views, copy, upload/download, free', () => {
     expect(() => be.copy(be.alloc(2), a)).toThrow(/dst has 2 elements, needs at least src.length = 4/);
   });
 
+  it('rejects the aliasing the contract forbids and allows the in-place forms it permits', () => {
+    const buf = floats(uniform64(new Rng(80), 40));
+    const at = (offset: number, length: number) => be.view(buf, offset, length);
+    // matmul out [2,2] over its own input [2,2]
+    expect(() => be.matmulForward(at(0, 4), at(2, 4), at(20, 4), null, 2, 2, 2)).toThrow(/matmulForward: out overlaps inp/);
+    expect(() => be.accumulate(at(0, 4), at(0, 4), 4)).toThrow(/accumulate: dst overlaps src/);
+    expect(() => be.layerNormForward(at(0, 4), at(4, 2), at(5, 2), at(10, 4), at(20, 2), at(22, 2), 2, 2)).toThrow(/mean overlaps rstd/);
+    expect(() => be.crossEntropyBackward(at(0, 6), at(3, 6), int32s([0, 1]), 1, 2, 3)).toThrow(/dlogits overlaps probs/);
+    // in place is fine for gelu, dropout and residual's first operand; a shifted overlap is not
+    expect(() => be.geluForward(at(0, 4), at(0, 4), 4)).not.toThrow();
+    expect(() => be.dropoutForward(at(0, 4), at(0, 4), 4, 0.5, 3)).not.toThrow();
+    expect(() => be.residualForward(at(0, 4), at(0, 4), at(8, 4), 4)).not.toThrow();
+    expect(() => be.geluForward(at(1, 4), at(0, 4), 4)).toThrow(/geluForward: out partly overlaps inp/);
+    expect(() => be.residualForward(at(0, 4), at(8, 4), at(0, 4), 4)).toThrow(/residualForward: out overlaps b/);
+  });
+
   it('upload takes the matching typed array; download returns float32 even from float64 storage', async () => {
     const t = be.alloc(3);
     be.upload(t, new Float32Array([0.1, 2, 3]));

@@ -93,9 +93,10 @@ export class JsBackend implements Backend {
 
   upload(t: Tensor, data: Float32Array | Int32Array): void {
     const target = this.tensor('upload', 't', t);
-    const expected = target.dtype === 'f32' ? Float32Array : Int32Array;
-    if (!(data instanceof expected)) {
-      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected.name}, got ${describe(data)}`);
+    const expected = target.dtype === 'f32' ? 'Float32Array' : 'Int32Array';
+    // the tag, not instanceof, so arrays from another realm (worker, vm context) are accepted
+    if (Object.prototype.toString.call(data) !== `[object ${expected}]`) {
+      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected}, got ${describe(data)}`);
     }
     this.writeChecked('upload', target, data);
   }
@@ -155,12 +156,10 @@ export class JsBackend implements Backend {
     if (to.length < from.length) {
       throw new RangeError(`copy: dst has ${to.length} elements, needs at least src.length = ${from.length}`);
     }
-    if (overlaps(to, from, from.length)) {
-      throw new RangeError(
-        `copy: dst [${to.offset}, ${to.offset + from.length}) overlaps src [${from.offset}, ${from.offset + from.length}) in the same buffer`,
-      );
-    }
-    this.storage(to).set(this.storage(from));
+    const source = this.storage(from);
+    const target = this.storage(to).subarray(0, source.length);
+    separate('copy', { dst: target }, { src: source });
+    target.set(source);
   }
 
   scale(t: Tensor, s: number): void {
@@ -174,9 +173,7 @@ export class JsBackend implements Backend {
     dims(op, { rows, cols });
     const o = this.floats(op, 'out', out, rows * cols);
     const x = this.floats(op, 'inp', inp, rows * cols);
-    if (overlaps(out as JsTensor, inp as JsTensor, rows * cols)) {
-      throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
-    }
+    separate(op, { out: o }, { inp: x });
     // out[c, r] = inp[r, c]
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) o[c * rows + r] = x[r * cols + c];
@@ -199,8 +196,9 @@ export class JsBackend implements Backend {
     nonNegativeInteger(op, 'posOffset', posOffset);
     const o = this.floats(op, 'out', out, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
-    const tokenTable = this.floats(op, 'wte', wte, Math.max(C, wte.length)); // [V,C], V from its length
+    const tokenTable = this.floats(op, 'wte', wte, wte.length); // [V,C]: V is its number of rows
     const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    separate(op, { out: o }, { wte: tokenTable, wpe: positionTable });
     const V = Math.floor(tokenTable.length / C);
     for (let bt = 0; bt < B * T; bt++) {
       const id = checkedId(op, 'inp', ids, bt, V);
@@ -212,11 +210,12 @@ export class JsBackend implements Backend {
   encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
     dims(op, { B, T, C });
-    const dTokenTable = this.floats(op, 'dwte', dwte, Math.max(C, dwte.length)); // [V,C], V from its length
+    const dTokenTable = this.floats(op, 'dwte', dwte, dwte.length); // [V,C]: V is its number of rows
     const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
     const d = this.floats(op, 'dout', dout, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
     const V = Math.floor(dTokenTable.length / C);
+    separate(op, { dwte: dTokenTable, dwpe: dPositionTable }, { dout: d });
     for (let bt = 0; bt < B * T; bt++) {
       const id = checkedId(op, 'inp', ids, bt, V);
       const t = bt % T;
@@ -238,6 +237,7 @@ export class JsBackend implements Backend {
     const x = this.floats(op, 'inp', inp, N * C);
     const w = this.floats(op, 'weight', weight, C);
     const b = this.floats(op, 'bias', bias, C);
+    separate(op, { out: o, mean: means, rstd: rstds }, { inp: x, weight: w, bias: b });
     for (let n = 0; n < N; n++) {
       const row = n * C;
       let sum = 0;
@@ -265,6 +265,7 @@ export class JsBackend implements Backend {
     const w = this.floats(op, 'weight', weight, C);
     const means = this.floats(op, 'mean', mean, N);
     const rstds = this.floats(op, 'rstd', rstd, N);
+    separate(op, { dinp: dx, dweight: dw, dbias: db }, { dout: d, inp: x, weight: w, mean: means, rstd: rstds });
     for (let n = 0; n < N; n++) {
       const row = n * C;
       const mu = means[n];
@@ -299,6 +300,7 @@ export class JsBackend implements Backend {
     const x = this.floats(op, 'inp', inp, M * K);
     const w = this.floats(op, 'weight', weight, K * N);
     const b = bias === null ? null : this.floats(op, 'bias', bias, N);
+    separate(op, { out: o }, { inp: x, weight: w, bias: b });
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let sum = b === null ? 0 : b[n];
@@ -319,6 +321,7 @@ export class JsBackend implements Backend {
     const d = this.floats(op, 'dout', dout, M * N);
     const x = this.floats(op, 'inp', inp, M * K);
     const w = this.floats(op, 'weight', weight, K * N);
+    separate(op, { dinp: dx, dweight: dw, dbias: db }, { dout: d, inp: x, weight: w });
     if (dx !== null) {
       // dinp[m,k] += sum_n dout[m,n] * weight[k,n]
       for (let m = 0; m < M; m++) {
@@ -354,6 +357,7 @@ export class JsBackend implements Backend {
     const o = this.floats(op, 'out', out, B * T * C);
     const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
+    separate(op, { out: o, lse: logSumExps }, { qkv: x });
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
     for (let b = 0; b < B; b++) {
@@ -398,8 +402,9 @@ export class JsBackend implements Backend {
     const dx = this.floats(op, 'dqkv', dqkv, B * T * 3 * C);
     const d = this.floats(op, 'dout', dout, B * T * C);
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    this.floats(op, 'out', out, B * T * C);
+    const o = this.floats(op, 'out', out, B * T * C);
     const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
+    separate(op, { dqkv: dx }, { dout: d, qkv: x, out: o, lse: logSumExps });
     const scale = 1 / Math.sqrt(HS);
     const probs = new Float64Array(T);
     const dprobs = new Float64Array(T);
@@ -452,6 +457,7 @@ export class JsBackend implements Backend {
     const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
     const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
     const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
+    separate(op, { out: o, kCache: keys, vCache: values }, { qkv: x });
     // append the new positions' k and v: cache [B, cacheLen, C]
     for (let b = 0; b < B; b++) {
       for (let i = 0; i < Tn; i++) {
@@ -501,6 +507,7 @@ export class JsBackend implements Backend {
     dims(op, { N });
     const o = this.floats(op, 'out', out, N);
     const x = this.floats(op, 'inp', inp, N);
+    inPlaceOrSeparate(op, 'out', o, 'inp', x);
     for (let i = 0; i < N; i++) {
       const xi = x[i];
       o[i] = 0.5 * xi * (1 + Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3)));
@@ -513,6 +520,7 @@ export class JsBackend implements Backend {
     const dx = this.floats(op, 'dinp', dinp, N);
     const x = this.floats(op, 'inp', inp, N);
     const d = this.floats(op, 'dout', dout, N);
+    separate(op, { dinp: dx }, { inp: x, dout: d });
     for (let i = 0; i < N; i++) {
       const xi = x[i];
       const th = Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3));
@@ -530,6 +538,8 @@ export class JsBackend implements Backend {
     const o = this.floats(op, 'out', out, N);
     const x = this.floats(op, 'a', a, N);
     const y = this.floats(op, 'b', b, N);
+    inPlaceOrSeparate(op, 'out', o, 'a', x);
+    separate(op, { out: o }, { b: y });
     for (let i = 0; i < N; i++) o[i] = x[i] + y[i];
   }
 
@@ -538,6 +548,7 @@ export class JsBackend implements Backend {
     dims(op, { N });
     const to = this.floats(op, 'dst', dst, N);
     const from = this.floats(op, 'src', src, N);
+    separate(op, { dst: to }, { src: from });
     for (let i = 0; i < N; i++) to[i] += from[i];
   }
 
@@ -549,6 +560,7 @@ export class JsBackend implements Backend {
     dropoutArgs(op, p, seed);
     const o = this.floats(op, 'out', out, N);
     const x = this.floats(op, 'inp', inp, N);
+    inPlaceOrSeparate(op, 'out', o, 'inp', x);
     const keptScale = 1 / (1 - p);
     for (let i = 0; i < N; i++) o[i] = dropoutKeep(seed, i, p) ? x[i] * keptScale : 0;
   }
@@ -559,6 +571,7 @@ export class JsBackend implements Backend {
     dropoutArgs(op, p, seed);
     const dx = this.floats(op, 'dinp', dinp, N);
     const d = this.floats(op, 'dout', dout, N);
+    separate(op, { dinp: dx }, { dout: d });
     const keptScale = 1 / (1 - p);
     for (let i = 0; i < N; i++) {
       if (dropoutKeep(seed, i, p)) dx[i] += d[i] * keptScale;
@@ -574,6 +587,7 @@ export class JsBackend implements Backend {
     const p = this.floats(op, 'probs', probs, N * V);
     const z = this.floats(op, 'logits', logits, N * V);
     const y = this.ints(op, 'targets', targets, N);
+    separate(op, { losses: l, probs: p }, { logits: z });
     for (let n = 0; n < N; n++) {
       const target = checkedTarget(op, y, n, V);
       const row = n * V;
@@ -595,6 +609,7 @@ export class JsBackend implements Backend {
     const dz = this.floats(op, 'dlogits', dlogits, N * V);
     const p = this.floats(op, 'probs', probs, N * V);
     const y = this.ints(op, 'targets', targets, N);
+    separate(op, { dlogits: dz }, { probs: p });
     for (let n = 0; n < N; n++) {
       const target = checkedTarget(op, y, n, V);
       if (target === IGNORE_INDEX) continue;
@@ -622,6 +637,7 @@ export class JsBackend implements Backend {
     const g = this.floats(op, 'grads', grads, n);
     const m1 = this.floats(op, 'm', m, n);
     const m2 = this.floats(op, 'v', v, n);
+    separate(op, { params: w, m: m1, v: m2 }, { grads: g });
     const bias1 = 1 - beta1 ** step;
     const bias2 = 1 - beta2 ** step;
     for (let i = 0; i < n; i++) {
@@ -679,9 +695,33 @@ export class JsBackend implements Backend {
   }
 }
 
-/** whether the first `length` elements of two views share storage */
-function overlaps(a: JsTensor, b: JsTensor, length: number): boolean {
-  return a.buffer === b.buffer && a.offset < b.offset + length && b.offset < a.offset + length;
+type Region = FloatStorage | Int32Array;
+
+function shareStorage(a: Region, b: Region): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+/**
+ * The contract's no-alias rule: the regions an op writes share no storage with each other or with
+ * the regions it reads (null entries are absent optional tensors).
+ */
+function separate(op: string, outputs: Record<string, Region | null>, inputs: Record<string, Region | null>): void {
+  const written = Object.entries(outputs).filter((e): e is [string, Region] => e[1] !== null);
+  const read = Object.entries(inputs).filter((e): e is [string, Region] => e[1] !== null);
+  for (let i = 0; i < written.length; i++) {
+    const [outName, out] = written[i];
+    for (const [otherName, other] of [...written.slice(i + 1), ...read]) {
+      if (shareStorage(out, other)) throw new RangeError(`${op}: ${outName} overlaps ${otherName}; they must not share storage`);
+    }
+  }
+}
+
+/** For ops whose output may alias an input: exactly the same elements, or no shared storage. */
+function inPlaceOrSeparate(op: string, outName: string, out: Region, inName: string, inp: Region): void {
+  const samePlace = out.buffer === inp.buffer && out.byteOffset === inp.byteOffset;
+  if (!samePlace && shareStorage(out, inp)) {
+    throw new RangeError(`${op}: ${outName} partly overlaps ${inName}; it may alias it exactly or not at all`);
+  }
 }
 
 function describe(value: unknown): string {
