@@ -11,6 +11,8 @@
  * byte count before anything is allocated, so no allocation is ever larger than the input.
  */
 
+import { ModelFileError } from './errors.js';
+
 export type SafetensorsDType =
   | 'F64'
   | 'F32'
@@ -82,7 +84,7 @@ export interface DecodeOptions {
 }
 
 /** Anything wrong with safetensors bytes or with tensors handed to the encoder. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends ModelFileError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'SafetensorsError';
@@ -258,7 +260,7 @@ function tensorBytes(name: string, tensor: TensorInput, count: number): Uint8Arr
 export function encodeSafetensors(
   tensors: Record<string, TensorInput>,
   metadata?: Record<string, string>,
-): Uint8Array {
+): Uint8Array<ArrayBuffer> {
   if (tensors === null || typeof tensors !== 'object') {
     throw new SafetensorsError(`tensors must be an object mapping names to tensors, got ${describe(tensors)}`);
   }
@@ -386,15 +388,13 @@ function parseEntry(name: string, value: unknown, dataLength: number): HeaderEnt
   const dims = shape as number[];
   const span = end - begin;
   const width = DTYPES[dtype].bytes;
-  // The span is bounded by the file, so a product past it is wrong however large it really is.
-  let bytesNeeded = dims.includes(0) ? 0 : width;
-  for (const dim of dims) {
-    if (bytesNeeded > span) break;
-    bytesNeeded *= dim;
-  }
+  let bytesNeeded = width;
+  for (const dim of dims) bytesNeeded *= dim;
+  if (dims.includes(0)) bytesNeeded = 0;
   if (bytesNeeded !== span) {
+    const needed = Number.isSafeInteger(bytesNeeded) ? String(bytesNeeded) : 'more than 2^53';
     throw new SafetensorsError(
-      `${where}: shape ${describeShape(dims)} of ${dtype} needs ${bytesNeeded > span ? `more than ${span}` : bytesNeeded} bytes but data_offsets [${begin}, ${end}] hold ${span}`,
+      `${where}: shape ${describeShape(dims)} of ${dtype} needs ${needed} bytes but data_offsets [${begin}, ${end}] hold ${span}`,
     );
   }
   return { name, dtype, shape: shape as number[], begin, end };
