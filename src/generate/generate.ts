@@ -1,0 +1,187 @@
+/**
+ * generate / generateStream: KV-cached decoding with greedy choice, seeded sampling or beam search.
+ *
+ *   const { ids, text } = await generate(model, 'Once upon', { tokenizer, maxNewTokens: 50, doSample: true, topP: 0.9, seed: 1 });
+ *   for await (const { id, text } of generateStream(model, 'Once upon', { tokenizer })) ...
+ */
+import type { GPTModel } from '../model/types.js';
+import { beamSearch } from './beam.js';
+import {
+  planGeneration,
+  throwIfAborted,
+  type FinishReason,
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerateSequences,
+  type GenerationPlan,
+  type Prompt,
+} from './options.js';
+import { greedy, logSoftmax, sample, samplingRng } from './samplers.js';
+import { TextTracker } from './text.js';
+import { ContextWindow } from './window.js';
+
+/** One streamed token. */
+export interface StreamToken {
+  id: number;
+  /** text that became complete with this token (may be ''), when a tokenizer was given */
+  text?: string;
+  /** log-probability of the token, with returnLogprobs */
+  logprob?: number;
+  /** set on the last token */
+  finishReason?: FinishReason;
+}
+
+/**
+ * Generate new tokens after `prompt` (ids, or text with options.tokenizer). Resolves with the new ids
+ * (and text, logprobs); with numReturnSequences > 1, `{ sequences }` best first.
+ */
+export function generate(model: GPTModel, prompt: Prompt, options?: GenerateOptions & { numReturnSequences?: 1 }): Promise<GenerateResult>;
+export function generate(model: GPTModel, prompt: Prompt, options?: GenerateOptions): Promise<GenerateResult | GenerateSequences>;
+export async function generate(model: GPTModel, prompt: Prompt, options: GenerateOptions = {}): Promise<GenerateResult | GenerateSequences> {
+  const plan = planGeneration(model, prompt, options);
+  const results = plan.numBeams > 1 ? await beamResults(model, plan) : await sampledResults(model, plan);
+  return plan.numReturnSequences > 1 ? { sequences: results } : results[0];
+}
+
+/**
+ * The tokens of one greedy or sampled sequence as they are chosen. Options are checked before this
+ * returns; beam search and numReturnSequences > 1 are not streamable.
+ */
+export function generateStream(model: GPTModel, prompt: Prompt, options: GenerateOptions = {}): AsyncIterable<StreamToken> {
+  const plan = planGeneration(model, prompt, options);
+  if (plan.numBeams > 1) throw new RangeError(`generateStream streams one sequence: numBeams must be 1, got ${plan.numBeams}`);
+  if (plan.numReturnSequences > 1) throw new RangeError(`generateStream streams one sequence: numReturnSequences must be 1, got ${plan.numReturnSequences}`);
+  return streamTokens(model, plan);
+}
+
+async function* streamTokens(model: GPTModel, plan: GenerationPlan): AsyncGenerator<StreamToken> {
+  for await (const event of decodeRows(model, plan, 1)) {
+    const token: StreamToken = { id: event.id };
+    if (event.text !== undefined) token.text = event.text;
+    if (plan.returnLogprobs) token.logprob = event.logprob;
+    if (event.finishReason) token.finishReason = event.finishReason;
+    yield token;
+  }
+}
+
+interface RowEvent {
+  row: number;
+  id: number;
+  logprob: number;
+  text: string | undefined;
+  finishReason: FinishReason | undefined;
+}
+
+interface RowState {
+  history: number[];
+  done: boolean;
+  tracker: TextTracker | undefined;
+}
+
+/**
+ * Decode `rows` independent sequences in lockstep through one KV cache: each step processes every
+ * unfinished row's logits, picks a token (argmax or a seeded draw, rows in order from one Rng), and
+ * feeds all rows one position (finished rows repeat their last token, which is ignored).
+ */
+async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number): AsyncGenerator<RowEvent> {
+  const V = model.config.vocabSize;
+  const rng = samplingRng(plan.seed);
+  const needLogprobs = plan.returnLogprobs || rows > 1;
+  const states: RowState[] = Array.from({ length: rows }, () => ({
+    history: [...plan.prompt],
+    done: false,
+    tracker: plan.tokenizer ? new TextTracker(plan.tokenizer, plan.prompt, plan.stops) : undefined,
+  }));
+  throwIfAborted(plan.signal);
+  const window = new ContextWindow(model, rows);
+  try {
+    let logits = await window.prefill(states.map((s) => s.history));
+    for (let step = 0; step < plan.maxNewTokens; step++) {
+      throwIfAborted(plan.signal);
+      const fed: number[] = [];
+      for (let r = 0; r < rows; r++) {
+        const state = states[r];
+        if (state.done) {
+          const filler = state.history[state.history.length - 1];
+          state.history.push(filler);
+          fed.push(filler);
+          continue;
+        }
+        const row = plan.process(logits.subarray(r * V, (r + 1) * V), state.history);
+        const id = plan.doSample ? sample(row, rng) : greedy(row);
+        const logprob = needLogprobs ? logSoftmax(row)[id] : NaN;
+        state.history.push(id);
+        fed.push(id);
+
+        const isEos = id === plan.eosTokenId;
+        let text: string | undefined;
+        if (state.tracker) text = isEos ? '' : state.tracker.push(id);
+        let finishReason: FinishReason | undefined;
+        if (isEos) finishReason = 'eos';
+        else if (state.tracker?.stopped) finishReason = 'stop';
+        else if (step === plan.maxNewTokens - 1) finishReason = 'length';
+        if (finishReason) {
+          state.done = true;
+          if (state.tracker) text += state.tracker.finish();
+        }
+        yield { row: r, id, logprob, text, finishReason };
+      }
+      if (states.every((s) => s.done)) break;
+      throwIfAborted(plan.signal);
+      logits = await window.step(fed, states.map((s) => s.history));
+    }
+  } finally {
+    window.free();
+  }
+}
+
+async function sampledResults(model: GPTModel, plan: GenerationPlan): Promise<GenerateResult[]> {
+  const rows = plan.numReturnSequences;
+  const results = Array.from({ length: rows }, () => ({ ids: [] as number[], logprobs: [] as number[], text: '', finishReason: 'length' as FinishReason }));
+  for await (const event of decodeRows(model, plan, rows)) {
+    const result = results[event.row];
+    result.ids.push(event.id);
+    result.logprobs.push(event.logprob);
+    if (event.text !== undefined) result.text += event.text;
+    if (event.finishReason) result.finishReason = event.finishReason;
+  }
+  const shaped = results.map((r) => {
+    const out: GenerateResult = { ids: r.ids, finishReason: r.finishReason };
+    if (plan.tokenizer) out.text = r.text;
+    if (plan.returnLogprobs) out.logprobs = r.logprobs;
+    if (rows > 1) out.score = r.logprobs.reduce((a, b) => a + b, 0);
+    return out;
+  });
+  // best first by total log-probability; a stable sort keeps row order among equals
+  if (rows > 1) shaped.sort((a, b) => (b.score as number) - (a.score as number));
+  return shaped;
+}
+
+async function beamResults(model: GPTModel, plan: GenerationPlan): Promise<GenerateResult[]> {
+  const hypotheses = await beamSearch(model, plan);
+  return hypotheses.slice(0, plan.numReturnSequences).map((h) => {
+    let ids = h.ids;
+    let finishReason: FinishReason = h.finishReason;
+    let text: string | undefined;
+    if (plan.tokenizer) {
+      // stop strings are applied to each finished hypothesis: the text is cut before the stop string
+      // and the ids after the token that completed it
+      const tracker = new TextTracker(plan.tokenizer, plan.prompt, plan.stops);
+      for (let i = 0; i < h.ids.length; i++) {
+        if (h.ids[i] === plan.eosTokenId) break;
+        tracker.push(h.ids[i]);
+        if (tracker.stopped) {
+          ids = h.ids.slice(0, i + 1);
+          finishReason = 'stop';
+          break;
+        }
+      }
+      tracker.finish();
+      text = tracker.text;
+    }
+    const out: GenerateResult = { ids, finishReason, score: h.score };
+    if (text !== undefined) out.text = text;
+    if (plan.returnLogprobs) out.logprobs = h.logprobs.slice(0, ids.length);
+    return out;
+  });
+}

@@ -1,0 +1,88 @@
+/**
+ * A KV-cached context window over `rows` sequences decoded in lockstep (1 for greedy/sampling,
+ * numBeams for beam search).
+ *
+ * The prompt goes through the model in one pass, then one position per step. Positions use learned
+ * absolute embeddings, so a full cache cannot be shifted in place: when a row would pass maxSeqLen,
+ * the oldest tokens drop and the cache is rebuilt by feeding the last `windowKeep(maxSeqLen)` tokens
+ * (the new one included) in one pass. Rebuilding every slideBy = round(maxSeqLen / 4) steps costs
+ * about 3 extra positions per step, amortised, and keeps per-token cost linear in the context.
+ * A prompt longer than maxSeqLen starts from its last windowKeep tokens, as if it had slid.
+ */
+import type { GPTModel, KVCache } from '../model/types.js';
+
+/** tokens kept after a slide: maxSeqLen - max(1, round(maxSeqLen / 4)), at least 1 */
+export function windowKeep(maxSeqLen: number): number {
+  return Math.max(1, maxSeqLen - Math.max(1, Math.round(maxSeqLen / 4)));
+}
+
+export class ContextWindow {
+  private cache: KVCache | null;
+  private readonly maxSeqLen: number;
+  private readonly vocabSize: number;
+
+  constructor(
+    private readonly model: GPTModel,
+    readonly rows: number,
+  ) {
+    this.maxSeqLen = model.config.maxSeqLen;
+    this.vocabSize = model.config.vocabSize;
+    this.cache = model.createKVCache(rows);
+  }
+
+  /** positions currently held per row */
+  get length(): number {
+    return this.live().length;
+  }
+
+  /** Feed each row's whole history (all the same length) from an empty cache. Logits [rows, V]. */
+  async prefill(histories: readonly ArrayLike<number>[]): Promise<Float32Array> {
+    const len = histories[0].length;
+    const fed = len > this.maxSeqLen ? windowKeep(this.maxSeqLen) : len;
+    return this.feedTails(histories, fed);
+  }
+
+  /**
+   * Append one token per row; `histories` already end with those tokens. Slides (rebuilds) when the
+   * cache is full. Logits [rows, V].
+   */
+  async step(tokens: readonly number[], histories: readonly ArrayLike<number>[]): Promise<Float32Array> {
+    const cache = this.live();
+    if (cache.length + 1 > this.maxSeqLen) {
+      this.model.freeKVCache(cache);
+      this.cache = null;
+      this.cache = this.model.createKVCache(this.rows);
+      return this.feedTails(histories, windowKeep(this.maxSeqLen));
+    }
+    return this.model.forwardCached(cache, Int32Array.from(tokens), 1);
+  }
+
+  /** row i becomes old row sources[i] */
+  reorder(sources: readonly number[]): void {
+    this.model.reorderKVCache(this.live(), sources);
+  }
+
+  free(): void {
+    if (this.cache) this.model.freeKVCache(this.cache);
+    this.cache = null;
+  }
+
+  private live(): KVCache {
+    if (!this.cache) throw new Error('ContextWindow: used after free()');
+    return this.cache;
+  }
+
+  /** feed the last `count` tokens of every row in one pass; ids [rows, count] */
+  private async feedTails(histories: readonly ArrayLike<number>[], count: number): Promise<Float32Array> {
+    const ids = new Int32Array(this.rows * count);
+    for (let r = 0; r < this.rows; r++) {
+      const h = histories[r];
+      for (let t = 0; t < count; t++) ids[r * count + t] = h[h.length - count + t];
+    }
+    const logits = await this.model.forwardCached(this.live(), ids, count);
+    if (logits.length !== this.rows * this.vocabSize) {
+      throw new Error(`forwardCached returned ${logits.length} logits, expected rows * vocabSize = ${this.rows * this.vocabSize}`);
+    }
+    return logits;
+  }
+}
