@@ -1,0 +1,547 @@
+/**
+ * The training loop: `Trainer` (driven step by step) and `train(model, options)` on top of it.
+ *
+ * One step = `gradientAccumulationSteps` micro-batches of `batchSize` rows, forward (dropout on) and
+ * backward each; the gradients are combined so the update equals one batch of the combined size,
+ * weighting each micro-batch by its count of non-ignored targets (so padded sequence batches are
+ * weighted exactly like one big batch); then the global gradient norm is measured (one 1-element
+ * download), checked for NaN/Inf, clipped to `maxGradNorm`, and AdamW applies the scheduled
+ * learning rate.
+ */
+import type { GPTConfig, GPTModel } from '../model/types.js';
+import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
+import { AdamW } from './adamw.js';
+import {
+  decodeCheckpoint,
+  encodeCheckpoint,
+  type CheckpointHyperparams,
+  type HistoryEntry,
+  type TrainerState,
+} from './checkpoint.js';
+import {
+  longestRow,
+  orderedBatches,
+  sequenceRows,
+  ShuffledBatches,
+  streamRows,
+  type Batch,
+  type RowSource,
+  type SequenceList,
+  type TokenStream,
+} from './data.js';
+import { learningRateAt, validateSchedule, type ScheduleName } from './schedule.js';
+
+export type { HistoryEntry } from './checkpoint.js';
+
+export interface StepMetrics {
+  /** 1-based number of the step just taken */
+  step: number;
+  /** mean loss over this step's non-ignored targets (NaN/Infinity when the step was skipped for it) */
+  trainLoss: number;
+  learningRate: number;
+  /** global gradient norm before clipping */
+  gradNorm: number;
+  /** true when nonFinite: 'skip' dropped this step's update */
+  skipped: boolean;
+  /** non-ignored target tokens per second of this step */
+  tokensPerSecond: number;
+  /** time spent in steps and evaluations so far (continues across resumes) */
+  elapsedMs: number;
+}
+
+export interface EvalMetrics {
+  step: number;
+  valLoss: number;
+  valPerplexity: number;
+}
+
+export interface TrainOptions {
+  /** a token stream cut into windows of seqLen + 1 (give either data or sequences) */
+  data?: TokenStream;
+  /** a held-out token stream for validation */
+  valData?: TokenStream;
+  /** one row per sequence, padded with the ignore index (give either data or sequences) */
+  sequences?: SequenceList;
+  valSequences?: SequenceList;
+  /** rows per micro-batch (default 8) */
+  batchSize?: number;
+  /** positions per row (default: the model's maxSeqLen for streams, the longest sequence for lists) */
+  seqLen?: number;
+  /** total optimizer steps, counting those already done when resuming (default 1000 unless epochs) */
+  steps?: number;
+  /** passes over the training rows, turned into steps (give steps or epochs, not both) */
+  epochs?: number;
+  /** peak learning rate (default 1e-3) */
+  learningRate?: number;
+  /** floor the decay ends on at the last step (default learningRate / 10) */
+  minLearningRate?: number;
+  /** linear warmup steps (default min(100, steps / 10)) */
+  warmupSteps?: number;
+  /** default 'cosine' */
+  schedule?: ScheduleName;
+  /** default 0.9 */
+  beta1?: number;
+  /** default 0.99 */
+  beta2?: number;
+  /** default 1e-8 */
+  eps?: number;
+  /** decoupled weight decay on weight matrices and embeddings (default 0.1) */
+  weightDecay?: number;
+  /** micro-batches per step (default 1) */
+  gradientAccumulationSteps?: number;
+  /** clip the global gradient norm to this (default 1; Infinity turns clipping off) */
+  maxGradNorm?: number;
+  /** seed of the data order (default: the model's seed) */
+  seed?: number;
+  /** evaluate every this many steps and at the last step (default: steps / 10 when there is validation data; 0 = only at the end) */
+  evalInterval?: number;
+  /** validation batches per evaluation (default: the whole validation set) */
+  evalBatches?: number;
+  /** a history entry every this many steps (default 1) */
+  logInterval?: number;
+  /** checkpoint every this many steps (default 0: only at the end, when onCheckpoint or checkpointPath is given) */
+  checkpointInterval?: number;
+  onCheckpoint?: (bytes: Uint8Array, step: number) => void | Promise<void>;
+  /** Node only: write each checkpoint here (temporary file, then rename) */
+  checkpointPath?: string;
+  /** checkpoint bytes, or in Node a path, to continue from */
+  resumeFrom?: Uint8Array | string;
+  /** stored in checkpoints */
+  tokenizer?: Tokenizer;
+  onStep?: (metrics: StepMetrics) => void;
+  onEval?: (metrics: EvalMetrics) => void;
+  /** stop after the current step and return what was done */
+  signal?: AbortSignal;
+  /** a NaN or infinite loss or gradient norm: throw (default) or skip that step's update */
+  nonFinite?: 'error' | 'skip';
+}
+
+export interface TrainResult {
+  /** trainLoss of the last history entry (NaN when no step ran) */
+  finalTrainLoss: number;
+  /** null when there was no validation data */
+  bestValLoss: number | null;
+  history: HistoryEntry[];
+  /** steps done in total, including any done before resuming */
+  steps: number;
+  stopped: 'completed' | 'aborted';
+}
+
+/** A NaN or infinite loss or gradient norm with nonFinite: 'error'. The step's update was not applied. */
+export class NonFiniteError extends Error {
+  constructor(
+    readonly step: number,
+    readonly loss: number,
+    readonly gradNorm: number,
+  ) {
+    super(
+      `training diverged at step ${step}: loss ${loss}, gradient norm ${gradNorm}; the update of step ${step} was not applied, ` +
+        `so the parameters are those after step ${step - 1} (pass nonFinite: 'skip' to drop such steps instead)`,
+    );
+    this.name = 'NonFiniteError';
+  }
+}
+
+const OPTION_NAMES = new Set<string>([
+  'data', 'valData', 'sequences', 'valSequences', 'batchSize', 'seqLen', 'steps', 'epochs', 'learningRate',
+  'minLearningRate', 'warmupSteps', 'schedule', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradientAccumulationSteps',
+  'maxGradNorm', 'seed', 'evalInterval', 'evalBatches', 'logInterval', 'checkpointInterval', 'onCheckpoint',
+  'checkpointPath', 'resumeFrom', 'tokenizer', 'onStep', 'onEval', 'signal', 'nonFinite',
+]);
+
+/** Accumulators of the history entry being built. */
+interface PendingLog {
+  lossSum: number;
+  steps: number;
+  skipped: number;
+  tokens: number;
+  ms: number;
+}
+
+export class Trainer {
+  readonly model: GPTModel;
+  readonly hyperparams: Readonly<CheckpointHyperparams>;
+  readonly history: HistoryEntry[] = [];
+  readonly evalInterval: number;
+  readonly checkpointInterval: number;
+  readonly tokenizer: TokenizerJSON | null;
+  private readonly options: TrainOptions;
+  private readonly optimizer: AdamW;
+  private readonly trainBatches: ShuffledBatches;
+  private readonly valRows: RowSource | null;
+  private readonly evalBatches: number;
+  private readonly logInterval: number;
+  private readonly nonFinite: 'error' | 'skip';
+  private completedSteps = 0;
+  private best: number | null = null;
+  private elapsedMs = 0;
+  private pending: PendingLog = { lossSum: 0, steps: 0, skipped: 0, tokens: 0, ms: 0 };
+  private lastGradNorm = NaN;
+  private lastLearningRate = NaN;
+
+  /** Validate the options, set up data and optimizer, and restore `resumeFrom` (bytes or, in Node, a path). */
+  static async create(model: GPTModel, options: TrainOptions): Promise<Trainer> {
+    let resume: Uint8Array | undefined;
+    if (typeof options.resumeFrom === 'string') {
+      const { readFile } = await import('node:fs/promises');
+      resume = new Uint8Array(await readFile(options.resumeFrom));
+    } else if (options.resumeFrom !== undefined) {
+      if (!(options.resumeFrom instanceof Uint8Array)) throw new TypeError('resumeFrom must be checkpoint bytes (Uint8Array) or a file path');
+      resume = options.resumeFrom;
+    }
+    const trainer = new Trainer(model, options, resume);
+    if (resume) await trainer.restore(resume);
+    return trainer;
+  }
+
+  private constructor(model: GPTModel, options: TrainOptions, resume: Uint8Array | undefined) {
+    if (options === null || typeof options !== 'object') throw new TypeError('train options must be an object');
+    for (const key of Object.keys(options)) {
+      if (!OPTION_NAMES.has(key)) throw new RangeError(`unknown training option "${key}"`);
+    }
+    this.model = model;
+    this.options = options;
+    const saved = resume ? decodeCheckpoint(resume) : null;
+    if (saved) checkSameConfig(saved.config, model.config);
+    const hp = resolveHyperparams(model.config, options, saved?.state.hyperparams);
+    this.tokenizer = options.tokenizer ? options.tokenizer.toJSON() : (saved?.tokenizer ?? null);
+
+    const vocab = model.config.vocabSize;
+    let trainRows: RowSource;
+    if (options.data !== undefined) trainRows = streamRows(options.data, hp.seqLen, vocab, 'data');
+    else trainRows = sequenceRows(options.sequences!, hp.seqLen, vocab, 'sequences');
+    if (trainRows.rowCount < 1) throw new RangeError('data has no window of seqLen + 1 tokens');
+    if (options.valData !== undefined) this.valRows = streamRows(options.valData, hp.seqLen, vocab, 'valData');
+    else if (options.valSequences !== undefined) this.valRows = sequenceRows(options.valSequences, hp.seqLen, vocab, 'valSequences');
+    else this.valRows = null;
+
+    if (options.steps === undefined && options.epochs !== undefined) {
+      const rowsPerStep = hp.batchSize * hp.gradientAccumulationSteps;
+      hp.totalSteps = Math.max(1, Math.ceil((options.epochs * trainRows.rowCount) / rowsPerStep));
+      if (options.warmupSteps === undefined && !saved) hp.warmupSteps = defaultWarmup(hp.totalSteps);
+    }
+    validateSchedule({ ...hp });
+    this.hyperparams = hp;
+
+    this.evalInterval = intOption(options, 'evalInterval', this.valRows ? Math.max(1, Math.round(hp.totalSteps / 10)) : 0, 0);
+    this.evalBatches = intOption(options, 'evalBatches', Infinity, 1);
+    this.logInterval = intOption(options, 'logInterval', 1, 1);
+    this.checkpointInterval = intOption(options, 'checkpointInterval', 0, 0);
+    this.nonFinite = options.nonFinite ?? 'error';
+    if (this.nonFinite !== 'error' && this.nonFinite !== 'skip') {
+      throw new RangeError(`nonFinite must be 'error' or 'skip'; got ${JSON.stringify(options.nonFinite)}`);
+    }
+    if (options.checkpointPath !== undefined && typeof options.checkpointPath !== 'string') {
+      throw new TypeError('checkpointPath must be a file path string');
+    }
+
+    this.trainBatches = new ShuffledBatches(trainRows, hp.batchSize, hp.seed);
+    if (saved) {
+      const fingerprint = trainRows.fingerprint();
+      if (saved.state.dataFingerprint !== fingerprint) {
+        throw new RangeError(
+          `resumeFrom: the training data differs from the data the checkpoint was trained on (${fingerprint} vs ${saved.state.dataFingerprint}); ` +
+            'pass the same data or sequences to resume',
+        );
+      }
+    }
+    this.optimizer = new AdamW(model, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
+  }
+
+  /** steps done so far, including those before a resume */
+  get stepsDone(): number {
+    return this.completedSteps;
+  }
+
+  get totalSteps(): number {
+    return this.hyperparams.totalSteps;
+  }
+
+  get bestValLoss(): number | null {
+    return this.best;
+  }
+
+  get hasValidation(): boolean {
+    return this.valRows !== null;
+  }
+
+  /** The learning rate step `step` (1-based) uses. */
+  learningRateAt(step: number): number {
+    return learningRateAt(step, this.hyperparams);
+  }
+
+  /** One optimizer step over gradientAccumulationSteps micro-batches. */
+  async step(): Promise<StepMetrics> {
+    const startMs = now();
+    const model = this.model;
+    const backend = model.backend;
+    const hp = this.hyperparams;
+    const step = this.completedSteps + 1;
+    const learningRate = this.learningRateAt(step);
+
+    const micro: Batch[] = [];
+    for (let i = 0; i < hp.gradientAccumulationSteps; i++) micro.push(this.trainBatches.next());
+    let totalTargets = 0;
+    for (const b of micro) totalTargets += b.targetCount;
+
+    // grads after micro-batch i hold sum_{j<=i} (n_j / n_i) g_j, where g_j is the gradient of
+    // micro-batch j's mean loss and n_j its target count; the final scale n_last / N turns that
+    // into sum_j (n_j / N) g_j, the gradient of the mean over all N targets.
+    await model.zeroGrad();
+    let lossSum = 0;
+    for (let i = 0; i < micro.length; i++) {
+      const b = micro[i];
+      const { loss } = await model.forward(b.inputs, b.targets, b.batchSize, { training: true });
+      lossSum += (loss ?? NaN) * b.targetCount;
+      if (i > 0 && micro[i - 1].targetCount !== b.targetCount) backend.scale(model.grads, micro[i - 1].targetCount / b.targetCount);
+      await model.backward();
+    }
+    const lastShare = micro[micro.length - 1].targetCount / totalTargets;
+    if (lastShare !== 1) backend.scale(model.grads, lastShare);
+    const trainLoss = lossSum / totalTargets;
+    const gradNorm = await this.optimizer.gradNorm();
+
+    const finite = Number.isFinite(trainLoss) && Number.isFinite(gradNorm);
+    if (finite) {
+      if (hp.maxGradNorm !== null) this.optimizer.clip(gradNorm, hp.maxGradNorm);
+      this.optimizer.update(learningRate);
+    }
+    // the update's cost is paid by the next download; measuring after the norm is close enough for a rate
+    this.completedSteps = step;
+    const ms = now() - startMs;
+    this.elapsedMs += ms;
+    this.lastGradNorm = gradNorm;
+    this.lastLearningRate = learningRate;
+    if (!finite && this.nonFinite === 'error') throw new NonFiniteError(step, trainLoss, gradNorm);
+
+    const p = this.pending;
+    p.ms += ms;
+    p.tokens += totalTargets;
+    if (finite) {
+      p.lossSum += trainLoss;
+      p.steps++;
+    } else p.skipped++;
+    if (step % this.logInterval === 0) this.flushHistory();
+
+    const metrics: StepMetrics = {
+      step,
+      trainLoss,
+      learningRate,
+      gradNorm,
+      skipped: !finite,
+      tokensPerSecond: ms > 0 ? (totalTargets * 1000) / ms : 0,
+      elapsedMs: this.elapsedMs,
+    };
+    this.options.onStep?.(metrics);
+    return metrics;
+  }
+
+  /**
+   * Validation loss over evalBatches batches (or the whole validation set), in order, dropout off.
+   * Recorded in the history entry of the current step and kept as the best when lower.
+   */
+  async evaluate(): Promise<EvalMetrics> {
+    if (!this.valRows) throw new Error('evaluate: no validation data (pass valData or valSequences)');
+    const startMs = now();
+    let lossSum = 0;
+    let targets = 0;
+    for (const b of orderedBatches(this.valRows, this.hyperparams.batchSize, this.evalBatches)) {
+      const { loss } = await this.model.forward(b.inputs, b.targets, b.batchSize, { training: false });
+      lossSum += (loss ?? NaN) * b.targetCount;
+      targets += b.targetCount;
+    }
+    this.elapsedMs += now() - startMs;
+    const valLoss = lossSum / targets;
+    const metrics: EvalMetrics = { step: this.completedSteps, valLoss, valPerplexity: Math.exp(valLoss) };
+    if (Number.isFinite(valLoss) && (this.best === null || valLoss < this.best)) this.best = valLoss;
+    if (this.completedSteps > 0) {
+      if (this.history.at(-1)?.step !== this.completedSteps) this.flushHistory();
+      const entry = this.history.at(-1);
+      if (entry && entry.step === this.completedSteps) {
+        entry.valLoss = valLoss;
+        entry.valPerplexity = metrics.valPerplexity;
+      }
+    }
+    this.options.onEval?.(metrics);
+    return metrics;
+  }
+
+  /** Close the history entry being accumulated (no-op when no step ran since the last entry). */
+  flushHistory(): void {
+    const p = this.pending;
+    if (p.steps + p.skipped === 0) return;
+    const entry: HistoryEntry = {
+      step: this.completedSteps,
+      trainLoss: p.steps > 0 ? p.lossSum / p.steps : NaN,
+      learningRate: this.lastLearningRate,
+      gradNorm: this.lastGradNorm,
+      tokensPerSecond: p.ms > 0 ? (p.tokens * 1000) / p.ms : 0,
+      elapsedMs: this.elapsedMs,
+    };
+    if (p.skipped > 0) entry.skippedSteps = p.skipped;
+    this.history.push(entry);
+    this.pending = { lossSum: 0, steps: 0, skipped: 0, tokens: 0, ms: 0 };
+  }
+
+  /** Checkpoint bytes: parameters, moments, every RNG state, data position, config, tokenizer, history. */
+  async checkpoint(): Promise<Uint8Array> {
+    const params = await this.model.getParameters();
+    const { m, v } = await this.optimizer.getMoments();
+    const state: TrainerState & { pendingLog: PendingLog } = {
+      step: this.completedSteps,
+      optimizerUpdates: this.optimizer.updates,
+      dataPosition: this.trainBatches.getPosition(),
+      dataFingerprint: this.trainBatches.source.fingerprint(),
+      modelRng: this.model.getRngState(),
+      hyperparams: { ...this.hyperparams },
+      bestValLoss: this.best,
+      elapsedMs: this.elapsedMs,
+      history: this.history,
+      pendingLog: this.pending,
+    };
+    const shapes: Record<string, number[]> = {};
+    for (const e of this.model.paramLayout) shapes[e.name] = e.shape;
+    return encodeCheckpoint({ config: this.model.config, tokenizer: this.tokenizer, state, params, m, v }, shapes);
+  }
+
+  /** Free the optimizer moments (the model stays). */
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+
+  private async restore(bytes: Uint8Array): Promise<void> {
+    const saved = decodeCheckpoint(bytes);
+    const state = saved.state as TrainerState & { pendingLog?: PendingLog };
+    await this.model.setParameters(saved.params);
+    this.optimizer.setMoments(saved.m, saved.v);
+    this.optimizer.updates = state.optimizerUpdates;
+    this.model.setRngState(state.modelRng);
+    this.trainBatches.setPosition(state.dataPosition);
+    this.completedSteps = state.step;
+    this.best = state.bestValLoss;
+    this.elapsedMs = state.elapsedMs;
+    this.history.push(...state.history);
+    if (state.pendingLog) this.pending = { ...state.pendingLog };
+  }
+}
+
+/** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
+export async function train(model: GPTModel, options: TrainOptions): Promise<TrainResult> {
+  const trainer = await Trainer.create(model, options);
+  const writeFile = options.checkpointPath !== undefined ? await atomicWriter() : null;
+  const saving = options.onCheckpoint !== undefined || writeFile !== null;
+  let lastSaved = -1;
+  const save = async (): Promise<void> => {
+    const bytes = await trainer.checkpoint();
+    await options.onCheckpoint?.(bytes, trainer.stepsDone);
+    if (writeFile) await writeFile(options.checkpointPath!, bytes);
+    lastSaved = trainer.stepsDone;
+  };
+
+  let stopped: TrainResult['stopped'] = 'completed';
+  try {
+    while (trainer.stepsDone < trainer.totalSteps) {
+      if (options.signal?.aborted) {
+        stopped = 'aborted';
+        break;
+      }
+      await trainer.step();
+      const step = trainer.stepsDone;
+      const last = step === trainer.totalSteps;
+      if (trainer.hasValidation && ((trainer.evalInterval > 0 && step % trainer.evalInterval === 0) || last)) {
+        await trainer.evaluate();
+      }
+      if (saving && trainer.checkpointInterval > 0 && step % trainer.checkpointInterval === 0) await save();
+    }
+    trainer.flushHistory();
+    if (saving && lastSaved !== trainer.stepsDone && trainer.stepsDone > 0) await save();
+  } finally {
+    trainer.dispose();
+  }
+  const history = trainer.history;
+  return {
+    finalTrainLoss: history.length > 0 ? history[history.length - 1].trainLoss : NaN,
+    bestValLoss: trainer.bestValLoss,
+    history,
+    steps: trainer.stepsDone,
+    stopped,
+  };
+}
+
+function resolveHyperparams(config: GPTConfig, o: TrainOptions, saved: CheckpointHyperparams | undefined): CheckpointHyperparams {
+  const hasStream = o.data !== undefined;
+  const hasSequences = o.sequences !== undefined;
+  if (hasStream === hasSequences) throw new RangeError('train: give exactly one of data (a token stream) or sequences (a list of sequences)');
+  if (o.valData !== undefined && o.valSequences !== undefined) throw new RangeError('train: give at most one of valData or valSequences');
+  if (o.steps !== undefined && o.epochs !== undefined) throw new RangeError('train: give steps or epochs, not both');
+  if (o.epochs !== undefined && !(Number.isFinite(o.epochs) && o.epochs > 0)) {
+    throw new RangeError(`epochs must be a finite number > 0; got ${o.epochs}`);
+  }
+
+  const defaultSeqLen = hasStream ? config.maxSeqLen : Math.min(config.maxSeqLen, Math.max(1, longestRow(o.sequences!)));
+  const seqLen = intOption(o, 'seqLen', saved?.seqLen ?? defaultSeqLen, 1);
+  if (seqLen > config.maxSeqLen) throw new RangeError(`seqLen = ${seqLen} exceeds the model's maxSeqLen ${config.maxSeqLen}`);
+  const totalSteps = intOption(o, 'steps', saved?.totalSteps ?? 1000, 1);
+  const learningRate = o.learningRate ?? saved?.learningRate ?? 1e-3;
+  const maxGradNorm = o.maxGradNorm ?? saved?.maxGradNorm ?? 1;
+  if (maxGradNorm !== null && !(maxGradNorm > 0)) throw new RangeError(`maxGradNorm must be > 0 (Infinity turns clipping off); got ${maxGradNorm}`);
+  const hp: CheckpointHyperparams = {
+    batchSize: intOption(o, 'batchSize', saved?.batchSize ?? 8, 1),
+    seqLen,
+    totalSteps,
+    learningRate,
+    minLearningRate: o.minLearningRate ?? saved?.minLearningRate ?? learningRate / 10,
+    warmupSteps: intOption(o, 'warmupSteps', saved?.warmupSteps ?? defaultWarmup(totalSteps), 0),
+    schedule: o.schedule ?? saved?.schedule ?? 'cosine',
+    beta1: unitOption(o, 'beta1', saved?.beta1 ?? 0.9),
+    beta2: unitOption(o, 'beta2', saved?.beta2 ?? 0.99),
+    eps: o.eps ?? saved?.eps ?? 1e-8,
+    weightDecay: o.weightDecay ?? saved?.weightDecay ?? 0.1,
+    gradientAccumulationSteps: intOption(o, 'gradientAccumulationSteps', saved?.gradientAccumulationSteps ?? 1, 1),
+    maxGradNorm: maxGradNorm === Infinity ? null : maxGradNorm,
+    seed: o.seed ?? saved?.seed ?? config.seed,
+  };
+  if (!(Number.isFinite(hp.eps) && hp.eps > 0)) throw new RangeError(`eps must be a finite number > 0; got ${hp.eps}`);
+  if (!(Number.isFinite(hp.weightDecay) && hp.weightDecay >= 0)) throw new RangeError(`weightDecay must be a finite number >= 0; got ${hp.weightDecay}`);
+  if (!Number.isInteger(hp.seed)) throw new RangeError(`seed must be an integer; got ${hp.seed}`);
+  return hp;
+}
+
+function defaultWarmup(totalSteps: number): number {
+  return Math.min(100, Math.floor(totalSteps / 10));
+}
+
+type IntOptionName = 'seqLen' | 'steps' | 'batchSize' | 'warmupSteps' | 'gradientAccumulationSteps' | 'evalInterval' | 'evalBatches' | 'logInterval' | 'checkpointInterval';
+
+function intOption(o: TrainOptions, name: IntOptionName, fallback: number, min: number): number {
+  const value = o[name];
+  if (value === undefined) return fallback;
+  if (!(Number.isInteger(value) && value >= min)) throw new RangeError(`${name} must be an integer >= ${min}; got ${value}`);
+  return value;
+}
+
+function unitOption(o: TrainOptions, name: 'beta1' | 'beta2', fallback: number): number {
+  const value = o[name] ?? fallback;
+  if (!(value >= 0 && value < 1)) throw new RangeError(`${name} must be in [0, 1); got ${value}`);
+  return value;
+}
+
+const CONFIG_FIELDS: (keyof GPTConfig)[] = ['vocabSize', 'maxSeqLen', 'dModel', 'nLayers', 'nHeads', 'dFF', 'dropout', 'seed'];
+
+function checkSameConfig(saved: GPTConfig, model: GPTConfig): void {
+  for (const field of CONFIG_FIELDS) {
+    if (saved?.[field] !== model[field]) {
+      throw new RangeError(`resumeFrom: the checkpoint's config.${field} = ${saved?.[field]} but the model has ${model[field]}; create the model from the checkpoint's config`);
+    }
+  }
+}
+
+/** Node's atomic write (temporary file, then rename), loaded only when a checkpointPath is given. */
+async function atomicWriter(): Promise<(path: string, bytes: Uint8Array) => Promise<void>> {
+  const { writeFileAtomic } = await import('./checkpoint-file.js');
+  return writeFileAtomic;
+}
+
+function now(): number {
+  return globalThis.performance?.now() ?? Date.now();
+}
