@@ -1,0 +1,46 @@
+/** Finding allowed special tokens in text. */
+import { describe } from './loaders.js';
+
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** A regex matching any of the texts, longest first so that no token shadows a longer one. */
+export function alternation(texts: readonly string[], flags: string): RegExp {
+  const sorted = [...texts].sort((x, y) => y.length - x.length);
+  return new RegExp(sorted.map(escapeRegExp).join('|'), flags);
+}
+
+/**
+ * The global regex for the allowed special tokens (null when none is allowed), checked against
+ * the tokenizer's special tokens and cached per allowed set.
+ */
+export function specialMatcher(
+  specialIds: ReadonlyMap<string, number>,
+  allowed: 'all' | readonly string[],
+  cache: Map<string, RegExp>,
+): RegExp | null {
+  let names: readonly string[];
+  if (allowed === 'all') {
+    names = [...specialIds.keys()];
+  } else if (Array.isArray(allowed)) {
+    names = allowed;
+    for (const name of names) {
+      if (!specialIds.has(name)) {
+        throw new Error(
+          `allowedSpecial: ${describe(name)} is not a special token of this tokenizer (it has ${JSON.stringify([...specialIds.keys()])})`,
+        );
+      }
+    }
+  } else {
+    throw new TypeError(`allowedSpecial: expected 'all' or an array of special tokens, got ${describe(allowed)}`);
+  }
+  if (names.length === 0) return null;
+  const key = allowed === 'all' ? '' : names.join('\u0000');
+  let matcher = cache.get(key);
+  if (!matcher) {
+    matcher = alternation(names, 'g');
+    cache.set(key, matcher);
+  }
+  return matcher;
+}
