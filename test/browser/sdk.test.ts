@@ -1,0 +1,162 @@
+/**
+ * The built bundle (dist/index.js) in a real browser: Debian's Chromium, driven by playwright-core,
+ * loads it from a page on 127.0.0.1 as an application would. The same scenarios (scenarios.js) run in
+ * Node on the same bundle, so the browser is checked against an independent runtime:
+ * - wasm (tinygpt.wasm fetched by URL): a few training steps lower the loss, and the saved model's
+ *   bytes and the seeded sample's ids equal Node's exactly: same seed, same bytes everywhere;
+ * - webgpu (SwiftShader's adapter): the forward loss and every gradient match the js reference
+ *   backend within float32 tolerance, and training tracks wasm's losses;
+ * - 'auto' picks webgpu when the browser has an adapter, and says so in model.backendName.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
+import { assertClose } from '../helpers/random.js';
+import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/static-server.js';
+import * as scenarios from './scenarios.js';
+import type { LossAndGradientsResult, SDK, TrainSampleSaveResult } from './scenarios.js';
+
+const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
+const DIST_WASM = join(REPO_ROOT, 'dist', 'tinygpt.wasm');
+const chromiumMissing = chromiumMissingReason();
+
+function float32FromBase64(b64: string): Float32Array {
+  const bytes = Buffer.from(b64, 'base64');
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+async function loadBundleInNode(): Promise<SDK> {
+  if (!existsSync(DIST_ENTRY) || !existsSync(DIST_WASM)) {
+    throw new Error(`the browser tests run the built bundle, and ${DIST_ENTRY} or ${DIST_WASM} is missing: run \`npm run build\` first`);
+  }
+  return (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
+}
+
+describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissing ? ` (skipped: ${chromiumMissing})` : ''}`, () => {
+  let server: StaticServer;
+  let browser: Browser;
+  let page: Page;
+  let pageErrors: string[];
+  const wasmResponses: { status: number; contentType: string | undefined }[] = [];
+  let nodeSdk: SDK;
+
+  /** run a scenario in the page; page-side failures come back with the page's own errors */
+  async function inPage<K extends 'trainSampleSave' | 'lossAndGradients' | 'autoBackend'>(
+    name: K,
+    ...args: Parameters<(typeof scenarios)[K]> extends [SDK, ...infer Rest] ? Rest : never
+  ): Promise<Awaited<ReturnType<(typeof scenarios)[K]>>> {
+    try {
+      return await page.evaluate(
+        ([scenario, scenarioArgs]) => {
+          const w = window as unknown as { tinygpt: unknown; scenarios: Record<string, (...a: unknown[]) => unknown> };
+          return w.scenarios[scenario](w.tinygpt, ...scenarioArgs);
+        },
+        [name, args] as const,
+      ) as Awaited<ReturnType<(typeof scenarios)[K]>>;
+    } catch (err) {
+      throw new Error(`${name}(${args.join(', ')}) failed in Chromium: ${(err as Error).message}\npage errors:\n${pageErrors.join('\n')}`);
+    }
+  }
+
+  // Computed once, used by the byte-identity test and the webgpu-tracks-wasm test.
+  let browserWasmRun: Promise<TrainSampleSaveResult> | undefined;
+  const browserWasm = () => (browserWasmRun ??= inPage('trainSampleSave', 'wasm'));
+
+  beforeAll(async () => {
+    nodeSdk = await loadBundleInNode();
+    server = await startStaticServer();
+    browser = await launchChromium();
+    const opened = await openPage(browser, `${server.origin}/test/browser/harness.html`);
+    page = opened.page;
+    pageErrors = opened.errors;
+    page.on('response', (response) => {
+      if (new URL(response.url()).pathname === '/dist/tinygpt.wasm') {
+        wasmResponses.push({ status: response.status(), contentType: response.headers()['content-type'] });
+      }
+    });
+    const state = await page.waitForFunction(() => {
+      const w = window as unknown as { harnessReady?: boolean; harnessError?: string };
+      return w.harnessReady ? 'ready' : w.harnessError;
+    });
+    const outcome = await state.jsonValue();
+    if (outcome !== 'ready') throw new Error(`the page could not import /dist/index.js: ${outcome}\n${pageErrors.join('\n')}`);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  test('wasm: training lowers the loss, and the saved bytes and seeded sample equal Node\'s', async () => {
+    const [inBrowser, inNode] = await Promise.all([browserWasm(), scenarios.trainSampleSave(nodeSdk, 'wasm')]);
+
+    expect(inBrowser.backendName).toBe('wasm');
+    expect(wasmResponses).toEqual([{ status: 200, contentType: 'application/wasm' }]);
+    expect(inBrowser.steps).toBe(scenarios.TRAIN_OPTIONS.steps);
+    expect(inBrowser.losses).toHaveLength(scenarios.TRAIN_OPTIONS.steps);
+    expect(inBrowser.losses.every(Number.isFinite)).toBe(true);
+    // untrained, the loss is near ln(vocabSize); a few steps at lr 1e-2 must bring it down
+    expect(inBrowser.losses[0]).toBeGreaterThan(Math.log(scenarios.TINY_CONFIG.vocabSize) - 0.3);
+    expect(inBrowser.losses.at(-1)!).toBeLessThan(inBrowser.losses[0] - 0.3);
+
+    expect(inBrowser.losses).toEqual(inNode.losses);
+    expect(inBrowser.ids).toHaveLength(scenarios.SAMPLE_OPTIONS.maxNewTokens!);
+    expect(inBrowser.ids).toEqual(inNode.ids);
+    const browserBytes = Buffer.from(inBrowser.modelBase64, 'base64');
+    const nodeBytes = Buffer.from(inNode.modelBase64, 'base64');
+    expect(browserBytes.length).toBe(nodeBytes.length);
+    expect(browserBytes.equals(nodeBytes)).toBe(true);
+
+    // and the bytes are a model: Node loads the browser's file and samples the same ids from it
+    const { model } = await nodeSdk.loadModel(new Uint8Array(browserBytes), { backend: 'wasm' });
+    try {
+      const again = await nodeSdk.generate(model, [0, 13, 1], scenarios.SAMPLE_OPTIONS);
+      expect(again.ids).toEqual(inBrowser.ids);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test('webgpu: the forward loss and every gradient match the js reference backend', async () => {
+    const [gpu, reference]: LossAndGradientsResult[] = await Promise.all([
+      inPage('lossAndGradients', 'webgpu'),
+      scenarios.lossAndGradients(nodeSdk, 'js'),
+    ]);
+    expect(gpu.backendName).toBe('webgpu');
+    expect(Math.abs(gpu.loss - reference.loss)).toBeLessThan(1e-4 * reference.loss);
+    expect(Object.keys(gpu.gradients).sort()).toEqual(Object.keys(reference.gradients).sort());
+    let nonZero = 0;
+    for (const [name, b64] of Object.entries(reference.gradients)) {
+      const expected = float32FromBase64(b64);
+      const actual = float32FromBase64(gpu.gradients[name]);
+      // float32 sums in a different order: relative 1e-3, plus a floor scaled to the tensor's gradients
+      const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      assertClose(actual, expected, { rtol: 1e-3, atol: 1e-4 * scale + 1e-9 }, `gradient of ${name}`);
+      if (scale > 0) nonZero++;
+    }
+    expect(nonZero).toBe(Object.keys(reference.gradients).length);
+  });
+
+  test('webgpu: a few training steps track the wasm backend\'s losses', async () => {
+    const wasm = await browserWasm();
+    const gpu = await inPage('trainSampleSave', 'webgpu');
+    expect(gpu.backendName).toBe('webgpu');
+    expect(gpu.losses).toHaveLength(wasm.losses.length);
+    // float32 rounding differs between the backends and AdamW amplifies it for tiny gradients, so the
+    // curves agree closely rather than exactly
+    assertClose(gpu.losses, wasm.losses, { rtol: 1e-2, atol: 0 }, 'webgpu losses vs wasm losses');
+  });
+
+  test("'auto' picks webgpu where the browser has an adapter, and reports it in model.backendName", async () => {
+    const hasAdapter = await page.evaluate(async () => {
+      const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+      return gpu !== undefined && (await gpu.requestAdapter()) !== null;
+    });
+    expect(hasAdapter, 'Chromium with --enable-unsafe-webgpu offers SwiftShader on 127.0.0.1').toBe(true);
+    const auto = await inPage('autoBackend');
+    expect(auto).toEqual({ backendName: 'webgpu', notices: [] });
+  });
+});
