@@ -1,0 +1,68 @@
+/**
+ * Runtime-agnostic core of file writing: the atomic-replace protocol over a minimal file-system
+ * interface, so Node's fs (src/io/node-files.ts) and test doubles that fail midway share one code
+ * path.
+ */
+
+/** The part of an open file that an atomic write needs (a subset of node:fs/promises FileHandle). */
+export interface WritableFileHandle {
+  write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The file-system calls an atomic write makes (a subset of node:fs/promises). */
+export interface AtomicWriteFs {
+  /** open for writing, failing if the path exists ('wx') */
+  open(path: string, flags: 'wx'): Promise<WritableFileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  rm(path: string, options: { force: true }): Promise<void>;
+  /** flush the directory entry after the rename; may be a no-op where directories cannot be synced */
+  syncDirectory(path: string): Promise<void>;
+}
+
+/** A fresh temporary name next to `path`: `path + '.tmp-' + 12 random hex digits`. */
+export function temporaryPathFor(path: string): string {
+  const random = new Uint8Array(6);
+  globalThis.crypto.getRandomValues(random);
+  return `${path}.tmp-${Array.from(random, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/** The directory part of a path ('.' when there is none), for both separators. */
+export function directoryOf(path: string): string {
+  const cut = Math.max(path.lastIndexOf('/'), path.lastIndexOf('\\'));
+  if (cut < 0) return '.';
+  return cut === 0 ? path.slice(0, 1) : path.slice(0, cut);
+}
+
+/**
+ * Writes `bytes` to a temporary file beside `path`, flushes it to disk, then renames it over
+ * `path`. A crash or error at any point leaves either the previous file or the complete new one,
+ * never a partial file at `path`; on error the temporary file is removed.
+ */
+export async function writeFileAtomicWith(fs: AtomicWriteFs, path: string, bytes: Uint8Array): Promise<void> {
+  if (typeof path !== 'string' || path.length === 0) {
+    throw new TypeError(`writeFileAtomic: path must be a non-empty string, got ${JSON.stringify(path)}`);
+  }
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('writeFileAtomic: bytes must be a Uint8Array');
+  const temporary = temporaryPathFor(path);
+  const handle = await fs.open(temporary, 'wx');
+  try {
+    try {
+      let written = 0;
+      while (written < bytes.length) {
+        const { bytesWritten } = await handle.write(bytes, written, bytes.length - written, written);
+        if (bytesWritten <= 0) throw new Error(`writeFileAtomic: the write to ${temporary} made no progress at byte ${written}`);
+        written += bytesWritten;
+      }
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(temporary, path);
+  } catch (error) {
+    await fs.rm(temporary, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  await fs.syncDirectory(directoryOf(path));
+}
