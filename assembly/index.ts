@@ -1,0 +1,12 @@
+// The kernels of tinygpt's wasm backend. Every pointer argument is a byte offset into this module's
+// linear memory; the JS side (src/backend/wasm) owns allocation.
+export { heapBase } from './memory';
+export { matmulForward, matmulBackward } from './matmul';
+export { layerNormForward, layerNormBackward } from './layernorm';
+export { attentionForward, attentionBackward, attentionCached } from './attention';
+export { geluForward, geluBackward } from './gelu';
+export { crossEntropyForward, crossEntropyBackward } from './softmax';
+export { encoderForward, encoderBackward } from './encoder';
+export { adamwUpdate, squaredNorm, scale } from './adamw';
+export { residualForward, accumulate, copyBytes, zeroBytes, dropoutForward, dropoutBackward } from './elementwise';
+export { transpose } from './transpose';

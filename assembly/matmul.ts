@@ -1,0 +1,249 @@
+// Matmul, GotoBLAS style: C[M,N] += A[M,K] @ B[K,N] over packed panels of A (MC x KC, in slivers of
+// MR rows) and B (KC x NC, in slivers of NR columns), with an MR x NR = 4x8 register-blocked
+// micro-kernel (8 f32x4 accumulators). A and B are read through element strides, so the transposed
+// operands of the backward products are packed into the same layout instead of looping strided.
+
+const MR = 4;
+const NR = 8;
+// KC x NR of B (8 KiB) stays in L1, MC x KC of A (128 KiB) in L2, KC x NC of B in L2/L3
+const KC = 256;
+const MC = 128;
+const NC = 1024;
+
+const packA = memory.data(MC * KC * 4, 64);
+const packB = memory.data(KC * NC * 4, 64);
+// an MR x NR tile of accumulators for edge tiles that are smaller than MR x NR
+const edgeTile = memory.data(MR * NR * 4, 64);
+
+/** packs A[0:mc, 0:kc] (A(i,p) at a + 4*(i*rs + p*cs)) into MR-row slivers [p][MR], zero padded */
+function packPanelA(a: usize, rs: i32, cs: i32, mc: i32, kc: i32): void {
+  let dst = packA;
+  for (let i0 = 0; i0 < mc; i0 += MR) {
+    const mr = min(MR, mc - i0);
+    if (cs == 1 && mr == MR) {
+      // rows contiguous along p: four row streams
+      const r0 = a + (<usize>(i0 * rs) << 2);
+      const r1 = r0 + (<usize>rs << 2);
+      const r2 = r1 + (<usize>rs << 2);
+      const r3 = r2 + (<usize>rs << 2);
+      for (let p = 0; p < kc; p++) {
+        const o = <usize>p << 2;
+        store<f32>(dst, load<f32>(r0 + o));
+        store<f32>(dst, load<f32>(r1 + o), 4);
+        store<f32>(dst, load<f32>(r2 + o), 8);
+        store<f32>(dst, load<f32>(r3 + o), 12);
+        dst += 16;
+      }
+    } else if (rs == 1 && mr == MR) {
+      // transposed A: the MR values of one p are contiguous
+      for (let p = 0; p < kc; p++) {
+        v128.store(dst, v128.load(a + (<usize>(p * cs + i0) << 2)));
+        dst += 16;
+      }
+    } else {
+      for (let p = 0; p < kc; p++) {
+        for (let i = 0; i < MR; i++) {
+          store<f32>(dst + (<usize>i << 2), i < mr ? load<f32>(a + (<usize>((i0 + i) * rs + p * cs) << 2)) : 0);
+        }
+        dst += 16;
+      }
+    }
+  }
+}
+
+/** packs B[0:kc, 0:nc] (B(p,j) at b + 4*(p*rs + j*cs)) into NR-column slivers [p][NR], zero padded */
+function packPanelB(b: usize, rs: i32, cs: i32, kc: i32, nc: i32): void {
+  let dst = packB;
+  for (let j0 = 0; j0 < nc; j0 += NR) {
+    const nr = min(NR, nc - j0);
+    if (cs == 1 && nr == NR) {
+      for (let p = 0; p < kc; p++) {
+        const src = b + (<usize>(p * rs + j0) << 2);
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+        dst += 32;
+      }
+    } else if (rs == 1) {
+      // transposed B: each column j is contiguous along p; write it with stride NR
+      for (let j = 0; j < NR; j++) {
+        const col = dst + (<usize>j << 2);
+        if (j < nr) {
+          const src = b + (<usize>((j0 + j) * cs) << 2);
+          for (let p = 0; p < kc; p++) store<f32>(col + (<usize>(p * NR) << 2), load<f32>(src + (<usize>p << 2)));
+        } else {
+          for (let p = 0; p < kc; p++) store<f32>(col + (<usize>(p * NR) << 2), 0);
+        }
+      }
+      dst += <usize>(kc * NR) << 2;
+    } else {
+      for (let p = 0; p < kc; p++) {
+        for (let j = 0; j < NR; j++) {
+          store<f32>(dst + (<usize>j << 2), j < nr ? load<f32>(b + (<usize>(p * rs + (j0 + j) * cs) << 2)) : 0);
+        }
+        dst += 32;
+      }
+    }
+  }
+}
+
+/**
+ * C[0:mr, 0:nr] += Apacked sliver (kc x MR) times Bpacked sliver (kc x NR); C row stride ldc elements.
+ * Full tiles are added to C directly, edge tiles through edgeTile.
+ */
+// @ts-ignore: decorator
+@inline function microKernel(kc: i32, a: usize, b: usize, c: usize, ldc: i32, mr: i32, nr: i32): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  for (let p = 0; p < kc; p++) {
+    const b0 = v128.load(b);
+    const b1 = v128.load(b, 16);
+    const a0 = v128.load32_splat(a);
+    c00 = f32x4.add(c00, f32x4.mul(a0, b0));
+    c01 = f32x4.add(c01, f32x4.mul(a0, b1));
+    const a1 = v128.load32_splat(a, 4);
+    c10 = f32x4.add(c10, f32x4.mul(a1, b0));
+    c11 = f32x4.add(c11, f32x4.mul(a1, b1));
+    const a2 = v128.load32_splat(a, 8);
+    c20 = f32x4.add(c20, f32x4.mul(a2, b0));
+    c21 = f32x4.add(c21, f32x4.mul(a2, b1));
+    const a3 = v128.load32_splat(a, 12);
+    c30 = f32x4.add(c30, f32x4.mul(a3, b0));
+    c31 = f32x4.add(c31, f32x4.mul(a3, b1));
+    a += 16;
+    b += 32;
+  }
+  const ldcb = <usize>ldc << 2;
+  if (mr == MR && nr == NR) {
+    let r = c;
+    v128.store(r, f32x4.add(v128.load(r), c00));
+    v128.store(r, f32x4.add(v128.load(r, 16), c01), 16);
+    r += ldcb;
+    v128.store(r, f32x4.add(v128.load(r), c10));
+    v128.store(r, f32x4.add(v128.load(r, 16), c11), 16);
+    r += ldcb;
+    v128.store(r, f32x4.add(v128.load(r), c20));
+    v128.store(r, f32x4.add(v128.load(r, 16), c21), 16);
+    r += ldcb;
+    v128.store(r, f32x4.add(v128.load(r), c30));
+    v128.store(r, f32x4.add(v128.load(r, 16), c31), 16);
+  } else {
+    const t = edgeTile;
+    v128.store(t, c00); v128.store(t, c01, 16);
+    v128.store(t, c10, 32); v128.store(t, c11, 48);
+    v128.store(t, c20, 64); v128.store(t, c21, 80);
+    v128.store(t, c30, 96); v128.store(t, c31, 112);
+    for (let i = 0; i < mr; i++) {
+      const row = c + <usize>i * ldcb;
+      const trow = t + (<usize>(i * NR) << 2);
+      for (let j = 0; j < nr; j++) {
+        const o = <usize>j << 2;
+        store<f32>(row + o, load<f32>(row + o) + load<f32>(trow + o));
+      }
+    }
+  }
+}
+
+/**
+ * C[M,N] += A[M,K] @ B[K,N] (byte pointers; A(i,p) at a + 4*(i*rsA + p*csA), B(p,j) at
+ * b + 4*(p*rsB + j*csB), C row stride ldc elements).
+ */
+export function gemmAccumulate(c: usize, ldc: i32, a: usize, rsA: i32, csA: i32, b: usize, rsB: i32, csB: i32, M: i32, K: i32, N: i32): void {
+  for (let jc = 0; jc < N; jc += NC) {
+    const nc = min(NC, N - jc);
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = min(KC, K - pc);
+      packPanelB(b + (<usize>(pc * rsB + jc * csB) << 2), rsB, csB, kc, nc);
+      for (let ic = 0; ic < M; ic += MC) {
+        const mc = min(MC, M - ic);
+        packPanelA(a + (<usize>(ic * rsA + pc * csA) << 2), rsA, csA, mc, kc);
+        for (let jr = 0; jr < nc; jr += NR) {
+          const nr = min(NR, nc - jr);
+          const bp = packB + (<usize>(jr * kc) << 2);
+          for (let ir = 0; ir < mc; ir += MR) {
+            const mr = min(MR, mc - ir);
+            const cp = c + (<usize>((ic + ir) * ldc + jc + jr) << 2);
+            microKernel(kc, packA + (<usize>(ir * kc) << 2), bp, cp, ldc, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+/** out[m,:] += inp[m,:] @ W for few rows (no packing: W is streamed once per row, 16 columns at a time) */
+function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): void {
+  const ldw = <usize>N << 2;
+  for (let m = 0; m < M; m++) {
+    const x = inp + (<usize>(m * K) << 2);
+    const y = out + (<usize>(m * N) << 2);
+    let n = 0;
+    for (; n + 16 <= N; n += 16) {
+      const o = <usize>n << 2;
+      let y0 = v128.load(y + o), y1 = v128.load(y + o, 16), y2 = v128.load(y + o, 32), y3 = v128.load(y + o, 48);
+      let wp = w + o;
+      for (let k = 0; k < K; k++) {
+        const xk = v128.load32_splat(x + (<usize>k << 2));
+        y0 = f32x4.add(y0, f32x4.mul(xk, v128.load(wp)));
+        y1 = f32x4.add(y1, f32x4.mul(xk, v128.load(wp, 16)));
+        y2 = f32x4.add(y2, f32x4.mul(xk, v128.load(wp, 32)));
+        y3 = f32x4.add(y3, f32x4.mul(xk, v128.load(wp, 48)));
+        wp += ldw;
+      }
+      v128.store(y + o, y0); v128.store(y + o, y1, 16); v128.store(y + o, y2, 32); v128.store(y + o, y3, 48);
+    }
+    for (; n + 4 <= N; n += 4) {
+      const o = <usize>n << 2;
+      let y0 = v128.load(y + o);
+      let wp = w + o;
+      for (let k = 0; k < K; k++) {
+        y0 = f32x4.add(y0, f32x4.mul(v128.load32_splat(x + (<usize>k << 2)), v128.load(wp)));
+        wp += ldw;
+      }
+      v128.store(y + o, y0);
+    }
+    for (; n < N; n++) {
+      const o = <usize>n << 2;
+      let s = load<f32>(y + o);
+      for (let k = 0; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * load<f32>(w + <usize>k * ldw + o);
+      store<f32>(y + o, s);
+    }
+  }
+}
+
+/** out[M,N] = inp[M,K] @ w[K,N] + bias[N]; bias 0 means none */
+export function matmulForward(out: usize, inp: usize, w: usize, bias: usize, M: i32, K: i32, N: i32): void {
+  // start every row at the bias (or zero), then accumulate the product
+  const rowBytes = <usize>N << 2;
+  for (let m = 0; m < M; m++) {
+    const row = out + <usize>m * rowBytes;
+    if (bias) memory.copy(row, bias, rowBytes);
+    else memory.fill(row, 0, rowBytes);
+  }
+  if (M < MR) gemvRows(out, inp, w, M, K, N);
+  else gemmAccumulate(out, N, inp, K, 1, w, N, 1, M, K, N);
+}
+
+/**
+ * dinp[M,K] += dout[M,N] @ w^T; dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout.
+ * dinp and dbias may be 0 (not wanted).
+ */
+export function matmulBackward(dinp: usize, dweight: usize, dbias: usize, dout: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): void {
+  if (dinp) gemmAccumulate(dinp, K, dout, N, 1, w, 1, N, M, N, K);
+  gemmAccumulate(dweight, N, inp, 1, K, dout, N, 1, K, M, N);
+  if (dbias) {
+    for (let m = 0; m < M; m++) {
+      const row = dout + (<usize>(m * N) << 2);
+      let n = 0;
+      for (; n + 4 <= N; n += 4) {
+        const o = <usize>n << 2;
+        v128.store(dbias + o, f32x4.add(v128.load(dbias + o), v128.load(row + o)));
+      }
+      for (; n < N; n++) {
+        const o = <usize>n << 2;
+        store<f32>(dbias + o, load<f32>(dbias + o) + load<f32>(row + o));
+      }
+    }
+  }
+}

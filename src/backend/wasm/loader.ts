@@ -1,0 +1,134 @@
+/**
+ * Instantiates build/tinygpt.wasm (dist/tinygpt.wasm once packaged). Sources, in order of
+ * preference: a compiled WebAssembly.Module from the caller (the only way on edge runtimes, which
+ * refuse to compile bytes), bytes from the caller, a URL or file path, or the default location next
+ * to this module. Node reads files through a dynamic import of node:fs/promises taken only on that
+ * path, so browser bundles never touch it.
+ */
+
+/** The kernels' exports (assembly/index.ts). Pointers are byte offsets into `memory`. */
+export interface Kernels {
+  readonly memory: WebAssembly.Memory;
+  heapBase(): number;
+  matmulForward(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number): void;
+  matmulBackward(dinp: number, dweight: number, dbias: number, dout: number, inp: number, w: number, M: number, K: number, N: number): void;
+  layerNormForward(out: number, mean: number, rstd: number, inp: number, weight: number, bias: number, N: number, C: number, eps: number): void;
+  layerNormBackward(dinp: number, dweight: number, dbias: number, dout: number, inp: number, weight: number, mean: number, rstd: number, N: number, C: number): void;
+  attentionForward(out: number, lse: number, qkv: number, att: number, B: number, T: number, C: number, NH: number): void;
+  attentionBackward(dqkv: number, dout: number, qkv: number, out: number, lse: number, att: number, B: number, T: number, C: number, NH: number): void;
+  attentionCached(out: number, qkv: number, kCache: number, vCache: number, att: number, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number): void;
+  geluForward(out: number, inp: number, N: number): void;
+  geluBackward(dinp: number, inp: number, dout: number, N: number): void;
+  /** -1, or the first row whose target is outside [-1, V) */
+  crossEntropyForward(losses: number, probs: number, logits: number, targets: number, N: number, V: number): number;
+  crossEntropyBackward(dlogits: number, probs: number, targets: number, scale: number, N: number, V: number): number;
+  /** -1, or the first flat index whose token id is outside [0, V) */
+  encoderForward(out: number, inp: number, wte: number, wpe: number, B: number, T: number, C: number, V: number, posOffset: number): number;
+  encoderBackward(dwte: number, dwpe: number, dout: number, inp: number, B: number, T: number, C: number, V: number): number;
+  adamwUpdate(params: number, grads: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+  squaredNorm(t: number, n: number): number;
+  scale(t: number, s: number, n: number): void;
+  transpose(out: number, inp: number, rows: number, cols: number): void;
+  residualForward(out: number, a: number, b: number, n: number): void;
+  accumulate(dst: number, src: number, n: number): void;
+  copyBytes(dst: number, src: number, n: number): void;
+  zeroBytes(dst: number, n: number): void;
+  dropoutForward(out: number, inp: number, n: number, seed: number, threshold: number, scale: number): void;
+  dropoutBackward(dinp: number, dout: number, n: number, seed: number, threshold: number, scale: number): void;
+}
+
+const KERNEL_EXPORTS = [
+  'memory', 'heapBase', 'matmulForward', 'matmulBackward', 'layerNormForward', 'layerNormBackward', 'attentionForward',
+  'attentionBackward', 'attentionCached', 'geluForward', 'geluBackward', 'crossEntropyForward', 'crossEntropyBackward',
+  'encoderForward', 'encoderBackward', 'adamwUpdate', 'squaredNorm', 'scale', 'transpose', 'residualForward', 'accumulate', 'copyBytes',
+  'zeroBytes', 'dropoutForward', 'dropoutBackward',
+] as const;
+
+export interface WasmSource {
+  /** a compiled tinygpt.wasm (edge runtimes: `import wasm from 'tinygpt/tinygpt.wasm'`) */
+  module?: WebAssembly.Module;
+  /** where to fetch tinygpt.wasm (browsers), or its file URL / path (Node) */
+  url?: string | URL;
+  /** the file's bytes (runtimes that allow compiling bytes) */
+  bytes?: BufferSource;
+}
+
+/** The kernels need no imports; an abort handler is given in case a debug build asks for one. */
+const imports: WebAssembly.Imports = {
+  env: {
+    abort(_message: number, _file: number, line: number, column: number): never {
+      throw new Error(`tinygpt.wasm aborted at ${line}:${column}`);
+    },
+  },
+};
+
+function isNode(): boolean {
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof proc?.versions?.node === 'string';
+}
+
+/** Where to look when the caller names no source: beside this module, then the dev build folder. */
+function defaultLocations(): URL[] {
+  const here = import.meta.url;
+  if (!here) {
+    throw new Error('cannot locate tinygpt.wasm: this build has no import.meta.url; pass { module }, { url } or { bytes }');
+  }
+  // the build-folder path is assembled at run time so bundlers do not try to resolve it as an asset
+  const devBuild = ['..', '..', '..', 'build', 'tinygpt.wasm'].join('/');
+  return [new URL('./tinygpt.wasm', here), new URL(devBuild, here)];
+}
+
+async function instanceFromLocation(location: string | URL): Promise<WebAssembly.Instance> {
+  const asText = String(location);
+  const isFile = location instanceof URL ? location.protocol === 'file:' : asText.startsWith('file:') || !/^[a-z][a-z0-9+.-]*:/i.test(asText);
+  if (isNode() && isFile) {
+    const { readFile } = await import('node:fs/promises');
+    const { fileURLToPath } = await import('node:url');
+    const path = asText.startsWith('file:') ? fileURLToPath(asText) : asText;
+    const bytes = await readFile(path);
+    const { instance } = await WebAssembly.instantiate(bytes, imports);
+    return instance;
+  }
+  const response = await fetch(location);
+  if (!response.ok) throw new Error(`fetching ${asText} failed: HTTP ${response.status} ${response.statusText}`);
+  if (typeof WebAssembly.instantiateStreaming === 'function' && response.headers.get('content-type')?.startsWith('application/wasm')) {
+    const { instance } = await WebAssembly.instantiateStreaming(response, imports);
+    return instance;
+  }
+  // servers that do not send application/wasm: compile from the downloaded bytes
+  const { instance } = await WebAssembly.instantiate(await response.arrayBuffer(), imports);
+  return instance;
+}
+
+function kernelsOf(instance: WebAssembly.Instance): Kernels {
+  const exports = instance.exports as Record<string, unknown>;
+  const missing = KERNEL_EXPORTS.filter((name) => exports[name] === undefined);
+  if (missing.length > 0) {
+    throw new Error(`tinygpt.wasm lacks the exports ${missing.join(', ')}: a stale or foreign file? (rebuild with npm run build:wasm)`);
+  }
+  const initialize = exports._initialize;
+  if (typeof initialize === 'function') initialize();
+  return exports as unknown as Kernels;
+}
+
+/** Instantiates the kernels from the first source given (module, bytes, url) or the default location. */
+export async function loadKernels(source: WasmSource = {}): Promise<Kernels> {
+  if (source.module !== undefined) {
+    if (!(source.module instanceof WebAssembly.Module)) throw new TypeError('loadKernels: module must be a WebAssembly.Module');
+    return kernelsOf(await WebAssembly.instantiate(source.module, imports));
+  }
+  if (source.bytes !== undefined) {
+    const { instance } = await WebAssembly.instantiate(source.bytes, imports);
+    return kernelsOf(instance);
+  }
+  if (source.url !== undefined) return kernelsOf(await instanceFromLocation(source.url));
+  const tried: string[] = [];
+  for (const location of defaultLocations()) {
+    try {
+      return kernelsOf(await instanceFromLocation(location));
+    } catch (err) {
+      tried.push(`${location.href}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`could not load tinygpt.wasm; tried ${tried.join('; ')}. Pass { module }, { url } or { bytes }`);
+}
