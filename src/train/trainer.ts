@@ -536,10 +536,13 @@ function checkSameConfig(saved: GPTConfig, model: GPTConfig): void {
   }
 }
 
-/** Node's atomic write (temporary file, then rename), loaded only when a checkpointPath is given. */
+/**
+ * Node's atomic write (temporary file, fsync, rename), imported only when a checkpointPath is given
+ * so browser and edge bundles never pull node:fs.
+ */
 async function atomicWriter(): Promise<(path: string, bytes: Uint8Array) => Promise<void>> {
-  const { writeFileAtomic } = await import('./checkpoint-file.js');
-  return writeFileAtomic;
+  const { writeFileAtomic } = await import('../io/node-files.js');
+  return (path, bytes) => writeFileAtomic(path, bytes);
 }
 
 function now(): number {
