@@ -5,8 +5,9 @@
  * The prompt goes through the model in one pass, then one position per step. Positions use learned
  * absolute embeddings, so a full cache cannot be shifted in place: when a row would pass maxSeqLen,
  * the oldest tokens drop and the cache is rebuilt by feeding the last `windowKeep(maxSeqLen)` tokens
- * (the new one included) in one pass. Rebuilding every slideBy = round(maxSeqLen / 4) steps costs
- * about 3 extra positions per step, amortised, and keeps per-token cost linear in the context.
+ * (the new one included) in one pass, leaving slideBy = round(maxSeqLen / 4) positions free, so
+ * the next rebuild comes slideBy + 1 tokens later. That costs about 3 extra positions per token,
+ * amortised, and keeps per-token cost linear in the context.
  * A prompt longer than maxSeqLen starts from its last windowKeep tokens, as if it had slid.
  */
 import type { GPTModel, KVCache } from '../model/types.js';
