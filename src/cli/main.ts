@@ -4,7 +4,7 @@
  * Node only; it drives the same public API that applications use.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { createModel } from '../model/gpt.js';
 import type { BackendChoice } from '../model/types.js';
 import { train } from '../train/trainer.js';
@@ -15,64 +15,76 @@ import { BPETokenizer, CharTokenizer } from '../tokenizer/index.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { formatDuration, lossChart, ProgressBar } from './terminal.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+/** A command-line flag: what parseArgs needs, plus the line --help prints. */
+interface Flag {
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+  short?: string;
+  help: string;
+}
+type Flags = Record<string, Flag>;
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+function parse(argv: string[], flags: Flags): Values {
+  const options = Object.fromEntries(Object.entries(flags).map(([name, { help: _help, ...o }]) => [name, o]));
+  return parseArgs({ args: argv, options, strict: true }).values as Values;
+}
+
+const str = (values: Values, name: string): string | undefined => values[name] as string | undefined;
 
 const TRAIN_OPTIONS = {
-  data: { type: 'string', description: 'UTF-8 text file to train on (required)' },
-  out: { type: 'string', description: 'where to save the model (default model.safetensors)' },
-  tokenizer: { type: 'string', description: "'char' (default), 'bpe' (trained on the data) or 'gpt2'" },
-  'vocab-size': { type: 'string', description: 'BPE vocabulary size when --tokenizer bpe (default 1024)' },
-  'gpt2-vocab': { type: 'string', description: "GPT-2 encoder.json (vocab.json) for --tokenizer gpt2" },
-  'gpt2-merges': { type: 'string', description: 'GPT-2 vocab.bpe (merges.txt) for --tokenizer gpt2' },
-  lines: { type: 'boolean', description: 'treat each line as its own sequence (names, short texts), padded' },
-  'd-model': { type: 'string', description: 'model width (default 128)' },
-  layers: { type: 'string', description: 'transformer blocks (default 4)' },
-  heads: { type: 'string', description: 'attention heads (default 4)' },
-  'seq-len': { type: 'string', description: 'context length in tokens (default 64)' },
-  dropout: { type: 'string', description: 'dropout probability (default 0.1)' },
-  'batch-size': { type: 'string', description: 'sequences per step (default 16)' },
-  steps: { type: 'string', description: 'optimizer steps (default 2000)' },
-  lr: { type: 'string', description: 'peak learning rate (default 3e-3)' },
-  'min-lr': { type: 'string', description: 'final learning rate of the cosine decay (default lr/10)' },
-  warmup: { type: 'string', description: 'warmup steps (default steps/20)' },
-  'weight-decay': { type: 'string', description: 'AdamW decoupled weight decay (default 0.1)' },
-  'grad-accum': { type: 'string', description: 'micro-batches per step (default 1)' },
-  'max-grad-norm': { type: 'string', description: 'global-norm clipping (default 1)' },
-  'eval-interval': { type: 'string', description: 'steps between validation passes (default steps/10)' },
-  'val-fraction': { type: 'string', description: 'share of the data held out for validation (default 0.1)' },
-  checkpoint: { type: 'string', description: 'checkpoint file written every --checkpoint-interval steps' },
-  'checkpoint-interval': { type: 'string', description: 'steps between checkpoints (default eval interval)' },
-  resume: { type: 'string', description: 'checkpoint file to continue from' },
-  backend: { type: 'string', description: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
-  seed: { type: 'string', description: 'seed for init, data order and dropout (default 1337)' },
-  samples: { type: 'string', description: 'samples to print after training (default 5)' },
-  help: { type: 'boolean', short: 'h' },
-} satisfies Options;
+  data: { type: 'string', help: 'UTF-8 text file to train on (required)' },
+  out: { type: 'string', help: 'where to save the model (default model.safetensors)' },
+  tokenizer: { type: 'string', help: "'char' (default), 'bpe' (trained on the data) or 'gpt2'" },
+  'vocab-size': { type: 'string', help: 'BPE vocabulary size when --tokenizer bpe (default 1024)' },
+  'gpt2-vocab': { type: 'string', help: "GPT-2 encoder.json (vocab.json) for --tokenizer gpt2" },
+  'gpt2-merges': { type: 'string', help: 'GPT-2 vocab.bpe (merges.txt) for --tokenizer gpt2' },
+  lines: { type: 'boolean', help: 'treat each line as its own sequence (names, short texts), padded' },
+  'd-model': { type: 'string', help: 'model width (default 128)' },
+  layers: { type: 'string', help: 'transformer blocks (default 4)' },
+  heads: { type: 'string', help: 'attention heads (default 4)' },
+  'seq-len': { type: 'string', help: 'context length in tokens (default 64)' },
+  dropout: { type: 'string', help: 'dropout probability (default 0.1)' },
+  'batch-size': { type: 'string', help: 'sequences per step (default 16)' },
+  steps: { type: 'string', help: 'optimizer steps (default 2000)' },
+  lr: { type: 'string', help: 'peak learning rate (default 3e-3)' },
+  'min-lr': { type: 'string', help: 'final learning rate of the cosine decay (default lr/10)' },
+  warmup: { type: 'string', help: 'warmup steps (default steps/20)' },
+  'weight-decay': { type: 'string', help: 'AdamW decoupled weight decay (default 0.1)' },
+  'grad-accum': { type: 'string', help: 'micro-batches per step (default 1)' },
+  'max-grad-norm': { type: 'string', help: 'global-norm clipping (default 1)' },
+  'eval-interval': { type: 'string', help: 'steps between validation passes (default steps/10)' },
+  'val-fraction': { type: 'string', help: 'share of the data held out for validation (default 0.1)' },
+  checkpoint: { type: 'string', help: 'checkpoint file written every --checkpoint-interval steps' },
+  'checkpoint-interval': { type: 'string', help: 'steps between checkpoints (default eval interval)' },
+  resume: { type: 'string', help: 'checkpoint file to continue from' },
+  backend: { type: 'string', help: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  seed: { type: 'string', help: 'seed for init, data order and dropout (default 1337)' },
+  samples: { type: 'string', help: 'samples to print after training (default 5)' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+} satisfies Flags;
 
 const GENERATE_OPTIONS = {
-  model: { type: 'string', description: 'model file written by `tinygpt train` (required)' },
-  prompt: { type: 'string', description: 'text to continue (default: start from the end-of-text token)' },
-  'max-new-tokens': { type: 'string', description: 'tokens to generate (default 200)' },
-  temperature: { type: 'string', description: 'sampling temperature (default 0.8)' },
-  'top-k': { type: 'string', description: 'keep the k most likely tokens' },
-  'top-p': { type: 'string', description: 'nucleus sampling mass in (0, 1]' },
-  'min-p': { type: 'string', description: 'drop tokens below min-p x the top probability' },
-  'repetition-penalty': { type: 'string', description: 'CTRL repetition penalty (> 1 discourages repeats)' },
-  'no-repeat-ngram': { type: 'string', description: 'never repeat an n-gram of this size' },
-  beams: { type: 'string', description: 'beam search with this many beams (deterministic)' },
-  greedy: { type: 'boolean', description: 'always take the most likely token' },
-  stop: { type: 'string', multiple: true, description: 'stop at this string (repeatable)' },
-  num: { type: 'string', description: 'independent samples to draw (default 1)' },
-  seed: { type: 'string', description: 'sampling seed (default: random)' },
-  backend: { type: 'string', description: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
-  help: { type: 'boolean', short: 'h' },
-} satisfies Options;
+  model: { type: 'string', help: 'model file written by `tinygpt train` (required)' },
+  prompt: { type: 'string', help: 'text to continue (default: start from the end-of-text token)' },
+  'max-new-tokens': { type: 'string', help: 'tokens to generate (default 200)' },
+  temperature: { type: 'string', help: 'sampling temperature (default 0.8)' },
+  'top-k': { type: 'string', help: 'keep the k most likely tokens' },
+  'top-p': { type: 'string', help: 'nucleus sampling mass in (0, 1]' },
+  'min-p': { type: 'string', help: 'drop tokens below min-p x the top probability' },
+  'repetition-penalty': { type: 'string', help: 'CTRL repetition penalty (> 1 discourages repeats)' },
+  'no-repeat-ngram': { type: 'string', help: 'never repeat an n-gram of this size' },
+  beams: { type: 'string', help: 'beam search with this many beams (deterministic)' },
+  greedy: { type: 'boolean', help: 'always take the most likely token' },
+  stop: { type: 'string', multiple: true, help: 'stop at this string (repeatable)' },
+  num: { type: 'string', help: 'independent samples to draw (default 1)' },
+  seed: { type: 'string', help: 'sampling seed (default: random)' },
+  backend: { type: 'string', help: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+} satisfies Flags;
 
-function usage(command: string, options: Options, summary: string): string {
-  const rows = Object.entries(options).map(([name, o]) => {
-    const flag = `--${name}${o.type === 'string' ? ' <value>' : ''}`;
-    return `  ${flag.padEnd(30)} ${(o as { description?: string }).description ?? 'show this help'}`;
-  });
+function usage(command: string, flags: Flags, summary: string): string {
+  const rows = Object.entries(flags).map(([name, f]) => `  ${`--${name}${f.type === 'string' ? ' <value>' : ''}`.padEnd(30)} ${f.help}`);
   return `tinygpt ${command}: ${summary}\n\n${rows.join('\n')}\n`;
 }
 
@@ -86,7 +98,7 @@ Run \`tinygpt <command> --help\` for the options of each command.
 
 class UsageError extends Error {}
 
-function num(values: Record<string, unknown>, name: string, fallback: number, check: (x: number) => boolean = Number.isFinite, allowed = 'a number'): number {
+function num(values: Values, name: string, fallback: number, check: (x: number) => boolean = Number.isFinite, allowed = 'a number'): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const x = Number(raw);
@@ -96,8 +108,8 @@ function num(values: Record<string, unknown>, name: string, fallback: number, ch
 
 const positiveInt = (x: number) => Number.isInteger(x) && x > 0;
 
-async function buildTokenizer(values: Record<string, unknown>, text: string): Promise<Tokenizer> {
-  const kind = (values.tokenizer as string | undefined) ?? 'char';
+async function buildTokenizer(values: Values, text: string): Promise<Tokenizer> {
+  const kind = str(values, 'tokenizer') ?? 'char';
   switch (kind) {
     case 'char':
       return CharTokenizer.train(text, { specialTokens: ['<|endoftext|>'] });
@@ -107,7 +119,7 @@ async function buildTokenizer(values: Record<string, unknown>, text: string): Pr
     }
     case 'gpt2': {
       if (!values['gpt2-vocab'] || !values['gpt2-merges']) throw new UsageError('--tokenizer gpt2 needs --gpt2-vocab encoder.json and --gpt2-merges vocab.bpe');
-      const [vocab, merges] = await Promise.all([readFile(values['gpt2-vocab'] as string, 'utf8'), readFile(values['gpt2-merges'] as string, 'utf8')]);
+      const [vocab, merges] = await Promise.all([readFile(str(values, 'gpt2-vocab')!, 'utf8'), readFile(str(values, 'gpt2-merges')!, 'utf8')]);
       return BPETokenizer.fromGPT2(vocab, merges);
     }
     default:
@@ -116,11 +128,12 @@ async function buildTokenizer(values: Record<string, unknown>, text: string): Pr
 }
 
 async function trainCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: TRAIN_OPTIONS, strict: true });
+  const values = parse(argv, TRAIN_OPTIONS);
   if (values.help) return void process.stdout.write(usage('train', TRAIN_OPTIONS, 'train a GPT on a text file'));
-  if (!values.data) throw new UsageError('--data <file> is required (a UTF-8 text file)');
-  const text = await readFile(values.data, 'utf8');
-  if (text.length === 0) throw new UsageError(`--data ${values.data} is empty`);
+  const dataPath = str(values, 'data');
+  if (!dataPath) throw new UsageError('--data <file> is required (a UTF-8 text file)');
+  const text = await readFile(dataPath, 'utf8');
+  if (text.length === 0) throw new UsageError(`--data ${dataPath} is empty`);
 
   const steps = num(values, 'steps', 2000, positiveInt, 'a positive integer');
   const seqLen = num(values, 'seq-len', 64, positiveInt, 'a positive integer');
@@ -156,7 +169,7 @@ async function trainCommand(argv: string[]): Promise<void> {
     nHeads: num(values, 'heads', 4, positiveInt, 'a positive integer'),
     dropout: num(values, 'dropout', 0.1, (x) => x >= 0 && x < 1, 'in [0, 1)'),
     seed,
-    backend: (values.backend ?? 'auto') as BackendChoice,
+    backend: (str(values, 'backend') ?? 'auto') as BackendChoice,
   });
   process.stderr.write(`model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend\n`);
 
@@ -179,9 +192,9 @@ async function trainCommand(argv: string[]): Promise<void> {
     gradientAccumulationSteps: num(values, 'grad-accum', 1, positiveInt, 'a positive integer'),
     maxGradNorm: num(values, 'max-grad-norm', 1, (x) => x > 0, 'a positive number'),
     evalInterval,
-    checkpointPath: values.checkpoint,
+    checkpointPath: str(values, 'checkpoint'),
     checkpointInterval: values.checkpoint ? num(values, 'checkpoint-interval', evalInterval, positiveInt, 'a positive integer') : undefined,
-    resumeFrom: values.resume,
+    resumeFrom: str(values, 'resume'),
     seed,
     signal: abort.signal,
     onStep: (m) => bar.update({ step: m.step, totalSteps: steps, loss: m.trainLoss, learningRate: m.learningRate, tokensPerSecond: m.tokensPerSecond, elapsedMs: m.elapsedMs }),
@@ -189,7 +202,7 @@ async function trainCommand(argv: string[]): Promise<void> {
   });
   bar.done();
 
-  const out = values.out ?? 'model.safetensors';
+  const out = str(values, 'out') ?? 'model.safetensors';
   await writeFileAtomic(out, await saveModel(model, { tokenizer }));
   const history = result.history;
   process.stdout.write(
@@ -200,7 +213,7 @@ async function trainCommand(argv: string[]): Promise<void> {
   );
   process.stdout.write(
     `${result.stopped === 'aborted' ? 'stopped early' : 'done'} after ${result.steps} steps in ${formatDuration(performance.now() - started)}: ` +
-      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss.toFixed(4)}; saved ${out}\n`,
+      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss?.toFixed(4) ?? "n/a"}; saved ${out}\n`,
   );
 
   const samples = num(values, 'samples', 5, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
@@ -219,19 +232,20 @@ async function trainCommand(argv: string[]): Promise<void> {
 }
 
 async function generateCommand(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: GENERATE_OPTIONS, strict: true });
+  const values = parse(argv, GENERATE_OPTIONS);
   if (values.help) return void process.stdout.write(usage('generate', GENERATE_OPTIONS, 'continue a prompt with a saved model'));
-  if (!values.model) throw new UsageError('--model <file> is required (a model saved by `tinygpt train`)');
-  const bytes = new Uint8Array(await readFile(values.model));
-  const { model, tokenizer } = await loadModel(bytes, { backend: (values.backend ?? 'auto') as BackendChoice });
-  if (!tokenizer) throw new UsageError(`${values.model} has no tokenizer inside; it was not saved by tinygpt with one`);
-  const prompt = values.prompt ?? '';
+  const modelPath = str(values, 'model');
+  if (!modelPath) throw new UsageError('--model <file> is required (a model saved by `tinygpt train`)');
+  const bytes = new Uint8Array(await readFile(modelPath));
+  const { model, tokenizer } = await loadModel(bytes, { backend: (str(values, 'backend') ?? 'auto') as BackendChoice });
+  if (!tokenizer) throw new UsageError(`${modelPath} has no tokenizer inside; it was not saved by tinygpt with one`);
+  const prompt = str(values, 'prompt') ?? '';
   const promptIds = prompt.length > 0 ? tokenizer.encode(prompt) : tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : [];
   if (promptIds.length === 0) throw new UsageError('--prompt is required: this tokenizer has no end-of-text token to start from');
   const beams = num(values, 'beams', 1, positiveInt, 'a positive integer');
   const count = num(values, 'num', 1, positiveInt, 'a positive integer');
   const baseSeed = num(values, 'seed', Math.floor(Math.random() * 2 ** 31), (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
-  const opt = (name: string) => (values[name as keyof typeof values] === undefined ? undefined : num(values, name, 0));
+  const opt = (name: string) => (values[name] === undefined ? undefined : num(values, name, 0));
   for (let i = 0; i < count; i++) {
     process.stdout.write(prompt);
     const stream = generateStream(model, promptIds, {
@@ -245,7 +259,7 @@ async function generateCommand(argv: string[]): Promise<void> {
       repetitionPenalty: opt('repetition-penalty'),
       noRepeatNgramSize: opt('no-repeat-ngram'),
       numBeams: beams,
-      stop: values.stop,
+      stop: values.stop as string[] | undefined,
       seed: baseSeed + i,
     });
     for await (const piece of stream) process.stdout.write(piece.text ?? '');
