@@ -1,0 +1,136 @@
+/**
+ * KV-cached decoding on a real random model against full recomputation: at every step the oracle
+ * runs model.forward over the whole window and takes the last position's logits. The oracle applies
+ * the documented sliding rule on its own: the window grows until it would pass maxSeqLen, then
+ * restarts from the last windowKeep tokens (maxSeqLen 16 keeps 16 - round(16 / 4) = 12).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { generate } from '../../src/generate/generate.js';
+import type { GenerateSequences } from '../../src/generate/options.js';
+import { ContextWindow, windowKeep } from '../../src/generate/window.js';
+import { createModel } from '../../src/model/gpt.js';
+import type { GPTModel } from '../../src/model/types.js';
+import { Rng } from '../../src/util/rng.js';
+
+const MAX_T = 16;
+const KEEP = 12;
+const V = 40;
+
+async function randomModel(backend: 'js' | 'wasm'): Promise<GPTModel> {
+  const model = await createModel({ vocabSize: V, maxSeqLen: MAX_T, dModel: 32, nLayers: 2, nHeads: 4, seed: 5, backend });
+  // spread the token embeddings (the tied head) so logits are far from ties: argmax is then stable
+  // under float32 differences between the two paths
+  const params = await model.getParameters();
+  const rng = new Rng(99);
+  params['wte.weight'] = Float32Array.from(params['wte.weight'], () => 0.5 * rng.normal());
+  params['wpe.weight'] = Float32Array.from(params['wpe.weight'], () => 0.3 * rng.normal());
+  await model.setParameters(params);
+  expect(model.backendName).toBe(backend);
+  return model;
+}
+
+/** last-position logits of a full forward over `window` [1, T] */
+async function fullLogits(model: GPTModel, window: number[]): Promise<Float32Array> {
+  const { logits } = await model.forward(Int32Array.from(window), null, 1, { returnLogits: true });
+  return logits!.slice((window.length - 1) * V, window.length * V);
+}
+
+/** the window start before feeding a history of `length` tokens, given the previous start */
+function slide(start: number, length: number): number {
+  return length - start > MAX_T ? length - KEEP : start;
+}
+
+function argmax(xs: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < xs.length; i++) if (xs[i] > xs[best]) best = i;
+  return best;
+}
+
+function logSoftmaxAt(logits: ArrayLike<number>, id: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return logits[id] - max - Math.log(sum);
+}
+
+const backends = ['js', 'wasm'] as const;
+const models: GPTModel[] = [];
+afterAll(() => models.forEach((m) => m.dispose()));
+
+describe.each(backends)('KV cache vs full recomputation (%s backend)', (backend) => {
+  it('documents the slide for maxSeqLen 16', () => {
+    expect(windowKeep(MAX_T)).toBe(KEEP);
+  });
+
+  for (const promptLength of [5, 20]) {
+    it(`greedy matches token for token with logits within 1e-4, past maxSeqLen (prompt ${promptLength})`, async () => {
+      const model = await randomModel(backend);
+      models.push(model);
+      const promptRng = new Rng(promptLength);
+      const prompt = Array.from({ length: promptLength }, () => promptRng.nextInt(V));
+      const newTokens = 40;
+
+      // cached: drive the window by hand to see its logits
+      const window = new ContextWindow(model, 1);
+      const history = [...prompt];
+      const cachedIds: number[] = [];
+      const cachedLogits: Float32Array[] = [];
+      let logits = await window.prefill([history]);
+      for (let step = 0; step < newTokens; step++) {
+        cachedLogits.push(logits.slice());
+        const id = argmax(logits);
+        cachedIds.push(id);
+        history.push(id);
+        if (step < newTokens - 1) logits = await window.step([id], [history]);
+      }
+      window.free();
+
+      // oracle: full forward over the window at every step
+      const tokens = [...prompt];
+      let start = prompt.length > MAX_T ? prompt.length - KEEP : 0;
+      let maxDiff = 0;
+      let slides = 0;
+      for (let step = 0; step < newTokens; step++) {
+        const next = slide(start, tokens.length);
+        if (next !== start) slides++;
+        start = next;
+        const oracle = await fullLogits(model, tokens.slice(start));
+        for (let v = 0; v < V; v++) maxDiff = Math.max(maxDiff, Math.abs(oracle[v] - cachedLogits[step][v]));
+        const id = argmax(oracle);
+        expect(id, `step ${step}`).toBe(cachedIds[step]);
+        tokens.push(id);
+      }
+      expect(maxDiff).toBeLessThan(1e-4);
+      expect(slides).toBeGreaterThanOrEqual(3);
+
+      // and generate itself gives the same tokens
+      const r = await generate(model, prompt, { maxNewTokens: newTokens });
+      expect(r.ids).toEqual(cachedIds);
+    });
+  }
+
+  it('beam search scores equal full-recomputation scores of the returned sequences (real reorderKVCache, past maxSeqLen)', async () => {
+    const model = await randomModel(backend);
+    models.push(model);
+    const prompt = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3];
+    const steps = 12;
+    const { sequences } = (await generate(model, prompt, { maxNewTokens: steps, numBeams: 4, numReturnSequences: 4, returnLogprobs: true })) as GenerateSequences;
+    expect(sequences).toHaveLength(4);
+    for (const s of sequences) {
+      expect(s.ids).toHaveLength(steps);
+      const tokens = [...prompt];
+      let start = 0;
+      let total = 0;
+      for (let i = 0; i < steps; i++) {
+        start = slide(start, tokens.length);
+        const lp = logSoftmaxAt(await fullLogits(model, tokens.slice(start)), s.ids[i]);
+        expect(Math.abs(lp - s.logprobs![i]), `token ${i}`).toBeLessThan(1e-4);
+        total += lp;
+        tokens.push(s.ids[i]);
+      }
+      expect(s.score!).toBeCloseTo(total / steps, 4);
+    }
+    for (let i = 1; i < sequences.length; i++) expect(sequences[i - 1].score!).toBeGreaterThanOrEqual(sequences[i].score!);
+  });
+});
