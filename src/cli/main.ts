@@ -80,6 +80,7 @@ const GENERATE_OPTIONS = {
   num: { type: 'string', help: 'independent samples to draw (default 1)' },
   seed: { type: 'string', help: 'sampling seed (default: random)' },
   backend: { type: 'string', help: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  'no-bos': { type: 'boolean', help: 'do not start the prompt with the end-of-text token' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } satisfies Flags;
 
@@ -240,7 +241,9 @@ async function generateCommand(argv: string[]): Promise<void> {
   const { model, tokenizer } = await loadModel(bytes, { backend: (str(values, 'backend') ?? 'auto') as BackendChoice });
   if (!tokenizer) throw new UsageError(`${modelPath} has no tokenizer inside; it was not saved by tinygpt with one`);
   const prompt = str(values, 'prompt') ?? '';
-  const promptIds = prompt.length > 0 ? tokenizer.encode(prompt) : tokenizer.eosTokenId !== undefined ? [tokenizer.eosTokenId] : [];
+  // Training frames documents and lines with end-of-text, so a prompt starts after one.
+  const eos = tokenizer.eosTokenId;
+  const promptIds = [...(eos !== undefined && !values['no-bos'] ? [eos] : []), ...tokenizer.encode(prompt)];
   if (promptIds.length === 0) throw new UsageError('--prompt is required: this tokenizer has no end-of-text token to start from');
   const beams = num(values, 'beams', 1, positiveInt, 'a positive integer');
   const count = num(values, 'num', 1, positiveInt, 'a positive integer');
