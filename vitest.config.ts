@@ -1,4 +1,18 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * WebGPU tests in Node use Dawn (the `webgpu` package), which needs a Vulkan driver. Without a system
+ * one, Chromium's bundled SwiftShader serves; its loader must be on LD_LIBRARY_PATH before the
+ * worker process starts (dlopen reads it once), so it goes into the workers' environment here.
+ */
+function webgpuEnv(): Record<string, string> {
+  const icd = '/usr/lib/chromium/vk_swiftshader_icd.json';
+  const systemIcds = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d'].some((dir) => existsSync(dir) && readdirSync(dir).length > 0);
+  if (process.env.VK_ICD_FILENAMES || systemIcds || !existsSync(icd)) return {};
+  const libraryPath = ['/usr/lib/chromium', process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  return { VK_ICD_FILENAMES: icd, LD_LIBRARY_PATH: libraryPath };
+}
 
 export default defineConfig({
   test: {
@@ -7,5 +21,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     maxWorkers: 2,
+    env: webgpuEnv(),
   },
 });

@@ -1,0 +1,104 @@
+/**
+ * Getting a GPUDevice: navigator.gpu in browsers and workers; in Node, where there is no
+ * navigator.gpu, the optional `webgpu` package (Dawn) when it is installed. Every failure says why.
+ */
+/// <reference types="@webgpu/types" />
+
+export interface WebGPUOptions {
+  /** a GPU object to use instead of navigator.gpu (or the `webgpu` package in Node) */
+  gpu?: GPU;
+  /** an adapter to use instead of requesting one */
+  adapter?: GPUAdapter;
+  powerPreference?: GPUPowerPreference;
+}
+
+export interface AcquiredDevice {
+  adapter: GPUAdapter;
+  device: GPUDevice;
+  /** a human-readable adapter name from adapter.info */
+  adapterName: string;
+}
+
+/** the limits our kernels and large tensors benefit from; each is requested at the adapter's value */
+const REQUESTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+/** what the kernels need at least (the WebGPU defaults, checked in case an adapter offers less) */
+const REQUIRED_LIMITS: Partial<Record<(typeof REQUESTED_LIMITS)[number], number>> = {
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxStorageBuffersPerShaderStage: 6,
+};
+
+export async function acquireDevice(opts: WebGPUOptions = {}): Promise<AcquiredDevice> {
+  let adapter = opts.adapter ?? null;
+  if (adapter === null) {
+    const gpu = opts.gpu ?? (await findGpu());
+    adapter = await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined);
+    if (adapter === null) {
+      throw new Error(
+        'WebGPU: requestAdapter() found no adapter (no usable GPU or driver; in Node on Linux, Dawn needs a Vulkan driver, ' +
+          'e.g. VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium)',
+      );
+    }
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of REQUESTED_LIMITS) {
+    const offered = adapter.limits[name];
+    const needed = REQUIRED_LIMITS[name];
+    if (needed !== undefined && offered < needed) {
+      throw new Error(`WebGPU: adapter limit ${name} is ${offered}, the kernels need at least ${needed}`);
+    }
+    requiredLimits[name] = offered;
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits });
+  } catch (error) {
+    throw new Error(`WebGPU: requestDevice failed: ${(error as Error).message}`);
+  }
+  return { adapter, device, adapterName: describeAdapter(adapter) };
+}
+
+export function describeAdapter(adapter: GPUAdapter): string {
+  // adapter.info is newer than some type packages (and browsers); read it defensively
+  const info = (adapter as { info?: Partial<Record<'vendor' | 'architecture' | 'device' | 'description', string>> }).info;
+  const parts = [info?.vendor, info?.architecture, info?.device, info?.description].filter((part) => part);
+  return parts.length > 0 ? parts.join(' / ') : 'unknown adapter';
+}
+
+/**
+ * Dawn's GPU object for this process. Held for the process's lifetime: if it is garbage-collected
+ * while its devices live, Dawn aborts the process.
+ */
+let nodeGpu: GPU | null = null;
+
+async function findGpu(): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+  if (!isNode) {
+    throw new Error('WebGPU: navigator.gpu is missing (this runtime has no WebGPU, or the page is not a secure context)');
+  }
+  // A variable specifier keeps bundlers from resolving the optional peer dependency.
+  const specifier = 'webgpu';
+  let dawn: { create(options: string[]): GPU };
+  try {
+    dawn = (await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier)) as typeof dawn;
+  } catch (error) {
+    throw new Error(
+      `WebGPU: Node has no navigator.gpu and the optional package 'webgpu' could not be loaded (${(error as Error).message}); install it with npm install webgpu`,
+    );
+  }
+  nodeGpu ??= dawn.create([]);
+  return nodeGpu;
+}

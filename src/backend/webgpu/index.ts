@@ -1,0 +1,820 @@
+/**
+ * The WebGPU backend: every op of src/backend/contract.ts as a WGSL compute shader.
+ *
+ * Execution model: ops are recorded into one command encoder (one compute pass between copies) and
+ * submitted together on `download` or `flush()`, so a training step is one submission and reads back
+ * only what the caller downloads. Each dispatch's offsets and scalars go into its own 256-byte slot
+ * of one uniform buffer (bound with a dynamic offset), written just before the submission.
+ *
+ * Faults never hang and never pass silently: device loss (see `lost`), shader, validation and
+ * out-of-memory errors make the next `download` reject with a message that says what happened.
+ * After device loss every download rejects; the host should rebuild the backend from its last
+ * downloaded or saved state.
+ */
+/// <reference types="@webgpu/types" />
+import {
+  dropoutThreshold,
+  type AdamWParams,
+  type Backend,
+  type BackendLimits,
+  type DType,
+  type OpName,
+  type Tensor,
+} from '../contract.js';
+import { BUFFER_USAGE, BufferPool, type PooledBuffer } from './buffers.js';
+import { acquireDevice, type WebGPUOptions } from './device.js';
+import { UNIFORM_SLOT_BYTES, grid, type BindingPlan, type KernelDef } from './kernel.js';
+import { PipelineCache } from './pipelines.js';
+import { adamwKernel } from './wgsl/adamw.js';
+import {
+  attentionBackwardKeyValueKernel,
+  attentionBackwardQueryKernel,
+  attentionForwardKernel,
+  headLanes,
+  kvAppendKernel,
+} from './wgsl/attention.js';
+import { crossEntropyBackwardKernel, crossEntropyForwardKernel } from './wgsl/crossentropy.js';
+import {
+  ELEMENTWISE_WORKGROUP,
+  accumulateKernel,
+  copyKernel,
+  dropoutBackwardKernel,
+  dropoutForwardKernel,
+  geluBackwardKernel,
+  geluForwardKernel,
+  residualKernel,
+  scaleKernel,
+  transposeKernel,
+} from './wgsl/elementwise.js';
+import { encoderBackwardPositionsKernel, encoderBackwardTokensKernel, encoderForwardKernel } from './wgsl/encoder.js';
+import {
+  LAYER_NORM_COLUMNS,
+  layerNormBackwardInputKernel,
+  layerNormBackwardParamsKernel,
+  layerNormForwardKernel,
+} from './wgsl/layernorm.js';
+import { COLUMN_SUM_COLUMNS, MATMUL_TILE, columnSumKernel, matmulKernel, matmulVariant, type MatmulLayout } from './wgsl/matmul.js';
+import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
+
+export type { WebGPUOptions } from './device.js';
+
+const MAP_MODE_READ = 0x1;
+/** dispatches recorded before an early submission frees the uniform slots (1 MiB of uniforms) */
+const UNIFORM_SLOTS = 4096;
+/** idle storage kept for reuse after `free` */
+const POOL_RETAIN_BYTES = 512 * 1024 * 1024;
+
+/** One allocation; tensors are views into it. */
+interface GpuStorage {
+  readonly pooled: PooledBuffer;
+  readonly dtype: DType;
+  live: boolean;
+}
+
+class WebGPUTensor implements Tensor {
+  constructor(
+    readonly dtype: DType,
+    readonly offset: number,
+    readonly length: number,
+    readonly storage: GpuStorage,
+    readonly owner: WebGPUBackend,
+  ) {}
+}
+
+/** A dispatch: the kernel's tensors and scalars by name, and the workgroup grid. */
+interface Dispatch {
+  tensors: Record<string, WebGPUTensor>;
+  scalars?: Record<string, number>;
+  groups: readonly [number, number];
+  /** selects a generated variant of the kernel (part of the pipeline key) */
+  variant?: string;
+}
+
+export async function createWebGPUBackend(opts: WebGPUOptions = {}): Promise<WebGPUBackend> {
+  const { device, adapterName } = await acquireDevice(opts);
+  return new WebGPUBackend(device, adapterName);
+}
+
+export class WebGPUBackend implements Backend {
+  readonly name = 'webgpu' as const;
+  readonly limits: BackendLimits;
+  /** resolves when the device is lost (including by `dispose`); downloads reject from then on */
+  readonly lost: Promise<GPUDeviceLostInfo>;
+  readonly adapterName: string;
+  /** the device every op runs on (for interop; destroying it makes every later download reject) */
+  readonly device: GPUDevice;
+  /** queue submissions so far: one per download or flush, plus one per 4096 dispatches */
+  get submissions(): number {
+    return this.submissionCount;
+  }
+
+  private readonly storagePool: BufferPool;
+  private readonly readbackPool: BufferPool;
+  private readonly pipelines: PipelineCache;
+  private readonly liveStorage = new Set<GpuStorage>();
+  private readonly maxWorkgroupsPerDim: number;
+
+  private readonly uniformBuffer: PooledBuffer;
+  private readonly uniformBytes = new ArrayBuffer(UNIFORM_SLOTS * UNIFORM_SLOT_BYTES);
+  private readonly uniformU32 = new Uint32Array(this.uniformBytes);
+  private readonly uniformI32 = new Int32Array(this.uniformBytes);
+  private readonly uniformF32 = new Float32Array(this.uniformBytes);
+  private uniformSlotsUsed = 0;
+
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  /** upload staging buffers of the recording encoder, destroyed once it is submitted */
+  private stagingToDestroy: GPUBuffer[] = [];
+  /** error-scope results not yet reported by a download */
+  private pendingChecks: Promise<string | null>[] = [];
+  /** errors reported by the device outside any scope, waiting for the next download */
+  private uncaptured: string[] = [];
+  private lostError: Error | null = null;
+  private disposed = false;
+  private sqnormPartials: WebGPUTensor | null = null;
+  private submissionCount = 0;
+
+  constructor(device: GPUDevice, adapterName = 'unknown adapter') {
+    this.device = device;
+    this.adapterName = adapterName;
+    const maxBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    this.limits = { maxTensorLength: Math.floor(maxBytes / 4), maxTotalBytes: Infinity };
+    this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
+    this.storagePool = new BufferPool(
+      device,
+      BUFFER_USAGE.STORAGE | BUFFER_USAGE.COPY_SRC | BUFFER_USAGE.COPY_DST,
+      maxBytes,
+      POOL_RETAIN_BYTES,
+    );
+    this.readbackPool = new BufferPool(device, BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST, device.limits.maxBufferSize, 64 * 1024 * 1024);
+    this.pipelines = new PipelineCache(device, (message) => this.uncaptured.push(message));
+    this.uniformBuffer = {
+      id: 0,
+      buffer: device.createBuffer({ size: UNIFORM_SLOTS * UNIFORM_SLOT_BYTES, usage: BUFFER_USAGE.UNIFORM | BUFFER_USAGE.COPY_DST }),
+      bytes: UNIFORM_SLOTS * UNIFORM_SLOT_BYTES,
+    };
+    this.lost = device.lost.then((info) => {
+      this.lostError = this.disposed
+        ? new Error('WebGPU backend was disposed')
+        : new Error(`WebGPU device lost (reason: ${info.reason ?? 'unknown'}): ${info.message || 'no message'}`);
+      return info;
+    });
+    device.addEventListener('uncapturederror', (event) => {
+      this.uncaptured.push(`WebGPU error: ${(event as GPUUncapturedErrorEvent).error.message}`);
+    });
+  }
+
+  supports(_op: OpName): boolean {
+    return true;
+  }
+
+  // ---- storage ----
+
+  alloc(length: number, dtype: DType = 'f32'): Tensor {
+    this.checkUsable('alloc');
+    if (!Number.isInteger(length) || length < 1 || length > this.limits.maxTensorLength) {
+      throw new RangeError(
+        `alloc: length must be an integer in [1, ${this.limits.maxTensorLength}] (the adapter's largest storage binding is ` +
+          `${this.limits.maxTensorLength * 4} bytes), got ${length}`,
+      );
+    }
+    if (dtype !== 'f32' && dtype !== 'i32') throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+    this.device.pushErrorScope('out-of-memory');
+    const { pooled, reused } = this.storagePool.acquire(length * 4);
+    this.track(this.device.popErrorScope(), `alloc of ${length} ${dtype} elements ran out of GPU memory`);
+    // a fresh buffer is zero-filled by WebGPU; a reused one is cleared in command order
+    if (reused) this.copyEncoder().clearBuffer(pooled.buffer, 0, pooled.bytes);
+    const storage: GpuStorage = { pooled, dtype, live: true };
+    this.liveStorage.add(storage);
+    return new WebGPUTensor(dtype, 0, length, storage, this);
+  }
+
+  view(t: Tensor, offset: number, length: number): Tensor {
+    const parent = this.tensor('view', 't', t);
+    if (!Number.isInteger(offset) || offset < 0 || offset > parent.length) {
+      throw new RangeError(`view: offset must be an integer in [0, ${parent.length}], got ${offset}`);
+    }
+    if (!Number.isInteger(length) || length < 0 || offset + length > parent.length) {
+      throw new RangeError(
+        `view: length must be an integer in [0, ${parent.length - offset}] (view of ${parent.length} elements at offset ${offset}), got ${length}`,
+      );
+    }
+    return new WebGPUTensor(parent.dtype, parent.offset + offset, length, parent.storage, this);
+  }
+
+  upload(t: Tensor, data: Float32Array | Int32Array): void {
+    const target = this.tensor('upload', 't', t);
+    const expected = target.dtype === 'f32' ? Float32Array : Int32Array;
+    if (!(data instanceof expected)) {
+      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected.name}, got ${data?.constructor?.name ?? typeof data}`);
+    }
+    if (data.length > target.length) {
+      throw new RangeError(`upload: data has ${data.length} elements, the tensor view holds ${target.length}`);
+    }
+    if (data.length === 0) return;
+    const byteOffset = target.offset * 4;
+    if (this.encoder === null) {
+      // nothing recorded yet: the queue write lands before anything that is recorded next
+      this.device.queue.writeBuffer(target.storage.pooled.buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
+      return;
+    }
+    // ops already recorded must see the old contents: copy in command order from a staging buffer
+    const staging = this.device.createBuffer({ size: data.byteLength, usage: BUFFER_USAGE.COPY_SRC, mappedAtCreation: true });
+    new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    staging.unmap();
+    this.copyEncoder().copyBufferToBuffer(staging, 0, target.storage.pooled.buffer, byteOffset, data.byteLength);
+    this.stagingToDestroy.push(staging);
+  }
+
+  async download(t: Tensor): Promise<Float32Array | Int32Array> {
+    const source = this.tensor('download', 't', t);
+    if (this.lostError) throw this.lostError;
+    const bytes = source.length * 4;
+    const readback = bytes > 0 ? this.readbackPool.acquire(bytes).pooled : null;
+    if (readback) this.copyEncoder().copyBufferToBuffer(source.storage.pooled.buffer, source.offset * 4, readback.buffer, 0, bytes);
+    this.flush();
+    const checks = this.takeChecks();
+    try {
+      if (readback) await this.unlessLost(readback.buffer.mapAsync(MAP_MODE_READ, 0, bytes));
+      else await this.unlessLost(this.device.queue.onSubmittedWorkDone());
+    } catch (error) {
+      if (this.lostError) throw this.lostError;
+      throw new Error(`download: reading the result back failed: ${(error as Error).message}`);
+    }
+    const errors = await this.unlessLost(checks);
+    try {
+      if (errors.length > 0) throw new Error(errors.join('\n'));
+      if (!readback) return source.dtype === 'f32' ? new Float32Array(0) : new Int32Array(0);
+      const copied = readback.buffer.getMappedRange(0, bytes).slice(0);
+      return source.dtype === 'f32' ? new Float32Array(copied) : new Int32Array(copied);
+    } finally {
+      if (readback) {
+        readback.buffer.unmap();
+        this.readbackPool.release(readback);
+      }
+    }
+  }
+
+  /** submit everything recorded so far (download does this itself) */
+  flush(): void {
+    if (this.encoder === null) return;
+    this.endPass();
+    if (this.uniformSlotsUsed > 0) {
+      this.device.queue.writeBuffer(this.uniformBuffer.buffer, 0, this.uniformBytes, 0, this.uniformSlotsUsed * UNIFORM_SLOT_BYTES);
+    }
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    this.device.queue.submit([this.encoder.finish()]);
+    this.submissionCount++;
+    this.track(this.device.popErrorScope(), 'submitted commands failed validation');
+    this.track(this.device.popErrorScope(), 'submitted commands ran out of GPU memory');
+    for (const staging of this.stagingToDestroy) staging.destroy();
+    this.stagingToDestroy = [];
+    this.encoder = null;
+    this.uniformSlotsUsed = 0;
+  }
+
+  free(t: Tensor): void {
+    const own = this.owned('free', 't', t);
+    if (!own.storage.live) throw new Error('free: t belongs to a buffer that was already freed');
+    own.storage.live = false;
+    this.liveStorage.delete(own.storage);
+    this.storagePool.release(own.storage.pooled);
+  }
+
+  bytesInUse(): number {
+    let bytes = 0;
+    for (const storage of this.liveStorage) bytes += storage.pooled.bytes;
+    return bytes;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const storage of this.liveStorage) storage.live = false;
+    this.liveStorage.clear();
+    this.pipelines.clearBindGroups();
+    this.storagePool.destroyAll();
+    this.readbackPool.destroyAll();
+    this.uniformBuffer.buffer.destroy();
+    this.device.destroy();
+  }
+
+  // ---- elementwise helpers ----
+
+  zero(t: Tensor): void {
+    const target = this.tensor('zero', 't', t);
+    if (target.length === 0) return;
+    this.copyEncoder().clearBuffer(target.storage.pooled.buffer, target.offset * 4, target.length * 4);
+  }
+
+  copy(dst: Tensor, src: Tensor): void {
+    const from = this.tensor('copy', 'src', src);
+    const to = this.tensor('copy', 'dst', dst);
+    if (to.dtype !== from.dtype) throw new TypeError(`copy: dst is ${to.dtype} but src is ${from.dtype}`);
+    if (to.length < from.length) throw new RangeError(`copy: dst has ${to.length} elements, needs at least src.length = ${from.length}`);
+    if (overlaps(to, from, from.length)) {
+      throw new RangeError(
+        `copy: dst [${to.offset}, ${to.offset + from.length}) overlaps src [${from.offset}, ${from.offset + from.length}) in the same buffer`,
+      );
+    }
+    if (from.length === 0) return;
+    if (to.storage !== from.storage) {
+      this.copyEncoder().copyBufferToBuffer(from.storage.pooled.buffer, from.offset * 4, to.storage.pooled.buffer, to.offset * 4, from.length * 4);
+      return;
+    }
+    // copyBufferToBuffer refuses one buffer as both source and destination
+    this.elementwise(copyKernel, from.length, { dst: to, src: from });
+  }
+
+  scale(t: Tensor, s: number): void {
+    finite('scale', 's', s);
+    const x = this.floats('scale', 't', t, t.length);
+    this.elementwise(scaleKernel, x.length, { t: x }, { s });
+  }
+
+  transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
+    const op = 'transpose';
+    dims(op, { rows, cols });
+    const o = this.floats(op, 'out', out, rows * cols);
+    const x = this.floats(op, 'inp', inp, rows * cols);
+    if (overlaps(o, x, rows * cols)) throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
+    this.elementwise(transposeKernel, rows * cols, { out: o, inp: x }, { rows, cols });
+  }
+
+  squaredNorm(out: Tensor, t: Tensor): void {
+    const result = this.floats('squaredNorm', 'out', out, 1);
+    const x = this.floats('squaredNorm', 't', t, t.length);
+    this.sqnormPartials ??= this.alloc(SQNORM_PARTIALS) as WebGPUTensor;
+    const groups = Math.max(1, Math.min(SQNORM_PARTIALS, Math.ceil(x.length / SQNORM_WORKGROUP)));
+    this.dispatch(squaredNormPartialKernel, { tensors: { partials: this.sqnormPartials, t: x }, scalars: { n: x.length }, groups: [groups, 1] });
+    this.dispatch(squaredNormFinalKernel, { tensors: { out: result, partials: this.sqnormPartials }, scalars: { count: groups }, groups: [1, 1] });
+  }
+
+  // ---- encoder ----
+
+  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
+    const op = 'encoderForward';
+    dims(op, { B, T, C });
+    nonNegativeInteger(op, 'posOffset', posOffset);
+    const o = this.floats(op, 'out', out, B * T * C);
+    const ids = this.ints(op, 'inp', inp, B * T);
+    const tokenTable = this.floats(op, 'wte', wte, C);
+    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    const V = Math.floor(tokenTable.length / C);
+    this.elementwise(encoderForwardKernel, B * T * C, { out: o, inp: ids, wte: tokenTable, wpe: positionTable }, { T, C, V, posOffset });
+  }
+
+  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+    const op = 'encoderBackward';
+    dims(op, { B, T, C });
+    const dTokenTable = this.floats(op, 'dwte', dwte, C);
+    const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
+    const d = this.floats(op, 'dout', dout, B * T * C);
+    const ids = this.ints(op, 'inp', inp, B * T);
+    const V = Math.floor(dTokenTable.length / C);
+    this.dispatch(encoderBackwardTokensKernel, {
+      tensors: { dwte: dTokenTable, dout: d, inp: ids },
+      scalars: { BT: B * T, C, V },
+      groups: this.grid(B * T),
+    });
+    this.elementwise(encoderBackwardPositionsKernel, T * C, { dwpe: dPositionTable, dout: d }, { B, TC: T * C });
+  }
+
+  // ---- layer norm ----
+
+  layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
+    const op = 'layerNormForward';
+    dims(op, { N, C });
+    this.dispatch(layerNormForwardKernel, {
+      tensors: {
+        out: this.floats(op, 'out', out, N * C),
+        mean: this.floats(op, 'mean', mean, N),
+        rstd: this.floats(op, 'rstd', rstd, N),
+        inp: this.floats(op, 'inp', inp, N * C),
+        weight: this.floats(op, 'weight', weight, C),
+        bias: this.floats(op, 'bias', bias, C),
+      },
+      scalars: { N, C },
+      groups: this.grid(N),
+    });
+  }
+
+  layerNormBackward(
+    dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number,
+  ): void {
+    const op = 'layerNormBackward';
+    dims(op, { N, C });
+    const dx = this.floats(op, 'dinp', dinp, N * C);
+    const dw = this.floats(op, 'dweight', dweight, C);
+    const db = this.floats(op, 'dbias', dbias, C);
+    const d = this.floats(op, 'dout', dout, N * C);
+    const x = this.floats(op, 'inp', inp, N * C);
+    const w = this.floats(op, 'weight', weight, C);
+    const means = this.floats(op, 'mean', mean, N);
+    const rstds = this.floats(op, 'rstd', rstd, N);
+    this.dispatch(layerNormBackwardInputKernel, {
+      tensors: { dinp: dx, dout: d, inp: x, weight: w, mean: means, rstd: rstds },
+      scalars: { N, C },
+      groups: this.grid(N),
+    });
+    this.dispatch(layerNormBackwardParamsKernel, {
+      tensors: { dweight: dw, dbias: db, dout: d, inp: x, mean: means, rstd: rstds },
+      scalars: { N, C },
+      groups: [Math.ceil(C / LAYER_NORM_COLUMNS), 1],
+    });
+  }
+
+  // ---- matmul ----
+
+  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
+    const op = 'matmulForward';
+    dims(op, { M, K, N });
+    const o = this.floats(op, 'out', out, M * N);
+    const b = bias === null ? null : this.floats(op, 'bias', bias, N);
+    this.product(o, this.floats(op, 'inp', inp, M * K), this.floats(op, 'weight', weight, K * N), b, false, {
+      M, N, K, sAm: K, sAk: 1, sBk: N, sBn: 1,
+    });
+  }
+
+  matmulBackward(
+    dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number,
+  ): void {
+    const op = 'matmulBackward';
+    dims(op, { M, K, N });
+    const dx = dinp === null ? null : this.floats(op, 'dinp', dinp, M * K);
+    const dw = this.floats(op, 'dweight', dweight, K * N);
+    const db = dbias === null ? null : this.floats(op, 'dbias', dbias, N);
+    const d = this.floats(op, 'dout', dout, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const w = this.floats(op, 'weight', weight, K * N);
+    // dinp[M,K] += dout[M,N] @ weight^T: B(n,k) = weight[k*N + n]
+    if (dx !== null) this.product(dx, d, w, null, true, { M, N: K, K: N, sAm: N, sAk: 1, sBk: 1, sBn: N });
+    // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]
+    this.product(dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
+    if (db !== null) {
+      this.dispatch(columnSumKernel, { tensors: { sums: db, x: d }, scalars: { M, N }, groups: [Math.ceil(N / COLUMN_SUM_COLUMNS), 1] });
+    }
+  }
+
+  // ---- attention ----
+
+  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    const op = 'attentionForward';
+    const HS = headSize(op, B, T, C, NH);
+    const o = this.floats(op, 'out', out, B * T * C);
+    const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
+    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
+    const lanes = headLanes(HS);
+    this.dispatch(attentionForwardKernel(lanes), {
+      tensors: { out: o, lse: logSumExps, q: x, k: this.shifted(x, C), v: this.shifted(x, 2 * C) },
+      scalars: {
+        T, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: T * 3 * C, qRow: 3 * C, kBatch: T * 3 * C, kRow: 3 * C, posStart: 0, hasLse: 1,
+      },
+      groups: this.rowsByHeads(op, T, B * NH),
+      variant: `lanes${lanes}`,
+    });
+  }
+
+  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
+    const op = 'attentionBackward';
+    const HS = headSize(op, B, T, C, NH);
+    const tensors = {
+      dqkv: this.floats(op, 'dqkv', dqkv, B * T * 3 * C),
+      dout: this.floats(op, 'dout', dout, B * T * C),
+      qkv: this.floats(op, 'qkv', qkv, B * T * 3 * C),
+      out: this.floats(op, 'out', out, B * T * C),
+      lse: this.floats(op, 'lse', lse, B * NH * T),
+    };
+    const lanes = headLanes(HS);
+    const scalars = { T, NH, HS, scale: 1 / Math.sqrt(HS) };
+    const groups = this.rowsByHeads(op, T, B * NH);
+    this.dispatch(attentionBackwardQueryKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
+    this.dispatch(attentionBackwardKeyValueKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
+  }
+
+  attentionCached(
+    out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
+  ): void {
+    const op = 'attentionCached';
+    const HS = headSize(op, B, Tn, C, NH);
+    dims(op, { cacheLen });
+    nonNegativeInteger(op, 'startPos', startPos);
+    if (startPos + Tn > cacheLen) throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
+    const o = this.floats(op, 'out', out, B * Tn * C);
+    const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
+    const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
+    const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
+    this.elementwise(kvAppendKernel, B * Tn * C, { kCache: keys, vCache: values, qkv: x }, { Tn, C, startPos, cacheLen });
+    const lanes = headLanes(HS);
+    this.dispatch(attentionForwardKernel(lanes), {
+      // no lse on this path: `out` fills the binding and hasLse = 0 leaves it alone
+      tensors: { out: o, lse: o, q: x, k: keys, v: values },
+      scalars: {
+        T: Tn, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: Tn * 3 * C, qRow: 3 * C, kBatch: cacheLen * C, kRow: C, posStart: startPos, hasLse: 0,
+      },
+      groups: this.rowsByHeads(op, Tn, B * NH),
+      variant: `lanes${lanes}`,
+    });
+  }
+
+  // ---- gelu ----
+
+  geluForward(out: Tensor, inp: Tensor, N: number): void {
+    dims('geluForward', { N });
+    this.elementwise(geluForwardKernel, N, { out: this.floats('geluForward', 'out', out, N), inp: this.floats('geluForward', 'inp', inp, N) });
+  }
+
+  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
+    const op = 'geluBackward';
+    dims(op, { N });
+    this.elementwise(geluBackwardKernel, N, {
+      dinp: this.floats(op, 'dinp', dinp, N),
+      inp: this.floats(op, 'inp', inp, N),
+      dout: this.floats(op, 'dout', dout, N),
+    });
+  }
+
+  // ---- residual ----
+
+  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
+    const op = 'residualForward';
+    dims(op, { N });
+    this.elementwise(residualKernel, N, { out: this.floats(op, 'out', out, N), a: this.floats(op, 'a', a, N), b: this.floats(op, 'b', b, N) });
+  }
+
+  accumulate(dst: Tensor, src: Tensor, N: number): void {
+    const op = 'accumulate';
+    dims(op, { N });
+    this.elementwise(accumulateKernel, N, { dst: this.floats(op, 'dst', dst, N), src: this.floats(op, 'src', src, N) });
+  }
+
+  // ---- dropout ----
+
+  dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
+    const op = 'dropoutForward';
+    dims(op, { N });
+    dropoutArgs(op, p, seed);
+    this.elementwise(
+      dropoutForwardKernel,
+      N,
+      { out: this.floats(op, 'out', out, N), inp: this.floats(op, 'inp', inp, N) },
+      { seed, threshold: dropoutThreshold(p), keptScale: 1 / (1 - p) },
+    );
+  }
+
+  dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
+    const op = 'dropoutBackward';
+    dims(op, { N });
+    dropoutArgs(op, p, seed);
+    this.elementwise(
+      dropoutBackwardKernel,
+      N,
+      { dinp: this.floats(op, 'dinp', dinp, N), dout: this.floats(op, 'dout', dout, N) },
+      { seed, threshold: dropoutThreshold(p), keptScale: 1 / (1 - p) },
+    );
+  }
+
+  // ---- softmax + cross-entropy ----
+
+  crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
+    const op = 'crossEntropyForward';
+    dims(op, { N, V });
+    this.dispatch(crossEntropyForwardKernel, {
+      tensors: {
+        losses: this.floats(op, 'losses', losses, N),
+        probs: this.floats(op, 'probs', probs, N * V),
+        logits: this.floats(op, 'logits', logits, N * V),
+        targets: this.ints(op, 'targets', targets, N),
+      },
+      scalars: { N, V },
+      groups: this.grid(N),
+    });
+  }
+
+  crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
+    const op = 'crossEntropyBackward';
+    dims(op, { N, V });
+    finite(op, 'dlossScale', dlossScale);
+    this.elementwise(
+      crossEntropyBackwardKernel,
+      N * V,
+      { dlogits: this.floats(op, 'dlogits', dlogits, N * V), probs: this.floats(op, 'probs', probs, N * V), targets: this.ints(op, 'targets', targets, N) },
+      { V, dlossScale },
+    );
+  }
+
+  // ---- optimizer ----
+
+  adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
+    const op = 'adamwUpdate';
+    const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
+    inRange(op, 'learningRate', learningRate, 0, Infinity, '[0, Infinity)');
+    inRange(op, 'beta1', beta1, 0, 1, '[0, 1)');
+    inRange(op, 'beta2', beta2, 0, 1, '[0, 1)');
+    inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
+    inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
+    if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
+    const n = params.length;
+    if (n === 0) return;
+    this.elementwise(
+      adamwKernel,
+      n,
+      { params: this.floats(op, 'params', params, n), grads: this.floats(op, 'grads', grads, n), m: this.floats(op, 'm', m, n), v: this.floats(op, 'v', v, n) },
+      {
+        learningRate, beta1, beta2, eps, weightDecay,
+        biasCorrection1: 1 - beta1 ** step,
+        biasCorrection2: 1 - beta2 ** step,
+      },
+    );
+  }
+
+  // ---- recording ----
+
+  /** C (+)= A @ B (+ bias) through strides; see wgsl/matmul.ts */
+  private product(
+    c: WebGPUTensor, a: WebGPUTensor, b: WebGPUTensor, bias: WebGPUTensor | null, accumulate: boolean,
+    shape: { M: number; N: number; K: number; sAm: number; sAk: number; sBk: number; sBn: number },
+  ): void {
+    const layout: MatmulLayout = { aAlongK: shape.sAk === 1, bAlongN: shape.sBn === 1 };
+    const rowTiles = Math.ceil(shape.M / MATMUL_TILE);
+    if (rowTiles > this.maxWorkgroupsPerDim) {
+      throw new RangeError(`matmul: M = ${shape.M} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`);
+    }
+    this.dispatch(matmulKernel(layout), {
+      // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
+      tensors: { c, a, b, bias: bias ?? c },
+      scalars: { ...shape, hasBias: bias === null ? 0 : 1, accumulate: accumulate ? 1 : 0 },
+      groups: [Math.ceil(shape.N / MATMUL_TILE), rowTiles],
+      variant: matmulVariant(layout),
+    });
+  }
+
+  private elementwise(kernel: KernelDef, n: number, tensors: Record<string, WebGPUTensor>, scalars: Record<string, number> = {}): void {
+    this.dispatch(kernel, { tensors, scalars: { n, ...scalars }, groups: this.grid(Math.ceil(n / ELEMENTWISE_WORKGROUP)) });
+  }
+
+  private dispatch(kernel: KernelDef, call: Dispatch): void {
+    this.checkUsable(kernel.name);
+    // one binding per distinct buffer (see kernel.ts)
+    const buffers: PooledBuffer[] = [];
+    const slots: { dtype: DType; write: boolean }[] = [];
+    const slotOfTensor = kernel.tensors.map(({ name, write }) => {
+      const tensor = call.tensors[name];
+      if (tensor === undefined) throw new Error(`internal: kernel ${kernel.name} called without tensor ${name}`);
+      let slot = buffers.indexOf(tensor.storage.pooled);
+      if (slot < 0) {
+        slot = buffers.push(tensor.storage.pooled) - 1;
+        slots.push({ dtype: tensor.dtype, write: false });
+      }
+      if (write) slots[slot].write = true;
+      return slot;
+    });
+    const plan: BindingPlan = { slotOfTensor, slots };
+    const compiled = this.pipelines.get(kernel, plan, call.variant ?? '');
+
+    if (this.uniformSlotsUsed === UNIFORM_SLOTS) this.flush();
+    const slot = this.uniformSlotsUsed++;
+    let word = (slot * UNIFORM_SLOT_BYTES) / 4;
+    for (const { name } of kernel.tensors) this.uniformU32[word++] = call.tensors[name].offset;
+    for (const { name, type } of kernel.scalars) {
+      const value = call.scalars?.[name];
+      if (value === undefined) throw new Error(`internal: kernel ${kernel.name} called without scalar ${name}`);
+      if (type === 'f32') this.uniformF32[word++] = value;
+      else if (type === 'i32') this.uniformI32[word++] = value;
+      else this.uniformU32[word++] = value;
+    }
+
+    const pass = this.computePass();
+    pass.setPipeline(compiled.pipeline);
+    pass.setBindGroup(0, this.pipelines.bindGroup(compiled, this.uniformBuffer.buffer, this.uniformBuffer.id, buffers), [slot * UNIFORM_SLOT_BYTES]);
+    pass.dispatchWorkgroups(call.groups[0], call.groups[1]);
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  /** the encoder outside any compute pass, for copies and clears */
+  private copyEncoder(): GPUCommandEncoder {
+    this.endPass();
+    return this.commandEncoder();
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  private grid(workgroups: number): [number, number] {
+    return grid(workgroups, this.maxWorkgroupsPerDim);
+  }
+
+  /** grid for the attention kernels: x = query row, y = batch * head */
+  private rowsByHeads(op: string, T: number, BNH: number): [number, number] {
+    if (T > this.maxWorkgroupsPerDim || BNH > this.maxWorkgroupsPerDim) {
+      throw new RangeError(`${op}: T = ${T} and B*NH = ${BNH} must each be <= ${this.maxWorkgroupsPerDim} (workgroups per dimension)`);
+    }
+    return [T, BNH];
+  }
+
+  /** a view that starts `by` elements later and may run past the view's end (for strided reads) */
+  private shifted(t: WebGPUTensor, by: number): WebGPUTensor {
+    return new WebGPUTensor(t.dtype, t.offset + by, Math.max(0, t.length - by), t.storage, this);
+  }
+
+  // ---- faults ----
+
+  private track(scope: Promise<GPUError | null>, what: string): void {
+    this.pendingChecks.push(scope.then((error) => (error ? `WebGPU: ${what}: ${error.message}` : null)));
+  }
+
+  /** error messages of everything submitted so far, in order, then the uncaptured ones */
+  private async takeChecks(): Promise<string[]> {
+    const checks = this.pendingChecks;
+    this.pendingChecks = [];
+    const messages = (await Promise.all(checks)).filter((m): m is string => m !== null);
+    messages.push(...this.uncaptured.splice(0));
+    return messages;
+  }
+
+  /** `work`, or a rejection with the loss reason if the device is lost first */
+  private unlessLost<T>(work: Promise<T>): Promise<T> {
+    return Promise.race([work, this.lost.then(() => Promise.reject(this.lostError))]);
+  }
+
+  private checkUsable(op: string): void {
+    if (this.disposed) throw new Error(`${op}: this WebGPU backend was disposed`);
+  }
+
+  // ---- tensor access and validation ----
+
+  private owned(op: string, name: string, t: Tensor): WebGPUTensor {
+    if (!(t instanceof WebGPUTensor) || t.owner !== this) throw new TypeError(`${op}: ${name} is not a tensor of this webgpu backend`);
+    return t;
+  }
+
+  private tensor(op: string, name: string, t: Tensor): WebGPUTensor {
+    this.checkUsable(op);
+    const own = this.owned(op, name, t);
+    if (!own.storage.live) throw new Error(`${op}: ${name} belongs to a buffer that was freed`);
+    return own;
+  }
+
+  /** `t` checked as f32 with at least `need` elements */
+  private floats(op: string, name: string, t: Tensor, need: number): WebGPUTensor {
+    return this.typed(op, name, t, need, 'f32');
+  }
+
+  private ints(op: string, name: string, t: Tensor, need: number): WebGPUTensor {
+    return this.typed(op, name, t, need, 'i32');
+  }
+
+  private typed(op: string, name: string, t: Tensor, need: number, dtype: DType): WebGPUTensor {
+    const own = this.tensor(op, name, t);
+    if (own.dtype !== dtype) throw new TypeError(`${op}: ${name} must be an ${dtype} tensor, got ${own.dtype}`);
+    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
+    return own;
+  }
+}
+
+function overlaps(a: WebGPUTensor, b: WebGPUTensor, length: number): boolean {
+  return a.storage === b.storage && a.offset < b.offset + length && b.offset < a.offset + length;
+}
+
+function dims(op: string, named: Record<string, number>): void {
+  for (const [name, value] of Object.entries(named)) {
+    if (!Number.isSafeInteger(value) || value < 1 || value > 0xffffffff) {
+      throw new RangeError(`${op}: ${name} must be a positive integer below 2^32, got ${value}`);
+    }
+  }
+}
+
+function nonNegativeInteger(op: string, name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
+}
+
+function finite(op: string, name: string, value: number): void {
+  if (!Number.isFinite(value)) throw new RangeError(`${op}: ${name} must be a finite number, got ${value}`);
+}
+
+function inRange(op: string, name: string, value: number, lo: number, hi: number, shown: string): void {
+  if (!Number.isFinite(value) || value < lo || value >= hi) throw new RangeError(`${op}: ${name} must be in ${shown}, got ${value}`);
+}
+
+function headSize(op: string, B: number, T: number, C: number, NH: number): number {
+  dims(op, { B, T, C, NH });
+  if (C % NH !== 0) throw new RangeError(`${op}: C = ${C} must be divisible by NH = ${NH}`);
+  return C / NH;
+}
+
+function dropoutArgs(op: string, p: number, seed: number): void {
+  inRange(op, 'p', p, 0, 1, '[0, 1)');
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
+}

@@ -1,0 +1,77 @@
+/**
+ * Compute pipelines, compiled once per (kernel, variant, binding plan), and bind groups, cached per
+ * (pipeline, buffers): a training step reuses both from the second step on.
+ */
+/// <reference types="@webgpu/types" />
+import { UNIFORM_SLOT_BYTES, generateWgsl, planKey, type BindingPlan, type KernelDef } from './kernel.js';
+
+const SHADER_STAGE_COMPUTE = 0x4;
+const MAX_CACHED_BIND_GROUPS = 4096;
+
+export interface CompiledKernel {
+  readonly key: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+export class PipelineCache {
+  private readonly pipelines = new Map<string, CompiledKernel>();
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+
+  constructor(
+    private readonly device: GPUDevice,
+    /** reports a shader or pipeline error (asynchronously, from an error scope) */
+    private readonly onError: (message: string) => void,
+  ) {}
+
+  get(def: KernelDef, plan: BindingPlan, variant: string): CompiledKernel {
+    const key = planKey(def, plan, variant);
+    const cached = this.pipelines.get(key);
+    if (cached) return cached;
+    const layout = this.device.createBindGroupLayout({
+      label: key,
+      entries: [
+        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: UNIFORM_SLOT_BYTES } },
+        ...plan.slots.map((slot, i) => ({
+          binding: i + 1,
+          visibility: SHADER_STAGE_COMPUTE,
+          buffer: { type: slot.write ? ('storage' as const) : ('read-only-storage' as const) },
+        })),
+      ],
+    });
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ label: key, code: generateWgsl(def, plan) });
+    const pipeline = this.device.createComputePipeline({
+      label: key,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: 'main' },
+    });
+    void this.device.popErrorScope().then((error) => {
+      if (error) this.onError(`WebGPU: kernel ${key} failed to compile: ${error.message}`);
+    });
+    const compiled = { key, pipeline, layout };
+    this.pipelines.set(key, compiled);
+    return compiled;
+  }
+
+  bindGroup(kernel: CompiledKernel, uniforms: GPUBuffer, uniformId: number, buffers: readonly { id: number; buffer: GPUBuffer }[]): GPUBindGroup {
+    const key = `${kernel.key}#${uniformId}:${buffers.map((b) => b.id).join(',')}`;
+    const cached = this.bindGroups.get(key);
+    if (cached) return cached;
+    if (this.bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.bindGroups.clear();
+    const group = this.device.createBindGroup({
+      layout: kernel.layout,
+      entries: [
+        { binding: 0, resource: { buffer: uniforms, size: UNIFORM_SLOT_BYTES } },
+        ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b.buffer } })),
+      ],
+    });
+    this.bindGroups.set(key, group);
+    return group;
+  }
+
+  /** forget bind groups that name a buffer about to be destroyed */
+  clearBindGroups(): void {
+    this.bindGroups.clear();
+  }
+}

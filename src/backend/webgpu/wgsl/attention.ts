@@ -1,0 +1,291 @@
+/**
+ * Causal attention, one 64-invocation workgroup per (query row, batch*head), flash style: keys are
+ * visited in chunks of 64 with a running max and sum, so T is bounded by nothing but time.
+ * Scores are s = scale * q . k; lse = max + log(sum exp(s - max)) is saved for backward, which
+ * recomputes p = exp(s - lse) instead of storing [T, T] probabilities.
+ *
+ * Rows are addressed through strides so the same kernel reads q, k, v out of qkv [B,T,3C] (training)
+ * or k, v out of a KV cache [B,cacheLen,C] (inference):
+ *   q(b,t) = q[o_q + b*qBatch + t*qRow + h*HS + d], likewise k and v; out is [B,T,C].
+ *
+ * HEAD_LANES: every invocation owns head dims d = lane + 64 * r for r < lanes = ceil(HS / 64).
+ */
+import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
+
+export const ATTENTION_WORKGROUP = 64;
+
+export function headLanes(HS: number): number {
+  return Math.ceil(HS / ATTENTION_WORKGROUP);
+}
+
+const W = ATTENTION_WORKGROUP;
+
+const REDUCE = `
+var<workgroup> scratch: array<f32, ${W}>;
+fn workgroupMax(li: u32, value: f32) -> f32 {
+  workgroupBarrier();
+  scratch[li] = value;
+  workgroupBarrier();
+  for (var stride = ${W / 2}u; stride > 0u; stride = stride >> 1u) {
+    if (li < stride) { scratch[li] = max(scratch[li], scratch[li + stride]); }
+    workgroupBarrier();
+  }
+  return scratch[0];
+}
+fn workgroupSum(li: u32, value: f32) -> f32 {
+  workgroupBarrier();
+  scratch[li] = value;
+  workgroupBarrier();
+  for (var stride = ${W / 2}u; stride > 0u; stride = stride >> 1u) {
+    if (li < stride) { scratch[li] = scratch[li] + scratch[li + stride]; }
+    workgroupBarrier();
+  }
+  return scratch[0];
+}`;
+
+const GEOMETRY_SCALARS = [
+  { name: 'T', type: 'u32' },
+  { name: 'NH', type: 'u32' },
+  { name: 'HS', type: 'u32' },
+  { name: 'scale', type: 'f32' },
+  { name: 'qBatch', type: 'u32' },
+  { name: 'qRow', type: 'u32' },
+  { name: 'kBatch', type: 'u32' },
+  { name: 'kRow', type: 'u32' },
+] as const;
+
+const BACKWARD_SCALARS = GEOMETRY_SCALARS.slice(0, 4);
+
+/**
+ * Forward over keys 0..posStart+t for query t. With hasLse = 0 the lse binding is unused (the
+ * cached path passes `out` there).
+ */
+export function attentionForwardKernel(lanes: number): KernelDef {
+  return {
+    name: `attentionForward`,
+    tensors: [{ name: 'out', write: true }, { name: 'lse', write: true }, { name: 'q' }, { name: 'k' }, { name: 'v' }],
+    scalars: [...GEOMETRY_SCALARS, { name: 'posStart', type: 'u32' }, { name: 'hasLse', type: 'u32' }],
+    body: `${REDUCE}
+const LANES = ${lanes}u;
+var<workgroup> qShared: array<f32, ${lanes * W}>;
+var<workgroup> weights: array<f32, ${W}>;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x;
+  let b = wid.y / P.NH;
+  let h = wid.y % P.NH;
+  let qBase = P.o_q + b * P.qBatch + t * P.qRow + h * P.HS;
+  let kBase = P.o_k + b * P.kBatch + h * P.HS;
+  let vBase = P.o_v + b * P.kBatch + h * P.HS;
+  for (var d = li; d < P.HS; d = d + ${W}u) { qShared[d] = $q[qBase + d]; }
+  workgroupBarrier();
+  let keyCount = P.posStart + t + 1u;
+  var runningMax = -3.0e38;
+  var runningSum = 0.0;
+  var acc: array<f32, LANES>;
+  for (var j0 = 0u; j0 < keyCount; j0 = j0 + ${W}u) {
+    let j = j0 + li;
+    var score = -3.0e38;
+    if (j < keyCount) {
+      var dot = 0.0;
+      let kRow = kBase + j * P.kRow;
+      for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qShared[d], $k[kRow + d], dot); }
+      score = dot * P.scale;
+    }
+    let newMax = max(runningMax, workgroupMax(li, score));
+    let weight = select(0.0, exp(score - newMax), j < keyCount);
+    let correction = exp(runningMax - newMax);
+    runningSum = runningSum * correction + workgroupSum(li, weight);
+    weights[li] = weight;
+    workgroupBarrier();
+    let chunk = min(${W}u, keyCount - j0);
+    for (var r = 0u; r < LANES; r = r + 1u) {
+      let d = li + r * ${W}u;
+      if (d < P.HS) {
+        var sum = acc[r] * correction;
+        for (var jj = 0u; jj < chunk; jj = jj + 1u) { sum = fma(weights[jj], $v[vBase + (j0 + jj) * P.kRow + d], sum); }
+        acc[r] = sum;
+      }
+    }
+    runningMax = newMax;
+  }
+  let outBase = P.o_out + (b * P.T + t) * P.NH * P.HS + h * P.HS;
+  for (var r = 0u; r < LANES; r = r + 1u) {
+    let d = li + r * ${W}u;
+    if (d < P.HS) { $out[outBase + d] = acc[r] / runningSum; }
+  }
+  if (P.hasLse == 1u && li == 0u) { $lse[P.o_lse + (b * P.NH + h) * P.T + t] = runningMax + log(runningSum); }
+}`,
+  };
+}
+
+/**
+ * Backward, dq part: one workgroup per query row t.
+ * dq += scale * sum_j ds_j k_j, ds_j = p_j (dout . v_j - D), D = dout . out (= sum_j p_j dp_j).
+ */
+export function attentionBackwardQueryKernel(lanes: number): KernelDef {
+  return {
+    name: 'attentionBackwardQuery',
+    tensors: [{ name: 'dqkv', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'out' }, { name: 'lse' }],
+    scalars: BACKWARD_SCALARS,
+    body: `${REDUCE}
+const LANES = ${lanes}u;
+var<workgroup> qShared: array<f32, ${lanes * W}>;
+var<workgroup> doutShared: array<f32, ${lanes * W}>;
+var<workgroup> dscores: array<f32, ${W}>;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x;
+  let b = wid.y / P.NH;
+  let h = wid.y % P.NH;
+  let C = P.NH * P.HS;
+  let rowBase = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
+  let doutBase = P.o_dout + (b * P.T + t) * C + h * P.HS;
+  let outBase = P.o_out + (b * P.T + t) * C + h * P.HS;
+  var dPartial = 0.0;
+  for (var d = li; d < P.HS; d = d + ${W}u) {
+    qShared[d] = $qkv[rowBase + d];
+    let g = $dout[doutBase + d];
+    doutShared[d] = g;
+    dPartial = fma(g, $out[outBase + d], dPartial);
+  }
+  let D = workgroupSum(li, dPartial);
+  let rowLse = $lse[P.o_lse + (b * P.NH + h) * P.T + t];
+  let keyBase = P.o_qkv + b * P.T * 3u * C + C + h * P.HS;
+  var acc: array<f32, LANES>;
+  for (var j0 = 0u; j0 <= t; j0 = j0 + ${W}u) {
+    let j = j0 + li;
+    var ds = 0.0;
+    if (j <= t) {
+      let kRow = keyBase + j * 3u * C;
+      var dot = 0.0;
+      var dp = 0.0;
+      for (var d = 0u; d < P.HS; d = d + 1u) {
+        dot = fma(qShared[d], $qkv[kRow + d], dot);
+        dp = fma(doutShared[d], $qkv[kRow + C + d], dp);
+      }
+      ds = exp(dot * P.scale - rowLse) * (dp - D);
+    }
+    workgroupBarrier();
+    dscores[li] = ds;
+    workgroupBarrier();
+    let chunk = min(${W}u, t + 1u - j0);
+    for (var r = 0u; r < LANES; r = r + 1u) {
+      let d = li + r * ${W}u;
+      if (d < P.HS) {
+        var sum = acc[r];
+        for (var jj = 0u; jj < chunk; jj = jj + 1u) { sum = fma(dscores[jj], $qkv[keyBase + (j0 + jj) * 3u * C + d], sum); }
+        acc[r] = sum;
+      }
+    }
+  }
+  let dqBase = P.o_dqkv + (b * P.T + t) * 3u * C + h * P.HS;
+  for (var r = 0u; r < LANES; r = r + 1u) {
+    let d = li + r * ${W}u;
+    if (d < P.HS) { $dqkv[dqBase + d] = $dqkv[dqBase + d] + P.scale * acc[r]; }
+  }
+}`,
+  };
+}
+
+/**
+ * Backward, dk and dv part: one workgroup per key row j, over the queries t >= j.
+ * dk += scale * sum_t ds_t q_t; dv += sum_t p_t dout_t.
+ */
+export function attentionBackwardKeyValueKernel(lanes: number): KernelDef {
+  return {
+    name: 'attentionBackwardKeyValue',
+    tensors: [{ name: 'dqkv', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'out' }, { name: 'lse' }],
+    scalars: BACKWARD_SCALARS,
+    body: `
+const LANES = ${lanes}u;
+var<workgroup> kShared: array<f32, ${lanes * W}>;
+var<workgroup> vShared: array<f32, ${lanes * W}>;
+var<workgroup> probs: array<f32, ${W}>;
+var<workgroup> dscores: array<f32, ${W}>;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let j = wid.x;
+  let b = wid.y / P.NH;
+  let h = wid.y % P.NH;
+  let C = P.NH * P.HS;
+  let keyRow = P.o_qkv + (b * P.T + j) * 3u * C + C + h * P.HS;
+  for (var d = li; d < P.HS; d = d + ${W}u) {
+    kShared[d] = $qkv[keyRow + d];
+    vShared[d] = $qkv[keyRow + C + d];
+  }
+  workgroupBarrier();
+  var dk: array<f32, LANES>;
+  var dv: array<f32, LANES>;
+  for (var t0 = j; t0 < P.T; t0 = t0 + ${W}u) {
+    let t = t0 + li;
+    var p = 0.0;
+    var ds = 0.0;
+    if (t < P.T) {
+      let qRow = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
+      let doutRow = P.o_dout + (b * P.T + t) * C + h * P.HS;
+      let outRow = P.o_out + (b * P.T + t) * C + h * P.HS;
+      var dot = 0.0;
+      var dp = 0.0;
+      var D = 0.0;
+      for (var d = 0u; d < P.HS; d = d + 1u) {
+        let g = $dout[doutRow + d];
+        dot = fma($qkv[qRow + d], kShared[d], dot);
+        dp = fma(g, vShared[d], dp);
+        D = fma(g, $out[outRow + d], D);
+      }
+      p = exp(dot * P.scale - $lse[P.o_lse + (b * P.NH + h) * P.T + t]);
+      ds = p * (dp - D);
+    }
+    workgroupBarrier();
+    probs[li] = p;
+    dscores[li] = ds;
+    workgroupBarrier();
+    let chunk = min(${W}u, P.T - t0);
+    for (var r = 0u; r < LANES; r = r + 1u) {
+      let d = li + r * ${W}u;
+      if (d < P.HS) {
+        var sumK = dk[r];
+        var sumV = dv[r];
+        for (var ii = 0u; ii < chunk; ii = ii + 1u) {
+          let row = (b * P.T + t0 + ii);
+          sumK = fma(dscores[ii], $qkv[P.o_qkv + row * 3u * C + h * P.HS + d], sumK);
+          sumV = fma(probs[ii], $dout[P.o_dout + row * C + h * P.HS + d], sumV);
+        }
+        dk[r] = sumK;
+        dv[r] = sumV;
+      }
+    }
+  }
+  let dkBase = P.o_dqkv + (b * P.T + j) * 3u * C + C + h * P.HS;
+  for (var r = 0u; r < LANES; r = r + 1u) {
+    let d = li + r * ${W}u;
+    if (d < P.HS) {
+      $dqkv[dkBase + d] = $dqkv[dkBase + d] + P.scale * dk[r];
+      $dqkv[dkBase + C + d] = $dqkv[dkBase + C + d] + dv[r];
+    }
+  }
+}`,
+  };
+}
+
+/** kCache/vCache[b, startPos + i, :] = k/v of qkv[b, i]; one invocation per (b, i, c) */
+export const kvAppendKernel: KernelDef = {
+  name: 'kvAppend',
+  tensors: [{ name: 'kCache', write: true }, { name: 'vCache', write: true }, { name: 'qkv' }],
+  scalars: [{ name: 'n', type: 'u32' }, { name: 'Tn', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'startPos', type: 'u32' }, { name: 'cacheLen', type: 'u32' }],
+  body: `${LINEAR_GROUP}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let idx = linearGroup(wid, nwg) * 256u + li;
+  if (idx >= P.n) { return; }
+  let c = idx % P.C;
+  let bi = idx / P.C;
+  let b = bi / P.Tn;
+  let i = bi % P.Tn;
+  let src = P.o_qkv + bi * 3u * P.C + c;
+  let dst = (b * P.cacheLen + P.startPos + i) * P.C + c;
+  $kCache[P.o_kCache + dst] = $qkv[src + P.C];
+  $vCache[P.o_vCache + dst] = $qkv[src + 2u * P.C];
+}`,
+};

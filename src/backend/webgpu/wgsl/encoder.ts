@@ -1,0 +1,76 @@
+/**
+ * Token + position embedding. Forward: one invocation per output element. An id outside [0, V)
+ * cannot throw on the GPU, so its row becomes NaN: loud downstream, never a silent wrong row.
+ *
+ * Backward without float atomics, deterministically: dwte gets one workgroup per position p, which
+ * acts only if p is the first occurrence of its token and then adds dout of every later position
+ * with the same token; dwpe is a sum over the batch per (t, c).
+ */
+import { LINEAR_GROUP, QUIET_NAN, type KernelDef } from '../kernel.js';
+import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
+
+export const ENCODER_BACKWARD_WORKGROUP = 64;
+
+export const encoderForwardKernel: KernelDef = {
+  name: 'encoderForward',
+  tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'wte' }, { name: 'wpe' }],
+  scalars: [{ name: 'n', type: 'u32' }, { name: 'T', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'V', type: 'u32' }, { name: 'posOffset', type: 'u32' }],
+  body: `${LINEAR_GROUP}
+${QUIET_NAN}
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = linearGroup(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + li;
+  if (i >= P.n) { return; }
+  let bt = i / P.C;
+  let c = i % P.C;
+  let id = $inp[P.o_inp + bt];
+  let pos = P.posOffset + bt % P.T;
+  var value = quietNan();
+  if (id >= 0 && u32(id) < P.V) { value = $wte[P.o_wte + u32(id) * P.C + c] + $wpe[P.o_wpe + pos * P.C + c]; }
+  $out[P.o_out + i] = value;
+}`,
+};
+
+export const encoderBackwardTokensKernel: KernelDef = {
+  name: 'encoderBackwardTokens',
+  tensors: [{ name: 'dwte', write: true }, { name: 'dout' }, { name: 'inp' }],
+  scalars: [{ name: 'BT', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'V', type: 'u32' }],
+  body: `${LINEAR_GROUP}
+var<workgroup> seenEarlier: atomic<u32>;
+@compute @workgroup_size(${ENCODER_BACKWARD_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let p = linearGroup(wid, nwg);
+  if (p >= P.BT) { return; }
+  let id = $inp[P.o_inp + p];
+  if (li == 0u) { atomicStore(&seenEarlier, 0u); }
+  workgroupBarrier();
+  for (var q = li; q < p; q = q + ${ENCODER_BACKWARD_WORKGROUP}u) {
+    if ($inp[P.o_inp + q] == id) { atomicStore(&seenEarlier, 1u); }
+  }
+  let skip = workgroupUniformLoad(&seenEarlier) == 1u || id < 0 || u32(id) >= P.V;
+  if (skip) { return; }
+  for (var c = li; c < P.C; c = c + ${ENCODER_BACKWARD_WORKGROUP}u) {
+    var sum = 0.0;
+    for (var q = p; q < P.BT; q = q + 1u) {
+      if ($inp[P.o_inp + q] == id) { sum = sum + $dout[P.o_dout + q * P.C + c]; }
+    }
+    let index = P.o_dwte + u32(id) * P.C + c;
+    $dwte[index] = $dwte[index] + sum;
+  }
+}`,
+};
+
+export const encoderBackwardPositionsKernel: KernelDef = {
+  name: 'encoderBackwardPositions',
+  tensors: [{ name: 'dwpe', write: true }, { name: 'dout' }],
+  scalars: [{ name: 'n', type: 'u32' }, { name: 'B', type: 'u32' }, { name: 'TC', type: 'u32' }],
+  body: `${LINEAR_GROUP}
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = linearGroup(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + li;
+  if (i >= P.n) { return; }
+  var sum = 0.0;
+  for (var b = 0u; b < P.B; b = b + 1u) { sum = sum + $dout[P.o_dout + b * P.TC + i]; }
+  $dwpe[P.o_dwpe + i] = $dwpe[P.o_dwpe + i] + sum;
+}`,
+};

@@ -1,0 +1,220 @@
+/**
+ * The WebGPU backend against the js reference (float64, rounded to float32) on seeded random inputs,
+ * op by op, on Dawn in Node. Without a GPU, Dawn runs on SwiftShader (a CPU Vulkan driver; see
+ * vitest.config.ts), which is slow: shapes stay small, but the larger set crosses every tile and
+ * chunk boundary of the kernels (matmul tiles of 64, attention key chunks of 64 and head dims past
+ * 64, row reductions over 256 lanes).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
+import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu/index.js';
+import { grid } from '../../src/backend/webgpu/kernel.js';
+import { SMALL_SHAPES, compareToReference, opCases, type OpCase, type OpShapes } from '../helpers/conformance.js';
+import { Rng, normal32 } from '../helpers/random.js';
+import { createNodeWebGPU } from '../helpers/webgpu-node.js';
+
+const gpu = await createNodeWebGPU();
+const suite = gpu.backend === null ? `webgpu backend (skipped: ${gpu.skipReason})` : `webgpu backend on ${gpu.backend.adapterName}`;
+
+/**
+ * Past every tile edge, odd everywhere: matmul 67x70x131 (2x2 and 2x3 tiles of 64, partial K
+ * steps of 16); T = 70 > one 64-key chunk; C = 258 with NH = 2 gives HS = 129, three head lanes;
+ * LayerNorm and softmax rows of 258 and 300 > 256 lanes.
+ */
+const TILED_SHAPES: OpShapes = { B: 2, T: 70, C: 258, NH: 2, V: 300, M: 67, K: 70, N: 131 };
+
+/**
+ * float32 against float64: 1e-5 relative plus 1e-5 absolute (values are O(1); an absolute floor
+ * covers results that cancel to near zero). The tiled shapes sum up to 131 products per output and
+ * exp() through softmax rows; attention gradients chain three such sums, so they get 1e-4.
+ */
+const TIGHT = { rtol: 1e-5, atol: 1e-5 };
+const LOOSE = { rtol: 1e-4, atol: 1e-5 };
+/**
+ * Gradients whose dout is itself a matmul output (|dout| ~ sqrt(K) ~ 8): 67 products of size ~8
+ * cancel to O(0.1), so float32 rounding of the terms (~67 * 8 * 6e-8 = 3e-5) sets the floor.
+ */
+const CANCELLING = { rtol: 1e-5, atol: 1e-4 };
+
+describe.skipIf(gpu.backend === null)(suite, () => {
+  const backend = gpu.backend as WebGPUBackend;
+  afterAll(() => backend.dispose());
+
+  describe('every op equals the js reference on small odd shapes', () => {
+    for (const c of opCases) {
+      it(c.name, async () => {
+        for (const r of await compareToReference(backend, c, { seed: 7, shapes: SMALL_SHAPES, tolerance: TIGHT })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+      });
+    }
+  });
+
+  describe('every op equals the js reference past tile and chunk boundaries', () => {
+    for (const c of opCases) {
+      it(c.name, async () => {
+        const tolerance = c.op === 'attention' && c.kind === 'backward' ? LOOSE : TIGHT;
+        for (const r of await compareToReference(backend, c, { seed: 11, shapes: TILED_SHAPES, tolerance })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+      });
+    }
+  });
+
+  describe('tensors sharing one buffer, as flat parameters and gradients do', () => {
+    const flat: OpCase = {
+      name: 'matmul with weight+bias in one buffer and dweight+dbias in another',
+      op: 'matmul',
+      kind: 'backward',
+      run: (ctx) => {
+        const { M, K, N } = ctx.s;
+        const params = ctx.normal(K * N + N + 3);
+        const weight = ctx.be.view(params, 3, K * N);
+        const bias = ctx.be.view(params, 3 + K * N, N);
+        const acts = ctx.normal(M * K + M * N);
+        const inp = ctx.be.view(acts, 0, M * K);
+        const out = ctx.be.view(acts, M * K, M * N);
+        ctx.be.matmulForward(out, inp, weight, bias, M, K, N);
+        const grads = ctx.grad(K * N + N + 3);
+        const dinp = ctx.grad(M * K);
+        ctx.be.matmulBackward(dinp, ctx.be.view(grads, 3, K * N), ctx.be.view(grads, 3 + K * N, N), out, inp, weight, M, K, N);
+        return { acts, grads, dinp };
+      },
+    };
+    const sameBufferCopy: OpCase = {
+      name: 'copy and layerNorm with every tensor a view of one buffer',
+      op: 'layerNorm',
+      kind: 'forward',
+      run: (ctx) => {
+        const rows = ctx.s.B * ctx.s.T;
+        const C = ctx.s.C;
+        const arena = ctx.normal(3 * rows * C + 2 * rows + 2 * C);
+        const at = (offset: number, length: number): Tensor => ctx.be.view(arena, offset, length);
+        ctx.be.copy(at(rows * C, rows * C), at(0, rows * C));
+        const stats = 3 * rows * C;
+        ctx.be.layerNormForward(at(2 * rows * C, rows * C), at(stats, rows), at(stats + rows, rows), at(rows * C, rows * C), at(stats + 2 * rows, C), at(stats + 2 * rows + C, C), rows, C);
+        return { arena };
+      },
+    };
+    for (const [c, tolerance] of [[flat, CANCELLING], [sameBufferCopy, TIGHT]] as const) {
+      it(c.name, async () => {
+        for (const r of await compareToReference(backend, c, { seed: 3, shapes: TILED_SHAPES, tolerance })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+      });
+    }
+  });
+
+  it('dropout keeps exactly the elements the contract hash keeps', async () => {
+    const n = 5000;
+    const p = 0.37;
+    const seed = 0xdeadbeef;
+    const x = backend.alloc(n);
+    backend.upload(x, new Float32Array(n).fill(1));
+    backend.dropoutForward(x, x, n, p, seed);
+    const kept = (await backend.download(x)) as Float32Array;
+    let mismatches = 0;
+    for (let i = 0; i < n; i++) if ((kept[i] !== 0) !== dropoutKeep(seed, i, p)) mismatches++;
+    expect(mismatches).toBe(0);
+    expect(kept.find((v) => v !== 0)).toBeCloseTo(1 / (1 - p), 6);
+    backend.free(x);
+  });
+
+  it('a training-step-like sequence of ops is one submission, read back once', async () => {
+    const rng = new Rng(5);
+    const { M, K, N } = SMALL_SHAPES;
+    const inp = backend.alloc(M * K);
+    const weight = backend.alloc(K * N);
+    const out = backend.alloc(M * N);
+    const norm = backend.alloc(1);
+    backend.upload(inp, normal32(rng, M * K));
+    backend.upload(weight, normal32(rng, K * N));
+    backend.flush();
+    const before = backend.submissions;
+    backend.matmulForward(out, inp, weight, null, M, K, N);
+    backend.geluForward(out, out, M * N);
+    const dweight = backend.alloc(K * N);
+    backend.matmulBackward(null, dweight, null, out, inp, weight, M, K, N);
+    backend.squaredNorm(norm, dweight);
+    const [sq] = (await backend.download(norm)) as Float32Array;
+    expect(backend.submissions - before).toBe(1);
+    expect(sq).toBeGreaterThan(0);
+    for (const t of [inp, weight, out, norm, dweight]) backend.free(t);
+  });
+
+  it('uploads land in call order between recorded ops', async () => {
+    const a = backend.alloc(4);
+    const b = backend.alloc(4);
+    backend.upload(a, new Float32Array([1, 2, 3, 4]));
+    backend.scale(a, 2);
+    backend.copy(b, a); // b must see [2, 4, 6, 8], not the later upload
+    backend.upload(a, new Float32Array([5, 6, 7, 8]));
+    backend.scale(a, 3);
+    expect(Array.from(await backend.download(a))).toEqual([15, 18, 21, 24]);
+    expect(Array.from(await backend.download(b))).toEqual([2, 4, 6, 8]);
+    backend.free(a);
+    backend.free(b);
+  });
+
+  it('a reused buffer comes back zero-filled', async () => {
+    const first = backend.alloc(300);
+    backend.upload(first, new Float32Array(300).fill(7));
+    backend.free(first);
+    const second = backend.alloc(300);
+    expect((await backend.download(second)).every((v) => v === 0)).toBe(true);
+    backend.free(second);
+  });
+
+  it('bad input is refused with the field, the value and the allowed range', () => {
+    expect(() => backend.alloc(0)).toThrow(/alloc: length must be an integer in \[1, \d+\].*got 0/);
+    expect(() => backend.alloc(backend.limits.maxTensorLength + 1)).toThrow(/largest storage binding/);
+    const t = backend.alloc(8);
+    expect(() => backend.view(t, 2, 7)).toThrow(/view: length must be an integer in \[0, 6\].*got 7/);
+    expect(() => backend.dropoutForward(t, t, 8, 1, 1)).toThrow(/p must be in \[0, 1\), got 1/);
+    expect(() => backend.matmulForward(t, t, t, null, 3, 2, 3)).toThrow(/matmulForward: out has 8 elements, needs at least 9/);
+    expect(() => backend.attentionForward(t, t, t, 1, 1, 6, 4)).toThrow(/C = 6 must be divisible by NH = 4/);
+    backend.free(t);
+    expect(() => backend.scale(t, 2)).toThrow(/freed/);
+    const other = { dtype: 'f32', offset: 0, length: 1 } as Tensor;
+    expect(() => backend.zero(other)).toThrow(/not a tensor of this webgpu backend/);
+  });
+
+  it('an error the device reports outside any op rejects the next download with its message', async () => {
+    const t = backend.alloc(4);
+    // MAP_READ may only be combined with COPY_DST: an invalid buffer, reported as an uncaptured error
+    backend.device.createBuffer({ size: 16, usage: 0x1 | 0x80 });
+    await expect(backend.download(t)).rejects.toThrow(/WebGPU error: .*usage/i);
+    expect(Array.from(await backend.download(t))).toEqual([0, 0, 0, 0]);
+    backend.free(t);
+  });
+});
+
+describe.skipIf(gpu.backend === null)('webgpu device loss', () => {
+  it('a pending download and every later one reject with the loss reason; lost resolves', async () => {
+    const lossy = await createWebGPUBackend();
+    const x = lossy.alloc(1 << 16);
+    lossy.upload(x, new Float32Array(1 << 16).fill(1));
+    for (let i = 0; i < 20; i++) lossy.geluForward(x, x, 1 << 16);
+    const pending = lossy.download(x);
+    lossy.device.destroy();
+    await expect(pending).rejects.toThrow(/WebGPU device lost \(reason: destroyed\)/);
+    await expect(lossy.download(x)).rejects.toThrow(/WebGPU device lost \(reason: destroyed\)/);
+    expect((await lossy.lost).reason).toBe('destroyed');
+    lossy.dispose();
+  });
+});
+
+describe('webgpu backend without a GPU', () => {
+  it('createWebGPUBackend says why when there is no adapter', async () => {
+    const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
+    await expect(createWebGPUBackend({ gpu: noAdapter })).rejects.toThrow(/requestAdapter\(\) found no adapter/);
+  });
+
+  it('grid folds workgroup counts past the per-dimension limit into y', () => {
+    expect(grid(10, 65535)).toEqual([10, 1]);
+    const [x, y] = grid(70000, 65535);
+    expect(x * y).toBeGreaterThanOrEqual(70000);
+    expect(x).toBeLessThanOrEqual(65535);
+    expect(() => grid(65535 * 65535 + 1, 65535)).toThrow(/exceeds/);
+  });
+});
