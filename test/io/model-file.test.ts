@@ -190,6 +190,22 @@ describe('loading GPT-2 checkpoints in Hugging Face layout', () => {
     expect(await lossOf(loaded, small)).toBe(await lossOf(model, small));
   });
 
+  it('computes what an independent float64 GPT-2 computes on a checkpoint written by Hugging Face\'s writer', async () => {
+    // fixtures/make-gpt2-tiny.py: HF-layout file from safetensors' own writer, logits from a NumPy GPT-2
+    const bytes = new Uint8Array(readFileSync(new URL('./fixtures/gpt2-tiny.safetensors', import.meta.url)));
+    const expected = JSON.parse(readFileSync(new URL('./fixtures/gpt2-tiny-logits.json', import.meta.url), 'utf8'));
+    const { model } = await loadModel(bytes, { backend: 'js', config: { nHeads: expected.config.nHeads } });
+    keep(model);
+    expect(model.config).toMatchObject(expected.config);
+    const ids = Int32Array.from(expected.ids.flat());
+    const { logits } = await model.forward(ids, null, expected.ids.length, { returnLogits: true });
+    const want: number[] = expected.logits.flat();
+    expect(logits!.length).toBe(want.length);
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(logits![i] - want[i]) / (1 + Math.abs(want[i])));
+    expect(worst).toBeLessThan(1e-4);
+  });
+
   it('loads names without the prefix and without lm_head', async () => {
     const model = await randomModel(small, 7);
     const bytes = encodeSafetensors(await gpt2Layout(model, { prefix: '', lmHead: 'none' }));
