@@ -126,15 +126,15 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
       scenarios.lossAndGradients(nodeSdk, 'js'),
     ]);
     expect(gpu.backendName).toBe('webgpu');
-    expect(Math.abs(gpu.loss - reference.loss)).toBeLessThan(1e-4 * reference.loss);
+    expect(Math.abs(gpu.loss - reference.loss)).toBeLessThan(1e-5 * reference.loss);
     expect(Object.keys(gpu.gradients).sort()).toEqual(Object.keys(reference.gradients).sort());
     let nonZero = 0;
     for (const [name, b64] of Object.entries(reference.gradients)) {
       const expected = float32FromBase64(b64);
       const actual = float32FromBase64(gpu.gradients[name]);
-      // float32 sums in a different order: relative 1e-3, plus a floor scaled to the tensor's gradients
+      // float32 sums in a different order: relative 1e-4, plus a floor scaled to the tensor's largest gradient
       const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      assertClose(actual, expected, { rtol: 1e-3, atol: 1e-4 * scale + 1e-9 }, `gradient of ${name}`);
+      assertClose(actual, expected, { rtol: 1e-4, atol: 1e-5 * scale + 1e-9 }, `gradient of ${name}`);
       if (scale > 0) nonZero++;
     }
     expect(nonZero).toBe(Object.keys(reference.gradients).length);
@@ -145,9 +145,9 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     const gpu = await inPage('trainSampleSave', 'webgpu');
     expect(gpu.backendName).toBe('webgpu');
     expect(gpu.losses).toHaveLength(wasm.losses.length);
-    // float32 rounding differs between the backends and AdamW amplifies it for tiny gradients, so the
-    // curves agree closely rather than exactly
-    assertClose(gpu.losses, wasm.losses, { rtol: 1e-2, atol: 0 }, 'webgpu losses vs wasm losses');
+    // float32 sums run in a different order on each backend (the curves agree to ~1e-7 here); the
+    // margin leaves room for AdamW, which amplifies rounding in the tiniest gradients
+    assertClose(gpu.losses, wasm.losses, { rtol: 1e-4, atol: 0 }, 'webgpu losses vs wasm losses');
   });
 
   test("'auto' picks webgpu where the browser has an adapter, and reports it in model.backendName", async () => {

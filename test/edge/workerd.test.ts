@@ -1,0 +1,197 @@
+/**
+ * The bundle in a real edge runtime: Cloudflare's workerd runs examples/edge/worker.js, which imports
+ * dist/index.js as the package 'tinygpt' and dist/tinygpt.wasm as a module import (a compiled
+ * WebAssembly.Module: workerd, like Cloudflare, refuses to compile bytes), loads a model file bound
+ * as bytes, and serves generate over fetch. Node trains and saves that model with the same bundle,
+ * then loads the same bytes and generates with the same seed: the worker's ids and text must equal
+ * Node's exactly.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type * as TinyGPT from '../../src/index.js';
+import { REPO_ROOT } from '../helpers/static-server.js';
+
+type SDK = typeof TinyGPT;
+
+const require = createRequire(import.meta.url);
+const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
+const DIST_WASM = join(REPO_ROOT, 'dist', 'tinygpt.wasm');
+const WORKER = join(REPO_ROOT, 'examples', 'edge', 'worker.js');
+
+/** the workerd binary and its newest compatibility date, or why it cannot run here */
+function findWorkerd(): { bin: string; compatibilityDate: string } | { missing: string } {
+  let pkg: { default: string; compatibilityDate: string };
+  try {
+    pkg = require('workerd');
+  } catch (err) {
+    return { missing: `the workerd package is not installed (${(err as Error).message})` };
+  }
+  const probe = spawnSync(pkg.default, ['--version'], { encoding: 'utf8', timeout: 20_000 });
+  if (probe.status !== 0) return { missing: `workerd at ${pkg.default} cannot run: ${probe.error?.message ?? probe.stderr.trim()}` };
+  return { bin: pkg.default, compatibilityDate: pkg.compatibilityDate };
+}
+
+const workerd = findWorkerd();
+const workerdMissing = 'missing' in workerd ? workerd.missing : null;
+
+const NAMES = ['emma', 'olivia', 'ava', 'sophia', 'mia', 'amelia', 'harper', 'liam', 'noah', 'james', 'oliver', 'lucas', 'mason', 'ethan', 'henry'];
+const MODEL_CONFIG = { maxSeqLen: 24, dModel: 32, nLayers: 2, nHeads: 4, seed: 11 };
+/** what the test asks the worker for; the worker samples (doSample: true) */
+const REQUEST = { prompt: 'ma', maxNewTokens: 16, temperature: 0.8, topK: 8, seed: 99 };
+
+async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function capnpConfig(port: number, compatibilityDate: string): string {
+  return `using Workerd = import "/workerd/workerd.capnp";
+
+const config :Workerd.Config = (
+  services = [(name = "main", worker = .tinygptWorker)],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+
+const tinygptWorker :Workerd.Worker = (
+  modules = [
+    (name = "worker.js", esModule = embed "worker.js"),
+    (name = "tinygpt", esModule = embed "tinygpt.js"),
+    (name = "tinygpt/tinygpt.wasm", wasm = embed "tinygpt.wasm"),
+  ],
+  bindings = [(name = "MODEL", data = embed "model.safetensors")],
+  compatibilityDate = "${compatibilityDate}",
+);
+`;
+}
+
+describe.skipIf(workerdMissing !== null)(`the bundle in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}`, () => {
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let origin: string;
+  let output = '';
+  let sdk: SDK;
+  let expected: TinyGPT.GenerateResult;
+  let expectedConfig: TinyGPT.GPTConfig;
+
+  beforeAll(async () => {
+    if (!existsSync(DIST_ENTRY) || !existsSync(DIST_WASM)) {
+      throw new Error(`the edge test runs the built bundle, and ${DIST_ENTRY} or ${DIST_WASM} is missing: run \`npm run build\` first`);
+    }
+    sdk = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
+
+    // Node: a small character-level model trained a little, saved with its tokenizer
+    const text = NAMES.join('\n') + '\n';
+    const tokenizer = sdk.CharTokenizer.train(text);
+    const trained = await sdk.createModel({ ...MODEL_CONFIG, vocabSize: tokenizer.vocabSize, backend: 'wasm' });
+    await sdk.train(trained, { data: tokenizer.encode(text), steps: 10, batchSize: 4, learningRate: 1e-2, warmupSteps: 0 });
+    const bytes = await sdk.saveModel(trained, { tokenizer });
+    trained.dispose();
+
+    // Node's answer from the same bytes, as the worker will load them
+    const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
+    expectedConfig = loaded.model.config;
+    const { prompt, ...sampling } = REQUEST;
+    expected = await sdk.generate(loaded.model, prompt, { ...sampling, tokenizer: loaded.tokenizer, doSample: true });
+    loaded.model.dispose();
+
+    dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
+    copyFileSync(WORKER, join(dir, 'worker.js'));
+    copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
+    copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
+    writeFileSync(join(dir, 'model.safetensors'), bytes);
+    const port = await freeLoopbackPort();
+    writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, (workerd as { compatibilityDate: string }).compatibilityDate));
+    origin = `http://127.0.0.1:${port}`;
+
+    const proc = spawn((workerd as { bin: string }).bin, ['serve', 'config.capnp'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = proc;
+    proc.stdout.on('data', (chunk) => (output += chunk));
+    proc.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<never>((_, reject) =>
+      proc.once('exit', (code, signal) => reject(new Error(`workerd exited (code ${code}, signal ${signal}) before serving:\n${output}`))),
+    );
+    // poll until the socket answers; /info also makes the worker load the model once
+    const ready = (async () => {
+      for (;;) {
+        try {
+          const response = await fetch(`${origin}/info`);
+          if (response.ok) return;
+          throw new Error(`workerd answered /info with HTTP ${response.status}: ${await response.text()}\n${output}`);
+        } catch (err) {
+          if (!(err instanceof TypeError)) throw err; // TypeError: connection refused, not up yet
+        }
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+    await Promise.race([ready, exited]);
+  });
+
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exit = new Promise((resolve) => child!.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exit;
+    }
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function post(body: unknown): Promise<Response> {
+    return fetch(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  }
+
+  test('the worker loads the model with the wasm kernels handed in as a module', async () => {
+    const info = await (await fetch(`${origin}/info`)).json();
+    expect(info).toMatchObject({ backend: 'wasm', tokenizer: 'char', config: expectedConfig });
+  });
+
+  test("POST /generate samples the same ids and text as Node for the same model bytes and seed", async () => {
+    const response = await post(REQUEST);
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(200);
+    expect(body.ids).toHaveLength(REQUEST.maxNewTokens);
+    expect(body.ids).toEqual(expected.ids);
+    expect(body.text).toBe(expected.text);
+    expect(body.backend).toBe('wasm');
+  });
+
+  test('GET /generate with query parameters gives the same answer', async () => {
+    const query = new URLSearchParams(Object.entries(REQUEST).map(([k, v]) => [k, String(v)]));
+    const response = await fetch(`${origin}/generate?${query}`);
+    const body = await response.json();
+    expect(response.status, JSON.stringify(body)).toBe(200);
+    expect(body.ids).toEqual(expected.ids);
+  });
+
+  test('streaming: server-sent events carry the same tokens one by one', async () => {
+    const response = await post({ ...REQUEST, stream: true });
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    const events = (await response.text()).trim().split('\n\n');
+    expect(events.at(-1)).toBe('event: done\ndata: {}');
+    const tokens = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, '')) as { id: number; text: string });
+    expect(tokens.map((t) => t.id)).toEqual(expected.ids);
+    expect(tokens.map((t) => t.text).join('')).toBe(expected.text);
+  });
+
+  test('bad input is refused with 400 and a message naming the field, the value and the range', async () => {
+    const badTemperature = await post({ ...REQUEST, temperature: -1 });
+    expect(badTemperature.status).toBe(400);
+    expect((await badTemperature.json()).error).toMatch(/temperature.*>= 0.*-1/);
+
+    const badId = await post({ ids: [0, 9999], maxNewTokens: 2 });
+    expect(badId.status).toBe(400);
+    expect((await badId.json()).error).toMatch(/prompt\[1\].*9999/);
+
+    const unknownField = await post({ ...REQUEST, temprature: 1 });
+    expect(unknownField.status).toBe(400);
+    expect((await unknownField.json()).error).toMatch(/unknown field "temprature"/);
+  });
+});
