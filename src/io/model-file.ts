@@ -5,10 +5,11 @@
  * a `__metadata__` with `format: "tinygpt"`, `tinygpt_version`, `config` (JSON of model.config)
  * and, when given, `tokenizer` (JSON of tokenizer.toJSON()). Any safetensors tool can read them.
  *
- * Loading also takes GPT-2 checkpoints in Hugging Face's layout: names with or without the
- * `transformer.` prefix, the `attn.bias` / `attn.masked_bias` mask buffers skipped, `lm_head.weight`
- * accepted when it equals `wte.weight` (the head is tied), F16/BF16/F64 widened or rounded to F32.
- * Such files carry no config, so it is inferred from the shapes: vocabSize and dModel from
+ * Loading also takes the model out of a training checkpoint (its optimizer moments skipped), and
+ * GPT-2 checkpoints in Hugging Face's layout: names with or without the `transformer.` prefix, the
+ * `attn.bias` / `attn.masked_bias` mask buffers skipped, `lm_head.weight` accepted when it equals
+ * `wte.weight` (the head is tied), F16/BF16/F64 widened or rounded to F32. GPT-2 checkpoints carry
+ * no config, so it is inferred from the shapes: vocabSize and dModel from
  * wte.weight [V, C], maxSeqLen from wpe.weight [T, C], nLayers from the h.N count, dFF from
  * h.0.mlp.c_fc.weight [C, dFF]. The head count is not visible in any shape: it comes from
  * `options.config.nHeads`, else dModel / 64 as in every GPT-2 size.
@@ -78,9 +79,10 @@ export async function saveModel(model: GPTModel, options: SaveModelOptions = {})
  */
 export async function loadModel(bytes: Uint8Array, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const { tensors: fileTensors, metadata } = decodeSafetensors(bytes);
-  const tensors = canonicalTensors(fileTensors);
+  const isCheckpoint = metadata.format?.startsWith(CHECKPOINT_FORMAT_PREFIX) ?? false;
+  const tensors = canonicalTensors(fileTensors, isCheckpoint);
   const configInput: GPTConfigInput = {
-    ...(metadata.format === MODEL_FILE_FORMAT && metadata.config !== undefined
+    ...((metadata.format === MODEL_FILE_FORMAT || isCheckpoint) && metadata.config !== undefined
       ? parseConfig(metadata.config)
       : inferConfig(tensors, options.config)),
     ...options.config,
@@ -118,18 +120,22 @@ const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 const MASK_BUFFER = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 const HF_PREFIX = 'transformer.';
 const LM_HEAD = 'lm_head.weight';
+/** Training checkpoints (src/train/checkpoint.ts) hold the model plus `optimizer.m.*` / `optimizer.v.*`. */
+const CHECKPOINT_FORMAT_PREFIX = 'tinygpt-checkpoint/';
+const OPTIMIZER_PREFIX = 'optimizer.';
 
 /**
  * The file's tensors under tinygpt's names: the `transformer.` prefix dropped, mask buffers
- * skipped, a tied `lm_head.weight` checked against `wte.weight` and dropped.
+ * skipped, a tied `lm_head.weight` checked against `wte.weight` and dropped, and in a training
+ * checkpoint the optimizer moments skipped.
  */
-function canonicalTensors(fileTensors: Record<string, DecodedTensor>): Map<string, DecodedTensor> {
+function canonicalTensors(fileTensors: Record<string, DecodedTensor>, isCheckpoint: boolean): Map<string, DecodedTensor> {
   const tensors = new Map<string, DecodedTensor>();
   const sourceName = new Map<string, string>();
   let lmHead: DecodedTensor | undefined;
   for (const [fileName, tensor] of Object.entries(fileTensors)) {
     const name = fileName.startsWith(HF_PREFIX) ? fileName.slice(HF_PREFIX.length) : fileName;
-    if (MASK_BUFFER.test(name)) continue;
+    if (MASK_BUFFER.test(name) || (isCheckpoint && fileName.startsWith(OPTIMIZER_PREFIX))) continue;
     if (name === LM_HEAD) {
       lmHead = tensor;
       continue;

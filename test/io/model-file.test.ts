@@ -12,6 +12,7 @@ import {
   type TensorInput,
 } from '../../src/io/safetensors.js';
 import { BPETokenizer, CharTokenizer } from '../../src/tokenizer/index.js';
+import { encodeCheckpoint, type TrainerState } from '../../src/train/checkpoint.js';
 import { Rng } from '../../src/util/rng.js';
 
 const small: GPTConfigInput = { vocabSize: 37, maxSeqLen: 16, dModel: 32, nLayers: 2, nHeads: 4, dFF: 48, seed: 5, backend: 'js' };
@@ -125,6 +126,25 @@ describe('saveModel / loadModel', () => {
     await expect(loadModel(await saveModel(model), { backend: 'js', config: { dModel: 64, nHeads: 1 } })).rejects.toThrow(
       /wrong shape: wte\.weight is \[37, 32\], config needs \[37, 64\]/,
     );
+  });
+});
+
+describe('loading the model out of a training checkpoint', () => {
+  it('takes the parameters, config and tokenizer and skips the optimizer moments', async () => {
+    const model = await randomModel(small, 50);
+    const tokenizer = CharTokenizer.train('a checkpoint');
+    const params = await model.getParameters();
+    const shapes = Object.fromEntries(model.paramLayout.map((e) => [e.name, e.shape]));
+    const moments = Object.fromEntries(Object.entries(params).map(([name, p]) => [name, p.map((x) => x * 0.5)]));
+    const bytes = encodeCheckpoint(
+      { config: model.config, tokenizer: tokenizer.toJSON(), state: { step: 3 } as TrainerState, params, m: moments, v: moments },
+      shapes,
+    );
+    const loaded = await loadModel(bytes, { backend: 'js' });
+    keep(loaded.model);
+    expect(loaded.model.config).toEqual(model.config);
+    expect(loaded.tokenizer!.toJSON()).toEqual(tokenizer.toJSON());
+    await expectSameParameters(model, loaded.model);
   });
 });
 
