@@ -1,5 +1,6 @@
 /** GPT-2's tokenizer files and peers, all from dev dependencies, plus the hard strings. */
 import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { Tiktoken } from 'js-tiktoken/lite';
 import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 import { BPETokenizer } from '../../src/tokenizer/index.js';
@@ -49,7 +50,7 @@ export const HARD_STRINGS: readonly string[] = [
  * Random text from fragments where pre-tokenizers differ (contractions, every whitespace kind,
  * letters and numbers from several scripts, emoji, lone surrogates) and random code points.
  */
-export function arbitraryTrickyText(fc: typeof import('fast-check')): import('fast-check').Arbitrary<string> {
+export function arbitraryTrickyText(): fc.Arbitrary<string> {
   const fragments = fc.constantFrom(
     'a', 'Z', 'é', 'e\u0301', '中', 'ǅ', '𝐀', '٣', 'Ⅻ', '½', '1', '42', '😀', '👩‍👧', '🏽', '!', '.', '-',
     "'", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL",

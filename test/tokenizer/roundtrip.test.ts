@@ -51,7 +51,7 @@ describe('round trip', () => {
 
   it('for any string, decode(encode(s)) is s as UTF-8 carries it', () => {
     fc.assert(
-      fc.property(arbitraryTrickyText(fc), (s) => {
+      fc.property(arbitraryTrickyText(), (s) => {
         expect(gpt2.decode(gpt2.encode(s))).toBe(throughUtf8(s));
       }),
       { numRuns: 2000 },
@@ -60,7 +60,7 @@ describe('round trip', () => {
 
   it('gives js-tiktoken ids on random tricky text', () => {
     fc.assert(
-      fc.property(arbitraryTrickyText(fc), (s) => {
+      fc.property(arbitraryTrickyText(), (s) => {
         expect(gpt2.encode(s)).toEqual(reference.encode(s, [], []));
       }),
       { numRuns: 2000 },
