@@ -1,0 +1,97 @@
+// Generation speed: tinygpt (KV cache, wasm backend) beside a tfjs-backend-wasm GPT that recomputes
+// the whole context for every new token, in the same run. Greedy decoding, random weights.
+//
+//   node bench/generate.mjs [--configs A,B] [--prompts 64,256,960] [--new 64] [--tfjs-new 4] [--backend wasm]
+//
+// For each prompt length p the SDK generates `--new` tokens after p tokens (maxSeqLen 1024, so the
+// longest run, 960 + 64, ends exactly at the window and never slides). tokens/s counts the prompt's
+// pass too (end to end); "decode ms/token" times the steps after the first token, which is what must
+// grow linearly with the context. tfjs recomputes every position per token, so its cost per token
+// is the same forward each time: it generates only `--tfjs-new` tokens (a rate needs no more).
+// Ratios compare figures from this run only; the machine is shared, so absolute figures drift.
+import { createRequire } from 'node:module';
+import { createModel, generate, generateStream } from '../dist/index.js';
+import { createTfjsGPTForward } from './lib/tfjs-gpt-forward.mjs';
+
+const require = createRequire(import.meta.url);
+
+const CONFIGS = {
+  A: { vocabSize: 256, maxSeqLen: 1024, dModel: 128, nLayers: 4, nHeads: 4, dFF: 512 },
+  B: { vocabSize: 256, maxSeqLen: 1024, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
+};
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+const configNames = option('configs', 'A,B').split(',');
+const prompts = option('prompts', '64,256,960').split(',').map(Number);
+const newTokens = Number(option('new', '64'));
+const tfjsNew = Number(option('tfjs-new', '4'));
+const backend = option('backend', 'wasm');
+for (const c of configNames) if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
+for (const p of prompts) if (!(Number.isInteger(p) && p >= 1 && p + newTokens <= 1024)) throw new Error(`--prompts: ${p} must be an integer in [1, ${1024 - newTokens}] (prompt + new <= maxSeqLen 1024)`);
+
+function promptOf(length, vocabSize) {
+  // a fixed pseudo-random prompt (LCG), the same for both sides
+  let s = 12345;
+  return Array.from({ length }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % vocabSize);
+}
+
+async function timeSdk(model, prompt) {
+  const t0 = performance.now();
+  let first = 0;
+  let count = 0;
+  for await (const _ of generateStream(model, prompt, { maxNewTokens: newTokens, eosTokenId: null })) {
+    if (count++ === 0) first = performance.now();
+  }
+  const end = performance.now();
+  return { tokensPerSec: (count * 1000) / (end - t0), decodeMsPerToken: (end - first) / (count - 1), prefillMs: first - t0 };
+}
+
+async function timeTfjs(tfModel, prompt) {
+  const t0 = performance.now();
+  await tfModel.generateGreedy(prompt, tfjsNew);
+  const ms = performance.now() - t0;
+  return { tokensPerSec: (tfjsNew * 1000) / ms, msPerToken: ms / tfjsNew };
+}
+
+const tf = require('@tensorflow/tfjs');
+require('@tensorflow/tfjs-backend-wasm');
+await tf.setBackend('wasm');
+await tf.ready();
+
+const fmt = (x, digits = 1) => x.toFixed(digits);
+console.log(`tinygpt ${backend} backend vs tfjs-backend-wasm ${tf.version_core} (1 thread), greedy, ${newTokens} new tokens (tfjs: ${tfjsNew}), Node ${process.versions.node}`);
+console.log('');
+console.log('| config | prompt -> end context | tinygpt tok/s (end to end) | tinygpt prompt pass ms | tinygpt decode ms/token | tfjs tok/s (recompute) | tfjs ms/token | speed-up |');
+console.log('|---|---|---|---|---|---|---|---|');
+
+for (const name of configNames) {
+  const config = CONFIGS[name];
+  const model = await createModel({ ...config, backend, seed: 1 });
+  const tfModel = createTfjsGPTForward(tf, { ...config, seed: 1 });
+  // warm-up: compile paths, size the inference workspace for the longest prompt
+  await generate(model, promptOf(Math.max(...prompts), config.vocabSize), { maxNewTokens: 2, eosTokenId: null });
+  await tfModel.generateGreedy(promptOf(16, config.vocabSize), 2);
+  const rows = [];
+  for (const p of prompts) {
+    const prompt = promptOf(p, config.vocabSize);
+    const sdk = await timeSdk(model, prompt);
+    const peer = await timeTfjs(tfModel, prompt);
+    rows.push({ p, sdk });
+    console.log(
+      `| ${name} | ${p} -> ${p + newTokens} | ${fmt(sdk.tokensPerSec)} | ${fmt(sdk.prefillMs, 0)} | ${fmt(sdk.decodeMsPerToken, 2)} | ${fmt(peer.tokensPerSec, 2)} | ${fmt(peer.msPerToken, 0)} | ${fmt(sdk.tokensPerSec / peer.tokensPerSec, 0)}x |`,
+    );
+  }
+  if (rows.length >= 2) {
+    // linear in context: decode time per token ~ a + b * context; quadratic would grow with context^2
+    const [lo, hi] = [rows[0], rows[rows.length - 1]];
+    const ctx = (r) => r.p + newTokens / 2;
+    console.log(
+      `|  | decode ms/token x${fmt(hi.sdk.decodeMsPerToken / lo.sdk.decodeMsPerToken, 2)} for mean context x${fmt(ctx(hi) / ctx(lo), 1)} (${fmt(ctx(lo), 0)} -> ${fmt(ctx(hi), 0)}) |  |  |  |  |  |  |`,
+    );
+  }
+  model.dispose();
+  tfModel.dispose();
+}
