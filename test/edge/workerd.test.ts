@@ -73,43 +73,68 @@ const tinygptWorker :Workerd.Worker = (
 `;
 }
 
-describe.skipIf(workerdMissing !== null)(`the bundle in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}`, () => {
+/** Node's side, computed once: the model file's bytes and what Node generates from them */
+interface Prepared {
+  bytes: Uint8Array;
+  config: TinyGPT.GPTConfig;
+  expected: TinyGPT.GenerateResult;
+}
+let preparing: Promise<Prepared> | undefined;
+
+async function prepareInNode(): Promise<Prepared> {
+  if (!existsSync(DIST_ENTRY) || !existsSync(DIST_WASM)) {
+    throw new Error(`the edge test runs the built bundle, and ${DIST_ENTRY} or ${DIST_WASM} is missing: run \`npm run build\` first`);
+  }
+  const sdk = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
+
+  // a small character-level model trained a little, saved with its tokenizer
+  const text = NAMES.join('\n') + '\n';
+  const tokenizer = sdk.CharTokenizer.train(text);
+  const trained = await sdk.createModel({ ...MODEL_CONFIG, vocabSize: tokenizer.vocabSize, backend: 'wasm' });
+  await sdk.train(trained, { data: tokenizer.encode(text), steps: 10, batchSize: 4, learningRate: 1e-2, warmupSteps: 0 });
+  const bytes = await sdk.saveModel(trained, { tokenizer });
+  trained.dispose();
+
+  // Node's answer from the same bytes, loaded as the worker loads them
+  const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
+  try {
+    const { prompt, ...sampling } = REQUEST;
+    const expected = await sdk.generate(loaded.model, prompt, { ...sampling, tokenizer: loaded.tokenizer, doSample: true });
+    return { bytes, config: loaded.model.config, expected };
+  } finally {
+    loaded.model.dispose();
+  }
+}
+
+/**
+ * A plain Worker of a year-old compatibility date has no Node.js modules at all (no nodejs_compat
+ * flag): the bundle must not need them. The newest date checks that nothing newer breaks it.
+ */
+const COMPATIBILITY_DATES = [
+  { label: 'a plain Worker (compatibility date 2025-09-01, no Node.js modules)', date: '2025-09-01' },
+  { label: `the newest compatibility date (${'missing' in workerd ? '?' : workerd.compatibilityDate})`, date: 'missing' in workerd ? '' : workerd.compatibilityDate },
+];
+
+describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(`the bundle in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}: $label`, ({ date }) => {
   let dir: string;
   let child: ChildProcess | undefined;
   let origin: string;
   let output = '';
-  let sdk: SDK;
   let expected: TinyGPT.GenerateResult;
   let expectedConfig: TinyGPT.GPTConfig;
 
   beforeAll(async () => {
-    if (!existsSync(DIST_ENTRY) || !existsSync(DIST_WASM)) {
-      throw new Error(`the edge test runs the built bundle, and ${DIST_ENTRY} or ${DIST_WASM} is missing: run \`npm run build\` first`);
-    }
-    sdk = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
-
-    // Node: a small character-level model trained a little, saved with its tokenizer
-    const text = NAMES.join('\n') + '\n';
-    const tokenizer = sdk.CharTokenizer.train(text);
-    const trained = await sdk.createModel({ ...MODEL_CONFIG, vocabSize: tokenizer.vocabSize, backend: 'wasm' });
-    await sdk.train(trained, { data: tokenizer.encode(text), steps: 10, batchSize: 4, learningRate: 1e-2, warmupSteps: 0 });
-    const bytes = await sdk.saveModel(trained, { tokenizer });
-    trained.dispose();
-
-    // Node's answer from the same bytes, as the worker will load them
-    const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
-    expectedConfig = loaded.model.config;
-    const { prompt, ...sampling } = REQUEST;
-    expected = await sdk.generate(loaded.model, prompt, { ...sampling, tokenizer: loaded.tokenizer, doSample: true });
-    loaded.model.dispose();
+    const prepared = await (preparing ??= prepareInNode());
+    expected = prepared.expected;
+    expectedConfig = prepared.config;
 
     dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
     copyFileSync(WORKER, join(dir, 'worker.js'));
     copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
     copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
-    writeFileSync(join(dir, 'model.safetensors'), bytes);
+    writeFileSync(join(dir, 'model.safetensors'), prepared.bytes);
     const port = await freeLoopbackPort();
-    writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, (workerd as { compatibilityDate: string }).compatibilityDate));
+    writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, date));
     origin = `http://127.0.0.1:${port}`;
 
     const proc = spawn((workerd as { bin: string }).bin, ['serve', 'config.capnp'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
