@@ -77,8 +77,8 @@ export async function saveModel(model: GPTModel, options: SaveModelOptions = {})
  * in GPT-2's Hugging Face layout. Throws ModelFileError (SafetensorsError for malformed bytes)
  * naming what is wrong; everything is checked against the tensors before the model is built.
  */
-export async function loadModel(bytes: Uint8Array, options: LoadModelOptions = {}): Promise<LoadedModel> {
-  const { tensors: fileTensors, metadata } = decodeSafetensors(bytes);
+export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  const { tensors: fileTensors, metadata } = decodeSafetensors(bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes);
   const isCheckpoint = metadata.format?.startsWith(CHECKPOINT_FORMAT_PREFIX) ?? false;
   const tensors = canonicalTensors(fileTensors, isCheckpoint);
   const configInput: GPTConfigInput = {

@@ -96,6 +96,9 @@ describe('saveModel / loadModel', () => {
     expect(await lossOf(loaded, small)).toBe(loss);
     // not vacuous: another model gives another loss
     expect(await lossOf(await randomModel(small, 2), small)).not.toBe(loss);
+    // an ArrayBuffer (what fetch and Blob hand out) is taken as well
+    const fromBuffer = keep((await loadModel(bytes.buffer, { backend: 'js' })).model);
+    await expectSameParameters(model, fromBuffer);
   });
 
   it('writes F32 tensors under GPT-2 names and the documented metadata, the same bytes every time', async () => {

@@ -93,6 +93,18 @@ describe('decodeSafetensors on a file written by the reference implementation', 
     expect(Buffer.from(encoded).equals(Buffer.from(reference))).toBe(true);
   });
 
+  it('lays out bfloat16, float8 and the other narrow types exactly as the reference writer', () => {
+    const narrow = new Uint8Array(readFileSync(new URL('./fixtures/reference-narrow.safetensors', import.meta.url)));
+    const decoded = decodeSafetensors(narrow);
+    expect(Object.fromEntries(Object.entries(decoded.tensors).map(([name, t]) => [name, t.dtype]))).toEqual({
+      a: 'BF16', b: 'F16', c: 'F8_E4M3', d: 'F8_E5M2', e: 'I8', f: 'U16', g: 'I16', h: 'U8', i: 'BOOL',
+    });
+    expect(Array.from(tensorToFloat32(decoded.tensors.a))).toEqual([1, -2]);
+    expect(Array.from(decoded.tensors.g.data as Int16Array)).toEqual([-1]);
+    const reversed = Object.fromEntries(Object.entries(decoded.tensors).reverse());
+    expect(Buffer.from(encodeSafetensors(reversed)).equals(Buffer.from(narrow))).toBe(true);
+  });
+
   it('returns aligned float tensors as views of the input and copies on request', () => {
     expect(tensors.f32.data.buffer).toBe(reference.buffer);
     const copied = decodeSafetensors(reference, { copy: true }).tensors.f32.data;
