@@ -58,7 +58,7 @@ async function timeTfjs(tfModel, prompt) {
 
 const tf = require('@tensorflow/tfjs');
 require('@tensorflow/tfjs-backend-wasm');
-await tf.setBackend('wasm');
+if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') throw new Error(`tfjs-backend-wasm did not start (backend is ${tf.getBackend()})`);
 await tf.ready();
 
 const fmt = (x, digits = 1) => x.toFixed(digits);
