@@ -26,9 +26,7 @@ import {
   parseTiktoken,
   toHuggingFace,
 } from './loaders.js';
-import { specialMatcher } from './specials.js';
-
-export const END_OF_TEXT = '<|endoftext|>';
+import { END_OF_TEXT, specialMatcher } from './specials.js';
 
 /** Ids are kept below 2^21 so that training can key pairs by left * limit + right exactly. */
 export const MAX_VOCAB_SIZE = 1 << 21;
@@ -246,7 +244,12 @@ export class BPETokenizer implements Tokenizer {
     return new BPETokenizer(parseTiktoken(text, options?.specialTokens));
   }
 
-  /** A Hugging Face tokenizer.json (text or parsed) whose model is byte-level BPE, as GPT-2's. */
+  /**
+   * A Hugging Face tokenizer.json (text or parsed) whose model is byte-level BPE with GPT-2's
+   * ByteLevel pre-tokenizer. Its added_tokens become special tokens, recognised only when allowed.
+   * Anything this tokenizer would not reproduce exactly (normalizers, add_prefix_space, other
+   * pre-tokenizers, dropout, byte fallback) is rejected with the field named.
+   */
   static fromHuggingFace(json: string | object): BPETokenizer {
     return new BPETokenizer(parseHuggingFace(json));
   }

@@ -50,13 +50,6 @@ export function bytesToTokenString(bytes: Uint8Array): string {
   return s;
 }
 
-/** A byte string as a Latin-1 string (one char per byte): a cheap exact Map key for bytes. */
-export function bytesToKey(bytes: Uint8Array, start = 0, end = bytes.length): string {
-  let s = '';
-  for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]);
-  return s;
-}
-
 /**
  * UTF-8 of text[start, end) into out (which must hold 3 bytes per UTF-16 unit); returns the
  * byte count. A lone surrogate becomes U+FFFD (EF BF BD), as TextEncoder does: UTF-8 cannot carry

@@ -4,9 +4,7 @@
  */
 import type { StreamDecoder, Tokenizer, TokenizerJSON } from './types.js';
 import { describe, parseJsonObject } from './loaders.js';
-import { specialMatcher } from './specials.js';
-
-const END_OF_TEXT = '<|endoftext|>';
+import { END_OF_TEXT, specialMatcher } from './specials.js';
 
 export interface CharTokenizerJSON extends TokenizerJSON {
   kind: 'char';

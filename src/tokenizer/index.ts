@@ -1,5 +1,6 @@
 export type { StreamDecoder, Tokenizer, TokenizerJSON } from './types.js';
-export { BPETokenizer, END_OF_TEXT, MAX_VOCAB_SIZE } from './bpe.js';
+export { BPETokenizer, MAX_VOCAB_SIZE } from './bpe.js';
+export { END_OF_TEXT } from './specials.js';
 export type { BPETokenizerJSON, BPETrainOptions } from './bpe.js';
 export { CharTokenizer } from './char.js';
 export type { CharTokenizerJSON } from './char.js';

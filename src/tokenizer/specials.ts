@@ -1,6 +1,9 @@
 /** Finding allowed special tokens in text. */
 import { describe } from './loaders.js';
 
+/** GPT-2's end-of-text token: a tokenizer's eosTokenId is this token's id when it has one. */
+export const END_OF_TEXT = '<|endoftext|>';
+
 export function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

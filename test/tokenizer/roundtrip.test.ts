@@ -70,11 +70,14 @@ describe('round trip', () => {
 
 describe('stream decoder', () => {
   it('holds back a character whose bytes are split across tokens', () => {
-    // '😀' is GPT-2 tokens 47249 (F0 9F 98) and 222 (80)
+    // '😀' (F0 9F 98 80) is GPT-2 tokens 47249 (F0 9F 98) and 222 (80)
+    expect([...gpt2.tokenBytesOf(47249)]).toEqual([0xf0, 0x9f, 0x98]);
+    expect([...gpt2.tokenBytesOf(222)]).toEqual([0x80]);
     const ids = gpt2.encode('a😀b');
     expect(ids).toEqual([64, 47249, 222, 65]);
     expect(streamPieces(ids)).toEqual(['a', '', '😀', 'b', '']);
-    // '中文': 40792 (E4 B8 AD), 23877 (E6 96), 229 (87)
+    // '中文' (E4 B8 AD, E6 96 87): 40792 (E4 B8 AD), 23877 (E6 96), 229 (87)
+    expect([...gpt2.decodeBytes([40792, 23877, 229])]).toEqual([0xe4, 0xb8, 0xad, 0xe6, 0x96, 0x87]);
     expect(streamPieces(gpt2.encode('中文'))).toEqual(['中', '', '文', '']);
   });
 
