@@ -1,0 +1,191 @@
+#!/usr/bin/env node
+/**
+ * Our WebGPU matmul (src/backend/webgpu, matmulForward) against @tensorflow/tfjs-backend-webgpu's
+ * tf.matMul on the same adapter, in the same process. Prints a markdown table: per size, the
+ * median time of a batch of `--reps` back-to-back products (one submission each side, one element
+ * read back), GFLOP/s, the ratio, the largest difference between the two results, and our error
+ * against float64 on sampled outputs (relative to the root-sum-square of the products summed).
+ *
+ *   node bench/webgpu.mjs --sizes 256,512,1024,768x768x2304 [--reps 10] [--trials 5]
+ *
+ * A size is N (square) or MxKxN. In Node this needs the `webgpu` package; without a GPU, run with
+ * VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium
+ * (SwiftShader, a CPU driver: keep sizes small, it is for correctness only).
+ * `--backend-module <file>` loads a prebuilt ESM of src/backend/webgpu/index.ts instead of bundling
+ * the TypeScript in memory with esbuild.
+ */
+import { fileURLToPath } from 'node:url';
+import { create, globals } from 'webgpu';
+
+function parseArgs(argv) {
+  const args = { sizes: '128,256', reps: 10, trials: 5, warmup: 2, backendModule: null };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (flag === '--sizes') args.sizes = value;
+    else if (flag === '--reps') args.reps = positiveInt('--reps', value);
+    else if (flag === '--trials') args.trials = positiveInt('--trials', value);
+    else if (flag === '--warmup') args.warmup = positiveInt('--warmup', value);
+    else if (flag === '--backend-module') args.backendModule = value;
+    else throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module)`);
+    i++;
+  }
+  args.shapes = args.sizes.split(',').map((size) => {
+    const dims = size.toLowerCase().split('x').map((d) => positiveInt('--sizes', d));
+    if (dims.length === 1) return { M: dims[0], K: dims[0], N: dims[0] };
+    if (dims.length === 3) return { M: dims[0], K: dims[1], N: dims[2] };
+    throw new Error(`--sizes: each size is N or MxKxN, got ${size}`);
+  });
+  return args;
+}
+
+function positiveInt(flag, value) {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs positive integers, got ${value}`);
+  return n;
+}
+
+async function loadBackendModule(path) {
+  if (path) return import(new URL(path, `file://${process.cwd()}/`).href);
+  // bundle the TypeScript source in memory: no build step needed
+  const { build } = await import('esbuild');
+  const entry = fileURLToPath(new URL('../src/backend/webgpu/index.ts', import.meta.url));
+  const result = await build({ entryPoints: [entry], bundle: true, format: 'esm', platform: 'node', write: false, external: ['webgpu'] });
+  return import(`data:text/javascript;base64,${Buffer.from(result.outputFiles[0].text).toString('base64')}`);
+}
+
+/** deterministic values in [-1, 1) */
+function randomData(n, seed) {
+  const out = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = x / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** largest |ours - exact| / sqrt(sum_k (a b)^2) over 64 sampled outputs, the exact ones in float64 */
+function sampledErrorVsFloat64(result, a, b, M, K, N) {
+  let worst = 0;
+  for (let s = 0; s < 64; s++) {
+    const m = (s * 7919) % M;
+    const n = (s * 104729) % N;
+    let exact = 0;
+    let scale = 0;
+    for (let k = 0; k < K; k++) {
+      exact += a[m * K + k] * b[k * N + n];
+      scale += (a[m * K + k] * b[k * N + n]) ** 2;
+    }
+    worst = Math.max(worst, Math.abs(result[m * N + n] - exact) / Math.sqrt(scale));
+  }
+  return worst;
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** median over trials of (time of `reps` runs of `enqueue`, then `sync`) / reps, in ms */
+async function timeBatches(enqueue, sync, { reps, trials, warmup }) {
+  for (let i = 0; i < warmup; i++) {
+    enqueue();
+    await sync();
+  }
+  const times = [];
+  for (let t = 0; t < trials; t++) {
+    const start = performance.now();
+    for (let r = 0; r < reps; r++) enqueue();
+    await sync();
+    times.push((performance.now() - start) / reps);
+  }
+  return median(times);
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  Object.assign(globalThis, globals);
+  const gpu = create([]);
+  globalThis.navigator = { gpu };
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) throw new Error('no WebGPU adapter (without a GPU, point VK_ICD_FILENAMES at SwiftShader: see the header)');
+
+  const { createWebGPUBackend } = await loadBackendModule(args.backendModule);
+  const ours = await createWebGPUBackend({ gpu });
+  // tfjs-core's Node entry is CommonJS: its exports arrive as the namespace's default
+  const tfModule = await import('@tensorflow/tfjs-core');
+  const tf = tfModule.default ?? tfModule;
+  await import('@tensorflow/tfjs-backend-webgpu');
+  await tf.setBackend('webgpu');
+  await tf.ready();
+
+  const rows = [];
+  for (const { M, K, N } of args.shapes) {
+    const aData = randomData(M * K, 1);
+    const bData = randomData(K * N, 2);
+
+    const a = ours.alloc(M * K);
+    const b = ours.alloc(K * N);
+    const c = ours.alloc(M * N);
+    ours.upload(a, aData);
+    ours.upload(b, bData);
+    const probe = ours.view(c, 0, 1);
+    const oursMs = await timeBatches(() => ours.matmulForward(c, a, b, null, M, K, N), () => ours.download(probe), args);
+    const oursResult = await ours.download(c);
+    for (const t of [a, b, c]) ours.free(t);
+
+    const tA = tf.tensor2d(aData, [M, K]);
+    const tB = tf.tensor2d(bData, [K, N]);
+    let tC = null;
+    const tfjsMs = await timeBatches(
+      () => {
+        tC?.dispose();
+        tC = tf.matMul(tA, tB);
+      },
+      async () => {
+        const corner = tf.slice(tC, [0, 0], [1, 1]);
+        await corner.data();
+        corner.dispose();
+      },
+      args,
+    );
+    const tfjsResult = await tC.data();
+    for (const t of [tA, tB, tC]) t.dispose();
+
+    let maxDiff = 0;
+    let maxRef = 0;
+    for (let i = 0; i < oursResult.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(oursResult[i] - tfjsResult[i]));
+      maxRef = Math.max(maxRef, Math.abs(tfjsResult[i]));
+    }
+    const gflop = (2 * M * K * N) / 1e9;
+    rows.push({
+      size: `${M}x${K}x${N}`,
+      oursMs,
+      tfjsMs,
+      oursGflops: gflop / (oursMs / 1e3),
+      tfjsGflops: gflop / (tfjsMs / 1e3),
+      relDiff: maxDiff / maxRef,
+      sampledError: sampledErrorVsFloat64(oursResult, aData, bData, M, K, N),
+    });
+  }
+
+  console.log(`adapter: ${ours.adapterName}`);
+  console.log(`each time: median of ${args.trials} batches of ${args.reps} products, ${args.warmup} warm-up batches`);
+  console.log('');
+  console.log('| M x K x N | tinygpt ms | tfjs-webgpu ms | tinygpt GFLOP/s | tfjs GFLOP/s | tfjs time / tinygpt time | max abs diff / max abs | tinygpt error vs float64 |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    console.log(
+      `| ${r.size} | ${r.oursMs.toFixed(3)} | ${r.tfjsMs.toFixed(3)} | ${r.oursGflops.toPrecision(3)} | ${r.tfjsGflops.toPrecision(3)} | ${(r.tfjsMs / r.oursMs).toFixed(2)} | ${r.relDiff.toExponential(1)} | ${r.sampledError.toExponential(1)} |`,
+    );
+  }
+  ours.dispose();
+  tf.engine().reset();
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
