@@ -103,6 +103,8 @@ export async function beamSearch(model: GPTModel, plan: GenerationPlan): Promise
         const beam = beams[b];
         if (beam.sumLogprob === -Infinity) continue;
         const row = plan.process(logits.subarray(b * V, (b + 1) * V), histories[b]);
+        const broken = row.findIndex((l) => Number.isNaN(l) || l === Infinity);
+        if (broken >= 0) throw new RangeError(`logits of beam ${b}: ${row[broken]} at id ${broken}`);
         const logprobs = logSoftmax(row);
         for (let v = 0; v < V; v++) {
           if (logprobs[v] !== -Infinity) top.offer(beam.sumLogprob + logprobs[v], b, v, logprobs[v]);

@@ -360,6 +360,13 @@ describe('bad input', () => {
     });
   }
 
+  it('rejects NaN logits from the model instead of choosing from them', async () => {
+    const broken = () => fakeModel(3, 8, () => [0, NaN, 1]);
+    await expect(generate(broken(), [0], {})).rejects.toThrow(/NaN at id 1/);
+    await expect(generate(broken(), [0], { doSample: true, seed: 1 })).rejects.toThrow(/NaN at id 1/);
+    await expect(generate(broken(), [0], { numBeams: 2 })).rejects.toThrow(/beam 0: NaN at id 1/);
+  });
+
   it('generateStream checks options when called, before iterating', () => {
     expect(() => generateStream(model, [0], { topK: -1 })).toThrow(/topK/);
     expect(() => generateStream(model, [0], { numBeams: 2 })).toThrow(/numBeams must be 1/);
