@@ -45,8 +45,11 @@ export interface BPETokenizerJSON extends TokenizerJSON {
   version: 1;
   /** the pre-tokenizer; GPT-2's is the only one */
   pattern: 'gpt2';
+  /** id -> token: GPT-2 byte spelling (as in vocab.json) for ordinary tokens, the text for specials */
   tokens: string[];
+  /** merges in priority order as flat (left id, right id) pairs */
   merges: number[];
+  /** special token text -> id */
   specialTokens: Record<string, number>;
 }
 

@@ -39,6 +39,7 @@ describe.each([
     expect(ids.length).toBe(bookIds.length);
     expect(ids).toEqual(bookIds);
     expect(tokenizer.decode(ids)).toBe(book);
+    expect(ids).toEqual(gptTokenizerEncode(book));
   });
 
   it('gives js-tiktoken ids on hard strings, and decodes back', () => {
@@ -67,6 +68,11 @@ describe.each([
     expect(tokenizer.decode(allowed)).toBe(text);
     expect(tokenizer.decode(plain)).toBe(text);
   });
+});
+
+it('gives js-tiktoken ids on Moby Dick in upper case (contractions like DON\'T, \'S throughout)', () => {
+  const upper = book.toUpperCase();
+  expect(viaTiktoken.encode(upper)).toEqual(referenceIds(upper));
 });
 
 it('the two loaders build the same vocabulary', () => {
