@@ -67,16 +67,28 @@ console.log('');
 console.log('| config | prompt -> end context | tinygpt tok/s (end to end) | tinygpt prompt pass ms | tinygpt decode ms/token | tfjs tok/s (recompute) | tfjs ms/token | speed-up |');
 console.log('|---|---|---|---|---|---|---|---|');
 
+const checks = [];
 for (const name of configNames) {
   const config = CONFIGS[name];
   const model = await createModel({ ...config, backend, seed: 1 });
-  const tfModel = createTfjsGPTForward(tf, { ...config, seed: 1 });
-  // warm-up: compile paths, size the inference workspace for the longest prompt
+  // the same weights on both sides: check they compute the same logits before timing anything
+  const tfModel = createTfjsGPTForward(tf, config, await model.getParameters());
+  const check = promptOf(64, config.vocabSize);
+  const ours = await model.forward(Int32Array.from(check), null, 1, { returnLogits: true });
+  const theirs = await tfModel.lastLogits(check);
+  const oursLast = ours.logits.subarray(63 * config.vocabSize);
+  const maxDiff = oursLast.reduce((m, x, i) => Math.max(m, Math.abs(x - theirs[i])), 0);
+  if (!(maxDiff < 1e-3)) throw new Error(`config ${name}: tinygpt and tfjs logits differ by ${maxDiff}: not the same model`);
+  checks.push(`${name}: max |logit difference| ${maxDiff.toExponential(1)}`);
+  // warm-up: size the inference workspace for the longest prompt; let tfjs settle on short inputs
   await generate(model, promptOf(Math.max(...prompts), config.vocabSize), { maxNewTokens: 2, eosTokenId: null });
-  await tfModel.generateGreedy(promptOf(16, config.vocabSize), 2);
+  for (let i = 0; i < 10; i++) await tfModel.lastLogits(promptOf(8, config.vocabSize));
   const rows = [];
   for (const p of prompts) {
     const prompt = promptOf(p, config.vocabSize);
+    // one untimed pass at this length on each side (allocation of this size's buffers)
+    await generate(model, prompt, { maxNewTokens: 2, eosTokenId: null });
+    await tfModel.lastLogits(prompt);
     const sdk = await timeSdk(model, prompt);
     const peer = await timeTfjs(tfModel, prompt);
     rows.push({ p, sdk });
@@ -95,3 +107,5 @@ for (const name of configNames) {
   model.dispose();
   tfModel.dispose();
 }
+console.log('');
+console.log(`Same weights on both sides; last-position logits over a 64-token prompt agree (${checks.join('; ')}).`);

@@ -1,7 +1,8 @@
 // A forward-only GPT written with TensorFlow.js ops: the generation baseline that recomputes the
 // whole context for every new token (tfjs has no KV cache). Same architecture as tinygpt: pre-LN
 // blocks, fused q/k/v projection, causal attention with scale 1/sqrt(HS), GELU (tanh form),
-// final LayerNorm, LM head tied to the token embedding; random N(0, 0.02) weights.
+// final LayerNorm, LM head tied to the token embedding. Weights: tinygpt's own (so both sides
+// compute the same function and the bench can check it), or random N(0, 0.02).
 //
 // Written to be fair on tfjs-backend-wasm (see shared/PEERS.md): products with a transposed
 // operand are slow there, so k^T and the tied head wte^T are materialised with tf.transpose, and
@@ -10,29 +11,36 @@
 /**
  * @param tf the @tensorflow/tfjs module, backend already set
  * @param {{ vocabSize: number, maxSeqLen: number, dModel: number, nLayers: number, nHeads: number, dFF?: number, seed?: number }} config
+ * @param {Record<string, Float32Array>} [weights] tinygpt's parameters by GPT-2 name (model.getParameters()); random when absent
  */
-export function createTfjsGPTForward(tf, config) {
+export function createTfjsGPTForward(tf, config, weights) {
   const { vocabSize: V, maxSeqLen: maxT, dModel: C, nLayers: L, nHeads: NH } = config;
   const F = config.dFF ?? 4 * C;
   const HS = C / NH;
   let seed = config.seed ?? 1;
-  const normal = (shape, std = 0.02) => tf.randomNormal(shape, 0, std, 'float32', seed++);
-  const ones = (n) => tf.ones([n]);
-  const zeros = (n) => tf.zeros([n]);
+  const residualStd = 0.02 / Math.sqrt(2 * L);
+  /** the named weight when given, else a fresh tensor from `init` */
+  const param = (name, shape, init) => (weights ? tf.tensor(weights[name], shape) : init(shape));
+  const normal = (std) => (shape) => tf.randomNormal(shape, 0, std, 'float32', seed++);
+  const ones = (shape) => tf.ones(shape);
+  const zeros = (shape) => tf.zeros(shape);
 
-  const wte = normal([V, C]);
+  const wte = param('wte.weight', [V, C], normal(0.02));
   const wteT = tf.transpose(wte); // [C, V] for the tied head
-  const wpe = normal([maxT, C]);
-  const blocks = Array.from({ length: L }, () => ({
-    ln1g: ones(C), ln1b: zeros(C),
-    attnW: normal([C, 3 * C]), attnB: zeros(3 * C),
-    projW: normal([C, C], 0.02 / Math.sqrt(2 * L)), projB: zeros(C),
-    ln2g: ones(C), ln2b: zeros(C),
-    fcW: normal([C, F]), fcB: zeros(F),
-    fcProjW: normal([F, C], 0.02 / Math.sqrt(2 * L)), fcProjB: zeros(C),
-  }));
-  const lnfg = ones(C);
-  const lnfb = zeros(C);
+  const wpe = param('wpe.weight', [maxT, C], normal(0.02));
+  const blocks = Array.from({ length: L }, (_, i) => {
+    const h = `h.${i}.`;
+    return {
+      ln1g: param(h + 'ln_1.weight', [C], ones), ln1b: param(h + 'ln_1.bias', [C], zeros),
+      attnW: param(h + 'attn.c_attn.weight', [C, 3 * C], normal(0.02)), attnB: param(h + 'attn.c_attn.bias', [3 * C], zeros),
+      projW: param(h + 'attn.c_proj.weight', [C, C], normal(residualStd)), projB: param(h + 'attn.c_proj.bias', [C], zeros),
+      ln2g: param(h + 'ln_2.weight', [C], ones), ln2b: param(h + 'ln_2.bias', [C], zeros),
+      fcW: param(h + 'mlp.c_fc.weight', [C, F], normal(0.02)), fcB: param(h + 'mlp.c_fc.bias', [F], zeros),
+      fcProjW: param(h + 'mlp.c_proj.weight', [F, C], normal(residualStd)), fcProjB: param(h + 'mlp.c_proj.bias', [C], zeros),
+    };
+  });
+  const lnfg = param('ln_f.weight', [C], ones);
+  const lnfb = param('ln_f.bias', [C], zeros);
   // additive causal mask [maxT, maxT]: 0 on and below the diagonal, -1e9 above
   const causal = tf.tidy(() => tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([maxT, maxT]), -1, 0)), -1e9));
   const geluScale = Math.sqrt(2 / Math.PI);
