@@ -4,6 +4,8 @@
  * path.
  */
 
+import { typedArrayName } from './safetensors.js';
+
 /** The part of an open file that an atomic write needs (a subset of node:fs/promises FileHandle). */
 export interface WritableFileHandle {
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<{ bytesWritten: number }>;
@@ -44,7 +46,7 @@ export async function writeFileAtomicWith(fs: AtomicWriteFs, path: string, bytes
   if (typeof path !== 'string' || path.length === 0) {
     throw new TypeError(`writeFileAtomic: path must be a non-empty string, got ${JSON.stringify(path)}`);
   }
-  if (!(bytes instanceof Uint8Array)) throw new TypeError('writeFileAtomic: bytes must be a Uint8Array');
+  if (typedArrayName(bytes) !== 'Uint8Array') throw new TypeError('writeFileAtomic: bytes must be a Uint8Array');
   const temporary = temporaryPathFor(path);
   const handle = await fs.open(temporary, 'wx');
   try {

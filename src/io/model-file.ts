@@ -78,7 +78,9 @@ export async function saveModel(model: GPTModel, options: SaveModelOptions = {})
  * naming what is wrong; everything is checked against the tensors before the model is built.
  */
 export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadModelOptions = {}): Promise<LoadedModel> {
-  const { tensors: fileTensors, metadata } = decodeSafetensors(bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : bytes);
+  const { tensors: fileTensors, metadata } = decodeSafetensors(
+    Object.prototype.toString.call(bytes) === '[object ArrayBuffer]' ? new Uint8Array(bytes as ArrayBuffer) : (bytes as Uint8Array),
+  );
   const isCheckpoint = metadata.format?.startsWith(CHECKPOINT_FORMAT_PREFIX) ?? false;
   const tensors = canonicalTensors(fileTensors, isCheckpoint);
   const configInput: GPTConfigInput = {

@@ -99,26 +99,26 @@ interface DTypeInfo {
   bytes: number;
   /** builds a typed array over (buffer, byteOffset, length in elements) */
   view: (buffer: ArrayBufferLike, byteOffset: number, length: number) => TensorData;
-  /** the dtype's own array class, for recognising encoder input */
-  natural: { new (length: number): TensorData } & Function;
+  /** the class name of the dtype's own typed array, for recognising encoder input */
+  arrayName: string;
 }
 
 const DTYPES: Record<SafetensorsDType, DTypeInfo> = {
-  F64: { bytes: 8, view: (b, o, n) => new Float64Array(b, o, n), natural: Float64Array },
-  F32: { bytes: 4, view: (b, o, n) => new Float32Array(b, o, n), natural: Float32Array },
-  F16: { bytes: 2, view: (b, o, n) => new Uint16Array(b, o, n), natural: Uint16Array },
-  BF16: { bytes: 2, view: (b, o, n) => new Uint16Array(b, o, n), natural: Uint16Array },
-  I64: { bytes: 8, view: (b, o, n) => new BigInt64Array(b, o, n), natural: BigInt64Array },
-  I32: { bytes: 4, view: (b, o, n) => new Int32Array(b, o, n), natural: Int32Array },
-  I16: { bytes: 2, view: (b, o, n) => new Int16Array(b, o, n), natural: Int16Array },
-  I8: { bytes: 1, view: (b, o, n) => new Int8Array(b, o, n), natural: Int8Array },
-  U64: { bytes: 8, view: (b, o, n) => new BigUint64Array(b, o, n), natural: BigUint64Array },
-  U32: { bytes: 4, view: (b, o, n) => new Uint32Array(b, o, n), natural: Uint32Array },
-  U16: { bytes: 2, view: (b, o, n) => new Uint16Array(b, o, n), natural: Uint16Array },
-  U8: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), natural: Uint8Array },
-  BOOL: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), natural: Uint8Array },
-  F8_E4M3: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), natural: Uint8Array },
-  F8_E5M2: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), natural: Uint8Array },
+  F64: { bytes: 8, view: (b, o, n) => new Float64Array(b, o, n), arrayName: 'Float64Array' },
+  F32: { bytes: 4, view: (b, o, n) => new Float32Array(b, o, n), arrayName: 'Float32Array' },
+  F16: { bytes: 2, view: (b, o, n) => new Uint16Array(b, o, n), arrayName: 'Uint16Array' },
+  BF16: { bytes: 2, view: (b, o, n) => new Uint16Array(b, o, n), arrayName: 'Uint16Array' },
+  I64: { bytes: 8, view: (b, o, n) => new BigInt64Array(b, o, n), arrayName: 'BigInt64Array' },
+  I32: { bytes: 4, view: (b, o, n) => new Int32Array(b, o, n), arrayName: 'Int32Array' },
+  I16: { bytes: 2, view: (b, o, n) => new Int16Array(b, o, n), arrayName: 'Int16Array' },
+  I8: { bytes: 1, view: (b, o, n) => new Int8Array(b, o, n), arrayName: 'Int8Array' },
+  U64: { bytes: 8, view: (b, o, n) => new BigUint64Array(b, o, n), arrayName: 'BigUint64Array' },
+  U32: { bytes: 4, view: (b, o, n) => new Uint32Array(b, o, n), arrayName: 'Uint32Array' },
+  U16: { bytes: 2, view: (b, o, n) => new Uint16Array(b, o, n), arrayName: 'Uint16Array' },
+  U8: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), arrayName: 'Uint8Array' },
+  BOOL: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), arrayName: 'Uint8Array' },
+  F8_E4M3: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), arrayName: 'Uint8Array' },
+  F8_E5M2: { bytes: 1, view: (b, o, n) => new Uint8Array(b, o, n), arrayName: 'Uint8Array' },
 };
 
 export const SAFETENSORS_DTYPES = Object.keys(DTYPES) as SafetensorsDType[];
@@ -144,6 +144,16 @@ function swapEachElement(bytes: Uint8Array, width: number): void {
       bytes[b] = t;
     }
   }
+}
+
+/**
+ * The typed array's class name ('Float32Array', ...) or undefined for anything else. Read from the
+ * built-in toStringTag rather than `instanceof`, so arrays from another realm (a worker's, an
+ * iframe's, node:vm's) are recognised too.
+ */
+export function typedArrayName(value: unknown): string | undefined {
+  if (!ArrayBuffer.isView(value) || value instanceof DataView) return undefined;
+  return (value as unknown as { [Symbol.toStringTag]: string })[Symbol.toStringTag];
 }
 
 /** Own-property assignment that is safe for any key, `__proto__` included. */
@@ -218,30 +228,32 @@ function tensorBytes(name: string, tensor: TensorInput, count: number): Uint8Arr
   const where = `tensor ${JSON.stringify(name)} (${tensor.dtype}, shape ${describeShape(tensor.shape)})`;
   let bytes: Uint8Array;
   let fromNatural: boolean;
-  if (data instanceof info.natural) {
+  const kind = typedArrayName(data);
+  if (kind === info.arrayName) {
     if (data.length !== count) {
       throw new SafetensorsError(`${where}: data has ${data.length} elements, shape needs ${count}`);
     }
     bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     fromNatural = info.bytes > 1;
-  } else if (data instanceof Float32Array && (tensor.dtype === 'F16' || tensor.dtype === 'BF16')) {
+  } else if (kind === 'Float32Array' && (tensor.dtype === 'F16' || tensor.dtype === 'BF16')) {
     if (data.length !== count) {
       throw new SafetensorsError(`${where}: data has ${data.length} elements, shape needs ${count}`);
     }
-    const bits = tensor.dtype === 'F16' ? float32ToFloat16Bits(data) : float32ToBFloat16Bits(data);
+    const values = data as Float32Array;
+    const bits = tensor.dtype === 'F16' ? float32ToFloat16Bits(values) : float32ToBFloat16Bits(values);
     bytes = new Uint8Array(bits.buffer);
     fromNatural = true;
-  } else if (data instanceof Uint8Array) {
+  } else if (kind === 'Uint8Array') {
     if (data.length !== count * info.bytes) {
       throw new SafetensorsError(
         `${where}: raw data has ${data.length} bytes, shape needs ${count} x ${info.bytes} = ${count * info.bytes}`,
       );
     }
-    return data;
+    return data as Uint8Array;
   } else {
-    const kind = (data as { constructor?: { name?: string } })?.constructor?.name ?? typeof data;
+    const what = kind ?? (data as { constructor?: { name?: string } })?.constructor?.name ?? typeof data;
     throw new SafetensorsError(
-      `${where}: data is a ${kind}; expected ${info.natural.name}${tensor.dtype === 'F16' || tensor.dtype === 'BF16' ? ', Float32Array' : ''} or Uint8Array of raw little-endian bytes`,
+      `${where}: data is a ${what}; expected ${info.arrayName}${tensor.dtype === 'F16' || tensor.dtype === 'BF16' ? ', Float32Array' : ''} or Uint8Array of raw little-endian bytes`,
     );
   }
   if (fromNatural && !HOST_IS_LITTLE_ENDIAN) {
@@ -483,7 +495,7 @@ function readHeader(bytes: Uint8Array, maxHeaderBytes: number): { header: Record
  * well-formed file; nothing is allocated before the header's claims are checked against the input.
  */
 export function decodeSafetensors(bytes: Uint8Array, options: DecodeOptions = {}): DecodedSafetensors {
-  if (!(bytes instanceof Uint8Array)) {
+  if (typedArrayName(bytes) !== 'Uint8Array') {
     throw new SafetensorsError(`bytes must be a Uint8Array, got ${describe(bytes)}`);
   }
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import {
   SAFETENSORS_DTYPES,
@@ -215,6 +216,22 @@ describe('encodeSafetensors / decodeSafetensors round trip', () => {
     expect(Array.from(half.tensors.h.data as Uint16Array)).toEqual([0x3c00, 0xc000, 0x2e66, 0x7c00]);
     expect(Array.from(half.tensors.b.data as Uint16Array)).toEqual([0x3f80, 0xc000, 0x3dcd, 0x4789]);
     expect(Array.from(tensorToFloat32(half.tensors.b))).toEqual([1, -2, 0.10009765625, 70144]);
+  });
+
+  it('takes typed arrays from another realm (a worker, an iframe, node:vm)', () => {
+    const foreign = runInNewContext('({ w: new Float32Array([1.5, -2]), h: new Float32Array([0.5]), u: new Uint8Array([7]) })');
+    expect(foreign.w instanceof Float32Array).toBe(false);
+    const bytes = encodeSafetensors({
+      w: { dtype: 'F32', shape: [2], data: foreign.w },
+      h: { dtype: 'F16', shape: [1], data: foreign.h },
+      u: { dtype: 'U8', shape: [1], data: foreign.u },
+    });
+    const foreignBytes = runInNewContext('(n) => new Uint8Array(n)')(bytes.length) as Uint8Array;
+    foreignBytes.set(bytes);
+    const { tensors } = decodeSafetensors(foreignBytes);
+    expect(Array.from(tensors.w.data as Float32Array)).toEqual([1.5, -2]);
+    expect(Array.from(tensorToFloat32(tensors.h))).toEqual([0.5]);
+    expect(Array.from(tensors.u.data as Uint8Array)).toEqual([7]);
   });
 
   it('rejects bad encoder input naming the tensor and the field', () => {
