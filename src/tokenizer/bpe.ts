@@ -198,6 +198,9 @@ export class BPETokenizer implements Tokenizer {
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
       throw new TypeError('train: expected a string or an array of strings');
     }
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError(`train: options must be an object with vocabSize, got ${describe(options)}`);
+    }
     const specials = options.specialTokens ?? [];
     specials.forEach((s, i) => {
       if (typeof s !== 'string' || s === '') {

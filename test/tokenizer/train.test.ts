@@ -83,6 +83,9 @@ describe('BPETokenizer.train', () => {
     expect(() => BPETokenizer.train('abc', { vocabSize: 300, specialTokens: ['x', 'x'] })).toThrow(/specialTokens\[1\]/);
     expect(() => BPETokenizer.train('abc', { vocabSize: 300, specialTokens: [''] })).toThrow(/specialTokens\[0\]/);
     expect(() => BPETokenizer.train([1 as unknown as string], { vocabSize: 300 })).toThrow(TypeError);
+    expect(() => BPETokenizer.train('abc', undefined as unknown as { vocabSize: number })).toThrow(
+      /train: options must be an object with vocabSize/,
+    );
   });
 });
 
