@@ -240,7 +240,7 @@ function tensorBytes(name: string, tensor: TensorInput, count: number): Uint8Arr
       throw new SafetensorsError(`${where}: data has ${data.length} elements, shape needs ${count}`);
     }
     const values = data as Float32Array;
-    const bits = tensor.dtype === 'F16' ? float32ToFloat16Bits(values) : float32ToBFloat16Bits(values);
+    const bits = tensor.dtype === 'F16' ? float32ArrayToFloat16Bits(values) : float32ArrayToBFloat16Bits(values);
     bytes = new Uint8Array(bits.buffer);
     fromNatural = true;
   } else if (kind === 'Uint8Array') {
@@ -547,7 +547,7 @@ export function float16BitsToFloat32(bits: number): number {
 }
 
 /** float32 value -> IEEE half bits, round to nearest, ties to even; NaN stays NaN. */
-export function float32ToFloat16Bit(value: number): number {
+export function roundToFloat16Bits(value: number): number {
   conversionView.setFloat32(0, value);
   const x = conversionView.getUint32(0);
   const sign = (x >>> 16) & 0x8000;
@@ -575,22 +575,22 @@ export function float32ToFloat16Bit(value: number): number {
 }
 
 /** float32 value -> bfloat16 bits, round to nearest, ties to even; NaN stays NaN. */
-export function float32ToBFloat16Bit(value: number): number {
+export function roundToBFloat16Bits(value: number): number {
   conversionView.setFloat32(0, value);
   const x = conversionView.getUint32(0);
   if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) return (x >>> 16) | 0x40;
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
-export function float32ToFloat16Bits(values: Float32Array): Uint16Array {
+export function float32ArrayToFloat16Bits(values: Float32Array): Uint16Array {
   const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = float32ToFloat16Bit(values[i]);
+  for (let i = 0; i < values.length; i++) out[i] = roundToFloat16Bits(values[i]);
   return out;
 }
 
-export function float32ToBFloat16Bits(values: Float32Array): Uint16Array {
+export function float32ArrayToBFloat16Bits(values: Float32Array): Uint16Array {
   const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = float32ToBFloat16Bit(values[i]);
+  for (let i = 0; i < values.length; i++) out[i] = roundToBFloat16Bits(values[i]);
   return out;
 }
 

@@ -8,7 +8,7 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   float16BitsToFloat32,
-  float32ToFloat16Bit,
+  roundToFloat16Bits,
   type TensorInput,
 } from '../../src/io/safetensors.js';
 import { BPETokenizer, CharTokenizer } from '../../src/tokenizer/index.js';
@@ -263,7 +263,7 @@ describe('loading GPT-2 checkpoints in Hugging Face layout', () => {
     const original = await model.getParameters();
     const got = await loaded.getParameters();
     for (const name of Object.keys(original)) {
-      const expected = original[name].map((x) => float16BitsToFloat32(float32ToFloat16Bit(x)));
+      const expected = original[name].map((x) => float16BitsToFloat32(roundToFloat16Bits(x)));
       expect(sameBits(got[name], expected), name).toBe(true);
     }
   });

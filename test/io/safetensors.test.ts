@@ -8,8 +8,8 @@ import {
   dtypeByteSize,
   encodeSafetensors,
   float16BitsToFloat32,
-  float32ToBFloat16Bit,
-  float32ToFloat16Bit,
+  roundToBFloat16Bits,
+  roundToFloat16Bits,
   tensorToFloat32,
   type SafetensorsDType,
   type TensorInput,
@@ -265,9 +265,9 @@ describe('half-precision conversions', () => {
       const value = float16BitsToFloat32(bits);
       if (isNaNHalf(bits)) {
         expect(Number.isNaN(value)).toBe(true);
-        expect(isNaNHalf(float32ToFloat16Bit(value))).toBe(true);
-      } else if (float32ToFloat16Bit(value) !== bits) {
-        expect.fail(`bits 0x${bits.toString(16)} -> ${value} -> 0x${float32ToFloat16Bit(value).toString(16)}`);
+        expect(isNaNHalf(roundToFloat16Bits(value))).toBe(true);
+      } else if (roundToFloat16Bits(value) !== bits) {
+        expect.fail(`bits 0x${bits.toString(16)} -> ${value} -> 0x${roundToFloat16Bits(value).toString(16)}`);
       }
     }
   });
@@ -279,7 +279,7 @@ describe('half-precision conversions', () => {
       [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -10, 0x3c01], [Infinity, 0x7c00], [-Infinity, 0xfc00],
       [1e-10, 0], [1e10, 0x7c00], [(1023.5 / 1024) * 2 ** -14, 0x0400],
     ];
-    for (const [value, bits] of cases) expect(float32ToFloat16Bit(value), String(value)).toBe(bits);
+    for (const [value, bits] of cases) expect(roundToFloat16Bits(value), String(value)).toBe(bits);
   });
 
   it('rounds random float32 values to a nearest float16 and bfloat16', () => {
@@ -294,7 +294,7 @@ describe('half-precision conversions', () => {
       // random finite float32 inside the half range, all magnitudes
       u32[0] = (rng.nextU32() & 0x807fffff) | ((rng.nextInt(143) + 0) << 23);
       const x = f32[0];
-      const h = float32ToFloat16Bit(x);
+      const h = roundToFloat16Bits(x);
       if (Math.abs(x) >= 65520) {
         expect(h & 0x7fff).toBe(0x7c00); // past the largest half by at least half an ulp: overflow
         continue;
@@ -308,13 +308,13 @@ describe('half-precision conversions', () => {
       u32[0] = rng.nextU32();
       const y = f32[0];
       if (!Number.isFinite(y)) continue;
-      const b = float32ToBFloat16Bit(y);
+      const b = roundToBFloat16Bits(y);
       const bErr = Math.abs(bf16ToValue(b) - y);
       for (const neighbour of [b - 1, b + 1]) {
         if ((neighbour & 0x7fff) < 0x7f80) expect(bErr).toBeLessThanOrEqual(Math.abs(bf16ToValue(neighbour) - y));
       }
     }
-    expect(float32ToBFloat16Bit(NaN) & 0x7fc0).toBe(0x7fc0);
+    expect(roundToBFloat16Bits(NaN) & 0x7fc0).toBe(0x7fc0);
   });
 
   it('tensorToFloat32 rejects integer tensors', () => {
