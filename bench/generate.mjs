@@ -1,7 +1,7 @@
 // Generation speed: tinygpt (KV cache, wasm backend) beside a tfjs-backend-wasm GPT that recomputes
 // the whole context for every new token, in the same run. Greedy decoding, random weights.
 //
-//   node bench/generate.mjs [--configs A,B] [--prompts 64,256,960] [--new 64] [--tfjs-new 4] [--backend wasm]
+//   node bench/generate.mjs [--configs A,B] [--prompts 8,64,256,960] [--new 64] [--tfjs-new 4] [--backend wasm]
 //
 // For each prompt length p the SDK generates `--new` tokens after p tokens (maxSeqLen 1024, so the
 // longest run, 960 + 64, ends exactly at the window and never slides). tokens/s counts the prompt's
@@ -25,7 +25,7 @@ function option(name, fallback) {
   return i >= 0 ? process.argv[i + 1] : fallback;
 }
 const configNames = option('configs', 'A,B').split(',');
-const prompts = option('prompts', '64,256,960').split(',').map(Number);
+const prompts = option('prompts', '8,64,256,960').split(',').map(Number);
 const newTokens = Number(option('new', '64'));
 const tfjsNew = Number(option('tfjs-new', '4'));
 const backend = option('backend', 'wasm');

@@ -58,8 +58,7 @@ export function topK(k: number): LogitsProcessor {
   requireNonNegativeInteger('topK', k);
   return (logits) => {
     if (k === 0 || k >= logits.length) return logits;
-    const sorted = Float32Array.from(logits).sort().reverse(); // descending; NaN would sort first, rejected by the sampler
-    const kth = sorted[k - 1];
+    const kth = Float32Array.from(logits).sort()[logits.length - k]; // ascending numeric sort
     for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = -Infinity;
     return logits;
   };
@@ -75,19 +74,21 @@ export function topP(p: number): LogitsProcessor {
   return (logits) => {
     if (p === 1) return logits;
     const probs = softmax(logits);
-    const order = Array.from(logits.keys()).sort((a, b) => probs[b] - probs[a] || a - b);
+    // only the probability where the total reaches p matters (ties share it), so a plain numeric
+    // sort of the values is enough: no index order, O(V log V) on a typed array
+    const sorted = Float64Array.from(probs).sort();
     let cumulative = 0;
-    let threshold = -Infinity;
-    for (const id of order) {
-      cumulative += probs[id];
+    let threshold = 0;
+    for (let i = sorted.length - 1; i >= 0; i--) {
+      cumulative += sorted[i];
       if (cumulative >= p) {
-        threshold = logits[id];
+        threshold = sorted[i];
         break;
       }
     }
     // rounding can leave the total just under p: then nothing is cut
-    if (threshold === -Infinity) return logits;
-    for (let i = 0; i < logits.length; i++) if (logits[i] < threshold) logits[i] = -Infinity;
+    if (threshold === 0) return logits;
+    for (let i = 0; i < logits.length; i++) if (probs[i] < threshold) logits[i] = -Infinity;
     return logits;
   };
 }

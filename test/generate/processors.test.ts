@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   composeProcessors,
@@ -137,5 +138,51 @@ describe('composeProcessors', () => {
     const p = composeProcessors([repetitionPenalty(2), temperature(0.5), topK(2)]);
     // penalty on id 0: 4 -> 2; temperature 0.5: [4, 6, 2, -2]; top-2 keeps 6 and 4
     expectArray(p(f32([4, 3, 1, -1]), [0]), [4, 6, NEG, NEG]);
+  });
+});
+
+describe('top-k and top-p against a plain reference on random rows with ties', () => {
+  // small integer logits make ties common
+  const rows = fc.array(fc.integer({ min: -4, max: 4 }), { minLength: 1, maxLength: 12 });
+
+  /** reference: sort ids by logit (descending); keep the first k, plus ties of the k-th */
+  function referenceTopK(logits: number[], k: number): number[] {
+    if (k === 0 || k >= logits.length) return logits;
+    const kth = [...logits].sort((a, b) => b - a)[k - 1];
+    return logits.map((l) => (l >= kth ? l : -Infinity));
+  }
+
+  /** reference: walk ids by probability (descending) until the total reaches p; keep ties of the last */
+  function referenceTopP(logits: number[], p: number): number[] {
+    const max = Math.max(...logits);
+    const weights = logits.map((l) => Math.exp(l - max));
+    const total = weights.reduce((a, b) => a + b, 0);
+    const order = logits.map((_, i) => i).sort((a, b) => logits[b] - logits[a]);
+    let cumulative = 0;
+    for (const id of order) {
+      cumulative += weights[id] / total;
+      if (cumulative >= p) return logits.map((l) => (l >= logits[id] ? l : -Infinity));
+    }
+    return logits;
+  }
+
+  it('topK', () => {
+    fc.assert(
+      fc.property(rows, fc.integer({ min: 0, max: 13 }), (logits, k) => {
+        expect(Array.from(topK(k)(f32(logits), []))).toEqual(referenceTopK(logits, k));
+      }),
+      { seed: 5, numRuns: 500 },
+    );
+  });
+
+  it('topP', () => {
+    // p on a grid away from the cumulative sums' rounding
+    fc.assert(
+      fc.property(rows, fc.integer({ min: 1, max: 20 }), (logits, step) => {
+        const p = step / 20 - 0.013;
+        expect(Array.from(topP(p)(f32(logits), []))).toEqual(referenceTopP(logits, p));
+      }),
+      { seed: 6, numRuns: 500 },
+    );
   });
 });
