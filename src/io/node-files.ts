@@ -34,7 +34,9 @@ export interface WriteFileAtomicOptions {
 
 /**
  * Writes `bytes` to `path + '.tmp-<random>'`, fsyncs it and renames it over `path`, so an
- * interrupted write leaves the previous file intact.
+ * interrupted write leaves the previous file intact (a crash may leave the temporary file behind).
+ * The result is a new file: a symlink at `path` is replaced, not followed, and the old file's
+ * permissions are not carried over.
  */
 export async function writeFileAtomic(path: string, bytes: Uint8Array, options: WriteFileAtomicOptions = {}): Promise<void> {
   await writeFileAtomicWith(options.fs ?? nodeAtomicWriteFs, path, bytes);

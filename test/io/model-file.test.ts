@@ -358,7 +358,8 @@ describe('files that do not match their config', () => {
   });
 });
 
-describe('random damage to a saved model ends in ModelFileError or a model equal to what the bytes say', () => {
+// a generous bound so a loaded CI machine is not mistaken for a hang
+describe('random damage to a saved model ends in ModelFileError or a model equal to what the bytes say', { timeout: 60_000 }, () => {
   const tiny: GPTConfigInput = { vocabSize: 11, maxSeqLen: 4, dModel: 8, nLayers: 1, nHeads: 2, dFF: 8, backend: 'js' };
 
   /** Loads; on success the model must hold exactly the (damaged) file's values and a valid config. */
