@@ -93,6 +93,7 @@ export class AdamW {
 
   /** Restore moments saved by getMoments; every parameter must be present with its length. */
   setMoments(m: Record<string, Float32Array>, v: Record<string, Float32Array>): void {
+    const uploads: [Tensor, Float32Array][] = [];
     for (const views of this.views) {
       const { name, length } = views.entry;
       for (const [label, record, target] of [['m', m, views.m], ['v', v, views.v]] as const) {
@@ -101,9 +102,10 @@ export class AdamW {
         if (data.length !== length) {
           throw new RangeError(`optimizer state: optimizer.${label}.${name} has ${data.length} elements; the model needs ${length}`);
         }
-        this.backend.upload(target, data);
+        uploads.push([target, data]);
       }
     }
+    for (const [target, data] of uploads) this.backend.upload(target, data);
   }
 
   dispose(): void {

@@ -98,6 +98,7 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointContents {
   const state = parseJSON(meta.trainer, 'trainer', (_key, value) =>
     value === 'NaN' ? NaN : value === 'Infinity' ? Infinity : value === '-Infinity' ? -Infinity : value,
   ) as TrainerState;
+  checkState(state);
   const tokenizer = meta.tokenizer === undefined ? null : (parseJSON(meta.tokenizer, 'tokenizer') as TokenizerJSON);
   const params: Record<string, Float32Array> = {};
   const m: Record<string, Float32Array> = {};
@@ -111,6 +112,31 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointContents {
     else params[name] = tensor.data;
   }
   return { config, tokenizer, state, params, m, v };
+}
+
+/** The fields a resume reads, with their types: a forged or damaged state fails here, by name. */
+function checkState(state: TrainerState): void {
+  const fail = (field: string, what: string): never => {
+    throw new Error(`resumeFrom: checkpoint __metadata__.trainer.${field} must be ${what}`);
+  };
+  const isCount = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
+  if (state === null || typeof state !== 'object') fail('', 'an object');
+  if (!isCount(state.step)) fail('step', 'an integer >= 0');
+  if (!isCount(state.optimizerUpdates) || state.optimizerUpdates > state.step) fail('optimizerUpdates', `an integer in [0, step = ${state.step}]`);
+  const p = state.dataPosition;
+  if (p === null || typeof p !== 'object') fail('dataPosition', 'an object');
+  if (!isCount(p.epoch)) fail('dataPosition.epoch', 'an integer >= 0');
+  if (!isCount(p.cursor)) fail('dataPosition.cursor', 'an integer >= 0');
+  const words = p.epochRngState?.s;
+  if (!Array.isArray(words) || words.length !== 4 || !words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) {
+    fail('dataPosition.epochRngState.s', 'four uint32 words');
+  }
+  if (typeof state.dataFingerprint !== 'string') fail('dataFingerprint', 'a string');
+  if (!isCount(state.modelRng?.dropoutStep)) fail('modelRng.dropoutStep', 'an integer >= 0');
+  if (state.hyperparams === null || typeof state.hyperparams !== 'object') fail('hyperparams', 'an object');
+  if (state.bestValLoss !== null && typeof state.bestValLoss !== 'number') fail('bestValLoss', 'a number or null');
+  if (typeof state.elapsedMs !== 'number') fail('elapsedMs', 'a number');
+  if (!Array.isArray(state.history)) fail('history', 'an array');
 }
 
 function parseJSON(text: string | undefined, key: string, reviver?: (key: string, value: unknown) => unknown): unknown {

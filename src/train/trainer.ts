@@ -183,14 +183,23 @@ export class Trainer {
   static async create(model: GPTModel, options: TrainOptions): Promise<Trainer> {
     let resume: Uint8Array | undefined;
     if (typeof options.resumeFrom === 'string') {
-      const { readFile } = await import('node:fs/promises');
+      const { readFile } = await import('node:fs/promises').catch((err: Error) => {
+        throw new Error(`resumeFrom: a file path needs Node's file system (${err.message}); pass the checkpoint's bytes instead`);
+      });
       resume = new Uint8Array(await readFile(options.resumeFrom));
     } else if (options.resumeFrom !== undefined) {
       if (!(options.resumeFrom instanceof Uint8Array)) throw new TypeError('resumeFrom must be checkpoint bytes (Uint8Array) or a file path');
       resume = options.resumeFrom;
     }
     const trainer = new Trainer(model, options, resume);
-    if (resume) await trainer.restore(resume);
+    if (resume) {
+      try {
+        await trainer.restore(resume);
+      } catch (err) {
+        trainer.dispose();
+        throw err;
+      }
+    }
     return trainer;
   }
 
@@ -412,8 +421,9 @@ export class Trainer {
   private async restore(bytes: Uint8Array): Promise<void> {
     const saved = decodeCheckpoint(bytes);
     const state = saved.state as TrainerState & { pendingLog?: PendingLog };
-    await this.model.setParameters(saved.params);
+    // moments first: both calls check everything before writing, so a damaged file leaves the model as it was
     this.optimizer.setMoments(saved.m, saved.v);
+    await this.model.setParameters(saved.params);
     this.optimizer.updates = state.optimizerUpdates;
     this.model.setRngState(state.modelRng);
     this.trainBatches.setPosition(state.dataPosition);
@@ -541,7 +551,9 @@ function checkSameConfig(saved: GPTConfig, model: GPTConfig): void {
  * so browser and edge bundles never pull node:fs.
  */
 async function atomicWriter(): Promise<(path: string, bytes: Uint8Array) => Promise<void>> {
-  const { writeFileAtomic } = await import('../io/node-files.js');
+  const { writeFileAtomic } = await import('../io/node-files.js').catch((err: Error) => {
+    throw new Error(`checkpointPath needs Node's file system (${err.message}); use onCheckpoint(bytes, step) to store checkpoints elsewhere`);
+  });
   return (path, bytes) => writeFileAtomic(path, bytes);
 }
 

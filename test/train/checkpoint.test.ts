@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { BackendName } from '../../src/backend/contract.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
+import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { train, Trainer, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
@@ -110,6 +111,33 @@ describe('resume from a checkpoint', () => {
     await expect(Trainer.create(wider, { data, resumeFrom: bytes })).rejects.toThrow("resumeFrom: the checkpoint's config.dModel = 16 but the model has 32");
     await expect(Trainer.create(model, { data: tokens(100, 17, 4), resumeFrom: bytes })).rejects.toThrow(/training data differs/);
     await expect(Trainer.create(model, { data, resumeFrom: bytes.subarray(0, 100) })).rejects.toThrow();
+  });
+});
+
+describe('damaged checkpoints', () => {
+  it('a forged trainer state fails with an error naming the field, before anything is restored', async () => {
+    const model = await createModel({ ...base, backend: 'js' });
+    const data = tokens(100, 17, 3);
+    const trainer = await Trainer.create(model, { data, batchSize: 2, steps: 10 });
+    await trainer.step();
+    const { tensors, metadata } = decodeSafetensors(await trainer.checkpoint());
+    const forge = (edit: (state: Record<string, any>) => void): Uint8Array => {
+      const state = JSON.parse(metadata.trainer);
+      edit(state);
+      return encodeSafetensors(tensors, { ...metadata, trainer: JSON.stringify(state) });
+    };
+    await trainer.step(); // the model moves on: a restore that went ahead would show
+    const before = await model.getParameters();
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => delete s.dataPosition) })).rejects.toThrow('trainer.dataPosition must be an object');
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.step = -1)) })).rejects.toThrow('trainer.step must be an integer >= 0');
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.dataPosition.epochRngState.s = [1, 2])) })).rejects.toThrow('epochRngState.s must be four uint32 words');
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.modelRng = {})) })).rejects.toThrow('modelRng.dropoutStep must be an integer >= 0');
+    const noMoments = Object.fromEntries(Object.entries(tensors).filter(([name]) => name !== 'optimizer.v.ln_f.bias'));
+    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(noMoments, metadata) })).rejects.toThrow('optimizer.v.ln_f.bias is missing');
+    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(tensors, { ...metadata, format: 'x' }) })).rejects.toThrow('not a tinygpt training checkpoint');
+    const noParam = Object.fromEntries(Object.entries(tensors).filter(([name]) => name !== 'h.1.mlp.c_fc.bias'));
+    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(noParam, metadata) })).rejects.toThrow(/missing 1 parameter\(s\): h.1.mlp.c_fc.bias/);
+    expect(await model.getParameters()).toEqual(before);
   });
 });
 

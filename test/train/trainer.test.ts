@@ -257,6 +257,20 @@ describe('train()', () => {
     expect(a.valLoss).toBeCloseTo(sum / count, 5);
   });
 
+  it('dropout is active in training steps only', async () => {
+    const window = randomTokens(9, tiny.vocabSize, 13); // one window: the step's batch is known
+    const inputs = Int32Array.from(window.subarray(0, 8));
+    const targets = Int32Array.from(window.subarray(1));
+    for (const dropout of [0, 0.5]) {
+      const model = await createModel({ ...tiny, dropout });
+      const evalLoss = (await model.forward(inputs, targets, 1)).loss!;
+      const trainer = await Trainer.create(model, { data: window, batchSize: 1, steps: 1 });
+      const { trainLoss } = await trainer.step();
+      if (dropout === 0) expect(trainLoss).toBeCloseTo(evalLoss, 6);
+      else expect(Math.abs(trainLoss - evalLoss)).toBeGreaterThan(1e-3);
+    }
+  });
+
   it('rejects bad options with errors that name the option', async () => {
     const model = await createModel(tiny);
     const data = randomTokens(50, tiny.vocabSize, 11);
