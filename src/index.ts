@@ -31,6 +31,7 @@ export type { Tokenizer, StreamDecoder, TokenizerJSON } from './tokenizer/types.
 
 // ---- files ----
 export { encodeSafetensors, decodeSafetensors, SafetensorsError } from './io/safetensors.js';
+export { ModelFileError } from './io/errors.js';
 export { saveModel, loadModel } from './io/model-file.js';
 export * from './io/browser-files.js';
 
