@@ -141,6 +141,37 @@ describe('damaged checkpoints', () => {
   });
 });
 
+describe('divergence with checkpoints on disk', () => {
+  it('a NaN stops train() naming the step, and the last good checkpoint stays loadable and resumable', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tinygpt-nan-'));
+    const checkpointPath = join(dir, 'run.ckpt');
+    const config = { ...base, backend: 'js' as const };
+    const model = await createModel(config);
+    const data = tokens(200, 17, 5);
+    const options: TrainOptions = { data, batchSize: 2, steps: 10, checkpointInterval: 1, checkpointPath };
+    const run = train(model, {
+      ...options,
+      // once step 2's checkpoint bytes exist, a parameter turns NaN: step 3 must diverge
+      onCheckpoint: async (_bytes, step) => {
+        if (step !== 2) return;
+        const params = await model.getParameters();
+        params['h.0.attn.c_attn.weight'][5] = NaN;
+        await model.setParameters(params);
+      },
+    });
+    await expect(run).rejects.toThrow(/^training diverged at step 3/);
+
+    const saved = decodeCheckpoint(new Uint8Array(readFileSync(checkpointPath)));
+    expect(saved.state.step).toBe(2);
+    expect(Object.values(saved.params).every((p) => p.every(Number.isFinite))).toBe(true);
+    const fresh = await createModel(config);
+    const trainer = await Trainer.create(fresh, { ...options, resumeFrom: checkpointPath });
+    const next = await trainer.step();
+    expect(next.step).toBe(3);
+    expect(Number.isFinite(next.trainLoss)).toBe(true);
+  });
+});
+
 describe('interrupted checkpoint write', () => {
   it('a process killed halfway through writing a checkpoint leaves the previous one loadable', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tinygpt-crash-'));
