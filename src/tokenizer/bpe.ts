@@ -54,10 +54,11 @@ export interface BPETokenizerJSON extends TokenizerJSON {
 }
 
 const NO_RANK = 0x7fffffff;
-/** pre-tokens cached at most (the cache is emptied when full) */
-const CACHE_LIMIT = 1 << 16;
+/** the pre-token cache is emptied when it holds this many entries or characters */
+const CACHE_ENTRY_LIMIT = 1 << 16;
+const CACHE_CHAR_LIMIT = 1 << 20;
 /** longer pre-tokens are not cached */
-const CACHEABLE_LENGTH = 128;
+const CACHEABLE_LENGTH = 1024;
 /** pre-tokens of more bytes than this merge with a heap instead of a linear min-rank scan */
 const SCAN_MERGE_LIMIT = 96;
 
@@ -86,6 +87,7 @@ export class BPETokenizer implements Tokenizer {
   private readonly pairMask: number;
 
   private readonly cache = new Map<string, number | number[]>();
+  private cachedChars = 0;
   private readonly specialMatchers = new Map<string, RegExp>();
   /** scratch for one pre-token: its UTF-8 bytes, then its ids and pair ranks while merging */
   private pieceBytes = new Uint8Array(256);
@@ -358,8 +360,12 @@ export class BPETokenizer implements Tokenizer {
           const ids = this.encodePiece(text, i, j);
           for (let k = 0; k < ids.length; k++) out.push(ids[k]);
           if (j - i <= CACHEABLE_LENGTH) {
-            if (cache.size >= CACHE_LIMIT) cache.clear();
+            if (cache.size >= CACHE_ENTRY_LIMIT || this.cachedChars >= CACHE_CHAR_LIMIT) {
+              cache.clear();
+              this.cachedChars = 0;
+            }
             cache.set(piece, ids.length === 1 ? ids[0] : ids);
+            this.cachedChars += j - i;
           }
         } else if (typeof hit === 'number') {
           out.push(hit);

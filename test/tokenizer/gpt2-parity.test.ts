@@ -75,6 +75,14 @@ it('gives js-tiktoken ids on Moby Dick in upper case (contractions like DON\'T, 
   expect(viaTiktoken.encode(upper)).toEqual(referenceIds(upper));
 });
 
+it('stays exact while its pre-token cache fills up and is emptied', () => {
+  // 70,000 distinct pre-tokens (" 0" ... " 69999") overflow the 65,536-entry cache
+  const text = Array.from({ length: 70_000 }, (_, i) => ` ${i}`).join('');
+  const expected = referenceIds(text);
+  expect(viaTiktoken.encode(text)).toEqual(expected);
+  expect(viaTiktoken.encode(text)).toEqual(expected);
+});
+
 it('the two loaders build the same vocabulary', () => {
   expect(viaTiktoken.toJSON().tokens).toEqual(viaGPT2.toJSON().tokens);
   expect(viaTiktoken.specialTokens).toEqual(viaGPT2.specialTokens);
