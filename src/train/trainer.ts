@@ -14,6 +14,7 @@ import { AdamW } from './adamw.js';
 import {
   decodeCheckpoint,
   encodeCheckpoint,
+  type CheckpointContents,
   type CheckpointHyperparams,
   type HistoryEntry,
   type TrainerState,
@@ -191,10 +192,11 @@ export class Trainer {
       if (!(options.resumeFrom instanceof Uint8Array)) throw new TypeError('resumeFrom must be checkpoint bytes (Uint8Array) or a file path');
       resume = options.resumeFrom;
     }
-    const trainer = new Trainer(model, options, resume);
-    if (resume) {
+    const saved = resume ? decodeCheckpoint(resume) : null;
+    const trainer = new Trainer(model, options, saved);
+    if (saved) {
       try {
-        await trainer.restore(resume);
+        await trainer.restore(saved);
       } catch (err) {
         trainer.dispose();
         throw err;
@@ -203,14 +205,13 @@ export class Trainer {
     return trainer;
   }
 
-  private constructor(model: GPTModel, options: TrainOptions, resume: Uint8Array | undefined) {
+  private constructor(model: GPTModel, options: TrainOptions, saved: CheckpointContents | null) {
     if (options === null || typeof options !== 'object') throw new TypeError('train options must be an object');
     for (const key of Object.keys(options)) {
       if (!OPTION_NAMES.has(key)) throw new RangeError(`unknown training option "${key}"`);
     }
     this.model = model;
     this.options = options;
-    const saved = resume ? decodeCheckpoint(resume) : null;
     if (saved) checkSameConfig(saved.config, model.config);
     const hp = resolveHyperparams(model.config, options, saved?.state.hyperparams);
     this.tokenizer = options.tokenizer ? options.tokenizer.toJSON() : (saved?.tokenizer ?? null);
@@ -219,7 +220,6 @@ export class Trainer {
     let trainRows: RowSource;
     if (options.data !== undefined) trainRows = streamRows(options.data, hp.seqLen, vocab, 'data');
     else trainRows = sequenceRows(options.sequences!, hp.seqLen, vocab, 'sequences');
-    if (trainRows.rowCount < 1) throw new RangeError('data has no window of seqLen + 1 tokens');
     if (options.valData !== undefined) this.valRows = streamRows(options.valData, hp.seqLen, vocab, 'valData');
     else if (options.valSequences !== undefined) this.valRows = sequenceRows(options.valSequences, hp.seqLen, vocab, 'valSequences');
     else this.valRows = null;
@@ -418,8 +418,7 @@ export class Trainer {
     this.optimizer.dispose();
   }
 
-  private async restore(bytes: Uint8Array): Promise<void> {
-    const saved = decodeCheckpoint(bytes);
+  private async restore(saved: CheckpointContents): Promise<void> {
     const state = saved.state as TrainerState & { pendingLog?: PendingLog };
     // moments first: both calls check everything before writing, so a damaged file leaves the model as it was
     this.optimizer.setMoments(saved.m, saved.v);
