@@ -6,7 +6,7 @@
  * read back), GFLOP/s, the ratio, the largest difference between the two results, and our error
  * against float64 on sampled outputs (relative to the root-sum-square of the products summed).
  *
- *   node bench/webgpu.mjs --sizes 256,512,1024,768x768x2304 [--reps 10] [--trials 5]
+ *   node bench/webgpu.mjs --sizes 256,512,1024,768x768x2304 [--reps 10] [--trials 5] [--matmul-block auto|4|8]
  *
  * A size is N (square) or MxKxN. In Node this needs the `webgpu` package; without a GPU, run with
  * VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { create, globals } from 'webgpu';
 
 function parseArgs(argv) {
-  const args = { sizes: '128,256', reps: 10, trials: 5, warmup: 2, backendModule: null };
+  const args = { sizes: '128,256', reps: 10, trials: 5, warmup: 2, backendModule: null, matmulBlock: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -27,7 +27,8 @@ function parseArgs(argv) {
     else if (flag === '--trials') args.trials = positiveInt('--trials', value);
     else if (flag === '--warmup') args.warmup = positiveInt('--warmup', value);
     else if (flag === '--backend-module') args.backendModule = value;
-    else throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module)`);
+    else if (flag === '--matmul-block') args.matmulBlock = value === 'auto' ? 'auto' : positiveInt('--matmul-block', value);
+    else throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module, --matmul-block)`);
     i++;
   }
   args.shapes = args.sizes.split(',').map((size) => {
@@ -112,7 +113,7 @@ async function main() {
   if (!adapter) throw new Error('no WebGPU adapter (without a GPU, point VK_ICD_FILENAMES at SwiftShader: see the header)');
 
   const { createWebGPUBackend } = await loadBackendModule(args.backendModule);
-  const ours = await createWebGPUBackend({ gpu });
+  const ours = await createWebGPUBackend({ gpu, matmulBlock: args.matmulBlock });
   // tfjs-core's Node entry is CommonJS: its exports arrive as the namespace's default
   const tfModule = await import('@tensorflow/tfjs-core');
   const tf = tfModule.default ?? tfModule;
@@ -171,7 +172,7 @@ async function main() {
     });
   }
 
-  console.log(`adapter: ${ours.adapterName}`);
+  console.log(`adapter: ${ours.adapterName}; tinygpt matmul block: ${args.matmulBlock}`);
   console.log(`each time: median of ${args.trials} batches of ${args.reps} products, ${args.warmup} warm-up batches`);
   console.log('');
   console.log('| M x K x N | tinygpt ms | tfjs-webgpu ms | tinygpt GFLOP/s | tfjs GFLOP/s | tfjs time / tinygpt time | max abs diff / max abs | tinygpt error vs float64 |');

@@ -5,7 +5,7 @@
  * chunk boundary of the kernels (matmul tiles of 64, attention key chunks of 64 and head dims past
  * 64, row reductions over 256 lanes).
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { grid } from '../../src/backend/webgpu/kernel.js';
@@ -187,6 +187,23 @@ describe.skipIf(gpu.backend === null)(suite, () => {
     expect(Array.from(await backend.download(t))).toEqual([0, 0, 0, 0]);
     backend.free(t);
   });
+});
+
+describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (128x128 tiles)', () => {
+  let large: WebGPUBackend;
+  beforeAll(async () => {
+    large = await createWebGPUBackend({ matmulBlock: 8 });
+  });
+  afterAll(() => large.dispose());
+  for (const c of opCases.filter((c) => c.op === 'matmul')) {
+    for (const [label, shapes] of [['small', SMALL_SHAPES], ['tiled', { ...TILED_SHAPES, M: 131, K: 37, N: 259 }]] as const) {
+      it(`${c.name} (${label})`, async () => {
+        for (const r of await compareToReference(large, c, { seed: 13, shapes, tolerance: TIGHT })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+      });
+    }
+  }
 });
 
 describe.skipIf(gpu.backend === null)('webgpu device loss', () => {

@@ -53,7 +53,15 @@ import {
   layerNormBackwardParamsKernel,
   layerNormForwardKernel,
 } from './wgsl/layernorm.js';
-import { COLUMN_SUM_COLUMNS, MATMUL_TILE, columnSumKernel, matmulKernel, matmulVariant, type MatmulLayout } from './wgsl/matmul.js';
+import {
+  COLUMN_SUM_COLUMNS,
+  columnSumKernel,
+  matmulKernel,
+  matmulTile,
+  matmulVariant,
+  type MatmulBlock,
+  type MatmulLayout,
+} from './wgsl/matmul.js';
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
 
 export type { WebGPUOptions } from './device.js';
@@ -90,9 +98,21 @@ interface Dispatch {
   variant?: string;
 }
 
-export async function createWebGPUBackend(opts: WebGPUOptions = {}): Promise<WebGPUBackend> {
+export interface WebGPUBackendOptions {
+  /**
+   * Register block of the matmul kernel: 4 (64x64 tiles) or 8 (128x128 tiles). 'auto' (default)
+   * takes 8 once a product has at least LARGE_TILE_MIN_TILES tiles of 128x128, enough to fill a
+   * large GPU; smaller products keep more workgroups with 4.
+   */
+  matmulBlock?: 'auto' | MatmulBlock;
+}
+
+/** 128x128 tiles of C from which the 8x8 register block pays (measured on an H100: 2048^2 and up) */
+const LARGE_TILE_MIN_TILES = 128;
+
+export async function createWebGPUBackend(opts: WebGPUOptions & WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
   const { device, adapterName } = await acquireDevice(opts);
-  return new WebGPUBackend(device, adapterName);
+  return new WebGPUBackend(device, adapterName, opts);
 }
 
 export class WebGPUBackend implements Backend {
@@ -113,6 +133,7 @@ export class WebGPUBackend implements Backend {
   private readonly pipelines: PipelineCache;
   private readonly liveStorage = new Set<GpuStorage>();
   private readonly maxWorkgroupsPerDim: number;
+  private readonly matmulBlock: 'auto' | MatmulBlock;
 
   private readonly uniformBuffer: PooledBuffer;
   private readonly uniformBytes = new ArrayBuffer(UNIFORM_SLOTS * UNIFORM_SLOT_BYTES);
@@ -134,7 +155,12 @@ export class WebGPUBackend implements Backend {
   private sqnormPartials: WebGPUTensor | null = null;
   private submissionCount = 0;
 
-  constructor(device: GPUDevice, adapterName = 'unknown adapter') {
+  constructor(device: GPUDevice, adapterName = 'unknown adapter', options: WebGPUBackendOptions = {}) {
+    const matmulBlock = options.matmulBlock ?? 'auto';
+    if (matmulBlock !== 'auto' && matmulBlock !== 4 && matmulBlock !== 8) {
+      throw new RangeError(`WebGPUBackend: matmulBlock must be 'auto', 4 or 8, got ${String(matmulBlock)}`);
+    }
+    this.matmulBlock = matmulBlock;
     this.device = device;
     this.adapterName = adapterName;
     const maxBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
@@ -636,8 +662,11 @@ export class WebGPUBackend implements Backend {
     c: WebGPUTensor, a: WebGPUTensor, b: WebGPUTensor, bias: WebGPUTensor | null, accumulate: boolean,
     shape: { M: number; N: number; K: number; sAm: number; sAk: number; sBk: number; sBn: number },
   ): void {
-    const layout: MatmulLayout = { aAlongK: shape.sAk === 1, bAlongN: shape.sBn === 1 };
-    const rowTiles = Math.ceil(shape.M / MATMUL_TILE);
+    const largeTiles = Math.ceil(shape.M / matmulTile(8)) * Math.ceil(shape.N / matmulTile(8));
+    const block = this.matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : this.matmulBlock;
+    const layout: MatmulLayout = { aAlongK: shape.sAk === 1, bAlongN: shape.sBn === 1, block };
+    const tile = matmulTile(block);
+    const rowTiles = Math.ceil(shape.M / tile);
     if (rowTiles > this.maxWorkgroupsPerDim) {
       throw new RangeError(`matmul: M = ${shape.M} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`);
     }
@@ -645,7 +674,7 @@ export class WebGPUBackend implements Backend {
       // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
       tensors: { c, a, b, bias: bias ?? c },
       scalars: { ...shape, hasBias: bias === null ? 0 : 1, accumulate: accumulate ? 1 : 0 },
-      groups: [Math.ceil(shape.N / MATMUL_TILE), rowTiles],
+      groups: [Math.ceil(shape.N / tile), rowTiles],
       variant: matmulVariant(layout),
     });
   }

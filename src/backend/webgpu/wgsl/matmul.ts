@@ -3,13 +3,14 @@
  * that one kernel serves the forward product and both backward products (A^T, B^T) without copies:
  * A(m,k) = a[o_a + m*sAm + k*sAk], B(k,n) = b[o_b + k*sBk + n*sBn].
  *
- * Each 16x16 workgroup computes a 64x64 tile of C; each invocation a 4x4 register block, with rows
- * ty + 16i and columns tx + 16j so that neighbouring invocations touch neighbouring shared-memory
- * words. K advances in steps of 16 through shared-memory tiles of A and B.
+ * A 16x16 workgroup computes a (16 RM) x (16 RN) tile of C; each invocation an RM x RN register
+ * block, with rows ty + 16i and columns tx + 16j so that neighbouring invocations touch neighbouring
+ * shared-memory words. K advances in steps of 16 through shared-memory tiles of A and B.
  */
 import type { KernelDef } from '../kernel.js';
 
-export const MATMUL_TILE = 64;
+/** register block per invocation: 4x4 (64x64 tiles) suits small products, 8x8 (128x128) large ones */
+export type MatmulBlock = 4 | 8;
 
 /**
  * Variant: which of A's and B's dims is contiguous in memory decides how the 256 invocations walk a
@@ -20,26 +21,58 @@ export interface MatmulLayout {
   aAlongK: boolean;
   /** B(k,n) is contiguous along n (sBn = 1), else along k */
   bAlongN: boolean;
+  block: MatmulBlock;
+}
+
+export function matmulTile(block: MatmulBlock): number {
+  return 16 * block;
 }
 
 export function matmulVariant(layout: MatmulLayout): string {
-  return `${layout.aAlongK ? 'ak' : 'am'}${layout.bAlongN ? 'bn' : 'bk'}`;
+  return `${layout.aAlongK ? 'ak' : 'am'}${layout.bAlongN ? 'bn' : 'bk'}${layout.block}`;
 }
 
-export function matmulBody(layout: MatmulLayout): string {
-  // e runs over the 1024 elements of a 64x16 (A) or 16x64 (B) tile
-  const aIndex = layout.aAlongK ? 'let m = e / 16u; let k = e % 16u;' : 'let m = e % 64u; let k = e / 64u;';
-  const bIndex = layout.bAlongN ? 'let kb = e / 64u; let n = e % 64u;' : 'let kb = e % 16u; let n = e / 16u;';
+function matmulBody(layout: MatmulLayout): string {
+  const R = layout.block;
+  const T = matmulTile(R);
+  // e runs over the 16*T elements of a T x 16 (A) or 16 x T (B) tile
+  const aIndex = layout.aAlongK ? 'let m = e / 16u; let k = e % 16u;' : `let m = e % ${T}u; let k = e / ${T}u;`;
+  const bIndex = layout.bAlongN ? `let kb = e / ${T}u; let n = e % ${T}u;` : 'let kb = e % 16u; let n = e / 16u;';
+  const rows = [...Array(R).keys()];
+  // Unrolled into scalars: with a loop over a register array, NVIDIA's Vulkan driver (measured)
+  // kept the 8x8 accumulators in local memory and ran 10x slower.
+  const unrolledProduct = [
+    ...rows.map((i) => `      let a${i} = tileA[k * T + lid.y + ${16 * i}u];`),
+    ...rows.map((j) => `      let b${j} = tileB[k * T + lid.x + ${16 * j}u];`),
+    ...rows.flatMap((i) => rows.map((j) => `      acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`)),
+  ].join('\n');
+  const unrolledStore = rows
+    .flatMap((i) =>
+      rows.map(
+        (j) => `  store(row0 + lid.y + ${16 * i}u, col0 + lid.x + ${16 * j}u, acc${i}_${j});`,
+      ),
+    )
+    .join('\n');
   return `
-var<workgroup> tileA: array<f32, 1024>; // [16 k][64 m]
-var<workgroup> tileB: array<f32, 1024>; // [16 k][64 n]
+const R = ${R}u;
+const T = ${T}u;
+var<workgroup> tileA: array<f32, ${16 * T}>; // [16 k][T m]
+var<workgroup> tileB: array<f32, ${16 * T}>; // [16 k][T n]
+fn store(gm: u32, gn: u32, product: f32) {
+  if (gm >= P.M || gn >= P.N) { return; }
+  let index = P.o_c + gm * P.N + gn;
+  var value = product;
+  if (P.hasBias == 1u) { value = value + $bias[P.o_bias + gn]; }
+  if (P.accumulate == 1u) { value = value + $c[index]; }
+  $c[index] = value;
+}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let row0 = wid.y * 64u;
-  let col0 = wid.x * 64u;
-  var acc: array<f32, 16>;
+  let row0 = wid.y * T;
+  let col0 = wid.x * T;
+${rows.flatMap((i) => rows.map((j) => `  var acc${i}_${j} = 0.0;`)).join('\n')}
   for (var k0 = 0u; k0 < P.K; k0 = k0 + 16u) {
-    for (var r = 0u; r < 4u; r = r + 1u) {
+    for (var r = 0u; r < R; r = r + 1u) {
       let e = li + r * 256u;
       {
         ${aIndex}
@@ -47,7 +80,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let gk = k0 + k;
         var a = 0.0;
         if (gm < P.M && gk < P.K) { a = $a[P.o_a + gm * P.sAm + gk * P.sAk]; }
-        tileA[k * 64u + m] = a;
+        tileA[k * T + m] = a;
       }
       {
         ${bIndex}
@@ -55,38 +88,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let gn = col0 + n;
         var b = 0.0;
         if (gk < P.K && gn < P.N) { b = $b[P.o_b + gk * P.sBk + gn * P.sBn]; }
-        tileB[kb * 64u + n] = b;
+        tileB[kb * T + n] = b;
       }
     }
     workgroupBarrier();
     for (var k = 0u; k < 16u; k = k + 1u) {
-      var av: array<f32, 4>;
-      var bv: array<f32, 4>;
-      for (var i = 0u; i < 4u; i = i + 1u) {
-        av[i] = tileA[k * 64u + lid.y + 16u * i];
-        bv[i] = tileB[k * 64u + lid.x + 16u * i];
-      }
-      for (var i = 0u; i < 4u; i = i + 1u) {
-        for (var j = 0u; j < 4u; j = j + 1u) {
-          acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
-        }
-      }
+${unrolledProduct}
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i = i + 1u) {
-    let gm = row0 + lid.y + 16u * i;
-    if (gm >= P.M) { continue; }
-    for (var j = 0u; j < 4u; j = j + 1u) {
-      let gn = col0 + lid.x + 16u * j;
-      if (gn >= P.N) { continue; }
-      let index = P.o_c + gm * P.N + gn;
-      var value = acc[i * 4u + j];
-      if (P.hasBias == 1u) { value = value + $bias[P.o_bias + gn]; }
-      if (P.accumulate == 1u) { value = value + $c[index]; }
-      $c[index] = value;
-    }
-  }
+${unrolledStore}
 }`;
 }
 
