@@ -128,7 +128,11 @@ export interface TrainResult {
   stopped: 'completed' | 'aborted';
 }
 
-/** A NaN or infinite loss or gradient norm with nonFinite: 'error'. The step's update was not applied. */
+/**
+ * A NaN or infinite loss or gradient norm with nonFinite: 'error'. The step's update was not
+ * applied; the trainer counts the step as taken (as a skipped one), so a later step() goes on with
+ * the next batch.
+ */
 export class NonFiniteError extends Error {
   constructor(
     readonly step: number,
@@ -315,7 +319,7 @@ export class Trainer {
       if (hp.maxGradNorm !== null) this.optimizer.clip(gradNorm, hp.maxGradNorm);
       this.optimizer.update(learningRate);
     }
-    // the update's cost is paid by the next download; measuring after the norm is close enough for a rate
+    // on asynchronous backends (webgpu) the update is only enqueued here: its time lands in the next step's
     this.completedSteps = step;
     const ms = now() - startMs;
     this.elapsedMs += ms;
