@@ -1,7 +1,7 @@
 // The kernels of tinygpt's wasm backend. Every pointer argument is a byte offset into this module's
 // linear memory; the JS side (src/backend/wasm) owns allocation.
 export { heapBase } from './memory';
-export { matmulForward, matmulBackward } from './matmul';
+export { matmulForward, matmulBackward, matmulBackwardInput, matmulBackwardWeight } from './matmul';
 export { layerNormForward, layerNormBackward } from './layernorm';
 export { attentionForward, attentionBackward, attentionCached } from './attention';
 export { geluForward, geluBackward } from './gelu';

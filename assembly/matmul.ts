@@ -225,12 +225,13 @@ export function matmulForward(out: usize, inp: usize, w: usize, bias: usize, M: 
   else gemmAccumulate(out, N, inp, K, 1, w, N, 1, M, K, N);
 }
 
-/**
- * dinp[M,K] += dout[M,N] @ w^T; dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout.
- * dinp and dbias may be 0 (not wanted).
- */
-export function matmulBackward(dinp: usize, dweight: usize, dbias: usize, dout: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): void {
-  if (dinp) gemmAccumulate(dinp, K, dout, N, 1, w, 1, N, M, N, K);
+/** dinp[M,K] += dout[M,N] @ w^T (w is [K,N]: packed transposed into the same micro-kernel) */
+export function matmulBackwardInput(dinp: usize, dout: usize, w: usize, M: i32, K: i32, N: i32): void {
+  gemmAccumulate(dinp, K, dout, N, 1, w, 1, N, M, N, K);
+}
+
+/** dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout (dbias 0: none) */
+export function matmulBackwardWeight(dweight: usize, dbias: usize, dout: usize, inp: usize, M: i32, K: i32, N: i32): void {
   gemmAccumulate(dweight, N, inp, 1, K, dout, N, 1, K, M, N);
   if (dbias) {
     for (let m = 0; m < M; m++) {
@@ -246,4 +247,13 @@ export function matmulBackward(dinp: usize, dweight: usize, dbias: usize, dout: 
       }
     }
   }
+}
+
+/**
+ * dinp[M,K] += dout[M,N] @ w^T; dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout.
+ * dinp and dbias may be 0 (not wanted).
+ */
+export function matmulBackward(dinp: usize, dweight: usize, dbias: usize, dout: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): void {
+  if (dinp) matmulBackwardInput(dinp, dout, w, M, K, N);
+  matmulBackwardWeight(dweight, dbias, dout, inp, M, K, N);
 }
