@@ -9,6 +9,7 @@ import type { BackendName } from '../../src/backend/contract.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors.js';
+import { CharTokenizer, tokenizerFromJSON } from '../../src/tokenizer/index.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { train, Trainer, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
@@ -99,6 +100,21 @@ describe('resume from a checkpoint', () => {
     expect(c.state.modelRng).toEqual(model.getRngState());
     expect(c.state.hyperparams).toMatchObject({ batchSize: 2, totalSteps: 10, seqLen: 8 });
     expect(c.config).toEqual(model.config);
+  });
+
+  it('stores the tokenizer, which a resume without one keeps', async () => {
+    const text = 'the quick brown fox jumps';
+    const tokenizer = CharTokenizer.train(text);
+    const model = await createModel({ ...base, vocabSize: tokenizer.vocabSize, backend: 'js' });
+    const data = Int32Array.from(tokenizer.encode(text));
+    const trainer = await Trainer.create(model, { data, seqLen: 4, batchSize: 2, steps: 4, tokenizer });
+    await trainer.step();
+    const bytes = await trainer.checkpoint();
+    expect(decodeCheckpoint(bytes).tokenizer).toEqual(tokenizer.toJSON());
+    const resumed = await Trainer.create(model, { data, resumeFrom: bytes });
+    expect(resumed.tokenizer).toEqual(tokenizer.toJSON());
+    expect(tokenizerFromJSON(resumed.tokenizer!).decode(data)).toBe(text);
+    expect(resumed.hyperparams).toMatchObject({ seqLen: 4, batchSize: 2, totalSteps: 4 });
   });
 
   it('refuses a checkpoint of another config or other data, naming what differs', async () => {
