@@ -67,12 +67,20 @@ function isNode(): boolean {
   return typeof proc?.versions?.node === 'string';
 }
 
-/** Where to look when the caller names no source: beside this module, then the dev build folder. */
-function defaultLocations(): URL[] {
-  const here = import.meta.url;
-  if (!here) {
-    throw new Error('cannot locate tinygpt.wasm: this build has no import.meta.url; pass { module }, { url } or { bytes }');
+/** URL of this module: import.meta.url, or in the CommonJS build (where tsup empties import.meta) __filename */
+async function thisModuleUrl(): Promise<string> {
+  const esm = import.meta.url;
+  if (esm) return esm;
+  if (typeof __filename === 'string' && isNode()) {
+    const { pathToFileURL } = await import('node:url');
+    return pathToFileURL(__filename).href;
   }
+  throw new Error('cannot locate tinygpt.wasm: this build has neither import.meta.url nor __filename; pass { module }, { url } or { bytes }');
+}
+
+/** Where to look when the caller names no source: beside this module, then the dev build folder. */
+async function defaultLocations(): Promise<URL[]> {
+  const here = await thisModuleUrl();
   // the build-folder path is assembled at run time so bundlers do not try to resolve it as an asset
   const devBuild = ['..', '..', '..', 'build', 'tinygpt.wasm'].join('/');
   return [new URL('./tinygpt.wasm', here), new URL(devBuild, here)];
@@ -123,7 +131,7 @@ export async function loadKernels(source: WasmSource = {}): Promise<Kernels> {
   }
   if (source.url !== undefined) return kernelsOf(await instanceFromLocation(source.url));
   const tried: string[] = [];
-  for (const location of defaultLocations()) {
+  for (const location of await defaultLocations()) {
     try {
       return kernelsOf(await instanceFromLocation(location));
     } catch (err) {
