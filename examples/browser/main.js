@@ -1,7 +1,8 @@
 // Train a character-level GPT on pasted text, watch the loss, stop at will, then sample from it
-// with streamed output. Serve the repository root over http (not file://), e.g.
-//   npm run build && npx http-server -p 8080 .   then open http://127.0.0.1:8080/examples/browser/
-// tinygpt.wasm is fetched from next to dist/index.js; WebGPU is used when the browser offers it.
+// with streamed output. Serve the repository root over http (not file://) with any static server:
+//   npm run build && python3 -m http.server 8080     then open http://127.0.0.1:8080/examples/browser/
+// (localhost and 127.0.0.1 are secure contexts, which WebGPU needs). tinygpt.wasm is fetched from
+// next to dist/index.js; WebGPU is used when the browser offers an adapter.
 import { CharTokenizer, Trainer, createModel, generateStream, loadModelFromBlob, modelToBlob } from '../../dist/index.js';
 
 const $ = (id) => document.getElementById(id);

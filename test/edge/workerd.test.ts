@@ -7,7 +7,7 @@
  * Node's exactly.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -53,7 +53,18 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
-function capnpConfig(port: number, compatibilityDate: string): string {
+/**
+ * ESM chunks that dist/index.js may import, statically or dynamically (a build with code splitting
+ * puts shared code and lazily loaded backends in their own files); none in a single-file build
+ */
+function distChunks(): string[] {
+  const entries = new Set(['index.js', 'node.js', 'cli.js']);
+  return readdirSync(join(REPO_ROOT, 'dist')).filter((name) => name.endsWith('.js') && !entries.has(name));
+}
+
+function capnpConfig(port: number, compatibilityDate: string, chunks: string[]): string {
+  // relative imports inside the bundle ('./chunk-X.js') resolve to modules named 'chunk-X.js'
+  const chunkModules = chunks.map((name) => `\n    (name = "${name}", esModule = embed "${name}"),`).join('');
   return `using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
@@ -64,7 +75,7 @@ const config :Workerd.Config = (
 const tinygptWorker :Workerd.Worker = (
   modules = [
     (name = "worker.js", esModule = embed "worker.js"),
-    (name = "tinygpt", esModule = embed "tinygpt.js"),
+    (name = "tinygpt", esModule = embed "tinygpt.js"),${chunkModules}
     (name = "tinygpt/tinygpt.wasm", wasm = embed "tinygpt.wasm"),
   ],
   bindings = [(name = "MODEL", data = embed "model.safetensors")],
@@ -131,10 +142,12 @@ describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(`the bundle i
     dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
     copyFileSync(WORKER, join(dir, 'worker.js'));
     copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
+    const chunks = distChunks();
+    for (const chunk of chunks) copyFileSync(join(REPO_ROOT, 'dist', chunk), join(dir, chunk));
     copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
     writeFileSync(join(dir, 'model.safetensors'), prepared.bytes);
     const port = await freeLoopbackPort();
-    writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, date));
+    writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, date, chunks));
     origin = `http://127.0.0.1:${port}`;
 
     const proc = spawn((workerd as { bin: string }).bin, ['serve', 'config.capnp'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
