@@ -31,3 +31,10 @@ export interface LossAndGradientsResult {
 export declare function lossAndGradients(sdk: SDK, backend: BackendChoice): Promise<LossAndGradientsResult>;
 
 export declare function autoBackend(sdk: SDK): Promise<{ backendName: BackendName; notices: string[] }>;
+
+export declare function trainStoppedByTimer(
+  sdk: SDK,
+  backend: BackendChoice,
+  totalSteps: number,
+  stopAfterMs: number,
+): Promise<{ stopped: 'completed' | 'aborted'; steps: number; totalSteps: number }>;

@@ -91,3 +91,19 @@ export async function autoBackend(sdk) {
   model.dispose();
   return { backendName, notices };
 }
+
+/**
+ * A Stop button, as a page has one: a timer aborts the signal while `train` runs a long job. The
+ * abort can only land if training gives the event loop a turn now and then.
+ */
+export async function trainStoppedByTimer(sdk, backend, totalSteps, stopAfterMs) {
+  const model = await sdk.createModel({ ...TINY_CONFIG, backend });
+  try {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), stopAfterMs);
+    const result = await sdk.train(model, { ...TRAIN_OPTIONS, steps: totalSteps, data: encodeNames(), signal: controller.signal });
+    return { stopped: result.stopped, steps: result.steps, totalSteps };
+  } finally {
+    model.dispose();
+  }
+}

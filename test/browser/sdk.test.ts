@@ -6,7 +6,8 @@
  *   bytes and the seeded sample's ids equal Node's exactly: same seed, same bytes everywhere;
  * - webgpu (SwiftShader's adapter): the forward loss and every gradient match the js reference
  *   backend within float32 tolerance, and training tracks wasm's losses;
- * - 'auto' picks webgpu when the browser has an adapter, and says so in model.backendName.
+ * - 'auto' picks webgpu when the browser has an adapter, and says so in model.backendName;
+ * - train() gives the page's event loop a turn, so a Stop button (a timer here) can abort it.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -44,7 +45,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
   let nodeSdk: SDK;
 
   /** run a scenario in the page; page-side failures come back with the page's own errors */
-  async function inPage<K extends 'trainSampleSave' | 'lossAndGradients' | 'autoBackend'>(
+  async function inPage<K extends 'trainSampleSave' | 'lossAndGradients' | 'autoBackend' | 'trainStoppedByTimer'>(
     name: K,
     ...args: Parameters<(typeof scenarios)[K]> extends [SDK, ...infer Rest] ? Rest : never
   ): Promise<Awaited<ReturnType<(typeof scenarios)[K]>>> {
@@ -158,5 +159,14 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     expect(hasAdapter, 'Chromium with --enable-unsafe-webgpu offers SwiftShader on 127.0.0.1').toBe(true);
     const auto = await inPage('autoBackend');
     expect(auto).toEqual({ backendName: 'webgpu', notices: [] });
+  });
+
+  test('train() lets a Stop button land: a timer aborting its signal stops it after the current step', async () => {
+    // 3,000 steps of the tiny model take seconds; the page aborts after 200 ms (a run that ignores the
+    // abort completes them all and fails here)
+    const run = await inPage('trainStoppedByTimer', 'wasm', 3000, 200);
+    expect(run.stopped).toBe('aborted');
+    expect(run.steps).toBeGreaterThan(0);
+    expect(run.steps).toBeLessThan(run.totalSteps);
   });
 });
