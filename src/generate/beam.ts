@@ -3,8 +3,8 @@
  * - each live beam's logits go through the processors, then log-softmax; a candidate's score is
  *   its beam's sum of log-probabilities plus the token's;
  * - the best 2 * numBeams candidates are taken in order (ties: lower beam, then lower token id);
- *   an eos candidate among the first numBeams becomes a finished hypothesis; the others fill the
- *   next numBeams beams;
+ *   a candidate among the first numBeams that ends with eos, or whose text now contains a stop
+ *   string, becomes a finished hypothesis; the others fill the next numBeams beams;
  * - the cache rows are reordered to the chosen beams' sources and the chosen tokens fed.
  * A hypothesis scores sum(logprobs) / (new tokens, eos included)^lengthPenalty, and only the best
  * numBeams finished ones are kept. The search ends when numBeams are finished and either
@@ -15,6 +15,7 @@
 import type { GPTModel } from '../model/types.js';
 import { throwIfAborted, type GenerationPlan } from './options.js';
 import { logSoftmax } from './samplers.js';
+import { TextTracker } from './text.js';
 import { ContextWindow } from './window.js';
 
 export interface Hypothesis {
@@ -25,7 +26,7 @@ export interface Hypothesis {
   sumLogprob: number;
   /** sumLogprob / ids.length^lengthPenalty */
   score: number;
-  finishReason: 'eos' | 'length';
+  finishReason: 'eos' | 'stop' | 'length';
 }
 
 interface Beam {
@@ -115,8 +116,9 @@ export async function beamSearch(model: GPTModel, plan: GenerationPlan): Promise
       for (let rank = 0; rank < top.items.length && chosen.length < numBeams; rank++) {
         const c = top.items[rank];
         const parent = beams[c.beam];
-        if (c.token === plan.eosTokenId) {
-          if (rank < numBeams) finished.add([...parent.ids, c.token], [...parent.logprobs, c.logprob], c.score, 'eos');
+        const ending = c.token === plan.eosTokenId ? 'eos' : completesStop(plan, parent.ids, c.token) ? 'stop' : null;
+        if (ending) {
+          if (rank < numBeams) finished.add([...parent.ids, c.token], [...parent.logprobs, c.logprob], c.score, ending);
         } else {
           chosen.push(c);
         }
@@ -157,6 +159,19 @@ export async function beamSearch(model: GPTModel, plan: GenerationPlan): Promise
     }
   }
   return finished.items;
+}
+
+/**
+ * Whether appending `token` makes the decoded new text contain a stop string. The parent never
+ * does (it would have finished), so only the new token can complete one. Decoding from the prompt
+ * each time costs O(length) per candidate, only when stop strings are given.
+ */
+function completesStop(plan: GenerationPlan, parentIds: readonly number[], token: number): boolean {
+  if (!plan.tokenizer || plan.stops.length === 0) return false;
+  const tracker = new TextTracker(plan.tokenizer, plan.prompt, plan.stops);
+  for (const id of parentIds) tracker.push(id);
+  tracker.push(token);
+  return tracker.stopped;
 }
 
 /** the best score a running beam with this sum at this length could still reach */

@@ -160,28 +160,15 @@ async function sampledResults(model: GPTModel, plan: GenerationPlan): Promise<Ge
 async function beamResults(model: GPTModel, plan: GenerationPlan): Promise<GenerateResult[]> {
   const hypotheses = await beamSearch(model, plan);
   return hypotheses.slice(0, plan.numReturnSequences).map((h) => {
-    let ids = h.ids;
-    let finishReason: FinishReason = h.finishReason;
-    let text: string | undefined;
+    const out: GenerateResult = { ids: h.ids, finishReason: h.finishReason, score: h.score };
     if (plan.tokenizer) {
-      // stop strings are applied to each finished hypothesis: the text is cut before the stop string
-      // and the ids after the token that completed it
+      // a hypothesis ends at eos or at the token that completed a stop string: the text stops before either
       const tracker = new TextTracker(plan.tokenizer, plan.prompt, plan.stops);
-      for (let i = 0; i < h.ids.length; i++) {
-        if (h.ids[i] === plan.eosTokenId) break;
-        tracker.push(h.ids[i]);
-        if (tracker.stopped) {
-          ids = h.ids.slice(0, i + 1);
-          finishReason = 'stop';
-          break;
-        }
-      }
+      for (const id of h.ids) if (id !== plan.eosTokenId) tracker.push(id);
       tracker.finish();
-      text = tracker.text;
+      out.text = tracker.text;
     }
-    const out: GenerateResult = { ids, finishReason, score: h.score };
-    if (text !== undefined) out.text = text;
-    if (plan.returnLogprobs) out.logprobs = h.logprobs.slice(0, ids.length);
+    if (plan.returnLogprobs) out.logprobs = h.logprobs;
     return out;
   });
 }

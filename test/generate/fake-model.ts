@@ -128,3 +128,19 @@ export function byteTokenizer(eosTokenId?: number) {
     toJSON: () => ({ kind: 'char' as const }),
   };
 }
+
+/** A tokenizer of one character per id over `alphabet` (id i is alphabet[i]). */
+export function charTokenizer(alphabet: string, eosTokenId?: number) {
+  const chars = [...alphabet];
+  return {
+    kind: 'char' as const,
+    vocabSize: chars.length,
+    eosTokenId,
+    encode: (text: string) => [...text].map((c) => chars.indexOf(c)),
+    decode: (ids: ArrayLike<number>) => Array.from(ids, (id) => chars[id]).join(''),
+    tokenToId: (token: string) => (chars.includes(token) ? chars.indexOf(token) : undefined),
+    idToToken: (id: number) => chars[id],
+    createStreamDecoder: () => ({ push: (id: number) => chars[id], flush: () => '' }),
+    toJSON: () => ({ kind: 'char' as const }),
+  };
+}

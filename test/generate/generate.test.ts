@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { generate, generateStream, type StreamToken } from '../../src/generate/generate.js';
 import type { GenerateResult, GenerateSequences } from '../../src/generate/options.js';
 import { windowKeep } from '../../src/generate/window.js';
-import { byteTokenizer, fakeModel, markovLogits, type LogitsFn } from './fake-model.js';
+import { byteTokenizer, charTokenizer, fakeModel, markovLogits, type LogitsFn } from './fake-model.js';
 
 // A chain where greedy is myopic. Tokens: S 0 (start), A 1, B 2, X 3, Y 4, E 5 (eos).
 // From S: A 0.5, B 0.4, X 0.05, Y 0.05. From A: X 0.35, Y 0.25, A 0.2, B 0.2. From B: X 0.9, Y 0.1.
@@ -280,6 +280,20 @@ describe('text, streaming, stop strings', () => {
     expect(streamed.map((t) => t.id)).toEqual(r.ids);
     expect(streamed.map((t) => t.logprob)).toEqual(r.logprobs);
     expect(model.liveCaches).toBe(0);
+  });
+
+  it('beam search finishes a hypothesis at a stop string during the search, not after', async () => {
+    // S: A 0.6, B 0.4; A: ';' 1; ';': X 0.5, Y 0.5; B: X 0.9, Y 0.1; X: X 1; Y: Y 1. Sum only.
+    // 'A;' ends at the stop string with log 0.6 = -0.51, beating B X X X (log 0.9 * 0.4 = -1.02); had
+    // the search run on, A ; X X (log 0.3 = -1.20) would have lost to B X X X.
+    const tokenizer = charTokenizer('SAB;XY');
+    const chain = { 0: { 1: 0.6, 2: 0.4 }, 1: { 3: 1 }, 3: { 4: 0.5, 5: 0.5 }, 2: { 4: 0.9, 5: 0.1 }, 4: { 4: 1 }, 5: { 5: 1 } };
+    const model = fakeModel(6, 16, markovLogits(chain, 6));
+    const seqs = many(await generate(model, 'S', { tokenizer, maxNewTokens: 4, numBeams: 2, numReturnSequences: 2, lengthPenalty: 0, stop: ';' }));
+    expect(seqs.map((s) => s.text)).toEqual(['A', 'BXXX']);
+    expect(seqs.map((s) => s.ids)).toEqual([[1, 3], [2, 4, 4, 4]]);
+    expect(seqs.map((s) => s.finishReason)).toEqual(['stop', 'length']);
+    expect(seqs[0].score).toBeCloseTo(Math.log(0.6), 6);
   });
 
   it('beam results are cut at stop strings too', async () => {
