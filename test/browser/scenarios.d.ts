@@ -38,3 +38,19 @@ export declare function trainStoppedByTimer(
   totalSteps: number,
   stopAfterMs: number,
 ): Promise<{ stopped: 'completed' | 'aborted'; steps: number; totalSteps: number }>;
+
+export interface BrowserFilesResult {
+  opfsAvailable: boolean;
+  fromUrl: { ids: number[]; text: string | undefined };
+  fromOpfs: { ids: number[]; text: string | undefined };
+  blobType: string;
+  blobBase64: string;
+  missingError: string | null;
+}
+export declare function browserFiles(
+  sdk: SDK,
+  modelUrl: string,
+  missingUrl: string,
+  prompt: string,
+  sampleOptions: TinyGPT.GenerateOptions & { numReturnSequences?: 1 },
+): Promise<BrowserFilesResult>;

@@ -107,3 +107,37 @@ export async function trainStoppedByTimer(sdk, backend, totalSteps, stopAfterMs)
     model.dispose();
   }
 }
+
+/**
+ * The browser's ways in and out of model files: fetch a model by URL, sample from it, save it into
+ * the Origin Private File System and load it back, and turn it into a Blob (a download). Returns the
+ * ids sampled from each load, the Blob's bytes as base64, and the error a missing URL gives.
+ */
+export async function browserFiles(sdk, modelUrl, missingUrl, prompt, sampleOptions) {
+  const fetched = await sdk.loadModelFromURL(modelUrl, { backend: 'wasm' });
+  const fromUrl = await sdk.generate(fetched.model, prompt, { ...sampleOptions, tokenizer: fetched.tokenizer });
+  const blob = await sdk.modelToBlob(fetched.model, { tokenizer: fetched.tokenizer });
+  const opfsPath = 'tinygpt-test/models/names.safetensors';
+  await sdk.saveModelToOPFS(opfsPath, fetched.model, { tokenizer: fetched.tokenizer });
+  fetched.model.dispose();
+
+  const stored = await sdk.loadModelFromOPFS(opfsPath, { backend: 'wasm' });
+  const fromOpfs = await sdk.generate(stored.model, prompt, { ...sampleOptions, tokenizer: stored.tokenizer });
+  stored.model.dispose();
+  await (await navigator.storage.getDirectory()).removeEntry('tinygpt-test', { recursive: true });
+
+  let missingError = null;
+  try {
+    await sdk.loadModelFromURL(missingUrl, { backend: 'wasm' });
+  } catch (err) {
+    missingError = err.message;
+  }
+  return {
+    opfsAvailable: sdk.opfsAvailable(),
+    fromUrl: { ids: fromUrl.ids, text: fromUrl.text },
+    fromOpfs: { ids: fromOpfs.ids, text: fromOpfs.text },
+    blobType: blob.type,
+    blobBase64: toBase64(new Uint8Array(await blob.arrayBuffer())),
+    missingError,
+  };
+}

@@ -7,7 +7,8 @@
  * - webgpu (SwiftShader's adapter): the forward loss and every gradient match the js reference
  *   backend within float32 tolerance, and training tracks wasm's losses;
  * - 'auto' picks webgpu when the browser has an adapter, and says so in model.backendName;
- * - train() gives the page's event loop a turn, so a Stop button (a timer here) can abort it.
+ * - train() gives the page's event loop a turn, so a Stop button (a timer here) can abort it;
+ * - model files by URL, in OPFS and as Blobs sample exactly what Node samples from the same bytes.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,6 +37,29 @@ async function loadBundleInNode(): Promise<SDK> {
   return (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
 }
 
+const FIXTURE_PATH = '/fixtures/names.safetensors';
+const FILE_SAMPLE = { doSample: true, maxNewTokens: 10, temperature: 0.9, topK: 8, seed: 31 } as const;
+
+interface NamesModelFile {
+  bytes: Uint8Array;
+  /** what Node samples from those bytes with FILE_SAMPLE after the prompt 'ma' */
+  expected: { ids: number[]; text: string | undefined };
+}
+
+/** Node: a character-level model trained a little on the names and saved with its tokenizer */
+async function namesModelFile(sdk: SDK): Promise<NamesModelFile> {
+  const text = String.fromCharCode(...Array.from(scenarios.encodeNames(), (id) => (id === 0 ? 10 : id + 96)));
+  const tokenizer = sdk.CharTokenizer.train(text);
+  const model = await sdk.createModel({ ...scenarios.TINY_CONFIG, vocabSize: tokenizer.vocabSize, backend: 'wasm' });
+  await sdk.train(model, { ...scenarios.TRAIN_OPTIONS, data: tokenizer.encode(text) });
+  const bytes = await sdk.saveModel(model, { tokenizer });
+  model.dispose();
+  const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
+  const sampled = await sdk.generate(loaded.model, 'ma', { ...FILE_SAMPLE, tokenizer: loaded.tokenizer });
+  loaded.model.dispose();
+  return { bytes, expected: { ids: sampled.ids, text: sampled.text } };
+}
+
 describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissing ? ` (skipped: ${chromiumMissing})` : ''}`, () => {
   let server: StaticServer;
   let browser: Browser;
@@ -45,7 +69,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
   let nodeSdk: SDK;
 
   /** run a scenario in the page; page-side failures come back with the page's own errors */
-  async function inPage<K extends 'trainSampleSave' | 'lossAndGradients' | 'autoBackend' | 'trainStoppedByTimer'>(
+  async function inPage<K extends 'trainSampleSave' | 'lossAndGradients' | 'autoBackend' | 'trainStoppedByTimer' | 'browserFiles'>(
     name: K,
     ...args: Parameters<(typeof scenarios)[K]> extends [SDK, ...infer Rest] ? Rest : never
   ): Promise<Awaited<ReturnType<(typeof scenarios)[K]>>> {
@@ -66,9 +90,14 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
   let browserWasmRun: Promise<TrainSampleSaveResult> | undefined;
   const browserWasm = () => (browserWasmRun ??= inPage('trainSampleSave', 'wasm'));
 
+  let fixture: NamesModelFile;
+
   beforeAll(async () => {
     nodeSdk = await loadBundleInNode();
-    server = await startStaticServer();
+    fixture = await namesModelFile(nodeSdk);
+    server = await startStaticServer({
+      routes: { [FIXTURE_PATH]: { body: fixture.bytes, type: 'application/octet-stream' } },
+    });
     browser = await launchChromium();
     const opened = await openPage(browser, `${server.origin}/test/browser/harness.html`);
     page = opened.page;
@@ -168,5 +197,17 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     expect(run.stopped).toBe('aborted');
     expect(run.steps).toBeGreaterThan(0);
     expect(run.steps).toBeLessThan(run.totalSteps);
+  });
+
+  test('model files in the browser: fetched by URL, stored in OPFS, turned into a Blob; samples equal Node\'s', async () => {
+    const files = await inPage('browserFiles', FIXTURE_PATH, '/fixtures/missing.safetensors', 'ma', FILE_SAMPLE);
+    expect(files.opfsAvailable).toBe(true);
+    expect(files.fromUrl.ids).toHaveLength(FILE_SAMPLE.maxNewTokens);
+    expect(files.fromUrl).toEqual(fixture.expected);
+    expect(files.fromOpfs).toEqual(fixture.expected);
+    // saving a loaded model gives back the file it came from, byte for byte
+    expect(files.blobType).toBe('application/octet-stream');
+    expect(Buffer.from(files.blobBase64, 'base64').equals(Buffer.from(fixture.bytes))).toBe(true);
+    expect(files.missingError).toMatch(/HTTP 404/);
   });
 });
