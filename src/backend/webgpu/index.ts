@@ -173,7 +173,7 @@ export class WebGPUBackend implements Backend {
       POOL_RETAIN_BYTES,
     );
     this.readbackPool = new BufferPool(device, BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST, device.limits.maxBufferSize, 64 * 1024 * 1024);
-    this.pipelines = new PipelineCache(device, (message) => this.uncaptured.push(message));
+    this.pipelines = new PipelineCache(device, (scope, what) => this.track(scope, what));
     this.uniformBuffer = {
       id: 0,
       buffer: device.createBuffer({ size: UNIFORM_SLOTS * UNIFORM_SLOT_BYTES, usage: BUFFER_USAGE.UNIFORM | BUFFER_USAGE.COPY_DST }),

@@ -20,8 +20,8 @@ export class PipelineCache {
 
   constructor(
     private readonly device: GPUDevice,
-    /** reports a shader or pipeline error (asynchronously, from an error scope) */
-    private readonly onError: (message: string) => void,
+    /** receives the error scope around each pipeline's creation, to report with the next download */
+    private readonly track: (scope: Promise<GPUError | null>, what: string) => void,
   ) {}
 
   get(def: KernelDef, plan: BindingPlan, variant: string): CompiledKernel {
@@ -46,9 +46,7 @@ export class PipelineCache {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: 'main' },
     });
-    void this.device.popErrorScope().then((error) => {
-      if (error) this.onError(`WebGPU: kernel ${key} failed to compile: ${error.message}`);
-    });
+    this.track(this.device.popErrorScope(), `kernel ${key} failed to compile`);
     const compiled = { key, pipeline, layout };
     this.pipelines.set(key, compiled);
     return compiled;
