@@ -210,4 +210,17 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     expect(Buffer.from(files.blobBase64, 'base64').equals(Buffer.from(fixture.bytes))).toBe(true);
     expect(files.missingError).toMatch(/HTTP 404/);
   });
+
+  test('in a dedicated Web Worker: wasm training, sampling and saving give Node\'s bytes and ids, and auto picks webgpu', async () => {
+    const [inWorker, inNode] = await Promise.all([
+      page.evaluate(([backend]) => (window as unknown as { runInWorker(n: string, a: unknown[]): Promise<TrainSampleSaveResult> }).runInWorker('trainSampleSave', [backend]), ['wasm']),
+      scenarios.trainSampleSave(nodeSdk, 'wasm'),
+    ]);
+    expect(inWorker.backendName).toBe('wasm');
+    expect(inWorker.losses).toEqual(inNode.losses);
+    expect(inWorker.ids).toEqual(inNode.ids);
+    expect(inWorker.modelBase64 === inNode.modelBase64).toBe(true);
+    const auto = await page.evaluate(() => (window as unknown as { runInWorker(n: string, a: unknown[]): Promise<unknown> }).runInWorker('autoBackend', []));
+    expect(auto).toEqual({ backendName: 'webgpu', notices: [] });
+  });
 });
