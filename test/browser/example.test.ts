@@ -105,6 +105,21 @@ describe.skipIf(chromiumMissing !== null)(`examples/browser in Chromium${chromiu
     expect(state.trainLosses).toHaveLength(stoppedAt);
   });
 
+  test('Stop ends a long generation between tokens', async () => {
+    await page.fill('#max-new-tokens', '100000');
+    await page.click('#generate');
+    await page.waitForFunction(() => (document.querySelector('#output')?.textContent ?? '').length >= 5);
+    await page.click('#stop-generating');
+    await settle();
+    const state = await readState();
+    expect(state.phase).toBe('trained');
+    const stoppedAt = Number(/^stopped after (\d+) tokens$/.exec(state.status)?.[1]);
+    expect(stoppedAt).toBeGreaterThanOrEqual(5);
+    expect(stoppedAt).toBeLessThan(100000);
+    expect([...state.output]).toHaveLength(stoppedAt);
+    await page.fill('#max-new-tokens', '40');
+  });
+
   test('bad settings are refused with a message naming the field, the value and the range', async () => {
     await page.fill('#temperature', '-1');
     await page.click('#generate');
