@@ -1,6 +1,9 @@
-// Causal multi-head self-attention, fused: scores, softmax and the weighted sum of values per query
-// row, with the row's log-sum-exp saved so backward recomputes probabilities without storing them.
-import { exp4, exp1, hsum, dot, axpy } from './math';
+// Causal multi-head self-attention, fused per (batch, head): scores, softmax and the weighted sum of
+// values, with each row's log-sum-exp saved so backward recomputes probabilities without storing
+// them. Training runs the products through the matmul kernel; the KV-cache path (one or a few new
+// rows) works row by row.
+import { exp4, exp1, hsum, hmax, dot, axpy } from './math';
+import { gemmAccumulate } from './matmul';
 
 /**
  * One query row over n keys/values (key j at k + j*stride bytes, value j at v + j*stride):
@@ -37,70 +40,135 @@ function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i
 }
 
 /**
+ * Turns row t of the raw scores S[T,T] (q_t . k_j) into causal softmax probabilities in place:
+ * P[t,j] = exp(scale S[t,j] - lse_t) for j <= t, 0 after. Returns lse_t.
+ */
+function softmaxCausalRow(row: usize, t: i32, T: i32, scale: f32): f32 {
+  const n = t + 1;
+  const sv = f32x4.splat(scale);
+  let mx = f32x4.splat(-Infinity);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) mx = f32x4.max(mx, f32x4.mul(v128.load(row + (<usize>j << 2)), sv));
+  let maxv = hmax(mx);
+  for (; j < n; j++) maxv = max(maxv, load<f32>(row + (<usize>j << 2)) * scale);
+  const maxSplat = f32x4.splat(maxv);
+  let acc = f32x4.splat(0);
+  j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const o = <usize>j << 2;
+    const e = exp4(f32x4.sub(f32x4.mul(v128.load(row + o), sv), maxSplat));
+    v128.store(row + o, e);
+    acc = f32x4.add(acc, e);
+  }
+  let sum = hsum(acc);
+  for (; j < n; j++) {
+    const o = <usize>j << 2;
+    const e = exp1(load<f32>(row + o) * scale - maxv);
+    store<f32>(row + o, e);
+    sum += e;
+  }
+  const inv = f32x4.splat(<f32>1.0 / sum);
+  j = 0;
+  for (; j + 4 <= n; j += 4) v128.store(row + (<usize>j << 2), f32x4.mul(v128.load(row + (<usize>j << 2)), inv));
+  for (; j < n; j++) store<f32>(row + (<usize>j << 2), load<f32>(row + (<usize>j << 2)) * f32x4.extract_lane(inv, 0));
+  memory.fill(row + (<usize>n << 2), 0, <usize>(T - n) << 2);
+  return maxv + Mathf.log(sum);
+}
+
+/**
  * out[B,T,C], lse[B,NH,T] from qkv[B,T,3C] (q, k, v along the last dim, heads contiguous in each).
- * att: scratch of T floats.
+ * Per (b, h) the products run through the matmul kernel with strided operands: S = Q K^T, causal
+ * softmax in place, O = P V. The masked upper triangle costs flops but keeps the fast kernel.
+ * att: scratch of T*T floats.
  */
 export function attentionForward(out: usize, lse: usize, qkv: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
   const HS = C / NH;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
-  const rowStride = <usize>(3 * C) << 2;
+  const C3 = 3 * C;
+  const rowStride = <usize>C3 << 2;
+  const TT = <usize>(T * T) << 2;
   for (let b = 0; b < B; b++) {
     const base = qkv + <usize>(b * T) * rowStride;
     for (let h = 0; h < NH; h++) {
       const headOff = <usize>(h * HS) << 2;
+      const q = base + headOff;
       const k = base + (<usize>C << 2) + headOff;
       const v = base + (<usize>(2 * C) << 2) + headOff;
+      const o = out + (<usize>(b * T * C) << 2) + headOff;
+      memory.fill(att, 0, TT);
+      // S[t,j] = q_t . k_j: A = Q (rows stride 3C), B(i,j) = K[j,i]
+      gemmAccumulate(att, T, q, C3, 1, k, 1, C3, T, HS, T);
       for (let t = 0; t < T; t++) {
-        const q = base + <usize>t * rowStride + headOff;
-        const o = out + (<usize>((b * T + t) * C) << 2) + headOff;
-        const l = attendRow(o, q, k, v, rowStride, t + 1, HS, scale, att);
+        const l = softmaxCausalRow(att + (<usize>(t * T) << 2), t, T, scale);
         store<f32>(lse + (<usize>((b * NH + h) * T + t) << 2), l);
+        memory.fill(o + (<usize>(t * C) << 2), 0, <usize>HS << 2);
       }
+      // O[t,:] = sum_j P[t,j] v_j
+      gemmAccumulate(o, C, att, T, 1, v, C3, 1, T, T, HS);
     }
   }
 }
 
 /**
- * Accumulates into dqkv[B,T,3C]. Per query row t of head h, with p_j = exp(scale q.k_j - lse):
- * dv_j += p_j dout_t; ds_j = p_j (dout_t.v_j - dout_t.out_t); dq_t += scale sum_j ds_j k_j;
- * dk_j += scale ds_j q_t. att: scratch of T floats.
+ * Accumulates into dqkv[B,T,3C]. Per (b, h), with P recomputed from Q K^T and lse:
+ * dV += P^T dO; dP = dO V^T; dS = P (dP - rowsum(dO * O)) scale; dQ += dS K; dK += dS^T Q.
+ * att: scratch of 2*T*T floats.
  */
 export function attentionBackward(dqkv: usize, dout: usize, qkv: usize, out: usize, lse: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
   const HS = C / NH;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
-  const rowStride = <usize>(3 * C) << 2;
-  const kOff = <usize>C << 2;
-  const vOff = <usize>(2 * C) << 2;
+  const C3 = 3 * C;
+  const rowStride = <usize>C3 << 2;
+  const TT = <usize>(T * T) << 2;
+  const P = att;
+  const dS = att + TT;
+  const sv = f32x4.splat(scale);
   for (let b = 0; b < B; b++) {
     const base = qkv + <usize>(b * T) * rowStride;
     const dbase = dqkv + <usize>(b * T) * rowStride;
     for (let h = 0; h < NH; h++) {
       const headOff = <usize>(h * HS) << 2;
+      const q = base + headOff;
+      const k = base + (<usize>C << 2) + headOff;
+      const v = base + (<usize>(2 * C) << 2) + headOff;
+      const dq = dbase + headOff;
+      const dk = dbase + (<usize>C << 2) + headOff;
+      const dv = dbase + (<usize>(2 * C) << 2) + headOff;
+      const o = out + (<usize>(b * T * C) << 2) + headOff;
+      const dO = dout + (<usize>(b * T * C) << 2) + headOff;
+      memory.fill(P, 0, TT);
+      memory.fill(dS, 0, TT);
+      gemmAccumulate(P, T, q, C3, 1, k, 1, C3, T, HS, T);
+      // dP[t,j] = dO_t . v_j, into dS
+      gemmAccumulate(dS, T, dO, C, 1, v, 1, C3, T, HS, T);
       for (let t = 0; t < T; t++) {
-        const q = base + <usize>t * rowStride + headOff;
-        const dq = dbase + <usize>t * rowStride + headOff;
-        const rowOff = (<usize>((b * T + t) * C) << 2) + headOff;
-        const dy = dout + rowOff;
-        const l = load<f32>(lse + (<usize>((b * NH + h) * T + t) << 2));
-        const D = dot(dy, out + rowOff, HS);
+        const pRow = P + (<usize>(t * T) << 2);
+        const dRow = dS + (<usize>(t * T) << 2);
+        const l = f32x4.splat(load<f32>(lse + (<usize>((b * NH + h) * T + t) << 2)));
+        const D = f32x4.splat(dot(dO + (<usize>(t * C) << 2), o + (<usize>(t * C) << 2), HS));
         const n = t + 1;
-        // p_j into att, vectorised exp
-        for (let j = 0; j < n; j++) {
-          store<f32>(att + (<usize>j << 2), dot(q, base + <usize>j * rowStride + kOff + headOff, HS) * scale - l);
-        }
         let j = 0;
-        for (; j + 4 <= n; j += 4) v128.store(att + (<usize>j << 2), exp4(v128.load(att + (<usize>j << 2))));
-        for (; j < n; j++) store<f32>(att + (<usize>j << 2), exp1(load<f32>(att + (<usize>j << 2))));
-        for (j = 0; j < n; j++) {
-          const p = load<f32>(att + (<usize>j << 2));
-          const kj = base + <usize>j * rowStride + kOff + headOff;
-          const vj = base + <usize>j * rowStride + vOff + headOff;
-          const ds = p * (dot(dy, vj, HS) - D) * scale;
-          axpy(dbase + <usize>j * rowStride + vOff + headOff, dy, p, HS);
-          axpy(dq, kj, ds, HS);
-          axpy(dbase + <usize>j * rowStride + kOff + headOff, q, ds, HS);
+        for (; j + 4 <= n; j += 4) {
+          const off = <usize>j << 2;
+          const p = exp4(f32x4.sub(f32x4.mul(v128.load(pRow + off), sv), l));
+          v128.store(pRow + off, p);
+          v128.store(dRow + off, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), D)), sv));
         }
+        for (; j < n; j++) {
+          const off = <usize>j << 2;
+          const p = exp1(load<f32>(pRow + off) * scale - f32x4.extract_lane(l, 0));
+          store<f32>(pRow + off, p);
+          store<f32>(dRow + off, p * (load<f32>(dRow + off) - f32x4.extract_lane(D, 0)) * scale);
+        }
+        memory.fill(pRow + (<usize>n << 2), 0, <usize>(T - n) << 2);
+        memory.fill(dRow + (<usize>n << 2), 0, <usize>(T - n) << 2);
       }
+      // dV[j,:] += sum_t P[t,j] dO_t: A(j,t) = P[t,j]
+      gemmAccumulate(dv, C3, P, 1, T, dO, C, 1, T, T, HS);
+      // dQ[t,:] += sum_j dS[t,j] k_j
+      gemmAccumulate(dq, C3, dS, T, 1, k, C3, 1, T, T, HS);
+      // dK[j,:] += sum_t dS[t,j] q_t
+      gemmAccumulate(dk, C3, dS, 1, T, q, C3, 1, T, T, HS);
     }
   }
 }

@@ -47,7 +47,7 @@ export class WasmBackend implements Backend {
   readonly limits: BackendLimits;
   private readonly arena: Arena;
   private readonly blocks = new Set<WasmBlock>();
-  /** attention's per-row score scratch (floats) */
+  /** attention's score scratch: T*T floats per (batch, head) in training, one row with the KV cache */
   private scratch: { ptr: number; floats: number } | null = null;
   private heapF32: Float32Array;
   private heapI32: Int32Array;
@@ -279,7 +279,7 @@ export class WasmBackend implements Backend {
     const o = this.floats(op, 'out', out, B * T * C);
     const l = this.floats(op, 'lse', lse, B * NH * T);
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    this.k.attentionForward(o, l, x, this.scratchFloats(T), B, T, C, NH);
+    this.k.attentionForward(o, l, x, this.scratchFloats(T * T), B, T, C, NH);
   }
 
   attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
@@ -290,7 +290,7 @@ export class WasmBackend implements Backend {
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
     const o = this.floats(op, 'out', out, B * T * C);
     const l = this.floats(op, 'lse', lse, B * NH * T);
-    this.k.attentionBackward(dx, d, x, o, l, this.scratchFloats(T), B, T, C, NH);
+    this.k.attentionBackward(dx, d, x, o, l, this.scratchFloats(2 * T * T), B, T, C, NH);
   }
 
   attentionCached(
