@@ -9,6 +9,7 @@ export declare const TINY_CONFIG: Readonly<{ vocabSize: number; maxSeqLen: numbe
 export declare const TRAIN_OPTIONS: Readonly<{ steps: number; batchSize: number; seqLen: number; learningRate: number; warmupSteps: number; seed: number }>;
 export declare const SAMPLE_OPTIONS: Readonly<TinyGPT.GenerateOptions & { numReturnSequences?: 1 }>;
 
+export declare function namesText(): string;
 export declare function encodeNames(): Int32Array;
 export declare function fixedBatch(batchSize: number, seqLen: number): { inputs: Int32Array; targets: Int32Array };
 export declare function toBase64(bytes: ArrayBufferView): string;

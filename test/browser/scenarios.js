@@ -13,10 +13,14 @@ const NAMES = [
   'alexander', 'ethan', 'jacob', 'michael', 'daniel', 'henry', 'jackson', 'sebastian', 'aiden', 'matthew',
 ];
 
+/** forty names, one per line */
+export function namesText() {
+  return NAMES.join('\n') + '\n';
+}
+
 /** '\n' is id 0 and 'a'..'z' are 1..26: a character vocabulary that fits TINY_CONFIG.vocabSize. */
 export function encodeNames() {
-  const text = NAMES.join('\n') + '\n';
-  return Int32Array.from(text, (ch) => (ch === '\n' ? 0 : ch.charCodeAt(0) - 96));
+  return Int32Array.from(namesText(), (ch) => (ch === '\n' ? 0 : ch.charCodeAt(0) - 96));
 }
 
 /** first `batchSize` windows of seqLen + 1 tokens: inputs and next-token targets, [B, T] each */

@@ -37,6 +37,11 @@ async function loadBundleInNode(): Promise<SDK> {
   return (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
 }
 
+/** the scenarios that take the SDK first: they can run in Node and in the page alike */
+type ScenarioName = {
+  [K in keyof typeof scenarios]: (typeof scenarios)[K] extends (sdk: SDK, ...args: never[]) => Promise<unknown> ? K : never;
+}[keyof typeof scenarios];
+
 const FIXTURE_PATH = '/fixtures/names.safetensors';
 const FILE_SAMPLE = { doSample: true, maxNewTokens: 10, temperature: 0.9, topK: 8, seed: 31 } as const;
 
@@ -48,7 +53,7 @@ interface NamesModelFile {
 
 /** Node: a character-level model trained a little on the names and saved with its tokenizer */
 async function namesModelFile(sdk: SDK): Promise<NamesModelFile> {
-  const text = String.fromCharCode(...Array.from(scenarios.encodeNames(), (id) => (id === 0 ? 10 : id + 96)));
+  const text = scenarios.namesText();
   const tokenizer = sdk.CharTokenizer.train(text);
   const model = await sdk.createModel({ ...scenarios.TINY_CONFIG, vocabSize: tokenizer.vocabSize, backend: 'wasm' });
   await sdk.train(model, { ...scenarios.TRAIN_OPTIONS, data: tokenizer.encode(text) });
@@ -69,7 +74,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
   let nodeSdk: SDK;
 
   /** run a scenario in the page; page-side failures come back with the page's own errors */
-  async function inPage<K extends 'trainSampleSave' | 'lossAndGradients' | 'autoBackend' | 'trainStoppedByTimer' | 'browserFiles'>(
+  async function inPage<K extends ScenarioName>(
     name: K,
     ...args: Parameters<(typeof scenarios)[K]> extends [SDK, ...infer Rest] ? Rest : never
   ): Promise<Awaited<ReturnType<(typeof scenarios)[K]>>> {
