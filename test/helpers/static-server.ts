@@ -61,8 +61,15 @@ export async function startStaticServer(options: StaticServerOptions = {}): Prom
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
       return;
     }
-    const pathname = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
     const headers = { 'Cache-Control': 'no-store', ...isolationHeaders };
+    const rawPath = new URL(req.url ?? '/', 'http://localhost').pathname;
+    let pathname: string;
+    try {
+      pathname = decodeURIComponent(rawPath);
+    } catch {
+      res.writeHead(400, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }).end(`malformed path: ${rawPath}`);
+      return;
+    }
     const route = routes[pathname];
     if (route) {
       res.writeHead(200, { ...headers, 'Content-Type': route.type });
