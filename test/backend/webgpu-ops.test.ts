@@ -14,6 +14,7 @@ import { Rng, normal32 } from '../helpers/random.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
 
 const gpu = await createNodeWebGPU();
+afterAll(() => gpu.backend?.dispose());
 const suite = gpu.backend === null ? `webgpu backend (skipped: ${gpu.skipReason})` : `webgpu backend on ${gpu.backend.adapterName}`;
 
 /**
@@ -38,7 +39,6 @@ const CANCELLING = { rtol: 1e-5, atol: 1e-4 };
 
 describe.skipIf(gpu.backend === null)(suite, () => {
   const backend = gpu.backend as WebGPUBackend;
-  afterAll(() => backend.dispose());
 
   describe('every op equals the js reference on small odd shapes', () => {
     for (const c of opCases) {
@@ -187,6 +187,26 @@ describe.skipIf(gpu.backend === null)(suite, () => {
     expect(Array.from(await backend.download(t))).toEqual([0, 0, 0, 0]);
     backend.free(t);
   });
+});
+
+describe.skipIf(gpu.backend === null)('webgpu tiled attention (head sizes up to 64)', () => {
+  const backend = gpu.backend as WebGPUBackend;
+  // HS = 64 (GPT-2's) over T = 37: three 16-row tiles, the last one partial; HS = 40 leaves the
+  // last 16-dim lane group partial
+  const shapesByName: Record<string, OpShapes> = {
+    'HS 64': { ...SMALL_SHAPES, B: 2, T: 37, C: 128, NH: 2 },
+    'HS 40': { ...SMALL_SHAPES, B: 1, T: 33, C: 120, NH: 3 },
+  };
+  for (const c of opCases.filter((c) => c.op === 'attention')) {
+    for (const [label, shapes] of Object.entries(shapesByName)) {
+      it(`${c.name} (${label})`, async () => {
+        const tolerance = c.kind === 'backward' ? LOOSE : TIGHT;
+        for (const r of await compareToReference(backend, c, { seed: 17, shapes, tolerance })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+      });
+    }
+  }
 });
 
 describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (128x128 tiles)', () => {

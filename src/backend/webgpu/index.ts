@@ -33,6 +33,13 @@ import {
   headLanes,
   kvAppendKernel,
 } from './wgsl/attention.js';
+import {
+  ATTENTION_TILE,
+  ATTENTION_TILED_MAX_HEAD,
+  attentionBackwardKeyValueTiledKernel,
+  attentionBackwardQueryTiledKernel,
+  attentionForwardTiledKernel,
+} from './wgsl/attention-tiled.js';
 import { crossEntropyBackwardKernel, crossEntropyForwardKernel } from './wgsl/crossentropy.js';
 import {
   ELEMENTWISE_WORKGROUP,
@@ -491,6 +498,15 @@ export class WebGPUBackend implements Backend {
     const o = this.floats(op, 'out', out, B * T * C);
     const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
+    if (HS <= ATTENTION_TILED_MAX_HEAD) {
+      this.dispatch(attentionForwardTiledKernel(HS), {
+        tensors: { out: o, lse: logSumExps, qkv: x },
+        scalars: { T, NH, HS, scale: 1 / Math.sqrt(HS) },
+        groups: this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), B * NH),
+        variant: `hs${HS}`,
+      });
+      return;
+    }
     const lanes = headLanes(HS);
     this.dispatch(attentionForwardKernel(lanes), {
       tensors: { out: o, lse: logSumExps, q: x, k: this.shifted(x, C), v: this.shifted(x, 2 * C) },
@@ -512,8 +528,14 @@ export class WebGPUBackend implements Backend {
       out: this.floats(op, 'out', out, B * T * C),
       lse: this.floats(op, 'lse', lse, B * NH * T),
     };
-    const lanes = headLanes(HS);
     const scalars = { T, NH, HS, scale: 1 / Math.sqrt(HS) };
+    if (HS <= ATTENTION_TILED_MAX_HEAD) {
+      const groups = this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), B * NH);
+      this.dispatch(attentionBackwardQueryTiledKernel(HS), { tensors, scalars, groups, variant: `hs${HS}` });
+      this.dispatch(attentionBackwardKeyValueTiledKernel(HS), { tensors, scalars, groups, variant: `hs${HS}` });
+      return;
+    }
+    const lanes = headLanes(HS);
     const groups = this.rowsByHeads(op, T, B * NH);
     this.dispatch(attentionBackwardQueryKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
     this.dispatch(attentionBackwardKeyValueKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
@@ -745,12 +767,12 @@ export class WebGPUBackend implements Backend {
     return grid(workgroups, this.maxWorkgroupsPerDim);
   }
 
-  /** grid for the attention kernels: x = query row, y = batch * head */
-  private rowsByHeads(op: string, T: number, BNH: number): [number, number] {
-    if (T > this.maxWorkgroupsPerDim || BNH > this.maxWorkgroupsPerDim) {
-      throw new RangeError(`${op}: T = ${T} and B*NH = ${BNH} must each be <= ${this.maxWorkgroupsPerDim} (workgroups per dimension)`);
+  /** grid for the attention kernels: x = query row (or tile of rows), y = batch * head */
+  private rowsByHeads(op: string, rows: number, BNH: number): [number, number] {
+    if (rows > this.maxWorkgroupsPerDim || BNH > this.maxWorkgroupsPerDim) {
+      throw new RangeError(`${op}: ${rows} query rows or tiles and B*NH = ${BNH} must each be <= ${this.maxWorkgroupsPerDim} (workgroups per dimension)`);
     }
-    return [T, BNH];
+    return [rows, BNH];
   }
 
   /** a view that starts `by` elements later and may run past the view's end (for strided reads) */
