@@ -88,7 +88,11 @@ async function defaultLocations(): Promise<URL[]> {
 
 async function instanceFromLocation(location: string | URL): Promise<WebAssembly.Instance> {
   const asText = String(location);
-  const isFile = location instanceof URL ? location.protocol === 'file:' : asText.startsWith('file:') || !/^[a-z][a-z0-9+.-]*:/i.test(asText);
+  // a file: URL, a Windows path (C:\\...) or any string without a URL scheme names a file
+  const isFile =
+    location instanceof URL
+      ? location.protocol === 'file:'
+      : asText.startsWith('file:') || /^[a-z]:[\\/]/i.test(asText) || !/^[a-z][a-z0-9+.-]*:/i.test(asText);
   if (isNode() && isFile) {
     const { readFile } = await import('node:fs/promises');
     const { fileURLToPath } = await import('node:url');
