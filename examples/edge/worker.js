@@ -21,23 +21,27 @@ const MAX_NEW_TOKENS_LIMIT = 256;
 
 let modelPromise;
 
+async function loadModelFile(env) {
+  let bytes;
+  if (env.MODEL) {
+    bytes = new Uint8Array(env.MODEL);
+  } else if (env.MODEL_URL) {
+    const response = await fetch(env.MODEL_URL);
+    if (!response.ok) throw new Error(`fetching MODEL_URL ${env.MODEL_URL} failed: HTTP ${response.status}`);
+    bytes = new Uint8Array(await response.arrayBuffer());
+  } else {
+    throw new Error('no model: bind the model file as MODEL (bytes) or set MODEL_URL');
+  }
+  // Workers have no WebGPU: the wasm kernels run the model
+  return loadModel(bytes, { backend: 'wasm' });
+}
+
+/** the model and tokenizer, parsed once per isolate; a failed load is retried by the next request */
 function loadOnce(env) {
-  modelPromise ??= (async () => {
-    let bytes;
-    if (env.MODEL) {
-      bytes = new Uint8Array(env.MODEL);
-    } else if (env.MODEL_URL) {
-      const response = await fetch(env.MODEL_URL);
-      if (!response.ok) throw new Error(`fetching MODEL_URL ${env.MODEL_URL} failed: HTTP ${response.status}`);
-      bytes = new Uint8Array(await response.arrayBuffer());
-    } else {
-      throw new Error('no model: bind the model file as MODEL (bytes) or set MODEL_URL');
-    }
-    // Workers have no WebGPU: the wasm kernels run the model
-    return loadModel(bytes, { backend: 'wasm' });
-  })();
-  // a failed load is retried on the next request instead of being cached forever
-  modelPromise.catch(() => (modelPromise = undefined));
+  if (!modelPromise) {
+    modelPromise = loadModelFile(env);
+    modelPromise.catch(() => (modelPromise = undefined));
+  }
   return modelPromise;
 }
 

@@ -44,6 +44,7 @@ const NAMES = ['emma', 'olivia', 'ava', 'sophia', 'mia', 'amelia', 'harper', 'li
 const MODEL_CONFIG = { maxSeqLen: 24, dModel: 32, nLayers: 2, nHeads: 4, seed: 11 };
 /** what the test asks the worker for; the worker samples (doSample: true) */
 const REQUEST = { prompt: 'ma', maxNewTokens: 16, temperature: 0.8, topK: 8, seed: 99 };
+const CONCURRENT_SEEDS = [1, 2, 3, 4, 5, 6];
 
 async function freeLoopbackPort(): Promise<number> {
   const server = createServer();
@@ -89,6 +90,8 @@ interface Prepared {
   bytes: Uint8Array;
   config: TinyGPT.GPTConfig;
   expected: TinyGPT.GenerateResult;
+  /** ids Node samples for each of CONCURRENT_SEEDS, one after another */
+  bySeed: number[][];
 }
 let preparing: Promise<Prepared> | undefined;
 
@@ -110,8 +113,11 @@ async function prepareInNode(): Promise<Prepared> {
   const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
   try {
     const { prompt, ...sampling } = REQUEST;
-    const expected = await sdk.generate(loaded.model, prompt, { ...sampling, tokenizer: loaded.tokenizer, doSample: true });
-    return { bytes, config: loaded.model.config, expected };
+    const options = { ...sampling, tokenizer: loaded.tokenizer, doSample: true };
+    const expected = await sdk.generate(loaded.model, prompt, options);
+    const bySeed: number[][] = [];
+    for (const seed of CONCURRENT_SEEDS) bySeed.push((await sdk.generate(loaded.model, prompt, { ...options, seed })).ids);
+    return { bytes, config: loaded.model.config, expected, bySeed };
   } finally {
     loaded.model.dispose();
   }
@@ -133,10 +139,12 @@ describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(`the bundle i
   let output = '';
   let expected: TinyGPT.GenerateResult;
   let expectedConfig: TinyGPT.GPTConfig;
+  let expectedBySeed: number[][];
 
   beforeAll(async () => {
     const prepared = await (preparing ??= prepareInNode());
     expected = prepared.expected;
+    expectedBySeed = prepared.bySeed;
     expectedConfig = prepared.config;
 
     dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
@@ -207,6 +215,19 @@ describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(`the bundle i
     const body = await response.json();
     expect(response.status, JSON.stringify(body)).toBe(200);
     expect(body.ids).toEqual(expected.ids);
+  });
+
+  test('concurrent requests with different seeds each get what Node samples for their seed', async () => {
+    const responses = await Promise.all(CONCURRENT_SEEDS.map((seed, i) => post({ ...REQUEST, seed, stream: i % 2 === 1 })));
+    const ids = await Promise.all(
+      responses.map(async (response, i) => {
+        if (i % 2 === 0) return (await response.json()).ids as number[];
+        const events = (await response.text()).trim().split('\n\n').slice(0, -1);
+        return events.map((e) => (JSON.parse(e.replace(/^data: /, '')) as { id: number }).id);
+      }),
+    );
+    expect(ids).toEqual(expectedBySeed);
+    expect(new Set(ids.map((row) => row.join(','))).size).toBeGreaterThan(1);
   });
 
   test('streaming: server-sent events carry the same tokens one by one', async () => {
