@@ -7,10 +7,9 @@ import { gemmAccumulate } from './matmul';
 
 /**
  * One query row over n keys/values (key j at k + j*stride bytes, value j at v + j*stride):
- * out[0:HS] = softmax(scale * q.k_j) @ v. Uses att[0:n] as scratch. Returns the log-sum-exp of the
- * scaled scores.
+ * out[0:HS] = softmax(scale * q.k_j) @ v. Uses att[0:n] as scratch.
  */
-function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i32, HS: i32, scale: f32, att: usize): f32 {
+function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i32, HS: i32, scale: f32, att: usize): void {
   let maxv: f32 = -Infinity;
   for (let j = 0; j < n; j++) {
     const s = dot(q, k + <usize>j * stride, HS) * scale;
@@ -36,15 +35,13 @@ function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i
   const inv: f32 = 1.0 / sum;
   memory.fill(out, 0, <usize>HS << 2);
   for (j = 0; j < n; j++) axpy(out, v + <usize>j * stride, load<f32>(att + (<usize>j << 2)) * inv, HS);
-  return maxv + Mathf.log(sum);
 }
 
 /**
- * Turns row t of the raw scores S[T,T] (q_t . k_j) into causal softmax probabilities in place:
- * P[t,j] = exp(scale S[t,j] - lse_t) for j <= t, 0 after. Returns lse_t.
+ * Turns a row of raw scores (q . k_j, rowLen of them) into causal softmax probabilities in place:
+ * P[j] = exp(scale S[j] - lse) for the n visible keys j < n, 0 for the rest. Returns lse.
  */
-function softmaxCausalRow(row: usize, t: i32, T: i32, scale: f32): f32 {
-  const n = t + 1;
+function softmaxCausalRow(row: usize, n: i32, rowLen: i32, scale: f32): f32 {
   const sv = f32x4.splat(scale);
   let mx = f32x4.splat(-Infinity);
   let j = 0;
@@ -71,7 +68,7 @@ function softmaxCausalRow(row: usize, t: i32, T: i32, scale: f32): f32 {
   j = 0;
   for (; j + 4 <= n; j += 4) v128.store(row + (<usize>j << 2), f32x4.mul(v128.load(row + (<usize>j << 2)), inv));
   for (; j < n; j++) store<f32>(row + (<usize>j << 2), load<f32>(row + (<usize>j << 2)) * f32x4.extract_lane(inv, 0));
-  memory.fill(row + (<usize>n << 2), 0, <usize>(T - n) << 2);
+  memory.fill(row + (<usize>n << 2), 0, <usize>(rowLen - n) << 2);
   return maxv + Mathf.log(sum);
 }
 
@@ -99,7 +96,7 @@ export function attentionForward(out: usize, lse: usize, qkv: usize, att: usize,
       // S[t,j] = q_t . k_j: A = Q (rows stride 3C), B(i,j) = K[j,i]
       gemmAccumulate(att, T, q, C3, 1, k, 1, C3, T, HS, T);
       for (let t = 0; t < T; t++) {
-        const l = softmaxCausalRow(att + (<usize>(t * T) << 2), t, T, scale);
+        const l = softmaxCausalRow(att + (<usize>(t * T) << 2), t + 1, T, scale);
         store<f32>(lse + (<usize>((b * NH + h) * T + t) << 2), l);
         memory.fill(o + (<usize>(t * C) << 2), 0, <usize>HS << 2);
       }
@@ -176,13 +173,17 @@ export function attentionBackward(dqkv: usize, dout: usize, qkv: usize, out: usi
 /**
  * KV-cache attention: writes the Tn new positions' k, v from qkv[B,Tn,3C] into kCache/vCache
  * [B,cacheLen,C] at startPos.., then new position i attends over cache positions 0..startPos+i.
- * out[B,Tn,C]. att: scratch of startPos+Tn floats.
+ * out[B,Tn,C]. A prompt (Tn >= 4) goes through the matmul kernel per (b, h) like training; a few new
+ * rows go row by row, where packing the cache would cost more than it saves.
+ * att: scratch of Tn*(startPos+Tn) floats.
  */
 export function attentionCached(out: usize, qkv: usize, kCache: usize, vCache: usize, att: usize, B: i32, Tn: i32, C: i32, NH: i32, startPos: i32, cacheLen: i32): void {
   const HS = C / NH;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
-  const rowStride = <usize>(3 * C) << 2;
+  const C3 = 3 * C;
+  const rowStride = <usize>C3 << 2;
   const cBytes = <usize>C << 2;
+  const L = startPos + Tn;
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < Tn; i++) {
       const src = qkv + <usize>(b * Tn + i) * rowStride;
@@ -192,15 +193,26 @@ export function attentionCached(out: usize, qkv: usize, kCache: usize, vCache: u
     }
   }
   for (let b = 0; b < B; b++) {
+    const qb = qkv + <usize>(b * Tn) * rowStride;
     const kb = kCache + <usize>(b * cacheLen) * cBytes;
     const vb = vCache + <usize>(b * cacheLen) * cBytes;
-    for (let i = 0; i < Tn; i++) {
-      const q = qkv + <usize>(b * Tn + i) * rowStride;
-      const o = out + <usize>(b * Tn + i) * cBytes;
-      for (let h = 0; h < NH; h++) {
-        const headOff = <usize>(h * HS) << 2;
-        attendRow(o + headOff, q + headOff, kb + headOff, vb + headOff, cBytes, startPos + i + 1, HS, scale, att);
+    const ob = out + <usize>(b * Tn) * cBytes;
+    for (let h = 0; h < NH; h++) {
+      const headOff = <usize>(h * HS) << 2;
+      if (Tn < 4) {
+        for (let i = 0; i < Tn; i++) {
+          attendRow(ob + <usize>i * cBytes + headOff, qb + <usize>i * rowStride + headOff, kb + headOff, vb + headOff, cBytes, startPos + i + 1, HS, scale, att);
+        }
+        continue;
       }
+      memory.fill(att, 0, <usize>(Tn * L) << 2);
+      // S[i,j] = q_i . k_j over the whole cache so far: B(p,j) = K[j,p]
+      gemmAccumulate(att, L, qb + headOff, C3, 1, kb + headOff, 1, C, Tn, HS, L);
+      for (let i = 0; i < Tn; i++) {
+        softmaxCausalRow(att + (<usize>(i * L) << 2), startPos + i + 1, L, scale);
+        memory.fill(ob + <usize>i * cBytes + headOff, 0, <usize>HS << 2);
+      }
+      gemmAccumulate(ob + headOff, C, att, L, 1, vb + headOff, C, 1, Tn, L, HS);
     }
   }
 }

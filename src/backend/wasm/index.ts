@@ -47,7 +47,7 @@ export class WasmBackend implements Backend {
   readonly limits: BackendLimits;
   private readonly arena: Arena;
   private readonly blocks = new Set<WasmBlock>();
-  /** attention's score scratch: T*T floats per (batch, head) in training, one row with the KV cache */
+  /** attention's score scratch: one (batch, head)'s scores, T*T floats in training */
   private scratch: { ptr: number; floats: number } | null = null;
   private heapF32: Float32Array;
   private heapI32: Int32Array;
@@ -305,7 +305,7 @@ export class WasmBackend implements Backend {
     const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
     const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
     const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
-    this.k.attentionCached(o, x, keys, values, this.scratchFloats(startPos + Tn), B, Tn, C, NH, startPos, cacheLen);
+    this.k.attentionCached(o, x, keys, values, this.scratchFloats(Tn * (startPos + Tn)), B, Tn, C, NH, startPos, cacheLen);
   }
 
   // ---- gelu ----

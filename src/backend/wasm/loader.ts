@@ -88,7 +88,7 @@ async function defaultLocations(): Promise<URL[]> {
 
 async function instanceFromLocation(location: string | URL): Promise<WebAssembly.Instance> {
   const asText = String(location);
-  // a file: URL, a Windows path (C:\\...) or any string without a URL scheme names a file
+  // a file: URL, a Windows drive path or any string without a URL scheme names a file
   const isFile =
     location instanceof URL
       ? location.protocol === 'file:'
