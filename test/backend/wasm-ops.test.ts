@@ -56,6 +56,9 @@ const OP_SHAPES: [string, OpShapes][] = [
   ['M=1 (row path), K=3, N=5', { B: 1, T: 9, C: 8, NH: 2, V: 11, M: 1, K: 3, N: 5 }],
   ['T=33, HS 8, M=7 K=17 N=24', { B: 2, T: 33, C: 24, NH: 3, V: 129, M: 7, K: 17, N: 24 }],
   ['HS 5 (odd), V=257, M=33 K=64 N=129', { B: 3, T: 17, C: 20, NH: 4, V: 257, M: 33, K: 64, N: 129 }],
+  // attention's per-head products cross the matmul's blocks: T past MC=128, then HS past KC=256
+  ['T=130, HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 5, K: 6, N: 7 }],
+  ['HS 260', { B: 2, T: 6, C: 520, NH: 2, V: 5, M: 5, K: 6, N: 7 }],
 ];
 
 describe.each(OP_SHAPES)('wasm ops against the f64 reference, %s', (_label, shapes) => {
