@@ -53,7 +53,12 @@ import {
   scaleKernel,
   transposeKernel,
 } from './wgsl/elementwise.js';
-import { encoderBackwardPositionsKernel, encoderBackwardTokensKernel, encoderForwardKernel } from './wgsl/encoder.js';
+import {
+  encoderBackwardPositionsKernel,
+  encoderBackwardTokensKernel,
+  encoderForwardKernel,
+  encoderLinkTokensKernel,
+} from './wgsl/encoder.js';
 import {
   LAYER_NORM_COLUMNS,
   layerNormBackwardInputKernel,
@@ -406,11 +411,14 @@ export class WebGPUBackend implements Backend {
     const d = this.floats(op, 'dout', dout, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
     const V = Math.floor(dTokenTable.length / C);
+    const links = this.alloc(2 * B * T, 'i32') as WebGPUTensor;
+    this.dispatch(encoderLinkTokensKernel, { tensors: { links, inp: ids }, scalars: { BT: B * T }, groups: this.grid(B * T) });
     this.dispatch(encoderBackwardTokensKernel, {
-      tensors: { dwte: dTokenTable, dout: d, inp: ids },
+      tensors: { dwte: dTokenTable, dout: d, inp: ids, links },
       scalars: { BT: B * T, C, V },
       groups: this.grid(B * T),
     });
+    this.free(links);
     this.elementwise(encoderBackwardPositionsKernel, T * C, { dwpe: dPositionTable, dout: d }, { B, TC: T * C });
   }
 
@@ -531,8 +539,12 @@ export class WebGPUBackend implements Backend {
     const scalars = { T, NH, HS, scale: 1 / Math.sqrt(HS) };
     if (HS <= ATTENTION_TILED_MAX_HEAD) {
       const groups = this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), B * NH);
-      this.dispatch(attentionBackwardQueryTiledKernel(HS), { tensors, scalars, groups, variant: `hs${HS}` });
-      this.dispatch(attentionBackwardKeyValueTiledKernel(HS), { tensors, scalars, groups, variant: `hs${HS}` });
+      // dout . out per row [B,NH,T], from the dq kernel to the dk/dv kernel
+      const rowDots = this.alloc(B * NH * T) as WebGPUTensor;
+      this.dispatch(attentionBackwardQueryTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
+      this.dispatch(attentionBackwardKeyValueTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
+      // freed in command order: a later allocation that reuses the buffer clears it after these reads
+      this.free(rowDots);
       return;
     }
     const lanes = headLanes(HS);

@@ -50,12 +50,13 @@ fn outRow(b: u32, h: u32, t: u32) -> u32 { return (b * P.T + t) * P.NH * P.HS + 
 fn lseIndex(b: u32, h: u32, t: u32) -> u32 { return (b * P.NH + h) * P.T + t; }`;
 
 export function attentionForwardTiledKernel(HS: number): KernelDef {
-  const tileFloats = TILE * HS;
+  const tileFloats = TILE * (HS + 1);
   return {
     name: 'attentionForwardTiled',
     tensors: [{ name: 'out', write: true }, { name: 'lse', write: true }, { name: 'qkv' }],
     scalars: SCALARS,
     body: `${ROWS}
+const HSP = ${HS + 1}u; // padded row stride of the shared tiles: rows land in different banks
 var<workgroup> qTile: array<f32, ${tileFloats}>;
 var<workgroup> kTile: array<f32, ${tileFloats}>;
 var<workgroup> vTile: array<f32, ${tileFloats}>;
@@ -74,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let t = t0 + r;
   for (var e = li; e < ${TILE}u * P.HS; e = e + 256u) {
     let tq = t0 + e / P.HS;
-    qTile[e] = select(0.0, $qkv[P.o_qkv + qRow(b, h, min(tq, P.T - 1u)) + e % P.HS], tq < P.T);
+    qTile[(e / P.HS) * HSP + e % P.HS] = select(0.0, $qkv[P.o_qkv + qRow(b, h, min(tq, P.T - 1u)) + e % P.HS], tq < P.T);
   }
   if (li < ${TILE}u) {
     rowMax[li] = -3.0e38;
@@ -87,15 +88,16 @@ ${dims(HS).map((j) => `  var o${j} = 0.0;`).join('\n')}
     for (var e = li; e < ${TILE}u * P.HS; e = e + 256u) {
       let j = k0 + e / P.HS;
       let row = P.o_qkv + qRow(b, h, min(j, P.T - 1u)) + C + e % P.HS;
-      kTile[e] = select(0.0, $qkv[row], j < P.T);
-      vTile[e] = select(0.0, $qkv[row + C], j < P.T);
+      let padded = (e / P.HS) * HSP + e % P.HS;
+      kTile[padded] = select(0.0, $qkv[row], j < P.T);
+      vTile[padded] = select(0.0, $qkv[row + C], j < P.T);
     }
     workgroupBarrier();
     let key = k0 + lane;
     var score = -3.0e38;
     if (t < P.T && key <= t) {
       var dot = 0.0;
-      for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qTile[r * P.HS + d], kTile[lane * P.HS + d], dot); }
+      for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qTile[r * HSP + d], kTile[lane * HSP + d], dot); }
       score = dot * P.scale;
     }
     pTile[li] = score;
@@ -119,7 +121,7 @@ ${dims(HS).map((j) => `  var o${j} = 0.0;`).join('\n')}
 ${perDim(HS, (j, d) => `o${j} = o${j} * correction;`)}
     for (var kk = 0u; kk < ${TILE}u; kk = kk + 1u) {
       let p = pTile[r * ${TILE}u + kk];
-${perDim(HS, (j, d) => `  o${j} = fma(p, vTile[kk * P.HS + ${d}], o${j});`)}
+${perDim(HS, (j, d) => `  o${j} = fma(p, vTile[kk * HSP + ${d}], o${j});`)}
     }
   }
   workgroupBarrier();
@@ -134,8 +136,8 @@ ${perDim(HS, (j, d) => `$out[o + ${d}] = o${j} * inverseSum;`)}
 }
 
 /**
- * D[r] = dout[t] . out[t] for the 16 query rows of a tile (= sum_j p_j dp_j), into rowD; uses
- * pTile as scratch. Needs (r, lane, t, b, h) in scope.
+ * D[r] = dout[t] . out[t] for the 16 query rows of a tile (= sum_j p_j dp_j), into rowD, through
+ * `scratch`. Needs (li, b, h, tq = the row's position, tc = it clamped to T - 1) in scope.
  */
 const ROW_DOT = (HS: number): string => `
   var partial = 0.0;
@@ -150,15 +152,19 @@ ${perDim(HS, (_, d) => `partial = fma($dout[P.o_dout + outRow(b, h, tc) + ${d}],
 
 /**
  * dq for 16 query rows: dq[t] += scale * sum_j ds[t,j] k[j], ds = p (dout[t] . v[j] - D[t]),
- * p = exp(scale q[t] . k[j] - lse[t]); keys j <= t in tiles of 16.
+ * p = exp(scale q[t] . k[j] - lse[t]); keys j <= t in tiles of 16. Also stores D into rowDots
+ * [B,NH,T] for the dk/dv kernel that runs next.
  */
 export function attentionBackwardQueryTiledKernel(HS: number): KernelDef {
-  const tileFloats = TILE * HS;
+  const tileFloats = TILE * (HS + 1);
   return {
     name: 'attentionBackwardQueryTiled',
-    tensors: [{ name: 'dqkv', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'out' }, { name: 'lse' }],
+    tensors: [
+      { name: 'dqkv', write: true }, { name: 'rowDots', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'out' }, { name: 'lse' },
+    ],
     scalars: SCALARS,
     body: `${ROWS}
+const HSP = ${HS + 1}u;
 var<workgroup> kTile: array<f32, ${tileFloats}>;
 var<workgroup> vTile: array<f32, ${tileFloats}>;
 var<workgroup> doutTile: array<f32, ${tileFloats}>;
@@ -178,10 +184,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let tc = min(t, P.T - 1u);
   for (var e = li; e < ${TILE}u * P.HS; e = e + 256u) {
     let tr = t0 + e / P.HS;
-    doutTile[e] = select(0.0, $dout[P.o_dout + outRow(b, h, min(tr, P.T - 1u)) + e % P.HS], tr < P.T);
+    doutTile[(e / P.HS) * HSP + e % P.HS] = select(0.0, $dout[P.o_dout + outRow(b, h, min(tr, P.T - 1u)) + e % P.HS], tr < P.T);
   }
   if (li < ${TILE}u) { rowLse[li] = $lse[P.o_lse + lseIndex(b, h, min(t0 + li, P.T - 1u))]; }
 ${ROW_DOT(HS)}
+  workgroupBarrier();
+  if (li < ${TILE}u && t0 + li < P.T) { $rowDots[P.o_rowDots + lseIndex(b, h, t0 + li)] = rowD[li]; }
 ${dims(HS).map((j) => `  var dq${j} = 0.0;`).join('\n')}
   let qOffset = qRow(b, h, tc);
   let qBase = P.o_qkv + qOffset;
@@ -191,8 +199,9 @@ ${dims(HS).map((j) => `  var dq${j} = 0.0;`).join('\n')}
     for (var e = li; e < ${TILE}u * P.HS; e = e + 256u) {
       let j = k0 + e / P.HS;
       let row = P.o_qkv + qRow(b, h, min(j, P.T - 1u)) + C + e % P.HS;
-      kTile[e] = select(0.0, $qkv[row], j < P.T);
-      vTile[e] = select(0.0, $qkv[row + C], j < P.T);
+      let padded = (e / P.HS) * HSP + e % P.HS;
+      kTile[padded] = select(0.0, $qkv[row], j < P.T);
+      vTile[padded] = select(0.0, $qkv[row + C], j < P.T);
     }
     workgroupBarrier();
     let key = k0 + lane;
@@ -201,8 +210,8 @@ ${dims(HS).map((j) => `  var dq${j} = 0.0;`).join('\n')}
       var dot = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < P.HS; d = d + 1u) {
-        dot = fma($qkv[qBase + d], kTile[lane * P.HS + d], dot);
-        dp = fma(doutTile[r * P.HS + d], vTile[lane * P.HS + d], dp);
+        dot = fma($qkv[qBase + d], kTile[lane * HSP + d], dot);
+        dp = fma(doutTile[r * HSP + d], vTile[lane * HSP + d], dp);
       }
       ds = exp(dot * P.scale - rowLse[r]) * (dp - rowD[r]);
     }
@@ -210,7 +219,7 @@ ${dims(HS).map((j) => `  var dq${j} = 0.0;`).join('\n')}
     workgroupBarrier();
     for (var kk = 0u; kk < ${TILE}u; kk = kk + 1u) {
       let g = scratch[r * ${TILE}u + kk];
-${perDim(HS, (j, d) => `  dq${j} = fma(g, kTile[kk * P.HS + ${d}], dq${j});`)}
+${perDim(HS, (j, d) => `  dq${j} = fma(g, kTile[kk * HSP + ${d}], dq${j});`)}
     }
   }
   if (t < P.T) {
@@ -226,18 +235,17 @@ ${perDim(HS, (j, d) => `  $dqkv[P.o_dqkv + qOffset + ${d}] = $dqkv[P.o_dqkv + qO
  * (key r, lane) owns the dims of key row r.
  */
 export function attentionBackwardKeyValueTiledKernel(HS: number): KernelDef {
-  const tileFloats = TILE * HS;
+  const tileFloats = TILE * (HS + 1);
   return {
     name: 'attentionBackwardKeyValueTiled',
-    tensors: [{ name: 'dqkv', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'out' }, { name: 'lse' }],
+    tensors: [{ name: 'dqkv', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'rowDots' }, { name: 'lse' }],
     scalars: SCALARS,
     body: `${ROWS}
+const HSP = ${HS + 1}u;
 var<workgroup> kTile: array<f32, ${tileFloats}>;
 var<workgroup> vTile: array<f32, ${tileFloats}>;
-var<workgroup> scratch: array<f32, 256>;
 var<workgroup> pTile: array<f32, 256>;
 var<workgroup> dsTile: array<f32, 256>;
-var<workgroup> rowD: array<f32, ${TILE}>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let b = wid.y / P.NH;
@@ -249,16 +257,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   for (var e = li; e < ${TILE}u * P.HS; e = e + 256u) {
     let j = j0 + e / P.HS;
     let row = P.o_qkv + qRow(b, h, min(j, P.T - 1u)) + C + e % P.HS;
-    kTile[e] = select(0.0, $qkv[row], j < P.T);
-    vTile[e] = select(0.0, $qkv[row + C], j < P.T);
+    let padded = (e / P.HS) * HSP + e % P.HS;
+    kTile[padded] = select(0.0, $qkv[row], j < P.T);
+    vTile[padded] = select(0.0, $qkv[row + C], j < P.T);
   }
 ${dims(HS).map((j) => `  var dk${j} = 0.0;\n  var dv${j} = 0.0;`).join('\n')}
   for (var q0 = j0; q0 < P.T; q0 = q0 + ${TILE}u) {
     // invocation (query row r of this tile, key lane)
     let tq = q0 + r;
     let tc = min(tq, P.T - 1u);
-    workgroupBarrier();
-${ROW_DOT(HS)}
     workgroupBarrier();
     let key = j0 + lane;
     var p = 0.0;
@@ -269,11 +276,11 @@ ${ROW_DOT(HS)}
       var dot = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < P.HS; d = d + 1u) {
-        dot = fma($qkv[qBase + d], kTile[lane * P.HS + d], dot);
-        dp = fma($dout[doutBase + d], vTile[lane * P.HS + d], dp);
+        dot = fma($qkv[qBase + d], kTile[lane * HSP + d], dot);
+        dp = fma($dout[doutBase + d], vTile[lane * HSP + d], dp);
       }
       p = exp(dot * P.scale - $lse[P.o_lse + lseIndex(b, h, tc)]);
-      ds = p * (dp - rowD[r]);
+      ds = p * (dp - $rowDots[P.o_rowDots + lseIndex(b, h, tc)]);
     }
     pTile[li] = p;
     dsTile[li] = ds;

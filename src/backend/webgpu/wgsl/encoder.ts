@@ -2,9 +2,9 @@
  * Token + position embedding. Forward: one invocation per output element. An id outside [0, V)
  * cannot throw on the GPU, so its row becomes NaN: loud downstream, never a silent wrong row.
  *
- * Backward without float atomics, deterministically: dwte gets one workgroup per position p, which
- * acts only if p is the first occurrence of its token and then adds dout of every later position
- * with the same token; dwpe is a sum over the batch per (t, c).
+ * Backward without float atomics, deterministically: positions are first linked to the next
+ * position with the same token, then one workgroup per first occurrence walks its token's chain
+ * and adds dout into that row of dwte; dwpe is a sum over the batch per (t, c).
  */
 import { LINEAR_GROUP, QUIET_NAN, type KernelDef } from '../kernel.js';
 import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
@@ -31,29 +31,57 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`,
 };
 
-export const encoderBackwardTokensKernel: KernelDef = {
-  name: 'encoderBackwardTokens',
-  tensors: [{ name: 'dwte', write: true }, { name: 'dout' }, { name: 'inp' }],
-  scalars: [{ name: 'BT', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'V', type: 'u32' }],
+/**
+ * links [2 BT] i32: links[p] = the next position after p with the same token (BT if none),
+ * links[BT + p] = 1 if p is the first position of its token. One workgroup per position scans all
+ * positions: O(BT^2) integer compares in all, with no per-channel work.
+ */
+export const encoderLinkTokensKernel: KernelDef = {
+  name: 'encoderLinkTokens',
+  tensors: [{ name: 'links', write: true }, { name: 'inp' }],
+  scalars: [{ name: 'BT', type: 'u32' }],
   body: `${LINEAR_GROUP}
 var<workgroup> seenEarlier: atomic<u32>;
+var<workgroup> nextSame: atomic<u32>;
+@compute @workgroup_size(${ENCODER_BACKWARD_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let p = linearGroup(wid, nwg);
+  if (p >= P.BT) { return; }
+  if (li == 0u) {
+    atomicStore(&seenEarlier, 0u);
+    atomicStore(&nextSame, P.BT);
+  }
+  workgroupBarrier();
+  let id = $inp[P.o_inp + p];
+  for (var q = li; q < P.BT; q = q + ${ENCODER_BACKWARD_WORKGROUP}u) {
+    if (q != p && $inp[P.o_inp + q] == id) {
+      if (q < p) { atomicStore(&seenEarlier, 1u); } else { atomicMin(&nextSame, q); }
+    }
+  }
+  let first = workgroupUniformLoad(&seenEarlier) == 0u;
+  let next = workgroupUniformLoad(&nextSame);
+  if (li == 0u) {
+    $links[P.o_links + p] = i32(next);
+    $links[P.o_links + P.BT + p] = select(0, 1, first);
+  }
+}`,
+};
+
+/** dwte[id] += sum of dout over the chain of positions holding id, walked from its first position */
+export const encoderBackwardTokensKernel: KernelDef = {
+  name: 'encoderBackwardTokens',
+  tensors: [{ name: 'dwte', write: true }, { name: 'dout' }, { name: 'inp' }, { name: 'links' }],
+  scalars: [{ name: 'BT', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'V', type: 'u32' }],
+  body: `${LINEAR_GROUP}
 @compute @workgroup_size(${ENCODER_BACKWARD_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let p = linearGroup(wid, nwg);
   if (p >= P.BT) { return; }
   let id = $inp[P.o_inp + p];
-  if (li == 0u) { atomicStore(&seenEarlier, 0u); }
-  workgroupBarrier();
-  for (var q = li; q < p; q = q + ${ENCODER_BACKWARD_WORKGROUP}u) {
-    if ($inp[P.o_inp + q] == id) { atomicStore(&seenEarlier, 1u); }
-  }
-  let skip = workgroupUniformLoad(&seenEarlier) == 1u || id < 0 || u32(id) >= P.V;
-  if (skip) { return; }
+  if ($links[P.o_links + P.BT + p] == 0 || id < 0 || u32(id) >= P.V) { return; }
   for (var c = li; c < P.C; c = c + ${ENCODER_BACKWARD_WORKGROUP}u) {
     var sum = 0.0;
-    for (var q = p; q < P.BT; q = q + 1u) {
-      if ($inp[P.o_inp + q] == id) { sum = sum + $dout[P.o_dout + q * P.C + c]; }
-    }
+    for (var q = p; q < P.BT; q = u32($links[P.o_links + q])) { sum = sum + $dout[P.o_dout + q * P.C + c]; }
     let index = P.o_dwte + u32(id) * P.C + c;
     $dwte[index] = $dwte[index] + sum;
   }
