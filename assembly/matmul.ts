@@ -180,13 +180,14 @@ function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): voi
   for (let m = 0; m < M; m++) {
     const x = inp + (<usize>(m * K) << 2);
     const y = out + (<usize>(m * N) << 2);
+    const xEnd = x + (<usize>K << 2);
     let n = 0;
     for (; n + 16 <= N; n += 16) {
       const o = <usize>n << 2;
       let y0 = v128.load(y + o), y1 = v128.load(y + o, 16), y2 = v128.load(y + o, 32), y3 = v128.load(y + o, 48);
       let wp = w + o;
-      for (let k = 0; k < K; k++) {
-        const xk = v128.load32_splat(x + (<usize>k << 2));
+      for (let xp = x; xp < xEnd; xp += 4) {
+        const xk = v128.load32_splat(xp);
         y0 = f32x4.add(y0, f32x4.mul(xk, v128.load(wp)));
         y1 = f32x4.add(y1, f32x4.mul(xk, v128.load(wp, 16)));
         y2 = f32x4.add(y2, f32x4.mul(xk, v128.load(wp, 32)));
