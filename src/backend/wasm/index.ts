@@ -111,7 +111,8 @@ export class WasmBackend implements Backend {
 
   free(t: Tensor): void {
     const own = this.owned('free', 't', t);
-    if (!own.block.live) throw new Error('free: t belongs to a buffer that was already freed');
+    // freeing twice, or after dispose, is a no-op as in the reference backend
+    if (!own.block.live) return;
     own.block.live = false;
     this.blocks.delete(own.block);
     this.arena.release(own.block.ptr);
