@@ -47,7 +47,7 @@ export class WasmBackend implements Backend {
   readonly limits: BackendLimits;
   private readonly arena: Arena;
   private readonly blocks = new Set<WasmBlock>();
-  /** attention's score scratch: one (batch, head)'s scores, T*T floats in training */
+  /** attention's score scratch for one (batch, head): T*T floats forward, 2*T*T backward */
   private scratch: { ptr: number; floats: number } | null = null;
   private heapF32: Float32Array;
   private heapI32: Int32Array;
