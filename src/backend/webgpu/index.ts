@@ -40,6 +40,14 @@ import {
   attentionBackwardQueryTiledKernel,
   attentionForwardTiledKernel,
 } from './wgsl/attention-tiled.js';
+import {
+  COLUMN_CHUNK_ROWS,
+  COLUMN_GROUP,
+  COLUMN_MAX_CHUNKS,
+  columnFinalKernel,
+  columnPartialKernel,
+  layerNormParamsPartialKernel,
+} from './wgsl/columns.js';
 import { crossEntropyBackwardKernel, crossEntropyForwardKernel } from './wgsl/crossentropy.js';
 import {
   ELEMENTWISE_WORKGROUP,
@@ -60,14 +68,10 @@ import {
   encoderLinkTokensKernel,
 } from './wgsl/encoder.js';
 import {
-  LAYER_NORM_COLUMNS,
   layerNormBackwardInputKernel,
-  layerNormBackwardParamsKernel,
   layerNormForwardKernel,
 } from './wgsl/layernorm.js';
 import {
-  COLUMN_SUM_COLUMNS,
-  columnSumKernel,
   matmulKernel,
   matmulTile,
   matmulVariant,
@@ -459,11 +463,21 @@ export class WebGPUBackend implements Backend {
       scalars: { N, C },
       groups: this.grid(N),
     });
-    this.dispatch(layerNormBackwardParamsKernel, {
-      tensors: { dweight: dw, dbias: db, dout: d, inp: x, mean: means, rstd: rstds },
-      scalars: { N, C },
-      groups: [Math.ceil(C / LAYER_NORM_COLUMNS), 1],
+    const { chunks, rowsPerChunk } = columnChunks(N);
+    const partials = this.alloc(chunks * 2 * C) as WebGPUTensor;
+    this.dispatch(layerNormParamsPartialKernel, {
+      tensors: { partials, dout: d, inp: x, mean: means, rstd: rstds },
+      scalars: { M: N, N: C, rowsPerChunk },
+      groups: [Math.ceil(C / COLUMN_GROUP), chunks],
     });
+    const columnGroups: [number, number] = [Math.ceil(C / COLUMN_GROUP), 1];
+    this.dispatch(columnFinalKernel, { tensors: { sums: dw, partials }, scalars: { N: C, chunks, stride: 2 * C }, groups: columnGroups });
+    this.dispatch(columnFinalKernel, {
+      tensors: { sums: db, partials: this.shifted(partials, C) },
+      scalars: { N: C, chunks, stride: 2 * C },
+      groups: columnGroups,
+    });
+    this.free(partials);
   }
 
   // ---- matmul ----
@@ -494,7 +508,11 @@ export class WebGPUBackend implements Backend {
     // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]
     this.product(dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
     if (db !== null) {
-      this.dispatch(columnSumKernel, { tensors: { sums: db, x: d }, scalars: { M, N }, groups: [Math.ceil(N / COLUMN_SUM_COLUMNS), 1] });
+      const { chunks, rowsPerChunk } = columnChunks(M);
+      const partials = this.alloc(chunks * N) as WebGPUTensor;
+      this.dispatch(columnPartialKernel, { tensors: { partials, x: d }, scalars: { M, N, rowsPerChunk }, groups: [Math.ceil(N / COLUMN_GROUP), chunks] });
+      this.dispatch(columnFinalKernel, { tensors: { sums: db, partials }, scalars: { N, chunks, stride: N }, groups: [Math.ceil(N / COLUMN_GROUP), 1] });
+      this.free(partials);
     }
   }
 
@@ -845,6 +863,12 @@ export class WebGPUBackend implements Backend {
     if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
     return own;
   }
+}
+
+/** how column sums over `rows` rows split into chunks (see wgsl/columns.ts) */
+function columnChunks(rows: number): { chunks: number; rowsPerChunk: number } {
+  const chunks = Math.min(COLUMN_MAX_CHUNKS, Math.ceil(rows / COLUMN_CHUNK_ROWS));
+  return { chunks, rowsPerChunk: Math.ceil(rows / chunks) };
 }
 
 function overlaps(a: WebGPUTensor, b: WebGPUTensor, length: number): boolean {

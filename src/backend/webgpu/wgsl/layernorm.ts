@@ -1,13 +1,11 @@
 /**
  * LayerNorm over the last dim (eps 1e-5, biased variance). Forward and the dinp part of backward
  * use one 256-invocation workgroup per row with tree reductions; dweight/dbias are column sums
- * over rows (64 columns x 4 row lanes per workgroup), so no two workgroups write one gradient.
+ * (see columns.ts).
  */
 import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
 
 export const LAYER_NORM_WORKGROUP = 256;
-export const LAYER_NORM_COLUMNS = 64;
-const ROW_LANES = 4;
 
 /** tree-sums a vec2 over the workgroup; every invocation gets the total */
 const ROW_SUM = `
@@ -83,35 +81,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let dnorm = $dout[P.o_dout + r0 + c] * $weight[P.o_weight + c];
     let index = P.o_dinp + r0 + c;
     $dinp[index] = $dinp[index] + (dnorm - means.x - norm * means.y) * invStd;
-  }
-}`,
-};
-
-/** dweight[c] += sum_n norm[n,c] * dout[n,c]; dbias[c] += sum_n dout[n,c] */
-export const layerNormBackwardParamsKernel: KernelDef = {
-  name: 'layerNormBackwardParams',
-  tensors: [{ name: 'dweight', write: true }, { name: 'dbias', write: true }, { name: 'dout' }, { name: 'inp' }, { name: 'mean' }, { name: 'rstd' }],
-  scalars: [{ name: 'N', type: 'u32' }, { name: 'C', type: 'u32' }],
-  body: `
-var<workgroup> lanes: array<vec2<f32>, ${LAYER_NORM_COLUMNS * ROW_LANES}>;
-@compute @workgroup_size(${LAYER_NORM_COLUMNS}, ${ROW_LANES})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let col = wid.x * ${LAYER_NORM_COLUMNS}u + lid.x;
-  var sums = vec2<f32>(0.0, 0.0);
-  if (col < P.C) {
-    for (var n = lid.y; n < P.N; n = n + ${ROW_LANES}u) {
-      let d = $dout[P.o_dout + n * P.C + col];
-      let norm = ($inp[P.o_inp + n * P.C + col] - $mean[P.o_mean + n]) * $rstd[P.o_rstd + n];
-      sums = sums + vec2<f32>(norm * d, d);
-    }
-  }
-  lanes[lid.y * ${LAYER_NORM_COLUMNS}u + lid.x] = sums;
-  workgroupBarrier();
-  if (lid.y == 0u && col < P.C) {
-    var total = vec2<f32>(0.0, 0.0);
-    for (var r = 0u; r < ${ROW_LANES}u; r = r + 1u) { total = total + lanes[r * ${LAYER_NORM_COLUMNS}u + lid.x]; }
-    $dweight[P.o_dweight + col] = $dweight[P.o_dweight + col] + total.x;
-    $dbias[P.o_dbias + col] = $dbias[P.o_dbias + col] + total.y;
   }
 }`,
 };

@@ -117,33 +117,3 @@ export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
   ],
   body: matmulBody(layout),
 });
-
-export const COLUMN_SUM_COLUMNS = 64;
-const COLUMN_SUM_ROW_LANES = 4;
-
-/**
- * sums[c] += sum_m x[m, c] for x [M, N] (the bias gradient). 64 columns x 4 row lanes per
- * workgroup: reads along a row are contiguous, the 4 lanes are added in a fixed order.
- */
-export const columnSumKernel: KernelDef = {
-  name: 'columnSum',
-  tensors: [{ name: 'sums', write: true }, { name: 'x' }],
-  scalars: [{ name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }],
-  body: `
-var<workgroup> lanes: array<f32, ${COLUMN_SUM_COLUMNS * COLUMN_SUM_ROW_LANES}>;
-@compute @workgroup_size(${COLUMN_SUM_COLUMNS}, ${COLUMN_SUM_ROW_LANES})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let col = wid.x * ${COLUMN_SUM_COLUMNS}u + lid.x;
-  var sum = 0.0;
-  if (col < P.N) {
-    for (var m = lid.y; m < P.M; m = m + ${COLUMN_SUM_ROW_LANES}u) { sum = sum + $x[P.o_x + m * P.N + col]; }
-  }
-  lanes[lid.y * ${COLUMN_SUM_COLUMNS}u + lid.x] = sum;
-  workgroupBarrier();
-  if (lid.y == 0u && col < P.N) {
-    var total = 0.0;
-    for (var r = 0u; r < ${COLUMN_SUM_ROW_LANES}u; r = r + 1u) { total = total + lanes[r * ${COLUMN_SUM_COLUMNS}u + lid.x]; }
-    $sums[P.o_sums + col] = $sums[P.o_sums + col] + total;
-  }
-}`,
-};
