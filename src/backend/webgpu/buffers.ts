@@ -27,6 +27,8 @@ export class BufferPool {
   private readonly idle = new Map<number, PooledBuffer[]>();
   private idleBytes = 0;
   private readonly all = new Set<PooledBuffer>();
+  /** released past the retain limit; destroyed by `destroyReleased` once recorded work is submitted */
+  private overflow: PooledBuffer[] = [];
 
   constructor(
     private readonly device: GPUDevice,
@@ -53,8 +55,9 @@ export class BufferPool {
 
   release(pooled: PooledBuffer): void {
     if (this.idleBytes + pooled.bytes > this.retainBytes) {
+      // commands recorded but not yet submitted may still use it: destroying now would fail them
       this.all.delete(pooled);
-      pooled.buffer.destroy();
+      this.overflow.push(pooled);
       return;
     }
     const list = this.idle.get(pooled.bytes);
@@ -63,7 +66,14 @@ export class BufferPool {
     this.idleBytes += pooled.bytes;
   }
 
+  /** call after a submission: buffers released past the retain limit are no longer needed */
+  destroyReleased(): void {
+    for (const pooled of this.overflow) pooled.buffer.destroy();
+    this.overflow = [];
+  }
+
   destroyAll(): void {
+    this.destroyReleased();
     for (const pooled of this.all) pooled.buffer.destroy();
     this.all.clear();
     this.idle.clear();

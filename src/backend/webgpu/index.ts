@@ -221,11 +221,23 @@ export class WebGPUBackend implements Backend {
       );
     }
     if (dtype !== 'f32' && dtype !== 'i32') throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+    return this.allocate(length, dtype, true);
+  }
+
+  /** an allocation that ops fill completely before reading: no zero fill, so no break in the compute pass */
+  private scratch(length: number, dtype: DType = 'f32'): WebGPUTensor {
+    if (length > this.limits.maxTensorLength) {
+      throw new RangeError(`scratch buffer of ${length} elements exceeds the adapter's largest binding (${this.limits.maxTensorLength})`);
+    }
+    return this.allocate(length, dtype, false);
+  }
+
+  private allocate(length: number, dtype: DType, zeroFill: boolean): WebGPUTensor {
     this.device.pushErrorScope('out-of-memory');
     const { pooled, reused } = this.storagePool.acquire(length * 4);
     this.track(this.device.popErrorScope(), `alloc of ${length} ${dtype} elements ran out of GPU memory`);
     // a fresh buffer is zero-filled by WebGPU; a reused one is cleared in command order
-    if (reused) this.copyEncoder().clearBuffer(pooled.buffer, 0, pooled.bytes);
+    if (reused && zeroFill) this.copyEncoder().clearBuffer(pooled.buffer, 0, pooled.bytes);
     const storage: GpuStorage = { pooled, dtype, live: true };
     this.liveStorage.add(storage);
     return new WebGPUTensor(dtype, 0, length, storage, this);
@@ -312,6 +324,8 @@ export class WebGPUBackend implements Backend {
     this.track(this.device.popErrorScope(), 'submitted commands ran out of GPU memory');
     for (const staging of this.stagingToDestroy) staging.destroy();
     this.stagingToDestroy = [];
+    this.storagePool.destroyReleased();
+    this.readbackPool.destroyReleased();
     this.encoder = null;
     this.uniformSlotsUsed = 0;
   }
@@ -387,7 +401,7 @@ export class WebGPUBackend implements Backend {
   squaredNorm(out: Tensor, t: Tensor): void {
     const result = this.floats('squaredNorm', 'out', out, 1);
     const x = this.floats('squaredNorm', 't', t, t.length);
-    this.sqnormPartials ??= this.alloc(SQNORM_PARTIALS) as WebGPUTensor;
+    this.sqnormPartials ??= this.scratch(SQNORM_PARTIALS);
     const groups = Math.max(1, Math.min(SQNORM_PARTIALS, Math.ceil(x.length / SQNORM_WORKGROUP)));
     this.dispatch(squaredNormPartialKernel, { tensors: { partials: this.sqnormPartials, t: x }, scalars: { n: x.length }, groups: [groups, 1] });
     this.dispatch(squaredNormFinalKernel, { tensors: { out: result, partials: this.sqnormPartials }, scalars: { count: groups }, groups: [1, 1] });
@@ -415,7 +429,7 @@ export class WebGPUBackend implements Backend {
     const d = this.floats(op, 'dout', dout, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
     const V = Math.floor(dTokenTable.length / C);
-    const links = this.alloc(2 * B * T, 'i32') as WebGPUTensor;
+    const links = this.scratch(2 * B * T, 'i32');
     this.dispatch(encoderLinkTokensKernel, { tensors: { links, inp: ids }, scalars: { BT: B * T }, groups: this.grid(B * T) });
     this.dispatch(encoderBackwardTokensKernel, {
       tensors: { dwte: dTokenTable, dout: d, inp: ids, links },
@@ -464,7 +478,7 @@ export class WebGPUBackend implements Backend {
       groups: this.grid(N),
     });
     const { chunks, rowsPerChunk } = columnChunks(N);
-    const partials = this.alloc(chunks * 2 * C) as WebGPUTensor;
+    const partials = this.scratch(chunks * 2 * C);
     this.dispatch(layerNormParamsPartialKernel, {
       tensors: { partials, dout: d, inp: x, mean: means, rstd: rstds },
       scalars: { M: N, N: C, rowsPerChunk },
@@ -509,7 +523,7 @@ export class WebGPUBackend implements Backend {
     this.product(dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
     if (db !== null) {
       const { chunks, rowsPerChunk } = columnChunks(M);
-      const partials = this.alloc(chunks * N) as WebGPUTensor;
+      const partials = this.scratch(chunks * N);
       this.dispatch(columnPartialKernel, { tensors: { partials, x: d }, scalars: { M, N, rowsPerChunk }, groups: [Math.ceil(N / COLUMN_GROUP), chunks] });
       this.dispatch(columnFinalKernel, { tensors: { sums: db, partials }, scalars: { N, chunks, stride: N }, groups: [Math.ceil(N / COLUMN_GROUP), 1] });
       this.free(partials);
@@ -558,10 +572,10 @@ export class WebGPUBackend implements Backend {
     if (HS <= ATTENTION_TILED_MAX_HEAD) {
       const groups = this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), B * NH);
       // dout . out per row [B,NH,T], from the dq kernel to the dk/dv kernel
-      const rowDots = this.alloc(B * NH * T) as WebGPUTensor;
+      const rowDots = this.scratch(B * NH * T);
       this.dispatch(attentionBackwardQueryTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
       this.dispatch(attentionBackwardKeyValueTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
-      // freed in command order: a later allocation that reuses the buffer clears it after these reads
+      // freed at once: whatever reuses the buffer writes it in command order, after these reads
       this.free(rowDots);
       return;
     }
