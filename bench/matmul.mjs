@@ -1,5 +1,6 @@
-// Matmul GFLOP/s: tinygpt's wasm kernels (build/tinygpt.wasm) beside tfjs-backend-wasm's tf.matMul
-// in the same run, one thread each. Square sizes, then the matmuls of one GPT training step for
+// Matmul GFLOP/s: tinygpt's wasm kernels (build/tinygpt.wasm, called directly: the backend's JS
+// wrapper only adds argument checks) beside tfjs-backend-wasm's tf.matMul in the same run, one
+// thread each. Square sizes, then the matmuls of one GPT training step for
 // config A (B*T 512, C 128, V 256) and config B (B*T 1024, C 384, V 256): forward x@W, and the two
 // backward products dinp = dout@W^T and dweight = x^T@dout. tfjs runs each product both with
 // matMul's transpose flags (what autograd emits) and with an explicit tf.transpose first (the fast
