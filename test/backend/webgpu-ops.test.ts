@@ -156,6 +156,42 @@ describe.skipIf(gpu.backend === null)(suite, () => {
     backend.free(b);
   });
 
+  it('more dispatches than uniform slots before one download: an early submission, same results', async () => {
+    const t = backend.alloc(3);
+    backend.upload(t, new Float32Array([1, -2, 3]));
+    backend.flush();
+    const before = backend.submissions;
+    // 5000 dispatches > the 4096 uniform slots; x2 then x0.5 is exact in float32
+    for (let i = 0; i < 2500; i++) {
+      backend.scale(t, 2);
+      backend.scale(t, 0.5);
+    }
+    expect(Array.from(await backend.download(t))).toEqual([1, -2, 3]);
+    expect(backend.submissions - before).toBe(2);
+    backend.free(t);
+  });
+
+  it('an elementwise op over more workgroups than one grid dimension holds', async () => {
+    const n = 65535 * 256 + 300; // one past what a 1-D grid of 256-wide workgroups can cover
+    const t = backend.alloc(n);
+    backend.upload(t, new Float32Array(n).fill(1.5));
+    backend.scale(t, 2);
+    const tail = (await backend.download(backend.view(t, n - 1000, 1000))) as Float32Array;
+    expect(tail.every((v) => v === 3)).toBe(true);
+    backend.free(t);
+  });
+
+  it('a buffer freed and reused inside one recording reads as zeros to the new owner', async () => {
+    const first = backend.alloc(300);
+    backend.upload(first, new Float32Array(300).fill(7));
+    backend.scale(first, 2); // recorded, not submitted
+    backend.free(first);
+    const second = backend.alloc(300);
+    backend.residualForward(second, second, second, 300);
+    expect((await backend.download(second)).every((v) => v === 0)).toBe(true);
+    backend.free(second);
+  });
+
   it('a reused buffer comes back zero-filled', async () => {
     const first = backend.alloc(300);
     backend.upload(first, new Float32Array(300).fill(7));
