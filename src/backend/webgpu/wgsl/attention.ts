@@ -1,6 +1,7 @@
 /**
- * Causal attention, one 64-invocation workgroup per (query row, batch*head), flash style: keys are
- * visited in chunks of 64 with a running max and sum, so T is bounded by nothing but time.
+ * Causal attention by rows: one 64-invocation workgroup per (query row, batch*head), flash style:
+ * keys are visited in chunks of 64 with a running max and sum, so T is bounded by nothing but time.
+ * Used for the KV cache and for head sizes above 64; attention-tiled.ts serves training otherwise.
  * Scores are s = scale * q . k; lse = max + log(sum exp(s - max)) is saved for backward, which
  * recomputes p = exp(s - lse) instead of storing [T, T] probabilities.
  *
@@ -8,7 +9,7 @@
  * or k, v out of a KV cache [B,cacheLen,C] (inference):
  *   q(b,t) = q[o_q + b*qBatch + t*qRow + h*HS + d], likewise k and v; out is [B,T,C].
  *
- * HEAD_LANES: every invocation owns head dims d = lane + 64 * r for r < lanes = ceil(HS / 64).
+ * Lanes: every invocation owns head dims d = lane + 64 * r for r < lanes = ceil(HS / 64).
  */
 import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
 
