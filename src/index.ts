@@ -21,7 +21,7 @@ export type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, HistoryEntry 
 export { learningRateAt } from './train/schedule.js';
 
 // ---- generation ----
-export { generate, generateStream } from './generate/generate.js';
+export { generate, generateStream, type StreamToken } from './generate/generate.js';
 export type { GenerateOptions, GenerateResult, GenerateSequences, FinishReason, Prompt } from './generate/options.js';
 export * as processors from './generate/processors.js';
 
@@ -32,7 +32,7 @@ export type { Tokenizer, StreamDecoder, TokenizerJSON } from './tokenizer/types.
 // ---- files ----
 export { encodeSafetensors, decodeSafetensors, SafetensorsError } from './io/safetensors.js';
 export { ModelFileError } from './io/errors.js';
-export { saveModel, loadModel } from './io/model-file.js';
+export { saveModel, loadModel, type SaveModelOptions, type LoadModelOptions, type LoadedModel } from './io/model-file.js';
 export * from './io/browser-files.js';
 
 export { Rng } from './util/rng.js';
