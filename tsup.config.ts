@@ -11,6 +11,8 @@ export default defineConfig({
   clean: true,
   splitting: false,
   external: ['webgpu', /^node:/],
+  // keep 'node:' specifiers: Deno and workerd's nodejs_compat resolve them, bare 'fs' they may not
+  removeNodeProtocol: false,
   async onSuccess() {
     mkdirSync('dist', { recursive: true });
     copyFileSync('build/tinygpt.wasm', 'dist/tinygpt.wasm');

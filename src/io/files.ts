@@ -68,3 +68,46 @@ export async function writeFileAtomicWith(fs: AtomicWriteFs, path: string, bytes
   }
   await fs.syncDirectory(directoryOf(path));
 }
+
+/** The node:fs/promises calls the adapter below uses (structural, so this module imports no Node code). */
+export interface NodeFsPromises {
+  open(path: string, flags: string): Promise<WritableFileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  rm(path: string, options: { force: true }): Promise<void>;
+}
+
+/** node:fs/promises behind the AtomicWriteFs interface. */
+export function atomicWriteFsFromNode(fs: NodeFsPromises): AtomicWriteFs {
+  return {
+    open: (path, flags) => fs.open(path, flags),
+    rename: (from, to) => fs.rename(from, to),
+    rm: (path, options) => fs.rm(path, options),
+    async syncDirectory(path) {
+      // Makes the rename itself durable on POSIX; Windows cannot open directories, and the rename
+      // has already happened, so failing here would only hide a successful write.
+      let directory: WritableFileHandle | undefined;
+      try {
+        directory = await fs.open(path, 'r');
+        await directory.sync();
+      } catch {
+        return;
+      } finally {
+        await directory?.close();
+      }
+    },
+  };
+}
+
+/**
+ * writeFileAtomic for code that must also bundle for browsers and edge runtimes: node:fs/promises is
+ * imported only when this is called, so a bundle that never calls it carries no Node import.
+ */
+export async function writeFileAtomicInNode(path: string, bytes: Uint8Array): Promise<void> {
+  let fs: NodeFsPromises;
+  try {
+    fs = (await import('node:fs/promises')) as unknown as NodeFsPromises;
+  } catch (err) {
+    throw new Error(`writing ${path} needs Node's file system (${(err as Error).message})`, { cause: err });
+  }
+  await writeFileAtomicWith(atomicWriteFsFromNode(fs), path, bytes);
+}

@@ -2,30 +2,14 @@
  * Node-only file helpers (imports node:fs/promises): exported from src/node.ts, never from the
  * browser/edge entry.
  */
-import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import * as fsPromises from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { GPTModel } from '../model/types.js';
-import { writeFileAtomicWith, type AtomicWriteFs } from './files.js';
+import { atomicWriteFsFromNode, writeFileAtomicWith, type AtomicWriteFs } from './files.js';
 import { loadModel, saveModel, type LoadedModel, type LoadModelOptions, type SaveModelOptions } from './model-file.js';
 
 /** node:fs/promises behind the AtomicWriteFs interface. */
-export const nodeAtomicWriteFs: AtomicWriteFs = {
-  open: (path, flags) => open(path, flags),
-  rename,
-  rm,
-  async syncDirectory(path) {
-    // Makes the rename itself durable on POSIX; Windows cannot open directories, and the rename
-    // has already happened, so failing here would only hide a successful write.
-    let directory: FileHandle | undefined;
-    try {
-      directory = await open(path, 'r');
-      await directory.sync();
-    } catch {
-      return;
-    } finally {
-      await directory?.close();
-    }
-  },
-};
+export const nodeAtomicWriteFs: AtomicWriteFs = atomicWriteFsFromNode(fsPromises);
 
 export interface WriteFileAtomicOptions {
   /** the file system to use (default node:fs/promises); tests inject failures through it */

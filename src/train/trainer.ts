@@ -10,6 +10,7 @@
  */
 import type { GPTConfig, GPTModel } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
+import { writeFileAtomicInNode } from '../io/files.js';
 import { AdamW } from './adamw.js';
 import {
   decodeCheckpoint,
@@ -439,9 +440,12 @@ export class Trainer {
 }
 
 /** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
+/** longest stretch train() runs without giving the event loop a turn */
+const YIELD_EVERY_MS = 30;
+
 export async function train(model: GPTModel, options: TrainOptions): Promise<TrainResult> {
   const trainer = await Trainer.create(model, options);
-  const writeFile = options.checkpointPath !== undefined ? await atomicWriter() : null;
+  const writeFile = options.checkpointPath !== undefined ? writeFileAtomicInNode : null;
   const saving = options.onCheckpoint !== undefined || writeFile !== null;
   let lastSaved = -1;
   const save = async (): Promise<void> => {
@@ -452,8 +456,16 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
   };
 
   let stopped: TrainResult['stopped'] = 'completed';
+  let lastYield = Date.now();
   try {
     while (trainer.stepsDone < trainer.totalSteps) {
+      // CPU backends finish each op synchronously, so awaits alone never let the event loop run:
+      // yield a macrotask now and then so pages stay responsive and an abort (a Stop button,
+      // Ctrl-C) can land between steps.
+      if (Date.now() - lastYield > YIELD_EVERY_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastYield = Date.now();
+      }
       if (options.signal?.aborted) {
         stopped = 'aborted';
         break;
@@ -553,13 +565,6 @@ function checkSameConfig(saved: GPTConfig, model: GPTConfig): void {
  * Node's atomic write (temporary file, fsync, rename), imported only when a checkpointPath is given
  * so browser and edge bundles never pull node:fs.
  */
-async function atomicWriter(): Promise<(path: string, bytes: Uint8Array) => Promise<void>> {
-  const { writeFileAtomic } = await import('../io/node-files.js').catch((err: Error) => {
-    throw new Error(`checkpointPath needs Node's file system (${err.message}); use onCheckpoint(bytes, step) to store checkpoints elsewhere`);
-  });
-  return (path, bytes) => writeFileAtomic(path, bytes);
-}
-
 function now(): number {
   return globalThis.performance?.now() ?? Date.now();
 }
