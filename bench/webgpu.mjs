@@ -8,7 +8,8 @@
  *
  *   node bench/webgpu.mjs --sizes 256,512,1024,768x768x2304 [--reps 10] [--trials 5] [--matmul-block auto|4|8]
  *
- * A size is N (square) or MxKxN. In Node this needs the `webgpu` package; without a GPU, run with
+ * A size is N (square) or MxKxN. `--ops B,T,C,NH,V` instead times every model op of our backend
+ * once at that GPT shape (e.g. 8,1024,768,12,50257 for GPT-2 small), one submission per op batch. In Node this needs the `webgpu` package; without a GPU, run with
  * VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium
  * (SwiftShader, a CPU driver: keep sizes small, it is for correctness only).
  * `--backend-module <file>` loads a prebuilt ESM of src/backend/webgpu/index.ts instead of bundling
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { create, globals } from 'webgpu';
 
 function parseArgs(argv) {
-  const args = { sizes: '128,256', reps: 10, trials: 5, warmup: 2, backendModule: null, matmulBlock: 'auto' };
+  const args = { sizes: '128,256', reps: 10, trials: 5, warmup: 2, backendModule: null, matmulBlock: 'auto', ops: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -28,7 +29,13 @@ function parseArgs(argv) {
     else if (flag === '--warmup') args.warmup = positiveInt('--warmup', value);
     else if (flag === '--backend-module') args.backendModule = value;
     else if (flag === '--matmul-block') args.matmulBlock = value === 'auto' ? 'auto' : positiveInt('--matmul-block', value);
-    else throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module, --matmul-block)`);
+    else if (flag === '--ops') {
+      const dims = value.split(',').map((d) => positiveInt('--ops', d));
+      if (dims.length !== 5) throw new Error(`--ops takes B,T,C,NH,V, got ${value}`);
+      const [B, T, C, NH, V] = dims;
+      if (C % NH !== 0) throw new Error(`--ops: C = ${C} must be divisible by NH = ${NH}`);
+      args.ops = { B, T, C, NH, V };
+    } else throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module, --matmul-block, --ops)`);
     i++;
   }
   args.shapes = args.sizes.split(',').map((size) => {
@@ -104,6 +111,46 @@ async function timeBatches(enqueue, sync, { reps, trials, warmup }) {
   return median(times);
 }
 
+/** median time per call of each model op at one GPT shape, as a markdown table */
+async function timeOps(be, { B, T, C, NH, V }, args) {
+  const N = B * T;
+  const floats = (n, scale = 1, seed = 3) => {
+    const t = be.alloc(n);
+    be.upload(t, randomData(n, seed).map((x) => x * scale));
+    return t;
+  };
+  const ids = be.alloc(N, 'i32');
+  be.upload(ids, Int32Array.from({ length: N }, (_, i) => (i * 7919) % V));
+  const x = floats(N * C), y = floats(N * C), out = floats(N * C), qkv = floats(N * 3 * C), dqkv = floats(N * 3 * C);
+  const mean = floats(N), rstd = floats(N, 0.5, 5), lse = floats(B * NH * T), hidden = floats(N * 4 * C);
+  const w = floats(C * 3 * C, 0.05), bias = floats(3 * C), gain = floats(C), wte = floats(V * C, 0.05), wpe = floats(T * C);
+  const m = be.alloc(V * C), v = be.alloc(V * C), logits = be.alloc(N * V), probs = be.alloc(N * V), norm = be.alloc(1);
+  const probe = be.view(norm, 0, 1);
+  const ops = [
+    ['encoderForward', () => be.encoderForward(x, ids, wte, wpe, B, T, C)],
+    ['encoderBackward', () => be.encoderBackward(wte, wpe, x, ids, B, T, C)],
+    ['layerNormForward', () => be.layerNormForward(y, mean, rstd, x, gain, gain, N, C)],
+    ['layerNormBackward', () => be.layerNormBackward(x, gain, gain, y, x, gain, mean, rstd, N, C)],
+    [`matmulForward ${N}x${C}x${3 * C}`, () => be.matmulForward(qkv, x, w, bias, N, C, 3 * C)],
+    [`matmulBackward ${N}x${C}x${3 * C}`, () => be.matmulBackward(y, w, bias, qkv, x, w, N, C, 3 * C)],
+    ['attentionForward', () => be.attentionForward(out, lse, qkv, B, T, C, NH)],
+    ['attentionBackward', () => be.attentionBackward(dqkv, out, qkv, out, lse, B, T, C, NH)],
+    ['geluForward', () => be.geluForward(hidden, hidden, N * 4 * C)],
+    ['residualForward', () => be.residualForward(x, x, y, N * C)],
+    [`matmulForward ${N}x${C}x${V} (LM head)`, () => be.matmulForward(logits, x, wte, null, N, C, V)],
+    ['crossEntropyForward', () => be.crossEntropyForward(mean, probs, logits, ids, N, V)],
+    ['crossEntropyBackward', () => be.crossEntropyBackward(logits, probs, ids, 1 / N, N, V)],
+    ['squaredNorm (wte)', () => be.squaredNorm(norm, wte)],
+    ['adamwUpdate (wte)', () => be.adamwUpdate(wte, wte, m, v, { learningRate: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, step: 1 })],
+  ];
+  console.log(`adapter: ${be.adapterName}; B=${B} T=${T} C=${C} NH=${NH} V=${V}`);
+  console.log(`each time: median of ${args.trials} batches of ${args.reps} calls, ${args.warmup} warm-up batches`);
+  console.log('');
+  console.log('| op | ms per call |');
+  console.log('|---|---:|');
+  for (const [name, run] of ops) console.log(`| ${name} | ${(await timeBatches(run, () => be.download(probe), args)).toFixed(3)} |`);
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   Object.assign(globalThis, globals);
@@ -114,6 +161,11 @@ async function main() {
 
   const { createWebGPUBackend } = await loadBackendModule(args.backendModule);
   const ours = await createWebGPUBackend({ gpu, matmulBlock: args.matmulBlock });
+  if (args.ops) {
+    await timeOps(ours, args.ops, args);
+    ours.dispose();
+    return;
+  }
   // tfjs-core's Node entry is CommonJS: its exports arrive as the namespace's default
   const tfModule = await import('@tensorflow/tfjs-core');
   const tf = tfModule.default ?? tfModule;
