@@ -89,6 +89,8 @@ async function findGpu(): Promise<GPU> {
   if (!isNode) {
     throw new Error('WebGPU: navigator.gpu is missing (this runtime has no WebGPU, or the page is not a secure context)');
   }
+  const missingLoader = await missingVulkanLoader();
+  if (missingLoader) throw new Error(missingLoader);
   // A variable specifier keeps bundlers from resolving the optional peer dependency.
   const specifier = 'webgpu';
   let dawn: { create(options: string[]): GPU };
@@ -101,4 +103,28 @@ async function findGpu(): Promise<GPU> {
   }
   nodeGpu ??= dawn.create([]);
   return nodeGpu;
+}
+
+/**
+ * Dawn on Linux drives the GPU through Vulkan and, without the loader library, prints a warning on
+ * stderr before finding no adapter. Looking for libvulkan.so.1 first turns that into a plain reason,
+ * so 'auto' falls back to wasm quietly. The search follows the dynamic linker's usual places.
+ */
+async function missingVulkanLoader(): Promise<string | null> {
+  if (process.platform !== 'linux') return null;
+  const fs = await import('node:fs');
+  const dirs = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d.length > 0);
+  try {
+    for (const conf of fs.readdirSync('/etc/ld.so.conf.d')) {
+      if (!conf.endsWith('.conf')) continue;
+      for (const line of fs.readFileSync(`/etc/ld.so.conf.d/${conf}`, 'utf8').split('\n')) {
+        if (line.startsWith('/')) dirs.push(line.trim());
+      }
+    }
+  } catch {
+    // no ld.so.conf.d: the standard directories below still apply
+  }
+  dirs.push('/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`);
+  if (dirs.some((d) => fs.existsSync(`${d}/libvulkan.so.1`))) return null;
+  return 'WebGPU: no Vulkan loader (libvulkan.so.1) on this Linux machine, so Dawn can find no GPU (install libvulkan1 and a Vulkan driver)';
 }
