@@ -16,6 +16,7 @@ import {
   type OpName,
   type Tensor,
 } from '../contract.js';
+import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger } from '../checks.js';
 
 export type JsPrecision = 'f32' | 'f64';
 
@@ -722,42 +723,6 @@ function inPlaceOrSeparate(op: string, outName: string, out: Region, inName: str
   if (!samePlace && shareStorage(out, inp)) {
     throw new RangeError(`${op}: ${outName} partly overlaps ${inName}; it may alias it exactly or not at all`);
   }
-}
-
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  return (value as object).constructor?.name ?? typeof value;
-}
-
-/** each named dimension must be a positive integer */
-function dims(op: string, named: Record<string, number>): void {
-  for (const [name, value] of Object.entries(named)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be a positive integer, got ${value}`);
-  }
-}
-
-function nonNegativeInteger(op: string, name: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
-}
-
-function finite(op: string, name: string, value: number): void {
-  if (!Number.isFinite(value)) throw new RangeError(`${op}: ${name} must be a finite number, got ${value}`);
-}
-
-/** lo <= value < hi (hi excluded unless Infinity, where any finite value passes) */
-function inRange(op: string, name: string, value: number, lo: number, hi: number, shown: string): void {
-  if (!Number.isFinite(value) || value < lo || value >= hi) throw new RangeError(`${op}: ${name} must be in ${shown}, got ${value}`);
-}
-
-function headSize(op: string, B: number, T: number, C: number, NH: number): number {
-  dims(op, { B, T, C, NH });
-  if (C % NH !== 0) throw new RangeError(`${op}: C = ${C} must be divisible by NH = ${NH}`);
-  return C / NH;
-}
-
-function dropoutArgs(op: string, p: number, seed: number): void {
-  inRange(op, 'p', p, 0, 1, '[0, 1)');
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
 }
 
 function checkedId(op: string, name: string, ids: Int32Array, i: number, V: number): number {

@@ -79,6 +79,7 @@ import {
   type MatmulLayout,
 } from './wgsl/matmul.js';
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
+import { dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger } from '../checks.js';
 
 export type { WebGPUOptions } from './device.js';
 
@@ -889,33 +890,3 @@ function overlaps(a: WebGPUTensor, b: WebGPUTensor, length: number): boolean {
   return a.storage === b.storage && a.offset < b.offset + length && b.offset < a.offset + length;
 }
 
-function dims(op: string, named: Record<string, number>): void {
-  for (const [name, value] of Object.entries(named)) {
-    if (!Number.isSafeInteger(value) || value < 1 || value > 0xffffffff) {
-      throw new RangeError(`${op}: ${name} must be a positive integer below 2^32, got ${value}`);
-    }
-  }
-}
-
-function nonNegativeInteger(op: string, name: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
-}
-
-function finite(op: string, name: string, value: number): void {
-  if (!Number.isFinite(value)) throw new RangeError(`${op}: ${name} must be a finite number, got ${value}`);
-}
-
-function inRange(op: string, name: string, value: number, lo: number, hi: number, shown: string): void {
-  if (!Number.isFinite(value) || value < lo || value >= hi) throw new RangeError(`${op}: ${name} must be in ${shown}, got ${value}`);
-}
-
-function headSize(op: string, B: number, T: number, C: number, NH: number): number {
-  dims(op, { B, T, C, NH });
-  if (C % NH !== 0) throw new RangeError(`${op}: C = ${C} must be divisible by NH = ${NH}`);
-  return C / NH;
-}
-
-function dropoutArgs(op: string, p: number, seed: number): void {
-  inRange(op, 'p', p, 0, 1, '[0, 1)');
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
-}

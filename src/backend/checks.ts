@@ -1,0 +1,42 @@
+/**
+ * Argument checks shared by every backend, so a bad call gets the same message whichever backend
+ * runs it: the op, the argument, the value and what is allowed.
+ */
+
+export function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  return (value as object).constructor?.name ?? typeof value;
+}
+
+/** each named dimension must be a positive integer that fits in a u32 (kernels index with u32) */
+export function dims(op: string, named: Record<string, number>): void {
+  for (const [name, value] of Object.entries(named)) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be a positive integer, got ${value}`);
+    if (value > 0xffffffff) throw new RangeError(`${op}: ${name} must be below 2^32, got ${value}`);
+  }
+}
+
+export function nonNegativeInteger(op: string, name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
+}
+
+export function finite(op: string, name: string, value: number): void {
+  if (!Number.isFinite(value)) throw new RangeError(`${op}: ${name} must be a finite number, got ${value}`);
+}
+
+/** lo <= value < hi */
+export function inRange(op: string, name: string, value: number, lo: number, hi: number, shown: string): void {
+  if (!Number.isFinite(value) || value < lo || value >= hi) throw new RangeError(`${op}: ${name} must be in ${shown}, got ${value}`);
+}
+
+/** checks B, T, C, NH and returns the head size C / NH */
+export function headSize(op: string, B: number, T: number, C: number, NH: number): number {
+  dims(op, { B, T, C, NH });
+  if (C % NH !== 0) throw new RangeError(`${op}: C = ${C} must be divisible by NH = ${NH}`);
+  return C / NH;
+}
+
+export function dropoutArgs(op: string, p: number, seed: number): void {
+  inRange(op, 'p', p, 0, 1, '[0, 1)');
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
+}
