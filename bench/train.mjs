@@ -1,7 +1,16 @@
-// Training throughput: tinygpt (wasm backend, Trainer with AdamW + clipping) beside the same GPT
-// written with TensorFlow.js ops on tfjs-backend-wasm (1 thread, tf.train.adam), in the same run.
+// Training throughput: tinygpt (Trainer with AdamW + clipping) beside the same GPT written with
+// TensorFlow.js ops (tf.train.adam), in the same run, on one of two backend pairs:
 //
 //   node bench/train.mjs [--configs A,B] [--warmup 1] [--steps-A 8] [--steps-B 3] [--check]
+//   node bench/train.mjs --backend webgpu [--configs A,B,C] [--warmup 3] [--steps-A 20] [--steps-B 20] [--steps-C 10]
+//
+// wasm (default): tinygpt's wasm backend against tfjs-backend-wasm (1 thread).
+// webgpu: tinygpt's WebGPU backend against tfjs-backend-webgpu on the same adapter (Dawn through the
+// `webgpu` package in Node; see bench/lib/webgpu-node.mjs). tfjs runs twice, with its products
+// written with transpose flags and with explicit transposes (bench/lib/tfjs-gpt.mjs), both embedding
+// by gather; the speed-up is against the faster. Each side warms the GPU with untimed steps for at
+// least a second (idle clocks made an H100's first products 5x slower) and reads the loss back
+// every step, as the Trainer does. Config C is GPT-2 small's shape at T = 256.
 //
 // Each side of each config runs in its own child process, one after another (never at once: the
 // cores are shared), so that memory figures belong to one side: wasm linear memory and peak process
@@ -15,8 +24,16 @@ import { fileURLToPath } from 'node:url';
 const CONFIGS = {
   A: { vocabSize: 256, maxSeqLen: 64, dModel: 128, nLayers: 4, nHeads: 4, dFF: 512 },
   B: { vocabSize: 256, maxSeqLen: 128, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
+  C: { vocabSize: 50257, maxSeqLen: 256, dModel: 768, nLayers: 12, nHeads: 12, dFF: 3072 },
 };
 const BATCH = 8;
+/** the least time of untimed steps on a GPU before timing, so that its clocks have ramped up */
+const GPU_WARM_MS = 1000;
+/** the sides of one config per backend pair: tinygpt, then tfjs (twice on webgpu: two ways of writing products) */
+const SIDES = {
+  wasm: ['sdk', 'tfjs'],
+  webgpu: ['sdk', 'tfjs-flags', 'tfjs-transposes'],
+};
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -40,7 +57,18 @@ function batchOf(step, config) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** one side of one config, in this process; prints one JSON line */
+/** tinygpt's Trainer at a constant learning rate of 1e-3 (AdamW, clipping at norm 1) */
+async function sdkTrainer(model, config) {
+  const { Trainer } = await import('../dist/index.js');
+  const T = config.maxSeqLen;
+  // the trainer draws its own seeded windows of the same shape from a stream made of the same
+  // pseudo-random batches; a rate does not depend on which tokens
+  const stream = new Int32Array(16 * BATCH * T + 1);
+  for (let k = 0; k < 16; k++) stream.set(batchOf(k, config).inputs, k * BATCH * T);
+  return Trainer.create(model, { data: stream, batchSize: BATCH, seqLen: T, steps: 1_000_000, warmupSteps: 0, schedule: 'constant', learningRate: 1e-3 });
+}
+
+/** one side of one config on tfjs-backend-wasm / tinygpt wasm, in this process; prints one JSON line */
 async function worker(side, name, warmup, steps) {
   const config = { ...CONFIGS[name], seed: 1 };
   const T = config.maxSeqLen;
@@ -48,13 +76,9 @@ async function worker(side, name, warmup, steps) {
   let wasmBytes;
   let cleanup;
   if (side === 'sdk') {
-    const { createModel, Trainer } = await import('../dist/index.js');
+    const { createModel } = await import('../dist/index.js');
     const model = await createModel({ ...config, backend: 'wasm' });
-    // the trainer draws its own seeded windows of the same shape from a stream made of the same
-    // pseudo-random batches; a rate does not depend on which tokens
-    const stream = new Int32Array(16 * BATCH * T + 1);
-    for (let k = 0; k < 16; k++) stream.set(batchOf(k, config).inputs, k * BATCH * T);
-    const trainer = await Trainer.create(model, { data: stream, batchSize: BATCH, seqLen: T, steps: 1_000_000, warmupSteps: 0, schedule: 'constant', learningRate: 1e-3 });
+    const trainer = await sdkTrainer(model, config);
     step = async () => (await trainer.step()).trainLoss;
     wasmBytes = () => model.backend.k?.memory?.buffer.byteLength ?? model.backend.bytesInUse();
     cleanup = () => {
@@ -97,15 +121,84 @@ async function worker(side, name, warmup, steps) {
   console.log(JSON.stringify(result));
 }
 
+/** one side of one config on WebGPU, in this process; prints one JSON line */
+async function webgpuWorker(side, name, warmup, steps) {
+  const config = { ...CONFIGS[name], seed: 1 };
+  const T = config.maxSeqLen;
+  const { installNodeWebGPU, startTfjsWebGPU } = await import('./lib/webgpu-node.mjs');
+  let step;
+  let adapterName;
+  let gpuBytes;
+  let cleanup;
+  if (side === 'sdk') {
+    installNodeWebGPU();
+    const { createModel } = await import('../dist/index.js');
+    const model = await createModel({ ...config, backend: 'webgpu' });
+    const trainer = await sdkTrainer(model, config);
+    adapterName = model.backend.adapterName;
+    step = async () => (await trainer.step()).trainLoss;
+    gpuBytes = () => model.backend.bytesInUse();
+    cleanup = () => {
+      trainer.dispose();
+      model.dispose();
+    };
+  } else {
+    const { createTfjsGPT } = await import('./lib/tfjs-gpt.mjs');
+    const started = await startTfjsWebGPU();
+    const { tf } = started;
+    adapterName = started.adapterName;
+    const products = side === 'tfjs-flags' ? 'transpose-flags' : 'explicit-transposes';
+    const gpt = createTfjsGPT(tf, config, { learningRate: 1e-3 }, { products, embedding: 'gather' });
+    let k = 0;
+    step = async () => {
+      const { inputs, targets } = batchOf(k++, config);
+      return gpt.trainStep(inputs, targets, BATCH, T);
+    };
+    gpuBytes = () => tf.memory().numBytesInGPU;
+    cleanup = () => gpt.dispose();
+  }
+  const losses = [];
+  const warmStart = performance.now();
+  for (let i = 0; i < warmup || performance.now() - warmStart < GPU_WARM_MS; i++) losses.push(await step());
+  const warmupSteps = losses.length;
+  const times = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    losses.push(await step());
+    times.push(performance.now() - t0);
+  }
+  const result = {
+    side,
+    config: name,
+    adapterName,
+    warmupSteps,
+    stepMs: median(times),
+    tokensPerSec: (BATCH * T * 1000) / median(times),
+    firstLoss: losses[0],
+    lastLoss: losses.at(-1),
+    gpuBytes: gpuBytes(),
+  };
+  cleanup();
+  console.log(JSON.stringify(result));
+}
+
 /** copy tinygpt's weights into the tfjs model and compare the loss of one batch */
-async function check() {
+async function check(backend) {
   const { createModel } = await import('../dist/index.js');
-  const { startTfjsWasm } = await import('./lib/tfjs-wasm.mjs');
   const { createTfjsGPT } = await import('./lib/tfjs-gpt.mjs');
-  const { tf } = await startTfjsWasm();
   const config = { vocabSize: 64, maxSeqLen: 16, dModel: 32, nLayers: 2, nHeads: 4, dFF: 96, seed: 3 };
-  const model = await createModel({ ...config, backend: 'wasm' });
-  const gpt = createTfjsGPT(tf, config);
+  let tf;
+  let style;
+  if (backend === 'webgpu') {
+    const { startTfjsWebGPU } = await import('./lib/webgpu-node.mjs');
+    ({ tf } = await startTfjsWebGPU());
+    style = { products: 'transpose-flags', embedding: 'gather' };
+  } else {
+    const { startTfjsWasm } = await import('./lib/tfjs-wasm.mjs');
+    ({ tf } = await startTfjsWasm());
+  }
+  const model = await createModel({ ...config, backend });
+  const gpt = createTfjsGPT(tf, config, {}, style);
   const params = await model.getParameters();
   const named = gpt.namedVariables();
   if (Object.keys(named).length !== Object.keys(params).length) throw new Error('check: the two models have different parameter sets');
@@ -122,26 +215,39 @@ async function check() {
 
 const mib = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
+/** the default timed steps of a config on a backend pair */
+function defaultSteps(backend, name) {
+  if (backend === 'webgpu') return name === 'C' ? '10' : '20';
+  return name === 'A' ? '8' : '3';
+}
+
 async function main() {
+  const backend = option('backend', 'wasm');
+  if (!SIDES[backend]) throw new Error(`--backend must be one of ${Object.keys(SIDES).join(', ')}, got ${backend}`);
   if (process.argv.includes('--worker')) {
     const [side, name, warmup, steps] = process.argv.slice(process.argv.indexOf('--worker') + 1);
-    await worker(side, name, Number(warmup), Number(steps));
+    await (backend === 'webgpu' ? webgpuWorker : worker)(side, name, Number(warmup), Number(steps));
     return;
   }
-  if (process.argv.includes('--check')) await check();
-  const names = option('configs', 'A,B').split(',');
+  if (process.argv.includes('--check')) await check(backend);
+  const names = option('configs', backend === 'webgpu' ? 'A,B,C' : 'A,B').split(',');
   for (const n of names) if (!CONFIGS[n]) throw new Error(`--configs: unknown config ${n}; choose from ${Object.keys(CONFIGS).join(', ')}`);
-  const warmup = option('warmup', '1');
+  const warmup = option('warmup', backend === 'webgpu' ? '3' : '1');
   const rows = [];
   for (const name of names) {
-    const steps = option(`steps-${name}`, name === 'A' ? '8' : '3');
+    const steps = option(`steps-${name}`, defaultSteps(backend, name));
     const results = {};
-    for (const side of ['sdk', 'tfjs']) {
-      const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--worker', side, name, warmup, steps], { encoding: 'utf8' });
+    for (const side of SIDES[backend]) {
+      const args = [fileURLToPath(import.meta.url), '--backend', backend, '--worker', side, name, warmup, steps];
+      const child = spawnSync(process.execPath, args, { encoding: 'utf8' });
       if (child.status !== 0) throw new Error(`${side} worker for config ${name} failed:\n${child.stderr}`);
       results[side] = JSON.parse(child.stdout.trim().split('\n').at(-1));
     }
     rows.push({ name, steps, ...results });
+  }
+  if (backend === 'webgpu') {
+    printWebGPUTable(rows, warmup);
+    return;
   }
   console.log(`Training step, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after ${warmup} warm-up; each side in its own process.`);
   console.log('tinygpt: wasm backend, AdamW + global-norm clipping; tfjs 4.22: tfjs-backend-wasm, 1 thread, tf.train.adam.\n');
@@ -152,6 +258,25 @@ async function main() {
       `| ${name} | ${sdk.stepMs.toFixed(0)} ms | ${tfjs.stepMs.toFixed(0)} ms | ${sdk.tokensPerSec.toFixed(0)} | ${tfjs.tokensPerSec.toFixed(0)} | ` +
         `${(tfjs.stepMs / sdk.stepMs).toFixed(2)}x | ${mib(sdk.wasmBytes)} | ${mib(tfjs.wasmBytes)} | ${mib(sdk.maxRssBytes)} | ${mib(tfjs.maxRssBytes)} | ` +
         `${sdk.firstLoss.toFixed(3)} -> ${sdk.lastLoss.toFixed(3)} / ${tfjs.firstLoss.toFixed(3)} -> ${tfjs.lastLoss.toFixed(3)} |`,
+    );
+  }
+}
+
+function printWebGPUTable(rows, warmup) {
+  const adapters = new Set(rows.flatMap((row) => SIDES.webgpu.map((side) => row[side].adapterName)));
+  console.log(`Training step on WebGPU, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after at least ${warmup} warm-up steps and ${GPU_WARM_MS} ms; each side in its own process.`);
+  console.log(`Adapter (as each side names it): ${[...adapters].join(' | ')}`);
+  console.log('tinygpt: WebGPU backend, Trainer (AdamW + global-norm clipping), loss and gradient norm read back each step.');
+  console.log('tfjs 4.22: tfjs-backend-webgpu, tf.train.adam, gather embedding, loss read back each step; products with transpose flags / explicit transposes.\n');
+  console.log('| config | tinygpt step | tfjs step (flags / transposes) | tinygpt tokens/s | tfjs tokens/s (best) | speed-up vs best tfjs | tinygpt GPU memory | tfjs GPU memory (best) | loss first -> last (tinygpt / tfjs best) |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const row of rows) {
+    const sdk = row.sdk;
+    const best = row['tfjs-flags'].stepMs <= row['tfjs-transposes'].stepMs ? row['tfjs-flags'] : row['tfjs-transposes'];
+    console.log(
+      `| ${row.name} | ${sdk.stepMs.toFixed(1)} ms | ${row['tfjs-flags'].stepMs.toFixed(1)} / ${row['tfjs-transposes'].stepMs.toFixed(1)} ms | ` +
+        `${sdk.tokensPerSec.toFixed(0)} | ${best.tokensPerSec.toFixed(0)} | ${(best.stepMs / sdk.stepMs).toFixed(2)}x | ${mib(sdk.gpuBytes)} | ${mib(best.gpuBytes)} | ` +
+        `${sdk.firstLoss.toFixed(3)} -> ${sdk.lastLoss.toFixed(3)} / ${best.firstLoss.toFixed(3)} -> ${best.lastLoss.toFixed(3)} |`,
     );
   }
 }
