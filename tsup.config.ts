@@ -16,5 +16,8 @@ export default defineConfig({
   async onSuccess() {
     mkdirSync('dist', { recursive: true });
     copyFileSync('build/tinygpt.wasm', 'dist/tinygpt.wasm');
+    copyFileSync('build/tinygpt-threads.wasm', 'dist/tinygpt-threads.wasm');
+    // the worker is plain JavaScript with no imports: it runs as is from src/ and from dist/
+    copyFileSync('src/backend/wasm/wasm-worker.js', 'dist/wasm-worker.js');
   },
 });

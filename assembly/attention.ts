@@ -79,30 +79,38 @@ function softmaxCausalRow(row: usize, n: i32, rowLen: i32, scale: f32): f32 {
  * att: scratch of T*T floats.
  */
 export function attentionForward(out: usize, lse: usize, qkv: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
+  attentionForwardPairs(out, lse, qkv, att, B, T, C, NH, 0, B * NH);
+}
+
+/**
+ * attentionForward for the (batch, head) pairs b*NH + h in [p0, p1): each pair writes only its own
+ * slices of out and lse, so threads can take disjoint ranges (each with its own att scratch).
+ */
+export function attentionForwardPairs(out: usize, lse: usize, qkv: usize, att: usize, B: i32, T: i32, C: i32, NH: i32, p0: i32, p1: i32): void {
   const HS = C / NH;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
   const C3 = 3 * C;
   const rowStride = <usize>C3 << 2;
   const TT = <usize>(T * T) << 2;
-  for (let b = 0; b < B; b++) {
+  for (let pair = p0; pair < p1; pair++) {
+    const b = pair / NH;
+    const h = pair % NH;
     const base = qkv + <usize>(b * T) * rowStride;
-    for (let h = 0; h < NH; h++) {
-      const headOff = <usize>(h * HS) << 2;
-      const q = base + headOff;
-      const k = base + (<usize>C << 2) + headOff;
-      const v = base + (<usize>(2 * C) << 2) + headOff;
-      const o = out + (<usize>(b * T * C) << 2) + headOff;
-      memory.fill(att, 0, TT);
-      // S[t,j] = q_t . k_j: A = Q (rows stride 3C), B(i,j) = K[j,i]
-      gemmAccumulate(att, T, q, C3, 1, k, 1, C3, T, HS, T);
-      for (let t = 0; t < T; t++) {
-        const l = softmaxCausalRow(att + (<usize>(t * T) << 2), t + 1, T, scale);
-        store<f32>(lse + (<usize>((b * NH + h) * T + t) << 2), l);
-        memory.fill(o + (<usize>(t * C) << 2), 0, <usize>HS << 2);
-      }
-      // O[t,:] = sum_j P[t,j] v_j
-      gemmAccumulate(o, C, att, T, 1, v, C3, 1, T, T, HS);
+    const headOff = <usize>(h * HS) << 2;
+    const q = base + headOff;
+    const k = base + (<usize>C << 2) + headOff;
+    const v = base + (<usize>(2 * C) << 2) + headOff;
+    const o = out + (<usize>(b * T * C) << 2) + headOff;
+    memory.fill(att, 0, TT);
+    // S[t,j] = q_t . k_j: A = Q (rows stride 3C), B(i,j) = K[j,i]
+    gemmAccumulate(att, T, q, C3, 1, k, 1, C3, T, HS, T);
+    for (let t = 0; t < T; t++) {
+      const l = softmaxCausalRow(att + (<usize>(t * T) << 2), t + 1, T, scale);
+      store<f32>(lse + (<usize>((b * NH + h) * T + t) << 2), l);
+      memory.fill(o + (<usize>(t * C) << 2), 0, <usize>HS << 2);
     }
+    // O[t,:] = sum_j P[t,j] v_j
+    gemmAccumulate(o, C, att, T, 1, v, C3, 1, T, T, HS);
   }
 }
 
@@ -112,6 +120,13 @@ export function attentionForward(out: usize, lse: usize, qkv: usize, att: usize,
  * att: scratch of 2*T*T floats.
  */
 export function attentionBackward(dqkv: usize, dout: usize, qkv: usize, out: usize, lse: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
+  attentionBackwardPairs(dqkv, dout, qkv, out, lse, att, B, T, C, NH, 0, B * NH);
+}
+
+/** attentionBackward for the (batch, head) pairs in [p0, p1): each pair adds only into its own head's dq, dk, dv */
+export function attentionBackwardPairs(
+  dqkv: usize, dout: usize, qkv: usize, out: usize, lse: usize, att: usize, B: i32, T: i32, C: i32, NH: i32, p0: i32, p1: i32,
+): void {
   const HS = C / NH;
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
   const C3 = 3 * C;
@@ -120,53 +135,53 @@ export function attentionBackward(dqkv: usize, dout: usize, qkv: usize, out: usi
   const P = att;
   const dS = att + TT;
   const sv = f32x4.splat(scale);
-  for (let b = 0; b < B; b++) {
+  for (let pair = p0; pair < p1; pair++) {
+    const b = pair / NH;
+    const h = pair % NH;
     const base = qkv + <usize>(b * T) * rowStride;
     const dbase = dqkv + <usize>(b * T) * rowStride;
-    for (let h = 0; h < NH; h++) {
-      const headOff = <usize>(h * HS) << 2;
-      const q = base + headOff;
-      const k = base + (<usize>C << 2) + headOff;
-      const v = base + (<usize>(2 * C) << 2) + headOff;
-      const dq = dbase + headOff;
-      const dk = dbase + (<usize>C << 2) + headOff;
-      const dv = dbase + (<usize>(2 * C) << 2) + headOff;
-      const o = out + (<usize>(b * T * C) << 2) + headOff;
-      const dO = dout + (<usize>(b * T * C) << 2) + headOff;
-      memory.fill(P, 0, TT);
-      memory.fill(dS, 0, TT);
-      gemmAccumulate(P, T, q, C3, 1, k, 1, C3, T, HS, T);
-      // dP[t,j] = dO_t . v_j, into dS
-      gemmAccumulate(dS, T, dO, C, 1, v, 1, C3, T, HS, T);
-      for (let t = 0; t < T; t++) {
-        const pRow = P + (<usize>(t * T) << 2);
-        const dRow = dS + (<usize>(t * T) << 2);
-        const l = f32x4.splat(load<f32>(lse + (<usize>((b * NH + h) * T + t) << 2)));
-        const D = f32x4.splat(dot(dO + (<usize>(t * C) << 2), o + (<usize>(t * C) << 2), HS));
-        const n = t + 1;
-        let j = 0;
-        for (; j + 4 <= n; j += 4) {
-          const off = <usize>j << 2;
-          const p = exp4(f32x4.sub(f32x4.mul(v128.load(pRow + off), sv), l));
-          v128.store(pRow + off, p);
-          v128.store(dRow + off, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), D)), sv));
-        }
-        for (; j < n; j++) {
-          const off = <usize>j << 2;
-          const p = exp1(load<f32>(pRow + off) * scale - f32x4.extract_lane(l, 0));
-          store<f32>(pRow + off, p);
-          store<f32>(dRow + off, p * (load<f32>(dRow + off) - f32x4.extract_lane(D, 0)) * scale);
-        }
-        memory.fill(pRow + (<usize>n << 2), 0, <usize>(T - n) << 2);
-        memory.fill(dRow + (<usize>n << 2), 0, <usize>(T - n) << 2);
+    const headOff = <usize>(h * HS) << 2;
+    const q = base + headOff;
+    const k = base + (<usize>C << 2) + headOff;
+    const v = base + (<usize>(2 * C) << 2) + headOff;
+    const dq = dbase + headOff;
+    const dk = dbase + (<usize>C << 2) + headOff;
+    const dv = dbase + (<usize>(2 * C) << 2) + headOff;
+    const o = out + (<usize>(b * T * C) << 2) + headOff;
+    const dO = dout + (<usize>(b * T * C) << 2) + headOff;
+    memory.fill(P, 0, TT);
+    memory.fill(dS, 0, TT);
+    gemmAccumulate(P, T, q, C3, 1, k, 1, C3, T, HS, T);
+    // dP[t,j] = dO_t . v_j, into dS
+    gemmAccumulate(dS, T, dO, C, 1, v, 1, C3, T, HS, T);
+    for (let t = 0; t < T; t++) {
+      const pRow = P + (<usize>(t * T) << 2);
+      const dRow = dS + (<usize>(t * T) << 2);
+      const l = f32x4.splat(load<f32>(lse + (<usize>((b * NH + h) * T + t) << 2)));
+      const D = f32x4.splat(dot(dO + (<usize>(t * C) << 2), o + (<usize>(t * C) << 2), HS));
+      const n = t + 1;
+      let j = 0;
+      for (; j + 4 <= n; j += 4) {
+        const off = <usize>j << 2;
+        const p = exp4(f32x4.sub(f32x4.mul(v128.load(pRow + off), sv), l));
+        v128.store(pRow + off, p);
+        v128.store(dRow + off, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), D)), sv));
       }
-      // dV[j,:] += sum_t P[t,j] dO_t: A(j,t) = P[t,j]
-      gemmAccumulate(dv, C3, P, 1, T, dO, C, 1, T, T, HS);
-      // dQ[t,:] += sum_j dS[t,j] k_j
-      gemmAccumulate(dq, C3, dS, T, 1, k, C3, 1, T, T, HS);
-      // dK[j,:] += sum_t dS[t,j] q_t
-      gemmAccumulate(dk, C3, dS, 1, T, q, C3, 1, T, T, HS);
+      for (; j < n; j++) {
+        const off = <usize>j << 2;
+        const p = exp1(load<f32>(pRow + off) * scale - f32x4.extract_lane(l, 0));
+        store<f32>(pRow + off, p);
+        store<f32>(dRow + off, p * (load<f32>(dRow + off) - f32x4.extract_lane(D, 0)) * scale);
+      }
+      memory.fill(pRow + (<usize>n << 2), 0, <usize>(T - n) << 2);
+      memory.fill(dRow + (<usize>n << 2), 0, <usize>(T - n) << 2);
     }
+    // dV[j,:] += sum_t P[t,j] dO_t: A(j,t) = P[t,j]
+    gemmAccumulate(dv, C3, P, 1, T, dO, C, 1, T, T, HS);
+    // dQ[t,:] += sum_j dS[t,j] k_j
+    gemmAccumulate(dq, C3, dS, T, 1, k, C3, 1, T, T, HS);
+    // dK[j,:] += sum_t dS[t,j] q_t
+    gemmAccumulate(dk, C3, dS, 1, T, q, C3, 1, T, T, HS);
   }
 }
 

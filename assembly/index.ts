@@ -1,9 +1,12 @@
 // The kernels of tinygpt's wasm backend. Every pointer argument is a byte offset into this module's
 // linear memory; the JS side (src/backend/wasm) owns allocation.
 export { heapBase } from './memory';
-export { matmulForward, matmulBackward, matmulBackwardInput, matmulBackwardWeight } from './matmul';
+export {
+  matmulForward, matmulBackward, matmulBackwardInput, matmulBackwardWeight,
+  matmulForwardCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
+} from './matmul';
 export { layerNormForward, layerNormBackward } from './layernorm';
-export { attentionForward, attentionBackward, attentionCached } from './attention';
+export { attentionForward, attentionBackward, attentionCached, attentionForwardPairs, attentionBackwardPairs } from './attention';
 export { geluForward, geluBackward } from './gelu';
 export { crossEntropyForward, crossEntropyBackward } from './softmax';
 export { encoderForward, encoderBackward } from './encoder';

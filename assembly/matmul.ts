@@ -12,10 +12,27 @@ const KC = 256;
 const MC = 128;
 const NC = 1024;
 
-const packA = memory.data(MC * KC * 4, 64);
-const packB = memory.data(KC * NC * 4, 64);
+// Packing buffers and the edge tile. Globals are per instance, so in the threaded build each worker
+// points its own instance at its own region (setScratch); the calling thread keeps the static one.
+const PACK_A_BYTES: usize = MC * KC * 4;
+const PACK_B_BYTES: usize = KC * NC * 4;
 // an MR x NR tile of accumulators for edge tiles that are smaller than MR x NR
-const edgeTile = memory.data(MR * NR * 4, 64);
+const EDGE_TILE_BYTES: usize = MR * NR * 4;
+let packA = memory.data(<i32>PACK_A_BYTES, 64);
+let packB = memory.data(<i32>PACK_B_BYTES, 64);
+let edgeTile = memory.data(<i32>EDGE_TILE_BYTES, 64);
+
+/** bytes of scratch one thread's matmul needs (setScratch's region) */
+export function matmulScratchBytes(): usize {
+  return PACK_A_BYTES + PACK_B_BYTES + EDGE_TILE_BYTES;
+}
+
+/** points this instance's packing buffers at [region, region + matmulScratchBytes()), 64-byte aligned */
+export function setScratch(region: usize): void {
+  packA = region;
+  packB = region + PACK_A_BYTES;
+  edgeTile = packB + PACK_B_BYTES;
+}
 
 /** packs A[0:mc, 0:kc] (A(i,p) at a + 4*(i*rs + p*cs)) into MR-row slivers [p][MR], zero padded */
 function packPanelA(a: usize, rs: i32, cs: i32, mc: i32, kc: i32): void {
@@ -176,12 +193,15 @@ export function gemmAccumulate(c: usize, ldc: i32, a: usize, rsA: i32, csA: i32,
   }
 }
 
-/** out[m,:] += inp[m,:] @ W for few rows (no packing: W is streamed once per row, 16 columns at a time) */
-function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): void {
-  const ldw = <usize>N << 2;
+/**
+ * out[m,0:N] += inp[m,:] @ W[:,0:N] for few rows (no packing: W is streamed once per row, 16 columns
+ * at a time); out and W have row stride ld elements (N is ld, or fewer for a column block)
+ */
+function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32, ld: i32): void {
+  const ldw = <usize>ld << 2;
   for (let m = 0; m < M; m++) {
     const x = inp + (<usize>(m * K) << 2);
-    const y = out + (<usize>(m * N) << 2);
+    const y = out + <usize>m * ldw;
     const xEnd = x + (<usize>K << 2);
     let n = 0;
     for (; n + 16 <= N; n += 16) {
@@ -217,41 +237,67 @@ function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): voi
   }
 }
 
+/**
+ * Columns [n0, n1) of out[M,N] = inp[M,K] @ w[K,N] + bias[N] (bias 0: none). Each output element is
+ * summed in the same order whatever the column range, so threads that split the columns produce
+ * exactly the single-threaded result.
+ */
+export function matmulForwardCols(out: usize, inp: usize, w: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  const cols = n1 - n0;
+  const colOff = <usize>n0 << 2;
+  const rowBytes = <usize>N << 2;
+  const blockBytes = <usize>cols << 2;
+  // start every row at the bias (or zero), then accumulate the product
+  for (let m = 0; m < M; m++) {
+    const row = out + <usize>m * rowBytes + colOff;
+    if (bias) memory.copy(row, bias + colOff, blockBytes);
+    else memory.fill(row, 0, blockBytes);
+  }
+  if (M < MR) gemvRows(out + colOff, inp, w + colOff, M, K, cols, N);
+  else gemmAccumulate(out + colOff, N, inp, K, 1, w + colOff, N, 1, M, K, cols);
+}
+
 /** out[M,N] = inp[M,K] @ w[K,N] + bias[N]; bias 0 means none */
 export function matmulForward(out: usize, inp: usize, w: usize, bias: usize, M: i32, K: i32, N: i32): void {
-  // start every row at the bias (or zero), then accumulate the product
-  const rowBytes = <usize>N << 2;
-  for (let m = 0; m < M; m++) {
-    const row = out + <usize>m * rowBytes;
-    if (bias) memory.copy(row, bias, rowBytes);
-    else memory.fill(row, 0, rowBytes);
-  }
-  if (M < MR) gemvRows(out, inp, w, M, K, N);
-  else gemmAccumulate(out, N, inp, K, 1, w, N, 1, M, K, N);
+  matmulForwardCols(out, inp, w, bias, M, K, N, 0, N);
 }
 
-/** dinp[M,K] += dout[M,N] @ w^T (w is [K,N]: packed transposed into the same micro-kernel) */
+/** columns [k0, k1) of dinp[M,K] += dout[M,N] @ w^T (w is [K,N]: packed transposed into the same micro-kernel) */
+export function matmulBackwardInputCols(dinp: usize, dout: usize, w: usize, M: i32, K: i32, N: i32, k0: i32, k1: i32): void {
+  gemmAccumulate(dinp + (<usize>k0 << 2), K, dout, N, 1, w + (<usize>(k0 * N) << 2), 1, N, M, N, k1 - k0);
+}
+
+/** dinp[M,K] += dout[M,N] @ w^T */
 export function matmulBackwardInput(dinp: usize, dout: usize, w: usize, M: i32, K: i32, N: i32): void {
-  gemmAccumulate(dinp, K, dout, N, 1, w, 1, N, M, N, K);
+  matmulBackwardInputCols(dinp, dout, w, M, K, N, 0, K);
 }
 
-/** dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout (dbias 0: none) */
-export function matmulBackwardWeight(dweight: usize, dbias: usize, dout: usize, inp: usize, M: i32, K: i32, N: i32): void {
-  gemmAccumulate(dweight, N, inp, 1, K, dout, N, 1, K, M, N);
+/**
+ * Columns [n0, n1) of dweight[K,N] += inp^T @ dout and of dbias[N] += column sums of dout (dbias 0:
+ * none)
+ */
+export function matmulBackwardWeightCols(dweight: usize, dbias: usize, dout: usize, inp: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  const colOff = <usize>n0 << 2;
+  gemmAccumulate(dweight + colOff, N, inp, 1, K, dout + colOff, N, 1, K, M, n1 - n0);
   if (dbias) {
     for (let m = 0; m < M; m++) {
       const row = dout + (<usize>(m * N) << 2);
-      let n = 0;
-      for (; n + 4 <= N; n += 4) {
+      let n = n0;
+      for (; n + 4 <= n1; n += 4) {
         const o = <usize>n << 2;
         v128.store(dbias + o, f32x4.add(v128.load(dbias + o), v128.load(row + o)));
       }
-      for (; n < N; n++) {
+      for (; n < n1; n++) {
         const o = <usize>n << 2;
         store<f32>(dbias + o, load<f32>(dbias + o) + load<f32>(row + o));
       }
     }
   }
+}
+
+/** dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout (dbias 0: none) */
+export function matmulBackwardWeight(dweight: usize, dbias: usize, dout: usize, inp: usize, M: i32, K: i32, N: i32): void {
+  matmulBackwardWeightCols(dweight, dbias, dout, inp, M, K, N, 0, N);
 }
 
 /**

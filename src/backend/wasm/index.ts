@@ -1,6 +1,11 @@
 /**
  * The WebAssembly backend: AssemblyScript SIMD kernels (assembly/) over one linear memory that an
  * Arena hands out. Ops run synchronously in call order; `download` copies out of the memory.
+ *
+ * With threads (threads.ts), the memory is shared and the matmul products and attention are split
+ * over workers by output columns or (batch, head) pairs: every output element is still computed by
+ * one thread in the same order, so results are bit-identical to one thread's. Everything else runs on
+ * the calling thread.
  */
 import {
   IGNORE_INDEX,
@@ -14,12 +19,44 @@ import {
   type Tensor,
 } from '../contract.js';
 import { Arena } from './arena.js';
-import { loadKernels, type Kernels, type WasmSource } from './loader.js';
+import { compileThreadedModule, createSharedMemory, instantiateThreaded, loadKernels, thisModuleUrl, type Kernels, type SplitKernel, type WasmSource } from './loader.js';
+import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
 
 const BYTES_PER_ELEMENT = 4;
+/**
+ * By default a kernel call is split only when each share gets at least this many multiply-adds
+ * (~50 us on one core at ~40 GFLOP/s), so that waking a worker (tens of us) stays a small part of it.
+ */
+const MIN_MACS_PER_SHARE = 1 << 20;
+/** matmul shares split columns in multiples of the micro-kernel's 8-column slivers */
+const COLUMN_BLOCK = 8;
+/** packing buffers start on a cache line */
+const SCRATCH_ALIGN = 64;
+
+export interface WasmBackendOptions extends WasmSource {
+  /**
+   * threads to run the kernels on (the calling thread included): 'auto' (default) takes
+   * min(hardware threads, 8) where the runtime allows shared memory and blocking waits, else 1
+   */
+  threads?: number | 'auto';
+  /** tinygpt-threads.wasm: a compiled module, URL/path or bytes (default: beside tinygpt.wasm, then beside this module) */
+  threadsSource?: WasmSource;
+  /** where wasm-worker.js is (default: beside this module) */
+  workerUrl?: string | URL;
+  /**
+   * multiply-adds each share of a split call must have at least (default 2^20); 0 splits every
+   * call that has a column block or (batch, head) pair per thread
+   */
+  minMacsPerShare?: number;
+  /**
+   * hears why fewer threads than asked for are used; default console.info, except for 'auto' on a
+   * runtime without workers (edge), which stays silent. The reason is also kept in `threadsNote`.
+   */
+  onNotice?: (message: string) => void;
+}
 
 /** One allocation; tensors are views into it. */
 interface WasmBlock {
@@ -45,10 +82,19 @@ class WasmTensor implements Tensor {
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   readonly limits: BackendLimits;
+  /** why the backend runs on fewer threads than it was asked for ('' when it runs on what was asked) */
+  threadsNote = '';
   private readonly arena: Arena;
   private readonly blocks = new Set<WasmBlock>();
-  /** attention's score scratch for one (batch, head): T*T floats forward, 2*T*T backward */
-  private scratch: { ptr: number; floats: number } | null = null;
+  /**
+   * attention's score scratch for one (batch, head) per thread: T*T floats forward, 2*T*T backward
+   * (index 0 is the calling thread's)
+   */
+  private scratch: ({ ptr: number; floats: number } | null)[] = [null];
+  /** blocks the backend holds for itself (scratch), left out of bytesInUse */
+  private readonly internal = new Set<number>();
+  private pool: ThreadPool | null = null;
+  private minMacsPerShare = MIN_MACS_PER_SHARE;
   private heapF32: Float32Array;
   private heapI32: Int32Array;
 
@@ -61,6 +107,27 @@ export class WasmBackend implements Backend {
 
   supports(_op: OpName): boolean {
     return true;
+  }
+
+  /** threads the kernels run on, the calling thread included */
+  get threads(): number {
+    return this.pool?.size ?? 1;
+  }
+
+  /**
+   * Starts `workers` workers over this backend's memory, which must be the shared memory of the
+   * threaded module `module`. Each gets its own packing buffers from the arena.
+   */
+  async startThreads(module: WebAssembly.Module, workers: number, workerUrl: URL, minMacsPerShare = MIN_MACS_PER_SHARE): Promise<void> {
+    if (this.pool !== null) throw new Error('startThreads: the backend already runs threads');
+    this.minMacsPerShare = minMacsPerShare;
+    const regions: number[] = [];
+    for (let i = 0; i < workers; i++) {
+      const block = this.allocInternal(this.k.matmulScratchBytes() + SCRATCH_ALIGN);
+      regions.push(Math.ceil(block / SCRATCH_ALIGN) * SCRATCH_ALIGN);
+    }
+    this.pool = await ThreadPool.start({ module, memory: this.k.memory, local: this.k, scratch: regions, workerUrl });
+    this.scratch = Array.from({ length: workers + 1 }, () => null);
   }
 
   // ---- storage ----
@@ -119,13 +186,19 @@ export class WasmBackend implements Backend {
   }
 
   bytesInUse(): number {
-    return this.arena.bytesInUse() - (this.scratch ? this.arena.sizeOf(this.scratch.ptr) : 0);
+    let internal = 0;
+    for (const ptr of this.internal) internal += this.arena.sizeOf(ptr);
+    return this.arena.bytesInUse() - internal;
   }
 
+  /** frees everything and stops the worker threads; the backend then runs on one thread */
   dispose(): void {
+    this.pool?.dispose();
+    this.pool = null;
     for (const block of this.blocks) block.live = false;
     this.blocks.clear();
-    this.scratch = null;
+    this.scratch = [null];
+    this.internal.clear();
     this.arena.reset();
   }
 
@@ -243,15 +316,11 @@ export class WasmBackend implements Backend {
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
     const op = 'matmulForward';
     dims(op, { M, K, N });
-    this.k.matmulForward(
-      this.floats(op, 'out', out, M * N),
-      this.floats(op, 'inp', inp, M * K),
-      this.floats(op, 'weight', weight, K * N),
-      bias === null ? 0 : this.floats(op, 'bias', bias, N),
-      M,
-      K,
-      N,
-    );
+    const o = this.floats(op, 'out', out, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const w = this.floats(op, 'weight', weight, K * N);
+    const b = bias === null ? 0 : this.floats(op, 'bias', bias, N);
+    this.splitColumns('matmulForwardCols', [o, x, w, b, M, K, N], N, M * K * N);
   }
 
   matmulBackward(
@@ -259,17 +328,15 @@ export class WasmBackend implements Backend {
   ): void {
     const op = 'matmulBackward';
     dims(op, { M, K, N });
-    this.k.matmulBackward(
-      dinp === null ? 0 : this.floats(op, 'dinp', dinp, M * K),
-      this.floats(op, 'dweight', dweight, K * N),
-      dbias === null ? 0 : this.floats(op, 'dbias', dbias, N),
-      this.floats(op, 'dout', dout, M * N),
-      this.floats(op, 'inp', inp, M * K),
-      this.floats(op, 'weight', weight, K * N),
-      M,
-      K,
-      N,
-    );
+    const dx = dinp === null ? 0 : this.floats(op, 'dinp', dinp, M * K);
+    const dw = this.floats(op, 'dweight', dweight, K * N);
+    const db = dbias === null ? 0 : this.floats(op, 'dbias', dbias, N);
+    const d = this.floats(op, 'dout', dout, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const w = this.floats(op, 'weight', weight, K * N);
+    // dinp[M,K] += dout @ W^T over columns of dinp; dweight[K,N] += inp^T @ dout (and dbias) over columns of dweight
+    if (dx !== 0) this.splitColumns('matmulBackwardInputCols', [dx, d, w, M, K, N], K, M * K * N);
+    this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, M * K * N);
   }
 
   // ---- attention ----
@@ -280,7 +347,13 @@ export class WasmBackend implements Backend {
     const o = this.floats(op, 'out', out, B * T * C);
     const l = this.floats(op, 'lse', lse, B * NH * T);
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    this.k.attentionForward(o, l, x, this.scratchFloats(T * T), B, T, C, NH);
+    // per pair: Q K^T and P V, T*T*HS multiply-adds each
+    const shares = this.sharesFor(B * NH, 2 * B * T * T * C);
+    const pairs = B * NH;
+    this.runShares(
+      'attentionForwardPairs',
+      Array.from({ length: shares }, (_, i) => [o, l, x, this.scratchFloats(i, T * T), B, T, C, NH, share(pairs, shares, i, 1), share(pairs, shares, i + 1, 1)]),
+    );
   }
 
   attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
@@ -291,7 +364,15 @@ export class WasmBackend implements Backend {
     const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
     const o = this.floats(op, 'out', out, B * T * C);
     const l = this.floats(op, 'lse', lse, B * NH * T);
-    this.k.attentionBackward(dx, d, x, o, l, this.scratchFloats(2 * T * T), B, T, C, NH);
+    // per pair: five T*T*HS products (P, dP, dV, dQ, dK)
+    const shares = this.sharesFor(B * NH, 5 * B * T * T * C);
+    const pairs = B * NH;
+    this.runShares(
+      'attentionBackwardPairs',
+      Array.from({ length: shares }, (_, i) => [
+        dx, d, x, o, l, this.scratchFloats(i, 2 * T * T), B, T, C, NH, share(pairs, shares, i, 1), share(pairs, shares, i + 1, 1),
+      ]),
+    );
   }
 
   attentionCached(
@@ -306,7 +387,7 @@ export class WasmBackend implements Backend {
     const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
     const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
     const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
-    this.k.attentionCached(o, x, keys, values, this.scratchFloats(Tn * (startPos + Tn)), B, Tn, C, NH, startPos, cacheLen);
+    this.k.attentionCached(o, x, keys, values, this.scratchFloats(0, Tn * (startPos + Tn)), B, Tn, C, NH, startPos, cacheLen);
   }
 
   // ---- gelu ----
@@ -422,15 +503,50 @@ export class WasmBackend implements Backend {
     return this.heapI32;
   }
 
-  /** byte address of a scratch area of at least `floats` floats, kept between calls */
-  private scratchFloats(floats: number): number {
-    if (this.scratch === null || this.scratch.floats < floats) {
-      if (this.scratch !== null) this.arena.release(this.scratch.ptr);
-      this.scratch = null;
+  /** byte address of thread `thread`'s scratch area of at least `floats` floats, kept between calls */
+  private scratchFloats(thread: number, floats: number): number {
+    let area = this.scratch[thread];
+    if (area === null || area.floats < floats) {
+      if (area !== null) this.releaseInternal(area.ptr);
+      this.scratch[thread] = null;
       const size = Math.max(floats, 1024);
-      this.scratch = { ptr: this.arena.allocate(size * BYTES_PER_ELEMENT), floats: size };
+      area = { ptr: this.allocInternal(size * BYTES_PER_ELEMENT), floats: size };
+      this.scratch[thread] = area;
     }
-    return this.scratch.ptr;
+    return area.ptr;
+  }
+
+  private allocInternal(bytes: number): number {
+    const ptr = this.arena.allocate(bytes);
+    this.internal.add(ptr);
+    return ptr;
+  }
+
+  private releaseInternal(ptr: number): void {
+    this.internal.delete(ptr);
+    this.arena.release(ptr);
+  }
+
+  /** how many shares to cut `units` independent pieces of work (`macs` multiply-adds in all) into */
+  private sharesFor(units: number, macs: number): number {
+    if (this.pool === null) return 1;
+    const bySize = this.minMacsPerShare === 0 ? Infinity : Math.floor(macs / this.minMacsPerShare);
+    return Math.max(1, Math.min(this.pool.size, units, bySize));
+  }
+
+  /** runs one share on this thread, or several over the pool */
+  private runShares(fn: SplitKernel, shares: number[][]): void {
+    if (shares.length === 1) (this.k[fn] as (...args: number[]) => void)(...shares[0]);
+    else this.pool!.run(fn, shares);
+  }
+
+  /** runs a column-range kernel (its last two arguments are the range) over `columns` columns */
+  private splitColumns(fn: SplitKernel, args: number[], columns: number, macs: number): void {
+    const shares = this.sharesFor(Math.ceil(columns / COLUMN_BLOCK), macs);
+    this.runShares(
+      fn,
+      Array.from({ length: shares }, (_, i) => [...args, share(columns, shares, i, COLUMN_BLOCK), share(columns, shares, i + 1, COLUMN_BLOCK)]),
+    );
   }
 
   private owned(op: string, name: string, t: Tensor): WasmTensor {
@@ -472,11 +588,70 @@ export class WasmBackend implements Backend {
 }
 
 /**
- * Loads tinygpt.wasm (see loader.ts for the sources it accepts) and returns a backend over it.
- * On edge runtimes pass `module` (compiling from bytes is refused there).
+ * Loads the kernels (see loader.ts for the sources it accepts) and returns a backend over them: with
+ * threads, tinygpt-threads.wasm over a shared memory plus workers; else tinygpt.wasm. A runtime or
+ * file that cannot give threads falls back to one thread and says why (`threadsNote`, `onNotice`).
+ * On edge runtimes pass `module` (compiling from bytes is refused there); they run one thread.
  */
-export async function createWasmBackend(opts: WasmSource = {}): Promise<WasmBackend> {
-  return new WasmBackend(await loadKernels(opts));
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const requested = opts.threads ?? 'auto';
+  if (requested !== 'auto' && (!Number.isInteger(requested) || requested < 1 || requested > MAX_THREADS)) {
+    throw new RangeError(`createWasmBackend: threads must be 'auto' or an integer in [1, ${MAX_THREADS}], got ${String(requested)}`);
+  }
+  const minMacs = opts.minMacsPerShare ?? MIN_MACS_PER_SHARE;
+  if (!Number.isSafeInteger(minMacs) || minMacs < 0) {
+    throw new RangeError(`createWasmBackend: minMacsPerShare must be an integer >= 0, got ${String(opts.minMacsPerShare)}`);
+  }
+  let note = '';
+  let silent = false;
+  if (requested !== 1 && opts.threadsSource === undefined && (opts.module !== undefined || opts.bytes !== undefined)) {
+    // the caller handed over tinygpt.wasm itself (as edge runtimes must): the threaded file is not ours to guess
+    note = 'one thread: tinygpt.wasm was given as a module or bytes without threadsSource';
+    silent = requested === 'auto';
+  } else if (requested !== 1) {
+    const support = await threadSupport();
+    const wanted = support.ok ? (requested === 'auto' ? Math.min(support.cores, 8) : requested) : 1;
+    if (!support.ok) {
+      note = `one thread: ${support.reason}`;
+      silent = support.silent && requested === 'auto';
+    } else if (wanted > 1) {
+      try {
+        return await threadedBackend(opts, wanted, minMacs);
+      } catch (err) {
+        note = `one thread: the threaded kernels could not start: ${(err as Error).message}`;
+      }
+    } else {
+      note = `one thread: the runtime reports ${support.cores} hardware thread(s)`;
+      silent = requested === 'auto';
+    }
+  }
+  const backend = new WasmBackend(await loadKernels(opts));
+  backend.threadsNote = note;
+  if (note !== '' && !silent) (opts.onNotice ?? ((m: string) => console.info(`[tinygpt] wasm backend: ${m}`)))(note);
+  return backend;
+}
+
+async function threadedBackend(opts: WasmBackendOptions, threads: number, minMacsPerShare: number): Promise<WasmBackend> {
+  const module = await compileThreadedModule(opts.threadsSource, opts.url);
+  const backend = new WasmBackend(await instantiateThreaded(module, createSharedMemory()));
+  let workerUrl: URL;
+  if (opts.workerUrl !== undefined) workerUrl = new URL(opts.workerUrl, await thisModuleUrl());
+  // the literal `new URL('./x.js', import.meta.url)` form lets browser bundlers find and emit the worker
+  else if (import.meta.url) workerUrl = new URL('./wasm-worker.js', import.meta.url);
+  else workerUrl = new URL('./wasm-worker.js', await thisModuleUrl());
+  try {
+    await backend.startThreads(module, threads - 1, workerUrl, minMacsPerShare);
+  } catch (err) {
+    backend.dispose();
+    throw err;
+  }
+  return backend;
+}
+
+/** start of share i of n over `total` items, in whole blocks of `block` items (the last share takes the rest) */
+function share(total: number, n: number, i: number, block: number): number {
+  const blocks = Math.ceil(total / block);
+  return Math.min(total, Math.floor((i * blocks) / n) * block);
 }
 
 function describe(value: unknown): string {

@@ -1,5 +1,6 @@
 /**
- * Instantiates build/tinygpt.wasm (dist/tinygpt.wasm once packaged). Sources, in order of
+ * Instantiates build/tinygpt.wasm (dist/tinygpt.wasm once packaged), or the threaded build
+ * tinygpt-threads.wasm over a shared memory (threads.ts runs the workers). Sources, in order of
  * preference: a compiled WebAssembly.Module from the caller (the only way on edge runtimes, which
  * refuse to compile bytes), bytes from the caller, a URL or file path, or the default location next
  * to this module. Node reads files through a dynamic import of node:fs/promises taken only on that
@@ -35,14 +36,30 @@ export interface Kernels {
   zeroBytes(dst: number, n: number): void;
   dropoutForward(out: number, inp: number, n: number, seed: number, threshold: number, scale: number): void;
   dropoutBackward(dinp: number, dout: number, n: number, seed: number, threshold: number, scale: number): void;
+  // ---- the pieces threads split work into (each writes only its own columns or (batch, head) pairs) ----
+  /** bytes of packing buffers one thread needs */
+  matmulScratchBytes(): number;
+  /** points this instance's packing buffers at a region of matmulScratchBytes() bytes */
+  setScratch(region: number): void;
+  matmulForwardCols(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  matmulBackwardInputCols(dinp: number, dout: number, w: number, M: number, K: number, N: number, k0: number, k1: number): void;
+  matmulBackwardWeightCols(dweight: number, dbias: number, dout: number, inp: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  attentionForwardPairs(out: number, lse: number, qkv: number, att: number, B: number, T: number, C: number, NH: number, p0: number, p1: number): void;
+  attentionBackwardPairs(
+    dqkv: number, dout: number, qkv: number, out: number, lse: number, att: number, B: number, T: number, C: number, NH: number, p0: number, p1: number,
+  ): void;
 }
 
 const KERNEL_EXPORTS = [
   'memory', 'heapBase', 'matmulForward', 'matmulBackward', 'layerNormForward', 'layerNormBackward', 'attentionForward',
   'attentionBackward', 'attentionCached', 'geluForward', 'geluBackward', 'crossEntropyForward', 'crossEntropyBackward',
   'encoderForward', 'encoderBackward', 'adamwUpdate', 'squaredNorm', 'scale', 'transpose', 'residualForward', 'accumulate', 'copyBytes',
-  'zeroBytes', 'dropoutForward', 'dropoutBackward',
+  'zeroBytes', 'dropoutForward', 'dropoutBackward', 'matmulScratchBytes', 'setScratch', 'matmulForwardCols', 'matmulBackwardInputCols',
+  'matmulBackwardWeightCols', 'attentionForwardPairs', 'attentionBackwardPairs',
 ] as const;
+
+/** the kernel exports that a thread can run a share of (all take a range as their last two arguments) */
+export type SplitKernel = 'matmulForwardCols' | 'matmulBackwardInputCols' | 'matmulBackwardWeightCols' | 'attentionForwardPairs' | 'attentionBackwardPairs';
 
 export interface WasmSource {
   /** a compiled tinygpt.wasm (edge runtimes: `import wasm from 'tinygpt/tinygpt.wasm'`) */
@@ -53,14 +70,23 @@ export interface WasmSource {
   bytes?: BufferSource;
 }
 
-/** The kernels need no imports; an abort handler is given in case a debug build asks for one. */
-const imports: WebAssembly.Imports = {
-  env: {
-    abort(_message: number, _file: number, line: number, column: number): never {
-      throw new Error(`tinygpt.wasm aborted at ${line}:${column}`);
-    },
-  },
-};
+const SINGLE_FILE = 'tinygpt.wasm';
+const THREADS_FILE = 'tinygpt-threads.wasm';
+
+/** The single-threaded kernels need no imports; an abort handler is given in case a debug build asks for one. */
+function abort(_message: number, _file: number, line: number, column: number): never {
+  throw new Error(`tinygpt.wasm aborted at ${line}:${column}`);
+}
+const imports: WebAssembly.Imports = { env: { abort } };
+
+/** the threaded build's memory: 4 GiB maximum (wasm32's whole address space), as its import declares */
+export const THREADS_MAX_PAGES = 65536;
+/** the threaded build's declared minimum (asconfig.json initialMemory) */
+const THREADS_INITIAL_PAGES = 32;
+
+export function createSharedMemory(): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: THREADS_INITIAL_PAGES, maximum: THREADS_MAX_PAGES, shared: true });
+}
 
 function isNode(): boolean {
   const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
@@ -68,7 +94,7 @@ function isNode(): boolean {
 }
 
 /** URL of this module: import.meta.url, or in the CommonJS build (where tsup empties import.meta) __filename */
-async function thisModuleUrl(): Promise<string> {
+export async function thisModuleUrl(): Promise<string> {
   const esm = import.meta.url;
   if (esm) return esm;
   if (typeof __filename === 'string' && isNode()) {
@@ -79,14 +105,18 @@ async function thisModuleUrl(): Promise<string> {
 }
 
 /** Where to look when the caller names no source: beside this module, then the dev build folder. */
-async function defaultLocations(): Promise<URL[]> {
+async function defaultLocations(file: string): Promise<URL[]> {
   const here = await thisModuleUrl();
   // the build-folder path is assembled at run time so bundlers do not try to resolve it as an asset
-  const devBuild = ['..', '..', '..', 'build', 'tinygpt.wasm'].join('/');
-  return [new URL('./tinygpt.wasm', here), new URL(devBuild, here)];
+  const devBuild = ['..', '..', '..', 'build', file].join('/');
+  return [new URL(`./${file}`, here), new URL(devBuild, here)];
 }
 
 async function instanceFromLocation(location: string | URL): Promise<WebAssembly.Instance> {
+  return WebAssembly.instantiate(await moduleFromLocation(location), imports);
+}
+
+async function moduleFromLocation(location: string | URL): Promise<WebAssembly.Module> {
   const asText = String(location);
   // a file: URL, a Windows drive path or any string without a URL scheme names a file
   const isFile =
@@ -97,26 +127,22 @@ async function instanceFromLocation(location: string | URL): Promise<WebAssembly
     const { readFile } = await import('node:fs/promises');
     const { fileURLToPath } = await import('node:url');
     const path = asText.startsWith('file:') ? fileURLToPath(asText) : asText;
-    const bytes = await readFile(path);
-    const { instance } = await WebAssembly.instantiate(bytes, imports);
-    return instance;
+    return WebAssembly.compile(await readFile(path));
   }
   const response = await fetch(location);
   if (!response.ok) throw new Error(`fetching ${asText} failed: HTTP ${response.status} ${response.statusText}`);
-  if (typeof WebAssembly.instantiateStreaming === 'function' && response.headers.get('content-type')?.startsWith('application/wasm')) {
-    const { instance } = await WebAssembly.instantiateStreaming(response, imports);
-    return instance;
+  if (typeof WebAssembly.compileStreaming === 'function' && response.headers.get('content-type')?.startsWith('application/wasm')) {
+    return WebAssembly.compileStreaming(response);
   }
   // servers that do not send application/wasm: compile from the downloaded bytes
-  const { instance } = await WebAssembly.instantiate(await response.arrayBuffer(), imports);
-  return instance;
+  return WebAssembly.compile(await response.arrayBuffer());
 }
 
-function kernelsOf(instance: WebAssembly.Instance): Kernels {
+function kernelsOf(instance: WebAssembly.Instance, file = SINGLE_FILE): Kernels {
   const exports = instance.exports as Record<string, unknown>;
   const missing = KERNEL_EXPORTS.filter((name) => exports[name] === undefined);
   if (missing.length > 0) {
-    throw new Error(`tinygpt.wasm lacks the exports ${missing.join(', ')}: a stale or foreign file? (rebuild with npm run build:wasm)`);
+    throw new Error(`${file} lacks the exports ${missing.join(', ')}: a stale or foreign file? (rebuild with npm run build:wasm)`);
   }
   const initialize = exports._initialize;
   if (typeof initialize === 'function') initialize();
@@ -135,7 +161,7 @@ export async function loadKernels(source: WasmSource = {}): Promise<Kernels> {
   }
   if (source.url !== undefined) return kernelsOf(await instanceFromLocation(source.url));
   const tried: string[] = [];
-  for (const location of await defaultLocations()) {
+  for (const location of await defaultLocations(SINGLE_FILE)) {
     try {
       return kernelsOf(await instanceFromLocation(location));
     } catch (err) {
@@ -143,4 +169,41 @@ export async function loadKernels(source: WasmSource = {}): Promise<Kernels> {
     }
   }
   throw new Error(`could not load tinygpt.wasm; tried ${tried.join('; ')}. Pass { module }, { url } or { bytes }`);
+}
+
+/**
+ * Compiles tinygpt-threads.wasm from the first source given; else, when the caller named where
+ * tinygpt.wasm is (`singleUrl`), from beside it; else from the default locations. Workers need the
+ * compiled module itself, so this stops short of instantiating.
+ */
+export async function compileThreadedModule(source: WasmSource = {}, singleUrl?: string | URL): Promise<WebAssembly.Module> {
+  if (source.module !== undefined) {
+    if (!(source.module instanceof WebAssembly.Module)) throw new TypeError('threadsSource.module must be a WebAssembly.Module');
+    return source.module;
+  }
+  if (source.bytes !== undefined) return WebAssembly.compile(source.bytes);
+  if (source.url !== undefined) return moduleFromLocation(source.url);
+  let candidates: (string | URL)[];
+  if (singleUrl !== undefined) {
+    const single = String(singleUrl);
+    if (!single.endsWith(SINGLE_FILE)) throw new Error(`${single} is not named ${SINGLE_FILE}, so ${THREADS_FILE} is not looked for beside it; pass threadsSource`);
+    candidates = [single.slice(0, -SINGLE_FILE.length) + THREADS_FILE];
+  } else {
+    candidates = await defaultLocations(THREADS_FILE);
+  }
+  const tried: string[] = [];
+  for (const location of candidates) {
+    try {
+      return await moduleFromLocation(location);
+    } catch (err) {
+      tried.push(`${String(location)}: ${(err as Error).message}`);
+    }
+  }
+  throw new Error(`could not load ${THREADS_FILE}; tried ${tried.join('; ')}`);
+}
+
+/** Instantiates the threaded kernels over `memory` (a shared memory from createSharedMemory). */
+export async function instantiateThreaded(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<Kernels> {
+  const instance = await WebAssembly.instantiate(module, { env: { abort, memory } });
+  return kernelsOf(instance, THREADS_FILE);
 }

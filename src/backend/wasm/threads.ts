@@ -1,0 +1,243 @@
+/**
+ * A pool of workers over one shared WebAssembly.Memory, each with its own instance of
+ * tinygpt-threads.wasm (wasm-worker.js). The calling thread hands out shares of one kernel call
+ * through a small control block in a SharedArrayBuffer, runs share 0 itself, then blocks with
+ * Atomics.wait until every worker has published its share as done. Blocking is allowed on Node's
+ * main thread and inside Web Workers, never on a browser page's main thread: threadSupport() says
+ * where threads can be used and why not elsewhere.
+ */
+import type { Kernels, SplitKernel } from './loader.js';
+
+/** word index of each field in a worker's slot of the Int32 control words */
+const WORDS = { generation: 0, done: 1, fn: 2, argc: 3, status: 4, quit: 5 } as const;
+/** 16 words = 64 bytes: one cache line per slot, so slots do not share lines */
+const WORDS_PER_SLOT = 16;
+const ARGS_PER_SLOT = 16;
+/** kernel names as the control block numbers them */
+const SPLIT_KERNELS: readonly SplitKernel[] = [
+  'matmulForwardCols',
+  'matmulBackwardInputCols',
+  'matmulBackwardWeightCols',
+  'attentionForwardPairs',
+  'attentionBackwardPairs',
+];
+/** how long one Atomics.wait lasts before the caller checks that the worker is still alive */
+const WAIT_SLICE_MS = 1000;
+/** the most threads a backend may be asked for */
+export const MAX_THREADS = 64;
+
+interface WorkerHandle {
+  terminate(): void;
+  /** false once the worker is known to have stopped */
+  alive(): boolean;
+}
+
+export type ThreadSupport = { ok: true; cores: number } | { ok: false; reason: string; silent: boolean };
+
+function isNode(): boolean {
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof proc?.versions?.node === 'string';
+}
+
+/** Whether this thread may block in Atomics.wait (a browser page's main thread may not). */
+function canBlock(): boolean {
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where the runtime allows threads: Node (worker_threads), or a Web Worker that is cross-origin
+ * isolated. Edge runtimes have no workers: they get one thread silently.
+ */
+export async function threadSupport(): Promise<ThreadSupport> {
+  if (isNode()) {
+    if (typeof SharedArrayBuffer !== 'function') return { ok: false, reason: 'SharedArrayBuffer is unavailable in this Node process', silent: false };
+    const os = await import('node:os');
+    return { ok: true, cores: os.availableParallelism() };
+  }
+  const scope = globalThis as { Worker?: unknown; crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number } };
+  if (typeof scope.Worker !== 'function') return { ok: false, reason: 'this runtime has no workers', silent: true };
+  if (scope.crossOriginIsolated !== true || typeof SharedArrayBuffer !== 'function') {
+    return {
+      ok: false,
+      reason: 'the page is not cross-origin isolated, so there is no shared memory (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)',
+      silent: false,
+    };
+  }
+  if (!canBlock()) {
+    return {
+      ok: false,
+      reason: "a browser page's main thread may not block on Atomics.wait; create the model inside a Web Worker to use threads there",
+      silent: false,
+    };
+  }
+  return { ok: true, cores: scope.navigator?.hardwareConcurrency ?? 1 };
+}
+
+export interface PoolOptions {
+  /** the compiled tinygpt-threads.wasm */
+  module: WebAssembly.Module;
+  /** the shared memory the calling thread's instance uses */
+  memory: WebAssembly.Memory;
+  /** the calling thread's kernels (it runs share 0 of every call) */
+  local: Kernels;
+  /** one packing-buffer region per worker (byte addresses) */
+  scratch: number[];
+  /** where wasm-worker.js is */
+  workerUrl: URL;
+}
+
+export class ThreadPool {
+  private readonly ctrl: Int32Array;
+  private readonly args: Float64Array[];
+  private generation = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly workers: WorkerHandle[],
+    control: SharedArrayBuffer,
+    argsByteOffset: number,
+    private readonly local: Kernels,
+  ) {
+    this.ctrl = new Int32Array(control, 0, workers.length * WORDS_PER_SLOT);
+    this.args = workers.map((_, i) => new Float64Array(control, argsByteOffset + i * ARGS_PER_SLOT * 8, ARGS_PER_SLOT));
+  }
+
+  /** threads in use, the calling thread included */
+  get size(): number {
+    return this.workers.length + 1;
+  }
+
+  /** Starts one worker per scratch region and resolves once each has instantiated the module. */
+  static async start(opts: PoolOptions): Promise<ThreadPool> {
+    const count = opts.scratch.length;
+    const argsByteOffset = count * WORDS_PER_SLOT * 4;
+    const control = new SharedArrayBuffer(argsByteOffset + count * ARGS_PER_SLOT * 8);
+    const workers: WorkerHandle[] = [];
+    try {
+      const started = opts.scratch.map(async (scratch, slot) => {
+        const init = {
+          module: opts.module,
+          memory: opts.memory,
+          control,
+          slot,
+          wordsPerSlot: WORDS_PER_SLOT,
+          argsPerSlot: ARGS_PER_SLOT,
+          argsByteOffset,
+          words: WORDS,
+          fns: SPLIT_KERNELS,
+          scratch,
+        };
+        const handle = isNode() ? await startNodeWorker(opts.workerUrl, init, workers) : await startWebWorker(opts.workerUrl, init, workers);
+        return handle;
+      });
+      await Promise.all(started);
+    } catch (err) {
+      for (const w of workers) w.terminate();
+      throw err;
+    }
+    return new ThreadPool(workers, control, argsByteOffset, opts.local);
+  }
+
+  /**
+   * Runs `fn` once per entry of `shares` (the argument list of each share): share 0 on the calling
+   * thread, share i on worker i-1, and returns when all are done. Shares must write disjoint memory.
+   */
+  run(fn: SplitKernel, shares: number[][]): void {
+    if (this.closed) throw new Error('wasm thread pool: used after dispose');
+    if (shares.length > this.size) throw new RangeError(`wasm thread pool: ${shares.length} shares for ${this.size} threads`);
+    const fnIndex = SPLIT_KERNELS.indexOf(fn);
+    const generation = (this.generation = (this.generation + 1) | 0);
+    const ctrl = this.ctrl;
+    for (let i = 1; i < shares.length; i++) {
+      const base = (i - 1) * WORDS_PER_SLOT;
+      const share = shares[i];
+      this.args[i - 1].set(share);
+      ctrl[base + WORDS.fn] = fnIndex;
+      ctrl[base + WORDS.argc] = share.length;
+      ctrl[base + WORDS.status] = 0;
+      Atomics.store(ctrl, base + WORDS.generation, generation);
+      Atomics.notify(ctrl, base + WORDS.generation);
+    }
+    let localError: unknown = null;
+    try {
+      (this.local[fn] as (...args: number[]) => void)(...shares[0]);
+    } catch (err) {
+      localError = err;
+    }
+    const failed: number[] = [];
+    for (let i = 1; i < shares.length; i++) {
+      const base = (i - 1) * WORDS_PER_SLOT;
+      for (;;) {
+        const done = Atomics.load(ctrl, base + WORDS.done);
+        if (done === generation) break;
+        if (Atomics.wait(ctrl, base + WORDS.done, done, WAIT_SLICE_MS) === 'timed-out' && !this.workers[i - 1].alive()) {
+          this.dispose();
+          throw new Error(`wasm thread pool: worker ${i - 1} stopped while running ${fn}; the backend now runs on one thread`);
+        }
+      }
+      if (ctrl[base + WORDS.status] !== 0) failed.push(i - 1);
+    }
+    if (localError !== null) throw localError;
+    if (failed.length > 0) throw new Error(`wasm thread pool: ${fn} failed on worker(s) ${failed.join(', ')} (the worker logged the error)`);
+  }
+
+  /** Stops every worker (a second call does nothing). */
+  dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (let i = 0; i < this.workers.length; i++) {
+      const base = i * WORDS_PER_SLOT;
+      Atomics.store(this.ctrl, base + WORDS.quit, 1);
+      Atomics.store(this.ctrl, base + WORDS.generation, (this.generation + 1) | 0);
+      Atomics.notify(this.ctrl, base + WORDS.generation);
+      this.workers[i].terminate();
+    }
+  }
+}
+
+interface ReadyMessage {
+  ready?: boolean;
+  error?: string;
+}
+
+async function startNodeWorker(url: URL, init: object, started: WorkerHandle[]): Promise<WorkerHandle> {
+  const { Worker } = await import('node:worker_threads');
+  const worker = new Worker(url);
+  let stopped = false;
+  const handle: WorkerHandle = {
+    terminate: () => void worker.terminate(),
+    alive: () => !stopped && worker.threadId !== -1,
+  };
+  started.push(handle);
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', (m: ReadyMessage) => (m.ready ? resolve() : reject(new Error(`wasm worker failed to start: ${m.error}`))));
+    worker.once('error', reject);
+    worker.once('exit', (code) => {
+      stopped = true;
+      reject(new Error(`wasm worker exited with code ${code} before it was ready`));
+    });
+    worker.postMessage(init);
+  });
+  // a worker must not keep the process alive: a program that forgets dispose() still exits
+  worker.unref();
+  return handle;
+}
+
+async function startWebWorker(url: URL, init: object, started: WorkerHandle[]): Promise<WorkerHandle> {
+  const worker = new Worker(url, { type: 'module', name: 'tinygpt-wasm' });
+  const handle: WorkerHandle = { terminate: () => worker.terminate(), alive: () => true };
+  started.push(handle);
+  await new Promise<void>((resolve, reject) => {
+    worker.onmessage = (e: MessageEvent<ReadyMessage>) => (e.data.ready ? resolve() : reject(new Error(`wasm worker failed to start: ${e.data.error}`)));
+    worker.onerror = (e) => reject(new Error(`wasm worker failed to load from ${url.href}: ${e.message}`));
+    worker.postMessage(init);
+  });
+  worker.onmessage = null;
+  worker.onerror = null;
+  return handle;
+}

@@ -1,0 +1,95 @@
+// @ts-check
+/**
+ * One worker of the threaded wasm backend (Node worker_threads or a Web Worker). Plain JavaScript
+ * with no imports, so the same file runs from the sources (under vitest) and from dist/ (copied
+ * there by tsup) and bundlers can pick it up through `new URL('./wasm-worker.js', import.meta.url)`.
+ *
+ * The first message carries the compiled tinygpt-threads.wasm, the shared memory, this worker's
+ * packing-buffer region and its slot of the control block (layout in threads.ts, sent along so it is
+ * written down once). The worker instantiates its own instance over the shared memory, answers
+ * 'ready', then blocks on its slot: each time the generation word changes it runs one kernel call
+ * with the arguments in the slot and publishes the generation in the done word.
+ */
+
+/** @typedef {{ generation: number, done: number, fn: number, argc: number, status: number, quit: number }} SlotWords */
+/**
+ * @typedef {object} InitMessage
+ * @property {WebAssembly.Module} module
+ * @property {WebAssembly.Memory} memory
+ * @property {SharedArrayBuffer} control
+ * @property {number} slot this worker's slot index
+ * @property {number} wordsPerSlot Int32 words per slot
+ * @property {number} argsPerSlot Float64 arguments per slot
+ * @property {number} argsByteOffset where the Float64 argument area starts in `control`
+ * @property {SlotWords} words word index of each field inside a slot
+ * @property {string[]} fns kernel export names, indexed by the slot's fn word
+ * @property {number} scratch byte address of this worker's packing buffers
+ */
+
+/** @param {InitMessage} init @param {(message: unknown) => void} post */
+async function start(init, post) {
+  const instance = await WebAssembly.instantiate(init.module, {
+    env: {
+      memory: init.memory,
+      abort() {
+        throw new Error('tinygpt-threads.wasm aborted');
+      },
+    },
+  });
+  const exports = /** @type {Record<string, Function>} */ (instance.exports);
+  if (typeof exports._initialize === 'function') exports._initialize();
+  exports.setScratch(init.scratch);
+  const fns = init.fns.map((name) => {
+    const fn = exports[name];
+    if (typeof fn !== 'function') throw new Error(`tinygpt-threads.wasm has no export ${name}`);
+    return fn;
+  });
+  const ctrl = new Int32Array(init.control);
+  const args = new Float64Array(init.control, init.argsByteOffset + init.slot * init.argsPerSlot * 8, init.argsPerSlot);
+  const base = init.slot * init.wordsPerSlot;
+  const w = init.words;
+  post({ ready: true });
+  let seen = Atomics.load(ctrl, base + w.generation);
+  for (;;) {
+    Atomics.wait(ctrl, base + w.generation, seen);
+    const generation = Atomics.load(ctrl, base + w.generation);
+    if (Atomics.load(ctrl, base + w.quit) !== 0) return;
+    if (generation === seen) continue;
+    seen = generation;
+    let status = 0;
+    try {
+      const argc = ctrl[base + w.argc];
+      fns[ctrl[base + w.fn]](...args.subarray(0, argc));
+    } catch (err) {
+      status = 1;
+      console.error(`tinygpt wasm worker ${init.slot}: ${init.fns[ctrl[base + w.fn]]} failed:`, err);
+    }
+    ctrl[base + w.status] = status;
+    Atomics.store(ctrl, base + w.done, generation);
+    Atomics.notify(ctrl, base + w.done);
+  }
+}
+
+const proc = /** @type {{ versions?: { node?: string } } | undefined} */ (globalThis.process);
+if (typeof proc?.versions?.node === 'string') {
+  const { parentPort } = await import('node:worker_threads');
+  if (parentPort === null) throw new Error('wasm-worker.js must run as a worker thread');
+  const port = parentPort;
+  port.once('message', (init) => {
+    start(init, (m) => port.postMessage(m)).then(
+      () => port.close(),
+      (err) => port.postMessage({ error: String(err?.stack ?? err) }),
+    );
+  });
+} else {
+  const scope = /** @type {{ onmessage: ((e: MessageEvent) => void) | null, postMessage(m: unknown): void, close(): void }} */ (
+    /** @type {unknown} */ (globalThis)
+  );
+  scope.onmessage = (event) => {
+    scope.onmessage = null;
+    start(event.data, (m) => scope.postMessage(m)).then(
+      () => scope.close(),
+      (err) => scope.postMessage({ error: String(err?.stack ?? err) }),
+    );
+  };
+}

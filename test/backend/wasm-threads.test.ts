@@ -1,0 +1,253 @@
+/**
+ * The threaded wasm backend (tinygpt-threads.wasm over a shared memory, Node worker_threads):
+ * - every conformance case against the float64 reference (JsBackend) with 2 and 3 threads, splitting
+ *   every call (minMacsPerShare 0), on shapes whose column counts are not multiples of the 8-column
+ *   split and whose (batch, head) pairs do not divide evenly among threads;
+ * - bit-for-bit equality with the single-threaded backend on the same inputs, for every case and for
+ *   a whole GPT training step (loss and every gradient), since threads split only output columns
+ *   or (batch, head) pairs and each output element keeps its summation order;
+ * - options: bad thread counts are refused naming the field; a worker file that cannot load falls
+ *   back to one thread and says why; dispose stops the workers;
+ * - a Node process that used threads exits by itself, with and without dispose (child processes).
+ *
+ * Tolerance against the reference is wasm-ops.test.ts's: |got - ref| <= 1e-5 |ref| + 2e-6 max|ref|.
+ * Requires build/tinygpt.wasm and build/tinygpt-threads.wasm (npm run build:wasm).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JsBackend } from '../../src/backend/js/index.js';
+import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
+import { createModel } from '../../src/model/gpt.js';
+import type { GPTConfigInput } from '../../src/model/types.js';
+import { opCases, runCase, type OpShapes } from '../helpers/conformance.js';
+import { Rng, compareClose, ints } from '../helpers/random.js';
+
+const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
+const THREADS_URL = new URL('../../build/tinygpt-threads.wasm', import.meta.url);
+const WORKER_URL = new URL('../../src/backend/wasm/wasm-worker.js', import.meta.url);
+const RTOL = 1e-5;
+const ATOL_OF_MAX = 2e-6;
+const SEED = Math.floor(Math.random() * 2 ** 31);
+
+// every call splits: (B*NH) pairs 6 and 10 over 2 or 3 threads; N, K and V not multiples of 8
+const SHAPES: [string, OpShapes][] = [
+  ['B 2, NH 3, M=33 K=64 N=129', { B: 2, T: 17, C: 24, NH: 3, V: 257, M: 33, K: 64, N: 129 }],
+  ['B 5, NH 2, HS 5, M=2 (row path) K=40 N=45', { B: 5, T: 9, C: 10, NH: 2, V: 70, M: 2, K: 40, N: 45 }],
+  ['T 130 (past MC), HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 5, K: 6, N: 17 }],
+];
+// matmul alone on shapes past the blocking (MC 128, KC 256, NC 1024), and the row path (M < 4)
+const MATMUL_SHAPES: [string, OpShapes][] = [
+  ['M=130 K=300 N=1030', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 130, K: 300, N: 1030 }],
+  ['M=3 K=300 N=1030', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 3, K: 300, N: 1030 }],
+];
+
+const backends = new Map<number, WasmBackend>();
+beforeAll(async () => {
+  for (const threads of [1, 2, 3]) {
+    const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: WORKER_URL, threads, minMacsPerShare: 0 });
+    backends.set(threads, be);
+  }
+});
+afterAll(() => {
+  for (const be of backends.values()) be.dispose();
+});
+
+function bytesOf(a: Float32Array | Int32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+describe.each([2, 3])('%i threads', (threads) => {
+  it('the backend runs on that many threads', () => {
+    const be = backends.get(threads)!;
+    expect(be.threads).toBe(threads);
+    expect(be.threadsNote).toBe('');
+  });
+
+  const cases = [
+    ...SHAPES.flatMap(([label, shapes]) => opCases.map((c) => ({ label, shapes, c }))),
+    ...MATMUL_SHAPES.flatMap(([label, shapes]) => opCases.filter((c) => c.op === 'matmul').map((c) => ({ label, shapes, c }))),
+  ];
+  describe.each(cases)('$label', ({ shapes, c }) => {
+    {
+      it(`${c.name}: matches the f64 reference and equals one thread bit for bit`, async () => {
+        const be = backends.get(threads)!;
+        const reference = new JsBackend({ precision: 'f64' });
+        const expected = await runCase(reference, c, SEED, shapes);
+        reference.dispose();
+        const single = await runCase(backends.get(1)!, c, SEED, shapes);
+        const actual = await runCase(be, c, SEED, shapes);
+        const outputs = Object.keys(expected);
+        expect(outputs.length).toBeGreaterThan(0);
+        for (const name of outputs) {
+          let scale = 0;
+          for (const x of expected[name]) scale = Math.max(scale, Math.abs(x));
+          const report = compareClose(actual[name], expected[name], { rtol: RTOL, atol: ATOL_OF_MAX * scale });
+          expect(report.ok, `${c.name} / ${name} (seed ${SEED}): ${report.message}`).toBe(true);
+          expect(bytesOf(actual[name]), `${c.name} / ${name} equals one thread's (seed ${SEED})`).toEqual(bytesOf(single[name]));
+        }
+        expect(be.bytesInUse(), 'the case freed what it allocated').toBe(0);
+      });
+    }
+  });
+});
+
+describe('a whole GPT training step', () => {
+  // HS 12 over 3 heads, dFF 100 and V 61: column counts that do not split evenly
+  const config: GPTConfigInput = { vocabSize: 61, maxSeqLen: 24, dModel: 36, nLayers: 2, nHeads: 3, dFF: 100, dropout: 0.1, seed: 7 };
+
+  it('gives the same loss and gradients bit for bit with 1, 2 and 3 threads (default split threshold too)', async () => {
+    const rng = new Rng(SEED);
+    const B = 5;
+    const T = 24;
+    const inputs = ints(rng, B * T, 0, 61);
+    const targets = ints(rng, B * T, 0, 61);
+    targets[7] = -1;
+    const results: { loss: number; grads: Record<string, Float32Array>; threads: number }[] = [];
+    for (const [threads, minMacsPerShare] of [[1, 0], [2, 0], [3, 0], [3, undefined]] as const) {
+      const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: WORKER_URL, threads, minMacsPerShare });
+      const model = await createModel(config, { backendInstance: be });
+      model.setRngState({ dropoutStep: 2 });
+      const { loss } = await model.forward(inputs, targets, B, { training: true });
+      await model.backward();
+      results.push({ loss: loss!, grads: await model.getGradients(), threads: be.threads });
+      model.dispose();
+    }
+    expect(results.map((r) => r.threads)).toEqual([1, 2, 3, 3]);
+    const [one, ...others] = results;
+    expect(Number.isFinite(one.loss)).toBe(true);
+    const names = Object.keys(one.grads);
+    expect(names.length).toBeGreaterThan(10);
+    for (const other of others) {
+      expect(other.loss, `loss with ${other.threads} threads (seed ${SEED})`).toBe(one.loss);
+      for (const name of names) {
+        expect(bytesOf(other.grads[name]), `${name} with ${other.threads} threads (seed ${SEED})`).toEqual(bytesOf(one.grads[name]));
+      }
+    }
+  });
+});
+
+describe('options', () => {
+  it.each([0, -1, 1.5, 65, Number.NaN, 'many'])('refuses threads = %s, naming the field and the allowed values', async (threads) => {
+    await expect(createWasmBackend({ url: WASM_URL, threads: threads as number })).rejects.toThrow(
+      new RegExp(`threads must be 'auto' or an integer in \\[1, 64\\], got ${String(threads)}`),
+    );
+  });
+
+  it('refuses a negative minMacsPerShare', async () => {
+    await expect(createWasmBackend({ url: WASM_URL, threads: 2, minMacsPerShare: -1 })).rejects.toThrow(/minMacsPerShare must be an integer >= 0, got -1/);
+  });
+
+  it('falls back to one thread, and says why, when the worker cannot load', async () => {
+    const notices: string[] = [];
+    const be = await createWasmBackend({
+      url: WASM_URL,
+      threadsSource: { url: THREADS_URL },
+      workerUrl: new URL('./no-such-worker.js', WORKER_URL),
+      threads: 2,
+      onNotice: (m) => notices.push(m),
+    });
+    expect(be.threads).toBe(1);
+    expect(be.threadsNote).toMatch(/one thread: the threaded kernels could not start/);
+    expect(notices).toEqual([be.threadsNote]);
+    // and it computes: a 2x2 matmul worked by hand
+    const x = be.alloc(4);
+    const w = be.alloc(4);
+    const out = be.alloc(4);
+    be.upload(x, Float32Array.of(1, 2, 3, 4));
+    be.upload(w, Float32Array.of(5, 6, 7, 8));
+    be.matmulForward(out, x, w, null, 2, 2, 2);
+    expect(Array.from(await be.download(out))).toEqual([19, 22, 43, 50]);
+    be.dispose();
+  });
+
+  it('runs one thread (silently under auto) when tinygpt.wasm is handed over as a module, as edge runtimes must, unless threadsSource is given too', async () => {
+    const module = await WebAssembly.compile(await readFile(WASM_URL));
+    const notices: string[] = [];
+    const single = await createWasmBackend({ module, onNotice: (m) => notices.push(m) });
+    expect(single.threads).toBe(1);
+    expect(single.threadsNote).toMatch(/module or bytes without threadsSource/);
+    expect(notices).toEqual([]);
+    single.dispose();
+    const threadsModule = await WebAssembly.compile(await readFile(THREADS_URL));
+    const threaded = await createWasmBackend({ module, threadsSource: { module: threadsModule }, workerUrl: WORKER_URL, threads: 2 });
+    expect(threaded.threads).toBe(2);
+    threaded.dispose();
+  });
+
+  it("'auto' takes min(hardware threads, 8) in Node, and dispose leaves one thread", async () => {
+    const { availableParallelism } = await import('node:os');
+    const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: WORKER_URL });
+    expect(be.threads).toBe(Math.min(availableParallelism(), 8));
+    be.dispose();
+    expect(be.threads).toBe(1);
+  });
+});
+
+describe('process exit', () => {
+  let dir: string;
+  let script: string;
+
+  beforeAll(async () => {
+    // the child runs the sources bundled by esbuild (Node 20 cannot run .ts), with explicit file locations
+    const { build } = await import('esbuild');
+    dir = await mkdtemp(join(tmpdir(), 'tinygpt-threads-'));
+    script = join(dir, 'child.mjs');
+    const entry = `
+      import { createWasmBackend } from './src/backend/wasm/index.ts';
+      import { createModel } from './src/model/gpt.ts';
+      const be = await createWasmBackend({
+        url: ${JSON.stringify(fileURLToPath(WASM_URL))},
+        threadsSource: { url: ${JSON.stringify(fileURLToPath(THREADS_URL))} },
+        workerUrl: ${JSON.stringify(WORKER_URL.href)},
+        threads: 2,
+        minMacsPerShare: 0,
+      });
+      const model = await createModel({ vocabSize: 17, maxSeqLen: 8, dModel: 16, nLayers: 1, nHeads: 2, dFF: 32, seed: 1 }, { backendInstance: be });
+      const ids = Int32Array.from({ length: 16 }, (_, i) => i % 17);
+      const { loss } = await model.forward(ids, ids, 2);
+      await model.backward();
+      const threads = be.threads;
+      if (process.argv.includes('--dispose')) model.dispose();
+      console.log('threads', threads, 'loss', Number.isFinite(loss));
+    `;
+    await build({
+      stdin: { contents: entry, resolveDir: fileURLToPath(new URL('../../', import.meta.url)), loader: 'ts' },
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      outfile: script,
+      logLevel: 'silent',
+    });
+  });
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** runs the child and resolves with its exit code and output; kills it after a generous bound */
+  function runChild(args: string[]): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('exit', (code, signal) => {
+        clearTimeout(killer);
+        resolve({ code, signal, stdout, stderr });
+      });
+    });
+  }
+
+  it.each([['after dispose', ['--dispose']], ['without dispose (workers do not hold the process)', []]])('exits by itself %s', async (_label, args) => {
+    const result = await runChild(args);
+    expect(result.signal, `the child was killed: it did not exit by itself (stderr: ${result.stderr})`).toBeNull();
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe('threads 2 loss true');
+  });
+});
