@@ -1,7 +1,9 @@
 // Generation speed: tinygpt (KV cache, wasm backend) beside a tfjs-backend-wasm GPT that recomputes
 // the whole context for every new token, in the same run. Greedy decoding, random weights.
 //
-//   node bench/generate.mjs [--configs A,B] [--prompts 8,64,256,960] [--new 64] [--tfjs-new 4] [--backend wasm]
+//   node bench/generate.mjs [--configs A,B] [--prompts 8,64,256,960] [--new 64] [--tfjs-new 4] [--backend wasm] [--threads N]
+//
+// --threads N runs tinygpt's wasm backend on N threads (default: its 'auto', min(cores, 8)).
 //
 // For each prompt length p the SDK generates `--new` tokens after p tokens (maxSeqLen 1024, so the
 // longest run, 960 + 64, ends exactly at the window and never slides). tokens/s counts the prompt's
@@ -10,7 +12,7 @@
 // is the same forward each time: it generates only `--tfjs-new` tokens (a rate needs no more).
 // Ratios compare figures from this run only; the machine is shared, so absolute figures drift.
 import { createRequire } from 'node:module';
-import { createModel, generate, generateStream } from '../dist/index.js';
+import { createBackend, createModel, generate, generateStream } from '../dist/index.js';
 import { createTfjsGPTForward } from './lib/tfjs-gpt-forward.mjs';
 
 const require = createRequire(import.meta.url);
@@ -29,6 +31,8 @@ const prompts = option('prompts', '8,64,256,960').split(',').map(Number);
 const newTokens = Number(option('new', '64'));
 const tfjsNew = Number(option('tfjs-new', '4'));
 const backend = option('backend', 'wasm');
+const threads = option('threads', undefined);
+if (threads !== undefined && backend !== 'wasm') throw new Error(`--threads applies to the wasm backend, not ${backend}`);
 for (const c of configNames) if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
 for (const p of prompts) if (!(Number.isInteger(p) && p >= 1 && p + newTokens <= 1024)) throw new Error(`--prompts: ${p} must be an integer in [1, ${1024 - newTokens}] (prompt + new <= maxSeqLen 1024)`);
 
@@ -62,7 +66,8 @@ if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') throw new Erro
 await tf.ready();
 
 const fmt = (x, digits = 1) => x.toFixed(digits);
-console.log(`tinygpt ${backend} backend vs tfjs-backend-wasm ${tf.version_core} (1 thread), greedy, ${newTokens} new tokens (tfjs: ${tfjsNew}), Node ${process.versions.node}`);
+const threadsNote = backend === 'wasm' ? ` (${threads ?? 'auto'} threads)` : '';
+console.log(`tinygpt ${backend} backend${threadsNote} vs tfjs-backend-wasm ${tf.version_core} (1 thread), greedy, ${newTokens} new tokens (tfjs: ${tfjsNew}), Node ${process.versions.node}`);
 console.log('');
 console.log('| config | prompt -> end context | tinygpt tok/s (end to end) | tinygpt prompt pass ms | tinygpt decode ms/token | tfjs tok/s (recompute) | tfjs ms/token | speed-up |');
 console.log('|---|---|---|---|---|---|---|---|');
@@ -70,7 +75,8 @@ console.log('|---|---|---|---|---|---|---|---|');
 const checks = [];
 for (const name of configNames) {
   const config = CONFIGS[name];
-  const model = await createModel({ ...config, backend, seed: 1 });
+  const backendInstance = threads === undefined ? undefined : await createBackend('wasm', { wasmThreads: Number(threads) });
+  const model = await createModel({ ...config, backend, seed: 1 }, { backendInstance });
   // the same weights on both sides: check they compute the same logits before timing anything
   const tfModel = createTfjsGPTForward(tf, config, await model.getParameters());
   const check = promptOf(64, config.vocabSize);

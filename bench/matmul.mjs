@@ -6,13 +6,21 @@
 // matMul's transpose flags (what autograd emits) and with an explicit tf.transpose first (the fast
 // way on that backend); the ratio is against the faster of the two.
 //
-// Run after `npm run build` (or `npm run build:wasm`): node bench/matmul.mjs [--quick]
+// Run after `npm run build` (or `npm run build:wasm`): node bench/matmul.mjs [--quick] [--threads N]
 // Times are medians of CPU time (see cpuMs); on a shared machine compare the ratios, not the
-// absolute figures.
+// absolute figures. With --threads N, tinygpt runs through the wasm backend of dist/ on N threads
+// (N = 1 included, for a like-for-like baseline) and every time is wall time instead: CPU time
+// would add up the threads.
 import { readFile } from 'node:fs/promises';
 import { startTfjsWasm } from './lib/tfjs-wasm.mjs';
 
 const quick = process.argv.includes('--quick');
+const threadsArg = process.argv.indexOf('--threads');
+/** undefined: the kernels called directly on this thread, timed by CPU time */
+const threadCount = threadsArg >= 0 ? Number(process.argv[threadsArg + 1]) : undefined;
+if (threadCount !== undefined && !(Number.isInteger(threadCount) && threadCount >= 1)) {
+  throw new Error(`--threads must be an integer >= 1, got ${process.argv[threadsArg + 1]}`);
+}
 /** per measurement: at least this many runs, and more until this much time is spent */
 const MIN_RUNS = 3;
 const MAX_RUNS = 50;
@@ -71,6 +79,11 @@ function interleavedMedians(fns) {
  * the process waited for a core.
  */
 function cpuMs(fn) {
+  if (threadCount !== undefined) {
+    const t0 = performance.now();
+    fn();
+    return performance.now() - t0;
+  }
   const before = process.cpuUsage();
   fn();
   const used = process.cpuUsage(before);
@@ -86,6 +99,28 @@ const gflops = (M, K, N, ms) => (2 * M * K * N) / (ms * 1e6);
 
 const { tf, threads } = await startTfjsWasm();
 
+/** with --threads: the backend, and its three products on tensors at the same addresses as the direct calls */
+let backend;
+if (threadCount !== undefined) {
+  const { createBackend } = await import('../dist/index.js');
+  backend = await createBackend('wasm', { wasmThreads: threadCount });
+  if (backend.threads !== threadCount) throw new Error(`asked for ${threadCount} threads, the backend runs ${backend.threads}: ${backend.threadsNote}`);
+}
+function backendProducts(M, K, N) {
+  const t = (n) => {
+    const x = backend.alloc(n);
+    backend.upload(x, Float32Array.from({ length: n }, () => Math.random() * 2 - 1));
+    return x;
+  };
+  const [x, w, b, out, dout, dinp, dw] = [t(M * K), t(K * N), t(N), t(M * N), t(M * N), t(M * K), t(K * N)];
+  return {
+    forward: () => backend.matmulForward(out, x, w, b, M, K, N),
+    dinp: () => backend.matmulBackward(dinp, dw, null, dout, x, w, M, K, N),
+    dweight: () => backend.matmulBackward(null, dw, null, dout, x, w, M, K, N),
+    free: () => [x, w, b, out, dout, dinp, dw].forEach((y) => backend.free(y)),
+  };
+}
+
 /** medians in ms of tinygpt's three products and tfjs's variants of each, for one shape */
 function measure(M, K, N) {
   resetHeap();
@@ -100,6 +135,7 @@ function measure(M, K, N) {
   const tw = tf.randomUniform([K, N], -1, 1);
   const tb = tf.randomUniform([N], -1, 1);
   const tdout = tf.randomUniform([M, N], -1, 1);
+  const viaBackend = backend === undefined ? undefined : backendProducts(M, K, N);
   // build inside tidy (frees the transposes), read back outside: dataSync inside tidy runs ~20x slower
   const tfRun = (f) => () => {
     const result = tf.tidy(f);
@@ -107,20 +143,22 @@ function measure(M, K, N) {
     result.dispose();
   };
   const forward = interleavedMedians({
-    ours: () => k.matmulForward(out, x, w, b, M, K, N),
+    ours: viaBackend?.forward ?? (() => k.matmulForward(out, x, w, b, M, K, N)),
     flags: tfRun(() => tf.add(tf.matMul(tx, tw), tb)),
   });
   const dinpProduct = interleavedMedians({
-    ours: () => k.matmulBackwardInput(dinp, dout, w, M, K, N),
+    // through the backend the dinp product comes with a dweight product (one matmulBackward)
+    ours: viaBackend?.dinp ?? (() => k.matmulBackwardInput(dinp, dout, w, M, K, N)),
     flags: tfRun(() => tf.matMul(tdout, tw, false, true)),
     transpose: tfRun(() => tf.matMul(tdout, tf.transpose(tw))),
   });
   const dweightProduct = interleavedMedians({
-    ours: () => k.matmulBackwardWeight(dw, 0, dout, x, M, K, N),
+    ours: viaBackend?.dweight ?? (() => k.matmulBackwardWeight(dw, 0, dout, x, M, K, N)),
     flags: tfRun(() => tf.matMul(tx, tdout, true, false)),
     transpose: tfRun(() => tf.matMul(tf.transpose(tx), tdout)),
   });
   tf.dispose([tx, tw, tb, tdout]);
+  viaBackend?.free();
   return { forward, dinp: dinpProduct, dweight: dweightProduct };
 }
 
@@ -139,17 +177,34 @@ const shapes = [
 ];
 
 const fmt = (x) => x.toFixed(1);
-console.log(`tinygpt wasm (SIMD, 1 thread) vs tfjs-backend-wasm ${tf.version.tfjs} (${threads} thread), GFLOP/s from CPU time, medians of >= ${MIN_RUNS} interleaved runs\n`);
+const oursLabel = threadCount === undefined ? 'SIMD, 1 thread, kernels called directly' : `SIMD, ${threadCount} thread(s), through the backend`;
+const timeLabel = threadCount === undefined ? 'CPU time' : 'wall time';
+console.log(`tinygpt wasm (${oursLabel}) vs tfjs-backend-wasm ${tf.version.tfjs} (${threads} thread), GFLOP/s from ${timeLabel}, medians of >= ${MIN_RUNS} interleaved runs\n`);
 console.log('| shape | M x K x N | product | tinygpt | tfjs flags | tfjs transpose+matMul | ratio vs best tfjs |');
 console.log('|---|---|---|---:|---:|---:|---:|');
+// through the backend, the dinp row is both backward products (one matmulBackward call) against the
+// sum of tfjs's times for the two
+const bothBackward = backend !== undefined;
+const products = [
+  ['forward', 'x@W + b'],
+  ['dinp', bothBackward ? 'dout@W^T + x^T@dout' : 'dout@W^T'],
+  ['dweight', 'x^T@dout'],
+];
 for (const { label, M, K, N } of shapes) {
   const ms = measure(M, K, N);
-  for (const [product, name] of [['forward', 'x@W + b'], ['dinp', 'dout@W^T'], ['dweight', 'x^T@dout']]) {
-    const t = ms[product];
-    const ours = gflops(M, K, N, t.ours);
-    const flags = gflops(M, K, N, t.flags);
-    const tr = t.transpose === undefined ? undefined : gflops(M, K, N, t.transpose);
+  for (const [product, name] of products) {
+    const t = { ...ms[product] };
+    const productsTimed = bothBackward && product === 'dinp' ? 2 : 1;
+    if (productsTimed === 2) {
+      t.flags += ms.dweight.flags;
+      t.transpose += ms.dweight.transpose;
+    }
+    const rate = (msTaken) => productsTimed * gflops(M, K, N, msTaken);
+    const ours = rate(t.ours);
+    const flags = rate(t.flags);
+    const tr = t.transpose === undefined ? undefined : rate(t.transpose);
     const best = Math.max(flags, tr ?? 0);
     console.log(`| ${label} | ${M}x${K}x${N} | ${name} | ${fmt(ours)} | ${fmt(flags)} | ${tr === undefined ? '-' : fmt(tr)} | ${(ours / best).toFixed(2)}x |`);
   }
 }
+backend?.dispose();

@@ -1,10 +1,11 @@
 // Training throughput: tinygpt (Trainer with AdamW + clipping) beside the same GPT written with
 // TensorFlow.js ops (tf.train.adam), in the same run, on one of two backend pairs:
 //
-//   node bench/train.mjs [--configs A,B] [--warmup 1] [--steps-A 8] [--steps-B 3] [--check]
+//   node bench/train.mjs [--configs A,B] [--warmup 1] [--steps-A 8] [--steps-B 3] [--check] [--threads N]
 //   node bench/train.mjs --backend webgpu [--configs A,B,C] [--warmup 3] [--steps-A 20] [--steps-B 20] [--steps-C 10]
 //
-// wasm (default): tinygpt's wasm backend against tfjs-backend-wasm (1 thread).
+// wasm (default): tinygpt's wasm backend against tfjs-backend-wasm (1 thread). --threads N runs
+// tinygpt's backend on N threads (default: its 'auto', min(cores, 8)).
 // webgpu: tinygpt's WebGPU backend against tfjs-backend-webgpu on the same adapter (Dawn through the
 // `webgpu` package in Node; see bench/lib/webgpu-node.mjs). tfjs runs twice, with its products
 // written with transpose flags and with explicit transposes (bench/lib/tfjs-gpt.mjs), both embedding
@@ -75,9 +76,14 @@ async function worker(side, name, warmup, steps) {
   let step;
   let wasmBytes;
   let cleanup;
+  let wasmThreads = 1;
   if (side === 'sdk') {
-    const { createModel } = await import('../dist/index.js');
-    const model = await createModel({ ...config, backend: 'wasm' });
+    const { createModel, createBackend } = await import('../dist/index.js');
+    // --threads N: the wasm backend on N threads; without it, the backend's default ('auto')
+    const threads = option('threads', undefined);
+    const backendInstance = threads === undefined ? undefined : await createBackend('wasm', { wasmThreads: Number(threads) });
+    const model = await createModel({ ...config, backend: 'wasm' }, { backendInstance });
+    wasmThreads = model.backend.threads;
     const trainer = await sdkTrainer(model, config);
     step = async () => (await trainer.step()).trainLoss;
     wasmBytes = () => model.backend.k?.memory?.buffer.byteLength ?? model.backend.bytesInUse();
@@ -116,6 +122,7 @@ async function worker(side, name, warmup, steps) {
     lastLoss: losses.at(-1),
     wasmBytes: wasmBytes(),
     maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    threads: wasmThreads,
   };
   cleanup();
   console.log(JSON.stringify(result));
@@ -238,7 +245,8 @@ async function main() {
     const steps = option(`steps-${name}`, defaultSteps(backend, name));
     const results = {};
     for (const side of SIDES[backend]) {
-      const args = [fileURLToPath(import.meta.url), '--backend', backend, '--worker', side, name, warmup, steps];
+      const threads = option('threads', undefined);
+      const args = [fileURLToPath(import.meta.url), '--backend', backend, ...(threads === undefined ? [] : ['--threads', threads]), '--worker', side, name, warmup, steps];
       const child = spawnSync(process.execPath, args, { encoding: 'utf8' });
       if (child.status !== 0) throw new Error(`${side} worker for config ${name} failed:\n${child.stderr}`);
       results[side] = JSON.parse(child.stdout.trim().split('\n').at(-1));
@@ -250,7 +258,7 @@ async function main() {
     return;
   }
   console.log(`Training step, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after ${warmup} warm-up; each side in its own process.`);
-  console.log('tinygpt: wasm backend, AdamW + global-norm clipping; tfjs 4.22: tfjs-backend-wasm, 1 thread, tf.train.adam.\n');
+  console.log(`tinygpt: wasm backend on ${rows[0].sdk.threads} thread(s), AdamW + global-norm clipping; tfjs 4.22: tfjs-backend-wasm, 1 thread, tf.train.adam.\n`);
   console.log('| config | tinygpt step | tfjs step | tinygpt tokens/s | tfjs tokens/s | speed-up | tinygpt wasm memory | tfjs wasm memory | tinygpt peak RSS | tfjs peak RSS | loss first -> last (tinygpt / tfjs) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const { name, sdk, tfjs } of rows) {

@@ -11,6 +11,8 @@ export interface SelectOptions {
   wasmModule?: WebAssembly.Module;
   /** where to fetch tinygpt.wasm from (browsers), or its file path (Node) */
   wasmUrl?: string | URL;
+  /** threads for the wasm backend: 'auto' (default) or a count; see createWasmBackend */
+  wasmThreads?: number | 'auto';
 }
 
 export class BackendUnavailableError extends Error {
@@ -35,7 +37,7 @@ async function create(name: BackendName, options: SelectOptions): Promise<Backen
     }
     case 'wasm': {
       const { createWasmBackend } = await import('./wasm/index.js');
-      return createWasmBackend({ module: options.wasmModule ?? defaultWasmModule, url: options.wasmUrl });
+      return createWasmBackend({ module: options.wasmModule ?? defaultWasmModule, url: options.wasmUrl, threads: options.wasmThreads, onNotice: options.onNotice });
     }
     case 'webgpu': {
       const { createWebGPUBackend } = await import('./webgpu/index.js');

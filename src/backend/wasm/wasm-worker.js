@@ -24,6 +24,7 @@
  * @property {SlotWords} words word index of each field inside a slot
  * @property {string[]} fns kernel export names, indexed by the slot's fn word
  * @property {number} scratch byte address of this worker's packing buffers
+ * @property {number} spins checks of the generation word before sleeping in Atomics.wait
  */
 
 /** @param {InitMessage} init @param {(message: unknown) => void} post */
@@ -51,6 +52,8 @@ async function start(init, post) {
   post({ ready: true });
   let seen = Atomics.load(ctrl, base + w.generation);
   for (;;) {
+    // spin a little before sleeping: a call that comes soon then starts without a wake-up
+    for (let i = 0; i < init.spins && Atomics.load(ctrl, base + w.generation) === seen; i++);
     Atomics.wait(ctrl, base + w.generation, seen);
     const generation = Atomics.load(ctrl, base + w.generation);
     if (Atomics.load(ctrl, base + w.quit) !== 0) return;
