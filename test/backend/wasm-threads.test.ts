@@ -8,23 +8,30 @@
  *   or (batch, head) pairs and each output element keeps its summation order;
  * - options: bad thread counts are refused naming the field; a worker file that cannot load falls
  *   back to one thread and says why; dispose stops the workers;
- * - a Node process that used threads exits by itself, with and without dispose (child processes).
+ * - a Node process that used threads exits by itself, with and without dispose (child processes);
+ * - in Chromium (the built bundle, dist/, on a cross-origin isolated page): a module Web Worker runs
+ *   3 threads with results equal to 1 thread's bit for bit, and the page's main thread, which may not
+ *   block, runs one thread and says why.
  *
  * Tolerance against the reference is wasm-ops.test.ts's: |got - ref| <= 1e-5 |ref| + 2e-6 max|ref|.
  * Requires build/tinygpt.wasm and build/tinygpt-threads.wasm (npm run build:wasm).
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
+import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
 import { opCases, runCase, type OpShapes } from '../helpers/conformance.js';
 import { Rng, compareClose, ints } from '../helpers/random.js';
+import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/static-server.js';
 
 const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
 const THREADS_URL = new URL('../../build/tinygpt-threads.wasm', import.meta.url);
@@ -249,5 +256,87 @@ describe('process exit', () => {
     expect(result.signal, `the child was killed: it did not exit by itself (stderr: ${result.stderr})`).toBeNull();
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.trim()).toBe('threads 2 loss true');
+  });
+});
+
+/**
+ * In the page's worker and on its main thread: a matmul and an attention forward big enough to be
+ * split by the default threshold, on the asked number of threads and on one, compared byte for byte.
+ */
+const BROWSER_SCRIPT = `
+async function compareThreads(threads) {
+  const sdk = await import('/dist/index.js');
+  const notices = [];
+  const runs = [];
+  for (const wasmThreads of [threads, 1]) {
+    const be = await sdk.createBackend('wasm', { wasmThreads, onNotice: (m) => notices.push(m) });
+    const t = (n, f) => { const x = be.alloc(n); be.upload(x, Float32Array.from({ length: n }, (_, i) => f(i))); return x; };
+    const [M, K, N] = [64, 256, 301];
+    const x = t(M * K, (i) => Math.sin(i)), w = t(K * N, (i) => Math.cos(i * 0.7)), bias = t(N, (i) => i / N), out = t(M * N, () => 0);
+    be.matmulForward(out, x, w, bias, M, K, N);
+    const [B, T, C, NH] = [2, 128, 192, 3];
+    const qkv = t(B * T * 3 * C, (i) => Math.sin(i * 0.37)), att = t(B * T * C, () => 0), lse = t(B * NH * T, () => 0);
+    be.attentionForward(att, lse, qkv, B, T, C, NH);
+    const bytes = [await be.download(out), await be.download(att), await be.download(lse)].map((a) => Array.from(new Uint8Array(a.buffer)));
+    runs.push({ threads: be.threads, note: be.threadsNote, bytes });
+    be.dispose();
+  }
+  const equal = runs[0].bytes.every((b, i) => b.length > 0 && b.length === runs[1].bytes[i].length && b.every((v, j) => v === runs[1].bytes[i][j]));
+  return { threads: runs[0].threads, note: runs[0].note, notices, equal, crossOriginIsolated: globalThis.crossOriginIsolated };
+}
+`;
+// (an empty icon: no favicon request to answer 404)
+const PAGE = `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module">
+${BROWSER_SCRIPT}
+window.inWorker = (threads) => new Promise((resolve, reject) => {
+  const worker = new Worker('/threads-worker.js', { type: 'module' });
+  worker.onmessage = (e) => (e.data.error ? reject(new Error(e.data.error)) : resolve(e.data));
+  worker.onerror = (e) => reject(new Error(e.message));
+  worker.postMessage(threads);
+});
+window.onMainThread = compareThreads;
+window.ready = true;
+</script>`;
+const WORKER = `${BROWSER_SCRIPT}
+self.onmessage = async (e) => {
+  try { self.postMessage(await compareThreads(e.data)); } catch (err) { self.postMessage({ error: String(err && err.stack || err) }); }
+};`;
+
+const distMissing = ['index.js', 'tinygpt.wasm', 'tinygpt-threads.wasm', 'wasm-worker.js'].find((f) => !existsSync(join(REPO_ROOT, 'dist', f)));
+const browserSkip = chromiumMissingReason() ?? (distMissing ? `dist/${distMissing} is missing: run npm run build` : null);
+
+describe.skipIf(browserSkip !== null)(`in Chromium, cross-origin isolated${browserSkip ? ` (skipped: ${browserSkip})` : ''}`, () => {
+  let server: StaticServer;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    server = await startStaticServer({
+      crossOriginIsolated: true,
+      routes: {
+        '/threads.html': { body: PAGE, type: 'text/html; charset=utf-8' },
+        '/threads-worker.js': { body: WORKER, type: 'text/javascript; charset=utf-8' },
+      },
+    });
+    browser = await launchChromium();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('a module Web Worker runs 3 threads, equal to 1 thread bit for bit; the main thread runs one and says why', async () => {
+    const { page, errors } = await openPage(browser, `${server.origin}/threads.html`);
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    type Result = { threads: number; note: string; notices: string[]; equal: boolean; crossOriginIsolated: boolean };
+    const inWorker = (await page.evaluate(() => (window as unknown as { inWorker(n: number): Promise<unknown> }).inWorker(3))) as Result;
+    expect(inWorker, errors.join('\n')).toMatchObject({ threads: 3, note: '', notices: [], equal: true, crossOriginIsolated: true });
+    const onMain = (await page.evaluate(() => (window as unknown as { onMainThread(n: number): Promise<unknown> }).onMainThread(2))) as Result;
+    expect(onMain.crossOriginIsolated).toBe(true);
+    expect(onMain.threads).toBe(1);
+    expect(onMain.note).toMatch(/main thread may not block/);
+    expect(onMain.notices).toEqual([onMain.note]);
+    expect(onMain.equal).toBe(true);
+    expect(errors).toEqual([]);
   });
 });
