@@ -128,6 +128,23 @@ async function worker(side, name, warmup, steps) {
   console.log(JSON.stringify(result));
 }
 
+/**
+ * Counts compute dispatches from here on (both sides dispatch through Dawn's GPUComputePassEncoder):
+ * the host work of a step grows with them, which explains where a small model's time goes.
+ */
+function countDispatches() {
+  const counter = { count: 0 };
+  const proto = globalThis.GPUComputePassEncoder.prototype;
+  for (const name of ['dispatchWorkgroups', 'dispatchWorkgroupsIndirect']) {
+    const original = proto[name];
+    proto[name] = function (...args) {
+      counter.count++;
+      return original.apply(this, args);
+    };
+  }
+  return counter;
+}
+
 /** one side of one config on WebGPU, in this process; prints one JSON line */
 async function webgpuWorker(side, name, warmup, steps) {
   const config = { ...CONFIGS[name], seed: 1 };
@@ -164,16 +181,20 @@ async function webgpuWorker(side, name, warmup, steps) {
     gpuBytes = () => tf.memory().numBytesInGPU;
     cleanup = () => gpt.dispose();
   }
+  const dispatches = countDispatches();
   const losses = [];
   const warmStart = performance.now();
   for (let i = 0; i < warmup || performance.now() - warmStart < GPU_WARM_MS; i++) losses.push(await step());
   const warmupSteps = losses.length;
   const times = [];
+  dispatches.count = 0;
+  const cpuStart = process.cpuUsage();
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
     losses.push(await step());
     times.push(performance.now() - t0);
   }
+  const cpu = process.cpuUsage(cpuStart);
   const result = {
     side,
     config: name,
@@ -184,6 +205,9 @@ async function webgpuWorker(side, name, warmup, steps) {
     firstLoss: losses[0],
     lastLoss: losses.at(-1),
     gpuBytes: gpuBytes(),
+    dispatchesPerStep: dispatches.count / steps,
+    // host time of this process (JS, Dawn's recording and submission; every thread) per timed step
+    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / steps,
   };
   cleanup();
   console.log(JSON.stringify(result));
@@ -276,14 +300,16 @@ function printWebGPUTable(rows, warmup) {
   console.log(`Adapter (as each side names it): ${[...adapters].join(' | ')}`);
   console.log('tinygpt: WebGPU backend, Trainer (AdamW + global-norm clipping), loss and gradient norm read back each step.');
   console.log('tfjs 4.22: tfjs-backend-webgpu, tf.train.adam, gather embedding, loss read back each step; products with transpose flags / explicit transposes.\n');
-  console.log('| config | tinygpt step | tfjs step (flags / transposes) | tinygpt tokens/s | tfjs tokens/s (best) | speed-up vs best tfjs | tinygpt GPU memory | tfjs GPU memory (best) | loss first -> last (tinygpt / tfjs best) |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('Host CPU ms: this process\'s CPU time per timed step (every thread); dispatches: compute dispatches per step.\n');
+  console.log('| config | tinygpt step | tfjs step (flags / transposes) | tinygpt tokens/s | tfjs tokens/s (best) | speed-up vs best tfjs | dispatches (tinygpt / tfjs best) | host CPU ms (tinygpt / tfjs best) | GPU memory (tinygpt / tfjs best) | loss first -> last (tinygpt / tfjs best) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) {
     const sdk = row.sdk;
     const best = row['tfjs-flags'].stepMs <= row['tfjs-transposes'].stepMs ? row['tfjs-flags'] : row['tfjs-transposes'];
     console.log(
       `| ${row.name} | ${sdk.stepMs.toFixed(1)} ms | ${row['tfjs-flags'].stepMs.toFixed(1)} / ${row['tfjs-transposes'].stepMs.toFixed(1)} ms | ` +
-        `${sdk.tokensPerSec.toFixed(0)} | ${best.tokensPerSec.toFixed(0)} | ${(best.stepMs / sdk.stepMs).toFixed(2)}x | ${mib(sdk.gpuBytes)} | ${mib(best.gpuBytes)} | ` +
+        `${sdk.tokensPerSec.toFixed(0)} | ${best.tokensPerSec.toFixed(0)} | ${(best.stepMs / sdk.stepMs).toFixed(2)}x | ` +
+        `${sdk.dispatchesPerStep.toFixed(0)} / ${best.dispatchesPerStep.toFixed(0)} | ${sdk.cpuMsPerStep.toFixed(1)} / ${best.cpuMsPerStep.toFixed(1)} | ${mib(sdk.gpuBytes)} / ${mib(best.gpuBytes)} | ` +
         `${sdk.firstLoss.toFixed(3)} -> ${sdk.lastLoss.toFixed(3)} / ${best.firstLoss.toFixed(3)} -> ${best.lastLoss.toFixed(3)} |`,
     );
   }
