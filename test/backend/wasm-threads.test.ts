@@ -18,14 +18,16 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
+import { compileThreadedModule, createSharedMemory, instantiateThreaded } from '../../src/backend/wasm/loader.js';
+import { ThreadPool } from '../../src/backend/wasm/threads.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
@@ -191,6 +193,79 @@ describe('options', () => {
     expect(be.threads).toBe(Math.min(availableParallelism(), 8));
     be.dispose();
     expect(be.threads).toBe(1);
+  });
+});
+
+describe('worker failures', () => {
+  it('a worker that has ended makes the next split call throw instead of hanging; the backend goes on with one thread', async () => {
+    // a stand-in worker: says it is ready, then ends without ever taking work, marking its slot's
+    // gone word as the real worker does however it ends
+    const dir = await mkdtemp(join(tmpdir(), 'tinygpt-dead-worker-'));
+    const workerFile = join(dir, 'worker.mjs');
+    await writeFile(
+      workerFile,
+      [
+        "import { parentPort } from 'node:worker_threads';",
+        'parentPort.once("message", (init) => {',
+        '  const ctrl = new Int32Array(init.control);',
+        '  Atomics.store(ctrl, init.slot * init.wordsPerSlot + init.words.gone, 1);',
+        '  parentPort.postMessage({ ready: true });',
+        '  parentPort.close();',
+        '});',
+      ].join('\n'),
+    );
+    try {
+      const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: pathToFileURL(workerFile), threads: 2, minMacsPerShare: 0 });
+      expect(be.threads).toBe(2);
+      const x = be.alloc(4 * 16);
+      const w = be.alloc(16 * 16);
+      const out = be.alloc(4 * 16);
+      be.upload(x, Float32Array.from({ length: 64 }, (_, i) => i % 3));
+      be.upload(w, Float32Array.from({ length: 256 }, (_, i) => (i % 5) - 2));
+      expect(() => be.matmulForward(out, x, w, null, 4, 16, 16)).toThrow(/worker 0 stopped while running matmulForwardCols; the backend now runs on one thread/);
+      expect(be.threads).toBe(1);
+      be.matmulForward(out, x, w, null, 4, 16, 16);
+      const got = await be.download(out);
+      const xs = await be.download(x);
+      const ws = await be.download(w);
+      const want = new Float32Array(64);
+      for (let m = 0; m < 4; m++) for (let n = 0; n < 16; n++) for (let k = 0; k < 16; k++) want[m * 16 + n] += xs[m * 16 + k] * ws[k * 16 + n];
+      expect(got).toEqual(want);
+      be.dispose();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a share that traps in a worker makes the call throw naming the worker, and the pool keeps working', async () => {
+    const module = await compileThreadedModule({ url: THREADS_URL });
+    const memory = createSharedMemory();
+    memory.grow(128); // 10 MiB: scratch at 4 MiB, data at 6 MiB
+    const local = await instantiateThreaded(module, memory);
+    const pool = await ThreadPool.start({ module, memory, local, scratch: [4 << 20], workerUrl: WORKER_URL });
+    try {
+      const [M, K, N] = [4, 8, 16];
+      const [x, w, out] = [6 << 20, (6 << 20) + 4096, (6 << 20) + 8192];
+      const f32 = new Float32Array(memory.buffer);
+      for (let i = 0; i < M * K; i++) f32[x / 4 + i] = i - 7;
+      for (let i = 0; i < K * N; i++) f32[w / 4 + i] = (i % 3) - 1;
+      // share 1 reads past the end of memory (4 GiB - 64 is beyond the 10 MiB there are)
+      const beyond = 2 ** 32 - 64;
+      expect(() => pool.run('matmulForwardCols', [[out, x, w, 0, M, K, N, 0, 8], [out, beyond, w, 0, M, K, N, 8, 16]])).toThrow(
+        /matmulForwardCols failed on worker\(s\) 0/,
+      );
+      pool.run('matmulForwardCols', [[out, x, w, 0, M, K, N, 0, 8], [out, x, w, 0, M, K, N, 8, 16]]);
+      const got = new Float32Array(memory.buffer, out, M * N);
+      for (let m = 0; m < M; m++) {
+        for (let n = 0; n < N; n++) {
+          let want = 0;
+          for (let k = 0; k < K; k++) want += f32[x / 4 + m * K + k] * f32[w / 4 + k * N + n];
+          expect(got[m * N + n], `out[${m},${n}]`).toBe(want);
+        }
+      }
+    } finally {
+      pool.dispose();
+    }
   });
 });
 

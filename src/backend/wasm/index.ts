@@ -111,7 +111,7 @@ export class WasmBackend implements Backend {
 
   /** threads the kernels run on, the calling thread included */
   get threads(): number {
-    return this.pool?.size ?? 1;
+    return this.pool?.running ? this.pool.size : 1;
   }
 
   /**
@@ -529,7 +529,7 @@ export class WasmBackend implements Backend {
 
   /** how many shares to cut `units` independent pieces of work (`macs` multiply-adds in all) into */
   private sharesFor(units: number, macs: number): number {
-    if (this.pool === null) return 1;
+    if (this.pool === null || !this.pool.running) return 1;
     const bySize = this.minMacsPerShare === 0 ? Infinity : Math.floor(macs / this.minMacsPerShare);
     return Math.max(1, Math.min(this.pool.size, units, bySize));
   }

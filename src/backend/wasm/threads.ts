@@ -9,7 +9,7 @@
 import type { Kernels, SplitKernel } from './loader.js';
 
 /** word index of each field in a worker's slot of the Int32 control words */
-const WORDS = { generation: 0, done: 1, fn: 2, argc: 3, status: 4, quit: 5 } as const;
+const WORDS = { generation: 0, done: 1, fn: 2, argc: 3, status: 4, quit: 5, gone: 6 } as const;
 /** 16 words = 64 bytes: one cache line per slot, so slots do not share lines */
 const WORDS_PER_SLOT = 16;
 const ARGS_PER_SLOT = 16;
@@ -21,7 +21,10 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'attentionForwardPairs',
   'attentionBackwardPairs',
 ];
-/** how long one Atomics.wait lasts before the caller checks that the worker is still alive */
+/**
+ * how long one Atomics.wait lasts before the caller checks again that the worker is alive (a worker
+ * that ends marks its gone word and wakes the caller; this catches one that could not)
+ */
 const WAIT_SLICE_MS = 1000;
 /**
  * Checks of a done word before the caller sleeps in Atomics.wait (~10-30 us): its own share often
@@ -39,7 +42,7 @@ export const MAX_THREADS = 64;
 
 interface WorkerHandle {
   terminate(): void;
-  /** false once the worker is known to have stopped */
+  /** false once the worker is known to have stopped (Node learns it between calls, from the 'exit' event) */
   alive(): boolean;
 }
 
@@ -123,7 +126,15 @@ export class ThreadPool {
     return this.workers.length + 1;
   }
 
-  /** Starts one worker per scratch region and resolves once each has instantiated the module. */
+  /** false once disposed (by the owner, or after a worker stopped) */
+  get running(): boolean {
+    return !this.closed;
+  }
+
+  /**
+   * Starts one worker per scratch region and resolves once each has instantiated the module. Call
+   * it before any kernel runs: instantiating rewrites the module's constant data (the same bytes).
+   */
   static async start(opts: PoolOptions): Promise<ThreadPool> {
     const count = opts.scratch.length;
     const argsByteOffset = count * WORDS_PER_SLOT * 4;
@@ -188,10 +199,11 @@ export class ThreadPool {
       for (;;) {
         const done = Atomics.load(ctrl, base + WORDS.done);
         if (done === generation) break;
-        if (Atomics.wait(ctrl, base + WORDS.done, done, WAIT_SLICE_MS) === 'timed-out' && !this.workers[i - 1].alive()) {
+        if (Atomics.load(ctrl, base + WORDS.gone) !== 0 || !this.workers[i - 1].alive()) {
           this.dispose();
           throw new Error(`wasm thread pool: worker ${i - 1} stopped while running ${fn}; the backend now runs on one thread`);
         }
+        Atomics.wait(ctrl, base + WORDS.done, done, WAIT_SLICE_MS);
       }
       if (ctrl[base + WORDS.status] !== 0) failed.push(i - 1);
     }

@@ -11,7 +11,7 @@
  * with the arguments in the slot and publishes the generation in the done word.
  */
 
-/** @typedef {{ generation: number, done: number, fn: number, argc: number, status: number, quit: number }} SlotWords */
+/** @typedef {{ generation: number, done: number, fn: number, argc: number, status: number, quit: number, gone: number }} SlotWords */
 /**
  * @typedef {object} InitMessage
  * @property {WebAssembly.Module} module
@@ -49,7 +49,27 @@ async function start(init, post) {
   const args = new Float64Array(init.control, init.argsByteOffset + init.slot * init.argsPerSlot * 8, init.argsPerSlot);
   const base = init.slot * init.wordsPerSlot;
   const w = init.words;
+  // however this worker ends, say so: a caller blocked on the done word wakes up and stops waiting
+  const markGone = () => {
+    Atomics.store(ctrl, base + w.gone, 1);
+    Atomics.notify(ctrl, base + w.done);
+  };
+  const proc = /** @type {{ on?(event: string, listener: () => void): void } | undefined} */ (globalThis.process);
+  proc?.on?.('exit', markGone);
   post({ ready: true });
+  try {
+    serve(init, fns, ctrl, args, base, w);
+  } finally {
+    markGone();
+  }
+}
+
+/**
+ * The worker's loop: wait for a new generation, run the call in the slot, publish it as done.
+ * @param {InitMessage} init @param {Function[]} fns @param {Int32Array} ctrl @param {Float64Array} args
+ * @param {number} base @param {SlotWords} w
+ */
+function serve(init, fns, ctrl, args, base, w) {
   let seen = Atomics.load(ctrl, base + w.generation);
   for (;;) {
     // spin a little before sleeping: a call that comes soon then starts without a wake-up
