@@ -2,10 +2,10 @@
  * The WebAssembly backend: AssemblyScript SIMD kernels (assembly/) over one linear memory that an
  * Arena hands out. Ops run synchronously in call order; `download` copies out of the memory.
  *
- * With threads (threads.ts), the memory is shared and the matmul products and attention are split
- * over workers by output columns or (batch, head) pairs: every output element is still computed by
- * one thread in the same order, so results are bit-identical to one thread's. Everything else runs on
- * the calling thread.
+ * With threads (threads.ts), the memory is shared and the matmul products, attention, gelu and AdamW
+ * are split over workers by output columns, (batch, head) pairs or element ranges: every output
+ * element is still computed by one thread in the same order, so results are bit-identical to one
+ * thread's. Everything else runs on the calling thread.
  */
 import {
   IGNORE_INDEX,
@@ -33,6 +33,13 @@ const BYTES_PER_ELEMENT = 4;
 const MIN_MACS_PER_SHARE = 1 << 20;
 /** matmul shares split columns in multiples of the micro-kernel's 8-column slivers */
 const COLUMN_BLOCK = 8;
+/**
+ * elementwise shares split in multiples of the kernels' f32x4 width, so every element takes the
+ * same (vector or tail) path as on one thread
+ */
+const ELEMENT_BLOCK = 4;
+/** rough multiply-add equivalents per element of gelu and AdamW (exp, divisions, square root) */
+const ELEMENTWISE_COST = 8;
 /** packing buffers start on a cache line */
 const SCRATCH_ALIGN = 64;
 
@@ -395,13 +402,18 @@ export class WasmBackend implements Backend {
   geluForward(out: Tensor, inp: Tensor, N: number): void {
     const op = 'geluForward';
     dims(op, { N });
-    this.k.geluForward(this.floats(op, 'out', out, N), this.floats(op, 'inp', inp, N), N);
+    const o = this.floats(op, 'out', out, N);
+    const x = this.floats(op, 'inp', inp, N);
+    this.splitElements('geluForward', N, (at, count) => [o + at, x + at, count]);
   }
 
   geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
     const op = 'geluBackward';
     dims(op, { N });
-    this.k.geluBackward(this.floats(op, 'dinp', dinp, N), this.floats(op, 'inp', inp, N), this.floats(op, 'dout', dout, N), N);
+    const dx = this.floats(op, 'dinp', dinp, N);
+    const x = this.floats(op, 'inp', inp, N);
+    const d = this.floats(op, 'dout', dout, N);
+    this.splitElements('geluBackward', N, (at, count) => [dx + at, x + at, d + at, count]);
   }
 
   // ---- residual ----
@@ -474,20 +486,12 @@ export class WasmBackend implements Backend {
     inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
     if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
     const n = params.length;
-    this.k.adamwUpdate(
-      this.floats(op, 'params', params, n),
-      this.floats(op, 'grads', grads, n),
-      this.floats(op, 'm', m, n),
-      this.floats(op, 'v', v, n),
-      n,
-      learningRate,
-      beta1,
-      beta2,
-      eps,
-      weightDecay,
-      1 - beta1 ** step,
-      1 - beta2 ** step,
-    );
+    const p = this.floats(op, 'params', params, n);
+    const g = this.floats(op, 'grads', grads, n);
+    const m1 = this.floats(op, 'm', m, n);
+    const m2 = this.floats(op, 'v', v, n);
+    const hyper = [learningRate, beta1, beta2, eps, weightDecay, 1 - beta1 ** step, 1 - beta2 ** step];
+    this.splitElements('adamwUpdate', n, (at, count) => [p + at, g + at, m1 + at, m2 + at, count, ...hyper]);
   }
 
   // ---- memory access and validation ----
@@ -538,6 +542,18 @@ export class WasmBackend implements Backend {
   private runShares(fn: SplitKernel, shares: number[][]): void {
     if (shares.length === 1) (this.k[fn] as (...args: number[]) => void)(...shares[0]);
     else this.pool!.run(fn, shares);
+  }
+
+  /** runs an elementwise kernel over n elements; `argsOf` gives a share's arguments from its byte offset and element count */
+  private splitElements(fn: SplitKernel, n: number, argsOf: (byteOffset: number, count: number) => number[]): void {
+    const shares = this.sharesFor(Math.ceil(n / ELEMENT_BLOCK), n * ELEMENTWISE_COST);
+    this.runShares(
+      fn,
+      Array.from({ length: shares }, (_, i) => {
+        const start = share(n, shares, i, ELEMENT_BLOCK);
+        return argsOf(start * BYTES_PER_ELEMENT, share(n, shares, i + 1, ELEMENT_BLOCK) - start);
+      }),
+    );
   }
 
   /** runs a column-range kernel (its last two arguments are the range) over `columns` columns */

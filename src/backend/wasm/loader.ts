@@ -58,8 +58,19 @@ const KERNEL_EXPORTS = [
   'matmulBackwardWeightCols', 'attentionForwardPairs', 'attentionBackwardPairs',
 ] as const;
 
-/** the kernel exports that a thread can run a share of (all take a range as their last two arguments) */
-export type SplitKernel = 'matmulForwardCols' | 'matmulBackwardInputCols' | 'matmulBackwardWeightCols' | 'attentionForwardPairs' | 'attentionBackwardPairs';
+/**
+ * the kernel exports that a thread can run a share of: the range ones take it as their last two
+ * arguments; the elementwise ones get pointers and a length offset to their share
+ */
+export type SplitKernel =
+  | 'matmulForwardCols'
+  | 'matmulBackwardInputCols'
+  | 'matmulBackwardWeightCols'
+  | 'attentionForwardPairs'
+  | 'attentionBackwardPairs'
+  | 'geluForward'
+  | 'geluBackward'
+  | 'adamwUpdate';
 
 export interface WasmSource {
   /** a compiled tinygpt.wasm (edge runtimes: `import wasm from 'tinygpt/tinygpt.wasm'`) */

@@ -20,6 +20,9 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'matmulBackwardWeightCols',
   'attentionForwardPairs',
   'attentionBackwardPairs',
+  'geluForward',
+  'geluBackward',
+  'adamwUpdate',
 ];
 /**
  * how long one Atomics.wait lasts before the caller checks again that the worker is alive (a worker
