@@ -40,6 +40,13 @@ const COLUMN_BLOCK = 8;
 const ELEMENT_BLOCK = 4;
 /** rough multiply-add equivalents per element of gelu and AdamW (exp, divisions, square root) */
 const ELEMENTWISE_COST = 8;
+/**
+ * a multiply-add of the unpacked row path (forward with M < 4, as in token-by-token generation)
+ * costs about this many of the packed kernel's: it streams W from memory (~5 against ~40 GFLOP/s)
+ */
+const ROW_PATH_COST = 8;
+/** the kernels take the row path below this many rows (assembly/matmul.ts MR) */
+const ROW_PATH_MAX_M = 3;
 /** packing buffers start on a cache line */
 const SCRATCH_ALIGN = 64;
 
@@ -327,7 +334,7 @@ export class WasmBackend implements Backend {
     const x = this.floats(op, 'inp', inp, M * K);
     const w = this.floats(op, 'weight', weight, K * N);
     const b = bias === null ? 0 : this.floats(op, 'bias', bias, N);
-    this.splitColumns('matmulForwardCols', [o, x, w, b, M, K, N], N, M * K * N);
+    this.splitColumns('matmulForwardCols', [o, x, w, b, M, K, N], N, M * K * N * (M <= ROW_PATH_MAX_M ? ROW_PATH_COST : 1));
   }
 
   matmulBackward(
