@@ -193,12 +193,14 @@ export function attentionBackwardPairs(
  * att: scratch of Tn*(startPos+Tn) floats.
  */
 export function attentionCached(out: usize, qkv: usize, kCache: usize, vCache: usize, att: usize, B: i32, Tn: i32, C: i32, NH: i32, startPos: i32, cacheLen: i32): void {
-  const HS = C / NH;
-  const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
-  const C3 = 3 * C;
-  const rowStride = <usize>C3 << 2;
+  kvCacheAppend(qkv, kCache, vCache, B, Tn, C, startPos, cacheLen);
+  attentionCachedPairs(out, qkv, kCache, vCache, att, B, Tn, C, NH, startPos, cacheLen, 0, B * NH);
+}
+
+/** copies the Tn new positions' k, v from qkv[B,Tn,3C] into kCache/vCache [B,cacheLen,C] at startPos.. */
+export function kvCacheAppend(qkv: usize, kCache: usize, vCache: usize, B: i32, Tn: i32, C: i32, startPos: i32, cacheLen: i32): void {
+  const rowStride = <usize>(3 * C) << 2;
   const cBytes = <usize>C << 2;
-  const L = startPos + Tn;
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < Tn; i++) {
       const src = qkv + <usize>(b * Tn + i) * rowStride;
@@ -207,27 +209,43 @@ export function attentionCached(out: usize, qkv: usize, kCache: usize, vCache: u
       memory.copy(vCache + dst, src + 2 * cBytes, cBytes);
     }
   }
-  for (let b = 0; b < B; b++) {
+}
+
+/**
+ * attentionCached's attention (after kvCacheAppend) for the (batch, head) pairs b*NH + h in
+ * [p0, p1): each pair writes only its own head's slice of out, so threads can take disjoint ranges
+ * (each with its own att scratch).
+ */
+export function attentionCachedPairs(
+  out: usize, qkv: usize, kCache: usize, vCache: usize, att: usize, B: i32, Tn: i32, C: i32, NH: i32, startPos: i32, cacheLen: i32, p0: i32, p1: i32,
+): void {
+  const HS = C / NH;
+  const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
+  const C3 = 3 * C;
+  const rowStride = <usize>C3 << 2;
+  const cBytes = <usize>C << 2;
+  const L = startPos + Tn;
+  for (let pair = p0; pair < p1; pair++) {
+    const b = pair / NH;
+    const h = pair % NH;
     const qb = qkv + <usize>(b * Tn) * rowStride;
     const kb = kCache + <usize>(b * cacheLen) * cBytes;
     const vb = vCache + <usize>(b * cacheLen) * cBytes;
     const ob = out + <usize>(b * Tn) * cBytes;
-    for (let h = 0; h < NH; h++) {
-      const headOff = <usize>(h * HS) << 2;
-      if (Tn < 4) {
-        for (let i = 0; i < Tn; i++) {
-          attendRow(ob + <usize>i * cBytes + headOff, qb + <usize>i * rowStride + headOff, kb + headOff, vb + headOff, cBytes, startPos + i + 1, HS, scale, att);
-        }
-        continue;
-      }
-      memory.fill(att, 0, <usize>(Tn * L) << 2);
-      // S[i,j] = q_i . k_j over the whole cache so far: B(p,j) = K[j,p]
-      gemmAccumulate(att, L, qb + headOff, C3, 1, kb + headOff, 1, C, Tn, HS, L);
+    const headOff = <usize>(h * HS) << 2;
+    if (Tn < 4) {
       for (let i = 0; i < Tn; i++) {
-        softmaxCausalRow(att + (<usize>(i * L) << 2), startPos + i + 1, L, scale);
-        memory.fill(ob + <usize>i * cBytes + headOff, 0, <usize>HS << 2);
+        attendRow(ob + <usize>i * cBytes + headOff, qb + <usize>i * rowStride + headOff, kb + headOff, vb + headOff, cBytes, startPos + i + 1, HS, scale, att);
       }
-      gemmAccumulate(ob + headOff, C, att, L, 1, vb + headOff, C, 1, Tn, L, HS);
+      continue;
     }
+    memory.fill(att, 0, <usize>(Tn * L) << 2);
+    // S[i,j] = q_i . k_j over the whole cache so far: B(p,j) = K[j,p]
+    gemmAccumulate(att, L, qb + headOff, C3, 1, kb + headOff, 1, C, Tn, HS, L);
+    for (let i = 0; i < Tn; i++) {
+      softmaxCausalRow(att + (<usize>(i * L) << 2), startPos + i + 1, L, scale);
+      memory.fill(ob + <usize>i * cBytes + headOff, 0, <usize>HS << 2);
+    }
+    gemmAccumulate(ob + headOff, C, att, L, 1, vb + headOff, C, 1, Tn, L, HS);
   }
 }

@@ -6,7 +6,9 @@ export {
   matmulForwardCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
 } from './matmul';
 export { layerNormForward, layerNormBackward } from './layernorm';
-export { attentionForward, attentionBackward, attentionCached, attentionForwardPairs, attentionBackwardPairs } from './attention';
+export {
+  attentionForward, attentionBackward, attentionCached, attentionForwardPairs, attentionBackwardPairs, attentionCachedPairs, kvCacheAppend,
+} from './attention';
 export { geluForward, geluBackward } from './gelu';
 export { crossEntropyForward, crossEntropyBackward } from './softmax';
 export { encoderForward, encoderBackward } from './encoder';

@@ -401,7 +401,17 @@ export class WasmBackend implements Backend {
     const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
     const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
     const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
-    this.k.attentionCached(o, x, keys, values, this.scratchFloats(0, Tn * (startPos + Tn)), B, Tn, C, NH, startPos, cacheLen);
+    this.k.kvCacheAppend(x, keys, values, B, Tn, C, startPos, cacheLen);
+    // per pair: the new rows against the L = startPos + Tn cached positions, twice (scores, values)
+    const L = startPos + Tn;
+    const pairs = B * NH;
+    const shares = this.sharesFor(pairs, 2 * B * Tn * L * C * (Tn <= ROW_PATH_MAX_M ? ROW_PATH_COST : 1));
+    this.runShares(
+      'attentionCachedPairs',
+      Array.from({ length: shares }, (_, i) => [
+        o, x, keys, values, this.scratchFloats(i, Tn * L), B, Tn, C, NH, startPos, cacheLen, share(pairs, shares, i, 1), share(pairs, shares, i + 1, 1),
+      ]),
+    );
   }
 
   // ---- gelu ----

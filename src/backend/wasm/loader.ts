@@ -48,6 +48,11 @@ export interface Kernels {
   attentionBackwardPairs(
     dqkv: number, dout: number, qkv: number, out: number, lse: number, att: number, B: number, T: number, C: number, NH: number, p0: number, p1: number,
   ): void;
+  kvCacheAppend(qkv: number, kCache: number, vCache: number, B: number, Tn: number, C: number, startPos: number, cacheLen: number): void;
+  attentionCachedPairs(
+    out: number, qkv: number, kCache: number, vCache: number, att: number, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
+    p0: number, p1: number,
+  ): void;
 }
 
 const KERNEL_EXPORTS = [
@@ -55,7 +60,7 @@ const KERNEL_EXPORTS = [
   'attentionBackward', 'attentionCached', 'geluForward', 'geluBackward', 'crossEntropyForward', 'crossEntropyBackward',
   'encoderForward', 'encoderBackward', 'adamwUpdate', 'squaredNorm', 'scale', 'transpose', 'residualForward', 'accumulate', 'copyBytes',
   'zeroBytes', 'dropoutForward', 'dropoutBackward', 'matmulScratchBytes', 'setScratch', 'matmulForwardCols', 'matmulBackwardInputCols',
-  'matmulBackwardWeightCols', 'attentionForwardPairs', 'attentionBackwardPairs',
+  'matmulBackwardWeightCols', 'attentionForwardPairs', 'attentionBackwardPairs', 'kvCacheAppend', 'attentionCachedPairs',
 ] as const;
 
 /**
@@ -68,6 +73,7 @@ export type SplitKernel =
   | 'matmulBackwardWeightCols'
   | 'attentionForwardPairs'
   | 'attentionBackwardPairs'
+  | 'attentionCachedPairs'
   | 'geluForward'
   | 'geluBackward'
   | 'adamwUpdate';

@@ -20,6 +20,7 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'matmulBackwardWeightCols',
   'attentionForwardPairs',
   'attentionBackwardPairs',
+  'attentionCachedPairs',
   'geluForward',
   'geluBackward',
   'adamwUpdate',
