@@ -8,7 +8,8 @@
  *   or (batch, head) pairs and each output element keeps its summation order;
  * - options: bad thread counts are refused naming the field; a worker file that cannot load falls
  *   back to one thread and says why; dispose stops the workers;
- * - a Node process that used threads exits by itself, with and without dispose (child processes);
+ * - a Node process that used threads exits by itself, with and without dispose, and backends
+ *   collected without dispose stop their workers (child processes);
  * - in Chromium (the built bundle, dist/, on a cross-origin isolated page): a module Web Worker runs
  *   3 threads with results equal to 1 thread's bit for bit, and the page's main thread, which may not
  *   block, runs one thread and says why.
@@ -279,15 +280,30 @@ describe('process exit', () => {
     dir = await mkdtemp(join(tmpdir(), 'tinygpt-threads-'));
     script = join(dir, 'child.mjs');
     const entry = `
+      import { readdirSync } from 'node:fs';
       import { createWasmBackend } from './src/backend/wasm/index.ts';
       import { createModel } from './src/model/gpt.ts';
-      const be = await createWasmBackend({
+      const options = {
         url: ${JSON.stringify(fileURLToPath(WASM_URL))},
         threadsSource: { url: ${JSON.stringify(fileURLToPath(THREADS_URL))} },
         workerUrl: ${JSON.stringify(WORKER_URL.href)},
         threads: 2,
         minMacsPerShare: 0,
-      });
+      };
+      if (process.argv.includes('--forget')) {
+        // backends dropped without dispose: once collected, their workers (OS threads) are stopped
+        const osThreads = () => readdirSync('/proc/self/task').length;
+        const before = osThreads();
+        for (let i = 0; i < 4; i++) await createWasmBackend(options);
+        const made = osThreads();
+        for (let i = 0; i < 20 && osThreads() > before; i++) {
+          globalThis.gc();
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        console.log('made', made - before, 'left', osThreads() - before);
+        process.exit(0);
+      }
+      const be = await createWasmBackend(options);
       const model = await createModel({ vocabSize: 17, maxSeqLen: 8, dModel: 16, nLayers: 1, nHeads: 2, dFF: 32, seed: 1 }, { backendInstance: be });
       const ids = Int32Array.from({ length: 16 }, (_, i) => i % 17);
       const { loss } = await model.forward(ids, ids, 2);
@@ -311,9 +327,9 @@ describe('process exit', () => {
   });
 
   /** runs the child and resolves with its exit code and output; kills it after a generous bound */
-  function runChild(args: string[]): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  function runChild(args: string[], nodeArgs: string[] = []): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d) => (stdout += d));
@@ -331,6 +347,15 @@ describe('process exit', () => {
     expect(result.signal, `the child was killed: it did not exit by itself (stderr: ${result.stderr})`).toBeNull();
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout.trim()).toBe('threads 2 loss true');
+  });
+
+  it.skipIf(!existsSync('/proc/self/task'))('stops the workers of backends collected without dispose', async () => {
+    const result = await runChild(['--forget'], ['--expose-gc']);
+    expect(result.code, result.stderr).toBe(0);
+    // four backends of 2 threads: one worker (one OS thread at least) each, all stopped again
+    const [, made, left] = /made (\d+) left (-?\d+)/.exec(result.stdout)!.map(Number);
+    expect(made).toBeGreaterThanOrEqual(4);
+    expect(left, result.stdout).toBeLessThanOrEqual(0);
   });
 });
 

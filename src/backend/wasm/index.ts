@@ -72,6 +72,12 @@ export interface WasmBackendOptions extends WasmSource {
   onNotice?: (message: string) => void;
 }
 
+/**
+ * Stops a backend's workers if it is garbage-collected without dispose(), so that forgotten backends
+ * do not keep worker threads (each a JS engine instance) alive for the life of the process.
+ */
+const forgottenPools = new FinalizationRegistry<ThreadPool>((pool) => pool.dispose());
+
 /** One allocation; tensors are views into it. */
 interface WasmBlock {
   readonly ptr: number;
@@ -141,6 +147,7 @@ export class WasmBackend implements Backend {
       regions.push(Math.ceil(block / SCRATCH_ALIGN) * SCRATCH_ALIGN);
     }
     this.pool = await ThreadPool.start({ module, memory: this.k.memory, local: this.k, scratch: regions, workerUrl });
+    forgottenPools.register(this, this.pool, this);
     this.scratch = Array.from({ length: workers + 1 }, () => null);
   }
 
@@ -208,6 +215,7 @@ export class WasmBackend implements Backend {
   /** frees everything and stops the worker threads; the backend then runs on one thread */
   dispose(): void {
     this.pool?.dispose();
+    forgottenPools.unregister(this);
     this.pool = null;
     for (const block of this.blocks) block.live = false;
     this.blocks.clear();
