@@ -12,7 +12,7 @@
  *   collected without dispose stop their workers (child processes);
  * - in Chromium (the built bundle, dist/, on a cross-origin isolated page): a module Web Worker runs
  *   3 threads with results equal to 1 thread's bit for bit, and the page's main thread, which may not
- *   block, runs one thread and says why.
+ *   block, runs one thread and says why; a page that is not isolated runs one thread and says how.
  *
  * Tolerance against the reference is wasm-ops.test.ts's: |got - ref| <= 1e-5 |ref| + 2e-6 max|ref|.
  * Requires build/tinygpt.wasm and build/tinygpt-threads.wasm (npm run build:wasm).
@@ -405,30 +405,32 @@ self.onmessage = async (e) => {
 const distMissing = ['index.js', 'tinygpt.wasm', 'tinygpt-threads.wasm', 'wasm-worker.js'].find((f) => !existsSync(join(REPO_ROOT, 'dist', f)));
 const browserSkip = chromiumMissingReason() ?? (distMissing ? `dist/${distMissing} is missing: run npm run build` : null);
 
-describe.skipIf(browserSkip !== null)(`in Chromium, cross-origin isolated${browserSkip ? ` (skipped: ${browserSkip})` : ''}`, () => {
+describe.skipIf(browserSkip !== null)(`in Chromium${browserSkip ? ` (skipped: ${browserSkip})` : ''}`, () => {
   let server: StaticServer;
+  let plainServer: StaticServer;
   let browser: Browser;
+  const routes = {
+    '/threads.html': { body: PAGE, type: 'text/html; charset=utf-8' },
+    '/threads-worker.js': { body: WORKER, type: 'text/javascript; charset=utf-8' },
+  };
 
   beforeAll(async () => {
-    server = await startStaticServer({
-      crossOriginIsolated: true,
-      routes: {
-        '/threads.html': { body: PAGE, type: 'text/html; charset=utf-8' },
-        '/threads-worker.js': { body: WORKER, type: 'text/javascript; charset=utf-8' },
-      },
-    });
+    server = await startStaticServer({ crossOriginIsolated: true, routes });
+    plainServer = await startStaticServer({ crossOriginIsolated: false, routes });
     browser = await launchChromium();
   });
 
   afterAll(async () => {
     await browser?.close();
     await server?.close();
+    await plainServer?.close();
   });
+
+  type Result = { threads: number; note: string; notices: string[]; equal: boolean; crossOriginIsolated: boolean };
 
   it('a module Web Worker runs 3 threads, equal to 1 thread bit for bit; the main thread runs one and says why', async () => {
     const { page, errors } = await openPage(browser, `${server.origin}/threads.html`);
     await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
-    type Result = { threads: number; note: string; notices: string[]; equal: boolean; crossOriginIsolated: boolean };
     const inWorker = (await page.evaluate(() => (window as unknown as { inWorker(n: number): Promise<unknown> }).inWorker(3))) as Result;
     expect(inWorker, errors.join('\n')).toMatchObject({ threads: 3, note: '', notices: [], equal: true, crossOriginIsolated: true });
     const onMain = (await page.evaluate(() => (window as unknown as { onMainThread(n: number): Promise<unknown> }).onMainThread(2))) as Result;
@@ -437,6 +439,17 @@ describe.skipIf(browserSkip !== null)(`in Chromium, cross-origin isolated${brows
     expect(onMain.note).toMatch(/main thread may not block/);
     expect(onMain.notices).toEqual([onMain.note]);
     expect(onMain.equal).toBe(true);
+    expect(errors).toEqual([]);
+  });
+
+  it('a page that is not cross-origin isolated runs one thread, in a worker too, and says how to isolate it', async () => {
+    const { page, errors } = await openPage(browser, `${plainServer.origin}/threads.html`);
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    const inWorker = (await page.evaluate(() => (window as unknown as { inWorker(n: number): Promise<unknown> }).inWorker(3))) as Result;
+    expect(inWorker.crossOriginIsolated).toBe(false);
+    expect(inWorker.threads).toBe(1);
+    expect(inWorker.note).toMatch(/not cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp/);
+    expect(inWorker.equal).toBe(true);
     expect(errors).toEqual([]);
   });
 });
