@@ -143,9 +143,10 @@ export class ThreadPool {
     const count = opts.scratch.length;
     const argsByteOffset = count * WORDS_PER_SLOT * 4;
     const control = new SharedArrayBuffer(argsByteOffset + count * ARGS_PER_SLOT * 8);
+    // slot i's worker, set as soon as it exists so that a failed start can stop every one of them
     const workers: WorkerHandle[] = [];
-    try {
-      const started = opts.scratch.map(async (scratch, slot) => {
+    const started = await Promise.allSettled(
+      opts.scratch.map(async (scratch, slot) => {
         const init = {
           module: opts.module,
           memory: opts.memory,
@@ -159,13 +160,14 @@ export class ThreadPool {
           scratch,
           spins: WORKER_SPINS,
         };
-        const handle = isNode() ? await startNodeWorker(opts.workerUrl, init, workers) : await startWebWorker(opts.workerUrl, init, workers);
-        return handle;
-      });
-      await Promise.all(started);
-    } catch (err) {
-      for (const w of workers) w.terminate();
-      throw err;
+        const created = (handle: WorkerHandle) => (workers[slot] = handle);
+        await (isNode() ? startNodeWorker(opts.workerUrl, init, created) : startWebWorker(opts.workerUrl, init, created));
+      }),
+    );
+    const failure = started.find((result) => result.status === 'rejected');
+    if (failure !== undefined) {
+      for (const w of workers) w?.terminate();
+      throw failure.reason;
     }
     return new ThreadPool(workers, control, argsByteOffset, opts.local);
   }
@@ -234,7 +236,7 @@ interface ReadyMessage {
   error?: string;
 }
 
-async function startNodeWorker(url: URL, init: object, started: WorkerHandle[]): Promise<WorkerHandle> {
+async function startNodeWorker(url: URL, init: object, created: (handle: WorkerHandle) => void): Promise<void> {
   const { Worker } = await import('node:worker_threads');
   const worker = new Worker(url);
   let stopped = false;
@@ -242,7 +244,7 @@ async function startNodeWorker(url: URL, init: object, started: WorkerHandle[]):
     terminate: () => void worker.terminate(),
     alive: () => !stopped && worker.threadId !== -1,
   };
-  started.push(handle);
+  created(handle);
   await new Promise<void>((resolve, reject) => {
     worker.once('message', (m: ReadyMessage) => (m.ready ? resolve() : reject(new Error(`wasm worker failed to start: ${m.error}`))));
     worker.once('error', reject);
@@ -254,13 +256,11 @@ async function startNodeWorker(url: URL, init: object, started: WorkerHandle[]):
   });
   // a worker must not keep the process alive: a program that forgets dispose() still exits
   worker.unref();
-  return handle;
 }
 
-async function startWebWorker(url: URL, init: object, started: WorkerHandle[]): Promise<WorkerHandle> {
+async function startWebWorker(url: URL, init: object, created: (handle: WorkerHandle) => void): Promise<void> {
   const worker = new Worker(url, { type: 'module', name: 'tinygpt-wasm' });
-  const handle: WorkerHandle = { terminate: () => worker.terminate(), alive: () => true };
-  started.push(handle);
+  created({ terminate: () => worker.terminate(), alive: () => true });
   await new Promise<void>((resolve, reject) => {
     worker.onmessage = (e: MessageEvent<ReadyMessage>) => (e.data.ready ? resolve() : reject(new Error(`wasm worker failed to start: ${e.data.error}`)));
     worker.onerror = (e) => reject(new Error(`wasm worker failed to load from ${url.href}: ${e.message}`));
@@ -268,5 +268,4 @@ async function startWebWorker(url: URL, init: object, started: WorkerHandle[]): 
   });
   worker.onmessage = null;
   worker.onerror = null;
-  return handle;
 }
