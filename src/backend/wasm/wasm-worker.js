@@ -54,8 +54,8 @@ async function start(init, post) {
     Atomics.store(ctrl, base + w.gone, 1);
     Atomics.notify(ctrl, base + w.done);
   };
-  const proc = /** @type {{ on?(event: string, listener: () => void): void } | undefined} */ (globalThis.process);
-  proc?.on?.('exit', markGone);
+  const nodeProcess = /** @type {{ on?(event: string, listener: () => void): void } | undefined} */ (globalThis.process);
+  nodeProcess?.on?.('exit', markGone);
   post({ ready: true });
   try {
     serve(init, fns, ctrl, args, base, w);
