@@ -86,7 +86,7 @@ async function worker(side, name, warmup, steps) {
     wasmThreads = model.backend.threads;
     const trainer = await sdkTrainer(model, config);
     step = async () => (await trainer.step()).trainLoss;
-    wasmBytes = () => model.backend.k?.memory?.buffer.byteLength ?? model.backend.bytesInUse();
+    wasmBytes = () => model.backend.memoryBytes;
     cleanup = () => {
       trainer.dispose();
       model.dispose();

@@ -21,6 +21,7 @@ import {
 import { Arena } from './arena.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded, loadKernels, thisModuleUrl, type Kernels, type SplitKernel, type WasmSource } from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
+import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger } from '../checks.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
@@ -210,6 +211,11 @@ export class WasmBackend implements Backend {
     let internal = 0;
     for (const ptr of this.internal) internal += this.arena.sizeOf(ptr);
     return this.arena.bytesInUse() - internal;
+  }
+
+  /** size of the linear memory the kernels run in (it only grows): what this backend holds from the system */
+  get memoryBytes(): number {
+    return this.k.memory.buffer.byteLength;
   }
 
   /** frees everything and stops the worker threads; the backend then runs on one thread */
@@ -695,36 +701,3 @@ function share(total: number, n: number, i: number, block: number): number {
   return Math.min(total, Math.floor((i * blocks) / n) * block);
 }
 
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  return (value as object).constructor?.name ?? typeof value;
-}
-
-function dims(op: string, named: Record<string, number>): void {
-  for (const [name, value] of Object.entries(named)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be a positive integer, got ${value}`);
-  }
-}
-
-function nonNegativeInteger(op: string, name: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
-}
-
-function finite(op: string, name: string, value: number): void {
-  if (!Number.isFinite(value)) throw new RangeError(`${op}: ${name} must be a finite number, got ${value}`);
-}
-
-function inRange(op: string, name: string, value: number, lo: number, hi: number, shown: string): void {
-  if (!Number.isFinite(value) || value < lo || value >= hi) throw new RangeError(`${op}: ${name} must be in ${shown}, got ${value}`);
-}
-
-function headSize(op: string, B: number, T: number, C: number, NH: number): number {
-  dims(op, { B, T, C, NH });
-  if (C % NH !== 0) throw new RangeError(`${op}: C = ${C} must be divisible by NH = ${NH}`);
-  return C / NH;
-}
-
-function dropoutArgs(op: string, p: number, seed: number): void {
-  inRange(op, 'p', p, 0, 1, '[0, 1)');
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
-}
