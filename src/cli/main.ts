@@ -59,6 +59,7 @@ const TRAIN_OPTIONS = {
   'checkpoint-interval': { type: 'string', help: 'steps between checkpoints (default eval interval)' },
   resume: { type: 'string', help: 'checkpoint file to continue from' },
   backend: { type: 'string', help: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  threads: { type: 'string', help: "wasm threads: 'auto' (default) or a count" },
   seed: { type: 'string', help: 'seed for init, data order and dropout (default 1337)' },
   samples: { type: 'string', help: 'samples to print after training (default 5)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
@@ -108,6 +109,10 @@ function num(values: Values, name: string, fallback: number, check: (x: number) 
 }
 
 const positiveInt = (x: number) => Number.isInteger(x) && x > 0;
+
+function threadsOption(values: Values): number | 'auto' {
+  return str(values, 'threads') === undefined || str(values, 'threads') === 'auto' ? 'auto' : num(values, 'threads', 1, positiveInt, "'auto' or a positive integer");
+}
 
 async function buildTokenizer(values: Values, text: string): Promise<Tokenizer> {
   const kind = str(values, 'tokenizer') ?? 'char';
@@ -171,8 +176,9 @@ async function trainCommand(argv: string[]): Promise<void> {
     dropout: num(values, 'dropout', 0.1, (x) => x >= 0 && x < 1, 'in [0, 1)'),
     seed,
     backend: (str(values, 'backend') ?? 'auto') as BackendChoice,
-  });
-  process.stderr.write(`model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend\n`);
+  }, { wasmThreads: threadsOption(values) });
+  const threads = (model.backend as { threads?: number }).threads;
+  process.stderr.write(`model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}\n`);
 
   const bar = new ProgressBar();
   const abort = new AbortController();

@@ -10,6 +10,8 @@ export interface CreateModelOptions {
   backendInstance?: Backend;
   /** called with the reason when 'auto' had to pass over a backend (default: console.info) */
   onBackendNotice?: (message: string) => void;
+  /** threads for the wasm backend: 'auto' (default: up to 8 where the runtime allows) or a count */
+  wasmThreads?: number | 'auto';
 }
 
 /** Build a GPT with freshly initialised parameters on the chosen backend. */
@@ -21,6 +23,7 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
     (await createBackend(configInput.backend ?? 'auto', {
       requiredBytes: estimateTrainingBytes(config, layout),
       onNotice: options.onBackendNotice,
+      wasmThreads: options.wasmThreads,
     }));
   return new GPT(config, layout, backend);
 }
