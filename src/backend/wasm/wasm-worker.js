@@ -56,9 +56,12 @@ async function start(init, post) {
   };
   const nodeProcess = /** @type {{ on?(event: string, listener: () => void): void } | undefined} */ (globalThis.process);
   nodeProcess?.on?.('exit', markGone);
+  // Read the generation before saying ready: the caller may post its first call the moment it hears
+  // 'ready', and a worker that read the word after that would take the call as already served.
+  const firstSeen = Atomics.load(ctrl, base + w.generation);
   post({ ready: true });
   try {
-    serve(init, fns, ctrl, args, base, w);
+    serve(init, fns, ctrl, args, base, w, firstSeen);
   } finally {
     markGone();
   }
@@ -67,10 +70,9 @@ async function start(init, post) {
 /**
  * The worker's loop: wait for a new generation, run the call in the slot, publish it as done.
  * @param {InitMessage} init @param {Function[]} fns @param {Int32Array} ctrl @param {Float64Array} args
- * @param {number} base @param {SlotWords} w
+ * @param {number} base @param {SlotWords} w @param {number} seen the generation already served
  */
-function serve(init, fns, ctrl, args, base, w) {
-  let seen = Atomics.load(ctrl, base + w.generation);
+function serve(init, fns, ctrl, args, base, w, seen) {
   for (;;) {
     // spin a little before sleeping: a call that comes soon then starts without a wake-up
     for (let i = 0; i < init.spins && Atomics.load(ctrl, base + w.generation) === seen; i++);
