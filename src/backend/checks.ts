@@ -40,3 +40,15 @@ export function dropoutArgs(op: string, p: number, seed: number): void {
   inRange(op, 'p', p, 0, 1, '[0, 1)');
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
 }
+
+/** a view of `length` elements at `offset` must lie inside its parent of `parentLength` elements */
+export function viewRange(parentLength: number, offset: number, length: number): void {
+  if (!Number.isInteger(offset) || offset < 0 || offset > parentLength) {
+    throw new RangeError(`view: offset must be an integer in [0, ${parentLength}], got ${offset}`);
+  }
+  if (!Number.isInteger(length) || length < 0 || offset + length > parentLength) {
+    throw new RangeError(
+      `view: length must be an integer in [0, ${parentLength - offset}] (view of ${parentLength} elements at offset ${offset}), got ${length}`,
+    );
+  }
+}

@@ -16,7 +16,7 @@ import {
   type OpName,
   type Tensor,
 } from '../contract.js';
-import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger } from '../checks.js';
+import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger, viewRange } from '../checks.js';
 
 export type JsPrecision = 'f32' | 'f64';
 
@@ -81,14 +81,7 @@ export class JsBackend implements Backend {
 
   view(t: Tensor, offset: number, length: number): Tensor {
     const parent = this.tensor('view', 't', t);
-    if (!Number.isInteger(offset) || offset < 0 || offset > parent.length) {
-      throw new RangeError(`view: offset must be an integer in [0, ${parent.length}], got ${offset}`);
-    }
-    if (!Number.isInteger(length) || length < 0 || offset + length > parent.length) {
-      throw new RangeError(
-        `view: length must be an integer in [0, ${parent.length - offset}] (view of ${parent.length} elements at offset ${offset}), got ${length}`,
-      );
-    }
+    viewRange(parent.length, offset, length);
     return new JsTensor(parent.dtype, parent.offset + offset, length, parent.buffer);
   }
 

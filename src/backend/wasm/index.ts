@@ -21,7 +21,7 @@ import {
 import { Arena } from './arena.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded, loadKernels, thisModuleUrl, type Kernels, type SplitKernel, type WasmSource } from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
-import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger } from '../checks.js';
+import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger, viewRange } from '../checks.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
@@ -167,14 +167,7 @@ export class WasmBackend implements Backend {
 
   view(t: Tensor, offset: number, length: number): Tensor {
     const parent = this.tensor('view', 't', t);
-    if (!Number.isInteger(offset) || offset < 0 || offset > parent.length) {
-      throw new RangeError(`view: offset must be an integer in [0, ${parent.length}], got ${offset}`);
-    }
-    if (!Number.isInteger(length) || length < 0 || offset + length > parent.length) {
-      throw new RangeError(
-        `view: length must be an integer in [0, ${parent.length - offset}] (view of ${parent.length} elements at offset ${offset}), got ${length}`,
-      );
-    }
+    viewRange(parent.length, offset, length);
     return new WasmTensor(parent.dtype, parent.offset + offset, length, parent.block);
   }
 

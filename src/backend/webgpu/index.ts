@@ -79,7 +79,7 @@ import {
   type MatmulLayout,
 } from './wgsl/matmul.js';
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
-import { dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger } from '../checks.js';
+import { dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger, viewRange } from '../checks.js';
 
 export type { WebGPUOptions } from './device.js';
 
@@ -246,14 +246,7 @@ export class WebGPUBackend implements Backend {
 
   view(t: Tensor, offset: number, length: number): Tensor {
     const parent = this.tensor('view', 't', t);
-    if (!Number.isInteger(offset) || offset < 0 || offset > parent.length) {
-      throw new RangeError(`view: offset must be an integer in [0, ${parent.length}], got ${offset}`);
-    }
-    if (!Number.isInteger(length) || length < 0 || offset + length > parent.length) {
-      throw new RangeError(
-        `view: length must be an integer in [0, ${parent.length - offset}] (view of ${parent.length} elements at offset ${offset}), got ${length}`,
-      );
-    }
+    viewRange(parent.length, offset, length);
     return new WebGPUTensor(parent.dtype, parent.offset + offset, length, parent.storage, this);
   }
 
