@@ -1,3 +1,5 @@
+import type { AdamWParams } from './contract.js';
+
 /**
  * Argument checks shared by every backend, so a bad call gets the same message whichever backend
  * runs it: the op, the argument, the value and what is allowed.
@@ -51,4 +53,13 @@ export function viewRange(parentLength: number, offset: number, length: number):
       `view: length must be an integer in [0, ${parentLength - offset}] (view of ${parentLength} elements at offset ${offset}), got ${length}`,
     );
   }
+}
+
+export function adamwArgs(op: string, { learningRate, beta1, beta2, eps, weightDecay, step }: AdamWParams): void {
+  inRange(op, 'learningRate', learningRate, 0, Infinity, '[0, Infinity)');
+  inRange(op, 'beta1', beta1, 0, 1, '[0, 1)');
+  inRange(op, 'beta2', beta2, 0, 1, '[0, 1)');
+  inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
+  inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
+  if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
 }

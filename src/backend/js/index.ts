@@ -16,7 +16,7 @@ import {
   type OpName,
   type Tensor,
 } from '../contract.js';
-import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger, viewRange } from '../checks.js';
+import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
 
 export type JsPrecision = 'f32' | 'f64';
 
@@ -620,12 +620,7 @@ export class JsBackend implements Backend {
   adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const op = 'adamwUpdate';
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
-    inRange(op, 'learningRate', learningRate, 0, Infinity, '[0, Infinity)');
-    inRange(op, 'beta1', beta1, 0, 1, '[0, 1)');
-    inRange(op, 'beta2', beta2, 0, 1, '[0, 1)');
-    inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
-    inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
-    if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
+    adamwArgs(op, opts);
     const n = params.length;
     const w = this.floats(op, 'params', params, n);
     const g = this.floats(op, 'grads', grads, n);

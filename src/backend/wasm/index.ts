@@ -21,7 +21,7 @@ import {
 import { Arena } from './arena.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded, loadKernels, thisModuleUrl, type Kernels, type SplitKernel, type WasmSource } from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
-import { describe, dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger, viewRange } from '../checks.js';
+import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
@@ -503,12 +503,7 @@ export class WasmBackend implements Backend {
   adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const op = 'adamwUpdate';
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
-    inRange(op, 'learningRate', learningRate, 0, Infinity, '[0, Infinity)');
-    inRange(op, 'beta1', beta1, 0, 1, '[0, 1)');
-    inRange(op, 'beta2', beta2, 0, 1, '[0, 1)');
-    inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
-    inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
-    if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
+    adamwArgs(op, opts);
     const n = params.length;
     const p = this.floats(op, 'params', params, n);
     const g = this.floats(op, 'grads', grads, n);

@@ -79,7 +79,7 @@ import {
   type MatmulLayout,
 } from './wgsl/matmul.js';
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
-import { dims, dropoutArgs, finite, headSize, inRange, nonNegativeInteger, viewRange } from '../checks.js';
+import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
 
 export type { WebGPUOptions } from './device.js';
 
@@ -695,12 +695,7 @@ export class WebGPUBackend implements Backend {
   adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const op = 'adamwUpdate';
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
-    inRange(op, 'learningRate', learningRate, 0, Infinity, '[0, Infinity)');
-    inRange(op, 'beta1', beta1, 0, 1, '[0, 1)');
-    inRange(op, 'beta2', beta2, 0, 1, '[0, 1)');
-    inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
-    inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
-    if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
+    adamwArgs(op, opts);
     const n = params.length;
     if (n === 0) return;
     this.elementwise(
