@@ -1,6 +1,6 @@
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
-import { createBackend } from '../backend/select.js';
+import { createBackend, type SelectOptions } from '../backend/select.js';
 import { validateConfig } from './config.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
 import type { ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
@@ -25,7 +25,7 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
       onNotice: options.onBackendNotice,
       wasmThreads: options.wasmThreads,
     }));
-  return new GPT(config, layout, backend);
+  return new GPT(config, layout, backend, undefined, { wasmThreads: options.wasmThreads, onNotice: options.onBackendNotice });
 }
 
 /**
@@ -34,6 +34,22 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
  */
 export function estimateTrainingBytes(config: GPTConfig, layout: ParamLayout = buildParamLayout(config)): number {
   return layout.totalLength * 4 * 4;
+}
+
+/** what the WebGPU backend's downloads reject with once its device is gone (see WebGPUBackend.lost) */
+export const DEVICE_LOST_MESSAGE = /WebGPU device lost/;
+
+/**
+ * The parameters lived on the lost device, so the only ways on are host copies: say which. The
+ * original error stays as the cause, and its message leads.
+ */
+function explainDeviceLoss(err: unknown): unknown {
+  if (!(err instanceof Error) || !DEVICE_LOST_MESSAGE.test(err.message)) return err;
+  return new Error(
+    `${err.message}. The model's parameters were on that device: load the last saved model file or checkpoint on another backend ` +
+      `(loadModel(file, { backend: 'wasm' }), or train with resumeFrom), or train with onDeviceLost: 'wasm' to go on by itself`,
+    { cause: err },
+  );
 }
 
 /** Per-layer activations kept from forward for backward. */
@@ -104,14 +120,21 @@ interface LastForward {
   dropoutStep: number;
 }
 
+/** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
+export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'onNotice'>;
+
 export class GPT implements GPTModel {
   readonly paramLayout: readonly ParamEntry[];
-  readonly params: Tensor;
-  readonly grads: Tensor;
+  private currentBackend: Backend;
+  private paramsTensor: Tensor;
+  private gradsTensor: Tensor;
   private readonly byName: Map<string, ParamEntry>;
   private readonly layoutInfo: ParamLayout;
+  private readonly creationOptions: BackendCreationOptions;
+  /** the backend each KV cache was made on: a cache made before a move must not reach the new backend */
+  private readonly cacheBackends = new WeakMap<KVCache, Backend>();
   /** wte transposed [C,V] for the tied LM head, refreshed at each forward that needs it */
-  private readonly wteT: Tensor;
+  private wteT: Tensor;
   /** gradient of wteT [C,V], transposed back into wte's gradient */
   private dwteT: Tensor | null = null;
   /** whether wteT holds the current wte (backward borrows it as scratch) */
@@ -125,20 +148,35 @@ export class GPT implements GPTModel {
   constructor(
     readonly config: GPTConfig,
     layout: ParamLayout,
-    readonly backend: Backend,
+    backend: Backend,
     initial: Float32Array = initParameters(config, layout),
+    creationOptions: BackendCreationOptions = {},
   ) {
     this.layoutInfo = layout;
     this.paramLayout = layout.entries;
     this.byName = new Map(layout.entries.map((e) => [e.name, e]));
-    this.params = backend.alloc(layout.totalLength);
-    backend.upload(this.params, initial);
-    this.grads = backend.alloc(layout.totalLength);
+    this.creationOptions = creationOptions;
+    this.currentBackend = backend;
+    this.paramsTensor = backend.alloc(layout.totalLength);
+    backend.upload(this.paramsTensor, initial);
+    this.gradsTensor = backend.alloc(layout.totalLength);
     this.wteT = backend.alloc(config.vocabSize * config.dModel);
   }
 
+  get backend(): Backend {
+    return this.currentBackend;
+  }
+
   get backendName(): BackendName {
-    return this.backend.name;
+    return this.currentBackend.name;
+  }
+
+  get params(): Tensor {
+    return this.paramsTensor;
+  }
+
+  get grads(): Tensor {
+    return this.gradsTensor;
   }
 
   numParameters(): number {
@@ -165,11 +203,20 @@ export class GPT implements GPTModel {
   }
 
   async getParameters(): Promise<Record<string, Float32Array>> {
-    return this.splitFlat(await this.backend.download(this.params));
+    return this.splitFlat(await this.read(this.params));
   }
 
   async getGradients(): Promise<Record<string, Float32Array>> {
-    return this.splitFlat(await this.backend.download(this.grads));
+    return this.splitFlat(await this.read(this.grads));
+  }
+
+  /** a host copy of f32 tensor `t`; a lost GPU device's error says how to go on */
+  private async read(t: Tensor): Promise<Float32Array> {
+    try {
+      return (await this.backend.download(t)) as Float32Array;
+    } catch (err) {
+      throw explainDeviceLoss(err);
+    }
   }
 
   private splitFlat(flat: Float32Array | Int32Array): Record<string, Float32Array> {
@@ -180,24 +227,70 @@ export class GPT implements GPTModel {
 
   async setParameters(record: Record<string, Float32Array>): Promise<void> {
     this.checkAlive();
-    if (record === null || typeof record !== 'object') throw new TypeError('setParameters: expected a record of name -> Float32Array');
+    const flat = this.flattenParameters('setParameters', record);
+    this.backend.upload(this.params, flat);
+    this.wteTFresh = false;
+  }
+
+  /** `record` checked against the layout (every name, no other, each with its length) as one flat buffer */
+  private flattenParameters(caller: string, record: Record<string, Float32Array>): Float32Array {
+    if (record === null || typeof record !== 'object') throw new TypeError(`${caller}: expected a record of name -> Float32Array`);
     const missing = this.paramLayout.filter((e) => !(e.name in record)).map((e) => e.name);
-    if (missing.length) throw new RangeError(`setParameters: missing ${missing.length} parameter(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
+    if (missing.length) throw new RangeError(`${caller}: missing ${missing.length} parameter(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
     const unknown = Object.keys(record).filter((k) => !this.byName.has(k));
-    if (unknown.length) throw new RangeError(`setParameters: unknown parameter name(s): ${unknown.slice(0, 8).join(', ')}`);
+    if (unknown.length) throw new RangeError(`${caller}: unknown parameter name(s): ${unknown.slice(0, 8).join(', ')}`);
     const flat = new Float32Array(this.layoutInfo.totalLength);
     for (const e of this.paramLayout) {
       const data = record[e.name];
       if (!(data instanceof Float32Array) && !Array.isArray(data)) {
-        throw new TypeError(`setParameters: ${e.name} must be a Float32Array`);
+        throw new TypeError(`${caller}: ${e.name} must be a Float32Array`);
       }
       if (data.length !== e.length) {
-        throw new RangeError(`setParameters: ${e.name} has ${data.length} elements, expected ${e.length} (shape [${e.shape.join(', ')}])`);
+        throw new RangeError(`${caller}: ${e.name} has ${data.length} elements, expected ${e.length} (shape [${e.shape.join(', ')}])`);
       }
       flat.set(data, e.offset);
     }
-    this.backend.upload(this.params, flat);
+    return flat;
+  }
+
+  /**
+   * Go on from a host copy of the parameters on another backend, e.g. after the current backend's
+   * GPU device was lost. `target` is a backend instance, or a name, created with the options this
+   * model was created with (wasmThreads, onBackendNotice). The old backend is disposed; gradients
+   * are zero, workspaces are made again on first use, and KV caches made before the move are
+   * invalid. The dropout counter (getRngState) carries over.
+   */
+  async moveToBackend(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void> {
+    this.checkAlive();
+    const flat = this.flattenParameters('moveToBackend', parameters);
+    if (target === this.currentBackend) throw new Error('moveToBackend: the model is already on this backend instance');
+    const backend =
+      typeof target === 'string'
+        ? await createBackend(target, { ...this.creationOptions, requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo) })
+        : target;
+    let params: Tensor, grads: Tensor, wteT: Tensor;
+    try {
+      params = backend.alloc(this.layoutInfo.totalLength);
+      backend.upload(params, flat);
+      grads = backend.alloc(this.layoutInfo.totalLength);
+      wteT = backend.alloc(this.config.vocabSize * this.config.dModel);
+    } catch (err) {
+      // the model stays where it was; a backend made here for the move goes
+      if (typeof target === 'string') backend.dispose();
+      throw err;
+    }
+    const old = this.currentBackend;
+    this.currentBackend = backend;
+    this.paramsTensor = params;
+    this.gradsTensor = grads;
+    this.wteT = wteT;
     this.wteTFresh = false;
+    this.dwteT = null;
+    this.workspace = null;
+    this.inference = null;
+    this.last = null;
+    // everything the model held on the old backend dies with it
+    old.dispose();
   }
 
   async zeroGrad(): Promise<void> {
@@ -363,14 +456,14 @@ export class GPT implements GPTModel {
     b.matmulForward(logits, lnf, this.wteT, null, N, C, V);
 
     const result: ForwardResult = { loss: null };
-    if (options.returnLogits) result.logits = (await b.download(logits)) as Float32Array;
+    if (options.returnLogits) result.logits = await this.read(logits);
     if (targets !== null) {
       let targetCount = 0;
       for (let i = 0; i < N; i++) if (targets[i] !== IGNORE_INDEX) targetCount++;
       const targetsT = b.view(ws.targets, 0, N);
       b.upload(targetsT, targets);
       b.crossEntropyForward(rows(ws.losses, 1), rows(ws.probs, V), logits, targetsT, N, V);
-      const losses = (await b.download(rows(ws.losses, 1))) as Float32Array;
+      const losses = await this.read(rows(ws.losses, 1));
       let sum = 0;
       for (let i = 0; i < N; i++) sum += losses[i];
       result.loss = targetCount > 0 ? sum / targetCount : NaN;
@@ -463,16 +556,30 @@ export class GPT implements GPTModel {
     const { maxSeqLen, dModel: C, nLayers: L } = this.config;
     const layers = [];
     for (let l = 0; l < L; l++) layers.push({ k: this.backend.alloc(batchSize * maxSeqLen * C), v: this.backend.alloc(batchSize * maxSeqLen * C) });
-    return { batchSize, length: 0, layers };
+    const cache = { batchSize, length: 0, layers };
+    this.cacheBackends.set(cache, this.backend);
+    return cache;
   }
 
   freeKVCache(cache: KVCache): void {
-    for (const layer of cache.layers) {
-      this.backend.free(layer.k);
-      this.backend.free(layer.v);
+    const madeOn = this.cacheBackends.get(cache);
+    // a cache from before a move lived on the old backend, which freed it when it was disposed
+    if (madeOn === undefined || madeOn === this.backend) {
+      for (const layer of cache.layers) {
+        this.backend.free(layer.k);
+        this.backend.free(layer.v);
+      }
     }
+    this.cacheBackends.delete(cache);
     cache.layers.length = 0;
     cache.length = 0;
+  }
+
+  private checkCacheBackend(caller: string, cache: KVCache): void {
+    const madeOn = this.cacheBackends.get(cache);
+    if (madeOn !== undefined && madeOn !== this.backend) {
+      throw new Error(`${caller}: this cache was made on the ${madeOn.name} backend before the model moved to ${this.backend.name}; create a new cache`);
+    }
   }
 
   private ensureInference(rows: number, B: number): InferenceWorkspace {
@@ -509,6 +616,7 @@ export class GPT implements GPTModel {
     const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
     const B = cache.batchSize;
     if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
+    this.checkCacheBackend('forwardCached', cache);
     if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
     if (!(ids instanceof Int32Array) || ids.length !== B * Tn) throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
     if (cache.length + Tn > maxSeqLen) {
@@ -557,13 +665,14 @@ export class GPT implements GPTModel {
     b.layerNormForward(lastLn, b.view(ws.lastMean, 0, B), b.view(ws.lastRstd, 0, B), last, this.p('ln_f.weight'), this.p('ln_f.bias'), B, C);
     const logits = b.view(ws.logits, 0, B * V);
     b.matmulForward(logits, lastLn, this.wteT, null, B, C, V);
-    return (await b.download(logits)) as Float32Array;
+    return this.read(logits);
   }
 
   reorderKVCache(cache: KVCache, sources: readonly number[]): void {
     const B = cache.batchSize;
     if (sources.length !== B) throw new RangeError(`reorderKVCache: sources.length (${sources.length}) must equal cache.batchSize (${B})`);
     for (const s of sources) if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
+    this.checkCacheBackend('reorderKVCache', cache);
     if (sources.every((s, i) => s === i) || cache.length === 0) return;
     const { maxSeqLen, dModel: C } = this.config;
     const b = this.backend;

@@ -96,6 +96,14 @@ export interface GPTModel {
   getRngState(): { dropoutStep: number };
   setRngState(state: { dropoutStep: number }): void;
 
+  /**
+   * Go on from a host copy of the parameters on another backend (a name, created with the options
+   * the model was created with, or an instance), e.g. after a lost GPU device. The old backend is
+   * disposed; gradients start at zero; KV caches made before the move are invalid. Models from
+   * createModel and loadModel have it; train()'s onDeviceLost: 'wasm' needs it.
+   */
+  moveToBackend?(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void>;
+
   // ---- inference ----
   createKVCache(batchSize: number): KVCache;
   /**

@@ -31,9 +31,11 @@ import {
   type SequenceList,
   type TokenStream,
 } from './data.js';
+import { DeviceLossWatch, type BackendChange } from './device-loss.js';
 import { learningRateAt, validateSchedule, type ScheduleName } from './schedule.js';
 
 export type { HistoryEntry } from './checkpoint.js';
+export type { BackendChange } from './device-loss.js';
 
 export interface StepMetrics {
   /** 1-based number of the step just taken */
@@ -116,6 +118,21 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /** a NaN or infinite loss or gradient norm: throw (default) or skip that step's update */
   nonFinite?: 'error' | 'skip';
+  /**
+   * train() only. The GPU device was lost (a driver reset, device.destroy()): reject with the
+   * device-lost error (default 'error'), or 'wasm': move the model to a wasm backend (created with
+   * the model's wasmThreads), restore the last host snapshot of the training state and go on. The
+   * steps after that snapshot are redone, so onStep, onEval and onCheckpoint see them again.
+   */
+  onDeviceLost?: 'error' | 'wasm';
+  /**
+   * With onDeviceLost: 'wasm' on a GPU backend: keep a host snapshot of the training state (what a
+   * checkpoint holds) at the start and every this many steps (default: checkpointInterval when set,
+   * else 100). Each checkpoint taken also serves as the snapshot.
+   */
+  deviceLossSnapshotInterval?: number;
+  /** hears that training moved to another backend (default: a console.warn line) */
+  onBackendChange?: (change: BackendChange) => void;
 }
 
 export interface TrainResult {
@@ -152,7 +169,8 @@ const OPTION_NAMES = new Set<string>([
   'data', 'valData', 'sequences', 'valSequences', 'batchSize', 'seqLen', 'steps', 'epochs', 'learningRate',
   'minLearningRate', 'warmupSteps', 'schedule', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradientAccumulationSteps',
   'maxGradNorm', 'seed', 'evalInterval', 'evalBatches', 'logInterval', 'checkpointInterval', 'onCheckpoint',
-  'checkpointPath', 'resumeFrom', 'tokenizer', 'onStep', 'onEval', 'signal', 'nonFinite',
+  'checkpointPath', 'resumeFrom', 'tokenizer', 'onStep', 'onEval', 'signal', 'nonFinite', 'onDeviceLost',
+  'deviceLossSnapshotInterval', 'onBackendChange',
 ]);
 
 /** Accumulators of the history entry being built. */
@@ -170,6 +188,10 @@ export class Trainer {
   readonly history: HistoryEntry[] = [];
   readonly evalInterval: number;
   readonly checkpointInterval: number;
+  /** what train() does when the GPU device is lost (see TrainOptions.onDeviceLost) */
+  readonly onDeviceLost: 'error' | 'wasm';
+  /** steps between train()'s host snapshots for onDeviceLost: 'wasm' */
+  readonly deviceLossSnapshotInterval: number;
   readonly tokenizer: TokenizerJSON | null;
   private readonly options: TrainOptions;
   private readonly optimizer: AdamW;
@@ -244,6 +266,17 @@ export class Trainer {
     this.nonFinite = options.nonFinite ?? 'error';
     if (this.nonFinite !== 'error' && this.nonFinite !== 'skip') {
       throw new RangeError(`nonFinite must be 'error' or 'skip'; got ${JSON.stringify(options.nonFinite)}`);
+    }
+    this.onDeviceLost = options.onDeviceLost ?? 'error';
+    if (this.onDeviceLost !== 'error' && this.onDeviceLost !== 'wasm') {
+      throw new RangeError(`onDeviceLost must be 'error' or 'wasm'; got ${JSON.stringify(options.onDeviceLost)}`);
+    }
+    if (this.onDeviceLost === 'wasm' && typeof model.moveToBackend !== 'function') {
+      throw new TypeError("onDeviceLost: 'wasm' needs a model that can move to another backend (moveToBackend), as createModel and loadModel make");
+    }
+    this.deviceLossSnapshotInterval = intOption(options, 'deviceLossSnapshotInterval', this.checkpointInterval > 0 ? this.checkpointInterval : 100, 1);
+    if (options.onBackendChange !== undefined && typeof options.onBackendChange !== 'function') {
+      throw new TypeError('onBackendChange must be a function');
     }
     if (options.checkpointPath !== undefined && typeof options.checkpointPath !== 'string') {
       throw new TypeError('checkpointPath must be a file path string');
@@ -439,26 +472,31 @@ export class Trainer {
   }
 }
 
-/** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
 /** longest stretch train() runs without giving the event loop a turn */
 const YIELD_EVERY_MS = 30;
 
+/** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
 export async function train(model: GPTModel, options: TrainOptions): Promise<TrainResult> {
-  const trainer = await Trainer.create(model, options);
+  let trainer: Trainer | null = await Trainer.create(model, options);
   const writeFile = options.checkpointPath !== undefined ? writeFileAtomicInNode : null;
   const saving = options.onCheckpoint !== undefined || writeFile !== null;
+  let watch = new DeviceLossWatch(model.backend);
+  /** the state to go on from after a device loss: kept only where that is asked for and can happen */
+  let snapshot: Uint8Array | null = null;
+  const guarding = () => trainer!.onDeviceLost === 'wasm' && watch.canLose;
   let lastSaved = -1;
   const save = async (): Promise<void> => {
-    const bytes = await trainer.checkpoint();
-    await options.onCheckpoint?.(bytes, trainer.stepsDone);
+    const bytes = await trainer!.checkpoint();
+    if (guarding()) snapshot = bytes;
+    await options.onCheckpoint?.(bytes, trainer!.stepsDone);
     if (writeFile) await writeFile(options.checkpointPath!, bytes);
-    lastSaved = trainer.stepsDone;
+    lastSaved = trainer!.stepsDone;
   };
 
-  let stopped: TrainResult['stopped'] = 'completed';
   let lastYield = Date.now();
-  try {
-    while (trainer.stepsDone < trainer.totalSteps) {
+  const runToEnd = async (t: Trainer): Promise<TrainResult['stopped']> => {
+    if (guarding() && snapshot === null) snapshot = await t.checkpoint();
+    while (t.stepsDone < t.totalSteps) {
       // CPU backends finish each op synchronously, so awaits alone never let the event loop run:
       // yield a macrotask now and then so pages stay responsive and an abort (a Stop button,
       // Ctrl-C) can land between steps.
@@ -466,22 +504,47 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
         await new Promise((resolve) => setTimeout(resolve, 0));
         lastYield = Date.now();
       }
-      if (options.signal?.aborted) {
-        stopped = 'aborted';
-        break;
+      if (options.signal?.aborted) return 'aborted';
+      await t.step();
+      const step = t.stepsDone;
+      const last = step === t.totalSteps;
+      if (t.hasValidation && ((t.evalInterval > 0 && step % t.evalInterval === 0) || last)) {
+        await t.evaluate();
       }
-      await trainer.step();
-      const step = trainer.stepsDone;
-      const last = step === trainer.totalSteps;
-      if (trainer.hasValidation && ((trainer.evalInterval > 0 && step % trainer.evalInterval === 0) || last)) {
-        await trainer.evaluate();
-      }
-      if (saving && trainer.checkpointInterval > 0 && step % trainer.checkpointInterval === 0) await save();
+      if (saving && t.checkpointInterval > 0 && step % t.checkpointInterval === 0) await save();
+      if (guarding() && step % t.deviceLossSnapshotInterval === 0 && lastSaved !== step) snapshot = await t.checkpoint();
     }
-    trainer.flushHistory();
-    if (saving && lastSaved !== trainer.stepsDone && trainer.stepsDone > 0) await save();
+    return 'completed';
+  };
+
+  const continueOnWasm = async (lost: Error, state: Uint8Array): Promise<void> => {
+    const from = model.backendName;
+    await model.moveToBackend!('wasm', decodeCheckpoint(state).params);
+    // its buffers went with the old backend
+    trainer = null;
+    watch = new DeviceLossWatch(model.backend);
+    trainer = await Trainer.create(model, { ...options, resumeFrom: state });
+    const change: BackendChange = { from, to: model.backendName, reason: lost.message, resumedFromStep: trainer.stepsDone, checkpoint: state };
+    if (options.onBackendChange) options.onBackendChange(change);
+    else console.warn(`[tinygpt] ${lost.message}; training goes on on the ${change.to} backend from step ${change.resumedFromStep} (onDeviceLost: 'wasm')`);
+  };
+
+  let stopped: TrainResult['stopped'];
+  try {
+    for (;;) {
+      try {
+        stopped = await runToEnd(trainer);
+        trainer.flushHistory();
+        if (saving && lastSaved !== trainer.stepsDone && trainer.stepsDone > 0) await save();
+        break;
+      } catch (err) {
+        if (snapshot === null || !(await watch.explains(err))) throw err;
+        await continueOnWasm(err as Error, snapshot);
+        snapshot = null;
+      }
+    }
   } finally {
-    trainer.dispose();
+    trainer?.dispose();
   }
   const history = trainer.history;
   return {
@@ -536,7 +599,17 @@ function defaultWarmup(totalSteps: number): number {
   return Math.min(100, Math.floor(totalSteps / 10));
 }
 
-type IntOptionName = 'seqLen' | 'steps' | 'batchSize' | 'warmupSteps' | 'gradientAccumulationSteps' | 'evalInterval' | 'evalBatches' | 'logInterval' | 'checkpointInterval';
+type IntOptionName =
+  | 'seqLen'
+  | 'steps'
+  | 'batchSize'
+  | 'warmupSteps'
+  | 'gradientAccumulationSteps'
+  | 'evalInterval'
+  | 'evalBatches'
+  | 'logInterval'
+  | 'checkpointInterval'
+  | 'deviceLossSnapshotInterval';
 
 function intOption(o: TrainOptions, name: IntOptionName, fallback: number, min: number): number {
   const value = o[name];
