@@ -2,8 +2,10 @@
  * A whole GPT on the WebGPU backend (Dawn in Node) against independent backends: every parameter's
  * gradient against the float64 js reference, ten Trainer steps against the wasm backend, and a
  * device lost mid-training against the documented failure (downloads reject with "WebGPU device
- * lost"; the last checkpoint written before stays loadable). Without a GPU, Dawn runs on SwiftShader
- * (see vitest.config.ts), which is slow: models stay tiny. The browser side is test/browser/sdk.test.ts.
+ * lost" and say how to go on; the last checkpoint written before stays loadable; going on on wasm by
+ * itself, onDeviceLost: 'wasm', is test/model/webgpu-fallback.test.ts). Without a GPU, Dawn runs on
+ * SwiftShader (see vitest.config.ts), which is slow: models stay tiny. The browser side is
+ * test/browser/sdk.test.ts.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +14,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { createWasmBackend } from '../../src/backend/wasm/index.js';
 import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
+import { generate } from '../../src/generate/generate.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { Trainer, train, type StepMetrics } from '../../src/train/trainer.js';
@@ -143,7 +146,10 @@ describe.skipIf(probe.backend === null)(suite, () => {
     });
     await expect(run).rejects.toThrow(/WebGPU device lost/);
     expect(saved).toEqual([2, 4]);
+    expect(model.backendName).toBe('webgpu');
     await expect(model.forward(new Int32Array(16), null, 1, { returnLogits: true })).rejects.toThrow(/WebGPU device lost/);
+    // generation does not move by itself: its error says how to go on
+    await expect(generate(model, [1, 2, 3], { maxNewTokens: 2 })).rejects.toThrow(/WebGPU device lost.*loadModel\(file, \{ backend: 'wasm' \}\).*onDeviceLost: 'wasm'/);
     model.dispose();
 
     // the host rebuilds from the checkpoint, here on the js reference, and goes on training
