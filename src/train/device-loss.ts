@@ -37,6 +37,11 @@ export class DeviceLossWatch {
     }
   }
 
+  /** the device's own words: without the advice the model adds (which train() has just followed) */
+  static reason(err: Error): string {
+    return err.cause instanceof Error && DEVICE_LOST_MESSAGE.test(err.cause.message) ? err.cause.message : err.message;
+  }
+
   /** whether `err` is the loss of the device */
   async explains(err: unknown): Promise<boolean> {
     if (!this.canLose || !(err instanceof Error) || !DEVICE_LOST_MESSAGE.test(err.message)) return false;

@@ -524,9 +524,10 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
     trainer = null;
     watch = new DeviceLossWatch(model.backend);
     trainer = await Trainer.create(model, { ...options, resumeFrom: state });
-    const change: BackendChange = { from, to: model.backendName, reason: lost.message, resumedFromStep: trainer.stepsDone, checkpoint: state };
+    const reason = DeviceLossWatch.reason(lost);
+    const change: BackendChange = { from, to: model.backendName, reason, resumedFromStep: trainer.stepsDone, checkpoint: state };
     if (options.onBackendChange) options.onBackendChange(change);
-    else console.warn(`[tinygpt] ${lost.message}; training goes on on the ${change.to} backend from step ${change.resumedFromStep} (onDeviceLost: 'wasm')`);
+    else console.warn(`[tinygpt] ${reason}; training goes on on the ${change.to} backend from step ${change.resumedFromStep} (onDeviceLost: 'wasm')`);
   };
 
   let stopped: TrainResult['stopped'];
