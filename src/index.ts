@@ -17,7 +17,7 @@ export type { Backend, BackendName, Tensor, OpName, BackendLimits } from './back
 
 // ---- training ----
 export { train, Trainer, NonFiniteError } from './train/trainer.js';
-export type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, HistoryEntry } from './train/trainer.js';
+export type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, HistoryEntry, BackendChange } from './train/trainer.js';
 export { learningRateAt } from './train/schedule.js';
 
 // ---- generation ----
