@@ -72,6 +72,7 @@ export interface KVCache {
 export interface GPTModel {
   readonly config: GPTConfig;
   readonly backendName: BackendName;
+  /** the backend in use now: moveToBackend replaces it (and params, grads) */
   readonly backend: Backend;
   /** layout of the flat parameter buffer, in GPT-2 order */
   readonly paramLayout: readonly ParamEntry[];
