@@ -203,7 +203,7 @@ describe.skipIf(gpu.backend === null)(suite, () => {
 
   it('bad input is refused with the field, the value and the allowed range', () => {
     expect(() => backend.alloc(0)).toThrow(/alloc: length must be an integer in \[1, \d+\].*got 0/);
-    expect(() => backend.alloc(backend.limits.maxTensorLength + 1)).toThrow(/largest storage binding/);
+    expect(() => backend.alloc(backend.limits.maxTensorLength + 1)).toThrow(/largest buffer/);
     const t = backend.alloc(8);
     expect(() => backend.view(t, 2, 7)).toThrow(/view: length must be an integer in \[0, 6\].*got 7/);
     expect(() => backend.dropoutForward(t, t, 8, 1, 1)).toThrow(/p must be in \[0, 1\), got 1/);
@@ -260,6 +260,47 @@ describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (1
       });
     }
   }
+});
+
+describe.skipIf(gpu.backend === null)('webgpu ops on tensors larger than one binding', () => {
+  // Bindings capped at 4 KiB (1024 floats) make these shapes exceed one binding in every op: wte
+  // [V,C] 2,160 floats, qkv [B,T,3C] 3,600, logits [BT,V] 1,125, matmul operands 4,690 to 9,170.
+  // One sequence of qkv (720 floats) and one logits row still fit, as they must.
+  const SPLIT_SHAPES: OpShapes = { B: 5, T: 5, C: 48, NH: 2, V: 45, M: 67, K: 70, N: 131 };
+  const uncapped = gpu.backend as WebGPUBackend;
+  let capped: WebGPUBackend;
+  beforeAll(async () => {
+    capped = await createWebGPUBackend({ maxBindingBytes: 4096 });
+  });
+  afterAll(() => capped.dispose());
+
+  for (const c of opCases) {
+    it(c.name, async () => {
+      const dispatchesOf = async (be: WebGPUBackend) => {
+        const before = be.dispatches;
+        const tolerance = c.op === 'attention' && c.kind === 'backward' ? LOOSE : TIGHT;
+        for (const r of await compareToReference(be, c, { seed: 19, shapes: SPLIT_SHAPES, tolerance })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+        return be.dispatches - before;
+      };
+      // the capped run really was cut into pieces
+      expect(await dispatchesOf(capped)).toBeGreaterThan(await dispatchesOf(uncapped));
+    });
+  }
+
+  it('an item that cannot be cut and exceeds the binding is refused, naming the op', () => {
+    const qkv = capped.alloc(2 * 3 * 400);
+    const out = capped.alloc(2 * 400);
+    const lse = capped.alloc(2 * 4);
+    // one sequence of qkv is 1 x 3 x 400 floats, 4.7 KiB: more than the 4 KiB binding
+    expect(() => capped.attentionForward(out, lse, qkv, 2, 1, 400, 4)).toThrow(/attentionForward: needs \d+ bytes in one binding/);
+    for (const t of [qkv, out, lse]) capped.free(t);
+  });
+
+  it('maxBindingBytes outside the device range is refused with the range', async () => {
+    await expect(createWebGPUBackend({ maxBindingBytes: 100 })).rejects.toThrow(/maxBindingBytes must be an integer in \[4096, \d+\].*got 100/);
+  });
 });
 
 describe.skipIf(gpu.backend === null)('webgpu device loss', () => {

@@ -36,7 +36,7 @@ const REQUIRED_LIMITS: Partial<Record<(typeof REQUESTED_LIMITS)[number], number>
   maxComputeInvocationsPerWorkgroup: 256,
   maxComputeWorkgroupSizeX: 256,
   maxComputeWorkgroupStorageSize: 16384,
-  maxStorageBuffersPerShaderStage: 6,
+  maxStorageBuffersPerShaderStage: 8,
 };
 
 export async function acquireDevice(opts: WebGPUOptions = {}): Promise<AcquiredDevice> {

@@ -24,7 +24,8 @@ import {
 import { BUFFER_USAGE, BufferPool, type PooledBuffer } from './buffers.js';
 import { acquireDevice, type WebGPUOptions } from './device.js';
 import { UNIFORM_SLOT_BYTES, grid, type BindingPlan, type KernelDef } from './kernel.js';
-import { PipelineCache } from './pipelines.js';
+import { BindingTooSmallError, planPieces, touched, type Box } from './pieces.js';
+import { PipelineCache, type BindingWindow } from './pipelines.js';
 import { adamwKernel } from './wgsl/adamw.js';
 import {
   attentionBackwardKeyValueKernel,
@@ -106,6 +107,17 @@ class WebGPUTensor implements Tensor {
   ) {}
 }
 
+/**
+ * How an op's iteration box (see pieces.ts) reaches into a tensor: the element step per unit of each
+ * box dimension, the elements one item touches, and whether the op writes it.
+ */
+interface PieceAccess {
+  readonly tensor: WebGPUTensor;
+  readonly strides: readonly number[];
+  readonly extent: number;
+  readonly write?: boolean;
+}
+
 /** A dispatch: the kernel's tensors and scalars by name, and the workgroup grid. */
 interface Dispatch {
   tensors: Record<string, WebGPUTensor>;
@@ -122,6 +134,12 @@ export interface WebGPUBackendOptions {
    * large GPU; smaller products keep more workgroups with 4.
    */
   matmulBlock?: 'auto' | MatmulBlock;
+  /**
+   * Bytes one storage binding may span, at most the device's `maxStorageBufferBindingSize` (the
+   * default). Ops on tensors larger than this run as several dispatches over windows that fit;
+   * a lower cap makes that happen on small tensors (tests use it).
+   */
+  maxBindingBytes?: number;
 }
 
 /** 128x128 tiles of C from which the 8x8 register block pays (measured on an H100: 2048^2 and up) */
@@ -144,12 +162,19 @@ export class WebGPUBackend implements Backend {
   get submissions(): number {
     return this.submissionCount;
   }
+  /** compute dispatches recorded so far (an op on tensors larger than one binding takes several) */
+  get dispatches(): number {
+    return this.dispatchCount;
+  }
 
   private readonly storagePool: BufferPool;
   private readonly readbackPool: BufferPool;
   private readonly pipelines: PipelineCache;
   private readonly liveStorage = new Set<GpuStorage>();
   private readonly maxWorkgroupsPerDim: number;
+  /** elements one binding may span, and the alignment (in elements) of a binding's start */
+  private readonly maxBindingElems: number;
+  private readonly bindingAlignElems: number;
   private readonly matmulBlock: 'auto' | MatmulBlock;
 
   private readonly uniformBuffer: PooledBuffer;
@@ -171,6 +196,7 @@ export class WebGPUBackend implements Backend {
   private disposed = false;
   private sqnormPartials: WebGPUTensor | null = null;
   private submissionCount = 0;
+  private dispatchCount = 0;
 
   constructor(device: GPUDevice, adapterName = 'unknown adapter', options: WebGPUBackendOptions = {}) {
     const matmulBlock = options.matmulBlock ?? 'auto';
@@ -180,7 +206,17 @@ export class WebGPUBackend implements Backend {
     this.matmulBlock = matmulBlock;
     this.device = device;
     this.adapterName = adapterName;
-    const maxBytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const deviceBinding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const bindingCap = options.maxBindingBytes ?? deviceBinding;
+    this.bindingAlignElems = device.limits.minStorageBufferOffsetAlignment / 4;
+    if (!Number.isInteger(bindingCap) || bindingCap < 16 * device.limits.minStorageBufferOffsetAlignment || bindingCap > deviceBinding) {
+      throw new RangeError(
+        `WebGPUBackend: maxBindingBytes must be an integer in [${16 * device.limits.minStorageBufferOffsetAlignment}, ${deviceBinding}] ` +
+          `(this device's largest storage binding), got ${String(options.maxBindingBytes)}`,
+      );
+    }
+    this.maxBindingElems = Math.floor(bindingCap / 4);
+    const maxBytes = device.limits.maxBufferSize;
     this.limits = { maxTensorLength: Math.floor(maxBytes / 4), maxTotalBytes: Infinity };
     this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     this.storagePool = new BufferPool(
@@ -217,7 +253,7 @@ export class WebGPUBackend implements Backend {
     this.checkUsable('alloc');
     if (!Number.isInteger(length) || length < 1 || length > this.limits.maxTensorLength) {
       throw new RangeError(
-        `alloc: length must be an integer in [1, ${this.limits.maxTensorLength}] (the adapter's largest storage binding is ` +
+        `alloc: length must be an integer in [1, ${this.limits.maxTensorLength}] (the adapter's largest buffer is ` +
           `${this.limits.maxTensorLength * 4} bytes), got ${length}`,
       );
     }
@@ -228,7 +264,7 @@ export class WebGPUBackend implements Backend {
   /** an allocation that ops fill completely before reading: no zero fill, so no break in the compute pass */
   private scratch(length: number, dtype: DType = 'f32'): WebGPUTensor {
     if (length > this.limits.maxTensorLength) {
-      throw new RangeError(`scratch buffer of ${length} elements exceeds the adapter's largest binding (${this.limits.maxTensorLength})`);
+      throw new RangeError(`scratch buffer of ${length} elements exceeds the adapter's largest buffer (${this.limits.maxTensorLength})`);
     }
     return this.allocate(length, dtype, false);
   }
@@ -389,16 +425,33 @@ export class WebGPUBackend implements Backend {
     const o = this.floats(op, 'out', out, rows * cols);
     const x = this.floats(op, 'inp', inp, rows * cols);
     if (overlaps(o, x, rows * cols)) throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
-    this.elementwise(transposeKernel, rows * cols, { out: o, inp: x }, { rows, cols });
+    // [cols (rows of out), rows (rows of inp)]
+    this.inPieces(
+      op,
+      [cols, rows],
+      { out: { tensor: o, strides: [rows, 1], extent: 1, write: true }, inp: { tensor: x, strides: [1, cols], extent: 1 } },
+      (piece, views) => {
+        const [pieceCols, pieceRows] = piece.size;
+        this.dispatchElementwise(transposeKernel, pieceRows * pieceCols, views, { rows: pieceRows, outStride: rows, inpStride: cols });
+      },
+    );
   }
 
   squaredNorm(out: Tensor, t: Tensor): void {
     const result = this.floats('squaredNorm', 'out', out, 1);
     const x = this.floats('squaredNorm', 't', t, t.length);
-    this.sqnormPartials ??= this.scratch(SQNORM_PARTIALS);
-    const groups = Math.max(1, Math.min(SQNORM_PARTIALS, Math.ceil(x.length / SQNORM_WORKGROUP)));
-    this.dispatch(squaredNormPartialKernel, { tensors: { partials: this.sqnormPartials, t: x }, scalars: { n: x.length }, groups: [groups, 1] });
-    this.dispatch(squaredNormFinalKernel, { tensors: { out: result, partials: this.sqnormPartials }, scalars: { count: groups }, groups: [1, 1] });
+    const partials = (this.sqnormPartials ??= this.scratch(SQNORM_PARTIALS));
+    // a tensor past one binding is summed in pieces, each piece's total added onto out in order
+    this.inPieces('squaredNorm', [x.length], { t: { tensor: x, strides: [1], extent: 1 } }, (piece, views) => {
+      const n = piece.size[0];
+      const groups = Math.max(1, Math.min(SQNORM_PARTIALS, Math.ceil(n / SQNORM_WORKGROUP)));
+      this.dispatch(squaredNormPartialKernel, { tensors: { partials, t: views.t }, scalars: { n }, groups: [groups, 1] });
+      this.dispatch(squaredNormFinalKernel, {
+        tensors: { out: result, partials },
+        scalars: { count: groups, accumulate: piece.start[0] > 0 ? 1 : 0 },
+        groups: [1, 1],
+      });
+    });
   }
 
   // ---- encoder ----
@@ -409,29 +462,64 @@ export class WebGPUBackend implements Backend {
     nonNegativeInteger(op, 'posOffset', posOffset);
     const o = this.floats(op, 'out', out, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
-    const tokenTable = this.floats(op, 'wte', wte, C);
+    const V = Math.floor(this.tensor(op, 'wte', wte).length / C);
+    const tokenTable = this.floats(op, 'wte', wte, V * C);
     const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
-    const V = Math.floor(tokenTable.length / C);
-    this.elementwise(encoderForwardKernel, B * T * C, { out: o, inp: ids, wte: tokenTable, wpe: positionTable }, { T, C, V, posOffset });
+    // [BT rows, V token ids]: a piece writes the rows whose token falls in its slice of wte
+    this.inPieces(
+      op,
+      [B * T, V],
+      {
+        out: { tensor: o, strides: [C, 0], extent: C, write: true },
+        inp: { tensor: ids, strides: [1, 0], extent: 1 },
+        wte: { tensor: tokenTable, strides: [0, C], extent: C },
+        wpe: { tensor: positionTable, strides: [0, 0], extent: (posOffset + T) * C },
+      },
+      (piece, views) => {
+        this.dispatchElementwise(encoderForwardKernel, piece.size[0] * C, views, {
+          T, C, V, posOffset, rowBase: piece.start[0], vBase: piece.start[1], vCount: piece.size[1],
+        });
+      },
+    );
   }
 
   encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
     dims(op, { B, T, C });
-    const dTokenTable = this.floats(op, 'dwte', dwte, C);
+    const V = Math.floor(this.tensor(op, 'dwte', dwte).length / C);
+    const dTokenTable = this.floats(op, 'dwte', dwte, V * C);
     const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
     const d = this.floats(op, 'dout', dout, B * T * C);
     const ids = this.ints(op, 'inp', inp, B * T);
-    const V = Math.floor(dTokenTable.length / C);
-    const links = this.scratch(2 * B * T, 'i32');
-    this.dispatch(encoderLinkTokensKernel, { tensors: { links, inp: ids }, scalars: { BT: B * T }, groups: this.grid(B * T) });
-    this.dispatch(encoderBackwardTokensKernel, {
-      tensors: { dwte: dTokenTable, dout: d, inp: ids, links },
-      scalars: { BT: B * T, C, V },
-      groups: this.grid(B * T),
-    });
-    this.free(links);
-    this.elementwise(encoderBackwardPositionsKernel, T * C, { dwpe: dPositionTable, dout: d }, { B, TC: T * C });
+    // [BT positions, V token ids]: a piece links the positions in its range that share a token and
+    // adds their dout into the rows of its slice of dwte
+    this.inPieces(
+      op,
+      [B * T, V],
+      {
+        dwte: { tensor: dTokenTable, strides: [0, C], extent: C, write: true },
+        dout: { tensor: d, strides: [C, 0], extent: C },
+        inp: { tensor: ids, strides: [1, 0], extent: 1 },
+      },
+      (piece, views) => {
+        const positions = piece.size[0];
+        const links = this.scratch(2 * positions, 'i32');
+        this.dispatch(encoderLinkTokensKernel, { tensors: { links, inp: views.inp }, scalars: { BT: positions }, groups: this.grid(positions) });
+        this.dispatch(encoderBackwardTokensKernel, {
+          tensors: { ...views, links },
+          scalars: { BT: positions, C, vBase: piece.start[1], vCount: piece.size[1] },
+          groups: this.grid(positions),
+        });
+        this.free(links);
+      },
+    );
+    // [T*C, B]: dwpe[i] += sum over b of dout[b*T*C + i]
+    this.inPieces(
+      op,
+      [T * C, B],
+      { dwpe: { tensor: dPositionTable, strides: [1, 0], extent: 1, write: true }, dout: { tensor: d, strides: [1, T * C], extent: 1 } },
+      (piece, views) => this.dispatchElementwise(encoderBackwardPositionsKernel, piece.size[0], views, { B: piece.size[1], TC: T * C }),
+    );
   }
 
   // ---- layer norm ----
@@ -439,18 +527,20 @@ export class WebGPUBackend implements Backend {
   layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
     const op = 'layerNormForward';
     dims(op, { N, C });
-    this.dispatch(layerNormForwardKernel, {
-      tensors: {
-        out: this.floats(op, 'out', out, N * C),
-        mean: this.floats(op, 'mean', mean, N),
-        rstd: this.floats(op, 'rstd', rstd, N),
-        inp: this.floats(op, 'inp', inp, N * C),
-        weight: this.floats(op, 'weight', weight, C),
-        bias: this.floats(op, 'bias', bias, C),
+    // [N rows]
+    this.inPieces(
+      op,
+      [N],
+      {
+        out: { tensor: this.floats(op, 'out', out, N * C), strides: [C], extent: C, write: true },
+        mean: { tensor: this.floats(op, 'mean', mean, N), strides: [1], extent: 1, write: true },
+        rstd: { tensor: this.floats(op, 'rstd', rstd, N), strides: [1], extent: 1, write: true },
+        inp: { tensor: this.floats(op, 'inp', inp, N * C), strides: [C], extent: C },
+        weight: { tensor: this.floats(op, 'weight', weight, C), strides: [0], extent: C },
+        bias: { tensor: this.floats(op, 'bias', bias, C), strides: [0], extent: C },
       },
-      scalars: { N, C },
-      groups: this.grid(N),
-    });
+      (piece, views) => this.dispatch(layerNormForwardKernel, { tensors: views, scalars: { N: piece.size[0], C }, groups: this.grid(piece.size[0]) }),
+    );
   }
 
   layerNormBackward(
@@ -458,34 +548,46 @@ export class WebGPUBackend implements Backend {
   ): void {
     const op = 'layerNormBackward';
     dims(op, { N, C });
-    const dx = this.floats(op, 'dinp', dinp, N * C);
-    const dw = this.floats(op, 'dweight', dweight, C);
-    const db = this.floats(op, 'dbias', dbias, C);
-    const d = this.floats(op, 'dout', dout, N * C);
-    const x = this.floats(op, 'inp', inp, N * C);
-    const w = this.floats(op, 'weight', weight, C);
-    const means = this.floats(op, 'mean', mean, N);
-    const rstds = this.floats(op, 'rstd', rstd, N);
-    this.dispatch(layerNormBackwardInputKernel, {
-      tensors: { dinp: dx, dout: d, inp: x, weight: w, mean: means, rstd: rstds },
-      scalars: { N, C },
-      groups: this.grid(N),
-    });
-    const { chunks, rowsPerChunk } = columnChunks(N);
-    const partials = this.scratch(chunks * 2 * C);
-    this.dispatch(layerNormParamsPartialKernel, {
-      tensors: { partials, dout: d, inp: x, mean: means, rstd: rstds },
-      scalars: { M: N, N: C, rowsPerChunk },
-      groups: [Math.ceil(C / COLUMN_GROUP), chunks],
-    });
-    const columnGroups: [number, number] = [Math.ceil(C / COLUMN_GROUP), 1];
-    this.dispatch(columnFinalKernel, { tensors: { sums: dw, partials }, scalars: { N: C, chunks, stride: 2 * C }, groups: columnGroups });
-    this.dispatch(columnFinalKernel, {
-      tensors: { sums: db, partials: this.shifted(partials, C) },
-      scalars: { N: C, chunks, stride: 2 * C },
-      groups: columnGroups,
-    });
-    this.free(partials);
+    const rowAccess = (tensor: WebGPUTensor, perRow: number, write = false) => ({ tensor, strides: [perRow], extent: perRow, write });
+    const whole = (tensor: WebGPUTensor, write = false) => ({ tensor, strides: [0], extent: C, write });
+    // [N rows]; each piece adds its rows' share into dweight and dbias
+    this.inPieces(
+      op,
+      [N],
+      {
+        dinp: rowAccess(this.floats(op, 'dinp', dinp, N * C), C, true),
+        dweight: whole(this.floats(op, 'dweight', dweight, C), true),
+        dbias: whole(this.floats(op, 'dbias', dbias, C), true),
+        dout: rowAccess(this.floats(op, 'dout', dout, N * C), C),
+        inp: rowAccess(this.floats(op, 'inp', inp, N * C), C),
+        weight: whole(this.floats(op, 'weight', weight, C)),
+        mean: rowAccess(this.floats(op, 'mean', mean, N), 1),
+        rstd: rowAccess(this.floats(op, 'rstd', rstd, N), 1),
+      },
+      (piece, { dinp: dx, dweight: dw, dbias: db, dout: d, inp: x, weight: w, mean: means, rstd: rstds }) => {
+        const rows = piece.size[0];
+        this.dispatch(layerNormBackwardInputKernel, {
+          tensors: { dinp: dx, dout: d, inp: x, weight: w, mean: means, rstd: rstds },
+          scalars: { N: rows, C },
+          groups: this.grid(rows),
+        });
+        const { chunks, rowsPerChunk } = columnChunks(rows);
+        const partials = this.scratch(chunks * 2 * C);
+        this.dispatch(layerNormParamsPartialKernel, {
+          tensors: { partials, dout: d, inp: x, mean: means, rstd: rstds },
+          scalars: { M: rows, N: C, rowsPerChunk },
+          groups: [Math.ceil(C / COLUMN_GROUP), chunks],
+        });
+        const columnGroups: [number, number] = [Math.ceil(C / COLUMN_GROUP), 1];
+        this.dispatch(columnFinalKernel, { tensors: { sums: dw, partials }, scalars: { N: C, chunks, stride: 2 * C }, groups: columnGroups });
+        this.dispatch(columnFinalKernel, {
+          tensors: { sums: db, partials: this.shifted(partials, C) },
+          scalars: { N: C, chunks, stride: 2 * C },
+          groups: columnGroups,
+        });
+        this.free(partials);
+      },
+    );
   }
 
   // ---- matmul ----
@@ -516,11 +618,21 @@ export class WebGPUBackend implements Backend {
     // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]
     this.product(dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
     if (db !== null) {
-      const { chunks, rowsPerChunk } = columnChunks(M);
-      const partials = this.scratch(chunks * N);
-      this.dispatch(columnPartialKernel, { tensors: { partials, x: d }, scalars: { M, N, rowsPerChunk }, groups: [Math.ceil(N / COLUMN_GROUP), chunks] });
-      this.dispatch(columnFinalKernel, { tensors: { sums: db, partials }, scalars: { N, chunks, stride: N }, groups: [Math.ceil(N / COLUMN_GROUP), 1] });
-      this.free(partials);
+      // [M rows]; each piece adds its rows' column sums into dbias
+      this.inPieces(
+        op,
+        [M],
+        { dbias: { tensor: db, strides: [0], extent: N, write: true }, dout: { tensor: d, strides: [N], extent: N } },
+        (piece, views) => {
+          const rows = piece.size[0];
+          const { chunks, rowsPerChunk } = columnChunks(rows);
+          const partials = this.scratch(chunks * N);
+          const groups: [number, number] = [Math.ceil(N / COLUMN_GROUP), chunks];
+          this.dispatch(columnPartialKernel, { tensors: { partials, x: views.dout }, scalars: { M: rows, N, rowsPerChunk }, groups });
+          this.dispatch(columnFinalKernel, { tensors: { sums: views.dbias, partials }, scalars: { N, chunks, stride: N }, groups: [groups[0], 1] });
+          this.free(partials);
+        },
+      );
     }
   }
 
@@ -529,54 +641,65 @@ export class WebGPUBackend implements Backend {
   attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
     const op = 'attentionForward';
     const HS = headSize(op, B, T, C, NH);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
-    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    if (HS <= ATTENTION_TILED_MAX_HEAD) {
-      this.dispatch(attentionForwardTiledKernel(HS), {
-        tensors: { out: o, lse: logSumExps, qkv: x },
-        scalars: { T, NH, HS, scale: 1 / Math.sqrt(HS) },
-        groups: this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), B * NH),
-        variant: `hs${HS}`,
+    // [B sequences]
+    const access = {
+      out: { tensor: this.floats(op, 'out', out, B * T * C), strides: [T * C], extent: T * C, write: true },
+      lse: { tensor: this.floats(op, 'lse', lse, B * NH * T), strides: [NH * T], extent: NH * T, write: true },
+      qkv: { tensor: this.floats(op, 'qkv', qkv, B * T * 3 * C), strides: [T * 3 * C], extent: T * 3 * C },
+    };
+    this.inPieces(op, [B], access, (piece, { out: o, lse: logSumExps, qkv: x }) => {
+      const pieceB = piece.size[0];
+      if (HS <= ATTENTION_TILED_MAX_HEAD) {
+        this.dispatch(attentionForwardTiledKernel(HS), {
+          tensors: { out: o, lse: logSumExps, qkv: x },
+          scalars: { T, NH, HS, scale: 1 / Math.sqrt(HS) },
+          groups: this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), pieceB * NH),
+          variant: `hs${HS}`,
+        });
+        return;
+      }
+      const lanes = headLanes(HS);
+      this.dispatch(attentionForwardKernel(lanes), {
+        tensors: { out: o, lse: logSumExps, q: x, k: this.shifted(x, C), v: this.shifted(x, 2 * C) },
+        scalars: {
+          T, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: T * 3 * C, qRow: 3 * C, kBatch: T * 3 * C, kRow: 3 * C, posStart: 0, hasLse: 1,
+        },
+        groups: this.rowsByHeads(op, T, pieceB * NH),
+        variant: `lanes${lanes}`,
       });
-      return;
-    }
-    const lanes = headLanes(HS);
-    this.dispatch(attentionForwardKernel(lanes), {
-      tensors: { out: o, lse: logSumExps, q: x, k: this.shifted(x, C), v: this.shifted(x, 2 * C) },
-      scalars: {
-        T, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: T * 3 * C, qRow: 3 * C, kBatch: T * 3 * C, kRow: 3 * C, posStart: 0, hasLse: 1,
-      },
-      groups: this.rowsByHeads(op, T, B * NH),
-      variant: `lanes${lanes}`,
     });
   }
 
   attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
     const op = 'attentionBackward';
     const HS = headSize(op, B, T, C, NH);
-    const tensors = {
-      dqkv: this.floats(op, 'dqkv', dqkv, B * T * 3 * C),
-      dout: this.floats(op, 'dout', dout, B * T * C),
-      qkv: this.floats(op, 'qkv', qkv, B * T * 3 * C),
-      out: this.floats(op, 'out', out, B * T * C),
-      lse: this.floats(op, 'lse', lse, B * NH * T),
+    const perSequence = (tensor: WebGPUTensor, elems: number, write = false) => ({ tensor, strides: [elems], extent: elems, write });
+    // [B sequences]
+    const access = {
+      dqkv: perSequence(this.floats(op, 'dqkv', dqkv, B * T * 3 * C), T * 3 * C, true),
+      dout: perSequence(this.floats(op, 'dout', dout, B * T * C), T * C),
+      qkv: perSequence(this.floats(op, 'qkv', qkv, B * T * 3 * C), T * 3 * C),
+      out: perSequence(this.floats(op, 'out', out, B * T * C), T * C),
+      lse: perSequence(this.floats(op, 'lse', lse, B * NH * T), NH * T),
     };
     const scalars = { T, NH, HS, scale: 1 / Math.sqrt(HS) };
-    if (HS <= ATTENTION_TILED_MAX_HEAD) {
-      const groups = this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), B * NH);
-      // dout . out per row [B,NH,T], from the dq kernel to the dk/dv kernel
-      const rowDots = this.scratch(B * NH * T);
-      this.dispatch(attentionBackwardQueryTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
-      this.dispatch(attentionBackwardKeyValueTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
-      // freed at once: whatever reuses the buffer writes it in command order, after these reads
-      this.free(rowDots);
-      return;
-    }
-    const lanes = headLanes(HS);
-    const groups = this.rowsByHeads(op, T, B * NH);
-    this.dispatch(attentionBackwardQueryKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
-    this.dispatch(attentionBackwardKeyValueKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
+    this.inPieces(op, [B], access, (piece, tensors) => {
+      const pieceB = piece.size[0];
+      if (HS <= ATTENTION_TILED_MAX_HEAD) {
+        const groups = this.rowsByHeads(op, Math.ceil(T / ATTENTION_TILE), pieceB * NH);
+        // dout . out per row [B,NH,T], from the dq kernel to the dk/dv kernel
+        const rowDots = this.scratch(pieceB * NH * T);
+        this.dispatch(attentionBackwardQueryTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
+        this.dispatch(attentionBackwardKeyValueTiledKernel(HS), { tensors: { ...tensors, rowDots }, scalars, groups, variant: `hs${HS}` });
+        // freed at once: whatever reuses the buffer writes it in command order, after these reads
+        this.free(rowDots);
+        return;
+      }
+      const lanes = headLanes(HS);
+      const groups = this.rowsByHeads(op, T, pieceB * NH);
+      this.dispatch(attentionBackwardQueryKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
+      this.dispatch(attentionBackwardKeyValueKernel(lanes), { tensors, scalars, groups, variant: `lanes${lanes}` });
+    });
   }
 
   attentionCached(
@@ -587,20 +710,27 @@ export class WebGPUBackend implements Backend {
     dims(op, { cacheLen });
     nonNegativeInteger(op, 'startPos', startPos);
     if (startPos + Tn > cacheLen) throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
-    const o = this.floats(op, 'out', out, B * Tn * C);
-    const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
-    const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
-    const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
-    this.elementwise(kvAppendKernel, B * Tn * C, { kCache: keys, vCache: values, qkv: x }, { Tn, C, startPos, cacheLen });
-    const lanes = headLanes(HS);
-    this.dispatch(attentionForwardKernel(lanes), {
-      // no lse on this path: `out` fills the binding and hasLse = 0 leaves it alone
-      tensors: { out: o, lse: o, q: x, k: keys, v: values },
-      scalars: {
-        T: Tn, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: Tn * 3 * C, qRow: 3 * C, kBatch: cacheLen * C, kRow: C, posStart: startPos, hasLse: 0,
-      },
-      groups: this.rowsByHeads(op, Tn, B * NH),
-      variant: `lanes${lanes}`,
+    const perSequence = (tensor: WebGPUTensor, elems: number, write = false) => ({ tensor, strides: [elems], extent: elems, write });
+    // [B sequences]
+    const access = {
+      out: perSequence(this.floats(op, 'out', out, B * Tn * C), Tn * C, true),
+      qkv: perSequence(this.floats(op, 'qkv', qkv, B * Tn * 3 * C), Tn * 3 * C),
+      kCache: perSequence(this.floats(op, 'kCache', kCache, B * cacheLen * C), cacheLen * C, true),
+      vCache: perSequence(this.floats(op, 'vCache', vCache, B * cacheLen * C), cacheLen * C, true),
+    };
+    this.inPieces(op, [B], access, (piece, { out: o, qkv: x, kCache: keys, vCache: values }) => {
+      const pieceB = piece.size[0];
+      this.dispatchElementwise(kvAppendKernel, pieceB * Tn * C, { kCache: keys, vCache: values, qkv: x }, { Tn, C, startPos, cacheLen });
+      const lanes = headLanes(HS);
+      this.dispatch(attentionForwardKernel(lanes), {
+        // no lse on this path: `out` fills the binding and hasLse = 0 leaves it alone
+        tensors: { out: o, lse: o, q: x, k: keys, v: values },
+        scalars: {
+          T: Tn, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: Tn * 3 * C, qRow: 3 * C, kBatch: cacheLen * C, kRow: C, posStart: startPos, hasLse: 0,
+        },
+        groups: this.rowsByHeads(op, Tn, pieceB * NH),
+        variant: `lanes${lanes}`,
+      });
     });
   }
 
@@ -666,15 +796,15 @@ export class WebGPUBackend implements Backend {
   crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
     const op = 'crossEntropyForward';
     dims(op, { N, V });
-    this.dispatch(crossEntropyForwardKernel, {
-      tensors: {
-        losses: this.floats(op, 'losses', losses, N),
-        probs: this.floats(op, 'probs', probs, N * V),
-        logits: this.floats(op, 'logits', logits, N * V),
-        targets: this.ints(op, 'targets', targets, N),
-      },
-      scalars: { N, V },
-      groups: this.grid(N),
+    // [N rows]
+    const access = {
+      losses: { tensor: this.floats(op, 'losses', losses, N), strides: [1], extent: 1, write: true },
+      probs: { tensor: this.floats(op, 'probs', probs, N * V), strides: [V], extent: V, write: true },
+      logits: { tensor: this.floats(op, 'logits', logits, N * V), strides: [V], extent: V },
+      targets: { tensor: this.ints(op, 'targets', targets, N), strides: [1], extent: 1 },
+    };
+    this.inPieces(op, [N], access, (piece, tensors) => {
+      this.dispatch(crossEntropyForwardKernel, { tensors, scalars: { N: piece.size[0], V }, groups: this.grid(piece.size[0]) });
     });
   }
 
@@ -682,12 +812,15 @@ export class WebGPUBackend implements Backend {
     const op = 'crossEntropyBackward';
     dims(op, { N, V });
     finite(op, 'dlossScale', dlossScale);
-    this.elementwise(
-      crossEntropyBackwardKernel,
-      N * V,
-      { dlogits: this.floats(op, 'dlogits', dlogits, N * V), probs: this.floats(op, 'probs', probs, N * V), targets: this.ints(op, 'targets', targets, N) },
-      { V, dlossScale },
-    );
+    // [N rows]
+    const access = {
+      dlogits: { tensor: this.floats(op, 'dlogits', dlogits, N * V), strides: [V], extent: V, write: true },
+      probs: { tensor: this.floats(op, 'probs', probs, N * V), strides: [V], extent: V },
+      targets: { tensor: this.ints(op, 'targets', targets, N), strides: [1], extent: 1 },
+    };
+    this.inPieces(op, [N], access, (piece, tensors) => {
+      this.dispatchElementwise(crossEntropyBackwardKernel, piece.size[0] * V, tensors, { V, dlossScale });
+    });
   }
 
   // ---- optimizer ----
@@ -712,55 +845,96 @@ export class WebGPUBackend implements Backend {
 
   // ---- recording ----
 
-  /** C (+)= A @ B (+ bias) through strides; see wgsl/matmul.ts */
+  /**
+   * C[M,N] (+)= A @ B (+ bias) through strides; see wgsl/matmul.ts. Where the operands exceed one
+   * binding, it runs over blocks of [M, N, K]; a block past the first along K adds onto C.
+   */
   private product(
     c: WebGPUTensor, a: WebGPUTensor, b: WebGPUTensor, bias: WebGPUTensor | null, accumulate: boolean,
     shape: { M: number; N: number; K: number; sAm: number; sAk: number; sBk: number; sBn: number },
   ): void {
-    const largeTiles = Math.ceil(shape.M / matmulTile(8)) * Math.ceil(shape.N / matmulTile(8));
-    const block = this.matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : this.matmulBlock;
-    const layout: MatmulLayout = { aAlongK: shape.sAk === 1, bAlongN: shape.sBn === 1, block };
-    const tile = matmulTile(block);
-    const rowTiles = Math.ceil(shape.M / tile);
-    if (rowTiles > this.maxWorkgroupsPerDim) {
-      throw new RangeError(`matmul: M = ${shape.M} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`);
-    }
-    this.dispatch(matmulKernel(layout), {
-      // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
-      tensors: { c, a, b, bias: bias ?? c },
-      scalars: { ...shape, hasBias: bias === null ? 0 : 1, accumulate: accumulate ? 1 : 0 },
-      groups: [Math.ceil(shape.N / tile), rowTiles],
-      variant: matmulVariant(layout),
+    const { M, N, K, sAm, sAk, sBk, sBn } = shape;
+    const access = {
+      c: { tensor: c, strides: [N, 1, 0], extent: 1, write: true },
+      a: { tensor: a, strides: [sAm, 0, sAk], extent: 1 },
+      b: { tensor: b, strides: [0, sBn, sBk], extent: 1 },
+      bias: { tensor: bias ?? c, strides: bias ? [0, 1, 0] : [N, 1, 0], extent: 1, write: bias === null },
+    };
+    this.inPieces('matmul', [M, N, K], access, (piece, views) => {
+      const [pieceM, pieceN, pieceK] = piece.size;
+      const firstAlongK = piece.start[2] === 0;
+      const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
+      const block = this.matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : this.matmulBlock;
+      const layout: MatmulLayout = { aAlongK: sAk === 1, bAlongN: sBn === 1, block };
+      const tile = matmulTile(block);
+      const rowTiles = Math.ceil(pieceM / tile);
+      if (rowTiles > this.maxWorkgroupsPerDim) {
+        throw new RangeError(`matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`);
+      }
+      const hasBias = bias !== null && firstAlongK;
+      this.dispatch(matmulKernel(layout), {
+        // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
+        tensors: { c: views.c, a: views.a, b: views.b, bias: hasBias ? views.bias : views.c },
+        scalars: {
+          M: pieceM, N: pieceN, K: pieceK, sCm: N, sAm, sAk, sBk, sBn,
+          hasBias: hasBias ? 1 : 0,
+          accumulate: accumulate || !firstAlongK ? 1 : 0,
+        },
+        groups: [Math.ceil(pieceN / tile), rowTiles],
+        variant: matmulVariant(layout),
+      });
     });
   }
 
+  /**
+   * A kernel over n elements at the same index of every tensor, in pieces where they exceed one
+   * binding; a kernel that declares the scalar `base` gets each piece's first index in it.
+   */
   private elementwise(kernel: KernelDef, n: number, tensors: Record<string, WebGPUTensor>, scalars: Record<string, number> = {}): void {
+    const access: Record<string, PieceAccess> = {};
+    for (const { name, write } of kernel.tensors) access[name] = { tensor: tensors[name], strides: [1], extent: 1, write };
+    const indexed = kernel.scalars.some((s) => s.name === 'base');
+    this.inPieces(kernel.name, [n], access, (piece, views) => {
+      this.dispatchElementwise(kernel, piece.size[0], views, indexed ? { ...scalars, base: piece.start[0] } : scalars);
+    });
+  }
+
+  /** one dispatch of an elementwise-shaped kernel over n invocations */
+  private dispatchElementwise(kernel: KernelDef, n: number, tensors: Record<string, WebGPUTensor>, scalars: Record<string, number> = {}): void {
     this.dispatch(kernel, { tensors, scalars: { n, ...scalars }, groups: this.grid(Math.ceil(n / ELEMENTWISE_WORKGROUP)) });
   }
 
   private dispatch(kernel: KernelDef, call: Dispatch): void {
     this.checkUsable(kernel.name);
-    // one binding per distinct buffer (see kernel.ts)
-    const buffers: PooledBuffer[] = [];
+    // A buffer the dispatch writes gets one binding for all its tensors (see kernel.ts); a tensor
+    // in a buffer that is only read gets its own, so that far-apart views (wte and wpe in the flat
+    // parameters) each bind a window of their own.
+    const written = new Set(kernel.tensors.filter((t) => t.write).map((t) => call.tensors[t.name]?.storage.pooled));
+    const bindings: { pooled: PooledBuffer; tensors: WebGPUTensor[] }[] = [];
     const slots: { dtype: DType; write: boolean }[] = [];
     const slotOfTensor = kernel.tensors.map(({ name, write }) => {
       const tensor = call.tensors[name];
       if (tensor === undefined) throw new Error(`internal: kernel ${kernel.name} called without tensor ${name}`);
-      let slot = buffers.indexOf(tensor.storage.pooled);
+      let slot = written.has(tensor.storage.pooled) ? bindings.findIndex((b) => b.pooled === tensor.storage.pooled) : -1;
       if (slot < 0) {
-        slot = buffers.push(tensor.storage.pooled) - 1;
+        slot = bindings.push({ pooled: tensor.storage.pooled, tensors: [] }) - 1;
         slots.push({ dtype: tensor.dtype, write: false });
       }
+      bindings[slot].tensors.push(tensor);
       if (write) slots[slot].write = true;
       return slot;
     });
     const plan: BindingPlan = { slotOfTensor, slots };
     const compiled = this.pipelines.get(kernel, plan, call.variant ?? '');
+    const windows = bindings.map(({ pooled, tensors }) => this.bindingWindow(kernel.name, pooled, tensors));
 
     if (this.uniformSlotsUsed === UNIFORM_SLOTS) this.flush();
     const slot = this.uniformSlotsUsed++;
     let word = (slot * UNIFORM_SLOT_BYTES) / 4;
-    for (const { name } of kernel.tensors) this.uniformU32[word++] = call.tensors[name].offset;
+    kernel.tensors.forEach(({ name }, i) => {
+      // offsets count from the start of the tensor's binding window
+      this.uniformU32[word++] = call.tensors[name].offset - windows[slotOfTensor[i]].offset / 4;
+    });
     for (const { name, type } of kernel.scalars) {
       const value = call.scalars?.[name];
       if (value === undefined) throw new Error(`internal: kernel ${kernel.name} called without scalar ${name}`);
@@ -771,8 +945,61 @@ export class WebGPUBackend implements Backend {
 
     const pass = this.computePass();
     pass.setPipeline(compiled.pipeline);
-    pass.setBindGroup(0, this.pipelines.bindGroup(compiled, this.uniformBuffer.buffer, this.uniformBuffer.id, buffers), [slot * UNIFORM_SLOT_BYTES]);
+    pass.setBindGroup(0, this.pipelines.bindGroup(compiled, this.uniformBuffer.buffer, this.uniformBuffer.id, windows), [slot * UNIFORM_SLOT_BYTES]);
     pass.dispatchWorkgroups(call.groups[0], call.groups[1]);
+    this.dispatchCount++;
+  }
+
+  /** the byte range of `pooled` that covers the views `tensors` (all in it), start aligned */
+  private bindingWindow(kernel: string, pooled: PooledBuffer, tensors: readonly WebGPUTensor[]): BindingWindow {
+    let first = Infinity;
+    let end = 0;
+    for (const t of tensors) {
+      first = Math.min(first, t.offset);
+      end = Math.max(end, t.offset + t.length);
+    }
+    const start = Math.floor(first / this.bindingAlignElems) * this.bindingAlignElems;
+    const elems = Math.max(end - start, 1);
+    if (elems > this.maxBindingElems) {
+      throw new Error(`internal: kernel ${kernel} would bind ${elems * 4} bytes, over the ${this.maxBindingElems * 4}-byte binding limit`);
+    }
+    return { id: pooled.id, buffer: pooled.buffer, offset: start * 4, size: elems * 4 };
+  }
+
+  /**
+   * Runs `record` once per piece of the op's iteration box (`sizes`), each piece small enough that
+   * every tensor's window fits one binding (see pieces.ts); `record` gets the piece and the views of
+   * the accessed tensors that it touches. Nearly always one piece: the whole op.
+   */
+  private inPieces<K extends string>(
+    op: string,
+    sizes: readonly number[],
+    access: Record<K, PieceAccess>,
+    record: (piece: Box, views: Record<K, WebGPUTensor>) => void,
+  ): void {
+    const names = Object.keys(access) as K[];
+    // one window per written buffer, one per read-only tensor, as `dispatch` binds them
+    const written = new Set(names.filter((name) => access[name].write).map((name) => access[name].tensor.storage));
+    const boxAccesses = names.map((name) => {
+      const { tensor, strides, extent } = access[name];
+      return { buffer: written.has(tensor.storage) ? tensor.storage : {}, offset: tensor.offset, strides, extent };
+    });
+    let pieces: Box[];
+    try {
+      pieces = planPieces(sizes, boxAccesses, this.maxBindingElems, this.bindingAlignElems);
+    } catch (error) {
+      if (error instanceof BindingTooSmallError) throw new RangeError(`${op}: ${error.message}`);
+      throw error;
+    }
+    for (const piece of pieces) {
+      const views = {} as Record<K, WebGPUTensor>;
+      names.forEach((name, i) => {
+        const { first, end } = touched(boxAccesses[i], piece);
+        const tensor = access[name].tensor;
+        views[name] = new WebGPUTensor(tensor.dtype, first, end - first, tensor.storage, this);
+      });
+      record(piece, views);
+    }
   }
 
   private commandEncoder(): GPUCommandEncoder {
@@ -851,7 +1078,7 @@ export class WebGPUBackend implements Backend {
     return own;
   }
 
-  /** `t` checked as f32 with at least `need` elements */
+  /** `t` checked as f32 with at least `need` elements, as a view of its first `need` (what the op binds) */
   private floats(op: string, name: string, t: Tensor, need: number): WebGPUTensor {
     return this.typed(op, name, t, need, 'f32');
   }
@@ -864,7 +1091,7 @@ export class WebGPUBackend implements Backend {
     const own = this.tensor(op, name, t);
     if (own.dtype !== dtype) throw new TypeError(`${op}: ${name} must be an ${dtype} tensor, got ${own.dtype}`);
     if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
-    return own;
+    return own.length === need ? own : new WebGPUTensor(own.dtype, own.offset, need, own.storage, this);
   }
 }
 

@@ -8,6 +8,14 @@ import { UNIFORM_SLOT_BYTES, generateWgsl, planKey, type BindingPlan, type Kerne
 const SHADER_STAGE_COMPUTE = 0x4;
 const MAX_CACHED_BIND_GROUPS = 4096;
 
+export interface BindingWindow {
+  /** the pooled buffer's id, for the cache key */
+  readonly id: number;
+  readonly buffer: GPUBuffer;
+  readonly offset: number;
+  readonly size: number;
+}
+
 export interface CompiledKernel {
   readonly key: string;
   readonly pipeline: GPUComputePipeline;
@@ -52,8 +60,9 @@ export class PipelineCache {
     return compiled;
   }
 
-  bindGroup(kernel: CompiledKernel, uniforms: GPUBuffer, uniformId: number, buffers: readonly { id: number; buffer: GPUBuffer }[]): GPUBindGroup {
-    const key = `${kernel.key}#${uniformId}:${buffers.map((b) => b.id).join(',')}`;
+  /** `windows`: per binding, the byte range of its buffer that the dispatch may touch */
+  bindGroup(kernel: CompiledKernel, uniforms: GPUBuffer, uniformId: number, windows: readonly BindingWindow[]): GPUBindGroup {
+    const key = `${kernel.key}#${uniformId}:${windows.map((w) => `${w.id}@${w.offset}+${w.size}`).join(',')}`;
     const cached = this.bindGroups.get(key);
     if (cached) return cached;
     if (this.bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.bindGroups.clear();
@@ -61,7 +70,7 @@ export class PipelineCache {
       layout: kernel.layout,
       entries: [
         { binding: 0, resource: { buffer: uniforms, size: UNIFORM_SLOT_BYTES } },
-        ...buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: b.buffer } })),
+        ...windows.map((w, i) => ({ binding: i + 1, resource: { buffer: w.buffer, offset: w.offset, size: w.size } })),
       ],
     });
     this.bindGroups.set(key, group);

@@ -28,15 +28,18 @@ export const copyKernel = elementwise('copy', [{ name: 'dst', write: true }, { n
 export const scaleKernel = elementwise('scale', [{ name: 't', write: true }], [{ name: 's', type: 'f32' }], `
   $t[P.o_t + i] = $t[P.o_t + i] * P.s;`);
 
-/** out[c, r] = inp[r, c]; i runs over out (n = rows * cols) */
+/**
+ * out[c, r] = inp[r, c] over a block of `rows` rows of inp (i runs over the block, n = rows * its
+ * columns); the full matrices' row lengths are outStride (out) and inpStride (inp).
+ */
 export const transposeKernel = elementwise(
   'transpose',
   [{ name: 'out', write: true }, { name: 'inp' }],
-  [{ name: 'rows', type: 'u32' }, { name: 'cols', type: 'u32' }],
+  [{ name: 'rows', type: 'u32' }, { name: 'outStride', type: 'u32' }, { name: 'inpStride', type: 'u32' }],
   `
   let c = i / P.rows;
   let r = i % P.rows;
-  $out[P.o_out + i] = $inp[P.o_inp + r * P.cols + c];`,
+  $out[P.o_out + c * P.outStride + r] = $inp[P.o_inp + r * P.inpStride + c];`,
 );
 
 export const residualKernel = elementwise('residual', [{ name: 'out', write: true }, { name: 'a' }, { name: 'b' }], [], `
@@ -75,17 +78,19 @@ fn dropoutHash(seed: u32, i: u32) -> u32 {
   return x;
 }`;
 
+/** `base`: the index of the piece's first element, so the mask does not depend on how an op is cut */
 const DROPOUT_SCALARS = [
+  { name: 'base', type: 'u32' },
   { name: 'seed', type: 'u32' },
   { name: 'threshold', type: 'u32' },
   { name: 'keptScale', type: 'f32' },
 ] as const;
 
 export const dropoutForwardKernel = elementwise('dropoutForward', [{ name: 'out', write: true }, { name: 'inp' }], DROPOUT_SCALARS, `
-  let kept = dropoutHash(P.seed, i) >= P.threshold;
+  let kept = dropoutHash(P.seed, P.base + i) >= P.threshold;
   $out[P.o_out + i] = select(0.0, $inp[P.o_inp + i] * P.keptScale, kept);`, DROPOUT_HASH);
 
 export const dropoutBackwardKernel = elementwise('dropoutBackward', [{ name: 'dinp', write: true }, { name: 'dout' }], DROPOUT_SCALARS, `
-  if (dropoutHash(P.seed, i) >= P.threshold) {
+  if (dropoutHash(P.seed, P.base + i) >= P.threshold) {
     $dinp[P.o_dinp + i] = $dinp[P.o_dinp + i] + $dout[P.o_dout + i] * P.keptScale;
   }`, DROPOUT_HASH);

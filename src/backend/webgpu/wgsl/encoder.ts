@@ -2,9 +2,14 @@
  * Token + position embedding. Forward: one invocation per output element. An id outside [0, V)
  * cannot throw on the GPU, so its row becomes NaN: loud downstream, never a silent wrong row.
  *
+ * When wte is larger than one binding, the backend dispatches once per slice of token ids
+ * [vBase, vBase + vCount) with `wte` bound to that slice (and once per range of rows starting at
+ * rowBase when the output is too); a dispatch writes only the rows whose token is in its slice.
+ *
  * Backward without float atomics, deterministically: positions are first linked to the next
  * position with the same token, then one workgroup per first occurrence walks its token's chain
- * and adds dout into that row of dwte; dwpe is a sum over the batch per (t, c).
+ * and adds dout into that row of dwte; dwpe is a sum over the batch per (t, c). Cut into pieces
+ * (tensors past one binding), each range of positions links and adds on its own, in order.
  */
 import { LINEAR_GROUP, QUIET_NAN, type KernelDef } from '../kernel.js';
 import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
@@ -14,7 +19,16 @@ export const ENCODER_BACKWARD_WORKGROUP = 64;
 export const encoderForwardKernel: KernelDef = {
   name: 'encoderForward',
   tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'wte' }, { name: 'wpe' }],
-  scalars: [{ name: 'n', type: 'u32' }, { name: 'T', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'V', type: 'u32' }, { name: 'posOffset', type: 'u32' }],
+  scalars: [
+    { name: 'n', type: 'u32' },
+    { name: 'T', type: 'u32' },
+    { name: 'C', type: 'u32' },
+    { name: 'V', type: 'u32' },
+    { name: 'posOffset', type: 'u32' },
+    { name: 'rowBase', type: 'u32' },
+    { name: 'vBase', type: 'u32' },
+    { name: 'vCount', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}
 ${QUIET_NAN}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
@@ -24,10 +38,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let bt = i / P.C;
   let c = i % P.C;
   let id = $inp[P.o_inp + bt];
-  let pos = P.posOffset + bt % P.T;
-  var value = quietNan();
-  if (id >= 0 && u32(id) < P.V) { value = $wte[P.o_wte + u32(id) * P.C + c] + $wpe[P.o_wpe + pos * P.C + c]; }
-  $out[P.o_out + i] = value;
+  let pos = P.posOffset + (P.rowBase + bt) % P.T;
+  if (id < 0 || u32(id) >= P.V) {
+    if (P.vBase == 0u) { $out[P.o_out + i] = quietNan(); }
+    return;
+  }
+  let row = u32(id) - P.vBase; // wraps past vCount when id < vBase
+  if (row >= P.vCount) { return; }
+  $out[P.o_out + i] = $wte[P.o_wte + row * P.C + c] + $wpe[P.o_wpe + pos * P.C + c];
 }`,
 };
 
@@ -67,22 +85,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`,
 };
 
-/** dwte[id] += sum of dout over the chain of positions holding id, walked from its first position */
+/**
+ * dwte[id] += sum of dout over the chain of positions holding id, walked from its first position;
+ * only ids in [vBase, vBase + vCount), the slice of dwte bound.
+ */
 export const encoderBackwardTokensKernel: KernelDef = {
   name: 'encoderBackwardTokens',
   tensors: [{ name: 'dwte', write: true }, { name: 'dout' }, { name: 'inp' }, { name: 'links' }],
-  scalars: [{ name: 'BT', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'V', type: 'u32' }],
+  scalars: [{ name: 'BT', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'vBase', type: 'u32' }, { name: 'vCount', type: 'u32' }],
   body: `${LINEAR_GROUP}
 @compute @workgroup_size(${ENCODER_BACKWARD_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let p = linearGroup(wid, nwg);
   if (p >= P.BT) { return; }
   let id = $inp[P.o_inp + p];
-  if ($links[P.o_links + P.BT + p] == 0 || id < 0 || u32(id) >= P.V) { return; }
+  if ($links[P.o_links + P.BT + p] == 0 || id < 0 || u32(id) - P.vBase >= P.vCount) { return; }
   for (var c = li; c < P.C; c = c + ${ENCODER_BACKWARD_WORKGROUP}u) {
     var sum = 0.0;
     for (var q = p; q < P.BT; q = u32($links[P.o_links + q])) { sum = sum + $dout[P.o_dout + q * P.C + c]; }
-    let index = P.o_dwte + u32(id) * P.C + c;
+    let index = P.o_dwte + (u32(id) - P.vBase) * P.C + c;
     $dwte[index] = $dwte[index] + sum;
   }
 }`,

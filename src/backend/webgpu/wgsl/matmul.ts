@@ -1,7 +1,8 @@
 /**
  * Tiled matmul: C[M,N] (+)= A[M,K] @ B[K,N] (+ bias[N]), where A and B are read through strides so
  * that one kernel serves the forward product and both backward products (A^T, B^T) without copies:
- * A(m,k) = a[o_a + m*sAm + k*sAk], B(k,n) = b[o_b + k*sBk + n*sBn].
+ * A(m,k) = a[o_a + m*sAm + k*sAk], B(k,n) = b[o_b + k*sBk + n*sBn], C(m,n) = c[o_c + m*sCm + n]
+ * (sCm > N when this is a block of a wider product).
  *
  * A 16x16 workgroup computes a (16 RM) x (16 RN) tile of C; each invocation an RM x RN register
  * block, with rows ty + 16i and columns tx + 16j so that neighbouring invocations touch neighbouring
@@ -60,7 +61,7 @@ var<workgroup> tileA: array<f32, ${16 * T}>; // [16 k][T m]
 var<workgroup> tileB: array<f32, ${16 * T}>; // [16 k][T n]
 fn store(gm: u32, gn: u32, product: f32) {
   if (gm >= P.M || gn >= P.N) { return; }
-  let index = P.o_c + gm * P.N + gn;
+  let index = P.o_c + gm * P.sCm + gn;
   var value = product;
   if (P.hasBias == 1u) { value = value + $bias[P.o_bias + gn]; }
   if (P.accumulate == 1u) { value = value + $c[index]; }
@@ -108,6 +109,7 @@ export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
     { name: 'M', type: 'u32' },
     { name: 'N', type: 'u32' },
     { name: 'K', type: 'u32' },
+    { name: 'sCm', type: 'u32' },
     { name: 'sAm', type: 'u32' },
     { name: 'sAk', type: 'u32' },
     { name: 'sBk', type: 'u32' },

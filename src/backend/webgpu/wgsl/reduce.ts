@@ -2,6 +2,7 @@
  * squaredNorm as two passes: each of up to SQNORM_PARTIALS workgroups sums squares over a
  * grid-stride range into partials[g]; one workgroup then adds the partials into out[0]. Both sums
  * are trees over per-thread sums, so no single f32 accumulator sees more than N / 65536 terms.
+ * A tensor larger than one binding is summed in pieces, each final pass adding onto out (accumulate).
  */
 import type { KernelDef } from '../kernel.js';
 
@@ -41,13 +42,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const squaredNormFinalKernel: KernelDef = {
   name: 'squaredNormFinal',
   tensors: [{ name: 'out', write: true }, { name: 'partials' }],
-  scalars: [{ name: 'count', type: 'u32' }],
+  scalars: [{ name: 'count', type: 'u32' }, { name: 'accumulate', type: 'u32' }],
   body: `${TREE_SUM}
 @compute @workgroup_size(${SQNORM_WORKGROUP})
 fn main(@builtin(local_invocation_index) li: u32) {
   var sum = 0.0;
   for (var i = li; i < P.count; i = i + ${SQNORM_WORKGROUP}u) { sum = sum + $partials[P.o_partials + i]; }
   let total = treeSum(li, sum);
-  if (li == 0u) { $out[P.o_out] = total; }
+  if (li == 0u) { $out[P.o_out] = select(total, $out[P.o_out] + total, P.accumulate == 1u); }
 }`,
 };
