@@ -14,6 +14,7 @@ export type { GPTConfig, GPTConfigInput, GPTModel, ParamEntry, ForwardOptions, F
 // ---- backends ----
 export { createBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
 export type { Backend, BackendName, Tensor, OpName, BackendLimits } from './backend/contract.js';
+export { createWebGPUBackend, WebGPUBackend, type WebGPUOptions, type WebGPUBackendOptions } from './backend/webgpu/index.js';
 
 // ---- training ----
 export { train, Trainer, NonFiniteError } from './train/trainer.js';
