@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
-import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu/index.js';
+import { acquireDevice } from '../../src/backend/webgpu/device.js';
+import { WebGPUBackend, createWebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { grid } from '../../src/backend/webgpu/kernel.js';
 import { SMALL_SHAPES, compareToReference, opCases, type OpCase, type OpShapes } from '../helpers/conformance.js';
 import { Rng, normal32 } from '../helpers/random.js';
@@ -318,10 +319,66 @@ describe.skipIf(gpu.backend === null)('webgpu device loss', () => {
   });
 });
 
+describe.skipIf(gpu.backend === null)('webgpu out of memory', () => {
+  /**
+   * A device whose next out-of-memory error scope reports an error, as a real one does when an
+   * allocation does not fit (a real one would take the machine's memory with it; SwiftShader's
+   * "GPU memory" is this machine's RAM).
+   */
+  async function deviceRunningOutOfMemory(): Promise<{ device: GPUDevice; failNextAllocation: () => void }> {
+    const { device } = await acquireDevice();
+    const scopes: boolean[] = [];
+    let armed = false;
+    const proxy = new Proxy(device, {
+      get(target, prop) {
+        if (prop === 'pushErrorScope') {
+          return (filter: GPUErrorFilter) => {
+            scopes.push(armed && filter === 'out-of-memory');
+            if (filter === 'out-of-memory') armed = false;
+            target.pushErrorScope(filter);
+          };
+        }
+        if (prop === 'popErrorScope') {
+          return async () => {
+            const failing = scopes.pop(); // before awaiting: scopes pushed meanwhile are not this one
+            const error = await target.popErrorScope();
+            return failing ? { message: 'Out of memory (simulated)' } : error;
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    return { device: proxy, failNextAllocation: () => (armed = true) };
+  }
+
+  it('an allocation that runs out of GPU memory rejects the next download, naming it; the backend goes on', async () => {
+    const { device, failNextAllocation } = await deviceRunningOutOfMemory();
+    const backend = new WebGPUBackend(device, 'proxied');
+    failNextAllocation();
+    const big = backend.alloc(1000);
+    await expect(backend.download(big)).rejects.toThrow(/alloc of 1000 f32 elements ran out of GPU memory: Out of memory \(simulated\)/);
+    backend.free(big);
+    const ok = backend.alloc(4);
+    backend.upload(ok, new Float32Array([1, 2, 3, 4]));
+    expect(Array.from(await backend.download(ok))).toEqual([1, 2, 3, 4]);
+    backend.dispose();
+  });
+});
+
 describe('webgpu backend without a GPU', () => {
   it('createWebGPUBackend says why when there is no adapter', async () => {
     const noAdapter = { requestAdapter: async () => null } as unknown as GPU;
     await expect(createWebGPUBackend({ gpu: noAdapter })).rejects.toThrow(/requestAdapter\(\) found no adapter/);
+  });
+
+  it('createWebGPUBackend says why when the adapter refuses a device', async () => {
+    const limits = { maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28, maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256,
+      maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256, maxComputeWorkgroupsPerDimension: 65535, maxStorageBuffersPerShaderStage: 8 };
+    const refusing = { limits, requestDevice: async () => Promise.reject(new Error('device lost before it was made')) } as unknown as GPUAdapter;
+    await expect(createWebGPUBackend({ adapter: refusing })).rejects.toThrow(/WebGPU: requestDevice failed: device lost before it was made/);
+    const weak = { limits: { ...limits, maxStorageBuffersPerShaderStage: 4 }, requestDevice: async () => Promise.reject(new Error('unreached')) } as unknown as GPUAdapter;
+    await expect(createWebGPUBackend({ adapter: weak })).rejects.toThrow(/adapter limit maxStorageBuffersPerShaderStage is 4, the kernels need at least 8/);
   });
 
   it('grid folds workgroup counts past the per-dimension limit into y', () => {
