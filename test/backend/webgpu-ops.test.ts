@@ -263,6 +263,23 @@ describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (1
   }
 });
 
+describe.skipIf(gpu.backend === null)('webgpu products of few rows (decoding)', () => {
+  const backend = gpu.backend as WebGPUBackend;
+  // K = 300 over 70 columns: ten chunks of 30 along K, two column groups, the second partial
+  for (const c of opCases.filter((c) => c.op === 'matmul' && c.kind === 'forward')) {
+    for (const M of [1, 5, 8]) {
+      it(`${c.name}, M = ${M}`, async () => {
+        const before = backend.dispatches;
+        for (const r of await compareToReference(backend, c, { seed: 23, shapes: { ...SMALL_SHAPES, M, K: 300, N: 70 }, tolerance: TIGHT })) {
+          expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+        }
+        // the chunked partial sums and their total, not the tiled kernel
+        expect(backend.dispatches - before).toBe(2);
+      });
+    }
+  }
+});
+
 describe.skipIf(gpu.backend === null)('webgpu ops on tensors larger than one binding', () => {
   // Bindings capped at 4 KiB (1024 floats) make these shapes exceed one binding in every op: wte
   // [V,C] 2,160 floats, qkv [B,T,3C] 3,600, logits [BT,V] 1,125, matmul operands 4,690 to 9,170.

@@ -73,6 +73,10 @@ import {
   layerNormForwardKernel,
 } from './wgsl/layernorm.js';
 import {
+  GEMV_COLUMNS,
+  GEMV_MAX_ROWS,
+  gemvFinalKernel,
+  gemvPartialKernel,
   matmulKernel,
   matmulTile,
   matmulVariant,
@@ -141,6 +145,10 @@ export interface WebGPUBackendOptions {
    */
   maxBindingBytes?: number;
 }
+
+/** workgroups the few-rows product aims for, and the fewest k per chunk it cuts K into */
+const GEMV_TARGET_WORKGROUPS = 512;
+const GEMV_MIN_CHUNK = 32;
 
 /** 128x128 tiles of C from which the 8x8 register block pays (measured on an H100: 2048^2 and up) */
 const LARGE_TILE_MIN_TILES = 128;
@@ -863,6 +871,10 @@ export class WebGPUBackend implements Backend {
     this.inPieces('matmul', [M, N, K], access, (piece, views) => {
       const [pieceM, pieceN, pieceK] = piece.size;
       const firstAlongK = piece.start[2] === 0;
+      if (pieceM <= GEMV_MAX_ROWS && sAk === 1 && sBn === 1) {
+        this.fewRowsProduct(views, bias !== null && firstAlongK, accumulate || !firstAlongK, { M: pieceM, N: pieceN, K: pieceK, sCm: N, sAm, sBk });
+        return;
+      }
       const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
       const block = this.matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : this.matmulBlock;
       const layout: MatmulLayout = { aAlongK: sAk === 1, bAlongN: sBn === 1, block };
@@ -884,6 +896,35 @@ export class WebGPUBackend implements Backend {
         variant: matmulVariant(layout),
       });
     });
+  }
+
+  /** the few-rows product of wgsl/matmul.ts: partial sums over chunks of K, then their sum into C */
+  private fewRowsProduct(
+    views: { c: WebGPUTensor; a: WebGPUTensor; b: WebGPUTensor; bias: WebGPUTensor },
+    hasBias: boolean,
+    accumulate: boolean,
+    shape: { M: number; N: number; K: number; sCm: number; sAm: number; sBk: number },
+  ): void {
+    const { M, N, K } = shape;
+    const columnGroups = Math.ceil(N / GEMV_COLUMNS);
+    // enough workgroups to fill a large GPU, each chunk still worth a loop
+    const wantedChunks = Math.min(Math.ceil(GEMV_TARGET_WORKGROUPS / columnGroups), Math.ceil(K / GEMV_MIN_CHUNK));
+    const kChunk = Math.ceil(K / Math.max(1, wantedChunks));
+    const chunks = Math.ceil(K / kChunk);
+    const partials = this.scratch(chunks * M * N);
+    this.dispatch(gemvPartialKernel(M), {
+      tensors: { partials, a: views.a, b: views.b },
+      scalars: { N, K, sAm: shape.sAm, sBk: shape.sBk, kChunk },
+      groups: [columnGroups, chunks],
+      variant: `rows${M}`,
+    });
+    this.dispatchElementwise(
+      gemvFinalKernel,
+      M * N,
+      { c: views.c, partials, bias: hasBias ? views.bias : views.c },
+      { N, sCm: shape.sCm, chunks, hasBias: hasBias ? 1 : 0, accumulate: accumulate ? 1 : 0 },
+    );
+    this.free(partials);
   }
 
   /**

@@ -8,7 +8,7 @@
  * block, with rows ty + 16i and columns tx + 16j so that neighbouring invocations touch neighbouring
  * shared-memory words. K advances in steps of 16 through shared-memory tiles of A and B.
  */
-import type { KernelDef } from '../kernel.js';
+import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
 
 /** register block per invocation: 4x4 (64x64 tiles) suits small products, 8x8 (128x128) large ones */
 export type MatmulBlock = 4 | 8;
@@ -119,3 +119,84 @@ export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
   ],
   body: matmulBody(layout),
 });
+
+/**
+ * Few rows (decoding one token per sequence): C[M,N] (+)= A[M,K] @ B[K,N] (+ bias) for M <= 8, A
+ * contiguous along k and B along n. The tiled kernel would give each 64-column tile one workgroup
+ * walking all of K, a dozen workgroups for a 768-wide layer; here K is also cut into chunks, one
+ * workgroup per (64 columns, chunk), and a second pass adds the chunks in order.
+ *
+ * Pass 1: a 64 x 4 workgroup; invocation (x, y) takes column col0 + x and every 4th k of the chunk
+ * from y, for all M rows (unrolled: M is the variant), then the 4 k-lanes are added in shared memory
+ * into partials[chunk, m, n]. Pass 2: one invocation per (m, n) sums its chunks, then bias and C.
+ */
+export const GEMV_MAX_ROWS = 8;
+export const GEMV_COLUMNS = 64;
+const GEMV_LANES = 4;
+
+export function gemvPartialKernel(rows: number): KernelDef {
+  const ms = [...Array(rows).keys()];
+  return {
+    name: 'gemvPartial',
+    tensors: [{ name: 'partials', write: true }, { name: 'a' }, { name: 'b' }],
+    scalars: [
+      { name: 'N', type: 'u32' },
+      { name: 'K', type: 'u32' },
+      { name: 'sAm', type: 'u32' },
+      { name: 'sBk', type: 'u32' },
+      { name: 'kChunk', type: 'u32' },
+    ],
+    body: `
+var<workgroup> lanes: array<f32, ${GEMV_LANES * rows * GEMV_COLUMNS}>; // [lane][m][column]
+@compute @workgroup_size(${GEMV_COLUMNS}, ${GEMV_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col = wid.x * ${GEMV_COLUMNS}u + lid.x;
+  let chunk = wid.y;
+  let kEnd = min(P.K, (chunk + 1u) * P.kChunk);
+${ms.map((m) => `  var acc${m} = 0.0;`).join('\n')}
+  if (col < P.N) {
+    for (var k = chunk * P.kChunk + lid.y; k < kEnd; k = k + ${GEMV_LANES}u) {
+      let b = $b[P.o_b + k * P.sBk + col];
+${ms.map((m) => `      acc${m} = fma($a[P.o_a + ${m}u * P.sAm + k], b, acc${m});`).join('\n')}
+    }
+  }
+${ms.map((m) => `  lanes[(lid.y * ${rows}u + ${m}u) * ${GEMV_COLUMNS}u + lid.x] = acc${m};`).join('\n')}
+  workgroupBarrier();
+  if (lid.y == 0u && col < P.N) {
+    for (var m = 0u; m < ${rows}u; m = m + 1u) {
+      var total = 0.0;
+      for (var lane = 0u; lane < ${GEMV_LANES}u; lane = lane + 1u) { total = total + lanes[(lane * ${rows}u + m) * ${GEMV_COLUMNS}u + lid.x]; }
+      $partials[P.o_partials + (chunk * ${rows}u + m) * P.N + col] = total;
+    }
+  }
+}`,
+  };
+}
+
+/** c[m, n] (+)= sum over chunks of partials[chunk, m, n] (+ bias[n]); one invocation per (m, n), n = M * N */
+export const gemvFinalKernel: KernelDef = {
+  name: 'gemvFinal',
+  tensors: [{ name: 'c', write: true }, { name: 'partials' }, { name: 'bias' }],
+  scalars: [
+    { name: 'n', type: 'u32' },
+    { name: 'N', type: 'u32' },
+    { name: 'sCm', type: 'u32' },
+    { name: 'chunks', type: 'u32' },
+    { name: 'hasBias', type: 'u32' },
+    { name: 'accumulate', type: 'u32' },
+  ],
+  body: `${LINEAR_GROUP}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = linearGroup(wid, nwg) * 256u + li;
+  if (i >= P.n) { return; }
+  let m = i / P.N;
+  let col = i % P.N;
+  var total = 0.0;
+  for (var chunk = 0u; chunk < P.chunks; chunk = chunk + 1u) { total = total + $partials[P.o_partials + chunk * P.n + i]; }
+  if (P.hasBias == 1u) { total = total + $bias[P.o_bias + col]; }
+  let index = P.o_c + m * P.sCm + col;
+  if (P.accumulate == 1u) { total = total + $c[index]; }
+  $c[index] = total;
+}`,
+};
