@@ -1,9 +1,13 @@
-// Generation speed: tinygpt (KV cache, wasm backend) beside a tfjs-backend-wasm GPT that recomputes
-// the whole context for every new token, in the same run. Greedy decoding, random weights.
+// Generation speed: tinygpt (KV cache) beside a tfjs GPT that recomputes the whole context for
+// every new token, in the same run, on one of two backend pairs. Greedy decoding, random weights.
 //
-//   node bench/generate.mjs [--configs A,B] [--prompts 8,64,256,960] [--new 64] [--tfjs-new 4] [--backend wasm] [--threads N]
+//   node bench/generate.mjs [--configs A,B] [--prompts 8,64,256,960] [--new 64] [--tfjs-new 4] [--threads N]
+//   node bench/generate.mjs --backend webgpu [--configs C] ...
 //
-// --threads N runs tinygpt's wasm backend on N threads (default: its 'auto', min(cores, 8)).
+// wasm (default): tinygpt's wasm backend against tfjs-backend-wasm (1 thread); --threads N runs
+// tinygpt on N threads (default: its 'auto', min(cores, 8)). webgpu: tinygpt's WebGPU backend
+// against tfjs-backend-webgpu on the same adapter (Dawn through the `webgpu` package in Node; see
+// bench/lib/webgpu-node.mjs). Config C is GPT-2 small.
 //
 // For each prompt length p the SDK generates `--new` tokens after p tokens (maxSeqLen 1024, so the
 // longest run, 960 + 64, ends exactly at the window and never slides). tokens/s counts the prompt's
@@ -11,26 +15,26 @@
 // grow linearly with the context. tfjs recomputes every position per token, so its cost per token
 // is the same forward each time: it generates only `--tfjs-new` tokens (a rate needs no more).
 // Ratios compare figures from this run only; the machine is shared, so absolute figures drift.
-import { createRequire } from 'node:module';
 import { createBackend, createModel, generate, generateStream } from '../dist/index.js';
 import { createTfjsGPTForward } from './lib/tfjs-gpt-forward.mjs';
-
-const require = createRequire(import.meta.url);
+import { startTfjsWebGPU } from './lib/webgpu-node.mjs';
 
 const CONFIGS = {
   A: { vocabSize: 256, maxSeqLen: 1024, dModel: 128, nLayers: 4, nHeads: 4, dFF: 512 },
   B: { vocabSize: 256, maxSeqLen: 1024, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
+  C: { vocabSize: 50257, maxSeqLen: 1024, dModel: 768, nLayers: 12, nHeads: 12, dFF: 3072 },
 };
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
 }
-const configNames = option('configs', 'A,B').split(',');
+const backend = option('backend', 'wasm');
+if (backend !== 'wasm' && backend !== 'webgpu') throw new Error(`--backend must be wasm or webgpu, got ${backend}`);
+const configNames = option('configs', backend === 'webgpu' ? 'C' : 'A,B').split(',');
 const prompts = option('prompts', '8,64,256,960').split(',').map(Number);
 const newTokens = Number(option('new', '64'));
 const tfjsNew = Number(option('tfjs-new', '4'));
-const backend = option('backend', 'wasm');
 const threads = option('threads', undefined);
 if (threads !== undefined && backend !== 'wasm') throw new Error(`--threads applies to the wasm backend, not ${backend}`);
 for (const c of configNames) if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
@@ -60,14 +64,21 @@ async function timeTfjs(tfModel, prompt) {
   return { tokensPerSec: (tfjsNew * 1000) / ms, msPerToken: ms / tfjsNew };
 }
 
-const tf = require('@tensorflow/tfjs');
-require('@tensorflow/tfjs-backend-wasm');
-if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') throw new Error(`tfjs-backend-wasm did not start (backend is ${tf.getBackend()})`);
-await tf.ready();
+async function startTfjsWasm() {
+  const { default: tf } = await import('@tensorflow/tfjs');
+  await import('@tensorflow/tfjs-backend-wasm');
+  if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') throw new Error(`tfjs-backend-wasm did not start (backend is ${tf.getBackend()})`);
+  await tf.ready();
+  return { tf, adapterName: null };
+}
+const { tf, adapterName } = backend === 'webgpu' ? await startTfjsWebGPU() : await startTfjsWasm();
 
 const fmt = (x, digits = 1) => x.toFixed(digits);
-const threadsNote = backend === 'wasm' ? ` (${threads ?? 'auto'} threads)` : '';
-console.log(`tinygpt ${backend} backend${threadsNote} vs tfjs-backend-wasm ${tf.version_core} (1 thread), greedy, ${newTokens} new tokens (tfjs: ${tfjsNew}), Node ${process.versions.node}`);
+const sides =
+  backend === 'wasm'
+    ? `tinygpt wasm backend (${threads ?? 'auto'} threads) vs tfjs-backend-wasm ${tf.version_core} (1 thread)`
+    : `tinygpt WebGPU backend vs tfjs-backend-webgpu ${tf.version_core}, both on ${adapterName}`;
+console.log(`${sides}, greedy, ${newTokens} new tokens (tfjs: ${tfjsNew}), Node ${process.versions.node}`);
 console.log('');
 console.log('| config | prompt -> end context | tinygpt tok/s (end to end) | tinygpt prompt pass ms | tinygpt decode ms/token | tfjs tok/s (recompute) | tfjs ms/token | speed-up |');
 console.log('|---|---|---|---|---|---|---|---|');
