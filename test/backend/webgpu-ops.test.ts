@@ -263,6 +263,27 @@ describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (1
   }
 });
 
+describe.skipIf(gpu.backend === null)('webgpu cached attention with the keys cut across workgroups (decoding)', () => {
+  const backend = gpu.backend as WebGPUBackend;
+  const cached = opCases.find((c) => c.op === 'attentionCached')!;
+  // one head over a 40-token prompt: two key ranges, the second empty for the first 19 rows; then
+  // GPT-2's head size over 150 keys, five ranges
+  const shapesByName: Record<string, OpShapes> = {
+    'HS 16, prompt 40': { ...SMALL_SHAPES, B: 1, T: 41, C: 16, NH: 1 },
+    'HS 64, 150 keys': { ...SMALL_SHAPES, B: 2, T: 150, C: 128, NH: 2 },
+  };
+  for (const [label, shapes] of Object.entries(shapesByName)) {
+    it(`${cached.name} (${label})`, async () => {
+      const before = backend.dispatches;
+      for (const r of await compareToReference(backend, cached, { seed: 29, shapes, tolerance: TIGHT })) {
+        expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+      }
+      // unsplit, the two calls take a cache append and an attention dispatch each
+      expect(backend.dispatches - before).toBeGreaterThan(4);
+    });
+  }
+});
+
 describe.skipIf(gpu.backend === null)('webgpu products of few rows (decoding)', () => {
   const backend = gpu.backend as WebGPUBackend;
   // K = 300 over 70 columns: ten chunks of 30 along K, two column groups, the second partial

@@ -30,6 +30,7 @@ import { adamwKernel } from './wgsl/adamw.js';
 import {
   attentionBackwardKeyValueKernel,
   attentionBackwardQueryKernel,
+  attentionCombineKernel,
   attentionForwardKernel,
   headLanes,
   kvAppendKernel,
@@ -145,6 +146,12 @@ export interface WebGPUBackendOptions {
    */
   maxBindingBytes?: number;
 }
+
+/** the row-by-row attention kernel's scalars when it walks every key of a row itself */
+const ALL_KEYS_IN_ONE_SPLIT = { splits: 1, keysPerSplit: 0xffffffff } as const;
+/** workgroups cached attention aims for when it cuts the keys (decoding), and the fewest keys per cut */
+const DECODE_TARGET_WORKGROUPS = 256;
+const DECODE_MIN_KEYS_PER_SPLIT = 32;
 
 /** workgroups the few-rows product aims for, and the fewest k per chunk it cuts K into */
 const GEMV_TARGET_WORKGROUPS = 512;
@@ -671,6 +678,7 @@ export class WebGPUBackend implements Backend {
         tensors: { out: o, lse: logSumExps, q: x, k: this.shifted(x, C), v: this.shifted(x, 2 * C) },
         scalars: {
           T, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: T * 3 * C, qRow: 3 * C, kBatch: T * 3 * C, kRow: 3 * C, posStart: 0, hasLse: 1,
+          BNH: pieceB * NH, ...ALL_KEYS_IN_ONE_SPLIT,
         },
         groups: this.rowsByHeads(op, T, pieceB * NH),
         variant: `lanes${lanes}`,
@@ -730,13 +738,36 @@ export class WebGPUBackend implements Backend {
       const pieceB = piece.size[0];
       this.dispatchElementwise(kvAppendKernel, pieceB * Tn * C, { kCache: keys, vCache: values, qkv: x }, { Tn, C, startPos, cacheLen });
       const lanes = headLanes(HS);
+      const BNH = pieceB * NH;
+      const geometry = {
+        T: Tn, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: Tn * 3 * C, qRow: 3 * C, kBatch: cacheLen * C, kRow: C, posStart: startPos, hasLse: 0, BNH,
+      };
+      // few query rows (decoding): cut the keys across workgroups, then merge (wgsl/attention.ts)
+      const keyCount = startPos + Tn;
+      const splits = Math.min(Math.ceil(DECODE_TARGET_WORKGROUPS / (Tn * BNH)), Math.ceil(keyCount / DECODE_MIN_KEYS_PER_SPLIT));
+      if (splits > 1) {
+        const keysPerSplit = Math.ceil(keyCount / splits);
+        const partials = this.scratch(Tn * BNH * splits * (HS + 2));
+        this.dispatch(attentionForwardKernel(lanes, true), {
+          tensors: { out: partials, lse: partials, q: x, k: keys, v: values },
+          scalars: { ...geometry, splits, keysPerSplit },
+          groups: this.rowsByHeads(op, Tn * splits, BNH),
+          variant: `lanes${lanes}`,
+        });
+        this.dispatch(attentionCombineKernel(lanes), {
+          tensors: { out: o, partials },
+          scalars: { T: Tn, NH, HS, BNH, splits },
+          groups: this.rowsByHeads(op, Tn, BNH),
+          variant: `lanes${lanes}`,
+        });
+        this.free(partials);
+        return;
+      }
       this.dispatch(attentionForwardKernel(lanes), {
         // no lse on this path: `out` fills the binding and hasLse = 0 leaves it alone
         tensors: { out: o, lse: o, q: x, k: keys, v: values },
-        scalars: {
-          T: Tn, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: Tn * 3 * C, qRow: 3 * C, kBatch: cacheLen * C, kRow: C, posStart: startPos, hasLse: 0,
-        },
-        groups: this.rowsByHeads(op, Tn, pieceB * NH),
+        scalars: { ...geometry, ...ALL_KEYS_IN_ONE_SPLIT },
+        groups: this.rowsByHeads(op, Tn, BNH),
         variant: `lanes${lanes}`,
       });
     });

@@ -10,6 +10,11 @@
  *   q(b,t) = q[o_q + b*qBatch + t*qRow + h*HS + d], likewise k and v; out is [B,T,C].
  *
  * Lanes: every invocation owns head dims d = lane + 64 * r for r < lanes = ceil(HS / 64).
+ *
+ * Decoding gives this kernel one query row per sequence: B*NH workgroups, each walking the whole
+ * cache. The split variant cuts the keys into `splits` ranges of keysPerSplit, one workgroup each,
+ * and writes each range's running max, sum and weighted values to partials [T, B*NH, splits, 2+HS];
+ * attentionCombineKernel then merges the ranges (flash decoding).
  */
 import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
 
@@ -58,21 +63,46 @@ const GEOMETRY_SCALARS = [
 const BACKWARD_SCALARS = GEOMETRY_SCALARS.slice(0, 4);
 
 /**
- * Forward over keys 0..posStart+t for query t. With hasLse = 0 the lse binding is unused (the
- * cached path passes `out` there).
+ * Forward over keys 0..posStart+t for query t (workgroup x = t, or t * splits + split). With
+ * hasLse = 0 the lse binding is unused (the cached path passes `out` there). Split: `out` is the
+ * partials tensor.
  */
-export function attentionForwardKernel(lanes: number): KernelDef {
+export function attentionForwardKernel(lanes: number, split = false): KernelDef {
+  const epilogue = split
+    ? `  let partialBase = P.o_out + ((t * P.BNH + wid.y) * P.splits + s) * (P.HS + 2u);
+  if (li == 0u) {
+    $out[partialBase] = runningMax;
+    $out[partialBase + 1u] = runningSum;
+  }
+  for (var r = 0u; r < LANES; r = r + 1u) {
+    let d = li + r * ${W}u;
+    if (d < P.HS) { $out[partialBase + 2u + d] = acc[r]; }
+  }`
+    : `  let outBase = P.o_out + (b * P.T + t) * P.NH * P.HS + h * P.HS;
+  for (var r = 0u; r < LANES; r = r + 1u) {
+    let d = li + r * ${W}u;
+    if (d < P.HS) { $out[outBase + d] = acc[r] / runningSum; }
+  }
+  if (P.hasLse == 1u && li == 0u) { $lse[P.o_lse + (b * P.NH + h) * P.T + t] = runningMax + log(runningSum); }`;
   return {
-    name: `attentionForward`,
+    name: split ? 'attentionForwardSplit' : 'attentionForward',
     tensors: [{ name: 'out', write: true }, { name: 'lse', write: true }, { name: 'q' }, { name: 'k' }, { name: 'v' }],
-    scalars: [...GEOMETRY_SCALARS, { name: 'posStart', type: 'u32' }, { name: 'hasLse', type: 'u32' }],
+    scalars: [
+      ...GEOMETRY_SCALARS,
+      { name: 'posStart', type: 'u32' },
+      { name: 'hasLse', type: 'u32' },
+      { name: 'BNH', type: 'u32' },
+      { name: 'splits', type: 'u32' },
+      { name: 'keysPerSplit', type: 'u32' },
+    ],
     body: `${REDUCE}
 const LANES = ${lanes}u;
 var<workgroup> qShared: array<f32, ${lanes * W}>;
 var<workgroup> weights: array<f32, ${W}>;
 @compute @workgroup_size(${W})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let t = wid.x;
+  let t = wid.x / P.splits;
+  let s = wid.x % P.splits;
   let b = wid.y / P.NH;
   let h = wid.y % P.NH;
   let qBase = P.o_q + b * P.qBatch + t * P.qRow + h * P.HS;
@@ -80,26 +110,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let vBase = P.o_v + b * P.kBatch + h * P.HS;
   for (var d = li; d < P.HS; d = d + ${W}u) { qShared[d] = $q[qBase + d]; }
   workgroupBarrier();
-  let keyCount = P.posStart + t + 1u;
+  let keyStart = s * P.keysPerSplit;
+  let keyEnd = min(P.posStart + t + 1u, keyStart + P.keysPerSplit);
   var runningMax = -3.0e38;
   var runningSum = 0.0;
   var acc: array<f32, LANES>;
-  for (var j0 = 0u; j0 < keyCount; j0 = j0 + ${W}u) {
+  for (var j0 = keyStart; j0 < keyEnd; j0 = j0 + ${W}u) {
     let j = j0 + li;
     var score = -3.0e38;
-    if (j < keyCount) {
+    if (j < keyEnd) {
       var dot = 0.0;
       let kRow = kBase + j * P.kRow;
       for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qShared[d], $k[kRow + d], dot); }
       score = dot * P.scale;
     }
     let newMax = max(runningMax, workgroupMax(li, score));
-    let weight = select(0.0, exp(score - newMax), j < keyCount);
+    let weight = select(0.0, exp(score - newMax), j < keyEnd);
     let correction = exp(runningMax - newMax);
     runningSum = runningSum * correction + workgroupSum(li, weight);
     weights[li] = weight;
     workgroupBarrier();
-    let chunk = min(${W}u, keyCount - j0);
+    let chunk = min(${W}u, keyEnd - j0);
     for (var r = 0u; r < LANES; r = r + 1u) {
       let d = li + r * ${W}u;
       if (d < P.HS) {
@@ -110,12 +141,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     runningMax = newMax;
   }
+${epilogue}
+}`,
+  };
+}
+
+/**
+ * out(b, t, h) = the key ranges of the split forward merged: with m the largest range max,
+ * sum_s acc_s exp(m_s - m) / sum_s sum_s exp(m_s - m). One workgroup per (query row, batch*head).
+ */
+export function attentionCombineKernel(lanes: number): KernelDef {
+  return {
+    name: 'attentionCombine',
+    tensors: [{ name: 'out', write: true }, { name: 'partials' }],
+    scalars: [{ name: 'T', type: 'u32' }, { name: 'NH', type: 'u32' }, { name: 'HS', type: 'u32' }, { name: 'BNH', type: 'u32' }, { name: 'splits', type: 'u32' }],
+    body: `
+const LANES = ${lanes}u;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let t = wid.x;
+  let b = wid.y / P.NH;
+  let h = wid.y % P.NH;
+  let rowBase = P.o_partials + (t * P.BNH + wid.y) * P.splits * (P.HS + 2u);
+  var m = -3.0e38;
+  for (var s = 0u; s < P.splits; s = s + 1u) { m = max(m, $partials[rowBase + s * (P.HS + 2u)]); }
+  var total = 0.0;
+  var acc: array<f32, LANES>;
+  for (var s = 0u; s < P.splits; s = s + 1u) {
+    let base = rowBase + s * (P.HS + 2u);
+    let factor = exp($partials[base] - m);
+    total = fma($partials[base + 1u], factor, total);
+    for (var r = 0u; r < LANES; r = r + 1u) {
+      let d = li + r * ${W}u;
+      if (d < P.HS) { acc[r] = fma($partials[base + 2u + d], factor, acc[r]); }
+    }
+  }
   let outBase = P.o_out + (b * P.T + t) * P.NH * P.HS + h * P.HS;
   for (var r = 0u; r < LANES; r = r + 1u) {
     let d = li + r * ${W}u;
-    if (d < P.HS) { $out[outBase + d] = acc[r] / runningSum; }
+    if (d < P.HS) { $out[outBase + d] = acc[r] / total; }
   }
-  if (P.hasLse == 1u && li == 0u) { $lse[P.o_lse + (b * P.NH + h) * P.T + t] = runningMax + log(runningSum); }
 }`,
   };
 }
