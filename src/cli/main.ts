@@ -59,6 +59,7 @@ const TRAIN_OPTIONS = {
   'checkpoint-interval': { type: 'string', help: 'steps between checkpoints (default eval interval)' },
   resume: { type: 'string', help: 'checkpoint file to continue from' },
   backend: { type: 'string', help: "'auto' (default), 'wasm', 'webgpu' or 'js'" },
+  'on-device-lost': { type: 'string', help: "if the GPU device is lost: 'error' (default) or 'wasm' (go on there)" },
   threads: { type: 'string', help: "wasm threads: 'auto' (default) or a count" },
   seed: { type: 'string', help: 'seed for init, data order and dropout (default 1337)' },
   samples: { type: 'string', help: 'samples to print after training (default 5)' },
@@ -84,6 +85,12 @@ const GENERATE_OPTIONS = {
   'no-bos': { type: 'boolean', help: 'do not start the prompt with the end-of-text token' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } satisfies Flags;
+
+function deviceLostChoice(values: Values): 'error' | 'wasm' {
+  const choice = str(values, 'on-device-lost') ?? 'error';
+  if (choice !== 'error' && choice !== 'wasm') throw new UsageError(`--on-device-lost must be 'error' or 'wasm', got '${choice}'`);
+  return choice;
+}
 
 function usage(command: string, flags: Flags, summary: string): string {
   const rows = Object.entries(flags).map(([name, f]) => `  ${`--${name}${f.type === 'string' ? ' <value>' : ''}`.padEnd(30)} ${f.help}`);
@@ -147,6 +154,7 @@ async function trainCommand(argv: string[]): Promise<void> {
   const evalInterval = num(values, 'eval-interval', Math.max(1, Math.round(steps / 10)), positiveInt, 'a positive integer');
   const valFraction = num(values, 'val-fraction', 0.1, (x) => x > 0 && x < 0.5, 'in (0, 0.5)');
   const seed = num(values, 'seed', 1337, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
+  const onDeviceLost = deviceLostChoice(values);
 
   const started = performance.now();
   const tokenizer = await buildTokenizer(values, text);
@@ -206,6 +214,8 @@ async function trainCommand(argv: string[]): Promise<void> {
     signal: abort.signal,
     onStep: (m) => bar.update({ step: m.step, totalSteps: steps, loss: m.trainLoss, learningRate: m.learningRate, tokensPerSecond: m.tokensPerSecond, elapsedMs: m.elapsedMs }),
     onEval: (m) => bar.log(`step ${m.step}: val loss ${m.valLoss!.toFixed(4)}, perplexity ${m.valPerplexity!.toFixed(2)}`),
+    onDeviceLost,
+    onBackendChange: (change) => bar.log(`${change.reason}: going on on ${change.to} from step ${change.resumedFromStep}`),
   });
   bar.done();
 

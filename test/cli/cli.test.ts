@@ -55,6 +55,9 @@ describe('the tinygpt command', () => {
     const unknown = tinygpt(['train', '--bogus']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/bogus/);
+    const lost = tinygpt(['train', '--data', corpus, '--on-device-lost', 'cpu']);
+    expect(lost.code).toBe(2);
+    expect(lost.stderr).toMatch(/--on-device-lost must be 'error' or 'wasm', got 'cpu'/);
     expect(tinygpt(['fly']).stderr).toMatch(/unknown command "fly"/);
   });
 
