@@ -284,6 +284,27 @@ describe.skipIf(gpu.backend === null)('webgpu cached attention with the keys cut
   }
 });
 
+describe.skipIf(gpu.backend === null)('webgpu products with K cut across workgroups', () => {
+  const backend = gpu.backend as WebGPUBackend;
+  // An output of 67 x 70 is four 64x64 tiles: a product over 1100 splits in two chunks of 560 (the
+  // second partial). Forward: K = 1100; backward: N = 1100 makes dinp = dout @ weight^T such a
+  // product (dweight, 70 x 1100 over 67, is not).
+  const cases: [OpCase, OpShapes, number][] = [
+    ...opCases.filter((c) => c.op === 'matmul' && c.kind === 'forward').map((c): [OpCase, OpShapes, number] => [c, { ...SMALL_SHAPES, M: 67, K: 1100, N: 70 }, 2]),
+    // dinp (partial sums + their total), dweight, dbias (column chunks + their total)
+    [opCases.find((c) => c.name === 'matmulBackward with bias')!, { ...SMALL_SHAPES, M: 67, K: 70, N: 1100 }, 5],
+  ];
+  for (const [c, shapes, dispatches] of cases) {
+    it(c.name, async () => {
+      const before = backend.dispatches;
+      for (const r of await compareToReference(backend, c, { seed: 31, shapes, tolerance: CANCELLING })) {
+        expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+      }
+      expect(backend.dispatches - before).toBe(dispatches);
+    });
+  }
+});
+
 describe.skipIf(gpu.backend === null)('webgpu products of few rows (decoding)', () => {
   const backend = gpu.backend as WebGPUBackend;
   // K = 300 over 70 columns: ten chunks of 30 along K, two column groups, the second partial

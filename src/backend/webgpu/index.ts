@@ -76,7 +76,7 @@ import {
 import {
   GEMV_COLUMNS,
   GEMV_MAX_ROWS,
-  gemvFinalKernel,
+  kChunkSumKernel,
   gemvPartialKernel,
   matmulKernel,
   matmulTile,
@@ -127,7 +127,8 @@ interface PieceAccess {
 interface Dispatch {
   tensors: Record<string, WebGPUTensor>;
   scalars?: Record<string, number>;
-  groups: readonly [number, number];
+  /** workgroups along x, y and (default 1) z */
+  groups: readonly [number, number] | readonly [number, number, number];
   /** selects a generated variant of the kernel (part of the pipeline key) */
   variant?: string;
 }
@@ -152,6 +153,14 @@ const ALL_KEYS_IN_ONE_SPLIT = { splits: 1, keysPerSplit: 0xffffffff } as const;
 /** workgroups cached attention aims for when it cuts the keys (decoding), and the fewest keys per cut */
 const DECODE_TARGET_WORKGROUPS = 256;
 const DECODE_MIN_KEYS_PER_SPLIT = 32;
+
+/**
+ * Split K: products with fewer output tiles than this are cut along K, aiming for this many
+ * workgroups, each chunk at least this long (see wgsl/matmul.ts)
+ */
+const SPLIT_K_MAX_TILES = 128;
+const SPLIT_K_TARGET_WORKGROUPS = 512;
+const SPLIT_K_MIN_CHUNK = 512;
 
 /** workgroups the few-rows product aims for, and the fewest k per chunk it cuts K into */
 const GEMV_TARGET_WORKGROUPS = 512;
@@ -915,15 +924,38 @@ export class WebGPUBackend implements Backend {
         throw new RangeError(`matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`);
       }
       const hasBias = bias !== null && firstAlongK;
+      const addOnto = accumulate || !firstAlongK;
+      const columnTiles = Math.ceil(pieceN / tile);
+      const shape = { M: pieceM, N: pieceN, K: pieceK, sAm, sAk, sBk, sBn };
+      // few output tiles over a long K: cut K across workgroups (z) into partial sums, then add them
+      const tiles = columnTiles * rowTiles;
+      const splits = tiles >= SPLIT_K_MAX_TILES
+        ? 1
+        : Math.min(Math.ceil(SPLIT_K_TARGET_WORKGROUPS / tiles), Math.floor(pieceK / SPLIT_K_MIN_CHUNK), Math.floor(this.maxBindingElems / (pieceM * pieceN)));
+      if (splits > 1) {
+        const kChunk = Math.ceil(pieceK / splits / 16) * 16;
+        const slices = Math.ceil(pieceK / kChunk);
+        const partials = this.scratch(slices * pieceM * pieceN);
+        this.dispatch(matmulKernel(layout), {
+          tensors: { c: partials, a: views.a, b: views.b, bias: partials },
+          scalars: { ...shape, sCm: pieceN, hasBias: 0, accumulate: 0, kChunk, splitStride: pieceM * pieceN },
+          groups: [columnTiles, rowTiles, slices],
+          variant: matmulVariant(layout),
+        });
+        this.dispatchElementwise(
+          kChunkSumKernel,
+          pieceM * pieceN,
+          { c: views.c, partials, bias: hasBias ? views.bias : views.c },
+          { N: pieceN, sCm: N, chunks: slices, hasBias: hasBias ? 1 : 0, accumulate: addOnto ? 1 : 0 },
+        );
+        this.free(partials);
+        return;
+      }
       this.dispatch(matmulKernel(layout), {
         // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
         tensors: { c: views.c, a: views.a, b: views.b, bias: hasBias ? views.bias : views.c },
-        scalars: {
-          M: pieceM, N: pieceN, K: pieceK, sCm: N, sAm, sAk, sBk, sBn,
-          hasBias: hasBias ? 1 : 0,
-          accumulate: accumulate || !firstAlongK ? 1 : 0,
-        },
-        groups: [Math.ceil(pieceN / tile), rowTiles],
+        scalars: { ...shape, sCm: N, hasBias: hasBias ? 1 : 0, accumulate: addOnto ? 1 : 0, kChunk: pieceK, splitStride: 0 },
+        groups: [columnTiles, rowTiles],
         variant: matmulVariant(layout),
       });
     });
@@ -950,7 +982,7 @@ export class WebGPUBackend implements Backend {
       variant: `rows${M}`,
     });
     this.dispatchElementwise(
-      gemvFinalKernel,
+      kChunkSumKernel,
       M * N,
       { c: views.c, partials, bias: hasBias ? views.bias : views.c },
       { N, sCm: shape.sCm, chunks, hasBias: hasBias ? 1 : 0, accumulate: accumulate ? 1 : 0 },
@@ -1018,7 +1050,7 @@ export class WebGPUBackend implements Backend {
     const pass = this.computePass();
     pass.setPipeline(compiled.pipeline);
     pass.setBindGroup(0, this.pipelines.bindGroup(compiled, this.uniformBuffer.buffer, this.uniformBuffer.id, windows), [slot * UNIFORM_SLOT_BYTES]);
-    pass.dispatchWorkgroups(call.groups[0], call.groups[1]);
+    pass.dispatchWorkgroups(call.groups[0], call.groups[1], call.groups[2] ?? 1);
     this.dispatchCount++;
   }
 

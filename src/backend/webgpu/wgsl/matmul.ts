@@ -4,6 +4,11 @@
  * A(m,k) = a[o_a + m*sAm + k*sAk], B(k,n) = b[o_b + k*sBk + n*sBn], C(m,n) = c[o_c + m*sCm + n]
  * (sCm > N when this is a block of a wider product).
  *
+ * Split K: workgroup z takes k in [z * kChunk, (z + 1) * kChunk) and writes its own slice
+ * c + z * splitStride (partial sums, no bias, no accumulation); kChunkSumKernel adds the slices.
+ * A product with few output tiles but a long K (the LM head's input gradient) thus still fills the
+ * GPU. Unsplit: kChunk = K, one slice.
+ *
  * A 16x16 workgroup computes a (16 RM) x (16 RN) tile of C; each invocation an RM x RN register
  * block, with rows ty + 16i and columns tx + 16j so that neighbouring invocations touch neighbouring
  * shared-memory words. K advances in steps of 16 through shared-memory tiles of A and B.
@@ -59,9 +64,10 @@ const R = ${R}u;
 const T = ${T}u;
 var<workgroup> tileA: array<f32, ${16 * T}>; // [16 k][T m]
 var<workgroup> tileB: array<f32, ${16 * T}>; // [16 k][T n]
+var<private> kSlice: u32;
 fn store(gm: u32, gn: u32, product: f32) {
   if (gm >= P.M || gn >= P.N) { return; }
-  let index = P.o_c + gm * P.sCm + gn;
+  let index = P.o_c + kSlice * P.splitStride + gm * P.sCm + gn;
   var value = product;
   if (P.hasBias == 1u) { value = value + $bias[P.o_bias + gn]; }
   if (P.accumulate == 1u) { value = value + $c[index]; }
@@ -71,8 +77,10 @@ fn store(gm: u32, gn: u32, product: f32) {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let row0 = wid.y * T;
   let col0 = wid.x * T;
+  kSlice = wid.z;
+  let kEnd = min(P.K, (wid.z + 1u) * P.kChunk);
 ${rows.flatMap((i) => rows.map((j) => `  var acc${i}_${j} = 0.0;`)).join('\n')}
-  for (var k0 = 0u; k0 < P.K; k0 = k0 + 16u) {
+  for (var k0 = wid.z * P.kChunk; k0 < kEnd; k0 = k0 + 16u) {
     for (var r = 0u; r < R; r = r + 1u) {
       let e = li + r * 256u;
       {
@@ -80,7 +88,7 @@ ${rows.flatMap((i) => rows.map((j) => `  var acc${i}_${j} = 0.0;`)).join('\n')}
         let gm = row0 + m;
         let gk = k0 + k;
         var a = 0.0;
-        if (gm < P.M && gk < P.K) { a = $a[P.o_a + gm * P.sAm + gk * P.sAk]; }
+        if (gm < P.M && gk < kEnd) { a = $a[P.o_a + gm * P.sAm + gk * P.sAk]; }
         tileA[k * T + m] = a;
       }
       {
@@ -88,7 +96,7 @@ ${rows.flatMap((i) => rows.map((j) => `  var acc${i}_${j} = 0.0;`)).join('\n')}
         let gk = k0 + kb;
         let gn = col0 + n;
         var b = 0.0;
-        if (gk < P.K && gn < P.N) { b = $b[P.o_b + gk * P.sBk + gn * P.sBn]; }
+        if (gk < kEnd && gn < P.N) { b = $b[P.o_b + gk * P.sBk + gn * P.sBn]; }
         tileB[kb * T + n] = b;
       }
     }
@@ -116,6 +124,8 @@ export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
     { name: 'sBn', type: 'u32' },
     { name: 'hasBias', type: 'u32' },
     { name: 'accumulate', type: 'u32' },
+    { name: 'kChunk', type: 'u32' },
+    { name: 'splitStride', type: 'u32' },
   ],
   body: matmulBody(layout),
 });
@@ -128,7 +138,7 @@ export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
  *
  * Pass 1: a 64 x 4 workgroup; invocation (x, y) takes column col0 + x and every 4th k of the chunk
  * from y, for all M rows (unrolled: M is the variant), then the 4 k-lanes are added in shared memory
- * into partials[chunk, m, n]. Pass 2: one invocation per (m, n) sums its chunks, then bias and C.
+ * into partials[chunk, m, n]. Pass 2 (kChunkSumKernel) adds the chunks, then bias and C.
  */
 export const GEMV_MAX_ROWS = 8;
 export const GEMV_COLUMNS = 64;
@@ -173,9 +183,12 @@ ${ms.map((m) => `  lanes[(lid.y * ${rows}u + ${m}u) * ${GEMV_COLUMNS}u + lid.x] 
   };
 }
 
-/** c[m, n] (+)= sum over chunks of partials[chunk, m, n] (+ bias[n]); one invocation per (m, n), n = M * N */
-export const gemvFinalKernel: KernelDef = {
-  name: 'gemvFinal',
+/**
+ * c[m, n] (+)= sum over chunks of partials[chunk, m, n] (+ bias[n]), the chunks of K added in order;
+ * one invocation per (m, n), n = M * N. Second pass of the few-rows and the split-K products.
+ */
+export const kChunkSumKernel: KernelDef = {
+  name: 'kChunkSum',
   tensors: [{ name: 'c', write: true }, { name: 'partials' }, { name: 'bias' }],
   scalars: [
     { name: 'n', type: 'u32' },
