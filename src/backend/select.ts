@@ -5,6 +5,8 @@ export type BackendRequest = 'auto' | BackendName;
 export interface SelectOptions {
   /** bytes the caller will allocate up front (parameters, gradients, moments): a backend that cannot hold them is refused */
   requiredBytes?: number;
+  /** elements of the largest single tensor allocated up front (the flat parameters): a backend whose largest tensor is smaller is refused */
+  largestTensorLength?: number;
   /** hears why 'auto' passed over a backend; default console.info */
   onNotice?: (message: string) => void;
   /** a compiled kernel module for the wasm backend (edge runtimes cannot compile from bytes) */
@@ -46,7 +48,13 @@ async function create(name: BackendName, options: SelectOptions): Promise<Backen
   }
 }
 
-function checkCapacity(backend: Backend, requiredBytes: number | undefined): void {
+function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength }: SelectOptions): void {
+  if (largestTensorLength !== undefined && largestTensorLength > backend.limits.maxTensorLength) {
+    backend.dispose();
+    throw new BackendUnavailableError(
+      `the ${backend.name} backend holds at most ${formatBytes(backend.limits.maxTensorLength * 4)} in one tensor, but this model's flat parameters take ${formatBytes(largestTensorLength * 4)}`,
+    );
+  }
   if (requiredBytes === undefined) return;
   if (requiredBytes > backend.limits.maxTotalBytes) {
     backend.dispose();
@@ -79,7 +87,7 @@ export async function createBackend(request: BackendRequest, options: SelectOpti
     } catch (err) {
       throw new BackendUnavailableError(`the ${request} backend could not start: ${(err as Error).message}`, { cause: err });
     }
-    checkCapacity(backend, options.requiredBytes);
+    checkCapacity(backend, options);
     return backend;
   }
   const notice = options.onNotice ?? ((m: string) => console.info(`[tinygpt] ${m}`));
@@ -87,7 +95,7 @@ export async function createBackend(request: BackendRequest, options: SelectOpti
   for (const name of ['webgpu', 'wasm'] as const) {
     try {
       const backend = await create(name, options);
-      checkCapacity(backend, options.requiredBytes);
+      checkCapacity(backend, options);
       if (reasons.length) notice(`using the ${name} backend (${reasons.join('; ')})`);
       return backend;
     } catch (err) {

@@ -22,6 +22,7 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
     options.backendInstance ??
     (await createBackend(configInput.backend ?? 'auto', {
       requiredBytes: estimateTrainingBytes(config, layout),
+      largestTensorLength: layout.totalLength,
       onNotice: options.onBackendNotice,
       wasmThreads: options.wasmThreads,
     }));
@@ -266,7 +267,7 @@ export class GPT implements GPTModel {
     if (target === this.currentBackend) throw new Error('moveToBackend: the model is already on this backend instance');
     const backend =
       typeof target === 'string'
-        ? await createBackend(target, { ...this.creationOptions, requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo) })
+        ? await createBackend(target, { ...this.creationOptions, requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo), largestTensorLength: this.layoutInfo.totalLength })
         : target;
     let params: Tensor, grads: Tensor, wteT: Tensor;
     try {
