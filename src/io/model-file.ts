@@ -49,6 +49,8 @@ export interface LoadModelOptions {
   config?: Partial<GPTConfigInput>;
   /** passed to createModel: told why 'auto' passed over a backend */
   onBackendNotice?: (message: string) => void;
+  /** passed to createModel: threads for the wasm backend, 'auto' (default) or a count */
+  wasmThreads?: number | 'auto';
 }
 
 export interface LoadedModel {
@@ -99,7 +101,7 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
   const record = checkedParameters(tensors, buildParamLayout(config).entries);
   const tokenizer = metadata.tokenizer === undefined ? undefined : parseTokenizer(metadata.tokenizer, config);
 
-  const model = await createModel(configInput, { onBackendNotice: options.onBackendNotice });
+  const model = await createModel(configInput, { onBackendNotice: options.onBackendNotice, wasmThreads: options.wasmThreads });
   try {
     await model.setParameters(record);
   } catch (error) {

@@ -130,6 +130,15 @@ describe('saveModel / loadModel', () => {
       /wrong shape: wte\.weight is \[37, 32\], config needs \[37, 64\]/,
     );
   });
+
+  it('hands wasmThreads to the wasm backend it loads onto', async () => {
+    const model = await randomModel(small, 5);
+    const { model: loaded } = await loadModel(await saveModel(model), { backend: 'wasm', wasmThreads: 3 });
+    keep(loaded);
+    // 3, not the 'auto' count (two on a 2-core machine)
+    expect((loaded.backend as { threads?: number }).threads).toBe(3);
+    await expectSameParameters(model, loaded);
+  });
 });
 
 describe('loading the model out of a training checkpoint', () => {
