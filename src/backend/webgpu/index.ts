@@ -123,6 +123,16 @@ interface PieceAccess {
   readonly write?: boolean;
 }
 
+/** For an op cut along one dimension: item i touches `elems` elements of `tensor` from i * elems. */
+function perItem(tensor: WebGPUTensor, elems: number, write = false): PieceAccess {
+  return { tensor, strides: [elems], extent: elems, write };
+}
+
+/** For an op cut along one dimension: every item touches the same first `elems` elements. */
+function sharedByAll(tensor: WebGPUTensor, elems: number, write = false): PieceAccess {
+  return { tensor, strides: [0], extent: elems, write };
+}
+
 /** A dispatch: the kernel's tensors and scalars by name, and the workgroup grid. */
 interface Dispatch {
   tensors: Record<string, WebGPUTensor>;
@@ -466,7 +476,7 @@ export class WebGPUBackend implements Backend {
     const x = this.floats('squaredNorm', 't', t, t.length);
     const partials = (this.sqnormPartials ??= this.scratch(SQNORM_PARTIALS));
     // a tensor past one binding is summed in pieces, each piece's total added onto out in order
-    this.inPieces('squaredNorm', [x.length], { t: { tensor: x, strides: [1], extent: 1 } }, (piece, views) => {
+    this.inPieces('squaredNorm', [x.length], { t: perItem(x, 1) }, (piece, views) => {
       const n = piece.size[0];
       const groups = Math.max(1, Math.min(SQNORM_PARTIALS, Math.ceil(n / SQNORM_WORKGROUP)));
       this.dispatch(squaredNormPartialKernel, { tensors: { partials, t: views.t }, scalars: { n }, groups: [groups, 1] });
@@ -556,12 +566,12 @@ export class WebGPUBackend implements Backend {
       op,
       [N],
       {
-        out: { tensor: this.floats(op, 'out', out, N * C), strides: [C], extent: C, write: true },
-        mean: { tensor: this.floats(op, 'mean', mean, N), strides: [1], extent: 1, write: true },
-        rstd: { tensor: this.floats(op, 'rstd', rstd, N), strides: [1], extent: 1, write: true },
-        inp: { tensor: this.floats(op, 'inp', inp, N * C), strides: [C], extent: C },
-        weight: { tensor: this.floats(op, 'weight', weight, C), strides: [0], extent: C },
-        bias: { tensor: this.floats(op, 'bias', bias, C), strides: [0], extent: C },
+        out: perItem(this.floats(op, 'out', out, N * C), C, true),
+        mean: perItem(this.floats(op, 'mean', mean, N), 1, true),
+        rstd: perItem(this.floats(op, 'rstd', rstd, N), 1, true),
+        inp: perItem(this.floats(op, 'inp', inp, N * C), C),
+        weight: sharedByAll(this.floats(op, 'weight', weight, C), C),
+        bias: sharedByAll(this.floats(op, 'bias', bias, C), C),
       },
       (piece, views) => this.dispatch(layerNormForwardKernel, { tensors: views, scalars: { N: piece.size[0], C }, groups: this.grid(piece.size[0]) }),
     );
@@ -572,21 +582,19 @@ export class WebGPUBackend implements Backend {
   ): void {
     const op = 'layerNormBackward';
     dims(op, { N, C });
-    const rowAccess = (tensor: WebGPUTensor, perRow: number, write = false) => ({ tensor, strides: [perRow], extent: perRow, write });
-    const whole = (tensor: WebGPUTensor, write = false) => ({ tensor, strides: [0], extent: C, write });
     // [N rows]; each piece adds its rows' share into dweight and dbias
     this.inPieces(
       op,
       [N],
       {
-        dinp: rowAccess(this.floats(op, 'dinp', dinp, N * C), C, true),
-        dweight: whole(this.floats(op, 'dweight', dweight, C), true),
-        dbias: whole(this.floats(op, 'dbias', dbias, C), true),
-        dout: rowAccess(this.floats(op, 'dout', dout, N * C), C),
-        inp: rowAccess(this.floats(op, 'inp', inp, N * C), C),
-        weight: whole(this.floats(op, 'weight', weight, C)),
-        mean: rowAccess(this.floats(op, 'mean', mean, N), 1),
-        rstd: rowAccess(this.floats(op, 'rstd', rstd, N), 1),
+        dinp: perItem(this.floats(op, 'dinp', dinp, N * C), C, true),
+        dweight: sharedByAll(this.floats(op, 'dweight', dweight, C), C, true),
+        dbias: sharedByAll(this.floats(op, 'dbias', dbias, C), C, true),
+        dout: perItem(this.floats(op, 'dout', dout, N * C), C),
+        inp: perItem(this.floats(op, 'inp', inp, N * C), C),
+        weight: sharedByAll(this.floats(op, 'weight', weight, C), C),
+        mean: perItem(this.floats(op, 'mean', mean, N), 1),
+        rstd: perItem(this.floats(op, 'rstd', rstd, N), 1),
       },
       (piece, { dinp: dx, dweight: dw, dbias: db, dout: d, inp: x, weight: w, mean: means, rstd: rstds }) => {
         const rows = piece.size[0];
@@ -646,7 +654,7 @@ export class WebGPUBackend implements Backend {
       this.inPieces(
         op,
         [M],
-        { dbias: { tensor: db, strides: [0], extent: N, write: true }, dout: { tensor: d, strides: [N], extent: N } },
+        { dbias: sharedByAll(db, N, true), dout: perItem(d, N) },
         (piece, views) => {
           const rows = piece.size[0];
           const { chunks, rowsPerChunk } = columnChunks(rows);
@@ -667,9 +675,9 @@ export class WebGPUBackend implements Backend {
     const HS = headSize(op, B, T, C, NH);
     // [B sequences]
     const access = {
-      out: { tensor: this.floats(op, 'out', out, B * T * C), strides: [T * C], extent: T * C, write: true },
-      lse: { tensor: this.floats(op, 'lse', lse, B * NH * T), strides: [NH * T], extent: NH * T, write: true },
-      qkv: { tensor: this.floats(op, 'qkv', qkv, B * T * 3 * C), strides: [T * 3 * C], extent: T * 3 * C },
+      out: perItem(this.floats(op, 'out', out, B * T * C), T * C, true),
+      lse: perItem(this.floats(op, 'lse', lse, B * NH * T), NH * T, true),
+      qkv: perItem(this.floats(op, 'qkv', qkv, B * T * 3 * C), T * 3 * C),
     };
     this.inPieces(op, [B], access, (piece, { out: o, lse: logSumExps, qkv: x }) => {
       const pieceB = piece.size[0];
@@ -698,14 +706,13 @@ export class WebGPUBackend implements Backend {
   attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
     const op = 'attentionBackward';
     const HS = headSize(op, B, T, C, NH);
-    const perSequence = (tensor: WebGPUTensor, elems: number, write = false) => ({ tensor, strides: [elems], extent: elems, write });
     // [B sequences]
     const access = {
-      dqkv: perSequence(this.floats(op, 'dqkv', dqkv, B * T * 3 * C), T * 3 * C, true),
-      dout: perSequence(this.floats(op, 'dout', dout, B * T * C), T * C),
-      qkv: perSequence(this.floats(op, 'qkv', qkv, B * T * 3 * C), T * 3 * C),
-      out: perSequence(this.floats(op, 'out', out, B * T * C), T * C),
-      lse: perSequence(this.floats(op, 'lse', lse, B * NH * T), NH * T),
+      dqkv: perItem(this.floats(op, 'dqkv', dqkv, B * T * 3 * C), T * 3 * C, true),
+      dout: perItem(this.floats(op, 'dout', dout, B * T * C), T * C),
+      qkv: perItem(this.floats(op, 'qkv', qkv, B * T * 3 * C), T * 3 * C),
+      out: perItem(this.floats(op, 'out', out, B * T * C), T * C),
+      lse: perItem(this.floats(op, 'lse', lse, B * NH * T), NH * T),
     };
     const scalars = { T, NH, HS, scale: 1 / Math.sqrt(HS) };
     this.inPieces(op, [B], access, (piece, tensors) => {
@@ -735,13 +742,12 @@ export class WebGPUBackend implements Backend {
     dims(op, { cacheLen });
     nonNegativeInteger(op, 'startPos', startPos);
     if (startPos + Tn > cacheLen) throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
-    const perSequence = (tensor: WebGPUTensor, elems: number, write = false) => ({ tensor, strides: [elems], extent: elems, write });
     // [B sequences]
     const access = {
-      out: perSequence(this.floats(op, 'out', out, B * Tn * C), Tn * C, true),
-      qkv: perSequence(this.floats(op, 'qkv', qkv, B * Tn * 3 * C), Tn * 3 * C),
-      kCache: perSequence(this.floats(op, 'kCache', kCache, B * cacheLen * C), cacheLen * C, true),
-      vCache: perSequence(this.floats(op, 'vCache', vCache, B * cacheLen * C), cacheLen * C, true),
+      out: perItem(this.floats(op, 'out', out, B * Tn * C), Tn * C, true),
+      qkv: perItem(this.floats(op, 'qkv', qkv, B * Tn * 3 * C), Tn * 3 * C),
+      kCache: perItem(this.floats(op, 'kCache', kCache, B * cacheLen * C), cacheLen * C, true),
+      vCache: perItem(this.floats(op, 'vCache', vCache, B * cacheLen * C), cacheLen * C, true),
     };
     this.inPieces(op, [B], access, (piece, { out: o, qkv: x, kCache: keys, vCache: values }) => {
       const pieceB = piece.size[0];
@@ -846,10 +852,10 @@ export class WebGPUBackend implements Backend {
     dims(op, { N, V });
     // [N rows]
     const access = {
-      losses: { tensor: this.floats(op, 'losses', losses, N), strides: [1], extent: 1, write: true },
-      probs: { tensor: this.floats(op, 'probs', probs, N * V), strides: [V], extent: V, write: true },
-      logits: { tensor: this.floats(op, 'logits', logits, N * V), strides: [V], extent: V },
-      targets: { tensor: this.ints(op, 'targets', targets, N), strides: [1], extent: 1 },
+      losses: perItem(this.floats(op, 'losses', losses, N), 1, true),
+      probs: perItem(this.floats(op, 'probs', probs, N * V), V, true),
+      logits: perItem(this.floats(op, 'logits', logits, N * V), V),
+      targets: perItem(this.ints(op, 'targets', targets, N), 1),
     };
     this.inPieces(op, [N], access, (piece, tensors) => {
       this.dispatch(crossEntropyForwardKernel, { tensors, scalars: { N: piece.size[0], V }, groups: this.grid(piece.size[0]) });
@@ -862,9 +868,9 @@ export class WebGPUBackend implements Backend {
     finite(op, 'dlossScale', dlossScale);
     // [N rows]
     const access = {
-      dlogits: { tensor: this.floats(op, 'dlogits', dlogits, N * V), strides: [V], extent: V, write: true },
-      probs: { tensor: this.floats(op, 'probs', probs, N * V), strides: [V], extent: V },
-      targets: { tensor: this.ints(op, 'targets', targets, N), strides: [1], extent: 1 },
+      dlogits: perItem(this.floats(op, 'dlogits', dlogits, N * V), V, true),
+      probs: perItem(this.floats(op, 'probs', probs, N * V), V),
+      targets: perItem(this.ints(op, 'targets', targets, N), 1),
     };
     this.inPieces(op, [N], access, (piece, tensors) => {
       this.dispatchElementwise(crossEntropyBackwardKernel, piece.size[0] * V, tensors, { V, dlossScale });
@@ -996,7 +1002,7 @@ export class WebGPUBackend implements Backend {
    */
   private elementwise(kernel: KernelDef, n: number, tensors: Record<string, WebGPUTensor>, scalars: Record<string, number> = {}): void {
     const access: Record<string, PieceAccess> = {};
-    for (const { name, write } of kernel.tensors) access[name] = { tensor: tensors[name], strides: [1], extent: 1, write };
+    for (const { name, write } of kernel.tensors) access[name] = perItem(tensors[name], 1, write);
     const indexed = kernel.scalars.some((s) => s.name === 'base');
     this.inPieces(kernel.name, [n], access, (piece, views) => {
       this.dispatchElementwise(kernel, piece.size[0], views, indexed ? { ...scalars, base: piece.start[0] } : scalars);
