@@ -41,8 +41,11 @@ export type OpName =
   | 'squaredNorm'
   | 'scale';
 
+/** where an allocation may be cut into buffers: ascending element offsets, or every n elements */
+export type SplitPoints = readonly number[] | number;
+
 export interface BackendLimits {
-  /** the largest tensor (in elements) that one allocation may hold */
+  /** the largest tensor (in elements) that one allocation may hold in one piece (more with splitAt) */
   maxTensorLength: number;
   /** total bytes this backend can hold, as far as it knows (Infinity when unbounded) */
   maxTotalBytes: number;
@@ -65,8 +68,12 @@ export interface Backend {
   supports(op: OpName): boolean;
 
   // ---- storage ----
-  /** allocate a zero-filled tensor of `length` elements */
-  alloc(length: number, dtype?: DType): Tensor;
+  /**
+   * allocate a zero-filled tensor of `length` elements. `splitAt` says where it may be cut if the
+   * backend must store it in several buffers (WebGPU past maxBufferSize): ascending element
+   * offsets (parameter starts), or a period (a row length). Backends with one buffer ignore it.
+   */
+  alloc(length: number, dtype?: DType, splitAt?: SplitPoints): Tensor;
   /** a sub-view of `t`: elements [offset, offset + length) of t */
   view(t: Tensor, offset: number, length: number): Tensor;
   /** copy host data into `t` starting at element 0 of the view */

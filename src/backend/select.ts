@@ -5,7 +5,7 @@ export type BackendRequest = 'auto' | BackendName;
 export interface SelectOptions {
   /** bytes the caller will allocate up front (parameters, gradients, moments): a backend that cannot hold them is refused */
   requiredBytes?: number;
-  /** elements of the largest single tensor allocated up front (the flat parameters): a backend whose largest tensor is smaller is refused */
+  /** elements of the largest tensor that cannot be split (the largest parameter): a backend whose largest buffer is smaller is refused */
   largestTensorLength?: number;
   /** hears why 'auto' passed over a backend; default console.info */
   onNotice?: (message: string) => void;
@@ -52,7 +52,7 @@ function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength }:
   if (largestTensorLength !== undefined && largestTensorLength > backend.limits.maxTensorLength) {
     backend.dispose();
     throw new BackendUnavailableError(
-      `the ${backend.name} backend holds at most ${formatBytes(backend.limits.maxTensorLength * 4)} in one tensor, but this model's flat parameters take ${formatBytes(largestTensorLength * 4)}`,
+      `the ${backend.name} backend holds at most ${formatBytes(backend.limits.maxTensorLength * 4)} in one buffer, but this model's largest parameter takes ${formatBytes(largestTensorLength * 4)}`,
     );
   }
   if (requiredBytes === undefined) return;

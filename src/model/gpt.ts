@@ -22,11 +22,16 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
     options.backendInstance ??
     (await createBackend(configInput.backend ?? 'auto', {
       requiredBytes: estimateTrainingBytes(config, layout),
-      largestTensorLength: layout.totalLength,
+      largestTensorLength: largestParameter(layout),
       onNotice: options.onBackendNotice,
       wasmThreads: options.wasmThreads,
     }));
   return new GPT(config, layout, backend, undefined, { wasmThreads: options.wasmThreads, onNotice: options.onBackendNotice });
+}
+
+/** elements of the largest parameter: the flat parameters may be stored in pieces, one parameter may not */
+function largestParameter(layout: ParamLayout): number {
+  return Math.max(...layout.entries.map((entry) => entry.length));
 }
 
 /**
@@ -73,6 +78,8 @@ interface LayerActs {
 /** Activations and gradient scratch for one B*T capacity. */
 interface Workspace {
   capacity: number; // B*T rows
+  /** T: attention's tensors are cut only between sequences where a backend stores them in several buffers */
+  seqLen: number;
   layers: LayerActs[];
   residualOut: Tensor; // [B,T,C] output of the last block
   proj: Tensor; // [B,T,C] scratch: attention / MLP output projection before the residual add
@@ -158,10 +165,12 @@ export class GPT implements GPTModel {
     this.byName = new Map(layout.entries.map((e) => [e.name, e]));
     this.creationOptions = creationOptions;
     this.currentBackend = backend;
-    this.paramsTensor = backend.alloc(layout.totalLength);
+    // a backend that must store them in several buffers cuts only between parameters
+    const parameterStarts = layout.entries.map((entry) => entry.offset);
+    this.paramsTensor = backend.alloc(layout.totalLength, 'f32', parameterStarts);
     backend.upload(this.paramsTensor, initial);
-    this.gradsTensor = backend.alloc(layout.totalLength);
-    this.wteT = backend.alloc(config.vocabSize * config.dModel);
+    this.gradsTensor = backend.alloc(layout.totalLength, 'f32', parameterStarts);
+    this.wteT = backend.alloc(config.vocabSize * config.dModel, 'f32', config.vocabSize);
   }
 
   get backend(): Backend {
@@ -267,14 +276,14 @@ export class GPT implements GPTModel {
     if (target === this.currentBackend) throw new Error('moveToBackend: the model is already on this backend instance');
     const backend =
       typeof target === 'string'
-        ? await createBackend(target, { ...this.creationOptions, requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo), largestTensorLength: this.layoutInfo.totalLength })
+        ? await createBackend(target, { ...this.creationOptions, requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo), largestTensorLength: largestParameter(this.layoutInfo) })
         : target;
     let params: Tensor, grads: Tensor, wteT: Tensor;
     try {
-      params = backend.alloc(this.layoutInfo.totalLength);
+      params = backend.alloc(this.layoutInfo.totalLength, 'f32', this.layoutInfo.entries.map((entry) => entry.offset));
       backend.upload(params, flat);
-      grads = backend.alloc(this.layoutInfo.totalLength);
-      wteT = backend.alloc(this.config.vocabSize * this.config.dModel);
+      grads = backend.alloc(this.layoutInfo.totalLength, 'f32', this.layoutInfo.entries.map((entry) => entry.offset));
+      wteT = backend.alloc(this.config.vocabSize * this.config.dModel, 'f32', this.config.vocabSize);
     } catch (err) {
       // the model stays where it was; a backend made here for the move goes
       if (typeof target === 'string') backend.dispose();
@@ -328,49 +337,53 @@ export class GPT implements GPTModel {
     }
   }
 
-  private ensureWorkspace(rows: number): Workspace {
-    if (this.workspace && this.workspace.capacity >= rows) return this.workspace;
+  private ensureWorkspace(rows: number, seqLen: number): Workspace {
+    if (this.workspace && this.workspace.capacity >= rows && this.workspace.seqLen === seqLen) return this.workspace;
     this.freeWorkspace();
     const { dModel: C, dFF: F, nHeads: NH, vocabSize: V, nLayers: L } = this.config;
     const b = this.backend;
-    const a = (n: number) => b.alloc(n);
+    // [rows, width] activations; a backend that must store one in several buffers cuts between rows,
+    // or between sequences for those attention reads a whole sequence of
+    const a = (rowCount: number, width: number) => b.alloc(rowCount * width, 'f32', width);
+    const bySequence = (width: number) => b.alloc(rows * width, 'f32', seqLen * width);
     const layers: LayerActs[] = [];
     for (let l = 0; l < L; l++) {
       layers.push({
-        residual: a(rows * C),
-        ln1: a(rows * C),
-        ln1Mean: a(rows),
-        ln1Rstd: a(rows),
-        qkv: a(rows * 3 * C),
-        atty: a(rows * C),
-        lse: a(rows * NH),
-        residual2: a(rows * C),
-        ln2: a(rows * C),
-        ln2Mean: a(rows),
-        ln2Rstd: a(rows),
-        fch: a(rows * F),
-        fchGelu: a(rows * F),
+        residual: a(rows, C),
+        ln1: a(rows, C),
+        ln1Mean: a(rows, 1),
+        ln1Rstd: a(rows, 1),
+        qkv: bySequence(3 * C),
+        atty: bySequence(C),
+        lse: bySequence(NH),
+        residual2: a(rows, C),
+        ln2: a(rows, C),
+        ln2Mean: a(rows, 1),
+        ln2Rstd: a(rows, 1),
+        fch: a(rows, F),
+        fchGelu: a(rows, F),
       });
     }
     this.workspace = {
       capacity: rows,
+      seqLen,
       layers,
-      residualOut: a(rows * C),
-      proj: a(rows * C),
-      lnf: a(rows * C),
-      lnfMean: a(rows),
-      lnfRstd: a(rows),
-      logits: a(rows * V),
-      probs: a(rows * V),
-      losses: a(rows),
+      residualOut: a(rows, C),
+      proj: a(rows, C),
+      lnf: a(rows, C),
+      lnfMean: a(rows, 1),
+      lnfRstd: a(rows, 1),
+      logits: a(rows, V),
+      probs: a(rows, V),
+      losses: a(rows, 1),
       targets: b.alloc(rows, 'i32'),
       inputs: b.alloc(rows, 'i32'),
-      dres: a(rows * C),
-      dC: a(rows * C),
-      dC2: a(rows * C),
-      dqkv: a(rows * 3 * C),
-      dF: a(rows * F),
-      dF2: a(rows * F),
+      dres: a(rows, C),
+      dC: bySequence(C),
+      dC2: a(rows, C),
+      dqkv: bySequence(3 * C),
+      dF: a(rows, F),
+      dF2: a(rows, F),
     };
     return this.workspace;
   }
@@ -379,7 +392,7 @@ export class GPT implements GPTModel {
     const ws = this.workspace;
     if (!ws) return;
     for (const layer of ws.layers) for (const t of Object.values(layer)) this.backend.free(t);
-    for (const [key, t] of Object.entries(ws)) if (key !== 'layers' && key !== 'capacity') this.backend.free(t as Tensor);
+    for (const [key, t] of Object.entries(ws)) if (key !== 'layers' && key !== 'capacity' && key !== 'seqLen') this.backend.free(t as Tensor);
     this.workspace = null;
   }
 
@@ -413,7 +426,7 @@ export class GPT implements GPTModel {
 
     const b = this.backend;
     const N = B * T;
-    const ws = this.ensureWorkspace(N);
+    const ws = this.ensureWorkspace(N, T);
     const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
     b.upload(b.view(ws.inputs, 0, N), inputs);
 
@@ -494,7 +507,7 @@ export class GPT implements GPTModel {
 
     const dlnf = rows(ws.dC, C);
     b.zero(dlnf);
-    if (!this.dwteT) this.dwteT = b.alloc(V * C);
+    if (!this.dwteT) this.dwteT = b.alloc(V * C, 'f32', V);
     b.zero(this.dwteT);
     b.matmulBackward(dlnf, this.dwteT, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
     // wteT is free until the next forward: use it to turn the head's gradient back into [V,C].
@@ -556,7 +569,9 @@ export class GPT implements GPTModel {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
     const { maxSeqLen, dModel: C, nLayers: L } = this.config;
     const layers = [];
-    for (let l = 0; l < L; l++) layers.push({ k: this.backend.alloc(batchSize * maxSeqLen * C), v: this.backend.alloc(batchSize * maxSeqLen * C) });
+    // cut between sequences if a backend must store a cache in several buffers
+    const sequence = maxSeqLen * C;
+    for (let l = 0; l < L; l++) layers.push({ k: this.backend.alloc(batchSize * sequence, 'f32', sequence), v: this.backend.alloc(batchSize * sequence, 'f32', sequence) });
     const cache = { batchSize, length: 0, layers };
     this.cacheBackends.set(cache, this.backend);
     return cache;
@@ -590,24 +605,24 @@ export class GPT implements GPTModel {
     const cap = Math.max(rows, cur?.capacity ?? 0);
     const lastRows = Math.max(B, cur?.lastRows ?? 0);
     const { dModel: C, dFF: F, vocabSize: V } = this.config;
-    const a = (n: number) => this.backend.alloc(n);
+    const a = (rowCount: number, width: number) => this.backend.alloc(rowCount * width, 'f32', width);
     this.inference = {
       capacity: cap,
       lastRows,
-      x: a(cap * C),
-      ln: a(cap * C),
-      mean: a(cap),
-      rstd: a(cap),
-      qkv: a(cap * 3 * C),
-      atty: a(cap * C),
-      proj: a(cap * C),
-      fch: a(cap * F),
+      x: a(cap, C),
+      ln: a(cap, C),
+      mean: a(cap, 1),
+      rstd: a(cap, 1),
+      qkv: a(cap, 3 * C),
+      atty: a(cap, C),
+      proj: a(cap, C),
+      fch: a(cap, F),
       ids: this.backend.alloc(cap, 'i32'),
-      last: a(lastRows * C),
-      lastLn: a(lastRows * C),
-      lastMean: a(lastRows),
-      lastRstd: a(lastRows),
-      logits: a(lastRows * V),
+      last: a(lastRows, C),
+      lastLn: a(lastRows, C),
+      lastMean: a(lastRows, 1),
+      lastRstd: a(lastRows, 1),
+      logits: a(lastRows, V),
     };
     return this.inference;
   }

@@ -38,8 +38,10 @@ export class AdamW {
     const backend = model.backend;
     this.backend = backend;
     const length = model.params.length;
-    this.m = backend.alloc(length, 'f32');
-    this.v = backend.alloc(length, 'f32');
+    // laid out like the parameters: cut only between them where the backend needs several buffers
+    const parameterStarts = model.paramLayout.map((entry) => entry.offset);
+    this.m = backend.alloc(length, 'f32', parameterStarts);
+    this.v = backend.alloc(length, 'f32', parameterStarts);
     this.normOut = backend.alloc(1, 'f32');
     this.views = model.paramLayout.map((entry) => ({
       entry,

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
 import { acquireDevice } from '../../src/backend/webgpu/device.js';
-import { WebGPUBackend, createWebGPUBackend } from '../../src/backend/webgpu/index.js';
+import { WebGPUBackend, createWebGPUBackend, segmentLayout } from '../../src/backend/webgpu/index.js';
 import { grid } from '../../src/backend/webgpu/kernel.js';
 import { SMALL_SHAPES, compareToReference, opCases, type OpCase, type OpShapes } from '../helpers/conformance.js';
 import { CANCELLING, LOOSE, SPLIT_BINDING_BYTES, SPLIT_SHAPES, TIGHT, TILED_SHAPES } from '../helpers/webgpu-shapes.js';
@@ -186,7 +186,7 @@ describe.skipIf(gpu.backend === null)(suite, () => {
 
   it('bad input is refused with the field, the value and the allowed range', () => {
     expect(() => backend.alloc(0)).toThrow(/alloc: length must be an integer in \[1, \d+\].*got 0/);
-    expect(() => backend.alloc(backend.limits.maxTensorLength + 1)).toThrow(/largest buffer/);
+    expect(() => backend.alloc(backend.limits.maxTensorLength + 1)).toThrow(/more than one buffer of this adapter holds .*pass splitAt/);
     const t = backend.alloc(8);
     expect(() => backend.view(t, 2, 7)).toThrow(/view: length must be an integer in \[0, 6\].*got 7/);
     expect(() => backend.dropoutForward(t, t, 8, 1, 1)).toThrow(/p must be in \[0, 1\), got 1/);
@@ -338,6 +338,89 @@ describe.skipIf(gpu.backend === null)('webgpu ops on tensors larger than one bin
 
   it('maxBindingBytes outside the device range is refused with the range', async () => {
     await expect(createWebGPUBackend({ maxBindingBytes: 100 })).rejects.toThrow(/maxBindingBytes must be an integer in \[4096, \d+\].*got 100/);
+  });
+});
+
+describe('segmentLayout: how a tensor larger than one buffer is cut', () => {
+  it('keeps a tensor that fits whole, and cuts at the last allowed point that fits', () => {
+    expect(segmentLayout(100, 100)).toEqual([{ start: 0, length: 100 }]);
+    // offsets: the last allowed point within 100 of each start
+    expect(segmentLayout(250, 100, [30, 90, 120, 180, 240])).toEqual([
+      { start: 0, length: 90 },
+      { start: 90, length: 90 },
+      { start: 180, length: 70 },
+    ]);
+    // a period: rows of 30 in buffers of 100 take 3 rows each
+    expect(segmentLayout(250, 100, 30)).toEqual([
+      { start: 0, length: 90 },
+      { start: 90, length: 90 },
+      { start: 180, length: 70 },
+    ]);
+  });
+
+  it('refuses without split points, or with none in reach', () => {
+    expect(() => segmentLayout(101, 100)).toThrow(/101 elements is more than one buffer of this adapter holds \(100\); pass splitAt/);
+    expect(() => segmentLayout(300, 100, [50, 200])).toThrow(/no allowed split point \(splitAt\) within 100 elements after element 50/);
+    expect(() => segmentLayout(300, 100, 150)).toThrow(/within 100 elements after element 0/);
+  });
+});
+
+describe.skipIf(gpu.backend === null)('webgpu tensors larger than one buffer', () => {
+  // buffers of 1024 floats, bindings of 1024 floats: a tensor of 3000 is three buffers
+  let small: WebGPUBackend;
+  beforeAll(async () => {
+    small = await createWebGPUBackend({ maxBufferBytes: 4096, maxBindingBytes: 4096 });
+  });
+  afterAll(() => small.dispose());
+  const rng = new Rng(43);
+  const starts = [0, 700, 1400, 1900, 2600];
+
+  it('store, read back, clear and copy across buffer boundaries', async () => {
+    const data = normal32(rng, 3000);
+    const t = small.alloc(3000, 'f32', starts);
+    small.upload(t, data);
+    expect(await small.download(t)).toEqual(data);
+    // a view across the boundary at 1400
+    expect(await small.download(small.view(t, 1300, 300))).toEqual(data.subarray(1300, 1600));
+    small.zero(small.view(t, 1350, 100));
+    const cleared = Float32Array.from(data);
+    cleared.fill(0, 1350, 1450);
+    expect(await small.download(t)).toEqual(cleared);
+    // into a tensor cut elsewhere (rows of 300)
+    const other = small.alloc(3000, 'f32', 300);
+    small.copy(other, t);
+    expect(await small.download(other)).toEqual(cleared);
+    small.free(t);
+    small.free(other);
+  });
+
+  it('elementwise ops and the norm run across the boundaries and equal the host', async () => {
+    const x = normal32(rng, 3000);
+    const y = normal32(rng, 3000);
+    const tx = small.alloc(3000, 'f32', starts);
+    const ty = small.alloc(3000, 'f32', 500);
+    small.upload(tx, x);
+    small.upload(ty, y);
+    small.accumulate(tx, ty, 3000);
+    small.scale(tx, 0.5);
+    const expected = x.map((v, i) => Math.fround(Math.fround(v + y[i]) * 0.5));
+    expect(await small.download(tx)).toEqual(expected);
+    const norm = small.alloc(1);
+    small.squaredNorm(norm, tx);
+    const hostNorm = expected.reduce((sum, v) => sum + v * v, 0);
+    expect(Math.abs((await small.download(norm))[0] - hostNorm)).toBeLessThan(1e-5 * hostNorm);
+    for (const t of [tx, ty, norm]) small.free(t);
+  });
+
+  it('an allocation past one buffer without split points, or an op on an item that spans two, is refused', () => {
+    expect(() => small.alloc(3000)).toThrow(/more than one buffer of this adapter holds \(1024\); pass splitAt/);
+    // rows of 10 in a tensor cut every 7 elements: some rows span two buffers
+    const t = small.alloc(2100, 'f32', 7);
+    const out = small.alloc(2100, 'f32', 10);
+    const stats = small.alloc(210);
+    const weight = small.alloc(10);
+    expect(() => small.layerNormForward(out, stats, stats, t, weight, weight, 210, 10)).toThrow(/layerNormForward: a single item spans two of the buffers/);
+    for (const x of [t, out, stats, weight]) small.free(x);
   });
 });
 

@@ -19,6 +19,7 @@ import {
   type BackendLimits,
   type DType,
   type OpName,
+  type SplitPoints,
   type Tensor,
 } from '../contract.js';
 import { BUFFER_USAGE, BufferPool, type PooledBuffer } from './buffers.js';
@@ -87,6 +88,40 @@ import {
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
 import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
 
+/** longest tensor alloc takes when it may be split into several buffers (offsets stay exact in f64 and u32 per buffer) */
+const MAX_SPLIT_TENSOR_LENGTH = 2 ** 40;
+
+/**
+ * How `length` elements go into buffers of at most `maxElems`: one buffer when they fit, else cut
+ * at the last allowed point (splitAt) that keeps each buffer within the limit.
+ */
+export function segmentLayout(length: number, maxElems: number, splitAt?: SplitPoints): { start: number; length: number }[] {
+  if (length <= maxElems) return [{ start: 0, length }];
+  if (splitAt === undefined) {
+    throw new RangeError(
+      `alloc: ${length} elements is more than one buffer of this adapter holds (${maxElems}); pass splitAt (where the tensor may be cut) to store it in several`,
+    );
+  }
+  const layout: { start: number; length: number }[] = [];
+  let start = 0;
+  while (length - start > maxElems) {
+    let cut: number;
+    if (typeof splitAt === 'number') {
+      cut = Math.floor((start + maxElems) / splitAt) * splitAt;
+    } else {
+      cut = start;
+      for (const point of splitAt) if (point > start && point <= start + maxElems) cut = point;
+    }
+    if (!(cut > start)) {
+      throw new RangeError(`alloc: no allowed split point (splitAt) within ${maxElems} elements after element ${start}, so ${length} elements cannot be stored in buffers of ${maxElems}`);
+    }
+    layout.push({ start, length: cut - start });
+    start = cut;
+  }
+  layout.push({ start, length: length - start });
+  return layout;
+}
+
 export type { WebGPUOptions } from './device.js';
 
 const MAP_MODE_READ = 0x1;
@@ -95,11 +130,44 @@ const UNIFORM_SLOTS = 4096;
 /** idle storage kept for reuse after `free` */
 const POOL_RETAIN_BYTES = 512 * 1024 * 1024;
 
-/** One allocation; tensors are views into it. */
-interface GpuStorage {
+/** One buffer of an allocation: its elements [start, start + length). */
+interface Segment {
   readonly pooled: PooledBuffer;
+  readonly start: number;
+  readonly length: number;
+}
+
+/**
+ * One allocation; tensors are views into it. Past the adapter's maxBufferSize it is several
+ * buffers (segments), cut where alloc's splitAt allows; an op's view must lie in one of them, which
+ * inPieces sees to.
+ */
+interface GpuStorage {
+  readonly segments: readonly Segment[];
+  /** starts of the segments after the first (for pieces.ts) */
+  readonly segmentStarts: readonly number[];
   readonly dtype: DType;
   live: boolean;
+}
+
+/** the parts of [offset, offset + length) that fall in each segment, in order */
+function segmentParts(storage: GpuStorage, offset: number, length: number): { segment: Segment; from: number; to: number }[] {
+  const parts = [];
+  for (const segment of storage.segments) {
+    const from = Math.max(offset, segment.start);
+    const to = Math.min(offset + length, segment.start + segment.length);
+    if (from < to) parts.push({ segment, from, to });
+  }
+  return parts;
+}
+
+/** the segment that holds all of the view (a view of length 0 belongs to the segment at its offset) */
+function segmentOf(t: WebGPUTensor): Segment {
+  const { segments } = t.storage;
+  const segment = segments.find((s) => t.offset >= s.start && t.offset + t.length <= s.start + s.length) ??
+    (t.length === 0 ? segments.find((s) => t.offset <= s.start + s.length) : undefined);
+  if (!segment) throw new Error(`internal: a view [${t.offset}, ${t.offset + t.length}) spans two buffers of one tensor`);
+  return segment;
 }
 
 class WebGPUTensor implements Tensor {
@@ -156,6 +224,12 @@ export interface WebGPUBackendOptions {
    * a lower cap makes that happen on small tensors (tests use it).
    */
   maxBindingBytes?: number;
+  /**
+   * Bytes one buffer may hold, at most the device's `maxBufferSize` (the default). A tensor larger
+   * than this is stored in several buffers where alloc's `splitAt` allows; a lower cap makes that
+   * happen on small tensors (tests use it).
+   */
+  maxBufferBytes?: number;
 }
 
 /** the row-by-row attention kernel's scalars when it walks every key of a row itself */
@@ -240,17 +314,25 @@ export class WebGPUBackend implements Backend {
     this.matmulBlock = matmulBlock;
     this.device = device;
     this.adapterName = adapterName;
-    const deviceBinding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const smallest = 16 * device.limits.minStorageBufferOffsetAlignment;
+    const bufferCap = options.maxBufferBytes ?? device.limits.maxBufferSize;
+    if (!Number.isInteger(bufferCap) || bufferCap < smallest || bufferCap > device.limits.maxBufferSize) {
+      throw new RangeError(
+        `WebGPUBackend: maxBufferBytes must be an integer in [${smallest}, ${device.limits.maxBufferSize}] (this device's largest buffer), ` +
+          `got ${String(options.maxBufferBytes)}`,
+      );
+    }
+    const deviceBinding = Math.min(device.limits.maxStorageBufferBindingSize, bufferCap);
     const bindingCap = options.maxBindingBytes ?? deviceBinding;
     this.bindingAlignElems = device.limits.minStorageBufferOffsetAlignment / 4;
-    if (!Number.isInteger(bindingCap) || bindingCap < 16 * device.limits.minStorageBufferOffsetAlignment || bindingCap > deviceBinding) {
+    if (!Number.isInteger(bindingCap) || bindingCap < smallest || bindingCap > deviceBinding) {
       throw new RangeError(
-        `WebGPUBackend: maxBindingBytes must be an integer in [${16 * device.limits.minStorageBufferOffsetAlignment}, ${deviceBinding}] ` +
-          `(this device's largest storage binding), got ${String(options.maxBindingBytes)}`,
+        `WebGPUBackend: maxBindingBytes must be an integer in [${smallest}, ${deviceBinding}] ` +
+          `(this device's largest storage binding, and no more than a buffer), got ${String(options.maxBindingBytes)}`,
       );
     }
     this.maxBindingElems = Math.floor(bindingCap / 4);
-    const maxBytes = device.limits.maxBufferSize;
+    const maxBytes = bufferCap;
     this.limits = { maxTensorLength: Math.floor(maxBytes / 4), maxTotalBytes: Infinity };
     this.maxWorkgroupsPerDim = device.limits.maxComputeWorkgroupsPerDimension;
     this.storagePool = new BufferPool(
@@ -283,16 +365,13 @@ export class WebGPUBackend implements Backend {
 
   // ---- storage ----
 
-  alloc(length: number, dtype: DType = 'f32'): Tensor {
+  alloc(length: number, dtype: DType = 'f32', splitAt?: SplitPoints): Tensor {
     this.checkUsable('alloc');
-    if (!Number.isInteger(length) || length < 1 || length > this.limits.maxTensorLength) {
-      throw new RangeError(
-        `alloc: length must be an integer in [1, ${this.limits.maxTensorLength}] (the adapter's largest buffer is ` +
-          `${this.limits.maxTensorLength * 4} bytes), got ${length}`,
-      );
+    if (!Number.isInteger(length) || length < 1 || length > MAX_SPLIT_TENSOR_LENGTH) {
+      throw new RangeError(`alloc: length must be an integer in [1, ${MAX_SPLIT_TENSOR_LENGTH}], got ${length}`);
     }
     if (dtype !== 'f32' && dtype !== 'i32') throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
-    return this.allocate(length, dtype, true);
+    return this.allocate(length, dtype, true, splitAt);
   }
 
   /** an allocation that ops fill completely before reading: no zero fill, so no break in the compute pass */
@@ -303,13 +382,17 @@ export class WebGPUBackend implements Backend {
     return this.allocate(length, dtype, false);
   }
 
-  private allocate(length: number, dtype: DType, zeroFill: boolean): WebGPUTensor {
-    this.device.pushErrorScope('out-of-memory');
-    const { pooled, reused } = this.storagePool.acquire(length * 4);
-    this.track(this.device.popErrorScope(), `alloc of ${length} ${dtype} elements ran out of GPU memory`);
-    // a fresh buffer is zero-filled by WebGPU; a reused one is cleared in command order
-    if (reused && zeroFill) this.copyEncoder().clearBuffer(pooled.buffer, 0, pooled.bytes);
-    const storage: GpuStorage = { pooled, dtype, live: true };
+  private allocate(length: number, dtype: DType, zeroFill: boolean, splitAt?: SplitPoints): WebGPUTensor {
+    const segments: Segment[] = [];
+    for (const { start, length: segmentLength } of segmentLayout(length, this.limits.maxTensorLength, splitAt)) {
+      this.device.pushErrorScope('out-of-memory');
+      const { pooled, reused } = this.storagePool.acquire(segmentLength * 4);
+      this.track(this.device.popErrorScope(), `alloc of ${length} ${dtype} elements ran out of GPU memory`);
+      // a fresh buffer is zero-filled by WebGPU; a reused one is cleared in command order
+      if (reused && zeroFill) this.copyEncoder().clearBuffer(pooled.buffer, 0, pooled.bytes);
+      segments.push({ pooled, start, length: segmentLength });
+    }
+    const storage: GpuStorage = { segments, segmentStarts: segments.slice(1).map((s) => s.start), dtype, live: true };
     this.liveStorage.add(storage);
     return new WebGPUTensor(dtype, 0, length, storage, this);
   }
@@ -329,31 +412,37 @@ export class WebGPUBackend implements Backend {
     if (data.length > target.length) {
       throw new RangeError(`upload: data has ${data.length} elements, the tensor view holds ${target.length}`);
     }
-    if (data.length === 0) return;
-    const byteOffset = target.offset * 4;
-    if (this.encoder === null) {
-      // nothing recorded yet: the queue write lands before anything that is recorded next
-      this.device.queue.writeBuffer(target.storage.pooled.buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
-      return;
+    for (const { segment, from, to } of segmentParts(target.storage, target.offset, data.length)) {
+      const part = data.subarray(from - target.offset, to - target.offset);
+      const byteOffset = (from - segment.start) * 4;
+      if (this.encoder === null) {
+        // nothing recorded yet: the queue write lands before anything that is recorded next
+        this.device.queue.writeBuffer(segment.pooled.buffer, byteOffset, part.buffer, part.byteOffset, part.byteLength);
+        continue;
+      }
+      // ops already recorded must see the old contents: copy in command order from a staging buffer
+      const staging = this.device.createBuffer({ size: part.byteLength, usage: BUFFER_USAGE.COPY_SRC, mappedAtCreation: true });
+      new Uint8Array(staging.getMappedRange()).set(new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+      staging.unmap();
+      this.copyEncoder().copyBufferToBuffer(staging, 0, segment.pooled.buffer, byteOffset, part.byteLength);
+      this.stagingToDestroy.push(staging);
     }
-    // ops already recorded must see the old contents: copy in command order from a staging buffer
-    const staging = this.device.createBuffer({ size: data.byteLength, usage: BUFFER_USAGE.COPY_SRC, mappedAtCreation: true });
-    new Uint8Array(staging.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    staging.unmap();
-    this.copyEncoder().copyBufferToBuffer(staging, 0, target.storage.pooled.buffer, byteOffset, data.byteLength);
-    this.stagingToDestroy.push(staging);
   }
 
   async download(t: Tensor): Promise<Float32Array | Int32Array> {
     const source = this.tensor('download', 't', t);
     if (this.lostError) throw this.lostError;
-    const bytes = source.length * 4;
-    const readback = bytes > 0 ? this.readbackPool.acquire(bytes).pooled : null;
-    if (readback) this.copyEncoder().copyBufferToBuffer(source.storage.pooled.buffer, source.offset * 4, readback.buffer, 0, bytes);
+    // one readback buffer per segment the view touches (one, unless the tensor spans several buffers)
+    const readbacks = segmentParts(source.storage, source.offset, source.length).map(({ segment, from, to }) => {
+      const bytes = (to - from) * 4;
+      const { pooled } = this.readbackPool.acquire(bytes);
+      this.copyEncoder().copyBufferToBuffer(segment.pooled.buffer, (from - segment.start) * 4, pooled.buffer, 0, bytes);
+      return { pooled, bytes, at: from - source.offset };
+    });
     this.flush();
     const checks = this.takeChecks();
     try {
-      if (readback) await this.unlessLost(readback.buffer.mapAsync(MAP_MODE_READ, 0, bytes));
+      if (readbacks.length > 0) await this.unlessLost(Promise.all(readbacks.map((r) => r.pooled.buffer.mapAsync(MAP_MODE_READ, 0, r.bytes))));
       else await this.unlessLost(this.device.queue.onSubmittedWorkDone());
     } catch (error) {
       if (this.lostError) throw this.lostError;
@@ -362,13 +451,13 @@ export class WebGPUBackend implements Backend {
     const errors = await this.unlessLost(checks);
     try {
       if (errors.length > 0) throw new Error(errors.join('\n'));
-      if (!readback) return source.dtype === 'f32' ? new Float32Array(0) : new Int32Array(0);
-      const copied = readback.buffer.getMappedRange(0, bytes).slice(0);
-      return source.dtype === 'f32' ? new Float32Array(copied) : new Int32Array(copied);
+      const result = new Uint8Array(source.length * 4);
+      for (const { pooled, bytes, at } of readbacks) result.set(new Uint8Array(pooled.buffer.getMappedRange(0, bytes)), at * 4);
+      return source.dtype === 'f32' ? new Float32Array(result.buffer) : new Int32Array(result.buffer);
     } finally {
-      if (readback) {
-        readback.buffer.unmap();
-        this.readbackPool.release(readback);
+      for (const { pooled } of readbacks) {
+        pooled.buffer.unmap();
+        this.readbackPool.release(pooled);
       }
     }
   }
@@ -399,12 +488,12 @@ export class WebGPUBackend implements Backend {
     if (!own.storage.live) throw new Error('free: t belongs to a buffer that was already freed');
     own.storage.live = false;
     this.liveStorage.delete(own.storage);
-    this.storagePool.release(own.storage.pooled);
+    for (const segment of own.storage.segments) this.storagePool.release(segment.pooled);
   }
 
   bytesInUse(): number {
     let bytes = 0;
-    for (const storage of this.liveStorage) bytes += storage.pooled.bytes;
+    for (const storage of this.liveStorage) for (const segment of storage.segments) bytes += segment.pooled.bytes;
     return bytes;
   }
 
@@ -425,7 +514,9 @@ export class WebGPUBackend implements Backend {
   zero(t: Tensor): void {
     const target = this.tensor('zero', 't', t);
     if (target.length === 0) return;
-    this.copyEncoder().clearBuffer(target.storage.pooled.buffer, target.offset * 4, target.length * 4);
+    for (const { segment, from, to } of segmentParts(target.storage, target.offset, target.length)) {
+      this.copyEncoder().clearBuffer(segment.pooled.buffer, (from - segment.start) * 4, (to - from) * 4);
+    }
   }
 
   copy(dst: Tensor, src: Tensor): void {
@@ -440,7 +531,17 @@ export class WebGPUBackend implements Backend {
     }
     if (from.length === 0) return;
     if (to.storage !== from.storage) {
-      this.copyEncoder().copyBufferToBuffer(from.storage.pooled.buffer, from.offset * 4, to.storage.pooled.buffer, to.offset * 4, from.length * 4);
+      // per stretch that lies in one buffer on both sides
+      for (const source of segmentParts(from.storage, from.offset, from.length)) {
+        const shift = to.offset - from.offset;
+        for (const target of segmentParts(to.storage, source.from + shift, source.to - source.from)) {
+          this.copyEncoder().copyBufferToBuffer(
+            source.segment.pooled.buffer, (target.from - shift - source.segment.start) * 4,
+            target.segment.pooled.buffer, (target.from - target.segment.start) * 4,
+            (target.to - target.from) * 4,
+          );
+        }
+      }
       return;
     }
     // copyBufferToBuffer refuses one buffer as both source and destination
@@ -1019,15 +1120,20 @@ export class WebGPUBackend implements Backend {
     // A buffer the dispatch writes gets one binding for all its tensors (see kernel.ts); a tensor
     // in a buffer that is only read gets its own, so that far-apart views (wte and wpe in the flat
     // parameters) each bind a window of their own.
-    const written = new Set(kernel.tensors.filter((t) => t.write).map((t) => call.tensors[t.name]?.storage.pooled));
-    const bindings: { pooled: PooledBuffer; tensors: WebGPUTensor[] }[] = [];
-    const slots: { dtype: DType; write: boolean }[] = [];
-    const slotOfTensor = kernel.tensors.map(({ name, write }) => {
+    const segmentOfTensor = kernel.tensors.map(({ name }) => {
       const tensor = call.tensors[name];
       if (tensor === undefined) throw new Error(`internal: kernel ${kernel.name} called without tensor ${name}`);
-      let slot = written.has(tensor.storage.pooled) ? bindings.findIndex((b) => b.pooled === tensor.storage.pooled) : -1;
+      return segmentOf(tensor);
+    });
+    const written = new Set(kernel.tensors.flatMap((t, i) => (t.write ? [segmentOfTensor[i].pooled] : [])));
+    const bindings: { segment: Segment; tensors: WebGPUTensor[] }[] = [];
+    const slots: { dtype: DType; write: boolean }[] = [];
+    const slotOfTensor = kernel.tensors.map(({ name, write }, i) => {
+      const tensor = call.tensors[name];
+      const segment = segmentOfTensor[i];
+      let slot = written.has(segment.pooled) ? bindings.findIndex((b) => b.segment === segment) : -1;
       if (slot < 0) {
-        slot = bindings.push({ pooled: tensor.storage.pooled, tensors: [] }) - 1;
+        slot = bindings.push({ segment, tensors: [] }) - 1;
         slots.push({ dtype: tensor.dtype, write: false });
       }
       bindings[slot].tensors.push(tensor);
@@ -1036,14 +1142,14 @@ export class WebGPUBackend implements Backend {
     });
     const plan: BindingPlan = { slotOfTensor, slots };
     const compiled = this.pipelines.get(kernel, plan, call.variant ?? '');
-    const windows = bindings.map(({ pooled, tensors }) => this.bindingWindow(kernel.name, pooled, tensors));
+    const windows = bindings.map(({ segment, tensors }) => this.bindingWindow(kernel.name, segment, tensors));
 
     if (this.uniformSlotsUsed === UNIFORM_SLOTS) this.flush();
     const slot = this.uniformSlotsUsed++;
     let word = (slot * UNIFORM_SLOT_BYTES) / 4;
     kernel.tensors.forEach(({ name }, i) => {
-      // offsets count from the start of the tensor's binding window
-      this.uniformU32[word++] = call.tensors[name].offset - windows[slotOfTensor[i]].offset / 4;
+      // offsets count from the start of the tensor's binding window in its buffer
+      this.uniformU32[word++] = call.tensors[name].offset - segmentOfTensor[i].start - windows[slotOfTensor[i]].offset / 4;
     });
     for (const { name, type } of kernel.scalars) {
       const value = call.scalars?.[name];
@@ -1060,13 +1166,14 @@ export class WebGPUBackend implements Backend {
     this.dispatchCount++;
   }
 
-  /** the byte range of `pooled` that covers the views `tensors` (all in it), start aligned */
-  private bindingWindow(kernel: string, pooled: PooledBuffer, tensors: readonly WebGPUTensor[]): BindingWindow {
+  /** the byte range of the segment's buffer that covers the views `tensors` (all in it), start aligned */
+  private bindingWindow(kernel: string, segment: Segment, tensors: readonly WebGPUTensor[]): BindingWindow {
+    const { pooled } = segment;
     let first = Infinity;
     let end = 0;
     for (const t of tensors) {
-      first = Math.min(first, t.offset);
-      end = Math.max(end, t.offset + t.length);
+      first = Math.min(first, t.offset - segment.start);
+      end = Math.max(end, t.offset - segment.start + t.length);
     }
     const start = Math.floor(first / this.bindingAlignElems) * this.bindingAlignElems;
     const elems = Math.max(end - start, 1);
@@ -1092,7 +1199,8 @@ export class WebGPUBackend implements Backend {
     const written = new Set(names.filter((name) => access[name].write).map((name) => access[name].tensor.storage));
     const boxAccesses = names.map((name) => {
       const { tensor, strides, extent } = access[name];
-      return { buffer: written.has(tensor.storage) ? tensor.storage : {}, offset: tensor.offset, strides, extent };
+      const buffer = written.has(tensor.storage) ? tensor.storage : {};
+      return { buffer, offset: tensor.offset, strides, extent, segmentStarts: tensor.storage.segmentStarts };
     });
     let pieces: Box[];
     try {

@@ -6,6 +6,9 @@
  * only a window of each buffer, so an op is run as several dispatches over sub-boxes of its
  * iteration space, each touching a window that fits. The box is cut in halves along the dimension
  * that spreads the windows most, until every window fits or an indivisible item does not.
+ *
+ * A tensor larger than one buffer lives in several (segments); a window must then also stay inside
+ * one segment, so the same cutting keeps pieces off the segment boundaries.
  */
 
 /** How an op's iteration box reaches into one tensor. */
@@ -18,6 +21,8 @@ export interface BoxAccess {
   readonly strides: readonly number[];
   /** elements one item (one index along every dimension) touches from its start */
   readonly extent: number;
+  /** where the tensor's storage starts a new buffer (ascending, all > 0): no window may span one */
+  readonly segmentStarts?: readonly number[];
 }
 
 export interface Box {
@@ -36,7 +41,10 @@ export function touched(access: BoxAccess, box: Box): { first: number; end: numb
   return { first, end: last + access.extent };
 }
 
-/** elements a binding must span to cover these accesses, its start rounded down to `alignElems` */
+/**
+ * Elements a binding must span to cover these accesses, its start rounded down to `alignElems`
+ * within the segment (Infinity when they span a segment boundary: no binding can).
+ */
 function windowElems(accesses: readonly BoxAccess[], box: Box, alignElems: number): number {
   let first = Infinity;
   let end = 0;
@@ -45,7 +53,12 @@ function windowElems(accesses: readonly BoxAccess[], box: Box, alignElems: numbe
     first = Math.min(first, range.first);
     end = Math.max(end, range.end);
   }
-  return end - Math.floor(first / alignElems) * alignElems;
+  let segmentStart = 0;
+  for (const start of accesses[0].segmentStarts ?? []) {
+    if (start > first && start < end) return Infinity;
+    if (start <= first) segmentStart = start;
+  }
+  return end - (segmentStart + Math.floor((first - segmentStart) / alignElems) * alignElems);
 }
 
 export class BindingTooSmallError extends RangeError {}
@@ -83,8 +96,9 @@ export function planPieces(sizes: readonly number[], accesses: readonly BoxAcces
       }
     });
     if (widest < 0) {
-      const bytes = windowElems(oversized[0], box, alignElems) * 4;
-      throw new BindingTooSmallError(`needs ${bytes} bytes in one binding for a single item, more than the ${maxElems * 4} the device binds`);
+      const elems = windowElems(oversized[0], box, alignElems);
+      if (elems === Infinity) throw new BindingTooSmallError('a single item spans two of the buffers that hold a tensor larger than one buffer');
+      throw new BindingTooSmallError(`needs ${elems * 4} bytes in one binding for a single item, more than the ${maxElems * 4} the device binds`);
     }
     const half = Math.ceil(box.size[widest] / 2);
     const firstSize = box.size.map((s, d) => (d === widest ? half : s));
