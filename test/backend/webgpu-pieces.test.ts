@@ -40,6 +40,16 @@ describe('planPieces', () => {
     expect(() => planPieces([4], [row], 64, 1)).toThrow(/needs 400 bytes in one binding for a single item, more than the 256/);
   });
 
+  it('cuts a run that spans buffers exactly at their boundaries', () => {
+    const access: BoxAccess = { buffer: 'x', offset: 0, strides: [1], extent: 1, segmentStarts: [37, 80] };
+    expect(spans(planPieces([100], [access], 1000, 1))).toEqual([[0, 37], [37, 80], [80, 100]]);
+    // rows of 10 cut between rows: the boundary at 40 falls between rows 3 and 4
+    const rows: BoxAccess = { buffer: 'x', offset: 0, strides: [10], extent: 10, segmentStarts: [40] };
+    expect(spans(planPieces([8], [rows], 1000, 1))).toEqual([[0, 4], [4, 8]]);
+    // a row across the boundary cannot be cut
+    expect(() => planPieces([8], [{ ...rows, segmentStarts: [45] }], 1000, 1)).toThrow(/a single item spans two of the buffers/);
+  });
+
   it('covers random matmul boxes exactly once, every window fits, K pieces in order', () => {
     const rng = new Rng(5);
     let checked = 0;
@@ -53,6 +63,10 @@ describe('planPieces', () => {
         { buffer: 'a', offset: rng.nextInt(50), strides: [K, 0, 1], extent: 1 },
         { buffer: 'b', offset: rng.nextInt(50), strides: bTransposed ? [0, K, 1] : [0, 1, N], extent: 1 },
       ];
+      // sometimes b is stored in two buffers: no window may span their boundary
+      const bStart = accesses[2].offset;
+      const boundary = rng.nextInt(2) === 1 ? bStart + 1 + rng.nextInt(K * N) : undefined;
+      if (boundary !== undefined) accesses[2] = { ...accesses[2], segmentStarts: [boundary] };
       const maxElems = 4 + rng.nextInt(40);
       const align = [1, 4, 16][rng.nextInt(3)];
       let pieces: Box[];
@@ -68,7 +82,9 @@ describe('planPieces', () => {
       for (const piece of pieces) {
         for (const access of accesses) {
           const { first, end } = touched(access, piece);
-          expect(end - Math.floor(first / align) * align).toBeLessThanOrEqual(maxElems);
+          const segmentStart = (access.segmentStarts ?? []).filter((start) => start <= first).at(-1) ?? 0;
+          expect(end - (segmentStart + Math.floor((first - segmentStart) / align) * align)).toBeLessThanOrEqual(maxElems);
+          for (const start of access.segmentStarts ?? []) expect(start <= first || start >= end).toBe(true);
         }
         for (let m = piece.start[0]; m < piece.start[0] + piece.size[0]; m++) {
           for (let n = piece.start[1]; n < piece.start[1] + piece.size[1]; n++) {

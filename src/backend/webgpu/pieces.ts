@@ -46,13 +46,7 @@ export function touched(access: BoxAccess, box: Box): { first: number; end: numb
  * within the segment (Infinity when they span a segment boundary: no binding can).
  */
 function windowElems(accesses: readonly BoxAccess[], box: Box, alignElems: number): number {
-  let first = Infinity;
-  let end = 0;
-  for (const access of accesses) {
-    const range = touched(access, box);
-    first = Math.min(first, range.first);
-    end = Math.max(end, range.end);
-  }
+  const { first, end } = unionRange(accesses, box);
   let segmentStart = 0;
   for (const start of accesses[0].segmentStarts ?? []) {
     if (start > first && start < end) return Infinity;
@@ -62,6 +56,37 @@ function windowElems(accesses: readonly BoxAccess[], box: Box, alignElems: numbe
 }
 
 export class BindingTooSmallError extends RangeError {}
+
+/** the union [first, end) of what `box` touches through accesses of one buffer */
+function unionRange(accesses: readonly BoxAccess[], box: Box): { first: number; end: number } {
+  let first = Infinity;
+  let end = 0;
+  for (const access of accesses) {
+    const range = touched(access, box);
+    first = Math.min(first, range.first);
+    end = Math.max(end, range.end);
+  }
+  return { first, end };
+}
+
+/**
+ * How many leading indices along `dim` keep the accesses before the first buffer boundary inside
+ * their window (0 when even one crosses it): binary search, the end grows with the count.
+ */
+function itemsBeforeBoundary(accesses: readonly BoxAccess[], box: Box, dim: number): number {
+  const { first, end } = unionRange(accesses, box);
+  const boundary = (accesses[0].segmentStarts ?? []).find((start) => start > first && start < end);
+  if (boundary === undefined) return 0;
+  let fits = 0;
+  let crosses = box.size[dim];
+  while (crosses - fits > 1) {
+    const count = Math.floor((fits + crosses) / 2);
+    const size = box.size.map((s, d) => (d === dim ? count : s));
+    if (unionRange(accesses, { start: box.start, size }).end <= boundary) fits = count;
+    else crosses = count;
+  }
+  return fits;
+}
 
 /**
  * The boxes, in order, that cover `sizes` with every buffer's window at most `maxElems`. Boxes that
@@ -100,7 +125,9 @@ export function planPieces(sizes: readonly number[], accesses: readonly BoxAcces
       if (elems === Infinity) throw new BindingTooSmallError('a single item spans two of the buffers that hold a tensor larger than one buffer');
       throw new BindingTooSmallError(`needs ${elems * 4} bytes in one binding for a single item, more than the ${maxElems * 4} the device binds`);
     }
-    const half = Math.ceil(box.size[widest] / 2);
+    // a window across a buffer boundary is cut at the boundary, not in half: one extra piece, not log n
+    const crossing = oversized.find((group) => windowElems(group, box, alignElems) === Infinity);
+    const half = (crossing && itemsBeforeBoundary(crossing, box, widest)) || Math.ceil(box.size[widest] / 2);
     const firstSize = box.size.map((s, d) => (d === widest ? half : s));
     const secondStart = box.start.map((s, d) => (d === widest ? s + half : s));
     const secondSize = box.size.map((s, d) => (d === widest ? s - half : s));
