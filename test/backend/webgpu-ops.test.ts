@@ -12,7 +12,7 @@ import { WebGPUBackend, createWebGPUBackend, segmentLayout } from '../../src/bac
 import { grid } from '../../src/backend/webgpu/kernel.js';
 import { SMALL_SHAPES, compareToReference, opCases, type OpCase, type OpShapes } from '../helpers/conformance.js';
 import { CANCELLING, LOOSE, SPLIT_BINDING_BYTES, SPLIT_SHAPES, TIGHT, TILED_SHAPES } from '../helpers/webgpu-shapes.js';
-import { Rng, normal32 } from '../helpers/random.js';
+import { Rng, maxRelErr, normal32 } from '../helpers/random.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
 
 const gpu = await createNodeWebGPU();
@@ -410,6 +410,29 @@ describe.skipIf(gpu.backend === null)('webgpu tensors larger than one buffer', (
     const hostNorm = expected.reduce((sum, v) => sum + v * v, 0);
     expect(Math.abs((await small.download(norm))[0] - hostNorm)).toBeLessThan(1e-5 * hostNorm);
     for (const t of [tx, ty, norm]) small.free(t);
+  });
+
+  it('LayerNorm backward with dweight and dbias on either side of a buffer boundary', async () => {
+    // like the flat gradients: [other 600 | weight C | bias C], cut between weight and bias (at 900)
+    const C = 300;
+    const N = 3;
+    const inputs = { dout: normal32(rng, N * C), inp: normal32(rng, N * C), weight: normal32(rng, C), grads: normal32(rng, 600 + 2 * C) };
+    const results: Float32Array[] = [];
+    for (const be of [small, gpu.backend as WebGPUBackend]) {
+      const grads = be.alloc(600 + 2 * C, 'f32', [600, 600 + C]);
+      be.upload(grads, inputs.grads);
+      const rows = () => be.alloc(N * C, 'f32', C);
+      const [dinp, out, mean, rstd] = [rows(), rows(), be.alloc(N), be.alloc(N)];
+      const [dout, inp, weight] = [rows(), rows(), be.alloc(C)];
+      be.upload(dout, inputs.dout);
+      be.upload(inp, inputs.inp);
+      be.upload(weight, inputs.weight);
+      be.layerNormForward(out, mean, rstd, inp, weight, weight, N, C);
+      be.layerNormBackward(dinp, be.view(grads, 600, C), be.view(grads, 600 + C, C), dout, inp, weight, mean, rstd, N, C);
+      results.push((await be.download(grads)) as Float32Array);
+      for (const t of [grads, dinp, out, mean, rstd, dout, inp, weight]) be.free(t);
+    }
+    expect(maxRelErr(results[0], results[1])).toBeLessThan(1e-6);
   });
 
   it('an allocation past one buffer without split points, or an op on an item that spans two, is refused', () => {

@@ -1195,12 +1195,22 @@ export class WebGPUBackend implements Backend {
     record: (piece: Box, views: Record<K, WebGPUTensor>) => void,
   ): void {
     const names = Object.keys(access) as K[];
-    // one window per written buffer, one per read-only tensor, as `dispatch` binds them
-    const written = new Set(names.filter((name) => access[name].write).map((name) => access[name].tensor.storage));
+    // One window per written buffer, one per read-only tensor, as `dispatch` binds them. A written
+    // tensor stored in several buffers is keyed by the buffer its accesses start in: LayerNorm's
+    // dweight and dbias may sit on either side of a boundary in the flat gradients.
+    const whole: Box = { start: sizes.map(() => 0), size: sizes };
+    const writtenStorages = new Set(names.filter((name) => access[name].write).map((name) => access[name].tensor.storage));
+    const bufferKeys = new Map<GpuStorage, Map<number, object>>();
     const boxAccesses = names.map((name) => {
       const { tensor, strides, extent } = access[name];
-      const buffer = written.has(tensor.storage) ? tensor.storage : {};
-      return { buffer, offset: tensor.offset, strides, extent, segmentStarts: tensor.storage.segmentStarts };
+      const placed = { offset: tensor.offset, strides, extent, segmentStarts: tensor.storage.segmentStarts };
+      if (!writtenStorages.has(tensor.storage)) return { ...placed, buffer: {} };
+      const first = touched({ ...placed, buffer: null }, whole).first;
+      const segment = tensor.storage.segmentStarts.filter((start) => start <= first).length;
+      const keys = bufferKeys.get(tensor.storage) ?? new Map<number, object>();
+      bufferKeys.set(tensor.storage, keys);
+      if (!keys.has(segment)) keys.set(segment, {});
+      return { ...placed, buffer: keys.get(segment)! };
     });
     let pieces: Box[];
     try {
