@@ -6,6 +6,11 @@
  * only what the caller downloads. Each dispatch's offsets and scalars go into its own 256-byte slot
  * of one uniform buffer (bound with a dynamic offset), written just before the submission.
  *
+ * Size limits: a dispatch binds only the window of each buffer its views touch, and an op whose
+ * windows would exceed maxStorageBufferBindingSize runs as several dispatches over pieces of its
+ * iteration space (`inPieces`, pieces.ts). An allocation past maxBufferSize is several buffers, cut
+ * where alloc's `splitAt` allows; pieces never span two of them.
+ *
  * Faults never hang and never pass silently: device loss (see `lost`), shader, validation and
  * out-of-memory errors make the next `download` reject with a message that says what happened.
  * After device loss every download rejects; the host should rebuild the backend from its last
