@@ -1,14 +1,14 @@
 /**
- * Cutting an op into pieces whose tensors each fit one storage binding.
+ * Cutting an op into pieces whose tensors each fit one storage binding and one buffer.
  *
  * A tensor may be larger than `maxStorageBufferBindingSize` (GPT-2's token embedding is 154 MB, the
- * WebGPU default binding is 128 MiB) as long as its buffer fits `maxBufferSize`. A dispatch binds
- * only a window of each buffer, so an op is run as several dispatches over sub-boxes of its
- * iteration space, each touching a window that fits. The box is cut in halves along the dimension
- * that spreads the windows most, until every window fits or an indivisible item does not.
+ * WebGPU default binding is 128 MiB). A dispatch binds only a window of each buffer, so an op is
+ * run as several dispatches over sub-boxes of its iteration space, each touching a window that
+ * fits. The box is cut in halves along the dimension that spreads the windows most, until every
+ * window fits or an indivisible item does not.
  *
- * A tensor larger than one buffer lives in several (segments); a window must then also stay inside
- * one segment, so the same cutting keeps pieces off the segment boundaries.
+ * A tensor larger than `maxBufferSize` lives in several buffers (segments); a window must then also
+ * stay inside one segment, and a box across a segment boundary is cut at the boundary.
  */
 
 /** How an op's iteration box reaches into one tensor. */
