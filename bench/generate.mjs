@@ -37,8 +37,11 @@ const newTokens = Number(option('new', '64'));
 const tfjsNew = Number(option('tfjs-new', '4'));
 const threads = option('threads', undefined);
 if (threads !== undefined && backend !== 'wasm') throw new Error(`--threads applies to the wasm backend, not ${backend}`);
-for (const c of configNames) if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
-for (const p of prompts) if (!(Number.isInteger(p) && p >= 1 && p + newTokens <= 1024)) throw new Error(`--prompts: ${p} must be an integer in [1, ${1024 - newTokens}] (prompt + new <= maxSeqLen 1024)`);
+for (const c of configNames)
+  if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
+for (const p of prompts)
+  if (!(Number.isInteger(p) && p >= 1 && p + newTokens <= 1024))
+    throw new Error(`--prompts: ${p} must be an integer in [1, ${1024 - newTokens}] (prompt + new <= maxSeqLen 1024)`);
 
 function promptOf(length, vocabSize) {
   // a fixed pseudo-random prompt (LCG), the same for both sides
@@ -67,7 +70,8 @@ async function timeTfjs(tfModel, prompt) {
 async function startTfjsWasm() {
   const { default: tf } = await import('@tensorflow/tfjs');
   await import('@tensorflow/tfjs-backend-wasm');
-  if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm') throw new Error(`tfjs-backend-wasm did not start (backend is ${tf.getBackend()})`);
+  if (!(await tf.setBackend('wasm')) || tf.getBackend() !== 'wasm')
+    throw new Error(`tfjs-backend-wasm did not start (backend is ${tf.getBackend()})`);
   await tf.ready();
   return { tf, adapterName: null };
 }
@@ -80,7 +84,9 @@ const sides =
     : `tinygpt WebGPU backend vs tfjs-backend-webgpu ${tf.version_core}, both on ${adapterName}`;
 console.log(`${sides}, greedy, ${newTokens} new tokens (tfjs: ${tfjsNew}), Node ${process.versions.node}`);
 console.log('');
-console.log('| config | prompt -> end context | tinygpt tok/s (end to end) | tinygpt prompt pass ms | tinygpt decode ms/token | tfjs tok/s (recompute) | tfjs ms/token | speed-up |');
+console.log(
+  '| config | prompt -> end context | tinygpt tok/s (end to end) | tinygpt prompt pass ms | tinygpt decode ms/token | tfjs tok/s (recompute) | tfjs ms/token | speed-up |',
+);
 console.log('|---|---|---|---|---|---|---|---|');
 
 const checks = [];

@@ -104,12 +104,16 @@ let backend;
 if (threadCount !== undefined) {
   const { createBackend } = await import('../dist/index.js');
   backend = await createBackend('wasm', { wasmThreads: threadCount });
-  if (backend.threads !== threadCount) throw new Error(`asked for ${threadCount} threads, the backend runs ${backend.threads}: ${backend.threadsNote}`);
+  if (backend.threads !== threadCount)
+    throw new Error(`asked for ${threadCount} threads, the backend runs ${backend.threads}: ${backend.threadsNote}`);
 }
 function backendProducts(M, K, N) {
   const t = (n) => {
     const x = backend.alloc(n);
-    backend.upload(x, Float32Array.from({ length: n }, () => Math.random() * 2 - 1));
+    backend.upload(
+      x,
+      Float32Array.from({ length: n }, () => Math.random() * 2 - 1),
+    );
     return x;
   };
   const [x, w, b, out, dout, dinp, dw] = [t(M * K), t(K * N), t(N), t(M * N), t(M * N), t(M * K), t(K * N)];
@@ -177,9 +181,12 @@ const shapes = [
 ];
 
 const fmt = (x) => x.toFixed(1);
-const oursLabel = threadCount === undefined ? 'SIMD, 1 thread, kernels called directly' : `SIMD, ${threadCount} thread(s), through the backend`;
+const oursLabel =
+  threadCount === undefined ? 'SIMD, 1 thread, kernels called directly' : `SIMD, ${threadCount} thread(s), through the backend`;
 const timeLabel = threadCount === undefined ? 'CPU time' : 'wall time';
-console.log(`tinygpt wasm (${oursLabel}) vs tfjs-backend-wasm ${tf.version.tfjs} (${threads} thread), GFLOP/s from ${timeLabel}, medians of >= ${MIN_RUNS} interleaved runs\n`);
+console.log(
+  `tinygpt wasm (${oursLabel}) vs tfjs-backend-wasm ${tf.version.tfjs} (${threads} thread), GFLOP/s from ${timeLabel}, medians of >= ${MIN_RUNS} interleaved runs\n`,
+);
 console.log('| shape | M x K x N | product | tinygpt | tfjs flags | tfjs transpose+matMul | ratio vs best tfjs |');
 console.log('|---|---|---|---:|---:|---:|---:|');
 // through the backend, the dinp row is both backward products (one matmulBackward call) against the
@@ -204,7 +211,9 @@ for (const { label, M, K, N } of shapes) {
     const flags = rate(t.flags);
     const tr = t.transpose === undefined ? undefined : rate(t.transpose);
     const best = Math.max(flags, tr ?? 0);
-    console.log(`| ${label} | ${M}x${K}x${N} | ${name} | ${fmt(ours)} | ${fmt(flags)} | ${tr === undefined ? '-' : fmt(tr)} | ${(ours / best).toFixed(2)}x |`);
+    console.log(
+      `| ${label} | ${M}x${K}x${N} | ${name} | ${fmt(ours)} | ${fmt(flags)} | ${tr === undefined ? '-' : fmt(tr)} | ${(ours / best).toFixed(2)}x |`,
+    );
   }
 }
 backend?.dispose();

@@ -66,7 +66,15 @@ async function sdkTrainer(model, config) {
   // pseudo-random batches; a rate does not depend on which tokens
   const stream = new Int32Array(16 * BATCH * T + 1);
   for (let k = 0; k < 16; k++) stream.set(batchOf(k, config).inputs, k * BATCH * T);
-  return Trainer.create(model, { data: stream, batchSize: BATCH, seqLen: T, steps: 1_000_000, warmupSteps: 0, schedule: 'constant', learningRate: 1e-3 });
+  return Trainer.create(model, {
+    data: stream,
+    batchSize: BATCH,
+    seqLen: T,
+    steps: 1_000_000,
+    warmupSteps: 0,
+    schedule: 'constant',
+    learningRate: 1e-3,
+  });
 }
 
 /** one side of one config on tfjs-backend-wasm / tinygpt wasm, in this process; prints one JSON line */
@@ -238,7 +246,9 @@ async function check(backend) {
   const sdkLoss = (await model.forward(inputs, targets, BATCH)).loss;
   const tfjsLoss = await gpt.evalLoss(inputs, targets, BATCH, 16);
   const diff = Math.abs(sdkLoss - tfjsLoss);
-  console.log(`check: same weights, same batch: tinygpt loss ${sdkLoss.toFixed(6)}, tfjs loss ${tfjsLoss.toFixed(6)}, |diff| ${diff.toExponential(2)}`);
+  console.log(
+    `check: same weights, same batch: tinygpt loss ${sdkLoss.toFixed(6)}, tfjs loss ${tfjsLoss.toFixed(6)}, |diff| ${diff.toExponential(2)}`,
+  );
   if (!(diff < 1e-4)) throw new Error('check: the tfjs model does not compute the same function as tinygpt');
   gpt.dispose();
   model.dispose();
@@ -270,7 +280,17 @@ async function main() {
     const results = {};
     for (const side of SIDES[backend]) {
       const threads = option('threads', undefined);
-      const args = [fileURLToPath(import.meta.url), '--backend', backend, ...(threads === undefined ? [] : ['--threads', threads]), '--worker', side, name, warmup, steps];
+      const args = [
+        fileURLToPath(import.meta.url),
+        '--backend',
+        backend,
+        ...(threads === undefined ? [] : ['--threads', threads]),
+        '--worker',
+        side,
+        name,
+        warmup,
+        steps,
+      ];
       const child = spawnSync(process.execPath, args, { encoding: 'utf8' });
       if (child.status !== 0) throw new Error(`${side} worker for config ${name} failed:\n${child.stderr}`);
       results[side] = JSON.parse(child.stdout.trim().split('\n').at(-1));
@@ -281,9 +301,15 @@ async function main() {
     printWebGPUTable(rows, warmup);
     return;
   }
-  console.log(`Training step, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after ${warmup} warm-up; each side in its own process.`);
-  console.log(`tinygpt: wasm backend on ${rows[0].sdk.threads} thread(s), AdamW + global-norm clipping; tfjs 4.22: tfjs-backend-wasm, 1 thread, tf.train.adam.\n`);
-  console.log('| config | tinygpt step | tfjs step | tinygpt tokens/s | tfjs tokens/s | speed-up | tinygpt wasm memory | tfjs wasm memory | tinygpt peak RSS | tfjs peak RSS | loss first -> last (tinygpt / tfjs) |');
+  console.log(
+    `Training step, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after ${warmup} warm-up; each side in its own process.`,
+  );
+  console.log(
+    `tinygpt: wasm backend on ${rows[0].sdk.threads} thread(s), AdamW + global-norm clipping; tfjs 4.22: tfjs-backend-wasm, 1 thread, tf.train.adam.\n`,
+  );
+  console.log(
+    '| config | tinygpt step | tfjs step | tinygpt tokens/s | tfjs tokens/s | speed-up | tinygpt wasm memory | tfjs wasm memory | tinygpt peak RSS | tfjs peak RSS | loss first -> last (tinygpt / tfjs) |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const { name, sdk, tfjs } of rows) {
     console.log(
@@ -296,12 +322,18 @@ async function main() {
 
 function printWebGPUTable(rows, warmup) {
   const adapters = new Set(rows.flatMap((row) => SIDES.webgpu.map((side) => row[side].adapterName)));
-  console.log(`Training step on WebGPU, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after at least ${warmup} warm-up steps and ${GPU_WARM_MS} ms; each side in its own process.`);
+  console.log(
+    `Training step on WebGPU, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after at least ${warmup} warm-up steps and ${GPU_WARM_MS} ms; each side in its own process.`,
+  );
   console.log(`Adapter (as each side names it): ${[...adapters].join(' | ')}`);
   console.log('tinygpt: WebGPU backend, Trainer (AdamW + global-norm clipping), loss and gradient norm read back each step.');
-  console.log('tfjs 4.22: tfjs-backend-webgpu, tf.train.adam, gather embedding, loss read back each step; products with transpose flags / explicit transposes.\n');
-  console.log('Host CPU ms: this process\'s CPU time per timed step (every thread); dispatches: compute dispatches per step.\n');
-  console.log('| config | tinygpt step | tfjs step (flags / transposes) | tinygpt tokens/s | tfjs tokens/s (best) | speed-up vs best tfjs | dispatches (tinygpt / tfjs best) | host CPU ms (tinygpt / tfjs best) | GPU memory (tinygpt / tfjs best) | loss first -> last (tinygpt / tfjs best) |');
+  console.log(
+    'tfjs 4.22: tfjs-backend-webgpu, tf.train.adam, gather embedding, loss read back each step; products with transpose flags / explicit transposes.\n',
+  );
+  console.log("Host CPU ms: this process's CPU time per timed step (every thread); dispatches: compute dispatches per step.\n");
+  console.log(
+    '| config | tinygpt step | tfjs step (flags / transposes) | tinygpt tokens/s | tfjs tokens/s (best) | speed-up vs best tfjs | dispatches (tinygpt / tfjs best) | host CPU ms (tinygpt / tfjs best) | GPU memory (tinygpt / tfjs best) | loss first -> last (tinygpt / tfjs best) |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) {
     const sdk = row.sdk;

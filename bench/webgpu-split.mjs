@@ -38,7 +38,15 @@ async function run(label, caps) {
   const { createModel, createWebGPUBackend, Trainer } = await import('../dist/index.js');
   const backend = await createWebGPUBackend(caps);
   const model = await createModel(config, { backendInstance: backend });
-  const trainer = await Trainer.create(model, { data: corpus(B * T * (WARM_STEPS + STEPS + 2)), batchSize: B, seqLen: T, steps: WARM_STEPS + STEPS, learningRate: 1e-4, warmupSteps: 0, maxGradNorm: 1 });
+  const trainer = await Trainer.create(model, {
+    data: corpus(B * T * (WARM_STEPS + STEPS + 2)),
+    batchSize: B,
+    seqLen: T,
+    steps: WARM_STEPS + STEPS,
+    learningRate: 1e-4,
+    warmupSteps: 0,
+    maxGradNorm: 1,
+  });
   const losses = [];
   for (let i = 0; i < WARM_STEPS; i++) losses.push((await trainer.step()).trainLoss);
   const times = [];
@@ -71,7 +79,9 @@ const runs = [
 ];
 const mib = (n) => `${(n / MIB).toFixed(0)} MiB`;
 console.log(`GPT-2 small training step on ${runs[0].adapter}, batch ${B}, T ${T}; median of ${STEPS} steps after ${WARM_STEPS}.\n`);
-console.log('| limits | largest buffer / binding | step | tokens/s | dispatches per step | loss first -> last | largest loss difference from the first run |');
+console.log(
+  '| limits | largest buffer / binding | step | tokens/s | dispatches per step | loss first -> last | largest loss difference from the first run |',
+);
 console.log('|---|---|---|---|---|---|---|');
 for (const r of runs) {
   const diff = Math.max(...runs[0].losses.map((l, i) => Math.abs(l - r.losses[i]) / l));

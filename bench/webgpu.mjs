@@ -35,11 +35,15 @@ function parseArgs(argv) {
       const [B, T, C, NH, V] = dims;
       if (C % NH !== 0) throw new Error(`--ops: C = ${C} must be divisible by NH = ${NH}`);
       args.ops = { B, T, C, NH, V };
-    } else throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module, --matmul-block, --ops)`);
+    } else
+      throw new Error(`unknown argument ${flag} (known: --sizes, --reps, --trials, --warmup, --backend-module, --matmul-block, --ops)`);
     i++;
   }
   args.shapes = args.sizes.split(',').map((size) => {
-    const dims = size.toLowerCase().split('x').map((d) => positiveInt('--sizes', d));
+    const dims = size
+      .toLowerCase()
+      .split('x')
+      .map((d) => positiveInt('--sizes', d));
     if (dims.length === 1) return { M: dims[0], K: dims[0], N: dims[0] };
     if (dims.length === 3) return { M: dims[0], K: dims[1], N: dims[2] };
     throw new Error(`--sizes: each size is N or MxKxN, got ${size}`);
@@ -140,20 +144,50 @@ async function timeOps(be, { B, T, C, NH, V }, args) {
   const N = B * T;
   const floats = (n, scale = 1, seed = 3) => {
     const t = be.alloc(n);
-    be.upload(t, randomData(n, seed).map((x) => x * scale));
+    be.upload(
+      t,
+      randomData(n, seed).map((x) => x * scale),
+    );
     return t;
   };
   const ids = be.alloc(N, 'i32');
-  be.upload(ids, Int32Array.from({ length: N }, (_, i) => (i * 7919) % V));
+  be.upload(
+    ids,
+    Int32Array.from({ length: N }, (_, i) => (i * 7919) % V),
+  );
   // inputs stay fixed; every gradient goes to its own buffer, so repeated calls keep values finite
-  const x = floats(N * C, 1, 1), dout = floats(N * C, 1, 2), qkv = floats(N * 3 * C, 1, 3), dqkvOut = floats(N * 3 * C, 1, 4);
-  const w = floats(C * 3 * C, 0.05, 5), bias = floats(3 * C, 1, 6), gain = floats(C, 1, 7), wte = floats(V * C, 0.05, 8);
-  const wpe = floats(T * C, 1, 9), hidden = floats(N * 4 * C, 1, 10);
-  const y = be.alloc(N * C), out = be.alloc(N * C), mean = be.alloc(N), rstd = be.alloc(N), lse = be.alloc(B * NH * T);
-  const dx = be.alloc(N * C), dqkv = be.alloc(N * 3 * C), dw = be.alloc(C * 3 * C), dbias = be.alloc(3 * C);
-  const dgain = be.alloc(C), dshift = be.alloc(C), dwte = be.alloc(V * C), dwpe = be.alloc(T * C), gelu = be.alloc(N * 4 * C);
-  const params = floats(V * C, 0.05, 11), m = be.alloc(V * C), v = be.alloc(V * C), losses = be.alloc(N), norm = be.alloc(1);
-  const logits = be.alloc(N * V), probs = be.alloc(N * V), dlogits = be.alloc(N * V);
+  const x = floats(N * C, 1, 1),
+    dout = floats(N * C, 1, 2),
+    qkv = floats(N * 3 * C, 1, 3),
+    dqkvOut = floats(N * 3 * C, 1, 4);
+  const w = floats(C * 3 * C, 0.05, 5),
+    bias = floats(3 * C, 1, 6),
+    gain = floats(C, 1, 7),
+    wte = floats(V * C, 0.05, 8);
+  const wpe = floats(T * C, 1, 9),
+    hidden = floats(N * 4 * C, 1, 10);
+  const y = be.alloc(N * C),
+    out = be.alloc(N * C),
+    mean = be.alloc(N),
+    rstd = be.alloc(N),
+    lse = be.alloc(B * NH * T);
+  const dx = be.alloc(N * C),
+    dqkv = be.alloc(N * 3 * C),
+    dw = be.alloc(C * 3 * C),
+    dbias = be.alloc(3 * C);
+  const dgain = be.alloc(C),
+    dshift = be.alloc(C),
+    dwte = be.alloc(V * C),
+    dwpe = be.alloc(T * C),
+    gelu = be.alloc(N * 4 * C);
+  const params = floats(V * C, 0.05, 11),
+    m = be.alloc(V * C),
+    v = be.alloc(V * C),
+    losses = be.alloc(N),
+    norm = be.alloc(1);
+  const logits = be.alloc(N * V),
+    probs = be.alloc(N * V),
+    dlogits = be.alloc(N * V);
   be.layerNormForward(y, mean, rstd, x, gain, gain, N, C);
   be.attentionForward(out, lse, qkv, B, T, C, NH);
   const probe = be.view(norm, 0, 1);
@@ -172,10 +206,15 @@ async function timeOps(be, { B, T, C, NH, V }, args) {
     ['crossEntropyForward', () => be.crossEntropyForward(losses, probs, logits, ids, N, V)],
     ['crossEntropyBackward', () => be.crossEntropyBackward(dlogits, probs, ids, 1 / N, N, V)],
     ['squaredNorm (wte)', () => be.squaredNorm(norm, wte)],
-    ['adamwUpdate (wte)', () => be.adamwUpdate(params, wte, m, v, { learningRate: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, step: 1 })],
+    [
+      'adamwUpdate (wte)',
+      () => be.adamwUpdate(params, wte, m, v, { learningRate: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, step: 1 }),
+    ],
   ];
   console.log(`adapter: ${be.adapterName}; B=${B} T=${T} C=${C} NH=${NH} V=${V}`);
-  console.log(`each time: median of ${args.trials} batches of ${args.reps} calls, ${args.warmup} warm-up batches, after 1 s of GPU warm-up`);
+  console.log(
+    `each time: median of ${args.trials} batches of ${args.reps} calls, ${args.warmup} warm-up batches, after 1 s of GPU warm-up`,
+  );
   console.log('');
   console.log('| op | ms per call |');
   console.log('|---|---:|');
@@ -217,7 +256,11 @@ async function main() {
     ours.upload(a, aData);
     ours.upload(b, bData);
     const probe = ours.view(c, 0, 1);
-    const oursMs = await timeBatches(() => ours.matmulForward(c, a, b, null, M, K, N), () => ours.download(probe), args);
+    const oursMs = await timeBatches(
+      () => ours.matmulForward(c, a, b, null, M, K, N),
+      () => ours.download(probe),
+      args,
+    );
     const oursResult = await ours.download(c);
     for (const t of [a, b, c]) ours.free(t);
 
@@ -258,9 +301,13 @@ async function main() {
   }
 
   console.log(`adapter: ${ours.adapterName}; tinygpt matmul block: ${args.matmulBlock}`);
-  console.log(`each time: median of ${args.trials} batches of ${args.reps} products, ${args.warmup} warm-up batches, after 1 s of GPU warm-up`);
+  console.log(
+    `each time: median of ${args.trials} batches of ${args.reps} products, ${args.warmup} warm-up batches, after 1 s of GPU warm-up`,
+  );
   console.log('');
-  console.log('| M x K x N | tinygpt ms | tfjs-webgpu ms | tinygpt GFLOP/s | tfjs GFLOP/s | tfjs time / tinygpt time | max abs diff / max abs | tinygpt error vs float64 |');
+  console.log(
+    '| M x K x N | tinygpt ms | tfjs-webgpu ms | tinygpt GFLOP/s | tfjs GFLOP/s | tfjs time / tinygpt time | max abs diff / max abs | tinygpt error vs float64 |',
+  );
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     console.log(

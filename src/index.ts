@@ -9,7 +9,16 @@ import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from 
 // ---- models ----
 export { createModel, GPT, type CreateModelOptions } from './model/gpt.js';
 export { validateConfig, ConfigError } from './model/config.js';
-export type { GPTConfig, GPTConfigInput, GPTModel, ParamEntry, ForwardOptions, ForwardResult, KVCache, BackendChoice } from './model/types.js';
+export type {
+  GPTConfig,
+  GPTConfigInput,
+  GPTModel,
+  ParamEntry,
+  ForwardOptions,
+  ForwardResult,
+  KVCache,
+  BackendChoice,
+} from './model/types.js';
 
 // ---- backends ----
 export { createBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
@@ -49,6 +58,7 @@ declare module './model/gpt.js' {
 }
 
 GPT.prototype.generate = function (this: GPT, prompt: Prompt, options: GenerateOptions = {}) {
-  const wantsSampling = options.temperature !== undefined || options.topK !== undefined || options.topP !== undefined || options.minP !== undefined;
+  const wantsSampling =
+    options.temperature !== undefined || options.topK !== undefined || options.topP !== undefined || options.minP !== undefined;
   return generate(this, prompt, { doSample: wantsSampling, ...options });
 };

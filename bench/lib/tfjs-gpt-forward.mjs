@@ -31,12 +31,18 @@ export function createTfjsGPTForward(tf, config, weights) {
   const blocks = Array.from({ length: L }, (_, i) => {
     const h = `h.${i}.`;
     return {
-      ln1g: param(h + 'ln_1.weight', [C], ones), ln1b: param(h + 'ln_1.bias', [C], zeros),
-      attnW: param(h + 'attn.c_attn.weight', [C, 3 * C], normal(0.02)), attnB: param(h + 'attn.c_attn.bias', [3 * C], zeros),
-      projW: param(h + 'attn.c_proj.weight', [C, C], normal(residualStd)), projB: param(h + 'attn.c_proj.bias', [C], zeros),
-      ln2g: param(h + 'ln_2.weight', [C], ones), ln2b: param(h + 'ln_2.bias', [C], zeros),
-      fcW: param(h + 'mlp.c_fc.weight', [C, F], normal(0.02)), fcB: param(h + 'mlp.c_fc.bias', [F], zeros),
-      fcProjW: param(h + 'mlp.c_proj.weight', [F, C], normal(residualStd)), fcProjB: param(h + 'mlp.c_proj.bias', [C], zeros),
+      ln1g: param(h + 'ln_1.weight', [C], ones),
+      ln1b: param(h + 'ln_1.bias', [C], zeros),
+      attnW: param(h + 'attn.c_attn.weight', [C, 3 * C], normal(0.02)),
+      attnB: param(h + 'attn.c_attn.bias', [3 * C], zeros),
+      projW: param(h + 'attn.c_proj.weight', [C, C], normal(residualStd)),
+      projB: param(h + 'attn.c_proj.bias', [C], zeros),
+      ln2g: param(h + 'ln_2.weight', [C], ones),
+      ln2b: param(h + 'ln_2.bias', [C], zeros),
+      fcW: param(h + 'mlp.c_fc.weight', [C, F], normal(0.02)),
+      fcB: param(h + 'mlp.c_fc.bias', [F], zeros),
+      fcProjW: param(h + 'mlp.c_proj.weight', [F, C], normal(residualStd)),
+      fcProjB: param(h + 'mlp.c_proj.bias', [C], zeros),
     };
   });
   const lnfg = param('ln_f.weight', [C], ones);

@@ -29,7 +29,8 @@ export function createTfjsGPT(tf, config, optim = {}, style = {}) {
   if (products !== 'explicit-transposes' && products !== 'transpose-flags') {
     throw new Error(`createTfjsGPT: style.products must be 'explicit-transposes' or 'transpose-flags', got ${products}`);
   }
-  if (embedding !== 'one-hot' && embedding !== 'gather') throw new Error(`createTfjsGPT: style.embedding must be 'one-hot' or 'gather', got ${embedding}`);
+  if (embedding !== 'one-hot' && embedding !== 'gather')
+    throw new Error(`createTfjsGPT: style.embedding must be 'one-hot' or 'gather', got ${embedding}`);
   const flags = products === 'transpose-flags';
   const { vocabSize: V, maxSeqLen: maxT, dModel: C, nLayers: L, nHeads: NH } = config;
   const F = config.dFF ?? 4 * C;
@@ -43,12 +44,18 @@ export function createTfjsGPT(tf, config, optim = {}, style = {}) {
   const wte = normal([V, C]);
   const wpe = normal([maxT, C]);
   const blocks = Array.from({ length: L }, () => ({
-    ln1g: ones(C), ln1b: zeros(C),
-    attnW: normal([C, 3 * C]), attnB: zeros(3 * C),
-    projW: normal([C, C], residualStd), projB: zeros(C),
-    ln2g: ones(C), ln2b: zeros(C),
-    fcW: normal([C, F]), fcB: zeros(F),
-    fcProjW: normal([F, C], residualStd), fcProjB: zeros(C),
+    ln1g: ones(C),
+    ln1b: zeros(C),
+    attnW: normal([C, 3 * C]),
+    attnB: zeros(3 * C),
+    projW: normal([C, C], residualStd),
+    projB: zeros(C),
+    ln2g: ones(C),
+    ln2b: zeros(C),
+    fcW: normal([C, F]),
+    fcB: zeros(F),
+    fcProjW: normal([F, C], residualStd),
+    fcProjB: zeros(C),
   }));
   const lnfg = ones(C);
   const lnfb = zeros(C);
@@ -59,24 +66,22 @@ export function createTfjsGPT(tf, config, optim = {}, style = {}) {
   const geluScale = Math.sqrt(2 / Math.PI);
 
   // a[M,K] @ b[K,N]; with explicit transposes, the gradients dy @ b^T and a^T @ dy materialise them
-  const matmul =
-    flags
-      ? (a, b) => tf.matMul(a, b)
-      : tf.customGrad((a, b, save) => {
-          save([a, b]);
-          return { value: tf.matMul(a, b), gradFunc: (dy, [sa, sb]) => [tf.matMul(dy, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy)] };
-        });
+  const matmul = flags
+    ? (a, b) => tf.matMul(a, b)
+    : tf.customGrad((a, b, save) => {
+        save([a, b]);
+        return { value: tf.matMul(a, b), gradFunc: (dy, [sa, sb]) => [tf.matMul(dy, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy)] };
+      });
   // batched a[G,M,K] @ b[G,K,N], the same way
-  const batchedMatmul =
-    flags
-      ? (a, b) => tf.matMul(a, b)
-      : tf.customGrad((a, b, save) => {
-          save([a, b]);
-          return {
-            value: tf.matMul(a, b),
-            gradFunc: (dy, [sa, sb]) => [tf.matMul(dy, tf.transpose(sb, [0, 2, 1])), tf.matMul(tf.transpose(sa, [0, 2, 1]), dy)],
-          };
-        });
+  const batchedMatmul = flags
+    ? (a, b) => tf.matMul(a, b)
+    : tf.customGrad((a, b, save) => {
+        save([a, b]);
+        return {
+          value: tf.matMul(a, b),
+          gradFunc: (dy, [sa, sb]) => [tf.matMul(dy, tf.transpose(sb, [0, 2, 1])), tf.matMul(tf.transpose(sa, [0, 2, 1]), dy)],
+        };
+      });
   // a @ b^T: q[G,T,HS] k[G,T,HS]^T in attention, x[N,C] wte[V,C]^T in the tied head
   const matmulTransposedB = (a, b) => {
     if (flags) return tf.matMul(a, b, false, true);
@@ -102,7 +107,9 @@ export function createTfjsGPT(tf, config, optim = {}, style = {}) {
       const h = layerNorm(x, p.ln1g, p.ln1b);
       const qkv = linear(h, p.attnW, p.attnB); // [N, 3C]
       // [B*NH, T, HS] each
-      const [q, k, v] = tf.split(qkv, 3, 1).map((t) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, NH, HS]), [0, 2, 1, 3]), [B * NH, T, HS]));
+      const [q, k, v] = tf
+        .split(qkv, 3, 1)
+        .map((t) => tf.reshape(tf.transpose(tf.reshape(t, [B, T, NH, HS]), [0, 2, 1, 3]), [B * NH, T, HS]));
       const scores = tf.add(tf.mul(matmulTransposedB(q, k), 1 / Math.sqrt(HS)), mask); // [B*NH, T, T]
       const y = batchedMatmul(tf.softmax(scores), v); // [B*NH, T, HS]
       const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, NH, T, HS]), [0, 2, 1, 3]), [N, C]);
@@ -131,12 +138,18 @@ export function createTfjsGPT(tf, config, optim = {}, style = {}) {
     const named = { 'wte.weight': wte, 'wpe.weight': wpe, 'ln_f.weight': lnfg, 'ln_f.bias': lnfb };
     blocks.forEach((p, i) => {
       Object.assign(named, {
-        [`h.${i}.ln_1.weight`]: p.ln1g, [`h.${i}.ln_1.bias`]: p.ln1b,
-        [`h.${i}.attn.c_attn.weight`]: p.attnW, [`h.${i}.attn.c_attn.bias`]: p.attnB,
-        [`h.${i}.attn.c_proj.weight`]: p.projW, [`h.${i}.attn.c_proj.bias`]: p.projB,
-        [`h.${i}.ln_2.weight`]: p.ln2g, [`h.${i}.ln_2.bias`]: p.ln2b,
-        [`h.${i}.mlp.c_fc.weight`]: p.fcW, [`h.${i}.mlp.c_fc.bias`]: p.fcB,
-        [`h.${i}.mlp.c_proj.weight`]: p.fcProjW, [`h.${i}.mlp.c_proj.bias`]: p.fcProjB,
+        [`h.${i}.ln_1.weight`]: p.ln1g,
+        [`h.${i}.ln_1.bias`]: p.ln1b,
+        [`h.${i}.attn.c_attn.weight`]: p.attnW,
+        [`h.${i}.attn.c_attn.bias`]: p.attnB,
+        [`h.${i}.attn.c_proj.weight`]: p.projW,
+        [`h.${i}.attn.c_proj.bias`]: p.projB,
+        [`h.${i}.ln_2.weight`]: p.ln2g,
+        [`h.${i}.ln_2.bias`]: p.ln2b,
+        [`h.${i}.mlp.c_fc.weight`]: p.fcW,
+        [`h.${i}.mlp.c_fc.bias`]: p.fcB,
+        [`h.${i}.mlp.c_proj.weight`]: p.fcProjW,
+        [`h.${i}.mlp.c_proj.bias`]: p.fcProjB,
       });
     });
     return named;

@@ -149,7 +149,11 @@ const chart = {
     line(trainPoints, '#bfd3fb', 1);
     // exponential moving average: the trend through the noise of single batches
     let ema = null;
-    line(trainPoints.map(([s, l]) => [s, (ema = ema === null ? l : 0.9 * ema + 0.1 * l)]), '#2563eb', 2);
+    line(
+      trainPoints.map(([s, l]) => [s, (ema = ema === null ? l : 0.9 * ema + 0.1 * l)]),
+      '#2563eb',
+      2,
+    );
     line(this.val, '#ea580c', 2);
     ctx.fillStyle = '#ea580c';
     for (const [s, l] of this.val) ctx.fillRect(x(s) - 2.5, y(l) - 2.5, 5, 5);
@@ -189,7 +193,9 @@ async function trainOnText() {
   const tokenizer = CharTokenizer.train(text);
   const ids = tokenizer.encode(text);
   if (ids.length < 2 * (seqLen + 1)) {
-    throw new RangeError(`the training text must hold at least ${2 * (seqLen + 1)} characters for a context of ${seqLen}, got ${ids.length}`);
+    throw new RangeError(
+      `the training text must hold at least ${2 * (seqLen + 1)} characters for a context of ${seqLen}, got ${ids.length}`,
+    );
   }
   // the last tenth is held out for validation when it can fill at least one window
   const valStart = Math.floor(ids.length * 0.9);
@@ -211,7 +217,17 @@ async function trainOnText() {
   showBackend(model, notices);
 
   const evalInterval = Math.max(1, Math.round(steps / 20));
-  const trainer = await Trainer.create(model, { data, valData, steps, batchSize, seqLen, learningRate, seed, evalInterval, evalBatches: 8 });
+  const trainer = await Trainer.create(model, {
+    data,
+    valData,
+    steps,
+    batchSize,
+    seqLen,
+    learningRate,
+    seed,
+    evalInterval,
+    evalBatches: 8,
+  });
   const controller = new AbortController();
   state.running = controller;
   chart.reset(steps);
@@ -335,10 +351,13 @@ function guarded(action) {
 $('train').addEventListener('click', guarded(trainOnText));
 $('generate').addEventListener('click', guarded(sample));
 $('save').addEventListener('click', guarded(saveModelFile));
-$('load').addEventListener('change', guarded(async (event) => {
-  const file = event.target.files?.[0];
-  if (file) await loadModelFile(file);
-}));
+$('load').addEventListener(
+  'change',
+  guarded(async (event) => {
+    const file = event.target.files?.[0];
+    if (file) await loadModelFile(file);
+  }),
+);
 for (const id of ['stop-training', 'stop-generating']) $(id).addEventListener('click', () => state.running?.abort());
 window.addEventListener('resize', () => chart.requestDraw());
 

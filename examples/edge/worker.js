@@ -100,7 +100,8 @@ function planRequest(body, tokenizer) {
   for (const name of OPTION_NAMES) {
     const value = body[name];
     if (value === undefined) continue;
-    if (name !== 'stop' && (typeof value !== 'number' || Number.isNaN(value))) throw new BadRequest(`${name} must be a number, got ${JSON.stringify(value)}`);
+    if (name !== 'stop' && (typeof value !== 'number' || Number.isNaN(value)))
+      throw new BadRequest(`${name} must be a number, got ${JSON.stringify(value)}`);
     if (INTEGER_OPTIONS.has(name) && !Number.isInteger(value)) throw new BadRequest(`${name} must be an integer, got ${value}`);
     options[name] = value;
   }
@@ -141,7 +142,12 @@ export default {
     try {
       if (url.pathname === '/info') {
         const { model, tokenizer } = await loadOnce(env);
-        return json({ config: model.config, backend: model.backendName, parameters: model.numParameters(), tokenizer: tokenizer?.kind ?? null });
+        return json({
+          config: model.config,
+          backend: model.backendName,
+          parameters: model.numParameters(),
+          tokenizer: tokenizer?.kind ?? null,
+        });
       }
       if (url.pathname !== '/generate') {
         return json({ error: `no route ${url.pathname}: use /generate (GET with query parameters, or POST JSON) or /info` }, 404);

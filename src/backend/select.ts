@@ -39,7 +39,12 @@ async function create(name: BackendName, options: SelectOptions): Promise<Backen
     }
     case 'wasm': {
       const { createWasmBackend } = await import('./wasm/index.js');
-      return createWasmBackend({ module: options.wasmModule ?? defaultWasmModule, url: options.wasmUrl, threads: options.wasmThreads, onNotice: options.onNotice });
+      return createWasmBackend({
+        module: options.wasmModule ?? defaultWasmModule,
+        url: options.wasmUrl,
+        threads: options.wasmThreads,
+        onNotice: options.onNotice,
+      });
     }
     case 'webgpu': {
       const { createWebGPUBackend } = await import('./webgpu/index.js');

@@ -37,7 +37,7 @@ const TRAIN_OPTIONS = {
   out: { type: 'string', help: 'where to save the model (default model.safetensors)' },
   tokenizer: { type: 'string', help: "'char' (default), 'bpe' (trained on the data) or 'gpt2'" },
   'vocab-size': { type: 'string', help: 'BPE vocabulary size when --tokenizer bpe (default 1024)' },
-  'gpt2-vocab': { type: 'string', help: "GPT-2 encoder.json (vocab.json) for --tokenizer gpt2" },
+  'gpt2-vocab': { type: 'string', help: 'GPT-2 encoder.json (vocab.json) for --tokenizer gpt2' },
   'gpt2-merges': { type: 'string', help: 'GPT-2 vocab.bpe (merges.txt) for --tokenizer gpt2' },
   lines: { type: 'boolean', help: 'treat each line as its own sequence (names, short texts), padded' },
   'd-model': { type: 'string', help: 'model width (default 128)' },
@@ -107,7 +107,13 @@ Run \`tinygpt <command> --help\` for the options of each command.
 
 class UsageError extends Error {}
 
-function num(values: Values, name: string, fallback: number, check: (x: number) => boolean = Number.isFinite, allowed = 'a number'): number {
+function num(
+  values: Values,
+  name: string,
+  fallback: number,
+  check: (x: number) => boolean = Number.isFinite,
+  allowed = 'a number',
+): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const x = Number(raw);
@@ -118,7 +124,9 @@ function num(values: Values, name: string, fallback: number, check: (x: number) 
 const positiveInt = (x: number) => Number.isInteger(x) && x > 0;
 
 function threadsOption(values: Values): number | 'auto' {
-  return str(values, 'threads') === undefined || str(values, 'threads') === 'auto' ? 'auto' : num(values, 'threads', 1, positiveInt, "'auto' or a positive integer");
+  return str(values, 'threads') === undefined || str(values, 'threads') === 'auto'
+    ? 'auto'
+    : num(values, 'threads', 1, positiveInt, "'auto' or a positive integer");
 }
 
 async function buildTokenizer(values: Values, text: string): Promise<Tokenizer> {
@@ -131,8 +139,12 @@ async function buildTokenizer(values: Values, text: string): Promise<Tokenizer> 
       return BPETokenizer.train(text, { vocabSize, specialTokens: ['<|endoftext|>'] });
     }
     case 'gpt2': {
-      if (!values['gpt2-vocab'] || !values['gpt2-merges']) throw new UsageError('--tokenizer gpt2 needs --gpt2-vocab encoder.json and --gpt2-merges vocab.bpe');
-      const [vocab, merges] = await Promise.all([readFile(str(values, 'gpt2-vocab')!, 'utf8'), readFile(str(values, 'gpt2-merges')!, 'utf8')]);
+      if (!values['gpt2-vocab'] || !values['gpt2-merges'])
+        throw new UsageError('--tokenizer gpt2 needs --gpt2-vocab encoder.json and --gpt2-merges vocab.bpe');
+      const [vocab, merges] = await Promise.all([
+        readFile(str(values, 'gpt2-vocab')!, 'utf8'),
+        readFile(str(values, 'gpt2-merges')!, 'utf8'),
+      ]);
       return BPETokenizer.fromGPT2(vocab, merges);
     }
     default:
@@ -175,18 +187,23 @@ async function trainCommand(argv: string[]): Promise<void> {
     data = { data: ids.subarray(0, cut), valData: ids.subarray(cut) };
   }
 
-  const model = await createModel({
-    vocabSize: tokenizer.vocabSize,
-    maxSeqLen: seqLen,
-    dModel: num(values, 'd-model', 128, positiveInt, 'a positive integer'),
-    nLayers: num(values, 'layers', 4, positiveInt, 'a positive integer'),
-    nHeads: num(values, 'heads', 4, positiveInt, 'a positive integer'),
-    dropout: num(values, 'dropout', 0.1, (x) => x >= 0 && x < 1, 'in [0, 1)'),
-    seed,
-    backend: (str(values, 'backend') ?? 'auto') as BackendChoice,
-  }, { wasmThreads: threadsOption(values) });
+  const model = await createModel(
+    {
+      vocabSize: tokenizer.vocabSize,
+      maxSeqLen: seqLen,
+      dModel: num(values, 'd-model', 128, positiveInt, 'a positive integer'),
+      nLayers: num(values, 'layers', 4, positiveInt, 'a positive integer'),
+      nHeads: num(values, 'heads', 4, positiveInt, 'a positive integer'),
+      dropout: num(values, 'dropout', 0.1, (x) => x >= 0 && x < 1, 'in [0, 1)'),
+      seed,
+      backend: (str(values, 'backend') ?? 'auto') as BackendChoice,
+    },
+    { wasmThreads: threadsOption(values) },
+  );
   const threads = (model.backend as { threads?: number }).threads;
-  process.stderr.write(`model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}\n`);
+  process.stderr.write(
+    `model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}\n`,
+  );
 
   const bar = new ProgressBar();
   const abort = new AbortController();
@@ -212,7 +229,15 @@ async function trainCommand(argv: string[]): Promise<void> {
     resumeFrom: str(values, 'resume'),
     seed,
     signal: abort.signal,
-    onStep: (m) => bar.update({ step: m.step, totalSteps: steps, loss: m.trainLoss, learningRate: m.learningRate, tokensPerSecond: m.tokensPerSecond, elapsedMs: m.elapsedMs }),
+    onStep: (m) =>
+      bar.update({
+        step: m.step,
+        totalSteps: steps,
+        loss: m.trainLoss,
+        learningRate: m.learningRate,
+        tokensPerSecond: m.tokensPerSecond,
+        elapsedMs: m.elapsedMs,
+      }),
     onEval: (m) => bar.log(`step ${m.step}: val loss ${m.valLoss!.toFixed(4)}, perplexity ${m.valPerplexity!.toFixed(2)}`),
     onDeviceLost,
     onBackendChange: (change) => bar.log(`${change.reason}: going on on ${change.to} from step ${change.resumedFromStep}`),
@@ -230,7 +255,7 @@ async function trainCommand(argv: string[]): Promise<void> {
   );
   process.stdout.write(
     `${result.stopped === 'aborted' ? 'stopped early' : 'done'} after ${result.steps} steps in ${formatDuration(performance.now() - started)}: ` +
-      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss?.toFixed(4) ?? "n/a"}; saved ${out}\n`,
+      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss?.toFixed(4) ?? 'n/a'}; saved ${out}\n`,
   );
 
   const samples = num(values, 'samples', 5, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
@@ -239,7 +264,14 @@ async function trainCommand(argv: string[]): Promise<void> {
     const start = eos !== undefined ? [eos] : tokenizer.encode(text.slice(0, 1));
     for (let i = 0; i < samples; i++) {
       let line = '';
-      for await (const piece of generateStream(model, start, { tokenizer, maxNewTokens: values.lines ? seqLen - 1 : 200, doSample: true, temperature: 0.8, seed: seed + i, eosTokenId: eos })) {
+      for await (const piece of generateStream(model, start, {
+        tokenizer,
+        maxNewTokens: values.lines ? seqLen - 1 : 200,
+        doSample: true,
+        temperature: 0.8,
+        seed: seed + i,
+        eosTokenId: eos,
+      })) {
         line += piece.text ?? '';
       }
       process.stdout.write(`  ${line.trim()}\n`);

@@ -37,7 +37,11 @@ export interface StreamToken {
  */
 export function generate(model: GPTModel, prompt: Prompt, options?: GenerateOptions & { numReturnSequences?: 1 }): Promise<GenerateResult>;
 export function generate(model: GPTModel, prompt: Prompt, options?: GenerateOptions): Promise<GenerateResult | GenerateSequences>;
-export async function generate(model: GPTModel, prompt: Prompt, options: GenerateOptions = {}): Promise<GenerateResult | GenerateSequences> {
+export async function generate(
+  model: GPTModel,
+  prompt: Prompt,
+  options: GenerateOptions = {},
+): Promise<GenerateResult | GenerateSequences> {
   const plan = planGeneration(model, prompt, options);
   const results = plan.numBeams > 1 ? await beamResults(model, plan) : await sampledResults(model, plan);
   return plan.numReturnSequences > 1 ? { sequences: results } : results[0];
@@ -50,7 +54,8 @@ export async function generate(model: GPTModel, prompt: Prompt, options: Generat
 export function generateStream(model: GPTModel, prompt: Prompt, options: GenerateOptions = {}): AsyncIterable<StreamToken> {
   const plan = planGeneration(model, prompt, options);
   if (plan.numBeams > 1) throw new RangeError(`generateStream streams one sequence: numBeams must be 1, got ${plan.numBeams}`);
-  if (plan.numReturnSequences > 1) throw new RangeError(`generateStream streams one sequence: numReturnSequences must be 1, got ${plan.numReturnSequences}`);
+  if (plan.numReturnSequences > 1)
+    throw new RangeError(`generateStream streams one sequence: numReturnSequences must be 1, got ${plan.numReturnSequences}`);
   return streamTokens(model, plan);
 }
 
@@ -128,7 +133,10 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number):
       }
       if (states.every((s) => s.done)) break;
       throwIfAborted(plan.signal);
-      logits = await window.step(fed, states.map((s) => s.history));
+      logits = await window.step(
+        fed,
+        states.map((s) => s.history),
+      );
     }
   } finally {
     window.free();
@@ -137,7 +145,12 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number):
 
 async function sampledResults(model: GPTModel, plan: GenerationPlan): Promise<GenerateResult[]> {
   const rows = plan.numReturnSequences;
-  const results = Array.from({ length: rows }, () => ({ ids: [] as number[], logprobs: [] as number[], text: '', finishReason: 'length' as FinishReason }));
+  const results = Array.from({ length: rows }, () => ({
+    ids: [] as number[],
+    logprobs: [] as number[],
+    text: '',
+    finishReason: 'length' as FinishReason,
+  }));
   for await (const event of decodeRows(model, plan, rows)) {
     const result = results[event.row];
     result.ids.push(event.id);

@@ -103,9 +103,26 @@ export interface GenerationPlan {
 }
 
 const KNOWN_OPTIONS = new Set<string>([
-  'tokenizer', 'maxNewTokens', 'minNewTokens', 'doSample', 'temperature', 'topK', 'topP', 'minP',
-  'repetitionPenalty', 'noRepeatNgramSize', 'numBeams', 'lengthPenalty', 'earlyStopping',
-  'numReturnSequences', 'eosTokenId', 'bosTokenId', 'stop', 'seed', 'signal', 'returnLogprobs',
+  'tokenizer',
+  'maxNewTokens',
+  'minNewTokens',
+  'doSample',
+  'temperature',
+  'topK',
+  'topP',
+  'minP',
+  'repetitionPenalty',
+  'noRepeatNgramSize',
+  'numBeams',
+  'lengthPenalty',
+  'earlyStopping',
+  'numReturnSequences',
+  'eosTokenId',
+  'bosTokenId',
+  'stop',
+  'seed',
+  'signal',
+  'returnLogprobs',
 ]);
 
 function bad(name: string, value: unknown, allowed: string): never {
@@ -154,7 +171,13 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   const topK = integerOption('topK', options.topK, 0, 0);
   const topP = numberOption('topP', options.topP, 1, (v) => v > 0 && v <= 1, 'in (0, 1]');
   const minP = numberOption('minP', options.minP, 0, (v) => v >= 0 && v <= 1, 'in [0, 1]');
-  const repetitionPenalty = numberOption('repetitionPenalty', options.repetitionPenalty, 1, (v) => Number.isFinite(v) && v > 0, 'a finite number > 0');
+  const repetitionPenalty = numberOption(
+    'repetitionPenalty',
+    options.repetitionPenalty,
+    1,
+    (v) => Number.isFinite(v) && v > 0,
+    'a finite number > 0',
+  );
   const noRepeatNgramSize = integerOption('noRepeatNgramSize', options.noRepeatNgramSize, 0, 0);
   const numBeams = integerOption('numBeams', options.numBeams, 1, 1);
   const lengthPenalty = numberOption('lengthPenalty', options.lengthPenalty, 1, Number.isFinite, 'a finite number');
@@ -163,14 +186,19 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   const returnLogprobs = booleanOption('returnLogprobs', options.returnLogprobs, false);
 
   if (numBeams > 1 && doSample) throw new RangeError('doSample with numBeams > 1 (beam sampling) is not supported: use one or the other');
-  if (numBeams > 1 && numReturnSequences > numBeams) bad('numReturnSequences', numReturnSequences, `an integer in [1, numBeams = ${numBeams}]`);
+  if (numBeams > 1 && numReturnSequences > numBeams)
+    bad('numReturnSequences', numReturnSequences, `an integer in [1, numBeams = ${numBeams}]`);
   if (numBeams === 1 && !doSample && numReturnSequences > 1) {
-    throw new RangeError(`numReturnSequences = ${numReturnSequences} needs doSample: true or numBeams >= numReturnSequences (greedy gives one sequence)`);
+    throw new RangeError(
+      `numReturnSequences = ${numReturnSequences} needs doSample: true or numBeams >= numReturnSequences (greedy gives one sequence)`,
+    );
   }
 
   let eosTokenId: number | null = null;
-  if (options.eosTokenId !== undefined && options.eosTokenId !== null) eosTokenId = tokenIdOption('eosTokenId', options.eosTokenId, vocabSize);
-  else if (options.eosTokenId === undefined && tokenizer?.eosTokenId !== undefined) eosTokenId = tokenIdOption('tokenizer.eosTokenId', tokenizer.eosTokenId, vocabSize);
+  if (options.eosTokenId !== undefined && options.eosTokenId !== null)
+    eosTokenId = tokenIdOption('eosTokenId', options.eosTokenId, vocabSize);
+  else if (options.eosTokenId === undefined && tokenizer?.eosTokenId !== undefined)
+    eosTokenId = tokenIdOption('tokenizer.eosTokenId', tokenizer.eosTokenId, vocabSize);
 
   let stops: string[] = [];
   if (options.stop !== undefined) {

@@ -27,11 +27,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
 }
 
 /** saveModel, written atomically to `path`. */
-export async function saveModelFile(
-  path: string,
-  model: GPTModel,
-  options: SaveModelOptions & WriteFileAtomicOptions = {},
-): Promise<void> {
+export async function saveModelFile(path: string, model: GPTModel, options: SaveModelOptions & WriteFileAtomicOptions = {}): Promise<void> {
   await writeFileAtomic(path, await saveModel(model, options), options);
 }
 

@@ -14,21 +14,7 @@
 import { ModelFileError } from './errors.js';
 
 export type SafetensorsDType =
-  | 'F64'
-  | 'F32'
-  | 'F16'
-  | 'BF16'
-  | 'I64'
-  | 'I32'
-  | 'I16'
-  | 'I8'
-  | 'U64'
-  | 'U32'
-  | 'U16'
-  | 'U8'
-  | 'BOOL'
-  | 'F8_E4M3'
-  | 'F8_E5M2';
+  'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
 
 /** The typed array each dtype decodes to. F16/BF16 come back as raw bits (see `tensorToFloat32`). */
 export interface DTypeArrays {
@@ -181,7 +167,21 @@ function describeShape(shape: readonly unknown[]): string {
  * of these to the first, so wider types come first and every tensor is aligned for its type.
  */
 const DTYPE_RANK: readonly SafetensorsDType[] = [
-  'BOOL', 'U8', 'I8', 'F8_E5M2', 'F8_E4M3', 'I16', 'U16', 'F16', 'BF16', 'I32', 'U32', 'F32', 'F64', 'I64', 'U64',
+  'BOOL',
+  'U8',
+  'I8',
+  'F8_E5M2',
+  'F8_E4M3',
+  'I16',
+  'U16',
+  'F16',
+  'BF16',
+  'I32',
+  'U32',
+  'F32',
+  'F64',
+  'I64',
+  'U64',
 ];
 
 /** Compares by Unicode code point, which is the UTF-8 byte order the reference implementation uses. */
@@ -195,7 +195,7 @@ function compareCodePoints(a: string, b: string): number {
     i += ca > 0xffff ? 2 : 1;
     j += cb > 0xffff ? 2 : 1;
   }
-  return (a.length - i) - (b.length - j);
+  return a.length - i - (b.length - j);
 }
 
 /** Deterministic layout, the same as the reference writer's: dtype rank descending, then name. */
@@ -269,10 +269,7 @@ function tensorBytes(name: string, tensor: TensorInput, count: number): Uint8Arr
  * writer lays them out (widest dtype first, then by name), `__metadata__` comes first with sorted
  * keys, and the header is padded with spaces so the data buffer starts 8-byte aligned.
  */
-export function encodeSafetensors(
-  tensors: Record<string, TensorInput>,
-  metadata?: Record<string, string>,
-): Uint8Array<ArrayBuffer> {
+export function encodeSafetensors(tensors: Record<string, TensorInput>, metadata?: Record<string, string>): Uint8Array<ArrayBuffer> {
   if (tensors === null || typeof tensors !== 'object') {
     throw new SafetensorsError(`tensors must be an object mapping names to tensors, got ${describe(tensors)}`);
   }
@@ -358,7 +355,10 @@ function parseOffsets(name: string, value: unknown, dataLength: number): [number
     throw new SafetensorsError(`${where}: data_offsets must be [begin, end], got ${describe(value)}`);
   }
   const [begin, end] = value as unknown[];
-  for (const [label, v] of [['begin', begin], ['end', end]] as const) {
+  for (const [label, v] of [
+    ['begin', begin],
+    ['end', end],
+  ] as const) {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
       throw new SafetensorsError(`${where}: data_offsets ${label} is ${describe(v)}; must be a non-negative safe integer`);
     }

@@ -246,7 +246,10 @@ export class GPT implements GPTModel {
   private flattenParameters(caller: string, record: Record<string, Float32Array>): Float32Array {
     if (record === null || typeof record !== 'object') throw new TypeError(`${caller}: expected a record of name -> Float32Array`);
     const missing = this.paramLayout.filter((e) => !(e.name in record)).map((e) => e.name);
-    if (missing.length) throw new RangeError(`${caller}: missing ${missing.length} parameter(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`);
+    if (missing.length)
+      throw new RangeError(
+        `${caller}: missing ${missing.length} parameter(s): ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}`,
+      );
     const unknown = Object.keys(record).filter((k) => !this.byName.has(k));
     if (unknown.length) throw new RangeError(`${caller}: unknown parameter name(s): ${unknown.slice(0, 8).join(', ')}`);
     const flat = new Float32Array(this.layoutInfo.totalLength);
@@ -276,13 +279,25 @@ export class GPT implements GPTModel {
     if (target === this.currentBackend) throw new Error('moveToBackend: the model is already on this backend instance');
     const backend =
       typeof target === 'string'
-        ? await createBackend(target, { ...this.creationOptions, requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo), largestTensorLength: largestParameter(this.layoutInfo) })
+        ? await createBackend(target, {
+            ...this.creationOptions,
+            requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo),
+            largestTensorLength: largestParameter(this.layoutInfo),
+          })
         : target;
     let params: Tensor, grads: Tensor, wteT: Tensor;
     try {
-      params = backend.alloc(this.layoutInfo.totalLength, 'f32', this.layoutInfo.entries.map((entry) => entry.offset));
+      params = backend.alloc(
+        this.layoutInfo.totalLength,
+        'f32',
+        this.layoutInfo.entries.map((entry) => entry.offset),
+      );
       backend.upload(params, flat);
-      grads = backend.alloc(this.layoutInfo.totalLength, 'f32', this.layoutInfo.entries.map((entry) => entry.offset));
+      grads = backend.alloc(
+        this.layoutInfo.totalLength,
+        'f32',
+        this.layoutInfo.entries.map((entry) => entry.offset),
+      );
       wteT = backend.alloc(this.config.vocabSize * this.config.dModel, 'f32', this.config.vocabSize);
     } catch (err) {
       // the model stays where it was; a backend made here for the move goes
@@ -392,7 +407,8 @@ export class GPT implements GPTModel {
     const ws = this.workspace;
     if (!ws) return;
     for (const layer of ws.layers) for (const t of Object.values(layer)) this.backend.free(t);
-    for (const [key, t] of Object.entries(ws)) if (key !== 'layers' && key !== 'capacity' && key !== 'seqLen') this.backend.free(t as Tensor);
+    for (const [key, t] of Object.entries(ws))
+      if (key !== 'layers' && key !== 'capacity' && key !== 'seqLen') this.backend.free(t as Tensor);
     this.workspace = null;
   }
 
@@ -405,16 +421,20 @@ export class GPT implements GPTModel {
     this.checkAlive();
     const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
     if (!(inputs instanceof Int32Array)) throw new TypeError('forward: inputs must be an Int32Array of token ids');
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`forward: batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new RangeError(`forward: batchSize must be a positive integer, got ${batchSize}`);
     if (inputs.length === 0 || inputs.length % batchSize !== 0) {
-      throw new RangeError(`forward: inputs.length (${inputs.length}) must be a positive multiple of batchSize (${batchSize}): inputs are [batchSize, T]`);
+      throw new RangeError(
+        `forward: inputs.length (${inputs.length}) must be a positive multiple of batchSize (${batchSize}): inputs are [batchSize, T]`,
+      );
     }
     const B = batchSize;
     const T = inputs.length / B;
     if (T > maxSeqLen) throw new RangeError(`forward: sequence length T = ${T} exceeds config.maxSeqLen = ${maxSeqLen}`);
     if (targets !== null) {
       if (!(targets instanceof Int32Array)) throw new TypeError('forward: targets must be an Int32Array or null');
-      if (targets.length !== inputs.length) throw new RangeError(`forward: targets.length (${targets.length}) must equal inputs.length (${inputs.length})`);
+      if (targets.length !== inputs.length)
+        throw new RangeError(`forward: targets.length (${targets.length}) must equal inputs.length (${inputs.length})`);
       this.checkIds('targets', targets, true);
     }
     this.checkIds('inputs', inputs, false);
@@ -448,13 +468,31 @@ export class GPT implements GPTModel {
       const ln2 = rows(acts.ln2, C);
       const fch = rows(acts.fch, F);
       const fchGelu = rows(acts.fchGelu, F);
-      b.layerNormForward(ln1, rows(acts.ln1Mean, 1), rows(acts.ln1Rstd, 1), layerResidual, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C);
+      b.layerNormForward(
+        ln1,
+        rows(acts.ln1Mean, 1),
+        rows(acts.ln1Rstd, 1),
+        layerResidual,
+        this.p(h + 'ln_1.weight'),
+        this.p(h + 'ln_1.bias'),
+        N,
+        C,
+      );
       b.matmulForward(qkv, ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
       b.attentionForward(atty, rows(acts.lse, NH), qkv, B, T, C, NH);
       b.matmulForward(proj, atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
       if (training) b.dropoutForward(proj, proj, N * C, p, this.dropoutSeed(step, 1 + 2 * l));
       b.residualForward(residual2, layerResidual, proj, N * C);
-      b.layerNormForward(ln2, rows(acts.ln2Mean, 1), rows(acts.ln2Rstd, 1), residual2, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C);
+      b.layerNormForward(
+        ln2,
+        rows(acts.ln2Mean, 1),
+        rows(acts.ln2Rstd, 1),
+        residual2,
+        this.p(h + 'ln_2.weight'),
+        this.p(h + 'ln_2.bias'),
+        N,
+        C,
+      );
       b.matmulForward(fch, ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, F);
       b.geluForward(fchGelu, fch, N * F);
       b.matmulForward(proj, fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, F, C);
@@ -518,7 +556,18 @@ export class GPT implements GPTModel {
     const dres = rows(ws.dres, C);
     b.zero(dres);
     const lastResidual = rows(ws.residualOut, C);
-    b.layerNormBackward(dres, this.g('ln_f.weight'), this.g('ln_f.bias'), dlnf, lastResidual, this.p('ln_f.weight'), rows(ws.lnfMean, 1), rows(ws.lnfRstd, 1), N, C);
+    b.layerNormBackward(
+      dres,
+      this.g('ln_f.weight'),
+      this.g('ln_f.bias'),
+      dlnf,
+      lastResidual,
+      this.p('ln_f.weight'),
+      rows(ws.lnfMean, 1),
+      rows(ws.lnfRstd, 1),
+      N,
+      C,
+    );
 
     const dropoutGrad = (seed: number): Tensor => {
       if (!training) return dres;
@@ -535,27 +584,89 @@ export class GPT implements GPTModel {
       const dproj = dropoutGrad(this.dropoutSeed(step, 2 + 2 * l));
       const dfchGelu = rows(ws.dF, F);
       b.zero(dfchGelu);
-      b.matmulBackward(dfchGelu, this.g(h + 'mlp.c_proj.weight'), this.g(h + 'mlp.c_proj.bias'), dproj, rows(acts.fchGelu, F), this.p(h + 'mlp.c_proj.weight'), N, F, C);
+      b.matmulBackward(
+        dfchGelu,
+        this.g(h + 'mlp.c_proj.weight'),
+        this.g(h + 'mlp.c_proj.bias'),
+        dproj,
+        rows(acts.fchGelu, F),
+        this.p(h + 'mlp.c_proj.weight'),
+        N,
+        F,
+        C,
+      );
       const dfch = rows(ws.dF2, F);
       b.zero(dfch);
       b.geluBackward(dfch, rows(acts.fch, F), dfchGelu, N * F);
       const dln2 = rows(ws.dC, C);
       b.zero(dln2);
-      b.matmulBackward(dln2, this.g(h + 'mlp.c_fc.weight'), this.g(h + 'mlp.c_fc.bias'), dfch, rows(acts.ln2, C), this.p(h + 'mlp.c_fc.weight'), N, C, F);
-      b.layerNormBackward(dres, this.g(h + 'ln_2.weight'), this.g(h + 'ln_2.bias'), dln2, rows(acts.residual2, C), this.p(h + 'ln_2.weight'), rows(acts.ln2Mean, 1), rows(acts.ln2Rstd, 1), N, C);
+      b.matmulBackward(
+        dln2,
+        this.g(h + 'mlp.c_fc.weight'),
+        this.g(h + 'mlp.c_fc.bias'),
+        dfch,
+        rows(acts.ln2, C),
+        this.p(h + 'mlp.c_fc.weight'),
+        N,
+        C,
+        F,
+      );
+      b.layerNormBackward(
+        dres,
+        this.g(h + 'ln_2.weight'),
+        this.g(h + 'ln_2.bias'),
+        dln2,
+        rows(acts.residual2, C),
+        this.p(h + 'ln_2.weight'),
+        rows(acts.ln2Mean, 1),
+        rows(acts.ln2Rstd, 1),
+        N,
+        C,
+      );
 
       // attention branch: residual2 = residual + dropout(atty @ Wproj + b)
       const dattproj = dropoutGrad(this.dropoutSeed(step, 1 + 2 * l));
       const datty = rows(ws.dC, C);
       b.zero(datty);
-      b.matmulBackward(datty, this.g(h + 'attn.c_proj.weight'), this.g(h + 'attn.c_proj.bias'), dattproj, rows(acts.atty, C), this.p(h + 'attn.c_proj.weight'), N, C, C);
+      b.matmulBackward(
+        datty,
+        this.g(h + 'attn.c_proj.weight'),
+        this.g(h + 'attn.c_proj.bias'),
+        dattproj,
+        rows(acts.atty, C),
+        this.p(h + 'attn.c_proj.weight'),
+        N,
+        C,
+        C,
+      );
       const dqkv = rows(ws.dqkv, 3 * C);
       b.zero(dqkv);
       b.attentionBackward(dqkv, datty, rows(acts.qkv, 3 * C), rows(acts.atty, C), rows(acts.lse, NH), B, T, C, NH);
       const dln1 = rows(ws.dC, C);
       b.zero(dln1);
-      b.matmulBackward(dln1, this.g(h + 'attn.c_attn.weight'), this.g(h + 'attn.c_attn.bias'), dqkv, rows(acts.ln1, C), this.p(h + 'attn.c_attn.weight'), N, C, 3 * C);
-      b.layerNormBackward(dres, this.g(h + 'ln_1.weight'), this.g(h + 'ln_1.bias'), dln1, rows(acts.residual, C), this.p(h + 'ln_1.weight'), rows(acts.ln1Mean, 1), rows(acts.ln1Rstd, 1), N, C);
+      b.matmulBackward(
+        dln1,
+        this.g(h + 'attn.c_attn.weight'),
+        this.g(h + 'attn.c_attn.bias'),
+        dqkv,
+        rows(acts.ln1, C),
+        this.p(h + 'attn.c_attn.weight'),
+        N,
+        C,
+        3 * C,
+      );
+      b.layerNormBackward(
+        dres,
+        this.g(h + 'ln_1.weight'),
+        this.g(h + 'ln_1.bias'),
+        dln1,
+        rows(acts.residual, C),
+        this.p(h + 'ln_1.weight'),
+        rows(acts.ln1Mean, 1),
+        rows(acts.ln1Rstd, 1),
+        N,
+        C,
+      );
     }
     const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
     b.encoderBackward(this.g('wte.weight'), this.g('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
@@ -566,12 +677,17 @@ export class GPT implements GPTModel {
 
   createKVCache(batchSize: number): KVCache {
     this.checkAlive();
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1)
+      throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
     const { maxSeqLen, dModel: C, nLayers: L } = this.config;
     const layers = [];
     // cut between sequences if a backend must store a cache in several buffers
     const sequence = maxSeqLen * C;
-    for (let l = 0; l < L; l++) layers.push({ k: this.backend.alloc(batchSize * sequence, 'f32', sequence), v: this.backend.alloc(batchSize * sequence, 'f32', sequence) });
+    for (let l = 0; l < L; l++)
+      layers.push({
+        k: this.backend.alloc(batchSize * sequence, 'f32', sequence),
+        v: this.backend.alloc(batchSize * sequence, 'f32', sequence),
+      });
     const cache = { batchSize, length: 0, layers };
     this.cacheBackends.set(cache, this.backend);
     return cache;
@@ -594,7 +710,9 @@ export class GPT implements GPTModel {
   private checkCacheBackend(caller: string, cache: KVCache): void {
     const madeOn = this.cacheBackends.get(cache);
     if (madeOn !== undefined && madeOn !== this.backend) {
-      throw new Error(`${caller}: this cache was made on the ${madeOn.name} backend before the model moved to ${this.backend.name}; create a new cache`);
+      throw new Error(
+        `${caller}: this cache was made on the ${madeOn.name} backend before the model moved to ${this.backend.name}; create a new cache`,
+      );
     }
   }
 
@@ -634,9 +752,12 @@ export class GPT implements GPTModel {
     if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
     this.checkCacheBackend('forwardCached', cache);
     if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
-    if (!(ids instanceof Int32Array) || ids.length !== B * Tn) throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
+    if (!(ids instanceof Int32Array) || ids.length !== B * Tn)
+      throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
     if (cache.length + Tn > maxSeqLen) {
-      throw new RangeError(`forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${maxSeqLen}); slide the context and rebuild the cache`);
+      throw new RangeError(
+        `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${maxSeqLen}); slide the context and rebuild the cache`,
+      );
     }
     this.checkIds('ids', ids, false);
 
@@ -678,7 +799,16 @@ export class GPT implements GPTModel {
     const last = b.view(ws.last, 0, B * C);
     for (let r = 0; r < B; r++) b.copy(b.view(last, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
     const lastLn = b.view(ws.lastLn, 0, B * C);
-    b.layerNormForward(lastLn, b.view(ws.lastMean, 0, B), b.view(ws.lastRstd, 0, B), last, this.p('ln_f.weight'), this.p('ln_f.bias'), B, C);
+    b.layerNormForward(
+      lastLn,
+      b.view(ws.lastMean, 0, B),
+      b.view(ws.lastRstd, 0, B),
+      last,
+      this.p('ln_f.weight'),
+      this.p('ln_f.bias'),
+      B,
+      C,
+    );
     const logits = b.view(ws.logits, 0, B * V);
     b.matmulForward(logits, lastLn, this.wteT, null, B, C, V);
     return this.read(logits);
@@ -687,7 +817,8 @@ export class GPT implements GPTModel {
   reorderKVCache(cache: KVCache, sources: readonly number[]): void {
     const B = cache.batchSize;
     if (sources.length !== B) throw new RangeError(`reorderKVCache: sources.length (${sources.length}) must equal cache.batchSize (${B})`);
-    for (const s of sources) if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
+    for (const s of sources)
+      if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
     this.checkCacheBackend('reorderKVCache', cache);
     if (sources.every((s, i) => s === i) || cache.length === 0) return;
     const { maxSeqLen, dModel: C } = this.config;

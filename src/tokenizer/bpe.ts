@@ -17,15 +17,7 @@ import type { StreamDecoder, Tokenizer, TokenizerJSON } from './types.js';
 import { BYTE_TO_CHAR, encodeUtf8Into, tokenStringToBytes, utf8Bytes } from './bytes.js';
 import { gpt2PieceEnd } from './pretokenize.js';
 import { countPieces, FIRST_MERGE_ID, learnMerges } from './train.js';
-import {
-  type BPEModel,
-  describe,
-  parseGPT2,
-  parseHuggingFace,
-  parseJsonObject,
-  parseTiktoken,
-  toHuggingFace,
-} from './loaders.js';
+import { type BPEModel, describe, parseGPT2, parseHuggingFace, parseJsonObject, parseTiktoken, toHuggingFace } from './loaders.js';
 import { END_OF_TEXT, specialMatcher } from './specials.js';
 
 /** Ids are kept below 2^21 so that training can key pairs by left * limit + right exactly. */
@@ -130,9 +122,7 @@ export class BPETokenizer implements Tokenizer {
       } else {
         bytes = tokenStringToBytes(token);
         if (bytes === null) {
-          throw new Error(
-            `tokens[${id}]: ${JSON.stringify(token)} is not spelled in GPT-2's byte alphabet and is not a special token`,
-          );
+          throw new Error(`tokens[${id}]: ${JSON.stringify(token)} is not spelled in GPT-2's byte alphabet and is not a special token`);
         }
         if (this.ordinaryIds.has(token)) {
           throw new Error(`tokens[${id}]: ${JSON.stringify(token)} is also tokens[${this.ordinaryIds.get(token)}]`);
@@ -328,7 +318,8 @@ export class BPETokenizer implements Tokenizer {
   encode(text: string, options?: { allowedSpecial?: 'all' | readonly string[] }): number[] {
     if (typeof text !== 'string') throw new TypeError(`encode: text must be a string, got ${describe(text)}`);
     const out: number[] = [];
-    const matcher = options?.allowedSpecial === undefined ? null : specialMatcher(this.specialIds, options.allowedSpecial, this.specialMatchers);
+    const matcher =
+      options?.allowedSpecial === undefined ? null : specialMatcher(this.specialIds, options.allowedSpecial, this.specialMatchers);
     if (matcher === null) {
       this.encodeOrdinary(text, 0, text.length, out);
       return out;
@@ -348,7 +339,7 @@ export class BPETokenizer implements Tokenizer {
   private encodeOrdinary(text: string, start: number, end: number, out: number[]): void {
     const byteToId = this.byteToId;
     const cache = this.cache;
-    for (let i = start; i < end; ) {
+    for (let i = start; i < end;) {
       const j = gpt2PieceEnd(text, i, end);
       const c = text.charCodeAt(i);
       if (j === i + 1 && c < 0x80) {

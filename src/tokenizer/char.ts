@@ -46,10 +46,7 @@ export class CharTokenizer implements Tokenizer {
   }
 
   /** The distinct code points of the text(s), sorted, then the special tokens (never learned). */
-  static train(
-    textOrTexts: string | readonly string[],
-    options: { specialTokens?: readonly string[] } = {},
-  ): CharTokenizer {
+  static train(textOrTexts: string | readonly string[], options: { specialTokens?: readonly string[] } = {}): CharTokenizer {
     const texts = typeof textOrTexts === 'string' ? [textOrTexts] : textOrTexts;
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
       throw new TypeError('train: expected a string or an array of strings');
@@ -115,7 +112,8 @@ export class CharTokenizer implements Tokenizer {
   encode(text: string, options?: { allowedSpecial?: 'all' | readonly string[] }): number[] {
     if (typeof text !== 'string') throw new TypeError(`encode: text must be a string, got ${describe(text)}`);
     const out: number[] = [];
-    const matcher = options?.allowedSpecial === undefined ? null : specialMatcher(this.specialIds, options.allowedSpecial, this.specialMatchers);
+    const matcher =
+      options?.allowedSpecial === undefined ? null : specialMatcher(this.specialIds, options.allowedSpecial, this.specialMatchers);
     let last = 0;
     if (matcher !== null) {
       matcher.lastIndex = 0;
@@ -130,7 +128,7 @@ export class CharTokenizer implements Tokenizer {
   }
 
   private encodeChars(text: string, start: number, end: number, out: number[]): void {
-    for (let i = start; i < end; ) {
+    for (let i = start; i < end;) {
       const cp = text.codePointAt(i)!;
       const width = cp > 0xffff && i + 1 < end ? 2 : 1;
       const ch = text.slice(i, i + width);

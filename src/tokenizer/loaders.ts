@@ -55,14 +55,10 @@ function tokensFromVocab(vocab: JsonObject, field: string): string[] {
   const tokens: string[] = [];
   for (const [token, id] of Object.entries(vocab)) {
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-      throw new RangeError(
-        `${field}: token ${JSON.stringify(token)} has id ${describe(id)}; ids must be integers >= 0`,
-      );
+      throw new RangeError(`${field}: token ${JSON.stringify(token)} has id ${describe(id)}; ids must be integers >= 0`);
     }
     if (tokens[id] !== undefined) {
-      throw new Error(
-        `${field}: id ${id} is given to both ${JSON.stringify(tokens[id])} and ${JSON.stringify(token)}`,
-      );
+      throw new Error(`${field}: id ${id} is given to both ${JSON.stringify(tokens[id])} and ${JSON.stringify(token)}`);
     }
     tokens[id] = token;
   }
@@ -73,9 +69,7 @@ function tokensFromVocab(vocab: JsonObject, field: string): string[] {
 function checkDense(tokens: (string | undefined)[], field: string): void {
   for (let id = 0; id < tokens.length; id++) {
     if (tokens[id] === undefined) {
-      throw new Error(
-        `${field}: ids must run from 0 to ${tokens.length - 1} without gaps; id ${id} is missing`,
-      );
+      throw new Error(`${field}: ids must run from 0 to ${tokens.length - 1} without gaps; id ${id} is missing`);
     }
   }
 }
@@ -89,13 +83,7 @@ function idMap(tokens: readonly string[]): Map<string, number> {
 }
 
 /** Appends the ids of one merge (given as token strings) and returns the id it produces. */
-function resolveMerge(
-  left: string,
-  right: string,
-  ids: Map<string, number>,
-  merges: number[],
-  where: string,
-): number {
+function resolveMerge(left: string, right: string, ids: Map<string, number>, merges: number[], where: string): number {
   const a = ids.get(left);
   const b = ids.get(right);
   if (a === undefined || b === undefined) {
@@ -139,9 +127,7 @@ export function parseGPT2(vocabInput: unknown, mergesText: unknown): BPEModel {
     if (line === '' || (i === 0 && line.startsWith('#version'))) continue;
     const parts = line.split(' ');
     if (parts.length !== 2 || parts[0] === '' || parts[1] === '') {
-      throw new Error(
-        `merges line ${i + 1}: expected two tokens separated by one space, got ${JSON.stringify(line)}`,
-      );
+      throw new Error(`merges line ${i + 1}: expected two tokens separated by one space, got ${JSON.stringify(line)}`);
     }
     produced.add(resolveMerge(parts[0], parts[1], ids, merges, `merges line ${i + 1}`));
   }
@@ -164,9 +150,7 @@ export function parseTiktoken(text: unknown, specialTokens?: Record<string, numb
     const parts = line.split(' ');
     const rank = parts.length === 2 && /^\d+$/.test(parts[1]) ? Number(parts[1]) : -1;
     if (rank < 0) {
-      throw new Error(
-        `tiktoken line ${i + 1}: expected "<base64 token> <rank>", got ${JSON.stringify(line.slice(0, 80))}`,
-      );
+      throw new Error(`tiktoken line ${i + 1}: expected "<base64 token> <rank>", got ${JSON.stringify(line.slice(0, 80))}`);
     }
     const bytes = decodeBase64(parts[0]);
     if (bytes === null || bytes.length === 0) {
@@ -227,9 +211,7 @@ export function parseHuggingFace(input: unknown): BPEModel {
   expectAbsent(root.normalizer, [null], 'normalizer', 'only null (no normalizer, as GPT-2) is supported');
   const pre = root.pre_tokenizer;
   if (!isObject(pre) || pre.type !== 'ByteLevel') {
-    throw new Error(
-      `tokenizer.json: pre_tokenizer must be {"type": "ByteLevel"} (GPT-2's), got ${JSON.stringify(pre)?.slice(0, 120)}`,
-    );
+    throw new Error(`tokenizer.json: pre_tokenizer must be {"type": "ByteLevel"} (GPT-2's), got ${JSON.stringify(pre)?.slice(0, 120)}`);
   }
   expectAbsent(pre.add_prefix_space, [false], 'pre_tokenizer.add_prefix_space', 'only false (GPT-2) is supported');
   expectAbsent(pre.use_regex, [true], 'pre_tokenizer.use_regex', "only true (GPT-2's pattern) is supported");
@@ -246,9 +228,7 @@ export function parseHuggingFace(input: unknown): BPEModel {
   const tokens: (string | undefined)[] = [];
   for (const [token, id] of Object.entries(vocab)) {
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-      throw new RangeError(
-        `tokenizer.json: model.vocab token ${JSON.stringify(token)} has id ${describe(id)}; ids must be integers >= 0`,
-      );
+      throw new RangeError(`tokenizer.json: model.vocab token ${JSON.stringify(token)} has id ${describe(id)}; ids must be integers >= 0`);
     }
     if (tokens[id] !== undefined) {
       throw new Error(`tokenizer.json: model.vocab id ${id} is given to both ${JSON.stringify(tokens[id])} and ${JSON.stringify(token)}`);
@@ -261,8 +241,14 @@ export function parseHuggingFace(input: unknown): BPEModel {
     throw new TypeError(`tokenizer.json: added_tokens must be an array, got ${describe(added)}`);
   }
   added.forEach((entry: unknown, i) => {
-    if (!isObject(entry) || typeof entry.content !== 'string' || entry.content === '' ||
-        typeof entry.id !== 'number' || !Number.isInteger(entry.id) || entry.id < 0) {
+    if (
+      !isObject(entry) ||
+      typeof entry.content !== 'string' ||
+      entry.content === '' ||
+      typeof entry.id !== 'number' ||
+      !Number.isInteger(entry.id) ||
+      entry.id < 0
+    ) {
       throw new Error(`tokenizer.json: added_tokens[${i}] must be {"id": integer >= 0, "content": non-empty string}`);
     }
     if (tokens[entry.id] !== undefined && tokens[entry.id] !== entry.content) {
@@ -287,8 +273,7 @@ export function parseHuggingFace(input: unknown): BPEModel {
     let pair: unknown[] | null = null;
     if (typeof merge === 'string') pair = merge.split(' ');
     else if (Array.isArray(merge)) pair = merge;
-    if (!pair || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string' ||
-        pair[0] === '' || pair[1] === '') {
+    if (!pair || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string' || pair[0] === '' || pair[1] === '') {
       throw new Error(`${where}: expected "left right" or ["left", "right"], got ${JSON.stringify(merge)}`);
     }
     resolveMerge(pair[0], pair[1], ids, merges, where);

@@ -8,8 +8,7 @@
  * what a letter, number or space is.
  */
 
-export const GPT2_PATTERN_SOURCE =
-  "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+export const GPT2_PATTERN_SOURCE = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 /** GPT-2's pre-tokenizer regex (global, Unicode). */
 export function gpt2Pattern(): RegExp {
@@ -114,7 +113,7 @@ export function gpt2PieceEnd(text: string, start: number, end: number): number {
 /** Pieces by the scanner (same result as splitGPT2WithRegex). */
 export function splitGPT2(text: string): string[] {
   const pieces: string[] = [];
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const j = gpt2PieceEnd(text, i, text.length);
     pieces.push(text.slice(i, j));
     i = j;

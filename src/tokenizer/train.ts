@@ -84,19 +84,13 @@ class PairHeap {
 }
 
 /** Distinct GPT-2 pre-tokens of the texts with their counts; special tokens are cut out first. */
-export function countPieces(
-  texts: readonly string[],
-  specialTokens: readonly string[],
-): Map<string, number> {
+export function countPieces(texts: readonly string[], specialTokens: readonly string[]): Map<string, number> {
   const counts = new Map<string, number>();
-  const specialSplit =
-    specialTokens.length > 0
-      ? alternation(specialTokens, 'u')
-      : null;
+  const specialSplit = specialTokens.length > 0 ? alternation(specialTokens, 'u') : null;
   for (const text of texts) {
     const segments = specialSplit ? text.split(specialSplit) : [text];
     for (const segment of segments) {
-      for (let i = 0; i < segment.length; ) {
+      for (let i = 0; i < segment.length;) {
         const j = gpt2PieceEnd(segment, i, segment.length);
         const piece = segment.slice(i, j);
         counts.set(piece, (counts.get(piece) ?? 0) + 1);
@@ -118,11 +112,7 @@ export interface LearnedMerges {
  * Learns merges from the pre-token counts until maxNewTokens tokens are made, stopping early when
  * the best pair occurs fewer than minFrequency times.
  */
-export function learnMerges(
-  pieceCounts: Map<string, number>,
-  maxNewTokens: number,
-  minFrequency: number,
-): LearnedMerges {
+export function learnMerges(pieceCounts: Map<string, number>, maxNewTokens: number, minFrequency: number): LearnedMerges {
   let totalBytes = 0;
   for (const piece of pieceCounts.keys()) totalBytes += piece.length * 3;
   // symbols of all pieces, one after another; next/prev link live symbols within a piece

@@ -98,7 +98,10 @@ export class AdamW {
     const uploads: [Tensor, Float32Array][] = [];
     for (const views of this.views) {
       const { name, length } = views.entry;
-      for (const [label, record, target] of [['m', m, views.m], ['v', v, views.v]] as const) {
+      for (const [label, record, target] of [
+        ['m', m, views.m],
+        ['v', v, views.v],
+      ] as const) {
         const data = record[name];
         if (!(data instanceof Float32Array)) throw new RangeError(`optimizer state: optimizer.${label}.${name} is missing`);
         if (data.length !== length) {

@@ -92,7 +92,9 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointContents {
   const { tensors, metadata } = decodeSafetensors(bytes);
   const meta = (metadata ?? {}) as Record<string, string>;
   if (meta.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`resumeFrom: not a tinygpt training checkpoint (__metadata__.format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}")`);
+    throw new Error(
+      `resumeFrom: not a tinygpt training checkpoint (__metadata__.format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}")`,
+    );
   }
   const config = parseJSON(meta.config, 'config') as GPTConfig;
   const state = parseJSON(meta.trainer, 'trainer', (_key, value) =>
@@ -122,7 +124,8 @@ function checkState(state: TrainerState): void {
   const isCount = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
   if (state === null || typeof state !== 'object') fail('', 'an object');
   if (!isCount(state.step)) fail('step', 'an integer >= 0');
-  if (!isCount(state.optimizerUpdates) || state.optimizerUpdates > state.step) fail('optimizerUpdates', `an integer in [0, step = ${state.step}]`);
+  if (!isCount(state.optimizerUpdates) || state.optimizerUpdates > state.step)
+    fail('optimizerUpdates', `an integer in [0, step = ${state.step}]`);
   const p = state.dataPosition;
   if (p === null || typeof p !== 'object') fail('dataPosition', 'an object');
   if (!isCount(p.epoch)) fail('dataPosition.epoch', 'an integer >= 0');

@@ -218,7 +218,8 @@ export function sequenceRows(sequences: SequenceList, seqLen: number, vocabSize:
   }
   sequences.forEach((seq, i) => {
     if (seq == null || typeof seq.length !== 'number') throw new TypeError(`${field}[${i}] must be an array of token ids`);
-    if (seq.length < 2) throw new RangeError(`${field}[${i}] has ${seq.length} tokens; a sequence needs at least 2 (an input and its target)`);
+    if (seq.length < 2)
+      throw new RangeError(`${field}[${i}] has ${seq.length} tokens; a sequence needs at least 2 (an input and its target)`);
     if (seq.length > seqLen + 1) {
       throw new RangeError(`${field}[${i}] has ${seq.length} tokens; at most seqLen + 1 = ${seqLen + 1} fit (raise seqLen or split it)`);
     }

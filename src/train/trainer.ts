@@ -166,11 +166,40 @@ export class NonFiniteError extends Error {
 }
 
 const OPTION_NAMES = new Set<string>([
-  'data', 'valData', 'sequences', 'valSequences', 'batchSize', 'seqLen', 'steps', 'epochs', 'learningRate',
-  'minLearningRate', 'warmupSteps', 'schedule', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradientAccumulationSteps',
-  'maxGradNorm', 'seed', 'evalInterval', 'evalBatches', 'logInterval', 'checkpointInterval', 'onCheckpoint',
-  'checkpointPath', 'resumeFrom', 'tokenizer', 'onStep', 'onEval', 'signal', 'nonFinite', 'onDeviceLost',
-  'deviceLossSnapshotInterval', 'onBackendChange',
+  'data',
+  'valData',
+  'sequences',
+  'valSequences',
+  'batchSize',
+  'seqLen',
+  'steps',
+  'epochs',
+  'learningRate',
+  'minLearningRate',
+  'warmupSteps',
+  'schedule',
+  'beta1',
+  'beta2',
+  'eps',
+  'weightDecay',
+  'gradientAccumulationSteps',
+  'maxGradNorm',
+  'seed',
+  'evalInterval',
+  'evalBatches',
+  'logInterval',
+  'checkpointInterval',
+  'onCheckpoint',
+  'checkpointPath',
+  'resumeFrom',
+  'tokenizer',
+  'onStep',
+  'onEval',
+  'signal',
+  'nonFinite',
+  'onDeviceLost',
+  'deviceLossSnapshotInterval',
+  'onBackendChange',
 ]);
 
 /** Accumulators of the history entry being built. */
@@ -216,7 +245,8 @@ export class Trainer {
       });
       resume = new Uint8Array(await readFile(options.resumeFrom));
     } else if (options.resumeFrom !== undefined) {
-      if (!(options.resumeFrom instanceof Uint8Array)) throw new TypeError('resumeFrom must be checkpoint bytes (Uint8Array) or a file path');
+      if (!(options.resumeFrom instanceof Uint8Array))
+        throw new TypeError('resumeFrom must be checkpoint bytes (Uint8Array) or a file path');
       resume = options.resumeFrom;
     }
     const saved = resume ? decodeCheckpoint(resume) : null;
@@ -272,9 +302,16 @@ export class Trainer {
       throw new RangeError(`onDeviceLost must be 'error' or 'wasm'; got ${JSON.stringify(options.onDeviceLost)}`);
     }
     if (this.onDeviceLost === 'wasm' && typeof model.moveToBackend !== 'function') {
-      throw new TypeError("onDeviceLost: 'wasm' needs a model that can move to another backend (moveToBackend), as createModel and loadModel make");
+      throw new TypeError(
+        "onDeviceLost: 'wasm' needs a model that can move to another backend (moveToBackend), as createModel and loadModel make",
+      );
     }
-    this.deviceLossSnapshotInterval = intOption(options, 'deviceLossSnapshotInterval', this.checkpointInterval > 0 ? this.checkpointInterval : 100, 1);
+    this.deviceLossSnapshotInterval = intOption(
+      options,
+      'deviceLossSnapshotInterval',
+      this.checkpointInterval > 0 ? this.checkpointInterval : 100,
+      1,
+    );
     if (options.onBackendChange !== undefined && typeof options.onBackendChange !== 'function') {
       throw new TypeError('onBackendChange must be a function');
     }
@@ -527,7 +564,10 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
     const reason = DeviceLossWatch.reason(lost);
     const change: BackendChange = { from, to: model.backendName, reason, resumedFromStep: trainer.stepsDone, checkpoint: state };
     if (options.onBackendChange) options.onBackendChange(change);
-    else console.warn(`[tinygpt] ${reason}; training goes on on the ${change.to} backend from step ${change.resumedFromStep} (onDeviceLost: 'wasm')`);
+    else
+      console.warn(
+        `[tinygpt] ${reason}; training goes on on the ${change.to} backend from step ${change.resumedFromStep} (onDeviceLost: 'wasm')`,
+      );
   };
 
   let stopped: TrainResult['stopped'];
@@ -560,7 +600,8 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
 function resolveHyperparams(config: GPTConfig, o: TrainOptions, saved: CheckpointHyperparams | undefined): CheckpointHyperparams {
   const hasStream = o.data !== undefined;
   const hasSequences = o.sequences !== undefined;
-  if (hasStream === hasSequences) throw new RangeError('train: give exactly one of data (a token stream) or sequences (a list of sequences)');
+  if (hasStream === hasSequences)
+    throw new RangeError('train: give exactly one of data (a token stream) or sequences (a list of sequences)');
   if (o.valData !== undefined && o.valSequences !== undefined) throw new RangeError('train: give at most one of valData or valSequences');
   if (o.steps !== undefined && o.epochs !== undefined) throw new RangeError('train: give steps or epochs, not both');
   if (o.epochs !== undefined && !(Number.isFinite(o.epochs) && o.epochs > 0)) {
@@ -573,7 +614,8 @@ function resolveHyperparams(config: GPTConfig, o: TrainOptions, saved: Checkpoin
   const totalSteps = intOption(o, 'steps', saved?.totalSteps ?? 1000, 1);
   const learningRate = o.learningRate ?? saved?.learningRate ?? 1e-3;
   const maxGradNorm = o.maxGradNorm ?? saved?.maxGradNorm ?? 1;
-  if (maxGradNorm !== null && !(maxGradNorm > 0)) throw new RangeError(`maxGradNorm must be > 0 (Infinity turns clipping off); got ${maxGradNorm}`);
+  if (maxGradNorm !== null && !(maxGradNorm > 0))
+    throw new RangeError(`maxGradNorm must be > 0 (Infinity turns clipping off); got ${maxGradNorm}`);
   const hp: CheckpointHyperparams = {
     batchSize: intOption(o, 'batchSize', saved?.batchSize ?? 8, 1),
     seqLen,
@@ -591,7 +633,8 @@ function resolveHyperparams(config: GPTConfig, o: TrainOptions, saved: Checkpoin
     seed: o.seed ?? saved?.seed ?? config.seed,
   };
   if (!(Number.isFinite(hp.eps) && hp.eps > 0)) throw new RangeError(`eps must be a finite number > 0; got ${hp.eps}`);
-  if (!(Number.isFinite(hp.weightDecay) && hp.weightDecay >= 0)) throw new RangeError(`weightDecay must be a finite number >= 0; got ${hp.weightDecay}`);
+  if (!(Number.isFinite(hp.weightDecay) && hp.weightDecay >= 0))
+    throw new RangeError(`weightDecay must be a finite number >= 0; got ${hp.weightDecay}`);
   if (!Number.isInteger(hp.seed)) throw new RangeError(`seed must be an integer; got ${hp.seed}`);
   return hp;
 }
@@ -630,7 +673,9 @@ const CONFIG_FIELDS: (keyof GPTConfig)[] = ['vocabSize', 'maxSeqLen', 'dModel', 
 function checkSameConfig(saved: GPTConfig, model: GPTConfig): void {
   for (const field of CONFIG_FIELDS) {
     if (saved?.[field] !== model[field]) {
-      throw new RangeError(`resumeFrom: the checkpoint's config.${field} = ${saved?.[field]} but the model has ${model[field]}; create the model from the checkpoint's config`);
+      throw new RangeError(
+        `resumeFrom: the checkpoint's config.${field} = ${saved?.[field]} but the model has ${model[field]}; create the model from the checkpoint's config`,
+      );
     }
   }
 }

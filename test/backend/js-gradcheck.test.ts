@@ -63,7 +63,11 @@ function expectGradients(values: Record<string, Float64Array>, objective: () => 
 }
 
 describe('encoder', () => {
-  const B = 2, T = 5, C = 6, V = 7, maxT = 8;
+  const B = 2,
+    T = 5,
+    C = 6,
+    V = 7,
+    maxT = 8;
 
   it('forward adds the token row and the position row at posOffset', () => {
     const rng = new Rng(1);
@@ -106,12 +110,15 @@ describe('encoder', () => {
 
   it('rejects a token id outside the embedding table', () => {
     const out = be.alloc(C);
-    expect(() => be.encoderForward(out, int32s([V]), be.alloc(V * C), be.alloc(maxT * C), 1, 1, C)).toThrow(/inp\[0\] = 7 is outside \[0, 7\)/);
+    expect(() => be.encoderForward(out, int32s([V]), be.alloc(V * C), be.alloc(maxT * C), 1, 1, C)).toThrow(
+      /inp\[0\] = 7 is outside \[0, 7\)/,
+    );
   });
 });
 
 describe('layerNorm', () => {
-  const N = 10, C = 6; // B=2, T=5
+  const N = 10,
+    C = 6; // B=2, T=5
 
   it('normalises each row to mean 0, variance 1 before the affine part; mean and rstd are the naive ones', () => {
     const rng = new Rng(3);
@@ -173,7 +180,9 @@ describe('layerNorm', () => {
 });
 
 describe('matmul', () => {
-  const M = 3, K = 5, N = 7;
+  const M = 3,
+    K = 5,
+    N = 7;
 
   it('forward equals a hand-worked product', () => {
     const out = be.alloc(4);
@@ -255,7 +264,9 @@ function naiveAttention(qkv: Float64Array, B: number, T: number, C: number, NH: 
 }
 
 describe('attention', () => {
-  const B = 2, T = 5, C = 6;
+  const B = 2,
+    T = 5,
+    C = 6;
 
   for (const NH of [2, 3]) {
     it(`forward equals the textbook masked softmax (NH=${NH}), and position 0 outputs its own v`, () => {
@@ -269,7 +280,7 @@ describe('attention', () => {
       assertClose(read(lse), expected.lse, { rtol: 1e-12, atol: 1e-14 });
       const got = read(out);
       for (let b = 0; b < B; b++) {
-        const v0 = qkv.subarray((b * T) * 3 * C + 2 * C, (b * T) * 3 * C + 3 * C);
+        const v0 = qkv.subarray(b * T * 3 * C + 2 * C, b * T * 3 * C + 3 * C);
         expect(Array.from(got.subarray(b * T * C, b * T * C + C))).toEqual(Array.from(v0));
       }
     });
@@ -294,7 +305,9 @@ describe('attention', () => {
   }
 
   it('rejects C not divisible by NH', () => {
-    expect(() => be.attentionForward(be.alloc(B * T * C), be.alloc(B * 4 * T), be.alloc(B * T * 3 * C), B, T, C, 4)).toThrow(/C = 6 must be divisible by NH = 4/);
+    expect(() => be.attentionForward(be.alloc(B * T * C), be.alloc(B * 4 * T), be.alloc(B * T * 3 * C), B, T, C, 4)).toThrow(
+      /C = 6 must be divisible by NH = 4/,
+    );
   });
 
   it('attentionCached fed the prompt in chunks of 3, 1, 1 equals attentionForward over the whole sequence', () => {
@@ -472,7 +485,8 @@ describe('dropout', () => {
 });
 
 describe('crossEntropy', () => {
-  const N = 6, V = 7;
+  const N = 6,
+    V = 7;
   const targetIds = [3, -1, 0, 6, -1, 2];
 
   it('losses are -log of a naive softmax, 0 for ignored rows; probs rows are the softmax', () => {
@@ -486,7 +500,12 @@ describe('crossEntropy', () => {
     for (let n = 0; n < N; n++) {
       const exps = Array.from(z.subarray(n * V, (n + 1) * V), Math.exp);
       const total = exps.reduce((s, e) => s + e, 0);
-      assertClose(p.subarray(n * V, (n + 1) * V), exps.map((e) => e / total), { rtol: 1e-13, atol: 1e-16 }, `probs row ${n}`);
+      assertClose(
+        p.subarray(n * V, (n + 1) * V),
+        exps.map((e) => e / total),
+        { rtol: 1e-13, atol: 1e-16 },
+        `probs row ${n}`,
+      );
       const target = targetIds[n];
       if (target === -1) expect(l[n]).toBe(0);
       else expect(l[n]).toBeCloseTo(-Math.log(exps[target] / total), 13);

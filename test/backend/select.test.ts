@@ -18,14 +18,22 @@ describe('backend selection by tensor size', () => {
     js.dispose();
     const error = await createBackend('js', { largestTensorLength: tooLarge }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendUnavailableError);
-    expect((error as Error).message).toMatch(/the js backend holds at most 8\.0 GiB in one buffer, but this model's largest parameter takes 8\.0 GiB/);
+    expect((error as Error).message).toMatch(
+      /the js backend holds at most 8\.0 GiB in one buffer, but this model's largest parameter takes 8\.0 GiB/,
+    );
   });
 
   it.skipIf(webgpuLimit === undefined)("'auto' passes over WebGPU when a parameter exceeds its largest buffer, and says so", async () => {
     const notices: string[] = [];
-    const backend = await createBackend('auto', { largestTensorLength: webgpuLimit! + 1, onNotice: (m) => notices.push(m), wasmThreads: 1 });
+    const backend = await createBackend('auto', {
+      largestTensorLength: webgpuLimit! + 1,
+      onNotice: (m) => notices.push(m),
+      wasmThreads: 1,
+    });
     expect(backend.name).toBe('wasm');
-    expect(notices.join('\n')).toMatch(/using the wasm backend \(webgpu unavailable: the webgpu backend holds at most [\d.]+ [GM]iB in one buffer/);
+    expect(notices.join('\n')).toMatch(
+      /using the wasm backend \(webgpu unavailable: the webgpu backend holds at most [\d.]+ [GM]iB in one buffer/,
+    );
     backend.dispose();
   });
 });

@@ -264,7 +264,9 @@ describe('WasmBackend storage', () => {
   it('refuses a tensor past wasm32 4 GiB with the bytes needed and the limit, allocating nothing', async () => {
     const local = await createWasmBackend({ url: WASM_URL });
     const before = local.bytesInUse();
-    expect(() => local.alloc(2 ** 30 + 1)).toThrow(/cannot allocate 4294967300 bytes: linear memory would need \d+ bytes, over wasm32's limit of 4294967296 bytes/);
+    expect(() => local.alloc(2 ** 30 + 1)).toThrow(
+      /cannot allocate 4294967300 bytes: linear memory would need \d+ bytes, over wasm32's limit of 4294967296 bytes/,
+    );
     expect(local.bytesInUse()).toBe(before);
     local.dispose();
   });
@@ -303,15 +305,21 @@ describe('bad input', () => {
   it('names an out-of-range token id, its position and the range', () => {
     const ids = t(4, 'i32');
     be.upload(ids, Int32Array.of(0, 1, 2, 11));
-    expect(() => be.encoderForward(t(4 * 8), ids, t(11 * 8), t(4 * 8), 1, 4, 8)).toThrow('encoderForward: inp[3] = 11 is outside [0, 11) (rows of wte)');
+    expect(() => be.encoderForward(t(4 * 8), ids, t(11 * 8), t(4 * 8), 1, 4, 8)).toThrow(
+      'encoderForward: inp[3] = 11 is outside [0, 11) (rows of wte)',
+    );
     be.upload(ids, Int32Array.of(0, -2, 2, 3));
-    expect(() => be.encoderBackward(t(11 * 8), t(4 * 8), t(4 * 8), ids, 1, 4, 8)).toThrow('encoderBackward: inp[1] = -2 is outside [0, 11)');
+    expect(() => be.encoderBackward(t(11 * 8), t(4 * 8), t(4 * 8), ids, 1, 4, 8)).toThrow(
+      'encoderBackward: inp[1] = -2 is outside [0, 11)',
+    );
   });
 
   it('names a target outside [0, V) that is not the ignore index', () => {
     const targets = t(3, 'i32');
     be.upload(targets, Int32Array.of(-1, 6, 7));
-    expect(() => be.crossEntropyForward(t(3), t(21), t(21), targets, 3, 7)).toThrow('crossEntropyForward: targets[2] = 7 is outside [0, 7)');
+    expect(() => be.crossEntropyForward(t(3), t(21), t(21), targets, 3, 7)).toThrow(
+      'crossEntropyForward: targets[2] = 7 is outside [0, 7)',
+    );
     expect(() => be.crossEntropyBackward(t(21), t(21), targets, 1, 3, 7)).toThrow('crossEntropyBackward: targets[2] = 7');
   });
 
@@ -320,7 +328,9 @@ describe('bad input', () => {
     expect(() => be.matmulForward(t(6), t(6), t(8), null, 2, 3, 3)).toThrow('matmulForward: weight has 8 elements, needs at least 9');
     expect(() => be.matmulForward(t(6), t(6), t(9), null, 2, 0, 3)).toThrow('matmulForward: K must be a positive integer, got 0');
     expect(() => be.attentionForward(t(40), t(40), t(120), 1, 5, 8, 3)).toThrow('attentionForward: C = 8 must be divisible by NH = 3');
-    expect(() => be.attentionCached(t(8), t(24), t(32), t(32), 1, 1, 8, 2, 4, 4)).toThrow('attentionCached: startPos + Tn = 4 + 1 exceeds cacheLen 4');
+    expect(() => be.attentionCached(t(8), t(24), t(32), t(32), 1, 1, 8, 2, 4, 4)).toThrow(
+      'attentionCached: startPos + Tn = 4 + 1 exceeds cacheLen 4',
+    );
     expect(() => be.dropoutForward(t(4), t(4), 4, 1, 0)).toThrow('dropoutForward: p must be in [0, 1), got 1');
     const foreign = new JsBackend().alloc(4);
     expect(() => be.scale(foreign, 2)).toThrow('scale: t is not a tensor of this wasm backend');

@@ -58,7 +58,13 @@ const MATMUL_SHAPES: [string, OpShapes][] = [
 const backends = new Map<number, WasmBackend>();
 beforeAll(async () => {
   for (const threads of [1, 2, 3]) {
-    const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: WORKER_URL, threads, minMacsPerShare: 0 });
+    const be = await createWasmBackend({
+      url: WASM_URL,
+      threadsSource: { url: THREADS_URL },
+      workerUrl: WORKER_URL,
+      threads,
+      minMacsPerShare: 0,
+    });
     backends.set(threads, be);
   }
 });
@@ -117,8 +123,19 @@ describe('a whole GPT training step', () => {
     const targets = ints(rng, B * T, 0, 61);
     targets[7] = -1;
     const results: { loss: number; grads: Record<string, Float32Array>; threads: number }[] = [];
-    for (const [threads, minMacsPerShare] of [[1, 0], [2, 0], [3, 0], [3, undefined]] as const) {
-      const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: WORKER_URL, threads, minMacsPerShare });
+    for (const [threads, minMacsPerShare] of [
+      [1, 0],
+      [2, 0],
+      [3, 0],
+      [3, undefined],
+    ] as const) {
+      const be = await createWasmBackend({
+        url: WASM_URL,
+        threadsSource: { url: THREADS_URL },
+        workerUrl: WORKER_URL,
+        threads,
+        minMacsPerShare,
+      });
       const model = await createModel(config, { backendInstance: be });
       model.setRngState({ dropoutStep: 2 });
       const { loss } = await model.forward(inputs, targets, B, { training: true });
@@ -148,7 +165,9 @@ describe('options', () => {
   });
 
   it('refuses a negative minMacsPerShare', async () => {
-    await expect(createWasmBackend({ url: WASM_URL, threads: 2, minMacsPerShare: -1 })).rejects.toThrow(/minMacsPerShare must be an integer >= 0, got -1/);
+    await expect(createWasmBackend({ url: WASM_URL, threads: 2, minMacsPerShare: -1 })).rejects.toThrow(
+      /minMacsPerShare must be an integer >= 0, got -1/,
+    );
   });
 
   it('falls back to one thread, and says why, when the worker cannot load', async () => {
@@ -216,21 +235,36 @@ describe('worker failures', () => {
       ].join('\n'),
     );
     try {
-      const be = await createWasmBackend({ url: WASM_URL, threadsSource: { url: THREADS_URL }, workerUrl: pathToFileURL(workerFile), threads: 2, minMacsPerShare: 0 });
+      const be = await createWasmBackend({
+        url: WASM_URL,
+        threadsSource: { url: THREADS_URL },
+        workerUrl: pathToFileURL(workerFile),
+        threads: 2,
+        minMacsPerShare: 0,
+      });
       expect(be.threads).toBe(2);
       const x = be.alloc(4 * 16);
       const w = be.alloc(16 * 16);
       const out = be.alloc(4 * 16);
-      be.upload(x, Float32Array.from({ length: 64 }, (_, i) => i % 3));
-      be.upload(w, Float32Array.from({ length: 256 }, (_, i) => (i % 5) - 2));
-      expect(() => be.matmulForward(out, x, w, null, 4, 16, 16)).toThrow(/worker 0 stopped while running matmulForwardCols; the backend now runs on one thread/);
+      be.upload(
+        x,
+        Float32Array.from({ length: 64 }, (_, i) => i % 3),
+      );
+      be.upload(
+        w,
+        Float32Array.from({ length: 256 }, (_, i) => (i % 5) - 2),
+      );
+      expect(() => be.matmulForward(out, x, w, null, 4, 16, 16)).toThrow(
+        /worker 0 stopped while running matmulForwardCols; the backend now runs on one thread/,
+      );
       expect(be.threads).toBe(1);
       be.matmulForward(out, x, w, null, 4, 16, 16);
       const got = await be.download(out);
       const xs = await be.download(x);
       const ws = await be.download(w);
       const want = new Float32Array(64);
-      for (let m = 0; m < 4; m++) for (let n = 0; n < 16; n++) for (let k = 0; k < 16; k++) want[m * 16 + n] += xs[m * 16 + k] * ws[k * 16 + n];
+      for (let m = 0; m < 4; m++)
+        for (let n = 0; n < 16; n++) for (let k = 0; k < 16; k++) want[m * 16 + n] += xs[m * 16 + k] * ws[k * 16 + n];
       expect(got).toEqual(want);
       be.dispose();
     } finally {
@@ -252,10 +286,16 @@ describe('worker failures', () => {
       for (let i = 0; i < K * N; i++) f32[w / 4 + i] = (i % 3) - 1;
       // share 1 reads past the end of memory (4 GiB - 64 is beyond the 10 MiB there are)
       const beyond = 2 ** 32 - 64;
-      expect(() => pool.run('matmulForwardCols', [[out, x, w, 0, M, K, N, 0, 8], [out, beyond, w, 0, M, K, N, 8, 16]])).toThrow(
-        /matmulForwardCols failed on worker\(s\) 0/,
-      );
-      pool.run('matmulForwardCols', [[out, x, w, 0, M, K, N, 0, 8], [out, x, w, 0, M, K, N, 8, 16]]);
+      expect(() =>
+        pool.run('matmulForwardCols', [
+          [out, x, w, 0, M, K, N, 0, 8],
+          [out, beyond, w, 0, M, K, N, 8, 16],
+        ]),
+      ).toThrow(/matmulForwardCols failed on worker\(s\) 0/);
+      pool.run('matmulForwardCols', [
+        [out, x, w, 0, M, K, N, 0, 8],
+        [out, x, w, 0, M, K, N, 8, 16],
+      ]);
       const got = new Float32Array(memory.buffer, out, M * N);
       for (let m = 0; m < M; m++) {
         for (let n = 0; n < N; n++) {
@@ -327,7 +367,10 @@ describe('process exit', () => {
   });
 
   /** runs the child and resolves with its exit code and output; kills it after a generous bound */
-  function runChild(args: string[], nodeArgs: string[] = []): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  function runChild(
+    args: string[],
+    nodeArgs: string[] = [],
+  ): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
       const child = spawn(process.execPath, [...nodeArgs, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
@@ -342,7 +385,10 @@ describe('process exit', () => {
     });
   }
 
-  it.each([['after dispose', ['--dispose']], ['without dispose (workers do not hold the process)', []]])('exits by itself %s', async (_label, args) => {
+  it.each([
+    ['after dispose', ['--dispose']],
+    ['without dispose (workers do not hold the process)', []],
+  ])('exits by itself %s', async (_label, args) => {
     const result = await runChild(args);
     expect(result.signal, `the child was killed: it did not exit by itself (stderr: ${result.stderr})`).toBeNull();
     expect(result.code, result.stderr).toBe(0);
@@ -402,7 +448,9 @@ self.onmessage = async (e) => {
   try { self.postMessage(await compareThreads(e.data)); } catch (err) { self.postMessage({ error: String(err && err.stack || err) }); }
 };`;
 
-const distMissing = ['index.js', 'tinygpt.wasm', 'tinygpt-threads.wasm', 'wasm-worker.js'].find((f) => !existsSync(join(REPO_ROOT, 'dist', f)));
+const distMissing = ['index.js', 'tinygpt.wasm', 'tinygpt-threads.wasm', 'wasm-worker.js'].find(
+  (f) => !existsSync(join(REPO_ROOT, 'dist', f)),
+);
 const browserSkip = chromiumMissingReason() ?? (distMissing ? `dist/${distMissing} is missing: run npm run build` : null);
 
 describe.skipIf(browserSkip !== null)(`in Chromium${browserSkip ? ` (skipped: ${browserSkip})` : ''}`, () => {
@@ -433,7 +481,9 @@ describe.skipIf(browserSkip !== null)(`in Chromium${browserSkip ? ` (skipped: ${
     await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
     const inWorker = (await page.evaluate(() => (window as unknown as { inWorker(n: number): Promise<unknown> }).inWorker(3))) as Result;
     expect(inWorker, errors.join('\n')).toMatchObject({ threads: 3, note: '', notices: [], equal: true, crossOriginIsolated: true });
-    const onMain = (await page.evaluate(() => (window as unknown as { onMainThread(n: number): Promise<unknown> }).onMainThread(2))) as Result;
+    const onMain = (await page.evaluate(() =>
+      (window as unknown as { onMainThread(n: number): Promise<unknown> }).onMainThread(2),
+    )) as Result;
     expect(onMain.crossOriginIsolated).toBe(true);
     expect(onMain.threads).toBe(1);
     expect(onMain.note).toMatch(/main thread may not block/);
@@ -448,7 +498,9 @@ describe.skipIf(browserSkip !== null)(`in Chromium${browserSkip ? ` (skipped: ${
     const inWorker = (await page.evaluate(() => (window as unknown as { inWorker(n: number): Promise<unknown> }).inWorker(3))) as Result;
     expect(inWorker.crossOriginIsolated).toBe(false);
     expect(inWorker.threads).toBe(1);
-    expect(inWorker.note).toMatch(/not cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp/);
+    expect(inWorker.note).toMatch(
+      /not cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*Cross-Origin-Embedder-Policy: require-corp/,
+    );
     expect(inWorker.equal).toBe(true);
     expect(errors).toEqual([]);
   });

@@ -19,7 +19,6 @@ const gpu = await createNodeWebGPU();
 afterAll(() => gpu.backend?.dispose());
 const suite = gpu.backend === null ? `webgpu backend (skipped: ${gpu.skipReason})` : `webgpu backend on ${gpu.backend.adapterName}`;
 
-
 describe.skipIf(gpu.backend === null)(suite, () => {
   const backend = gpu.backend as WebGPUBackend;
 
@@ -75,11 +74,23 @@ describe.skipIf(gpu.backend === null)(suite, () => {
         const at = (offset: number, length: number): Tensor => ctx.be.view(arena, offset, length);
         ctx.be.copy(at(rows * C, rows * C), at(0, rows * C));
         const stats = 3 * rows * C;
-        ctx.be.layerNormForward(at(2 * rows * C, rows * C), at(stats, rows), at(stats + rows, rows), at(rows * C, rows * C), at(stats + 2 * rows, C), at(stats + 2 * rows + C, C), rows, C);
+        ctx.be.layerNormForward(
+          at(2 * rows * C, rows * C),
+          at(stats, rows),
+          at(stats + rows, rows),
+          at(rows * C, rows * C),
+          at(stats + 2 * rows, C),
+          at(stats + 2 * rows + C, C),
+          rows,
+          C,
+        );
         return { arena };
       },
     };
-    for (const [c, tolerance] of [[flat, CANCELLING], [sameBufferCopy, TIGHT]] as const) {
+    for (const [c, tolerance] of [
+      [flat, CANCELLING],
+      [sameBufferCopy, TIGHT],
+    ] as const) {
       it(c.name, async () => {
         for (const r of await compareToReference(backend, c, { seed: 3, shapes: TILED_SHAPES, tolerance })) {
           expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
@@ -235,7 +246,10 @@ describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (1
   });
   afterAll(() => large.dispose());
   for (const c of opCases.filter((c) => c.op === 'matmul')) {
-    for (const [label, shapes] of [['small', SMALL_SHAPES], ['tiled', { ...TILED_SHAPES, M: 131, K: 37, N: 259 }]] as const) {
+    for (const [label, shapes] of [
+      ['small', SMALL_SHAPES],
+      ['tiled', { ...TILED_SHAPES, M: 131, K: 37, N: 259 }],
+    ] as const) {
       it(`${c.name} (${label})`, async () => {
         for (const r of await compareToReference(large, c, { seed: 13, shapes, tolerance: TIGHT })) {
           expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
@@ -272,7 +286,9 @@ describe.skipIf(gpu.backend === null)('webgpu products with K cut across workgro
   // second partial). Forward: K = 1100; backward: N = 1100 makes dinp = dout @ weight^T such a
   // product (dweight, 70 x 1100 over 67, is not).
   const cases: [OpCase, OpShapes, number][] = [
-    ...opCases.filter((c) => c.op === 'matmul' && c.kind === 'forward').map((c): [OpCase, OpShapes, number] => [c, { ...SMALL_SHAPES, M: 67, K: 1100, N: 70 }, 2]),
+    ...opCases
+      .filter((c) => c.op === 'matmul' && c.kind === 'forward')
+      .map((c): [OpCase, OpShapes, number] => [c, { ...SMALL_SHAPES, M: 67, K: 1100, N: 70 }, 2]),
     // dinp (partial sums + their total), dweight, dbias (column chunks + their total)
     [opCases.find((c) => c.name === 'matmulBackward with bias')!, { ...SMALL_SHAPES, M: 67, K: 70, N: 1100 }, 5],
   ];
@@ -294,7 +310,11 @@ describe.skipIf(gpu.backend === null)('webgpu products of few rows (decoding)', 
     for (const M of [1, 5, 8]) {
       it(`${c.name}, M = ${M}`, async () => {
         const before = backend.dispatches;
-        for (const r of await compareToReference(backend, c, { seed: 23, shapes: { ...SMALL_SHAPES, M, K: 300, N: 70 }, tolerance: TIGHT })) {
+        for (const r of await compareToReference(backend, c, {
+          seed: 23,
+          shapes: { ...SMALL_SHAPES, M, K: 300, N: 70 },
+          tolerance: TIGHT,
+        })) {
           expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
         }
         // the chunked partial sums and their total, not the tiled kernel
@@ -337,7 +357,9 @@ describe.skipIf(gpu.backend === null)('webgpu ops on tensors larger than one bin
   });
 
   it('maxBindingBytes outside the device range is refused with the range', async () => {
-    await expect(createWebGPUBackend({ maxBindingBytes: 100 })).rejects.toThrow(/maxBindingBytes must be an integer in \[4096, \d+\].*got 100/);
+    await expect(createWebGPUBackend({ maxBindingBytes: 100 })).rejects.toThrow(
+      /maxBindingBytes must be an integer in \[4096, \d+\].*got 100/,
+    );
   });
 });
 
@@ -442,7 +464,9 @@ describe.skipIf(gpu.backend === null)('webgpu tensors larger than one buffer', (
     const out = small.alloc(2100, 'f32', 10);
     const stats = small.alloc(210);
     const weight = small.alloc(10);
-    expect(() => small.layerNormForward(out, stats, stats, t, weight, weight, 210, 10)).toThrow(/layerNormForward: a single item spans two of the buffers/);
+    expect(() => small.layerNormForward(out, stats, stats, t, weight, weight, 210, 10)).toThrow(
+      /layerNormForward: a single item spans two of the buffers/,
+    );
     for (const x of [t, out, stats, weight]) small.free(x);
   });
 });
@@ -516,12 +540,30 @@ describe('webgpu backend without a GPU', () => {
   });
 
   it('createWebGPUBackend says why when the adapter refuses a device', async () => {
-    const limits = { maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28, maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256,
-      maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256, maxComputeWorkgroupsPerDimension: 65535, maxStorageBuffersPerShaderStage: 8 };
-    const refusing = { limits, requestDevice: async () => Promise.reject(new Error('device lost before it was made')) } as unknown as GPUAdapter;
-    await expect(createWebGPUBackend({ adapter: refusing })).rejects.toThrow(/WebGPU: requestDevice failed: device lost before it was made/);
-    const weak = { limits: { ...limits, maxStorageBuffersPerShaderStage: 4 }, requestDevice: async () => Promise.reject(new Error('unreached')) } as unknown as GPUAdapter;
-    await expect(createWebGPUBackend({ adapter: weak })).rejects.toThrow(/adapter limit maxStorageBuffersPerShaderStage is 4, the kernels need at least 8/);
+    const limits = {
+      maxStorageBufferBindingSize: 1 << 27,
+      maxBufferSize: 1 << 28,
+      maxComputeWorkgroupStorageSize: 16384,
+      maxComputeInvocationsPerWorkgroup: 256,
+      maxComputeWorkgroupSizeX: 256,
+      maxComputeWorkgroupSizeY: 256,
+      maxComputeWorkgroupsPerDimension: 65535,
+      maxStorageBuffersPerShaderStage: 8,
+    };
+    const refusing = {
+      limits,
+      requestDevice: async () => Promise.reject(new Error('device lost before it was made')),
+    } as unknown as GPUAdapter;
+    await expect(createWebGPUBackend({ adapter: refusing })).rejects.toThrow(
+      /WebGPU: requestDevice failed: device lost before it was made/,
+    );
+    const weak = {
+      limits: { ...limits, maxStorageBuffersPerShaderStage: 4 },
+      requestDevice: async () => Promise.reject(new Error('unreached')),
+    } as unknown as GPUAdapter;
+    await expect(createWebGPUBackend({ adapter: weak })).rejects.toThrow(
+      /adapter limit maxStorageBuffersPerShaderStage is 4, the kernels need at least 8/,
+    );
   });
 
   it('grid folds workgroup counts past the per-dimension limit into y', () => {

@@ -17,14 +17,22 @@ describe('planPieces', () => {
 
   it('halves a run of 10 elements into windows of at most 4: 3, 2, 3, 2', () => {
     const access: BoxAccess = { buffer: 'x', offset: 0, strides: [1], extent: 1 };
-    expect(spans(planPieces([10], [access], 4, 1))).toEqual([[0, 3], [3, 5], [5, 8], [8, 10]]);
+    expect(spans(planPieces([10], [access], 4, 1))).toEqual([
+      [0, 3],
+      [3, 5],
+      [5, 8],
+      [8, 10],
+    ]);
   });
 
   it('counts the binding from its aligned start', () => {
     // elements [6, 9) bind from 4 (alignment 4): 5 elements, over 4, so the run is cut
     const access: BoxAccess = { buffer: 'x', offset: 6, strides: [1], extent: 1 };
     expect(spans(planPieces([2], [access], 4, 4))).toEqual([[0, 2]]);
-    expect(spans(planPieces([3], [access], 4, 4))).toEqual([[0, 2], [2, 3]]);
+    expect(spans(planPieces([3], [access], 4, 4))).toEqual([
+      [0, 2],
+      [2, 3],
+    ]);
   });
 
   it('joins the windows of tensors in one buffer', () => {
@@ -42,10 +50,17 @@ describe('planPieces', () => {
 
   it('cuts a run that spans buffers exactly at their boundaries', () => {
     const access: BoxAccess = { buffer: 'x', offset: 0, strides: [1], extent: 1, segmentStarts: [37, 80] };
-    expect(spans(planPieces([100], [access], 1000, 1))).toEqual([[0, 37], [37, 80], [80, 100]]);
+    expect(spans(planPieces([100], [access], 1000, 1))).toEqual([
+      [0, 37],
+      [37, 80],
+      [80, 100],
+    ]);
     // rows of 10 cut between rows: the boundary at 40 falls between rows 3 and 4
     const rows: BoxAccess = { buffer: 'x', offset: 0, strides: [10], extent: 10, segmentStarts: [40] };
-    expect(spans(planPieces([8], [rows], 1000, 1))).toEqual([[0, 4], [4, 8]]);
+    expect(spans(planPieces([8], [rows], 1000, 1))).toEqual([
+      [0, 4],
+      [4, 8],
+    ]);
     // a row across the boundary cannot be cut
     expect(() => planPieces([8], [{ ...rows, segmentStarts: [45] }], 1000, 1)).toThrow(/a single item spans two of the buffers/);
   });

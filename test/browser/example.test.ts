@@ -28,7 +28,11 @@ describe.skipIf(chromiumMissing !== null)(`examples/browser in Chromium${chromiu
   let pageErrors: string[];
 
   const readState = () => page.evaluate(() => (window as unknown as { tinygptExample(): ExampleState }).tinygptExample());
-  const statusIsError = () => page.locator('#status.error').count().then((n) => n > 0);
+  const statusIsError = () =>
+    page
+      .locator('#status.error')
+      .count()
+      .then((n) => n > 0);
   /** wait until the page is back at rest (trained or idle), or shows an error */
   const settle = () =>
     page.waitForFunction(

@@ -5,8 +5,22 @@ export type SDK = typeof TinyGPT;
 type BackendChoice = TinyGPT.BackendChoice;
 type BackendName = TinyGPT.BackendName;
 
-export declare const TINY_CONFIG: Readonly<{ vocabSize: number; maxSeqLen: number; dModel: number; nLayers: number; nHeads: number; seed: number }>;
-export declare const TRAIN_OPTIONS: Readonly<{ steps: number; batchSize: number; seqLen: number; learningRate: number; warmupSteps: number; seed: number }>;
+export declare const TINY_CONFIG: Readonly<{
+  vocabSize: number;
+  maxSeqLen: number;
+  dModel: number;
+  nLayers: number;
+  nHeads: number;
+  seed: number;
+}>;
+export declare const TRAIN_OPTIONS: Readonly<{
+  steps: number;
+  batchSize: number;
+  seqLen: number;
+  learningRate: number;
+  warmupSteps: number;
+  seed: number;
+}>;
 export declare const SAMPLE_OPTIONS: Readonly<TinyGPT.GenerateOptions & { numReturnSequences?: 1 }>;
 
 export declare function namesText(): string;

@@ -79,13 +79,13 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     ...args: Parameters<(typeof scenarios)[K]> extends [SDK, ...infer Rest] ? Rest : never
   ): Promise<Awaited<ReturnType<(typeof scenarios)[K]>>> {
     try {
-      return await page.evaluate(
+      return (await page.evaluate(
         ([scenario, scenarioArgs]) => {
           const w = window as unknown as { tinygpt: unknown; scenarios: Record<string, (...a: unknown[]) => unknown> };
           return w.scenarios[scenario](w.tinygpt, ...scenarioArgs);
         },
         [name, args] as const,
-      ) as Awaited<ReturnType<(typeof scenarios)[K]>>;
+      )) as Awaited<ReturnType<(typeof scenarios)[K]>>;
     } catch (err) {
       throw new Error(`${name}(${args.join(', ')}) failed in Chromium: ${(err as Error).message}\npage errors:\n${pageErrors.join('\n')}`);
     }
@@ -125,7 +125,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     await server?.close();
   });
 
-  test('wasm: training lowers the loss, and the saved bytes and seeded sample equal Node\'s', async () => {
+  test("wasm: training lowers the loss, and the saved bytes and seeded sample equal Node's", async () => {
     const [inBrowser, inNode] = await Promise.all([browserWasm(), scenarios.trainSampleSave(nodeSdk, 'wasm')]);
 
     expect(inBrowser.backendName).toBe('wasm');
@@ -175,7 +175,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     expect(nonZero).toBe(Object.keys(reference.gradients).length);
   });
 
-  test('webgpu: a few training steps track the wasm backend\'s losses', async () => {
+  test("webgpu: a few training steps track the wasm backend's losses", async () => {
     const wasm = await browserWasm();
     const gpu = await inPage('trainSampleSave', 'webgpu');
     expect(gpu.backendName).toBe('webgpu');
@@ -204,7 +204,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     expect(run.steps).toBeLessThan(run.totalSteps);
   });
 
-  test('model files in the browser: fetched by URL, stored in OPFS, turned into a Blob; samples equal Node\'s', async () => {
+  test("model files in the browser: fetched by URL, stored in OPFS, turned into a Blob; samples equal Node's", async () => {
     const files = await inPage('browserFiles', FIXTURE_PATH, '/fixtures/missing.safetensors', 'ma', FILE_SAMPLE);
     expect(files.opfsAvailable).toBe(true);
     expect(files.fromUrl.ids).toHaveLength(FILE_SAMPLE.maxNewTokens);
@@ -216,16 +216,24 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     expect(files.missingError).toMatch(/HTTP 404/);
   });
 
-  test('in a dedicated Web Worker: wasm training, sampling and saving give Node\'s bytes and ids, and auto picks webgpu', async () => {
+  test("in a dedicated Web Worker: wasm training, sampling and saving give Node's bytes and ids, and auto picks webgpu", async () => {
     const [inWorker, inNode] = await Promise.all([
-      page.evaluate(([backend]) => (window as unknown as { runInWorker(n: string, a: unknown[]): Promise<TrainSampleSaveResult> }).runInWorker('trainSampleSave', [backend]), ['wasm']),
+      page.evaluate(
+        ([backend]) =>
+          (window as unknown as { runInWorker(n: string, a: unknown[]): Promise<TrainSampleSaveResult> }).runInWorker('trainSampleSave', [
+            backend,
+          ]),
+        ['wasm'],
+      ),
       scenarios.trainSampleSave(nodeSdk, 'wasm'),
     ]);
     expect(inWorker.backendName).toBe('wasm');
     expect(inWorker.losses).toEqual(inNode.losses);
     expect(inWorker.ids).toEqual(inNode.ids);
     expect(inWorker.modelBase64 === inNode.modelBase64).toBe(true);
-    const auto = await page.evaluate(() => (window as unknown as { runInWorker(n: string, a: unknown[]): Promise<unknown> }).runInWorker('autoBackend', []));
+    const auto = await page.evaluate(() =>
+      (window as unknown as { runInWorker(n: string, a: unknown[]): Promise<unknown> }).runInWorker('autoBackend', []),
+    );
     expect(auto).toEqual({ backendName: 'webgpu', notices: [] });
   });
 });

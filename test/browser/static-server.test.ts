@@ -41,7 +41,10 @@ describe('static server', () => {
     writeFileSync(join(root, 'dist', 'index.js'), 'export const x = 1;\n');
     writeFileSync(join(root, 'page', 'index.html'), '<!doctype html><title>page</title>');
     writeFileSync(outside, 'not for the web');
-    plain = await startStaticServer({ root, routes: { '/generated.bin': { body: new Uint8Array([1, 2, 3]), type: 'application/octet-stream' } } });
+    plain = await startStaticServer({
+      root,
+      routes: { '/generated.bin': { body: new Uint8Array([1, 2, 3]), type: 'application/octet-stream' } },
+    });
     isolated = await startStaticServer({ root, crossOriginIsolated: true });
   });
 

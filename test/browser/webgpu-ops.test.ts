@@ -46,7 +46,9 @@ describe.skipIf(chromiumMissing !== null)(`WebGPU ops in Chromium${chromiumMissi
     const { page, errors } = await openPage(browser, `${server.origin}/webgpu-ops.html`);
     await page.waitForFunction(() => (window as unknown as { opsReady?: boolean }).opsReady === true);
     try {
-      result = await page.evaluate(() => (window as unknown as { runOps: () => Promise<{ adapter: string; outcomes: OpOutcome[] }> }).runOps());
+      result = await page.evaluate(() =>
+        (window as unknown as { runOps: () => Promise<{ adapter: string; outcomes: OpOutcome[] }> }).runOps(),
+      );
     } catch (error) {
       throw new Error(`the ops did not run in Chromium: ${(error as Error).message}\npage errors:\n${errors.join('\n')}`);
     }

@@ -21,8 +21,32 @@ describe('the tinygpt command', () => {
 
   it('trains, shows progress and the chart, saves a loadable model and prints samples', async () => {
     const r = tinygpt([
-      'train', '--data', corpus, '--lines', '--out', model, '--d-model', '16', '--layers', '1', '--heads', '2',
-      '--seq-len', '8', '--steps', '30', '--eval-interval', '10', '--batch-size', '4', '--samples', '2', '--backend', 'wasm', '--threads', '1',
+      'train',
+      '--data',
+      corpus,
+      '--lines',
+      '--out',
+      model,
+      '--d-model',
+      '16',
+      '--layers',
+      '1',
+      '--heads',
+      '2',
+      '--seq-len',
+      '8',
+      '--steps',
+      '30',
+      '--eval-interval',
+      '10',
+      '--batch-size',
+      '4',
+      '--samples',
+      '2',
+      '--backend',
+      'wasm',
+      '--threads',
+      '1',
     ]);
     expect(r.stderr).toMatch(/model: 0\.\d\dM parameters on the wasm backend \(1 thread\)/);
     expect(r.stderr).toMatch(/30\/30 {2}loss \d\.\d{4} {2}lr /);

@@ -40,7 +40,23 @@ function findWorkerd(): { bin: string; compatibilityDate: string } | { missing: 
 const workerd = findWorkerd();
 const workerdMissing = 'missing' in workerd ? workerd.missing : null;
 
-const NAMES = ['emma', 'olivia', 'ava', 'sophia', 'mia', 'amelia', 'harper', 'liam', 'noah', 'james', 'oliver', 'lucas', 'mason', 'ethan', 'henry'];
+const NAMES = [
+  'emma',
+  'olivia',
+  'ava',
+  'sophia',
+  'mia',
+  'amelia',
+  'harper',
+  'liam',
+  'noah',
+  'james',
+  'oliver',
+  'lucas',
+  'mason',
+  'ethan',
+  'henry',
+];
 const MODEL_CONFIG = { maxSeqLen: 24, dModel: 32, nLayers: 2, nHeads: 4, seed: 11 };
 /** what the test asks the worker for; the worker samples (doSample: true) */
 const REQUEST = { prompt: 'ma', maxNewTokens: 16, temperature: 0.8, topK: 8, seed: 99 };
@@ -129,128 +145,136 @@ async function prepareInNode(): Promise<Prepared> {
  */
 const COMPATIBILITY_DATES = [
   { label: 'a plain Worker (compatibility date 2025-09-01, no Node.js modules)', date: '2025-09-01' },
-  { label: `the newest compatibility date (${'missing' in workerd ? '?' : workerd.compatibilityDate})`, date: 'missing' in workerd ? '' : workerd.compatibilityDate },
+  {
+    label: `the newest compatibility date (${'missing' in workerd ? '?' : workerd.compatibilityDate})`,
+    date: 'missing' in workerd ? '' : workerd.compatibilityDate,
+  },
 ];
 
-describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(`the bundle in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}: $label`, ({ date }) => {
-  let dir: string;
-  let child: ChildProcess | undefined;
-  let origin: string;
-  let output = '';
-  let expected: TinyGPT.GenerateResult;
-  let expectedConfig: TinyGPT.GPTConfig;
-  let expectedBySeed: number[][];
+describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(
+  `the bundle in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}: $label`,
+  ({ date }) => {
+    let dir: string;
+    let child: ChildProcess | undefined;
+    let origin: string;
+    let output = '';
+    let expected: TinyGPT.GenerateResult;
+    let expectedConfig: TinyGPT.GPTConfig;
+    let expectedBySeed: number[][];
 
-  beforeAll(async () => {
-    const prepared = await (preparing ??= prepareInNode());
-    expected = prepared.expected;
-    expectedBySeed = prepared.bySeed;
-    expectedConfig = prepared.config;
+    beforeAll(async () => {
+      const prepared = await (preparing ??= prepareInNode());
+      expected = prepared.expected;
+      expectedBySeed = prepared.bySeed;
+      expectedConfig = prepared.config;
 
-    dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
-    copyFileSync(WORKER, join(dir, 'worker.js'));
-    copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
-    const chunks = distChunks();
-    for (const chunk of chunks) copyFileSync(join(REPO_ROOT, 'dist', chunk), join(dir, chunk));
-    copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
-    writeFileSync(join(dir, 'model.safetensors'), prepared.bytes);
-    const port = await freeLoopbackPort();
-    writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, date, chunks));
-    origin = `http://127.0.0.1:${port}`;
+      dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
+      copyFileSync(WORKER, join(dir, 'worker.js'));
+      copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
+      const chunks = distChunks();
+      for (const chunk of chunks) copyFileSync(join(REPO_ROOT, 'dist', chunk), join(dir, chunk));
+      copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
+      writeFileSync(join(dir, 'model.safetensors'), prepared.bytes);
+      const port = await freeLoopbackPort();
+      writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, date, chunks));
+      origin = `http://127.0.0.1:${port}`;
 
-    const proc = spawn((workerd as { bin: string }).bin, ['serve', 'config.capnp'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    child = proc;
-    proc.stdout.on('data', (chunk) => (output += chunk));
-    proc.stderr.on('data', (chunk) => (output += chunk));
-    const exited = new Promise<never>((_, reject) =>
-      proc.once('exit', (code, signal) => reject(new Error(`workerd exited (code ${code}, signal ${signal}) before serving:\n${output}`))),
-    );
-    // poll until the socket answers; /info also makes the worker load the model once
-    const ready = (async () => {
-      for (;;) {
-        try {
-          const response = await fetch(`${origin}/info`);
-          if (response.ok) return;
-          throw new Error(`workerd answered /info with HTTP ${response.status}: ${await response.text()}\n${output}`);
-        } catch (err) {
-          if (!(err instanceof TypeError)) throw err; // TypeError: connection refused, not up yet
+      const proc = spawn((workerd as { bin: string }).bin, ['serve', 'config.capnp'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = proc;
+      proc.stdout.on('data', (chunk) => (output += chunk));
+      proc.stderr.on('data', (chunk) => (output += chunk));
+      const exited = new Promise<never>((_, reject) =>
+        proc.once('exit', (code, signal) =>
+          reject(new Error(`workerd exited (code ${code}, signal ${signal}) before serving:\n${output}`)),
+        ),
+      );
+      // poll until the socket answers; /info also makes the worker load the model once
+      const ready = (async () => {
+        for (;;) {
+          try {
+            const response = await fetch(`${origin}/info`);
+            if (response.ok) return;
+            throw new Error(`workerd answered /info with HTTP ${response.status}: ${await response.text()}\n${output}`);
+          } catch (err) {
+            if (!(err instanceof TypeError)) throw err; // TypeError: connection refused, not up yet
+          }
+          await new Promise((resolve) => setTimeout(resolve, 200));
         }
-        await new Promise((resolve) => setTimeout(resolve, 200));
+      })();
+      await Promise.race([ready, exited]);
+    });
+
+    afterAll(async () => {
+      if (child && child.exitCode === null) {
+        const exit = new Promise((resolve) => child!.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exit;
       }
-    })();
-    await Promise.race([ready, exited]);
-  });
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
 
-  afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exit = new Promise((resolve) => child!.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exit;
+    async function post(body: unknown): Promise<Response> {
+      return fetch(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     }
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
 
-  async function post(body: unknown): Promise<Response> {
-    return fetch(`${origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  }
+    test('the worker loads the model with the wasm kernels handed in as a module', async () => {
+      const info = await (await fetch(`${origin}/info`)).json();
+      expect(info).toMatchObject({ backend: 'wasm', tokenizer: 'char', config: expectedConfig });
+    });
 
-  test('the worker loads the model with the wasm kernels handed in as a module', async () => {
-    const info = await (await fetch(`${origin}/info`)).json();
-    expect(info).toMatchObject({ backend: 'wasm', tokenizer: 'char', config: expectedConfig });
-  });
+    test('POST /generate samples the same ids and text as Node for the same model bytes and seed', async () => {
+      const response = await post(REQUEST);
+      const body = await response.json();
+      expect(response.status, JSON.stringify(body)).toBe(200);
+      expect(body.ids).toHaveLength(REQUEST.maxNewTokens);
+      expect(body.ids).toEqual(expected.ids);
+      expect(body.text).toBe(expected.text);
+      expect(body.backend).toBe('wasm');
+    });
 
-  test("POST /generate samples the same ids and text as Node for the same model bytes and seed", async () => {
-    const response = await post(REQUEST);
-    const body = await response.json();
-    expect(response.status, JSON.stringify(body)).toBe(200);
-    expect(body.ids).toHaveLength(REQUEST.maxNewTokens);
-    expect(body.ids).toEqual(expected.ids);
-    expect(body.text).toBe(expected.text);
-    expect(body.backend).toBe('wasm');
-  });
+    test('GET /generate with query parameters gives the same answer', async () => {
+      const query = new URLSearchParams(Object.entries(REQUEST).map(([k, v]) => [k, String(v)]));
+      const response = await fetch(`${origin}/generate?${query}`);
+      const body = await response.json();
+      expect(response.status, JSON.stringify(body)).toBe(200);
+      expect(body.ids).toEqual(expected.ids);
+    });
 
-  test('GET /generate with query parameters gives the same answer', async () => {
-    const query = new URLSearchParams(Object.entries(REQUEST).map(([k, v]) => [k, String(v)]));
-    const response = await fetch(`${origin}/generate?${query}`);
-    const body = await response.json();
-    expect(response.status, JSON.stringify(body)).toBe(200);
-    expect(body.ids).toEqual(expected.ids);
-  });
+    test('concurrent requests with different seeds each get what Node samples for their seed', async () => {
+      const responses = await Promise.all(CONCURRENT_SEEDS.map((seed, i) => post({ ...REQUEST, seed, stream: i % 2 === 1 })));
+      const ids = await Promise.all(
+        responses.map(async (response, i) => {
+          if (i % 2 === 0) return (await response.json()).ids as number[];
+          const events = (await response.text()).trim().split('\n\n').slice(0, -1);
+          return events.map((e) => (JSON.parse(e.replace(/^data: /, '')) as { id: number }).id);
+        }),
+      );
+      expect(ids).toEqual(expectedBySeed);
+      expect(new Set(ids.map((row) => row.join(','))).size).toBeGreaterThan(1);
+    });
 
-  test('concurrent requests with different seeds each get what Node samples for their seed', async () => {
-    const responses = await Promise.all(CONCURRENT_SEEDS.map((seed, i) => post({ ...REQUEST, seed, stream: i % 2 === 1 })));
-    const ids = await Promise.all(
-      responses.map(async (response, i) => {
-        if (i % 2 === 0) return (await response.json()).ids as number[];
-        const events = (await response.text()).trim().split('\n\n').slice(0, -1);
-        return events.map((e) => (JSON.parse(e.replace(/^data: /, '')) as { id: number }).id);
-      }),
-    );
-    expect(ids).toEqual(expectedBySeed);
-    expect(new Set(ids.map((row) => row.join(','))).size).toBeGreaterThan(1);
-  });
+    test('streaming: server-sent events carry the same tokens one by one', async () => {
+      const response = await post({ ...REQUEST, stream: true });
+      expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const events = (await response.text()).trim().split('\n\n');
+      expect(events.at(-1)).toBe('event: done\ndata: {}');
+      const tokens = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, '')) as { id: number; text: string });
+      expect(tokens.map((t) => t.id)).toEqual(expected.ids);
+      expect(tokens.map((t) => t.text).join('')).toBe(expected.text);
+    });
 
-  test('streaming: server-sent events carry the same tokens one by one', async () => {
-    const response = await post({ ...REQUEST, stream: true });
-    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-    const events = (await response.text()).trim().split('\n\n');
-    expect(events.at(-1)).toBe('event: done\ndata: {}');
-    const tokens = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, '')) as { id: number; text: string });
-    expect(tokens.map((t) => t.id)).toEqual(expected.ids);
-    expect(tokens.map((t) => t.text).join('')).toBe(expected.text);
-  });
+    test('bad input is refused with 400 and a message naming the field, the value and the range', async () => {
+      const badTemperature = await post({ ...REQUEST, temperature: -1 });
+      expect(badTemperature.status).toBe(400);
+      expect((await badTemperature.json()).error).toMatch(/temperature.*>= 0.*-1/);
 
-  test('bad input is refused with 400 and a message naming the field, the value and the range', async () => {
-    const badTemperature = await post({ ...REQUEST, temperature: -1 });
-    expect(badTemperature.status).toBe(400);
-    expect((await badTemperature.json()).error).toMatch(/temperature.*>= 0.*-1/);
+      const badId = await post({ ids: [0, 9999], maxNewTokens: 2 });
+      expect(badId.status).toBe(400);
+      expect((await badId.json()).error).toMatch(/prompt\[1\].*9999/);
 
-    const badId = await post({ ids: [0, 9999], maxNewTokens: 2 });
-    expect(badId.status).toBe(400);
-    expect((await badId.json()).error).toMatch(/prompt\[1\].*9999/);
-
-    const unknownField = await post({ ...REQUEST, temprature: 1 });
-    expect(unknownField.status).toBe(400);
-    expect((await unknownField.json()).error).toMatch(/unknown field "temprature"/);
-  });
-});
+      const unknownField = await post({ ...REQUEST, temprature: 1 });
+      expect(unknownField.status).toBe(400);
+      expect((await unknownField.json()).error).toMatch(/unknown field "temprature"/);
+    });
+  },
+);

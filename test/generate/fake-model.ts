@@ -54,7 +54,10 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
 
     createKVCache(batchSize: number): KVCache {
       const cache: KVCache = { batchSize, length: 0, layers: [{ k: fakeTensor, v: fakeTensor }] };
-      rowsOf.set(cache, Array.from({ length: batchSize }, () => []));
+      rowsOf.set(
+        cache,
+        Array.from({ length: batchSize }, () => []),
+      );
       live++;
       return cache;
     },
@@ -82,7 +85,10 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
       const rows = rowsOf.get(cache);
       if (!rows) throw new Error('fakeModel: cache was freed');
       if (sources.length !== cache.batchSize) throw new Error('fakeModel: sources.length != batchSize');
-      rowsOf.set(cache, sources.map((s) => [...rows[s]]));
+      rowsOf.set(
+        cache,
+        sources.map((s) => [...rows[s]]),
+      );
       model.reorders++;
     },
 

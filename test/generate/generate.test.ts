@@ -8,7 +8,12 @@ import { byteTokenizer, charTokenizer, fakeModel, markovLogits, type LogitsFn } 
 // From S: A 0.5, B 0.4, X 0.05, Y 0.05. From A: X 0.35, Y 0.25, A 0.2, B 0.2. From B: X 0.9, Y 0.1.
 // Greedy: S A X (0.5 * 0.35 = 0.175). Best of length 2: S B X (0.4 * 0.9 = 0.36).
 // Every sequence of length 2, by probability: B X .36, A X .175, A Y .125, A A .1, A B .1, B Y .04, ...
-const S = 0, A = 1, B = 2, X = 3, Y = 4, E = 5;
+const S = 0,
+  A = 1,
+  B = 2,
+  X = 3,
+  Y = 4,
+  E = 5;
 const MYOPIC = {
   [S]: { [A]: 0.5, [B]: 0.4, [X]: 0.05, [Y]: 0.05 },
   [A]: { [X]: 0.35, [Y]: 0.25, [A]: 0.2, [B]: 0.2 },
@@ -27,7 +32,12 @@ function secondOrderLogits(vocabSize: number, seed: number): LogitsFn {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
     return state / 4294967296;
   };
-  for (let a = 0; a < vocabSize; a++) for (let b = 0; b < vocabSize; b++) table.set(`${a},${b}`, Float64Array.from({ length: vocabSize }, () => 3 * uniform()));
+  for (let a = 0; a < vocabSize; a++)
+    for (let b = 0; b < vocabSize; b++)
+      table.set(
+        `${a},${b}`,
+        Float64Array.from({ length: vocabSize }, () => 3 * uniform()),
+      );
   return (row) => table.get(`${row[row.length - 2] ?? 0},${row[row.length - 1]}`)!;
 }
 
@@ -121,17 +131,27 @@ describe('beam search', () => {
   it('numReturnSequences comes back ranked, best first', async () => {
     const r = await generate(myopicModel(), [S], { maxNewTokens: 2, numBeams: 3, numReturnSequences: 3, returnLogprobs: true });
     const seqs = many(r);
-    expect(seqs.map((s) => s.ids)).toEqual([[B, X], [A, X], [A, Y]]);
-    expect(seqs.map((s) => s.score)).toEqual([Math.log(0.36) / 2, Math.log(0.175) / 2, Math.log(0.125) / 2].map((v) => expect.closeTo(v, 6)));
+    expect(seqs.map((s) => s.ids)).toEqual([
+      [B, X],
+      [A, X],
+      [A, Y],
+    ]);
+    expect(seqs.map((s) => s.score)).toEqual(
+      [Math.log(0.36) / 2, Math.log(0.175) / 2, Math.log(0.125) / 2].map((v) => expect.closeTo(v, 6)),
+    );
     for (const s of seqs) expect(s.logprobs!.reduce((a, b) => a + b, 0) / 2).toBeCloseTo(s.score!, 9);
   });
 
   it('with enough beams equals exhaustive search over every sequence (second-order chain, so reordering matters)', async () => {
-    const V = 3, steps = 3, prompt = [0, 2, 1, 2];
+    const V = 3,
+      steps = 3,
+      prompt = [0, 2, 1, 2];
     const logitsOf = secondOrderLogits(V, 11);
     // all 27 continuations of length 3, ranked by total log-probability
     const all: { ids: number[]; logprob: number }[] = [];
-    for (let a = 0; a < V; a++) for (let b = 0; b < V; b++) for (let c = 0; c < V; c++) all.push({ ids: [a, b, c], logprob: sequenceLogprob(logitsOf, prompt, [a, b, c]) });
+    for (let a = 0; a < V; a++)
+      for (let b = 0; b < V; b++)
+        for (let c = 0; c < V; c++) all.push({ ids: [a, b, c], logprob: sequenceLogprob(logitsOf, prompt, [a, b, c]) });
     all.sort((p, q) => q.logprob - p.logprob);
     const expected = all.slice(0, 9);
     // 9 beams hold every prefix of length 2, so the last step ranks all 27 sequences; maxSeqLen 4
@@ -150,7 +170,9 @@ describe('beam search', () => {
     const chain = { 0: { 5: 0.3, 1: 0.7 }, 1: { 1: 0.6, 2: 0.4 }, 2: { 1: 0.6, 2: 0.4 } };
     const model = () => fakeModel(6, 16, markovLogits(chain, 6));
     // sum only: [eos] (log 0.3 = -1.204) beats A A A (log 0.252 = -1.378)
-    const sumOnly = many(await generate(model(), [0], { maxNewTokens: 3, numBeams: 2, numReturnSequences: 2, eosTokenId: 5, lengthPenalty: 0 }));
+    const sumOnly = many(
+      await generate(model(), [0], { maxNewTokens: 3, numBeams: 2, numReturnSequences: 2, eosTokenId: 5, lengthPenalty: 0 }),
+    );
     expect(sumOnly.map((s) => s.ids)).toEqual([[5], [1, 1, 1]]);
     expect(sumOnly.map((s) => s.finishReason)).toEqual(['eos', 'length']);
     expect(sumOnly[0].score).toBeCloseTo(Math.log(0.3), 6);
@@ -214,11 +236,16 @@ describe('sampling through generate', () => {
 
   it('numReturnSequences samples ranked by total log-probability', async () => {
     const model = stationary(16);
-    const seqs = many(await generate(model, [0], { maxNewTokens: 6, doSample: true, numReturnSequences: 4, seed: 1, returnLogprobs: true }));
+    const seqs = many(
+      await generate(model, [0], { maxNewTokens: 6, doSample: true, numReturnSequences: 4, seed: 1, returnLogprobs: true }),
+    );
     expect(seqs).toHaveLength(4);
     for (const s of seqs) {
       expect(s.ids).toHaveLength(6);
-      expect(s.score).toBeCloseTo(s.ids.reduce((acc, id) => acc + Math.log(probs[id]), 0), 5);
+      expect(s.score).toBeCloseTo(
+        s.ids.reduce((acc, id) => acc + Math.log(probs[id]), 0),
+        5,
+      );
     }
     for (let i = 1; i < 4; i++) expect(seqs[i - 1].score!).toBeGreaterThanOrEqual(seqs[i].score!);
     expect(model.calls[0].batchSize).toBe(4);
@@ -257,7 +284,8 @@ describe('text, streaming, stop strings', () => {
   it('streams whole characters, and never shows part of a stop string', async () => {
     const tokenizer = byteTokenizer();
     const tokens: StreamToken[] = [];
-    for await (const t of generateStream(scriptModel('héllo €5\nok\n\nrest'), '>', { tokenizer, maxNewTokens: 40, stop: '\n\n' })) tokens.push(t);
+    for await (const t of generateStream(scriptModel('héllo €5\nok\n\nrest'), '>', { tokenizer, maxNewTokens: 40, stop: '\n\n' }))
+      tokens.push(t);
     const pieces = tokens.map((t) => t.text!);
     expect(pieces.join('')).toBe('héllo €5\nok');
     for (const p of pieces) expect(p).not.toContain('\uFFFD');
@@ -289,9 +317,14 @@ describe('text, streaming, stop strings', () => {
     const tokenizer = charTokenizer('SAB;XY');
     const chain = { 0: { 1: 0.6, 2: 0.4 }, 1: { 3: 1 }, 3: { 4: 0.5, 5: 0.5 }, 2: { 4: 0.9, 5: 0.1 }, 4: { 4: 1 }, 5: { 5: 1 } };
     const model = fakeModel(6, 16, markovLogits(chain, 6));
-    const seqs = many(await generate(model, 'S', { tokenizer, maxNewTokens: 4, numBeams: 2, numReturnSequences: 2, lengthPenalty: 0, stop: ';' }));
+    const seqs = many(
+      await generate(model, 'S', { tokenizer, maxNewTokens: 4, numBeams: 2, numReturnSequences: 2, lengthPenalty: 0, stop: ';' }),
+    );
     expect(seqs.map((s) => s.text)).toEqual(['A', 'BXXX']);
-    expect(seqs.map((s) => s.ids)).toEqual([[1, 3], [2, 4, 4, 4]]);
+    expect(seqs.map((s) => s.ids)).toEqual([
+      [1, 3],
+      [2, 4, 4, 4],
+    ]);
     expect(seqs.map((s) => s.finishReason)).toEqual(['stop', 'length']);
     expect(seqs[0].score).toBeCloseTo(Math.log(0.6), 6);
   });
@@ -361,7 +394,11 @@ describe('bad input', () => {
     ['repetitionPenalty 0', () => generate(model, [0], { repetitionPenalty: 0 }), /repetitionPenalty.*0/],
     ['numBeams 0', () => generate(model, [0], { numBeams: 0 }), /numBeams.*0/],
     ['maxNewTokens 0', () => generate(model, [0], { maxNewTokens: 0 }), /maxNewTokens.*0/],
-    ['numReturnSequences > numBeams', () => generate(model, [0], { numBeams: 2, numReturnSequences: 3 }), /numReturnSequences.*numBeams = 2.*3/],
+    [
+      'numReturnSequences > numBeams',
+      () => generate(model, [0], { numBeams: 2, numReturnSequences: 3 }),
+      /numReturnSequences.*numBeams = 2.*3/,
+    ],
     ['greedy with several sequences', () => generate(model, [0], { numReturnSequences: 2 }), /numReturnSequences = 2 needs doSample/],
     ['eosTokenId out of range', () => generate(model, [0], { eosTokenId: 9 }), /eosTokenId.*9/],
     ['stop without tokenizer', () => generate(model, [0], { stop: 'x' }), /stop strings need options.tokenizer/],

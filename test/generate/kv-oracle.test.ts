@@ -79,7 +79,13 @@ interface Workload {
   beamSteps: number;
 }
 const full: Workload = { prompts: [5, 20], newTokens: 40, minSlides: 3, beamPrompt: [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], beamSteps: 12 };
-const light: Workload = { prompts: [20], newTokens: 12, minSlides: 2, beamPrompt: [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7], beamSteps: 5 };
+const light: Workload = {
+  prompts: [20],
+  newTokens: 12,
+  minSlides: 2,
+  beamPrompt: [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7],
+  beamSteps: 5,
+};
 const backends: { backend: BackendUnderTest; skip: string | null; work: Workload }[] = [
   { backend: 'js', skip: null, work: full },
   { backend: 'wasm', skip: null, work: full },
@@ -150,7 +156,12 @@ describe.each(backends)('KV cache vs full recomputation ($backend backend)', ({ 
     models.push(model);
     const prompt = work.beamPrompt;
     const steps = work.beamSteps;
-    const { sequences } = (await generate(model, prompt, { maxNewTokens: steps, numBeams: 4, numReturnSequences: 4, returnLogprobs: true })) as GenerateSequences;
+    const { sequences } = (await generate(model, prompt, {
+      maxNewTokens: steps,
+      numBeams: 4,
+      numReturnSequences: 4,
+      returnLogprobs: true,
+    })) as GenerateSequences;
     expect(sequences).toHaveLength(4);
     for (const s of sequences) {
       expect(s.ids).toHaveLength(steps);

@@ -68,7 +68,14 @@ describe('greedy', () => {
 
 describe('sample', () => {
   it('uses the sampling stream of the seed: same seed, same draws; another seed differs', () => {
-    const draws = (seed: number) => Array.from({ length: 200 }, ((rng) => () => sample(BASE_LOGITS, rng))(samplingRng(seed)));
+    const draws = (seed: number) =>
+      Array.from(
+        { length: 200 },
+        (
+          (rng) => () =>
+            sample(BASE_LOGITS, rng)
+        )(samplingRng(seed)),
+      );
     expect(draws(7)).toEqual(draws(7));
     expect(draws(7)).not.toEqual(draws(8));
     // the stream is RngStream.sampling of the user's seed

@@ -14,7 +14,9 @@ const corpus = [
   'Héllo wörld! Ça va? Über café, naïve façade. ',
   'Smörgåsbord and crème brûlée; 日本語のテキスト; emoji 🎉🚀 again 🎉. ',
   'The quick brown fox jumps over the lazy dog. ',
-].join('').repeat(4);
+]
+  .join('')
+  .repeat(4);
 const tokenizer = BPETokenizer.train(corpus, { vocabSize: 300, specialTokens: ['<|endoftext|>'] });
 
 let model: GPTModel;

@@ -89,7 +89,16 @@ export const opCases: OpCase[] = [
     run: (ctx) => {
       const s = ctx.s;
       const out = ctx.zeros(s.B * s.T * s.C);
-      ctx.be.encoderForward(out, ctx.int32s(ints(ctx.rng, s.B * s.T, 0, s.V)), ctx.normal(s.V * s.C), ctx.normal((s.T + 1) * s.C), s.B, s.T, s.C, 1);
+      ctx.be.encoderForward(
+        out,
+        ctx.int32s(ints(ctx.rng, s.B * s.T, 0, s.V)),
+        ctx.normal(s.V * s.C),
+        ctx.normal((s.T + 1) * s.C),
+        s.B,
+        s.T,
+        s.C,
+        1,
+      );
       return { out };
     },
   },
@@ -393,7 +402,12 @@ export const opCases: OpCase[] = [
 ];
 
 /** Run one case with inputs from `seed`; download its outputs and free what it allocated. */
-export async function runCase(be: Backend, c: OpCase, seed: number, shapes: OpShapes = SMALL_SHAPES): Promise<Record<string, Float32Array | Int32Array>> {
+export async function runCase(
+  be: Backend,
+  c: OpCase,
+  seed: number,
+  shapes: OpShapes = SMALL_SHAPES,
+): Promise<Record<string, Float32Array | Int32Array>> {
   const ctx = new CaseContext(be, new Rng(seed), shapes);
   try {
     const outputs = c.run(ctx);

@@ -52,7 +52,15 @@ describe('comparisons', () => {
 describe('numericGradient', () => {
   it('recovers the gradient of a known function: f(x) = sum x^3 + x0 x1, df = 3x^2 + (x1, x0, 0)', () => {
     const x = [0.5, -1.5, 2];
-    const grad = numericGradient((v) => dot(v, v.map((e) => e * e)) + v[0] * v[1], x);
+    const grad = numericGradient(
+      (v) =>
+        dot(
+          v,
+          v.map((e) => e * e),
+        ) +
+        v[0] * v[1],
+      x,
+    );
     assertClose(grad, [3 * 0.25 - 1.5, 3 * 2.25 + 0.5, 12], { rtol: 1e-8, atol: 1e-9 });
   });
 });

@@ -116,7 +116,10 @@ describe.skipIf(chromiumMissing !== null)(`OPFS in Chromium${chromiumMissing ? `
       outfile: join(directory, 'sdk.js'),
       logLevel: 'silent',
     });
-    writeFileSync(join(directory, 'index.html'), '<!doctype html><link rel="icon" href="data:,"><script type="module">window.sdk = await import("./sdk.js");</script>');
+    writeFileSync(
+      join(directory, 'index.html'),
+      '<!doctype html><link rel="icon" href="data:,"><script type="module">window.sdk = await import("./sdk.js");</script>',
+    );
     server = await startStaticServer({ root: directory });
     browser = await launchChromium();
   }, 120_000);

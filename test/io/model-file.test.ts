@@ -222,7 +222,7 @@ describe('loading GPT-2 checkpoints in Hugging Face layout', () => {
     expect(await lossOf(loaded, small)).toBe(await lossOf(model, small));
   });
 
-  it('computes what an independent float64 GPT-2 computes on a checkpoint written by Hugging Face\'s writer', async () => {
+  it("computes what an independent float64 GPT-2 computes on a checkpoint written by Hugging Face's writer", async () => {
     // fixtures/make-gpt2-tiny.py: HF-layout file from safetensors' own writer, logits from a NumPy GPT-2
     const bytes = new Uint8Array(readFileSync(new URL('./fixtures/gpt2-tiny.safetensors', import.meta.url)));
     const expected = JSON.parse(readFileSync(new URL('./fixtures/gpt2-tiny-logits.json', import.meta.url), 'utf8'));

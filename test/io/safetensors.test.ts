@@ -59,9 +59,22 @@ describe('decodeSafetensors on a file written by the reference implementation', 
 
   it('reads every dtype, shape and value', () => {
     expect(metadata).toEqual({ format: 'np' });
-    expect(Object.keys(tensors).sort()).toEqual(
-      ['bool', 'empty', 'f16', 'f32', 'f64', 'i16', 'i32', 'i64', 'i8', 'transformer.h.0.attn.c_attn.weight', 'u16', 'u32', 'u64', 'u8'],
-    );
+    expect(Object.keys(tensors).sort()).toEqual([
+      'bool',
+      'empty',
+      'f16',
+      'f32',
+      'f64',
+      'i16',
+      'i32',
+      'i64',
+      'i8',
+      'transformer.h.0.attn.c_attn.weight',
+      'u16',
+      'u32',
+      'u64',
+      'u8',
+    ]);
     expect(tensors.f64).toMatchObject({ dtype: 'F64', shape: [3] });
     expect(Array.from(tensors.f64.data as Float64Array)).toEqual([1.5, -2.25, 1e300]);
     expect(tensors.f32).toMatchObject({ dtype: 'F32', shape: [3, 4] });
@@ -98,7 +111,15 @@ describe('decodeSafetensors on a file written by the reference implementation', 
     const narrow = new Uint8Array(readFileSync(new URL('./fixtures/reference-narrow.safetensors', import.meta.url)));
     const decoded = decodeSafetensors(narrow);
     expect(Object.fromEntries(Object.entries(decoded.tensors).map(([name, t]) => [name, t.dtype]))).toEqual({
-      a: 'BF16', b: 'F16', c: 'F8_E4M3', d: 'F8_E5M2', e: 'I8', f: 'U16', g: 'I16', h: 'U8', i: 'BOOL',
+      a: 'BF16',
+      b: 'F16',
+      c: 'F8_E4M3',
+      d: 'F8_E5M2',
+      e: 'I8',
+      f: 'U16',
+      g: 'I16',
+      h: 'U8',
+      i: 'BOOL',
     });
     expect(Array.from(tensorToFloat32(decoded.tensors.a))).toEqual([1, -2]);
     expect(Array.from(decoded.tensors.g.data as Int16Array)).toEqual([-1]);
@@ -168,11 +189,23 @@ describe('encodeSafetensors / decodeSafetensors round trip', () => {
     const rng = new Rng(3);
     // integer-like names too: JS objects enumerate those first, the file must not
     const dtypes: Record<string, SafetensorsDType> = {
-      'wte.weight': 'F32', '10': 'F16', '2': 'F32', 'h.0.ln_1.bias': 'F16', 'h.10.ln_1.bias': 'F32',
-      Z: 'F32', a: 'F16', é: 'F32', '😀': 'F32', 'ￜ': 'F32',
+      'wte.weight': 'F32',
+      '10': 'F16',
+      '2': 'F32',
+      'h.0.ln_1.bias': 'F16',
+      'h.10.ln_1.bias': 'F32',
+      Z: 'F32',
+      a: 'F16',
+      é: 'F32',
+      '😀': 'F32',
+      ￜ: 'F32',
     };
     const tensors = Object.entries(dtypes).map(([name, dtype]) => [name, randomTensor(dtype, [2, 3], rng)] as const);
-    const metadata = [['b', '1'], ['a', '2'], ['10', '3']] as const;
+    const metadata = [
+      ['b', '1'],
+      ['a', '2'],
+      ['10', '3'],
+    ] as const;
     const outputs = new Set<string>();
     const order = new Rng(11);
     for (let trial = 0; trial < 20; trial++) {
@@ -274,10 +307,25 @@ describe('half-precision conversions', () => {
 
   it('hand-worked float16 values and ties to even', () => {
     const cases: [number, number][] = [
-      [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65519.99, 0x7bff], [65520, 0x7c00], [2 ** -14, 0x0400],
-      [2 ** -24, 0x0001], [2 ** -25, 0x0000], [2 ** -25 * 1.5, 0x0001], [3 * 2 ** -25, 0x0002], [-0, 0x8000],
-      [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -10, 0x3c01], [Infinity, 0x7c00], [-Infinity, 0xfc00],
-      [1e-10, 0], [1e10, 0x7c00], [(1023.5 / 1024) * 2 ** -14, 0x0400],
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [65504, 0x7bff],
+      [65519.99, 0x7bff],
+      [65520, 0x7c00],
+      [2 ** -14, 0x0400],
+      [2 ** -24, 0x0001],
+      [2 ** -25, 0x0000],
+      [2 ** -25 * 1.5, 0x0001],
+      [3 * 2 ** -25, 0x0002],
+      [-0, 0x8000],
+      [1 + 2 ** -11, 0x3c00],
+      [1 + 3 * 2 ** -11, 0x3c02],
+      [1 + 2 ** -10, 0x3c01],
+      [Infinity, 0x7c00],
+      [-Infinity, 0xfc00],
+      [1e-10, 0],
+      [1e10, 0x7c00],
+      [(1023.5 / 1024) * 2 ** -14, 0x0400],
     ];
     for (const [value, bits] of cases) expect(roundToFloat16Bits(value), String(value)).toBe(bits);
   });

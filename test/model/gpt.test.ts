@@ -157,11 +157,15 @@ describe('GPT on the js reference backend', () => {
 
   it('rejects bad inputs with messages naming the field', async () => {
     const model = await createModel({ ...tiny, backend: 'js' });
-    await expect(model.forward(new Int32Array([1, 2, 11]), null, 1)).rejects.toThrow(/inputs\[2\] = 11 is out of range: token ids must be in \[0, 11\)/);
+    await expect(model.forward(new Int32Array([1, 2, 11]), null, 1)).rejects.toThrow(
+      /inputs\[2\] = 11 is out of range: token ids must be in \[0, 11\)/,
+    );
     await expect(model.forward(new Int32Array([1, 2, 3]), new Int32Array([1, 2, -2]), 1)).rejects.toThrow(/targets\[2\] = -2/);
     await expect(model.forward(new Int32Array(6), null, 1)).rejects.toThrow(/T = 6 exceeds config\.maxSeqLen = 5/);
     await expect(model.forward(new Int32Array(5), null, 2)).rejects.toThrow(/multiple of batchSize \(2\)/);
-    await expect(model.forward(new Int32Array(4), new Int32Array(3), 1)).rejects.toThrow(/targets\.length \(3\) must equal inputs\.length \(4\)/);
+    await expect(model.forward(new Int32Array(4), new Int32Array(3), 1)).rejects.toThrow(
+      /targets\.length \(3\) must equal inputs\.length \(4\)/,
+    );
     await expect(model.backward()).rejects.toThrow(/forward with targets first/);
     const params = await model.getParameters();
     delete params['ln_f.bias'];

@@ -26,7 +26,8 @@ const config: GPTConfigInput = { vocabSize: 32, maxSeqLen: 8, dModel: 16, nLayer
 const probe = await createNodeWebGPU();
 const adapter = probe.backend?.adapterName;
 probe.backend?.dispose();
-const suite = probe.backend === null ? `onDeviceLost: 'wasm' (skipped: ${probe.skipReason})` : `onDeviceLost: 'wasm' on WebGPU (${adapter})`;
+const suite =
+  probe.backend === null ? `onDeviceLost: 'wasm' (skipped: ${probe.skipReason})` : `onDeviceLost: 'wasm' on WebGPU (${adapter})`;
 
 function corpus(length: number, seed: number): Int32Array {
   const rng = new Rng(seed);
@@ -162,7 +163,9 @@ describe.skipIf(probe.backend === null)(suite, () => {
     params['ln_f.weight'][0] = NaN;
     await model.setParameters(params);
     const changes: BackendChange[] = [];
-    await expect(train(model, { ...common, onDeviceLost: 'wasm', onBackendChange: (c) => void changes.push(c) })).rejects.toThrow(NonFiniteError);
+    await expect(train(model, { ...common, onDeviceLost: 'wasm', onBackendChange: (c) => void changes.push(c) })).rejects.toThrow(
+      NonFiniteError,
+    );
     expect(model.backendName).toBe('webgpu');
     expect(changes).toEqual([]);
     model.dispose();

@@ -104,8 +104,12 @@ describe.skipIf(probe.backend === null)(suite, () => {
     }
     const [g, w] = runs;
     for (let i = 0; i < 10; i++) {
-      expect(Math.abs(g[i].trainLoss - w[i].trainLoss), `step ${i + 1} loss ${g[i].trainLoss} vs wasm ${w[i].trainLoss}`).toBeLessThan(1e-5 * w[i].trainLoss);
-      expect(Math.abs(g[i].gradNorm - w[i].gradNorm), `step ${i + 1} grad norm ${g[i].gradNorm} vs wasm ${w[i].gradNorm}`).toBeLessThan(1e-5 * w[i].gradNorm);
+      expect(Math.abs(g[i].trainLoss - w[i].trainLoss), `step ${i + 1} loss ${g[i].trainLoss} vs wasm ${w[i].trainLoss}`).toBeLessThan(
+        1e-5 * w[i].trainLoss,
+      );
+      expect(Math.abs(g[i].gradNorm - w[i].gradNorm), `step ${i + 1} grad norm ${g[i].gradNorm} vs wasm ${w[i].gradNorm}`).toBeLessThan(
+        1e-5 * w[i].gradNorm,
+      );
     }
     // the steps learned something, so the comparison covered real updates
     expect(g[9].trainLoss).toBeLessThan(g[0].trainLoss - 0.3);
@@ -149,7 +153,9 @@ describe.skipIf(probe.backend === null)(suite, () => {
     expect(model.backendName).toBe('webgpu');
     await expect(model.forward(new Int32Array(16), null, 1, { returnLogits: true })).rejects.toThrow(/WebGPU device lost/);
     // generation does not move by itself: its error says how to go on
-    await expect(generate(model, [1, 2, 3], { maxNewTokens: 2 })).rejects.toThrow(/WebGPU device lost.*loadModel\(file, \{ backend: 'wasm' \}\).*onDeviceLost: 'wasm'/);
+    await expect(generate(model, [1, 2, 3], { maxNewTokens: 2 })).rejects.toThrow(
+      /WebGPU device lost.*loadModel\(file, \{ backend: 'wasm' \}\).*onDeviceLost: 'wasm'/,
+    );
     model.dispose();
 
     // the host rebuilds from the checkpoint, here on the js reference, and goes on training

@@ -26,7 +26,10 @@ const CAPS: Record<string, WebGPUBackendOptions> = {
 
 const probe = await createNodeWebGPU();
 probe.backend?.dispose();
-const suite = probe.backend === null ? `a GPT past one binding (skipped: ${probe.skipReason})` : 'a GPT whose tensors exceed one WebGPU binding or buffer';
+const suite =
+  probe.backend === null
+    ? `a GPT past one binding (skipped: ${probe.skipReason})`
+    : 'a GPT whose tensors exceed one WebGPU binding or buffer';
 
 describe.skipIf(probe.backend === null)(suite, () => {
   for (const [label, caps] of Object.entries(CAPS)) {
@@ -64,7 +67,15 @@ describe.skipIf(probe.backend === null)(suite, () => {
     const runs: { steps: StepMetrics[]; tokens: number[]; dispatches: number }[] = [];
     for (const backend of backends) {
       const model = await createModel(config, { backendInstance: backend });
-      const trainer = await Trainer.create(model, { data, batchSize: 3, seqLen: 13, steps: 3, learningRate: 1e-2, warmupSteps: 1, maxGradNorm: 1 });
+      const trainer = await Trainer.create(model, {
+        data,
+        batchSize: 3,
+        seqLen: 13,
+        steps: 3,
+        learningRate: 1e-2,
+        warmupSteps: 1,
+        maxGradNorm: 1,
+      });
       const before = backend.dispatches;
       const steps: StepMetrics[] = [];
       for (let i = 0; i < 3; i++) steps.push(await trainer.step());
@@ -79,7 +90,9 @@ describe.skipIf(probe.backend === null)(suite, () => {
     for (const capped of cappedRuns) {
       expect(capped.dispatches).toBeGreaterThan(whole.dispatches);
       for (let i = 0; i < 3; i++) {
-        expect(Math.abs(capped.steps[i].trainLoss - whole.steps[i].trainLoss), `step ${i + 1}`).toBeLessThan(1e-5 * whole.steps[i].trainLoss);
+        expect(Math.abs(capped.steps[i].trainLoss - whole.steps[i].trainLoss), `step ${i + 1}`).toBeLessThan(
+          1e-5 * whole.steps[i].trainLoss,
+        );
         expect(Math.abs(capped.steps[i].gradNorm - whole.steps[i].gradNorm), `step ${i + 1}`).toBeLessThan(1e-5 * whole.steps[i].gradNorm);
       }
       expect(capped.tokens).toEqual(whole.tokens);

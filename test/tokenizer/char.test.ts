@@ -47,7 +47,12 @@ describe('CharTokenizer', () => {
         const text = chars.join('');
         expect(u.decode(u.encode(text))).toBe(text);
         const stream = u.createStreamDecoder();
-        expect(u.encode(text).map((id) => stream.push(id)).join('') + stream.flush()).toBe(text);
+        expect(
+          u
+            .encode(text)
+            .map((id) => stream.push(id))
+            .join('') + stream.flush(),
+        ).toBe(text);
       }),
     );
   });

@@ -3,12 +3,7 @@
  * files, and clear errors for malformed input of every format.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  BPETokenizer,
-  CharTokenizer,
-  tokenizerFromJSON,
-  type BPETokenizerJSON,
-} from '../../src/tokenizer/index.js';
+import { BPETokenizer, CharTokenizer, tokenizerFromJSON, type BPETokenizerJSON } from '../../src/tokenizer/index.js';
 import { gpt2VocabJson, loadFromTiktoken, mobyDick } from './fixtures.js';
 
 const sample = mobyDick().slice(0, 40_000);
@@ -122,7 +117,7 @@ describe('Hugging Face tokenizer.json', () => {
     const gpt2Vocab = JSON.parse(gpt2VocabJson()) as Record<string, number>;
     const vocab: Record<string, number> = {};
     for (const [token, id] of Object.entries(gpt2Vocab)) if (id < 256) vocab[token] = id;
-    Object.assign(vocab, { 'Ġt': 256, he: 257, 'Ġthe': 258, '<|endoftext|>': 259 });
+    Object.assign(vocab, { Ġt: 256, he: 257, Ġthe: 258, '<|endoftext|>': 259 });
     const json = {
       version: '1.0',
       added_tokens: [{ id: 259, content: '<|endoftext|>', special: true }],
@@ -144,9 +139,9 @@ describe('Hugging Face tokenizer.json', () => {
     expect(() => BPETokenizer.fromHuggingFace({ ...hf, model: { ...hf.model, type: 'WordPiece' } })).toThrow(
       /model.type is "WordPiece"; only "BPE"/,
     );
-    expect(() =>
-      BPETokenizer.fromHuggingFace({ ...hf, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true } }),
-    ).toThrow(/pre_tokenizer.add_prefix_space is true/);
+    expect(() => BPETokenizer.fromHuggingFace({ ...hf, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true } })).toThrow(
+      /pre_tokenizer.add_prefix_space is true/,
+    );
     expect(() => BPETokenizer.fromHuggingFace({ ...hf, pre_tokenizer: { type: 'Whitespace' } })).toThrow(
       /pre_tokenizer must be \{"type": "ByteLevel"\}/,
     );
@@ -157,9 +152,9 @@ describe('Hugging Face tokenizer.json', () => {
     expect(() => BPETokenizer.fromHuggingFace({ ...hf, model: { ...hf.model, merges: ['x ☃'] } })).toThrow(
       /model.merges\[0\]: token "☃" is not in the vocab/,
     );
-    expect(() =>
-      BPETokenizer.fromHuggingFace({ ...hf, added_tokens: [{ id: 5, content: '<|x|>', special: true }] }),
-    ).toThrow(/added_tokens\[0\] gives id 5 to "<\|x\|>", but model.vocab has/);
+    expect(() => BPETokenizer.fromHuggingFace({ ...hf, added_tokens: [{ id: 5, content: '<|x|>', special: true }] })).toThrow(
+      /added_tokens\[0\] gives id 5 to "<\|x\|>", but model.vocab has/,
+    );
     expect(() => BPETokenizer.fromHuggingFace({ ...hf, model: { ...hf.model, vocab: { a: -1 } } })).toThrow(
       /model.vocab token "a" has id -1; ids must be integers >= 0/,
     );
@@ -215,16 +210,19 @@ describe('tiktoken files', () => {
     expect(() => BPETokenizer.fromTiktoken([...lines, 'YWI= x'].join('\n'))).toThrow(
       /tiktoken line 257: expected "<base64 token> <rank>", got "YWI= x"/,
     );
-    expect(() => BPETokenizer.fromTiktoken([...lines, '%%% 256'].join('\n'))).toThrow(
-      /tiktoken line 257: "%%%" is not a base64 token/,
-    );
+    expect(() => BPETokenizer.fromTiktoken([...lines, '%%% 256'].join('\n'))).toThrow(/tiktoken line 257: "%%%" is not a base64 token/);
     expect(() => BPETokenizer.fromTiktoken([...lines, 'YWI= 255'].join('\n'))).toThrow(/tiktoken line 257: rank 255 is given twice/);
     expect(() => BPETokenizer.fromTiktoken([...lines, 'YWI= 300'].join('\n'))).toThrow(
       /tiktoken: ids must run from 0 to 300 without gaps; id 256 is missing/,
     );
-    expect(() => BPETokenizer.fromTiktoken(lines.slice(1).map((l, i) => l.replace(/\d+$/, String(i))).join('\n'))).toThrow(
-      /no token for byte 0x00/,
-    );
+    expect(() =>
+      BPETokenizer.fromTiktoken(
+        lines
+          .slice(1)
+          .map((l, i) => l.replace(/\d+$/, String(i)))
+          .join('\n'),
+      ),
+    ).toThrow(/no token for byte 0x00/);
     expect(() => BPETokenizer.fromTiktoken(lines.join('\n'), { specialTokens: { '<|x|>': 3 } })).toThrow(
       /specialTokens: "<\|x\|>" has id 3; special ids must be integers >= 256/,
     );

@@ -4,13 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { encode as gptTokenizerEncode } from 'gpt-tokenizer/encoding/r50k_base';
-import {
-  HARD_STRINGS,
-  jsTiktokenGPT2,
-  loadFromGPT2,
-  loadFromTiktoken,
-  mobyDick,
-} from './fixtures.js';
+import { HARD_STRINGS, jsTiktokenGPT2, loadFromGPT2, loadFromTiktoken, mobyDick } from './fixtures.js';
 
 const reference = jsTiktokenGPT2();
 /** js-tiktoken with special tokens treated as plain text (our default) */
@@ -70,7 +64,7 @@ describe.each([
   });
 });
 
-it('gives js-tiktoken ids on Moby Dick in upper case (contractions like DON\'T, \'S throughout)', () => {
+it("gives js-tiktoken ids on Moby Dick in upper case (contractions like DON'T, 'S throughout)", () => {
   const upper = book.toUpperCase();
   expect(viaTiktoken.encode(upper)).toEqual(referenceIds(upper));
 });

@@ -8,7 +8,18 @@ describe('GPT-2 pre-tokenizer scanner', () => {
   it('matches the regex on a hand-worked case', () => {
     // a whitespace run followed by text leaves its last character to the next piece
     expect(splitGPT2("I'm   here  \n\nDON'T 42x 😀!")).toEqual([
-      'I', "'m", '  ', ' here', '  \n', '\n', 'DON', "'", 'T', ' 42', 'x', ' 😀!',
+      'I',
+      "'m",
+      '  ',
+      ' here',
+      '  \n',
+      '\n',
+      'DON',
+      "'",
+      'T',
+      ' 42',
+      'x',
+      ' 😀!',
     ]);
     expect(splitGPT2WithRegex("I'm   here  \n\nDON'T 42x 😀!")).toEqual(splitGPT2("I'm   here  \n\nDON'T 42x 😀!"));
   });

@@ -10,8 +10,7 @@ const gpt2 = loadFromTiktoken();
 const reference = jsTiktokenGPT2();
 
 /** What UTF-8 can carry of s: TextEncoder turns each lone surrogate into U+FFFD. */
-const throughUtf8 = (s: string): string =>
-  new TextDecoder('utf-8', { ignoreBOM: true }).decode(new TextEncoder().encode(s));
+const throughUtf8 = (s: string): string => new TextDecoder('utf-8', { ignoreBOM: true }).decode(new TextEncoder().encode(s));
 
 /** Everything a stream decoder emits for the ids, flush included, one string per push. */
 function streamPieces(ids: readonly number[]): string[] {
@@ -89,12 +88,15 @@ describe('stream decoder', () => {
 
   it('emits exactly decode(ids), never a broken character, for random text', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\ufffd')), (s) => {
-        const ids = gpt2.encode(s);
-        const pieces = streamPieces(ids);
-        expect(pieces.join('')).toBe(gpt2.decode(ids));
-        for (const piece of pieces) expect(piece).not.toContain('\ufffd');
-      }),
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 40 }).filter((s) => !s.includes('\ufffd')),
+        (s) => {
+          const ids = gpt2.encode(s);
+          const pieces = streamPieces(ids);
+          expect(pieces.join('')).toBe(gpt2.decode(ids));
+          for (const piece of pieces) expect(piece).not.toContain('\ufffd');
+        },
+      ),
       { numRuns: 1000 },
     );
   });

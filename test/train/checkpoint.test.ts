@@ -124,7 +124,9 @@ describe('resume from a checkpoint', () => {
     await trainer.step();
     const bytes = await trainer.checkpoint();
     const wider = await createModel({ ...base, dModel: 32, backend: 'js' });
-    await expect(Trainer.create(wider, { data, resumeFrom: bytes })).rejects.toThrow("resumeFrom: the checkpoint's config.dModel = 16 but the model has 32");
+    await expect(Trainer.create(wider, { data, resumeFrom: bytes })).rejects.toThrow(
+      "resumeFrom: the checkpoint's config.dModel = 16 but the model has 32",
+    );
     await expect(Trainer.create(model, { data: tokens(100, 17, 4), resumeFrom: bytes })).rejects.toThrow(/training data differs/);
     await expect(Trainer.create(model, { data, resumeFrom: bytes.subarray(0, 100) })).rejects.toThrow();
   });
@@ -144,15 +146,29 @@ describe('damaged checkpoints', () => {
     };
     await trainer.step(); // the model moves on: a restore that went ahead would show
     const before = await model.getParameters();
-    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => delete s.dataPosition) })).rejects.toThrow('trainer.dataPosition must be an object');
-    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.step = -1)) })).rejects.toThrow('trainer.step must be an integer >= 0');
-    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.dataPosition.epochRngState.s = [1, 2])) })).rejects.toThrow('epochRngState.s must be four uint32 words');
-    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.modelRng = {})) })).rejects.toThrow('modelRng.dropoutStep must be an integer >= 0');
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => delete s.dataPosition) })).rejects.toThrow(
+      'trainer.dataPosition must be an object',
+    );
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.step = -1)) })).rejects.toThrow(
+      'trainer.step must be an integer >= 0',
+    );
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.dataPosition.epochRngState.s = [1, 2])) })).rejects.toThrow(
+      'epochRngState.s must be four uint32 words',
+    );
+    await expect(Trainer.create(model, { data, resumeFrom: forge((s) => (s.modelRng = {})) })).rejects.toThrow(
+      'modelRng.dropoutStep must be an integer >= 0',
+    );
     const noMoments = Object.fromEntries(Object.entries(tensors).filter(([name]) => name !== 'optimizer.v.ln_f.bias'));
-    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(noMoments, metadata) })).rejects.toThrow('optimizer.v.ln_f.bias is missing');
-    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(tensors, { ...metadata, format: 'x' }) })).rejects.toThrow('not a tinygpt training checkpoint');
+    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(noMoments, metadata) })).rejects.toThrow(
+      'optimizer.v.ln_f.bias is missing',
+    );
+    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(tensors, { ...metadata, format: 'x' }) })).rejects.toThrow(
+      'not a tinygpt training checkpoint',
+    );
     const noParam = Object.fromEntries(Object.entries(tensors).filter(([name]) => name !== 'h.1.mlp.c_fc.bias'));
-    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(noParam, metadata) })).rejects.toThrow(/missing 1 parameter\(s\): h.1.mlp.c_fc.bias/);
+    await expect(Trainer.create(model, { data, resumeFrom: encodeSafetensors(noParam, metadata) })).rejects.toThrow(
+      /missing 1 parameter\(s\): h.1.mlp.c_fc.bias/,
+    );
     expect(await model.getParameters()).toEqual(before);
   });
 });

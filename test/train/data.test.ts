@@ -57,7 +57,9 @@ describe('stream windows', () => {
 
   it('rejects short streams, out-of-vocabulary ids and bad types, naming the option', () => {
     expect(() => streamRows(range(8), 8, 100, 'data')).toThrow('data has 8 tokens; it needs at least seqLen + 1 = 9');
-    expect(() => streamRows([1, 2, 300, 4], 2, 256, 'valData')).toThrow("valData[2] = 300 is not a token id of the model's vocabulary [0, 256)");
+    expect(() => streamRows([1, 2, 300, 4], 2, 256, 'valData')).toThrow(
+      "valData[2] = 300 is not a token id of the model's vocabulary [0, 256)",
+    );
     expect(() => streamRows([1, -1, 3], 1, 256, 'data')).toThrow('data[1] = -1');
     expect(() => streamRows([1, 2.5, 3], 1, 256, 'data')).toThrow('data[1] = 2.5');
     expect(() => streamRows(new Float32Array(4) as never, 1, 256, 'data')).toThrow(/data must be an Int32Array, Uint16Array or number\[\]/);
@@ -66,7 +68,16 @@ describe('stream windows', () => {
 
 describe('sequence rows', () => {
   it('pads each batch to its longest row with the ignore index on targets', () => {
-    const rows = sequenceRows([[0, 5, 6, 1], [0, 7, 1], [0, 8, 9, 9, 1]], 8, 10, 'sequences');
+    const rows = sequenceRows(
+      [
+        [0, 5, 6, 1],
+        [0, 7, 1],
+        [0, 8, 9, 9, 1],
+      ],
+      8,
+      10,
+      'sequences',
+    );
     const [batch] = [...orderedBatches(rows, 3)];
     expect(batch.seqLen).toBe(4);
     expect(Array.from(batch.inputs)).toEqual([0, 5, 6, 0, 0, 7, 0, 0, 0, 8, 9, 9]);
@@ -86,7 +97,9 @@ describe('sequence rows', () => {
   it('rejects sequences that are too short, too long or out of vocabulary, naming the index', () => {
     expect(() => sequenceRows([[1, 2], [3]], 4, 10, 'sequences')).toThrow('sequences[1] has 1 tokens; a sequence needs at least 2');
     expect(() => sequenceRows([[1, 2, 3, 4, 5, 6]], 4, 10, 'sequences')).toThrow('sequences[0] has 6 tokens; at most seqLen + 1 = 5 fit');
-    expect(() => sequenceRows([[1, 12]], 4, 10, 'valSequences')).toThrow("valSequences[0][1] = 12 is not a token id of the model's vocabulary [0, 10)");
+    expect(() => sequenceRows([[1, 12]], 4, 10, 'valSequences')).toThrow(
+      "valSequences[0][1] = 12 is not a token id of the model's vocabulary [0, 10)",
+    );
     expect(() => sequenceRows([], 4, 10, 'sequences')).toThrow('sequences must be a non-empty array');
   });
 });

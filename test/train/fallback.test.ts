@@ -61,7 +61,9 @@ async function wasmModel(): Promise<GPTModel> {
 }
 
 function bits(record: Record<string, Float32Array>): Record<string, Uint32Array> {
-  return Object.fromEntries(Object.entries(record).map(([name, data]) => [name, new Uint32Array(data.buffer, data.byteOffset, data.length)]));
+  return Object.fromEntries(
+    Object.entries(record).map(([name, data]) => [name, new Uint32Array(data.buffer, data.byteOffset, data.length)]),
+  );
 }
 
 const scratchDirs: string[] = [];
@@ -72,10 +74,18 @@ afterAll(() => {
 describe('onDeviceLost options', () => {
   it('a bad value names the option and the allowed values', async () => {
     const model = await createModel(config);
-    await expect(train(model, { ...common, onDeviceLost: 'cpu' as 'wasm' })).rejects.toThrow(`onDeviceLost must be 'error' or 'wasm'; got "cpu"`);
-    await expect(Trainer.create(model, { ...common, onDeviceLost: 'js' as 'wasm' })).rejects.toThrow(/onDeviceLost must be 'error' or 'wasm'/);
-    await expect(train(model, { ...common, onDeviceLost: 'wasm', deviceLossSnapshotInterval: 0 })).rejects.toThrow('deviceLossSnapshotInterval must be an integer >= 1; got 0');
-    await expect(train(model, { ...common, onBackendChange: 'log' as unknown as () => void })).rejects.toThrow('onBackendChange must be a function');
+    await expect(train(model, { ...common, onDeviceLost: 'cpu' as 'wasm' })).rejects.toThrow(
+      `onDeviceLost must be 'error' or 'wasm'; got "cpu"`,
+    );
+    await expect(Trainer.create(model, { ...common, onDeviceLost: 'js' as 'wasm' })).rejects.toThrow(
+      /onDeviceLost must be 'error' or 'wasm'/,
+    );
+    await expect(train(model, { ...common, onDeviceLost: 'wasm', deviceLossSnapshotInterval: 0 })).rejects.toThrow(
+      'deviceLossSnapshotInterval must be an integer >= 1; got 0',
+    );
+    await expect(train(model, { ...common, onBackendChange: 'log' as unknown as () => void })).rejects.toThrow(
+      'onBackendChange must be a function',
+    );
     model.dispose();
   });
 
@@ -107,7 +117,9 @@ describe('GPT.moveToBackend', () => {
     const after = await model.forward(ids, null, 2, { returnLogits: true });
     expect(after.logits).toEqual(before.logits);
 
-    await expect(model.forwardCached(staleCache, Int32Array.from([4]), 1)).rejects.toThrow(/this cache was made on the js backend before the model moved to js; create a new cache/);
+    await expect(model.forwardCached(staleCache, Int32Array.from([4]), 1)).rejects.toThrow(
+      /this cache was made on the js backend before the model moved to js; create a new cache/,
+    );
     expect(() => model.reorderKVCache(staleCache, [0])).toThrow(/before the model moved/);
     model.freeKVCache(staleCache);
     const cache = model.createKVCache(1);
@@ -162,7 +174,9 @@ describe("train() with onDeviceLost: 'wasm' on a backend that loses its device",
         fileStepAtChange = decodeCheckpoint(new Uint8Array(readFileSync(checkpointPath))).state.step;
       },
     });
-    expect(changes.map(({ from, to, resumedFromStep }) => ({ from, to, resumedFromStep }))).toEqual([{ from: 'js', to: 'wasm', resumedFromStep: 3 }]);
+    expect(changes.map(({ from, to, resumedFromStep }) => ({ from, to, resumedFromStep }))).toEqual([
+      { from: 'js', to: 'wasm', resumedFromStep: 3 },
+    ]);
     expect(changes[0].checkpoint).toEqual(saved.get(3));
     expect(fileStepAtChange).toBe(3);
     expect([...saved.keys()]).toEqual([3, 6, 9]);
@@ -191,7 +205,9 @@ describe("train() with onDeviceLost: 'wasm' on a backend that loses its device",
       },
     });
     expect(warn.mock.calls).toEqual([
-      ["[tinygpt] WebGPU device lost (reason: destroyed): stand-in; training goes on on the wasm backend from step 4 (onDeviceLost: 'wasm')"],
+      [
+        "[tinygpt] WebGPU device lost (reason: destroyed): stand-in; training goes on on the wasm backend from step 4 (onDeviceLost: 'wasm')",
+      ],
     ]);
     warn.mockRestore();
     // the evaluation at step 5 failed and ran again on wasm, then the last one at step 9

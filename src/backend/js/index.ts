@@ -247,7 +247,16 @@ export class JsBackend implements Backend {
   }
 
   layerNormBackward(
-    dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number,
+    dinp: Tensor,
+    dweight: Tensor,
+    dbias: Tensor,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    N: number,
+    C: number,
   ): void {
     const op = 'layerNormBackward';
     dims(op, { N, C });
@@ -305,7 +314,15 @@ export class JsBackend implements Backend {
   }
 
   matmulBackward(
-    dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number,
+    dinp: Tensor | null,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    M: number,
+    K: number,
+    N: number,
   ): void {
     const op = 'matmulBackward';
     dims(op, { M, K, N });
@@ -438,7 +455,16 @@ export class JsBackend implements Backend {
   }
 
   attentionCached(
-    out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
+    out: Tensor,
+    qkv: Tensor,
+    kCache: Tensor,
+    vCache: Tensor,
+    B: number,
+    Tn: number,
+    C: number,
+    NH: number,
+    startPos: number,
+    cacheLen: number,
   ): void {
     const op = 'attentionCached';
     const HS = headSize(op, B, Tn, C, NH);

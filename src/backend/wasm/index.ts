@@ -19,7 +19,16 @@ import {
   type Tensor,
 } from '../contract.js';
 import { Arena } from './arena.js';
-import { compileThreadedModule, createSharedMemory, instantiateThreaded, loadKernels, thisModuleUrl, type Kernels, type SplitKernel, type WasmSource } from './loader.js';
+import {
+  compileThreadedModule,
+  createSharedMemory,
+  instantiateThreaded,
+  loadKernels,
+  thisModuleUrl,
+  type Kernels,
+  type SplitKernel,
+  type WasmSource,
+} from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
 import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
 
@@ -314,7 +323,16 @@ export class WasmBackend implements Backend {
   }
 
   layerNormBackward(
-    dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number,
+    dinp: Tensor,
+    dweight: Tensor,
+    dbias: Tensor,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    N: number,
+    C: number,
   ): void {
     const op = 'layerNormBackward';
     dims(op, { N, C });
@@ -345,7 +363,15 @@ export class WasmBackend implements Backend {
   }
 
   matmulBackward(
-    dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number,
+    dinp: Tensor | null,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    M: number,
+    K: number,
+    N: number,
   ): void {
     const op = 'matmulBackward';
     dims(op, { M, K, N });
@@ -373,7 +399,18 @@ export class WasmBackend implements Backend {
     const pairs = B * NH;
     this.runShares(
       'attentionForwardPairs',
-      Array.from({ length: shares }, (_, i) => [o, l, x, this.scratchFloats(i, T * T), B, T, C, NH, share(pairs, shares, i, 1), share(pairs, shares, i + 1, 1)]),
+      Array.from({ length: shares }, (_, i) => [
+        o,
+        l,
+        x,
+        this.scratchFloats(i, T * T),
+        B,
+        T,
+        C,
+        NH,
+        share(pairs, shares, i, 1),
+        share(pairs, shares, i + 1, 1),
+      ]),
     );
   }
 
@@ -391,13 +428,33 @@ export class WasmBackend implements Backend {
     this.runShares(
       'attentionBackwardPairs',
       Array.from({ length: shares }, (_, i) => [
-        dx, d, x, o, l, this.scratchFloats(i, 2 * T * T), B, T, C, NH, share(pairs, shares, i, 1), share(pairs, shares, i + 1, 1),
+        dx,
+        d,
+        x,
+        o,
+        l,
+        this.scratchFloats(i, 2 * T * T),
+        B,
+        T,
+        C,
+        NH,
+        share(pairs, shares, i, 1),
+        share(pairs, shares, i + 1, 1),
       ]),
     );
   }
 
   attentionCached(
-    out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
+    out: Tensor,
+    qkv: Tensor,
+    kCache: Tensor,
+    vCache: Tensor,
+    B: number,
+    Tn: number,
+    C: number,
+    NH: number,
+    startPos: number,
+    cacheLen: number,
   ): void {
     const op = 'attentionCached';
     headSize(op, B, Tn, C, NH);
@@ -416,7 +473,19 @@ export class WasmBackend implements Backend {
     this.runShares(
       'attentionCachedPairs',
       Array.from({ length: shares }, (_, i) => [
-        o, x, keys, values, this.scratchFloats(i, Tn * L), B, Tn, C, NH, startPos, cacheLen, share(pairs, shares, i, 1), share(pairs, shares, i + 1, 1),
+        o,
+        x,
+        keys,
+        values,
+        this.scratchFloats(i, Tn * L),
+        B,
+        Tn,
+        C,
+        NH,
+        startPos,
+        cacheLen,
+        share(pairs, shares, i, 1),
+        share(pairs, shares, i + 1, 1),
       ]),
     );
   }
@@ -580,7 +649,11 @@ export class WasmBackend implements Backend {
     const shares = this.sharesFor(Math.ceil(columns / COLUMN_BLOCK), macs);
     this.runShares(
       fn,
-      Array.from({ length: shares }, (_, i) => [...args, share(columns, shares, i, COLUMN_BLOCK), share(columns, shares, i + 1, COLUMN_BLOCK)]),
+      Array.from({ length: shares }, (_, i) => [
+        ...args,
+        share(columns, shares, i, COLUMN_BLOCK),
+        share(columns, shares, i + 1, COLUMN_BLOCK),
+      ]),
     );
   }
 
@@ -688,4 +761,3 @@ function share(total: number, n: number, i: number, block: number): number {
   const blocks = Math.ceil(total / block);
   return Math.min(total, Math.floor((i * blocks) / n) * block);
 }
-

@@ -13,11 +13,55 @@ export interface Kernels {
   heapBase(): number;
   matmulForward(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number): void;
   matmulBackward(dinp: number, dweight: number, dbias: number, dout: number, inp: number, w: number, M: number, K: number, N: number): void;
-  layerNormForward(out: number, mean: number, rstd: number, inp: number, weight: number, bias: number, N: number, C: number, eps: number): void;
-  layerNormBackward(dinp: number, dweight: number, dbias: number, dout: number, inp: number, weight: number, mean: number, rstd: number, N: number, C: number): void;
+  layerNormForward(
+    out: number,
+    mean: number,
+    rstd: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    N: number,
+    C: number,
+    eps: number,
+  ): void;
+  layerNormBackward(
+    dinp: number,
+    dweight: number,
+    dbias: number,
+    dout: number,
+    inp: number,
+    weight: number,
+    mean: number,
+    rstd: number,
+    N: number,
+    C: number,
+  ): void;
   attentionForward(out: number, lse: number, qkv: number, att: number, B: number, T: number, C: number, NH: number): void;
-  attentionBackward(dqkv: number, dout: number, qkv: number, out: number, lse: number, att: number, B: number, T: number, C: number, NH: number): void;
-  attentionCached(out: number, qkv: number, kCache: number, vCache: number, att: number, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number): void;
+  attentionBackward(
+    dqkv: number,
+    dout: number,
+    qkv: number,
+    out: number,
+    lse: number,
+    att: number,
+    B: number,
+    T: number,
+    C: number,
+    NH: number,
+  ): void;
+  attentionCached(
+    out: number,
+    qkv: number,
+    kCache: number,
+    vCache: number,
+    att: number,
+    B: number,
+    Tn: number,
+    C: number,
+    NH: number,
+    startPos: number,
+    cacheLen: number,
+  ): void;
   geluForward(out: number, inp: number, N: number): void;
   geluBackward(dinp: number, inp: number, dout: number, N: number): void;
   /** -1, or the first row whose target is outside [-1, V) */
@@ -26,7 +70,20 @@ export interface Kernels {
   /** -1, or the first flat index whose token id is outside [0, V) */
   encoderForward(out: number, inp: number, wte: number, wpe: number, B: number, T: number, C: number, V: number, posOffset: number): number;
   encoderBackward(dwte: number, dwpe: number, dout: number, inp: number, B: number, T: number, C: number, V: number): number;
-  adamwUpdate(params: number, grads: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, bc1: number, bc2: number): void;
+  adamwUpdate(
+    params: number,
+    grads: number,
+    m: number,
+    v: number,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    bc1: number,
+    bc2: number,
+  ): void;
   squaredNorm(t: number, n: number): number;
   scale(t: number, s: number, n: number): void;
   transpose(out: number, inp: number, rows: number, cols: number): void;
@@ -43,24 +100,96 @@ export interface Kernels {
   setScratch(region: number): void;
   matmulForwardCols(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number, n0: number, n1: number): void;
   matmulBackwardInputCols(dinp: number, dout: number, w: number, M: number, K: number, N: number, k0: number, k1: number): void;
-  matmulBackwardWeightCols(dweight: number, dbias: number, dout: number, inp: number, M: number, K: number, N: number, n0: number, n1: number): void;
-  attentionForwardPairs(out: number, lse: number, qkv: number, att: number, B: number, T: number, C: number, NH: number, p0: number, p1: number): void;
+  matmulBackwardWeightCols(
+    dweight: number,
+    dbias: number,
+    dout: number,
+    inp: number,
+    M: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+  ): void;
+  attentionForwardPairs(
+    out: number,
+    lse: number,
+    qkv: number,
+    att: number,
+    B: number,
+    T: number,
+    C: number,
+    NH: number,
+    p0: number,
+    p1: number,
+  ): void;
   attentionBackwardPairs(
-    dqkv: number, dout: number, qkv: number, out: number, lse: number, att: number, B: number, T: number, C: number, NH: number, p0: number, p1: number,
+    dqkv: number,
+    dout: number,
+    qkv: number,
+    out: number,
+    lse: number,
+    att: number,
+    B: number,
+    T: number,
+    C: number,
+    NH: number,
+    p0: number,
+    p1: number,
   ): void;
   kvCacheAppend(qkv: number, kCache: number, vCache: number, B: number, Tn: number, C: number, startPos: number, cacheLen: number): void;
   attentionCachedPairs(
-    out: number, qkv: number, kCache: number, vCache: number, att: number, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
-    p0: number, p1: number,
+    out: number,
+    qkv: number,
+    kCache: number,
+    vCache: number,
+    att: number,
+    B: number,
+    Tn: number,
+    C: number,
+    NH: number,
+    startPos: number,
+    cacheLen: number,
+    p0: number,
+    p1: number,
   ): void;
 }
 
 const KERNEL_EXPORTS = [
-  'memory', 'heapBase', 'matmulForward', 'matmulBackward', 'layerNormForward', 'layerNormBackward', 'attentionForward',
-  'attentionBackward', 'attentionCached', 'geluForward', 'geluBackward', 'crossEntropyForward', 'crossEntropyBackward',
-  'encoderForward', 'encoderBackward', 'adamwUpdate', 'squaredNorm', 'scale', 'transpose', 'residualForward', 'accumulate', 'copyBytes',
-  'zeroBytes', 'dropoutForward', 'dropoutBackward', 'matmulScratchBytes', 'setScratch', 'matmulForwardCols', 'matmulBackwardInputCols',
-  'matmulBackwardWeightCols', 'attentionForwardPairs', 'attentionBackwardPairs', 'kvCacheAppend', 'attentionCachedPairs',
+  'memory',
+  'heapBase',
+  'matmulForward',
+  'matmulBackward',
+  'layerNormForward',
+  'layerNormBackward',
+  'attentionForward',
+  'attentionBackward',
+  'attentionCached',
+  'geluForward',
+  'geluBackward',
+  'crossEntropyForward',
+  'crossEntropyBackward',
+  'encoderForward',
+  'encoderBackward',
+  'adamwUpdate',
+  'squaredNorm',
+  'scale',
+  'transpose',
+  'residualForward',
+  'accumulate',
+  'copyBytes',
+  'zeroBytes',
+  'dropoutForward',
+  'dropoutBackward',
+  'matmulScratchBytes',
+  'setScratch',
+  'matmulForwardCols',
+  'matmulBackwardInputCols',
+  'matmulBackwardWeightCols',
+  'attentionForwardPairs',
+  'attentionBackwardPairs',
+  'kvCacheAppend',
+  'attentionCachedPairs',
 ] as const;
 
 /**
@@ -118,7 +247,9 @@ export async function thisModuleUrl(): Promise<string> {
     const { pathToFileURL } = await import('node:url');
     return pathToFileURL(__filename).href;
   }
-  throw new Error('cannot locate tinygpt.wasm: this build has neither import.meta.url nor __filename; pass { module }, { url } or { bytes }');
+  throw new Error(
+    'cannot locate tinygpt.wasm: this build has neither import.meta.url nor __filename; pass { module }, { url } or { bytes }',
+  );
 }
 
 /** Where to look when the caller names no source: beside this module, then the dev build folder. */
@@ -203,7 +334,8 @@ export async function compileThreadedModule(source: WasmSource = {}, singleUrl?:
   let candidates: (string | URL)[];
   if (singleUrl !== undefined) {
     const single = String(singleUrl);
-    if (!single.endsWith(SINGLE_FILE)) throw new Error(`${single} is not named ${SINGLE_FILE}, so ${THREADS_FILE} is not looked for beside it; pass threadsSource`);
+    if (!single.endsWith(SINGLE_FILE))
+      throw new Error(`${single} is not named ${SINGLE_FILE}, so ${THREADS_FILE} is not looked for beside it; pass threadsSource`);
     candidates = [single.slice(0, -SINGLE_FILE.length) + THREADS_FILE];
   } else {
     candidates = await defaultLocations(THREADS_FILE);

@@ -73,7 +73,8 @@ function canBlock(): boolean {
  */
 export async function threadSupport(): Promise<ThreadSupport> {
   if (isNode()) {
-    if (typeof SharedArrayBuffer !== 'function') return { ok: false, reason: 'SharedArrayBuffer is unavailable in this Node process', silent: false };
+    if (typeof SharedArrayBuffer !== 'function')
+      return { ok: false, reason: 'SharedArrayBuffer is unavailable in this Node process', silent: false };
     const os = await import('node:os');
     return { ok: true, cores: os.availableParallelism() };
   }
@@ -82,7 +83,8 @@ export async function threadSupport(): Promise<ThreadSupport> {
   if (scope.crossOriginIsolated !== true || typeof SharedArrayBuffer !== 'function') {
     return {
       ok: false,
-      reason: 'the page is not cross-origin isolated, so there is no shared memory (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)',
+      reason:
+        'the page is not cross-origin isolated, so there is no shared memory (serve it with Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)',
       silent: false,
     };
   }
@@ -214,7 +216,8 @@ export class ThreadPool {
       if (ctrl[base + WORDS.status] !== 0) failed.push(i - 1);
     }
     if (localError !== null) throw localError;
-    if (failed.length > 0) throw new Error(`wasm thread pool: ${fn} failed on worker(s) ${failed.join(', ')} (the worker logged the error)`);
+    if (failed.length > 0)
+      throw new Error(`wasm thread pool: ${fn} failed on worker(s) ${failed.join(', ')} (the worker logged the error)`);
   }
 
   /** Stops every worker (a second call does nothing). */
@@ -262,7 +265,8 @@ async function startWebWorker(url: URL, init: object, created: (handle: WorkerHa
   const worker = new Worker(url, { type: 'module', name: 'tinygpt-wasm' });
   created({ terminate: () => worker.terminate(), alive: () => true });
   await new Promise<void>((resolve, reject) => {
-    worker.onmessage = (e: MessageEvent<ReadyMessage>) => (e.data.ready ? resolve() : reject(new Error(`wasm worker failed to start: ${e.data.error}`)));
+    worker.onmessage = (e: MessageEvent<ReadyMessage>) =>
+      e.data.ready ? resolve() : reject(new Error(`wasm worker failed to start: ${e.data.error}`));
     worker.onerror = (e) => reject(new Error(`wasm worker failed to load from ${url.href}: ${e.message}`));
     worker.postMessage(init);
   });

@@ -124,7 +124,14 @@ async function missingVulkanLoader(): Promise<string | null> {
   } catch {
     // no ld.so.conf.d: the standard directories below still apply
   }
-  dirs.push('/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib', `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`);
+  dirs.push(
+    '/lib',
+    '/usr/lib',
+    '/lib64',
+    '/usr/lib64',
+    '/usr/local/lib',
+    `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+  );
   if (dirs.some((d) => fs.existsSync(`${d}/libvulkan.so.1`))) return null;
   return 'WebGPU: no Vulkan loader (libvulkan.so.1) on this Linux machine, so Dawn can find no GPU (install libvulkan1 and a Vulkan driver)';
 }

@@ -75,10 +75,7 @@ import {
   encoderForwardKernel,
   encoderLinkTokensKernel,
 } from './wgsl/encoder.js';
-import {
-  layerNormBackwardInputKernel,
-  layerNormForwardKernel,
-} from './wgsl/layernorm.js';
+import { layerNormBackwardInputKernel, layerNormForwardKernel } from './wgsl/layernorm.js';
 import {
   GEMV_COLUMNS,
   GEMV_MAX_ROWS,
@@ -118,7 +115,9 @@ export function segmentLayout(length: number, maxElems: number, splitAt?: SplitP
       for (const point of splitAt) if (point > start && point <= start + maxElems) cut = point;
     }
     if (!(cut > start)) {
-      throw new RangeError(`alloc: no allowed split point (splitAt) within ${maxElems} elements after element ${start}, so ${length} elements cannot be stored in buffers of ${maxElems}`);
+      throw new RangeError(
+        `alloc: no allowed split point (splitAt) within ${maxElems} elements after element ${start}, so ${length} elements cannot be stored in buffers of ${maxElems}`,
+      );
     }
     layout.push({ start, length: cut - start });
     start = cut;
@@ -169,7 +168,8 @@ function segmentParts(storage: GpuStorage, offset: number, length: number): { se
 /** the segment that holds all of the view (a view of length 0 belongs to the segment at its offset) */
 function segmentOf(t: WebGPUTensor): Segment {
   const { segments } = t.storage;
-  const segment = segments.find((s) => t.offset >= s.start && t.offset + t.length <= s.start + s.length) ??
+  const segment =
+    segments.find((s) => t.offset >= s.start && t.offset + t.length <= s.start + s.length) ??
     (t.length === 0 ? segments.find((s) => t.offset <= s.start + s.length) : undefined);
   if (!segment) throw new Error(`internal: a view [${t.offset}, ${t.offset + t.length}) spans two buffers of one tensor`);
   return segment;
@@ -346,7 +346,12 @@ export class WebGPUBackend implements Backend {
       maxBytes,
       POOL_RETAIN_BYTES,
     );
-    this.readbackPool = new BufferPool(device, BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST, device.limits.maxBufferSize, 64 * 1024 * 1024);
+    this.readbackPool = new BufferPool(
+      device,
+      BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST,
+      device.limits.maxBufferSize,
+      64 * 1024 * 1024,
+    );
     this.pipelines = new PipelineCache(device, (scope, what) => this.track(scope, what));
     this.uniformBuffer = {
       id: 0,
@@ -447,7 +452,8 @@ export class WebGPUBackend implements Backend {
     this.flush();
     const checks = this.takeChecks();
     try {
-      if (readbacks.length > 0) await this.unlessLost(Promise.all(readbacks.map((r) => r.pooled.buffer.mapAsync(MAP_MODE_READ, 0, r.bytes))));
+      if (readbacks.length > 0)
+        await this.unlessLost(Promise.all(readbacks.map((r) => r.pooled.buffer.mapAsync(MAP_MODE_READ, 0, r.bytes))));
       else await this.unlessLost(this.device.queue.onSubmittedWorkDone());
     } catch (error) {
       if (this.lostError) throw this.lostError;
@@ -541,8 +547,10 @@ export class WebGPUBackend implements Backend {
         const shift = to.offset - from.offset;
         for (const target of segmentParts(to.storage, source.from + shift, source.to - source.from)) {
           this.copyEncoder().copyBufferToBuffer(
-            source.segment.pooled.buffer, (target.from - shift - source.segment.start) * 4,
-            target.segment.pooled.buffer, (target.from - target.segment.start) * 4,
+            source.segment.pooled.buffer,
+            (target.from - shift - source.segment.start) * 4,
+            target.segment.pooled.buffer,
+            (target.from - target.segment.start) * 4,
             (target.to - target.from) * 4,
           );
         }
@@ -564,7 +572,8 @@ export class WebGPUBackend implements Backend {
     dims(op, { rows, cols });
     const o = this.floats(op, 'out', out, rows * cols);
     const x = this.floats(op, 'inp', inp, rows * cols);
-    if (overlaps(o, x, rows * cols)) throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
+    if (overlaps(o, x, rows * cols))
+      throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
     // [cols (rows of out), rows (rows of inp)]
     this.inPieces(
       op,
@@ -617,7 +626,13 @@ export class WebGPUBackend implements Backend {
       },
       (piece, views) => {
         this.dispatchElementwise(encoderForwardKernel, piece.size[0] * C, views, {
-          T, C, V, posOffset, rowBase: piece.start[0], vBase: piece.start[1], vCount: piece.size[1],
+          T,
+          C,
+          V,
+          posOffset,
+          rowBase: piece.start[0],
+          vBase: piece.start[1],
+          vCount: piece.size[1],
         });
       },
     );
@@ -644,7 +659,11 @@ export class WebGPUBackend implements Backend {
       (piece, views) => {
         const positions = piece.size[0];
         const links = this.scratch(2 * positions, 'i32');
-        this.dispatch(encoderLinkTokensKernel, { tensors: { links, inp: views.inp }, scalars: { BT: positions }, groups: this.grid(positions) });
+        this.dispatch(encoderLinkTokensKernel, {
+          tensors: { links, inp: views.inp },
+          scalars: { BT: positions },
+          groups: this.grid(positions),
+        });
         this.dispatch(encoderBackwardTokensKernel, {
           tensors: { ...views, links },
           scalars: { BT: positions, C, vBase: piece.start[1], vCount: piece.size[1] },
@@ -679,12 +698,22 @@ export class WebGPUBackend implements Backend {
         weight: sharedByAll(this.floats(op, 'weight', weight, C), C),
         bias: sharedByAll(this.floats(op, 'bias', bias, C), C),
       },
-      (piece, views) => this.dispatch(layerNormForwardKernel, { tensors: views, scalars: { N: piece.size[0], C }, groups: this.grid(piece.size[0]) }),
+      (piece, views) =>
+        this.dispatch(layerNormForwardKernel, { tensors: views, scalars: { N: piece.size[0], C }, groups: this.grid(piece.size[0]) }),
     );
   }
 
   layerNormBackward(
-    dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor, N: number, C: number,
+    dinp: Tensor,
+    dweight: Tensor,
+    dbias: Tensor,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    N: number,
+    C: number,
   ): void {
     const op = 'layerNormBackward';
     dims(op, { N, C });
@@ -717,7 +746,11 @@ export class WebGPUBackend implements Backend {
           groups: [Math.ceil(C / COLUMN_GROUP), chunks],
         });
         const columnGroups: [number, number] = [Math.ceil(C / COLUMN_GROUP), 1];
-        this.dispatch(columnFinalKernel, { tensors: { sums: dw, partials }, scalars: { N: C, chunks, stride: 2 * C }, groups: columnGroups });
+        this.dispatch(columnFinalKernel, {
+          tensors: { sums: dw, partials },
+          scalars: { N: C, chunks, stride: 2 * C },
+          groups: columnGroups,
+        });
         this.dispatch(columnFinalKernel, {
           tensors: { sums: db, partials: this.shifted(partials, C) },
           scalars: { N: C, chunks, stride: 2 * C },
@@ -736,12 +769,26 @@ export class WebGPUBackend implements Backend {
     const o = this.floats(op, 'out', out, M * N);
     const b = bias === null ? null : this.floats(op, 'bias', bias, N);
     this.product(o, this.floats(op, 'inp', inp, M * K), this.floats(op, 'weight', weight, K * N), b, false, {
-      M, N, K, sAm: K, sAk: 1, sBk: N, sBn: 1,
+      M,
+      N,
+      K,
+      sAm: K,
+      sAk: 1,
+      sBk: N,
+      sBn: 1,
     });
   }
 
   matmulBackward(
-    dinp: Tensor | null, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor, M: number, K: number, N: number,
+    dinp: Tensor | null,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    M: number,
+    K: number,
+    N: number,
   ): void {
     const op = 'matmulBackward';
     dims(op, { M, K, N });
@@ -757,20 +804,19 @@ export class WebGPUBackend implements Backend {
     this.product(dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
     if (db !== null) {
       // [M rows]; each piece adds its rows' column sums into dbias
-      this.inPieces(
-        op,
-        [M],
-        { dbias: sharedByAll(db, N, true), dout: perItem(d, N) },
-        (piece, views) => {
-          const rows = piece.size[0];
-          const { chunks, rowsPerChunk } = columnChunks(rows);
-          const partials = this.scratch(chunks * N);
-          const groups: [number, number] = [Math.ceil(N / COLUMN_GROUP), chunks];
-          this.dispatch(columnPartialKernel, { tensors: { partials, x: views.dout }, scalars: { M: rows, N, rowsPerChunk }, groups });
-          this.dispatch(columnFinalKernel, { tensors: { sums: views.dbias, partials }, scalars: { N, chunks, stride: N }, groups: [groups[0], 1] });
-          this.free(partials);
-        },
-      );
+      this.inPieces(op, [M], { dbias: sharedByAll(db, N, true), dout: perItem(d, N) }, (piece, views) => {
+        const rows = piece.size[0];
+        const { chunks, rowsPerChunk } = columnChunks(rows);
+        const partials = this.scratch(chunks * N);
+        const groups: [number, number] = [Math.ceil(N / COLUMN_GROUP), chunks];
+        this.dispatch(columnPartialKernel, { tensors: { partials, x: views.dout }, scalars: { M: rows, N, rowsPerChunk }, groups });
+        this.dispatch(columnFinalKernel, {
+          tensors: { sums: views.dbias, partials },
+          scalars: { N, chunks, stride: N },
+          groups: [groups[0], 1],
+        });
+        this.free(partials);
+      });
     }
   }
 
@@ -800,8 +846,18 @@ export class WebGPUBackend implements Backend {
       this.dispatch(attentionForwardKernel(lanes), {
         tensors: { out: o, lse: logSumExps, q: x, k: this.shifted(x, C), v: this.shifted(x, 2 * C) },
         scalars: {
-          T, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: T * 3 * C, qRow: 3 * C, kBatch: T * 3 * C, kRow: 3 * C, posStart: 0, hasLse: 1,
-          BNH: pieceB * NH, ...ALL_KEYS_IN_ONE_SPLIT,
+          T,
+          NH,
+          HS,
+          scale: 1 / Math.sqrt(HS),
+          qBatch: T * 3 * C,
+          qRow: 3 * C,
+          kBatch: T * 3 * C,
+          kRow: 3 * C,
+          posStart: 0,
+          hasLse: 1,
+          BNH: pieceB * NH,
+          ...ALL_KEYS_IN_ONE_SPLIT,
         },
         groups: this.rowsByHeads(op, T, pieceB * NH),
         variant: `lanes${lanes}`,
@@ -841,7 +897,16 @@ export class WebGPUBackend implements Backend {
   }
 
   attentionCached(
-    out: Tensor, qkv: Tensor, kCache: Tensor, vCache: Tensor, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number,
+    out: Tensor,
+    qkv: Tensor,
+    kCache: Tensor,
+    vCache: Tensor,
+    B: number,
+    Tn: number,
+    C: number,
+    NH: number,
+    startPos: number,
+    cacheLen: number,
   ): void {
     const op = 'attentionCached';
     const HS = headSize(op, B, Tn, C, NH);
@@ -861,7 +926,17 @@ export class WebGPUBackend implements Backend {
       const lanes = headLanes(HS);
       const BNH = pieceB * NH;
       const geometry = {
-        T: Tn, NH, HS, scale: 1 / Math.sqrt(HS), qBatch: Tn * 3 * C, qRow: 3 * C, kBatch: cacheLen * C, kRow: C, posStart: startPos, hasLse: 0, BNH,
+        T: Tn,
+        NH,
+        HS,
+        scale: 1 / Math.sqrt(HS),
+        qBatch: Tn * 3 * C,
+        qRow: 3 * C,
+        kBatch: cacheLen * C,
+        kRow: C,
+        posStart: startPos,
+        hasLse: 0,
+        BNH,
       };
       // few query rows (decoding): cut the keys across workgroups, then merge (wgsl/attention.ts)
       const keyCount = startPos + Tn;
@@ -898,7 +973,10 @@ export class WebGPUBackend implements Backend {
 
   geluForward(out: Tensor, inp: Tensor, N: number): void {
     dims('geluForward', { N });
-    this.elementwise(geluForwardKernel, N, { out: this.floats('geluForward', 'out', out, N), inp: this.floats('geluForward', 'inp', inp, N) });
+    this.elementwise(geluForwardKernel, N, {
+      out: this.floats('geluForward', 'out', out, N),
+      inp: this.floats('geluForward', 'inp', inp, N),
+    });
   }
 
   geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
@@ -916,7 +994,11 @@ export class WebGPUBackend implements Backend {
   residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
     const op = 'residualForward';
     dims(op, { N });
-    this.elementwise(residualKernel, N, { out: this.floats(op, 'out', out, N), a: this.floats(op, 'a', a, N), b: this.floats(op, 'b', b, N) });
+    this.elementwise(residualKernel, N, {
+      out: this.floats(op, 'out', out, N),
+      a: this.floats(op, 'a', a, N),
+      b: this.floats(op, 'b', b, N),
+    });
   }
 
   accumulate(dst: Tensor, src: Tensor, N: number): void {
@@ -994,9 +1076,18 @@ export class WebGPUBackend implements Backend {
     this.elementwise(
       adamwKernel,
       n,
-      { params: this.floats(op, 'params', params, n), grads: this.floats(op, 'grads', grads, n), m: this.floats(op, 'm', m, n), v: this.floats(op, 'v', v, n) },
       {
-        learningRate, beta1, beta2, eps, weightDecay,
+        params: this.floats(op, 'params', params, n),
+        grads: this.floats(op, 'grads', grads, n),
+        m: this.floats(op, 'm', m, n),
+        v: this.floats(op, 'v', v, n),
+      },
+      {
+        learningRate,
+        beta1,
+        beta2,
+        eps,
+        weightDecay,
         biasCorrection1: 1 - beta1 ** step,
         biasCorrection2: 1 - beta2 ** step,
       },
@@ -1010,7 +1101,11 @@ export class WebGPUBackend implements Backend {
    * binding, it runs over blocks of [M, N, K]; a block past the first along K adds onto C.
    */
   private product(
-    c: WebGPUTensor, a: WebGPUTensor, b: WebGPUTensor, bias: WebGPUTensor | null, accumulate: boolean,
+    c: WebGPUTensor,
+    a: WebGPUTensor,
+    b: WebGPUTensor,
+    bias: WebGPUTensor | null,
+    accumulate: boolean,
     shape: { M: number; N: number; K: number; sAm: number; sAk: number; sBk: number; sBn: number },
   ): void {
     const { M, N, K, sAm, sAk, sBk, sBn } = shape;
@@ -1024,7 +1119,14 @@ export class WebGPUBackend implements Backend {
       const [pieceM, pieceN, pieceK] = piece.size;
       const firstAlongK = piece.start[2] === 0;
       if (pieceM <= GEMV_MAX_ROWS && sAk === 1 && sBn === 1) {
-        this.fewRowsProduct(views, bias !== null && firstAlongK, accumulate || !firstAlongK, { M: pieceM, N: pieceN, K: pieceK, sCm: N, sAm, sBk });
+        this.fewRowsProduct(views, bias !== null && firstAlongK, accumulate || !firstAlongK, {
+          M: pieceM,
+          N: pieceN,
+          K: pieceK,
+          sCm: N,
+          sAm,
+          sBk,
+        });
         return;
       }
       const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
@@ -1033,7 +1135,9 @@ export class WebGPUBackend implements Backend {
       const tile = matmulTile(block);
       const rowTiles = Math.ceil(pieceM / tile);
       if (rowTiles > this.maxWorkgroupsPerDim) {
-        throw new RangeError(`matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`);
+        throw new RangeError(
+          `matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${this.maxWorkgroupsPerDim} workgroups per dimension`,
+        );
       }
       const hasBias = bias !== null && firstAlongK;
       const addOnto = accumulate || !firstAlongK;
@@ -1041,9 +1145,14 @@ export class WebGPUBackend implements Backend {
       const shape = { M: pieceM, N: pieceN, K: pieceK, sAm, sAk, sBk, sBn };
       // few output tiles over a long K: cut K across workgroups (z) into partial sums, then add them
       const tiles = columnTiles * rowTiles;
-      const splits = tiles >= SPLIT_K_MAX_TILES
-        ? 1
-        : Math.min(Math.ceil(SPLIT_K_TARGET_WORKGROUPS / tiles), Math.floor(pieceK / SPLIT_K_MIN_CHUNK), Math.floor(this.maxBindingElems / (pieceM * pieceN)));
+      const splits =
+        tiles >= SPLIT_K_MAX_TILES
+          ? 1
+          : Math.min(
+              Math.ceil(SPLIT_K_TARGET_WORKGROUPS / tiles),
+              Math.floor(pieceK / SPLIT_K_MIN_CHUNK),
+              Math.floor(this.maxBindingElems / (pieceM * pieceN)),
+            );
       if (splits > 1) {
         const kChunk = Math.ceil(pieceK / splits / 16) * 16;
         const slices = Math.ceil(pieceK / kChunk);
@@ -1116,7 +1225,12 @@ export class WebGPUBackend implements Backend {
   }
 
   /** one dispatch of an elementwise-shaped kernel over n invocations */
-  private dispatchElementwise(kernel: KernelDef, n: number, tensors: Record<string, WebGPUTensor>, scalars: Record<string, number> = {}): void {
+  private dispatchElementwise(
+    kernel: KernelDef,
+    n: number,
+    tensors: Record<string, WebGPUTensor>,
+    scalars: Record<string, number> = {},
+  ): void {
     this.dispatch(kernel, { tensors, scalars: { n, ...scalars }, groups: this.grid(Math.ceil(n / ELEMENTWISE_WORKGROUP)) });
   }
 
@@ -1166,7 +1280,9 @@ export class WebGPUBackend implements Backend {
 
     const pass = this.computePass();
     pass.setPipeline(compiled.pipeline);
-    pass.setBindGroup(0, this.pipelines.bindGroup(compiled, this.uniformBuffer.buffer, this.uniformBuffer.id, windows), [slot * UNIFORM_SLOT_BYTES]);
+    pass.setBindGroup(0, this.pipelines.bindGroup(compiled, this.uniformBuffer.buffer, this.uniformBuffer.id, windows), [
+      slot * UNIFORM_SLOT_BYTES,
+    ]);
     pass.dispatchWorkgroups(call.groups[0], call.groups[1], call.groups[2] ?? 1);
     this.dispatchCount++;
   }
@@ -1263,7 +1379,9 @@ export class WebGPUBackend implements Backend {
   /** grid for the attention kernels: x = query row (or tile of rows), y = batch * head */
   private rowsByHeads(op: string, rows: number, BNH: number): [number, number] {
     if (rows > this.maxWorkgroupsPerDim || BNH > this.maxWorkgroupsPerDim) {
-      throw new RangeError(`${op}: ${rows} query rows or tiles and B*NH = ${BNH} must each be <= ${this.maxWorkgroupsPerDim} (workgroups per dimension)`);
+      throw new RangeError(
+        `${op}: ${rows} query rows or tiles and B*NH = ${BNH} must each be <= ${this.maxWorkgroupsPerDim} (workgroups per dimension)`,
+      );
     }
     return [rows, BNH];
   }
@@ -1337,4 +1455,3 @@ function columnChunks(rows: number): { chunks: number; rowsPerChunk: number } {
 function overlaps(a: WebGPUTensor, b: WebGPUTensor, length: number): boolean {
   return a.storage === b.storage && a.offset < b.offset + length && b.offset < a.offset + length;
 }
-

@@ -38,10 +38,7 @@ export function planKey(def: KernelDef, plan: BindingPlan, variant: string): str
 }
 
 export function generateWgsl(def: KernelDef, plan: BindingPlan): string {
-  const fields = [
-    ...def.tensors.map((t) => `o_${t.name}: u32`),
-    ...def.scalars.map((s) => `${s.name}: ${s.type}`),
-  ];
+  const fields = [...def.tensors.map((t) => `o_${t.name}: u32`), ...def.scalars.map((s) => `${s.name}: ${s.type}`)];
   if (fields.length * 4 > UNIFORM_SLOT_BYTES) throw new Error(`kernel ${def.name}: too many uniform fields`);
   const decls = plan.slots.map((slot, i) => {
     const access = slot.write ? 'read_write' : 'read';
@@ -53,12 +50,7 @@ export function generateWgsl(def: KernelDef, plan: BindingPlan): string {
     if (binding === undefined) throw new Error(`kernel ${def.name}: body names unknown tensor $${name}`);
     return binding;
   });
-  return [
-    `struct Params { ${fields.join(', ')} }`,
-    `@group(0) @binding(0) var<uniform> P: Params;`,
-    ...decls,
-    resolved,
-  ].join('\n');
+  return [`struct Params { ${fields.join(', ')} }`, `@group(0) @binding(0) var<uniform> P: Params;`, ...decls, resolved].join('\n');
 }
 
 /** The workgroup grid for `count` workgroups, folded into y when x would exceed the per-dimension limit. */

@@ -122,8 +122,11 @@ export function planPieces(sizes: readonly number[], accesses: readonly BoxAcces
     });
     if (widest < 0) {
       const elems = windowElems(oversized[0], box, alignElems);
-      if (elems === Infinity) throw new BindingTooSmallError('a single item spans two of the buffers that hold a tensor larger than one buffer');
-      throw new BindingTooSmallError(`needs ${elems * 4} bytes in one binding for a single item, more than the ${maxElems * 4} the device binds`);
+      if (elems === Infinity)
+        throw new BindingTooSmallError('a single item spans two of the buffers that hold a tensor larger than one buffer');
+      throw new BindingTooSmallError(
+        `needs ${elems * 4} bytes in one binding for a single item, more than the ${maxElems * 4} the device binds`,
+      );
     }
     // a window across a buffer boundary is cut at the boundary, not in half: one extra piece, not log n
     const crossing = oversized.find((group) => windowElems(group, box, alignElems) === Infinity);

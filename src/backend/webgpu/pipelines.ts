@@ -39,7 +39,11 @@ export class PipelineCache {
     const layout = this.device.createBindGroupLayout({
       label: key,
       entries: [
-        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: UNIFORM_SLOT_BYTES } },
+        {
+          binding: 0,
+          visibility: SHADER_STAGE_COMPUTE,
+          buffer: { type: 'uniform', hasDynamicOffset: true, minBindingSize: UNIFORM_SLOT_BYTES },
+        },
         ...plan.slots.map((slot, i) => ({
           binding: i + 1,
           visibility: SHADER_STAGE_COMPUTE,

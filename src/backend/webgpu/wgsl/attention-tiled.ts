@@ -81,7 +81,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     rowMax[li] = -3.0e38;
     rowSum[li] = 0.0;
   }
-${dims(HS).map((j) => `  var o${j} = 0.0;`).join('\n')}
+${dims(HS)
+  .map((j) => `  var o${j} = 0.0;`)
+  .join('\n')}
   let keyEnd = min(t0 + ${TILE}u, P.T);
   for (var k0 = 0u; k0 < keyEnd; k0 = k0 + ${TILE}u) {
     workgroupBarrier();
@@ -160,7 +162,12 @@ export function attentionBackwardQueryTiledKernel(HS: number): KernelDef {
   return {
     name: 'attentionBackwardQueryTiled',
     tensors: [
-      { name: 'dqkv', write: true }, { name: 'rowDots', write: true }, { name: 'dout' }, { name: 'qkv' }, { name: 'out' }, { name: 'lse' },
+      { name: 'dqkv', write: true },
+      { name: 'rowDots', write: true },
+      { name: 'dout' },
+      { name: 'qkv' },
+      { name: 'out' },
+      { name: 'lse' },
     ],
     scalars: SCALARS,
     body: `${ROWS}
@@ -190,7 +197,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 ${ROW_DOT(HS)}
   workgroupBarrier();
   if (li < ${TILE}u && t0 + li < P.T) { $rowDots[P.o_rowDots + lseIndex(b, h, t0 + li)] = rowD[li]; }
-${dims(HS).map((j) => `  var dq${j} = 0.0;`).join('\n')}
+${dims(HS)
+  .map((j) => `  var dq${j} = 0.0;`)
+  .join('\n')}
   let qOffset = qRow(b, h, tc);
   let qBase = P.o_qkv + qOffset;
   let keyEnd = min(t0 + ${TILE}u, P.T);
@@ -261,7 +270,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     kTile[padded] = select(0.0, $qkv[row], j < P.T);
     vTile[padded] = select(0.0, $qkv[row + C], j < P.T);
   }
-${dims(HS).map((j) => `  var dk${j} = 0.0;\n  var dv${j} = 0.0;`).join('\n')}
+${dims(HS)
+  .map((j) => `  var dk${j} = 0.0;\n  var dv${j} = 0.0;`)
+  .join('\n')}
   for (var q0 = j0; q0 < P.T; q0 = q0 + ${TILE}u) {
     // invocation (query row r of this tile, key lane)
     let tq = q0 + r;

@@ -154,7 +154,13 @@ export function attentionCombineKernel(lanes: number): KernelDef {
   return {
     name: 'attentionCombine',
     tensors: [{ name: 'out', write: true }, { name: 'partials' }],
-    scalars: [{ name: 'T', type: 'u32' }, { name: 'NH', type: 'u32' }, { name: 'HS', type: 'u32' }, { name: 'BNH', type: 'u32' }, { name: 'splits', type: 'u32' }],
+    scalars: [
+      { name: 'T', type: 'u32' },
+      { name: 'NH', type: 'u32' },
+      { name: 'HS', type: 'u32' },
+      { name: 'BNH', type: 'u32' },
+      { name: 'splits', type: 'u32' },
+    ],
     body: `
 const LANES = ${lanes}u;
 @compute @workgroup_size(${W})
@@ -339,7 +345,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 export const kvAppendKernel: KernelDef = {
   name: 'kvAppend',
   tensors: [{ name: 'kCache', write: true }, { name: 'vCache', write: true }, { name: 'qkv' }],
-  scalars: [{ name: 'n', type: 'u32' }, { name: 'Tn', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'startPos', type: 'u32' }, { name: 'cacheLen', type: 'u32' }],
+  scalars: [
+    { name: 'n', type: 'u32' },
+    { name: 'Tn', type: 'u32' },
+    { name: 'C', type: 'u32' },
+    { name: 'startPos', type: 'u32' },
+    { name: 'cacheLen', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

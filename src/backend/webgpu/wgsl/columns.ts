@@ -69,7 +69,11 @@ export const layerNormParamsPartialKernel: KernelDef = {
 export const columnFinalKernel: KernelDef = {
   name: 'columnFinal',
   tensors: [{ name: 'sums', write: true }, { name: 'partials' }],
-  scalars: [{ name: 'N', type: 'u32' }, { name: 'chunks', type: 'u32' }, { name: 'stride', type: 'u32' }],
+  scalars: [
+    { name: 'N', type: 'u32' },
+    { name: 'chunks', type: 'u32' },
+    { name: 'stride', type: 'u32' },
+  ],
   body: `
 @compute @workgroup_size(${COLUMN_GROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

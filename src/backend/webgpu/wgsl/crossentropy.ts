@@ -13,7 +13,10 @@ const W = CROSS_ENTROPY_WORKGROUP;
 export const crossEntropyForwardKernel: KernelDef = {
   name: 'crossEntropyForward',
   tensors: [{ name: 'losses', write: true }, { name: 'probs', write: true }, { name: 'logits' }, { name: 'targets' }],
-  scalars: [{ name: 'N', type: 'u32' }, { name: 'V', type: 'u32' }],
+  scalars: [
+    { name: 'N', type: 'u32' },
+    { name: 'V', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}
 ${QUIET_NAN}
 // (max, sum of exp(x - max)) pairs, merged so that no exp overflows: a one-pass log-sum-exp
@@ -63,7 +66,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const crossEntropyBackwardKernel: KernelDef = {
   name: 'crossEntropyBackward',
   tensors: [{ name: 'dlogits', write: true }, { name: 'probs' }, { name: 'targets' }],
-  scalars: [{ name: 'n', type: 'u32' }, { name: 'V', type: 'u32' }, { name: 'dlossScale', type: 'f32' }],
+  scalars: [
+    { name: 'n', type: 'u32' },
+    { name: 'V', type: 'u32' },
+    { name: 'dlossScale', type: 'f32' },
+  ],
   body: `${LINEAR_GROUP}
 ${QUIET_NAN}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})

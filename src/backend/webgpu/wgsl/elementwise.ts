@@ -4,9 +4,7 @@ import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
 export const ELEMENTWISE_WORKGROUP = 256;
 
 /** `body` runs with `i` (element index < P.n) in scope. */
-function elementwise(
-  name: string, tensors: KernelDef['tensors'], scalars: KernelDef['scalars'], body: string, helpers = '',
-): KernelDef {
+function elementwise(name: string, tensors: KernelDef['tensors'], scalars: KernelDef['scalars'], body: string, helpers = ''): KernelDef {
   return {
     name,
     tensors,
@@ -22,11 +20,21 @@ ${body}
 }
 
 /** dst[i] = src[i] when both views live in one buffer (copyBufferToBuffer cannot do that) */
-export const copyKernel = elementwise('copy', [{ name: 'dst', write: true }, { name: 'src' }], [], `
-  $dst[P.o_dst + i] = $src[P.o_src + i];`);
+export const copyKernel = elementwise(
+  'copy',
+  [{ name: 'dst', write: true }, { name: 'src' }],
+  [],
+  `
+  $dst[P.o_dst + i] = $src[P.o_src + i];`,
+);
 
-export const scaleKernel = elementwise('scale', [{ name: 't', write: true }], [{ name: 's', type: 'f32' }], `
-  $t[P.o_t + i] = $t[P.o_t + i] * P.s;`);
+export const scaleKernel = elementwise(
+  'scale',
+  [{ name: 't', write: true }],
+  [{ name: 's', type: 'f32' }],
+  `
+  $t[P.o_t + i] = $t[P.o_t + i] * P.s;`,
+);
 
 /**
  * out[c, r] = inp[r, c] over a block of `rows` rows of inp (i runs over the block, n = rows * its
@@ -35,18 +43,32 @@ export const scaleKernel = elementwise('scale', [{ name: 't', write: true }], [{
 export const transposeKernel = elementwise(
   'transpose',
   [{ name: 'out', write: true }, { name: 'inp' }],
-  [{ name: 'rows', type: 'u32' }, { name: 'outStride', type: 'u32' }, { name: 'inpStride', type: 'u32' }],
+  [
+    { name: 'rows', type: 'u32' },
+    { name: 'outStride', type: 'u32' },
+    { name: 'inpStride', type: 'u32' },
+  ],
   `
   let c = i / P.rows;
   let r = i % P.rows;
   $out[P.o_out + c * P.outStride + r] = $inp[P.o_inp + r * P.inpStride + c];`,
 );
 
-export const residualKernel = elementwise('residual', [{ name: 'out', write: true }, { name: 'a' }, { name: 'b' }], [], `
-  $out[P.o_out + i] = $a[P.o_a + i] + $b[P.o_b + i];`);
+export const residualKernel = elementwise(
+  'residual',
+  [{ name: 'out', write: true }, { name: 'a' }, { name: 'b' }],
+  [],
+  `
+  $out[P.o_out + i] = $a[P.o_a + i] + $b[P.o_b + i];`,
+);
 
-export const accumulateKernel = elementwise('accumulate', [{ name: 'dst', write: true }, { name: 'src' }], [], `
-  $dst[P.o_dst + i] = $dst[P.o_dst + i] + $src[P.o_src + i];`);
+export const accumulateKernel = elementwise(
+  'accumulate',
+  [{ name: 'dst', write: true }, { name: 'src' }],
+  [],
+  `
+  $dst[P.o_dst + i] = $dst[P.o_dst + i] + $src[P.o_src + i];`,
+);
 
 const GELU_HELPERS = `
 const GELU_SCALE: f32 = 0.7978845608028654;
@@ -55,16 +77,28 @@ const GELU_CUBIC: f32 = 0.044715;
 // tanh(15) is 1 in f32 anyway.
 fn geluTanh(x: f32) -> f32 { return tanh(clamp(GELU_SCALE * (x + GELU_CUBIC * x * x * x), -15.0, 15.0)); }`;
 
-export const geluForwardKernel = elementwise('geluForward', [{ name: 'out', write: true }, { name: 'inp' }], [], `
+export const geluForwardKernel = elementwise(
+  'geluForward',
+  [{ name: 'out', write: true }, { name: 'inp' }],
+  [],
+  `
   let x = $inp[P.o_inp + i];
-  $out[P.o_out + i] = 0.5 * x * (1.0 + geluTanh(x));`, GELU_HELPERS);
+  $out[P.o_out + i] = 0.5 * x * (1.0 + geluTanh(x));`,
+  GELU_HELPERS,
+);
 
-export const geluBackwardKernel = elementwise('geluBackward', [{ name: 'dinp', write: true }, { name: 'inp' }, { name: 'dout' }], [], `
+export const geluBackwardKernel = elementwise(
+  'geluBackward',
+  [{ name: 'dinp', write: true }, { name: 'inp' }, { name: 'dout' }],
+  [],
+  `
   let x = $inp[P.o_inp + i];
   let th = geluTanh(x);
   let dInner = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x * x);
   let grad = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * dInner;
-  $dinp[P.o_dinp + i] = $dinp[P.o_dinp + i] + grad * $dout[P.o_dout + i];`, GELU_HELPERS);
+  $dinp[P.o_dinp + i] = $dinp[P.o_dinp + i] + grad * $dout[P.o_dout + i];`,
+  GELU_HELPERS,
+);
 
 /** the contract's dropoutHash, in u32 arithmetic (u32 multiplication wraps like Math.imul) */
 const DROPOUT_HASH = `
@@ -86,11 +120,23 @@ const DROPOUT_SCALARS = [
   { name: 'keptScale', type: 'f32' },
 ] as const;
 
-export const dropoutForwardKernel = elementwise('dropoutForward', [{ name: 'out', write: true }, { name: 'inp' }], DROPOUT_SCALARS, `
+export const dropoutForwardKernel = elementwise(
+  'dropoutForward',
+  [{ name: 'out', write: true }, { name: 'inp' }],
+  DROPOUT_SCALARS,
+  `
   let kept = dropoutHash(P.seed, P.base + i) >= P.threshold;
-  $out[P.o_out + i] = select(0.0, $inp[P.o_inp + i] * P.keptScale, kept);`, DROPOUT_HASH);
+  $out[P.o_out + i] = select(0.0, $inp[P.o_inp + i] * P.keptScale, kept);`,
+  DROPOUT_HASH,
+);
 
-export const dropoutBackwardKernel = elementwise('dropoutBackward', [{ name: 'dinp', write: true }, { name: 'dout' }], DROPOUT_SCALARS, `
+export const dropoutBackwardKernel = elementwise(
+  'dropoutBackward',
+  [{ name: 'dinp', write: true }, { name: 'dout' }],
+  DROPOUT_SCALARS,
+  `
   if (dropoutHash(P.seed, P.base + i) >= P.threshold) {
     $dinp[P.o_dinp + i] = $dinp[P.o_dinp + i] + $dout[P.o_dout + i] * P.keptScale;
-  }`, DROPOUT_HASH);
+  }`,
+  DROPOUT_HASH,
+);

@@ -92,7 +92,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const encoderBackwardTokensKernel: KernelDef = {
   name: 'encoderBackwardTokens',
   tensors: [{ name: 'dwte', write: true }, { name: 'dout' }, { name: 'inp' }, { name: 'links' }],
-  scalars: [{ name: 'BT', type: 'u32' }, { name: 'C', type: 'u32' }, { name: 'vBase', type: 'u32' }, { name: 'vCount', type: 'u32' }],
+  scalars: [
+    { name: 'BT', type: 'u32' },
+    { name: 'C', type: 'u32' },
+    { name: 'vBase', type: 'u32' },
+    { name: 'vCount', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}
 @compute @workgroup_size(${ENCODER_BACKWARD_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -112,7 +117,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const encoderBackwardPositionsKernel: KernelDef = {
   name: 'encoderBackwardPositions',
   tensors: [{ name: 'dwpe', write: true }, { name: 'dout' }],
-  scalars: [{ name: 'n', type: 'u32' }, { name: 'B', type: 'u32' }, { name: 'TC', type: 'u32' }],
+  scalars: [
+    { name: 'n', type: 'u32' },
+    { name: 'B', type: 'u32' },
+    { name: 'TC', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

@@ -26,10 +26,17 @@ const EPS = '1e-5';
 export const layerNormForwardKernel: KernelDef = {
   name: 'layerNormForward',
   tensors: [
-    { name: 'out', write: true }, { name: 'mean', write: true }, { name: 'rstd', write: true },
-    { name: 'inp' }, { name: 'weight' }, { name: 'bias' },
+    { name: 'out', write: true },
+    { name: 'mean', write: true },
+    { name: 'rstd', write: true },
+    { name: 'inp' },
+    { name: 'weight' },
+    { name: 'bias' },
   ],
-  scalars: [{ name: 'N', type: 'u32' }, { name: 'C', type: 'u32' }],
+  scalars: [
+    { name: 'N', type: 'u32' },
+    { name: 'C', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}${ROW_SUM}
 @compute @workgroup_size(${LAYER_NORM_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -60,7 +67,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const layerNormBackwardInputKernel: KernelDef = {
   name: 'layerNormBackwardInput',
   tensors: [{ name: 'dinp', write: true }, { name: 'dout' }, { name: 'inp' }, { name: 'weight' }, { name: 'mean' }, { name: 'rstd' }],
-  scalars: [{ name: 'N', type: 'u32' }, { name: 'C', type: 'u32' }],
+  scalars: [
+    { name: 'N', type: 'u32' },
+    { name: 'C', type: 'u32' },
+  ],
   body: `${LINEAR_GROUP}${ROW_SUM}
 @compute @workgroup_size(${LAYER_NORM_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

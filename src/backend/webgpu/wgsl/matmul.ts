@@ -53,11 +53,7 @@ function matmulBody(layout: MatmulLayout): string {
     ...rows.flatMap((i) => rows.map((j) => `      acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`)),
   ].join('\n');
   const unrolledStore = rows
-    .flatMap((i) =>
-      rows.map(
-        (j) => `  store(row0 + lid.y + ${16 * i}u, col0 + lid.x + ${16 * j}u, acc${i}_${j});`,
-      ),
-    )
+    .flatMap((i) => rows.map((j) => `  store(row0 + lid.y + ${16 * i}u, col0 + lid.x + ${16 * j}u, acc${i}_${j});`))
     .join('\n');
   return `
 const R = ${R}u;

@@ -42,7 +42,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export const squaredNormFinalKernel: KernelDef = {
   name: 'squaredNormFinal',
   tensors: [{ name: 'out', write: true }, { name: 'partials' }],
-  scalars: [{ name: 'count', type: 'u32' }, { name: 'accumulate', type: 'u32' }],
+  scalars: [
+    { name: 'count', type: 'u32' },
+    { name: 'accumulate', type: 'u32' },
+  ],
   body: `${TREE_SUM}
 @compute @workgroup_size(${SQNORM_WORKGROUP})
 fn main(@builtin(local_invocation_index) li: u32) {
