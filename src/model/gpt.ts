@@ -4,6 +4,9 @@ import { createBackend, type SelectOptions } from '../backend/select.js';
 import { validateConfig } from './config.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
 import type { ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
+import { blockForward } from './block.js';
+import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
+import { allocInference, allocWorkspace, freeInference, freeWorkspace, type InferenceWorkspace, type Workspace } from './workspace.js';
 
 export interface CreateModelOptions {
   /** use this backend instance instead of creating one from config.backend */
@@ -56,68 +59,6 @@ function explainDeviceLoss(err: unknown): unknown {
       `(loadModel(file, { backend: 'wasm' }), or train with resumeFrom), or train with onDeviceLost: 'wasm' to go on by itself`,
     { cause: err },
   );
-}
-
-/** Per-layer activations kept from forward for backward. */
-interface LayerActs {
-  residual: Tensor; // [B,T,C] input of the block
-  ln1: Tensor; // [B,T,C]
-  ln1Mean: Tensor; // [B,T]
-  ln1Rstd: Tensor; // [B,T]
-  qkv: Tensor; // [B,T,3C]
-  atty: Tensor; // [B,T,C]
-  lse: Tensor; // [B,NH,T]
-  residual2: Tensor; // [B,T,C]
-  ln2: Tensor; // [B,T,C]
-  ln2Mean: Tensor; // [B,T]
-  ln2Rstd: Tensor; // [B,T]
-  fch: Tensor; // [B,T,F]
-  fchGelu: Tensor; // [B,T,F]
-}
-
-/** Activations and gradient scratch for one B*T capacity. */
-interface Workspace {
-  capacity: number; // B*T rows
-  /** T: attention's tensors are cut only between sequences where a backend stores them in several buffers */
-  seqLen: number;
-  layers: LayerActs[];
-  residualOut: Tensor; // [B,T,C] output of the last block
-  proj: Tensor; // [B,T,C] scratch: attention / MLP output projection before the residual add
-  lnf: Tensor; // [B,T,C]
-  lnfMean: Tensor;
-  lnfRstd: Tensor;
-  logits: Tensor; // [B,T,V]; reused as dlogits in backward
-  probs: Tensor; // [B,T,V]
-  losses: Tensor; // [B,T]
-  targets: Tensor; // i32 [B,T]
-  inputs: Tensor; // i32 [B,T]
-  // backward scratch
-  dres: Tensor; // [B,T,C]
-  dC: Tensor; // [B,T,C]
-  dC2: Tensor; // [B,T,C]
-  dqkv: Tensor; // [B,T,3C]
-  dF: Tensor; // [B,T,F]
-  dF2: Tensor; // [B,T,F]
-}
-
-/** Scratch for cached inference of B rows x Tn new positions. */
-interface InferenceWorkspace {
-  capacity: number; // B*Tn rows
-  lastRows: number; // B rows
-  x: Tensor; // [B,Tn,C] residual stream
-  ln: Tensor; // [B,Tn,C]
-  mean: Tensor;
-  rstd: Tensor;
-  qkv: Tensor; // [B,Tn,3C]
-  atty: Tensor; // [B,Tn,C]
-  proj: Tensor; // [B,Tn,C]
-  fch: Tensor; // [B,Tn,F]
-  ids: Tensor; // i32 [B,Tn]
-  last: Tensor; // [B,C] last position of each row
-  lastLn: Tensor; // [B,C]
-  lastMean: Tensor;
-  lastRstd: Tensor;
-  logits: Tensor; // [B,V]
 }
 
 interface LastForward {
@@ -355,60 +296,12 @@ export class GPT implements GPTModel {
   private ensureWorkspace(rows: number, seqLen: number): Workspace {
     if (this.workspace && this.workspace.capacity >= rows && this.workspace.seqLen === seqLen) return this.workspace;
     this.freeWorkspace();
-    const { dModel: C, dFF: F, nHeads: NH, vocabSize: V, nLayers: L } = this.config;
-    const b = this.backend;
-    // [rows, width] activations; a backend that must store one in several buffers cuts between rows,
-    // or between sequences for those attention reads a whole sequence of
-    const a = (rowCount: number, width: number) => b.alloc(rowCount * width, 'f32', width);
-    const bySequence = (width: number) => b.alloc(rows * width, 'f32', seqLen * width);
-    const layers: LayerActs[] = [];
-    for (let l = 0; l < L; l++) {
-      layers.push({
-        residual: a(rows, C),
-        ln1: a(rows, C),
-        ln1Mean: a(rows, 1),
-        ln1Rstd: a(rows, 1),
-        qkv: bySequence(3 * C),
-        atty: bySequence(C),
-        lse: bySequence(NH),
-        residual2: a(rows, C),
-        ln2: a(rows, C),
-        ln2Mean: a(rows, 1),
-        ln2Rstd: a(rows, 1),
-        fch: a(rows, F),
-        fchGelu: a(rows, F),
-      });
-    }
-    this.workspace = {
-      capacity: rows,
-      seqLen,
-      layers,
-      residualOut: a(rows, C),
-      proj: a(rows, C),
-      lnf: a(rows, C),
-      lnfMean: a(rows, 1),
-      lnfRstd: a(rows, 1),
-      logits: a(rows, V),
-      probs: a(rows, V),
-      losses: a(rows, 1),
-      targets: b.alloc(rows, 'i32'),
-      inputs: b.alloc(rows, 'i32'),
-      dres: a(rows, C),
-      dC: bySequence(C),
-      dC2: a(rows, C),
-      dqkv: bySequence(3 * C),
-      dF: a(rows, F),
-      dF2: a(rows, F),
-    };
+    this.workspace = allocWorkspace(this.backend, this.config, rows, seqLen);
     return this.workspace;
   }
 
   private freeWorkspace(): void {
-    const ws = this.workspace;
-    if (!ws) return;
-    for (const layer of ws.layers) for (const t of Object.values(layer)) this.backend.free(t);
-    for (const [key, t] of Object.entries(ws))
-      if (key !== 'layers' && key !== 'capacity' && key !== 'seqLen') this.backend.free(t as Tensor);
+    if (this.workspace) freeWorkspace(this.backend, this.workspace);
     this.workspace = null;
   }
 
@@ -456,49 +349,40 @@ export class GPT implements GPTModel {
     b.encoderForward(residual, b.view(ws.inputs, 0, N), this.p('wte.weight'), this.p('wpe.weight'), B, T, C, 0);
     if (training) b.dropoutForward(residual, residual, N * C, p, this.dropoutSeed(step, 0));
 
+    const dropout = training ? (t: Tensor, site: number) => b.dropoutForward(t, t, N * C, p, this.dropoutSeed(step, site)) : undefined;
     for (let l = 0; l < L; l++) {
       const acts = ws.layers[l];
-      const h = `h.${l}.`;
-      const layerResidual = residual;
-      const ln1 = rows(acts.ln1, C);
-      const qkv = rows(acts.qkv, 3 * C);
-      const atty = rows(acts.atty, C);
-      const proj = rows(ws.proj, C);
-      const residual2 = rows(acts.residual2, C);
-      const ln2 = rows(acts.ln2, C);
-      const fch = rows(acts.fch, F);
+      const lse = rows(acts.lse, NH);
+      const output = l + 1 < L ? rows(ws.layers[l + 1].residual, C) : rows(ws.residualOut, C);
       const fchGelu = rows(acts.fchGelu, F);
-      b.layerNormForward(
-        ln1,
-        rows(acts.ln1Mean, 1),
-        rows(acts.ln1Rstd, 1),
-        layerResidual,
-        this.p(h + 'ln_1.weight'),
-        this.p(h + 'ln_1.bias'),
-        N,
-        C,
+      const buffers = {
+        input: residual,
+        ln1: rows(acts.ln1, C),
+        ln1Mean: rows(acts.ln1Mean, 1),
+        ln1Rstd: rows(acts.ln1Rstd, 1),
+        qkv: rows(acts.qkv, 3 * C),
+        atty: rows(acts.atty, C),
+        proj: rows(ws.proj, C),
+        residual2: rows(acts.residual2, C),
+        ln2: rows(acts.ln2, C),
+        ln2Mean: rows(acts.ln2Mean, 1),
+        ln2Rstd: rows(acts.ln2Rstd, 1),
+        fch: rows(acts.fch, F),
+        fchGelu,
+        output,
+      };
+      blockForward(
+        b,
+        (name) => this.p(name),
+        l,
+        buffers,
+        { N, C, F },
+        {
+          attend: (qkv, atty) => b.attentionForward(atty, lse, qkv, B, T, C, NH),
+          dropout,
+        },
       );
-      b.matmulForward(qkv, ln1, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
-      b.attentionForward(atty, rows(acts.lse, NH), qkv, B, T, C, NH);
-      b.matmulForward(proj, atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
-      if (training) b.dropoutForward(proj, proj, N * C, p, this.dropoutSeed(step, 1 + 2 * l));
-      b.residualForward(residual2, layerResidual, proj, N * C);
-      b.layerNormForward(
-        ln2,
-        rows(acts.ln2Mean, 1),
-        rows(acts.ln2Rstd, 1),
-        residual2,
-        this.p(h + 'ln_2.weight'),
-        this.p(h + 'ln_2.bias'),
-        N,
-        C,
-      );
-      b.matmulForward(fch, ln2, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, F);
-      b.geluForward(fchGelu, fch, N * F);
-      b.matmulForward(proj, fchGelu, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, F, C);
-      if (training) b.dropoutForward(proj, proj, N * C, p, this.dropoutSeed(step, 2 + 2 * l));
-      residual = l + 1 < L ? rows(ws.layers[l + 1].residual, C) : rows(ws.residualOut, C);
-      b.residualForward(residual, residual2, proj, N * C);
+      residual = output;
     }
     const lnf = rows(ws.lnf, C);
     b.layerNormForward(lnf, rows(ws.lnfMean, 1), rows(ws.lnfRstd, 1), residual, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C);
@@ -677,18 +561,7 @@ export class GPT implements GPTModel {
 
   createKVCache(batchSize: number): KVCache {
     this.checkAlive();
-    if (!Number.isInteger(batchSize) || batchSize < 1)
-      throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
-    const { maxSeqLen, dModel: C, nLayers: L } = this.config;
-    const layers = [];
-    // cut between sequences if a backend must store a cache in several buffers
-    const sequence = maxSeqLen * C;
-    for (let l = 0; l < L; l++)
-      layers.push({
-        k: this.backend.alloc(batchSize * sequence, 'f32', sequence),
-        v: this.backend.alloc(batchSize * sequence, 'f32', sequence),
-      });
-    const cache = { batchSize, length: 0, layers };
+    const cache = allocKVCache(this.backend, this.config, batchSize);
     this.cacheBackends.set(cache, this.backend);
     return cache;
   }
@@ -696,12 +569,7 @@ export class GPT implements GPTModel {
   freeKVCache(cache: KVCache): void {
     const madeOn = this.cacheBackends.get(cache);
     // a cache from before a move lived on the old backend, which freed it when it was disposed
-    if (madeOn === undefined || madeOn === this.backend) {
-      for (const layer of cache.layers) {
-        this.backend.free(layer.k);
-        this.backend.free(layer.v);
-      }
-    }
+    if (madeOn === undefined || madeOn === this.backend) freeKVCacheTensors(this.backend, cache);
     this.cacheBackends.delete(cache);
     cache.layers.length = 0;
     cache.length = 0;
@@ -719,29 +587,8 @@ export class GPT implements GPTModel {
   private ensureInference(rows: number, B: number): InferenceWorkspace {
     const cur = this.inference;
     if (cur && cur.capacity >= rows && cur.lastRows >= B) return cur;
-    if (cur) for (const [k, t] of Object.entries(cur)) if (typeof t !== 'number') this.backend.free(t);
-    const cap = Math.max(rows, cur?.capacity ?? 0);
-    const lastRows = Math.max(B, cur?.lastRows ?? 0);
-    const { dModel: C, dFF: F, vocabSize: V } = this.config;
-    const a = (rowCount: number, width: number) => this.backend.alloc(rowCount * width, 'f32', width);
-    this.inference = {
-      capacity: cap,
-      lastRows,
-      x: a(cap, C),
-      ln: a(cap, C),
-      mean: a(cap, 1),
-      rstd: a(cap, 1),
-      qkv: a(cap, 3 * C),
-      atty: a(cap, C),
-      proj: a(cap, C),
-      fch: a(cap, F),
-      ids: this.backend.alloc(cap, 'i32'),
-      last: a(lastRows, C),
-      lastLn: a(lastRows, C),
-      lastMean: a(lastRows, 1),
-      lastRstd: a(lastRows, 1),
-      logits: a(lastRows, V),
-    };
+    if (cur) freeInference(this.backend, cur);
+    this.inference = allocInference(this.backend, this.config, Math.max(rows, cur?.capacity ?? 0), Math.max(B, cur?.lastRows ?? 0));
     return this.inference;
   }
 
@@ -777,21 +624,38 @@ export class GPT implements GPTModel {
     const ln = rows(ws.ln, C);
     const proj = rows(ws.proj, C);
     b.encoderForward(x, idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
+    const mean = rows(ws.mean, 1);
+    const rstd = rows(ws.rstd, 1);
+    const fch = rows(ws.fch, F);
+    // the residual stream x is the block's input, middle and output; fch holds its GELU in place
+    const inPlace = {
+      input: x,
+      ln1: ln,
+      ln1Mean: mean,
+      ln1Rstd: rstd,
+      qkv: rows(ws.qkv, 3 * C),
+      atty: rows(ws.atty, C),
+      proj,
+      residual2: x,
+      ln2: ln,
+      ln2Mean: mean,
+      ln2Rstd: rstd,
+      fch,
+      fchGelu: fch,
+      output: x,
+    };
     for (let l = 0; l < L; l++) {
-      const h = `h.${l}.`;
-      const qkv = rows(ws.qkv, 3 * C);
-      const atty = rows(ws.atty, C);
-      const fch = rows(ws.fch, F);
-      b.layerNormForward(ln, rows(ws.mean, 1), rows(ws.rstd, 1), x, this.p(h + 'ln_1.weight'), this.p(h + 'ln_1.bias'), N, C);
-      b.matmulForward(qkv, ln, this.p(h + 'attn.c_attn.weight'), this.p(h + 'attn.c_attn.bias'), N, C, 3 * C);
-      b.attentionCached(atty, qkv, cache.layers[l].k, cache.layers[l].v, B, Tn, C, NH, cache.length, maxSeqLen);
-      b.matmulForward(proj, atty, this.p(h + 'attn.c_proj.weight'), this.p(h + 'attn.c_proj.bias'), N, C, C);
-      b.residualForward(x, x, proj, N * C);
-      b.layerNormForward(ln, rows(ws.mean, 1), rows(ws.rstd, 1), x, this.p(h + 'ln_2.weight'), this.p(h + 'ln_2.bias'), N, C);
-      b.matmulForward(fch, ln, this.p(h + 'mlp.c_fc.weight'), this.p(h + 'mlp.c_fc.bias'), N, C, F);
-      b.geluForward(fch, fch, N * F);
-      b.matmulForward(proj, fch, this.p(h + 'mlp.c_proj.weight'), this.p(h + 'mlp.c_proj.bias'), N, F, C);
-      b.residualForward(x, x, proj, N * C);
+      const { k, v } = cache.layers[l];
+      blockForward(
+        b,
+        (name) => this.p(name),
+        l,
+        inPlace,
+        { N, C, F },
+        {
+          attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, maxSeqLen),
+        },
+      );
     }
     cache.length += Tn;
 
@@ -815,23 +679,7 @@ export class GPT implements GPTModel {
   }
 
   reorderKVCache(cache: KVCache, sources: readonly number[]): void {
-    const B = cache.batchSize;
-    if (sources.length !== B) throw new RangeError(`reorderKVCache: sources.length (${sources.length}) must equal cache.batchSize (${B})`);
-    for (const s of sources)
-      if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
     this.checkCacheBackend('reorderKVCache', cache);
-    if (sources.every((s, i) => s === i) || cache.length === 0) return;
-    const { maxSeqLen, dModel: C } = this.config;
-    const b = this.backend;
-    const rowLen = maxSeqLen * C;
-    const used = cache.length * C;
-    const scratch = b.alloc(B * used);
-    for (const layer of cache.layers) {
-      for (const t of [layer.k, layer.v]) {
-        for (let r = 0; r < B; r++) b.copy(b.view(scratch, r * used, used), b.view(t, sources[r] * rowLen, used));
-        for (let r = 0; r < B; r++) b.copy(b.view(t, r * rowLen, used), b.view(scratch, r * used, used));
-      }
-    }
-    b.free(scratch);
+    reorderKVCacheRows(this.backend, this.config, cache, sources);
   }
 }

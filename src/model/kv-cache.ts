@@ -1,0 +1,43 @@
+import type { Backend } from '../backend/contract.js';
+import type { GPTConfig, KVCache } from './types.js';
+
+/** a KV cache of `batchSize` rows: per layer k and v, each [B, maxSeqLen, C] */
+export function allocKVCache(b: Backend, config: GPTConfig, batchSize: number): KVCache {
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
+  const { maxSeqLen, dModel: C, nLayers: L } = config;
+  // cut between sequences if a backend must store a cache in several buffers
+  const sequence = maxSeqLen * C;
+  const layers = [];
+  for (let l = 0; l < L; l++) {
+    layers.push({ k: b.alloc(batchSize * sequence, 'f32', sequence), v: b.alloc(batchSize * sequence, 'f32', sequence) });
+  }
+  return { batchSize, length: 0, layers };
+}
+
+export function freeKVCacheTensors(b: Backend, cache: KVCache): void {
+  for (const layer of cache.layers) {
+    b.free(layer.k);
+    b.free(layer.v);
+  }
+}
+
+/** cache row i becomes old row sources[i], through a scratch copy of the used positions */
+export function reorderKVCacheRows(b: Backend, config: GPTConfig, cache: KVCache, sources: readonly number[]): void {
+  const B = cache.batchSize;
+  if (sources.length !== B) throw new RangeError(`reorderKVCache: sources.length (${sources.length}) must equal cache.batchSize (${B})`);
+  for (const s of sources)
+    if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
+  if (sources.every((s, i) => s === i) || cache.length === 0) return;
+  const { maxSeqLen, dModel: C } = config;
+  const rowLen = maxSeqLen * C;
+  const used = cache.length * C;
+  const scratch = b.alloc(B * used);
+  for (const layer of cache.layers) {
+    for (const t of [layer.k, layer.v]) {
+      for (let r = 0; r < B; r++) b.copy(b.view(scratch, r * used, used), b.view(t, sources[r] * rowLen, used));
+      for (let r = 0; r < B; r++) b.copy(b.view(t, r * rowLen, used), b.view(scratch, r * used, used));
+    }
+  }
+  b.free(scratch);
+}
