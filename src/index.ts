@@ -44,6 +44,18 @@ export { encodeSafetensors, decodeSafetensors, SafetensorsError } from './io/saf
 export { ModelFileError } from './io/errors.js';
 export { saveModel, loadModel, type SaveModelOptions, type LoadModelOptions, type LoadedModel } from './io/model-file.js';
 export * from './io/browser-files.js';
+export {
+  loadHuggingFace,
+  exportHuggingFace,
+  configFromHuggingFace,
+  configToHuggingFace,
+  type HuggingFaceSource,
+  type HuggingFaceFileReader,
+  type HuggingFaceFileValue,
+  type LoadHuggingFaceOptions,
+  type LoadedHuggingFace,
+  type ExportHuggingFaceOptions,
+} from './io/huggingface.js';
 
 export { Rng } from './util/rng.js';
 

@@ -4,3 +4,4 @@
  */
 export * from './index.js';
 export { writeFileAtomic, saveModelFile, loadModelFile } from './io/node-files.js';
+export { loadHuggingFaceFolder, saveHuggingFaceFolder } from './io/huggingface-node.js';

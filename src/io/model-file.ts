@@ -37,6 +37,18 @@ const NAMES_IN_ERRORS = 12;
 export interface SaveModelOptions {
   /** stored as JSON in the metadata so loadModel gives it back */
   tokenizer?: Tokenizer;
+  /**
+   * how the parameters are stored: 'float32' (default, exact) or 'float16' (half the bytes, each
+   * value rounded to nearest; loadModel widens them back to float32)
+   */
+  dtype?: 'float32' | 'float16';
+}
+
+/** safetensors dtype of a SaveModelOptions.dtype, checked */
+export function storageDType(dtype: unknown, field = 'dtype'): 'F32' | 'F16' {
+  if (dtype === undefined || dtype === 'float32') return 'F32';
+  if (dtype === 'float16') return 'F16';
+  throw new RangeError(`${field} must be 'float32' or 'float16', got ${JSON.stringify(dtype)}`);
 }
 
 export interface LoadModelOptions {
@@ -60,10 +72,11 @@ export interface LoadedModel {
 
 /** Safetensors bytes of the model's parameters, config and (optionally) tokenizer. */
 export async function saveModel(model: GPTModel, options: SaveModelOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+  const dtype = storageDType(options.dtype, 'saveModel: options.dtype');
   const parameters = await model.getParameters();
   const tensors: Record<string, TensorInput> = {};
   for (const entry of model.paramLayout) {
-    tensors[entry.name] = { dtype: 'F32', shape: entry.shape, data: parameters[entry.name] };
+    tensors[entry.name] = { dtype, shape: entry.shape, data: parameters[entry.name] };
   }
   const metadata: Record<string, string> = {
     format: MODEL_FILE_FORMAT,
@@ -84,13 +97,31 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
     Object.prototype.toString.call(bytes) === '[object ArrayBuffer]' ? new Uint8Array(bytes as ArrayBuffer) : (bytes as Uint8Array),
   );
   const isCheckpoint = metadata.format?.startsWith(CHECKPOINT_FORMAT_PREFIX) ?? false;
+  const fileConfig =
+    (metadata.format === MODEL_FILE_FORMAT || isCheckpoint) && metadata.config !== undefined ? parseConfig(metadata.config) : null;
+  const model = await modelFromTensors(fileTensors, fileConfig, isCheckpoint, options);
+  try {
+    const tokenizer = metadata.tokenizer === undefined ? undefined : parseTokenizer(metadata.tokenizer, model.config);
+    return { model, tokenizer };
+  } catch (error) {
+    model.dispose();
+    throw error;
+  }
+}
+
+/**
+ * A model built from named tensors (tinygpt's names or Hugging Face's GPT-2 layout, see
+ * canonicalTensors). `fileConfig` is the config the files state; null infers it from the shapes.
+ * Everything is checked against the tensors before the model is built.
+ */
+export async function modelFromTensors(
+  fileTensors: Record<string, DecodedTensor>,
+  fileConfig: GPTConfigInput | null,
+  isCheckpoint: boolean,
+  options: LoadModelOptions,
+): Promise<GPTModel> {
   const tensors = canonicalTensors(fileTensors, isCheckpoint);
-  const configInput: GPTConfigInput = {
-    ...((metadata.format === MODEL_FILE_FORMAT || isCheckpoint) && metadata.config !== undefined
-      ? parseConfig(metadata.config)
-      : inferConfig(tensors, options.config)),
-    ...options.config,
-  };
+  const configInput: GPTConfigInput = { ...(fileConfig ?? inferConfig(tensors, options.config)), ...options.config };
   if (options.backend !== undefined) configInput.backend = options.backend;
   let config: GPTConfig;
   try {
@@ -99,8 +130,6 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
     throw new ModelFileError(`model file config is invalid: ${(cause as Error).message}`, { cause });
   }
   const record = checkedParameters(tensors, buildParamLayout(config).entries);
-  const tokenizer = metadata.tokenizer === undefined ? undefined : parseTokenizer(metadata.tokenizer, config);
-
   const model = await createModel(configInput, { onBackendNotice: options.onBackendNotice, wasmThreads: options.wasmThreads });
   try {
     await model.setParameters(record);
@@ -108,7 +137,7 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
     model.dispose();
     throw error;
   }
-  return { model, tokenizer };
+  return model;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,14 +286,19 @@ function checkedParameters(tensors: Map<string, DecodedTensor>, layout: readonly
 function parseTokenizer(json: string, config: GPTConfig): Tokenizer {
   let tokenizer: Tokenizer;
   try {
-    tokenizer = tokenizerFromJSON(JSON.parse(json));
+    tokenizer = tokenizerFromJSON(JSON.parse(json) as object);
   } catch (cause) {
     throw new ModelFileError(`metadata "tokenizer" cannot be read: ${(cause as Error)?.message ?? String(cause)}`, { cause });
   }
+  checkTokenizerFits(tokenizer, config);
+  return tokenizer;
+}
+
+/** A tokenizer whose ids reach past the embedding cannot serve the model. */
+export function checkTokenizerFits(tokenizer: Tokenizer, config: GPTConfig): void {
   if (tokenizer.vocabSize > config.vocabSize) {
     throw new ModelFileError(
       `the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabSize is ${config.vocabSize}: ids past the embedding`,
     );
   }
-  return tokenizer;
 }
