@@ -162,7 +162,7 @@ describe('loadHuggingFace', () => {
   });
 
   it('fetches the files under a base URL, treating 404 as absent', async () => {
-    const served = new Map<string, Uint8Array>([
+    const served = new Map<string, Uint8Array<ArrayBuffer>>([
       ['/gpt2/config.json', json(fixtureConfig)],
       ['/gpt2/model.safetensors', fixtureBytes()],
     ]);
