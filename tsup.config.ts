@@ -2,9 +2,9 @@ import { defineConfig } from 'tsup';
 import { copyFileSync, mkdirSync } from 'node:fs';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts', node: 'src/node.ts', cli: 'src/cli/main.ts' },
+  entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts', cli: 'src/cli/main.ts' },
   format: ['esm', 'cjs'],
-  dts: { entry: { index: 'src/index.ts', node: 'src/node.ts' } },
+  dts: { entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts' } },
   target: 'es2022',
   platform: 'neutral',
   sourcemap: true,

@@ -1,9 +1,11 @@
 /**
- * GPT-2's vocabulary loaded two ways (vocab.json + merges.txt, and the r50k_base tiktoken file)
- * must give js-tiktoken's GPT-2 ids exactly, on a whole book and on hard strings.
+ * GPT-2's vocabulary loaded three ways (vocab.json + merges.txt, the r50k_base tiktoken file, and
+ * the copy shipped in tinygpt/gpt2) must give js-tiktoken's GPT-2 ids exactly, on a whole book and
+ * on hard strings.
  */
 import { describe, expect, it } from 'vitest';
 import { encode as gptTokenizerEncode } from 'gpt-tokenizer/encoding/r50k_base';
+import { gpt2Tokenizer } from '../../src/gpt2.js';
 import { HARD_STRINGS, jsTiktokenGPT2, loadFromGPT2, loadFromTiktoken, mobyDick } from './fixtures.js';
 
 const reference = jsTiktokenGPT2();
@@ -12,12 +14,14 @@ const referenceIds = (text: string): number[] => reference.encode(text, [], []);
 
 const viaGPT2 = loadFromGPT2();
 const viaTiktoken = loadFromTiktoken();
+const shipped = await gpt2Tokenizer();
 const book = mobyDick();
 const bookIds = referenceIds(book);
 
 describe.each([
   ['fromGPT2 (encoder.json + vocab.bpe)', viaGPT2],
   ['fromTiktoken (r50k_base.tiktoken)', viaTiktoken],
+  ["gpt2Tokenizer() (tinygpt/gpt2's own copy)", shipped],
 ] as const)('GPT-2 via %s', (_name, tokenizer) => {
   it('has GPT-2 vocabulary size and end-of-text id', () => {
     expect(tokenizer.vocabSize).toBe(50257);
@@ -77,7 +81,13 @@ it('stays exact while its pre-token cache fills up and is emptied', () => {
   expect(viaTiktoken.encode(text)).toEqual(expected);
 });
 
-it('the two loaders build the same vocabulary', () => {
+it('the three loaders build the same vocabulary', () => {
   expect(viaTiktoken.toJSON().tokens).toEqual(viaGPT2.toJSON().tokens);
   expect(viaTiktoken.specialTokens).toEqual(viaGPT2.specialTokens);
+  // the shipped copy is the files' merges, in their order
+  expect(shipped.toJSON()).toEqual(viaGPT2.toJSON());
+});
+
+it('gpt2Tokenizer() builds once and resolves to the same instance afterwards', async () => {
+  expect(await gpt2Tokenizer()).toBe(shipped);
 });
