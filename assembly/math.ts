@@ -35,6 +35,16 @@ const LN2_LO: f32 = -2.12194440e-4;
   return f32x4.extract_lane(exp4(f32x4.splat(x)), 0);
 }
 
+/**
+ * a * b + c per lane: one fused multiply-add in the relaxed-SIMD build (tinygpt-relaxed.wasm), a
+ * multiply then an add (two roundings) in the plain-SIMD build
+ */
+// @ts-ignore: decorator
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
 /** sum of the four lanes */
 // @ts-ignore: decorator
 @inline export function hsum(v: v128): f32 {

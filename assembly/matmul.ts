@@ -3,7 +3,8 @@
 // micro-kernel (8 f32x4 accumulators). A and B are read through element strides, so the transposed
 // operands of the backward products are packed into the same layout instead of looping strided.
 // Measured in Node 20 (V8): ~44 GFLOP/s on one core; unrolling the k loop by 2 (~28) and a 5x8 tile
-// (~23) were slower, other KC/MC/NC within noise. Forward with M < 4 (generation) skips packing.
+// (~23) were slower, other KC/MC/NC within noise. Forward with M <= GEMV_MAX_M (decoding) skips packing.
+import { madd } from './math';
 
 const MR = 4;
 const NR = 8;
@@ -11,6 +12,8 @@ const NR = 8;
 const KC = 256;
 const MC = 128;
 const NC = 1024;
+/** forward products with at most this many rows (decoding) stream W without packing (gemvRows) */
+const GEMV_MAX_M = MR - 1;
 
 // Packing buffers and the edge tile. Globals are per instance, so in the threaded build each worker
 // points its own instance at its own region (setScratch); the calling thread keeps the static one.
@@ -193,48 +196,135 @@ export function gemmAccumulate(c: usize, ldc: i32, a: usize, rsA: i32, csA: i32,
   }
 }
 
-/**
- * out[m,0:N] += inp[m,:] @ W[:,0:N] for few rows (no packing: W is streamed once per row, 16 columns
- * at a time); out and W have row stride ld elements (N is ld, or fewer for a column block)
- */
-function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32, ld: i32): void {
-  const ldw = <usize>ld << 2;
-  for (let m = 0; m < M; m++) {
-    const x = inp + (<usize>(m * K) << 2);
-    const y = out + <usize>m * ldw;
-    const xEnd = x + (<usize>K << 2);
-    let n = 0;
-    for (; n + 16 <= N; n += 16) {
-      const o = <usize>n << 2;
-      let y0 = v128.load(y + o), y1 = v128.load(y + o, 16), y2 = v128.load(y + o, 32), y3 = v128.load(y + o, 48);
-      let wp = w + o;
-      for (let xp = x; xp < xEnd; xp += 4) {
-        const xk = v128.load32_splat(xp);
-        y0 = f32x4.add(y0, f32x4.mul(xk, v128.load(wp)));
-        y1 = f32x4.add(y1, f32x4.mul(xk, v128.load(wp, 16)));
-        y2 = f32x4.add(y2, f32x4.mul(xk, v128.load(wp, 32)));
-        y3 = f32x4.add(y3, f32x4.mul(xk, v128.load(wp, 48)));
-        wp += ldw;
-      }
-      v128.store(y + o, y0); v128.store(y + o, y1, 16); v128.store(y + o, y2, 32); v128.store(y + o, y3, 48);
+// Decoding (forward with M <= GEMV_MAX_M) is bound by reading W once per token, so the kernels below
+// stream W front to back, several rows of W (several k) per pass: sequential streams that the
+// prefetcher follows. (Walking a column block down W, a stride of N floats per step, left it waiting
+// on memory at about half the bandwidth.) The rows of y (a few KiB) stay in L1 between passes. Every
+// y element is summed in k order, whatever column range a thread takes.
+
+/** y[0:N] += x[0:K] @ W[0:K,0:N], W row stride ld elements: eight rows of W per pass */
+function gemv1(y: usize, x: usize, w: usize, K: i32, N: i32, ld: i32): void {
+  const ldb = <usize>ld << 2;
+  const n8 = <usize>(N & ~7) << 2;
+  const n4 = <usize>(N & ~3) << 2;
+  let k = 0;
+  for (; k + 8 <= K; k += 8) {
+    const w0 = w + <usize>k * ldb, w1 = w0 + ldb, w2 = w1 + ldb, w3 = w2 + ldb;
+    const w4 = w3 + ldb, w5 = w4 + ldb, w6 = w5 + ldb, w7 = w6 + ldb;
+    const xk = x + (<usize>k << 2);
+    const a0 = v128.load32_splat(xk), a1 = v128.load32_splat(xk, 4), a2 = v128.load32_splat(xk, 8), a3 = v128.load32_splat(xk, 12);
+    const a4 = v128.load32_splat(xk, 16), a5 = v128.load32_splat(xk, 20), a6 = v128.load32_splat(xk, 24), a7 = v128.load32_splat(xk, 28);
+    let o: usize = 0;
+    for (; o < n8; o += 32) {
+      let s0 = v128.load(y + o), s1 = v128.load(y + o, 16);
+      s0 = madd(a0, v128.load(w0 + o), s0); s1 = madd(a0, v128.load(w0 + o, 16), s1);
+      s0 = madd(a1, v128.load(w1 + o), s0); s1 = madd(a1, v128.load(w1 + o, 16), s1);
+      s0 = madd(a2, v128.load(w2 + o), s0); s1 = madd(a2, v128.load(w2 + o, 16), s1);
+      s0 = madd(a3, v128.load(w3 + o), s0); s1 = madd(a3, v128.load(w3 + o, 16), s1);
+      s0 = madd(a4, v128.load(w4 + o), s0); s1 = madd(a4, v128.load(w4 + o, 16), s1);
+      s0 = madd(a5, v128.load(w5 + o), s0); s1 = madd(a5, v128.load(w5 + o, 16), s1);
+      s0 = madd(a6, v128.load(w6 + o), s0); s1 = madd(a6, v128.load(w6 + o, 16), s1);
+      s0 = madd(a7, v128.load(w7 + o), s0); s1 = madd(a7, v128.load(w7 + o, 16), s1);
+      v128.store(y + o, s0); v128.store(y + o, s1, 16);
     }
-    for (; n + 4 <= N; n += 4) {
-      const o = <usize>n << 2;
-      let y0 = v128.load(y + o);
-      let wp = w + o;
-      for (let k = 0; k < K; k++) {
-        y0 = f32x4.add(y0, f32x4.mul(v128.load32_splat(x + (<usize>k << 2)), v128.load(wp)));
-        wp += ldw;
-      }
-      v128.store(y + o, y0);
-    }
-    for (; n < N; n++) {
-      const o = <usize>n << 2;
-      let s = load<f32>(y + o);
-      for (let k = 0; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * load<f32>(w + <usize>k * ldw + o);
-      store<f32>(y + o, s);
+    if (o < n4) {
+      let s0 = v128.load(y + o);
+      s0 = madd(a0, v128.load(w0 + o), s0);
+      s0 = madd(a1, v128.load(w1 + o), s0);
+      s0 = madd(a2, v128.load(w2 + o), s0);
+      s0 = madd(a3, v128.load(w3 + o), s0);
+      s0 = madd(a4, v128.load(w4 + o), s0);
+      s0 = madd(a5, v128.load(w5 + o), s0);
+      s0 = madd(a6, v128.load(w6 + o), s0);
+      s0 = madd(a7, v128.load(w7 + o), s0);
+      v128.store(y + o, s0);
     }
   }
+  for (; k < K; k++) {
+    const wk = w + <usize>k * ldb;
+    const a = v128.load32_splat(x + (<usize>k << 2));
+    for (let o: usize = 0; o < n4; o += 16) v128.store(y + o, madd(a, v128.load(wk + o), v128.load(y + o)));
+  }
+  gemvTailColumns(y, x, w, 1, K, N, ld);
+}
+
+/** y[i,0:N] += x[i,0:K] @ W[0:K,0:N] for i < mr, 2 <= mr <= 4 (x row stride K; y, W row stride ld): four rows of W per pass */
+function gemvRows4(y: usize, x: usize, w: usize, mr: i32, K: i32, N: i32, ld: i32): void {
+  const ldb = <usize>ld << 2;
+  const kBytes = <usize>K << 2;
+  const n4 = <usize>(N & ~3) << 2;
+  const y1 = y + ldb, y2 = y1 + ldb, y3 = y2 + ldb;
+  const x1 = x + kBytes, x2 = x1 + kBytes, x3 = x2 + kBytes;
+  let k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const w0 = w + <usize>k * ldb, w1 = w0 + ldb, w2 = w1 + ldb, w3 = w2 + ldb;
+    const ko = <usize>k << 2;
+    for (let o: usize = 0; o < n4; o += 16) {
+      const v0 = v128.load(w0 + o), v1 = v128.load(w1 + o), v2 = v128.load(w2 + o), v3 = v128.load(w3 + o);
+      let s = v128.load(y + o);
+      s = madd(v128.load32_splat(x + ko), v0, s);
+      s = madd(v128.load32_splat(x + ko, 4), v1, s);
+      s = madd(v128.load32_splat(x + ko, 8), v2, s);
+      s = madd(v128.load32_splat(x + ko, 12), v3, s);
+      v128.store(y + o, s);
+      s = v128.load(y1 + o);
+      s = madd(v128.load32_splat(x1 + ko), v0, s);
+      s = madd(v128.load32_splat(x1 + ko, 4), v1, s);
+      s = madd(v128.load32_splat(x1 + ko, 8), v2, s);
+      s = madd(v128.load32_splat(x1 + ko, 12), v3, s);
+      v128.store(y1 + o, s);
+      if (mr > 2) {
+        s = v128.load(y2 + o);
+        s = madd(v128.load32_splat(x2 + ko), v0, s);
+        s = madd(v128.load32_splat(x2 + ko, 4), v1, s);
+        s = madd(v128.load32_splat(x2 + ko, 8), v2, s);
+        s = madd(v128.load32_splat(x2 + ko, 12), v3, s);
+        v128.store(y2 + o, s);
+      }
+      if (mr > 3) {
+        s = v128.load(y3 + o);
+        s = madd(v128.load32_splat(x3 + ko), v0, s);
+        s = madd(v128.load32_splat(x3 + ko, 4), v1, s);
+        s = madd(v128.load32_splat(x3 + ko, 8), v2, s);
+        s = madd(v128.load32_splat(x3 + ko, 12), v3, s);
+        v128.store(y3 + o, s);
+      }
+    }
+  }
+  for (; k < K; k++) {
+    const wk = w + <usize>k * ldb;
+    const ko = <usize>k << 2;
+    for (let i = 0; i < mr; i++) {
+      const yi = y + <usize>i * ldb;
+      const a = v128.load32_splat(x + <usize>i * kBytes + ko);
+      for (let o: usize = 0; o < n4; o += 16) v128.store(yi + o, madd(a, v128.load(wk + o), v128.load(yi + o)));
+    }
+  }
+  gemvTailColumns(y, x, w, mr, K, N, ld);
+}
+
+/** the last N % 4 columns of the gemv kernels' y, one element at a time in k order */
+function gemvTailColumns(y: usize, x: usize, w: usize, mr: i32, K: i32, N: i32, ld: i32): void {
+  const ldb = <usize>ld << 2;
+  for (let i = 0; i < mr; i++) {
+    const yi = y + <usize>i * ldb;
+    const xi = x + (<usize>(i * K) << 2);
+    for (let n = N & ~3; n < N; n++) {
+      const o = <usize>n << 2;
+      let s = load<f32>(yi + o);
+      for (let k = 0; k < K; k++) s += load<f32>(xi + (<usize>k << 2)) * load<f32>(w + <usize>k * ldb + o);
+      store<f32>(yi + o, s);
+    }
+  }
+}
+
+/**
+ * out[m,0:N] += inp[m,:] @ W[:,0:N] for M <= GEMV_MAX_M rows without packing, W streamed once;
+ * out and W have row stride ld elements (N is ld, or fewer for a column block)
+ */
+function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32, ld: i32): void {
+  if (M == 1) gemv1(out, inp, w, K, N, ld);
+  else gemvRows4(out, inp, w, M, K, N, ld);
 }
 
 /**
@@ -253,7 +343,7 @@ export function matmulForwardCols(out: usize, inp: usize, w: usize, bias: usize,
     if (bias) memory.copy(row, bias + colOff, blockBytes);
     else memory.fill(row, 0, blockBytes);
   }
-  if (M < MR) gemvRows(out + colOff, inp, w + colOff, M, K, cols, N);
+  if (M <= GEMV_MAX_M) gemvRows(out + colOff, inp, w + colOff, M, K, cols, N);
   else gemmAccumulate(out + colOff, N, inp, K, 1, w + colOff, N, 1, M, K, cols);
 }
 

@@ -70,11 +70,16 @@ describe.each(OP_SHAPES)('wasm ops against the f64 reference, %s', (_label, shap
 });
 
 // shapes that cross the matmul's blocks: M past MC=128, K past KC=256, N past NC=1024, edges of the
-// 4x8 micro-tile everywhere, and M < 4 (forward takes the unpacked row path)
+// 4x8 micro-tile everywhere, and M < 4 (forward takes the unpacked row path: one row eight rows of W
+// per pass, two or three rows four per pass, then the K % 8 or K % 4 rows and the N % 4 columns)
 const MATMUL_SHAPES: [number, number, number][] = [
   [1, 300, 1030],
+  [1, 13, 1031],
+  [1, 7, 9],
   [2, 64, 129],
+  [2, 301, 43],
   [3, 17, 24],
+  [3, 9, 6],
   [4, 257, 9],
   [65, 3, 5],
   [33, 64, 129],

@@ -53,6 +53,7 @@ const SHAPES: [string, OpShapes][] = [
 const MATMUL_SHAPES: [string, OpShapes][] = [
   ['M=130 K=300 N=1030', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 130, K: 300, N: 1030 }],
   ['M=3 K=300 N=1030', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 3, K: 300, N: 1030 }],
+  ['M=1 K=301 N=1027', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 1, K: 301, N: 1027 }],
 ];
 
 const backends = new Map<number, WasmBackend>();
