@@ -81,8 +81,11 @@ export function formatBytes(n: number): string {
 }
 
 /**
- * 'auto' takes WebGPU when an adapter and a device can be had, else WASM (and says why); a named
- * backend is that backend or an error that says why it could not start.
+ * 'auto' takes WebGPU when a real GPU adapter and a device can be had, else WASM; it passes over
+ * fallback and software adapters (SwiftShader, llvmpipe, lavapipe, WARP), which run WebGPU on the
+ * CPU far slower than the wasm kernels do. Each backend passed over gets one notice saying why. A
+ * named backend is that backend (a software adapter included) or an error that says why it could
+ * not start.
  */
 export async function createBackend(request: BackendRequest, options: SelectOptions = {}): Promise<Backend> {
   if (request !== 'auto') {
@@ -96,16 +99,38 @@ export async function createBackend(request: BackendRequest, options: SelectOpti
     return backend;
   }
   const notice = options.onNotice ?? ((m: string) => console.info(`[tinygpt] ${m}`));
-  const reasons: string[] = [];
-  for (const name of ['webgpu', 'wasm'] as const) {
-    try {
-      const backend = await create(name, options);
-      checkCapacity(backend, options);
-      if (reasons.length) notice(`using the ${name} backend (${reasons.join('; ')})`);
-      return backend;
-    } catch (err) {
-      reasons.push(`${name} unavailable: ${(err as Error).message}`);
-    }
+  let webgpuReason: string;
+  try {
+    const backend = await autoWebGPU();
+    checkCapacity(backend, options);
+    return backend;
+  } catch (err) {
+    webgpuReason = (err as Error).message;
   }
-  throw new BackendUnavailableError(`no backend could start: ${reasons.join('; ')}`);
+  let backend: Backend;
+  // the wasm backend's own notices (its thread count) come after the one that says why it was chosen
+  const wasmNotices: string[] = [];
+  try {
+    backend = await create('wasm', { ...options, onNotice: (m) => wasmNotices.push(m) });
+    checkCapacity(backend, options);
+  } catch (err) {
+    throw new BackendUnavailableError(`no backend could start: webgpu: ${webgpuReason}; wasm: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  notice(`using the wasm backend, not webgpu: ${webgpuReason}`);
+  const wasmNotice = options.onNotice ?? ((m: string) => console.info(`[tinygpt] wasm backend: ${m}`));
+  for (const m of wasmNotices) wasmNotice(m);
+  return backend;
+}
+
+/** WebGPU for 'auto': a real adapter's device, or an error saying why not (no adapter, or a software one) */
+async function autoWebGPU(): Promise<Backend> {
+  const { requestAdapter, softwareAdapterReason, createWebGPUBackend } = await import('./webgpu/index.js');
+  const adapter = await requestAdapter();
+  const software = softwareAdapterReason(adapter);
+  if (software !== null) {
+    throw new Error(`${software}, slower than wasm on the same CPU (ask for backend: 'webgpu' to use it anyway)`);
+  }
+  return createWebGPUBackend({ adapter });
 }

@@ -153,7 +153,7 @@ describe.skipIf(chromiumMissing !== null)(`examples/browser in Chromium${chromiu
     await noGpu.waitForFunction(() => ['trained', 'idle'].includes(document.body.dataset.phase ?? ''), null, { timeout: 50_000 });
     expect(await noGpu.textContent('#status')).toMatch(/trained 3 steps .* on wasm/);
     expect(await noGpu.textContent('#backend')).toBe('wasm');
-    expect(await noGpu.textContent('#notice')).toMatch(/using the wasm backend \(webgpu unavailable: .+\)/);
+    expect(await noGpu.textContent('#notice')).toMatch(/using the wasm backend, not webgpu: WebGPU: navigator\.gpu is missing/);
     await noGpu.close();
   });
 });

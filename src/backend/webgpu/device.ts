@@ -39,18 +39,58 @@ const REQUIRED_LIMITS: Partial<Record<(typeof REQUESTED_LIMITS)[number], number>
   maxStorageBuffersPerShaderStage: 8,
 };
 
-export async function acquireDevice(opts: WebGPUOptions = {}): Promise<AcquiredDevice> {
-  let adapter = opts.adapter ?? null;
-  if (adapter === null) {
-    const gpu = opts.gpu ?? (await findGpu());
-    adapter = await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined);
-    if (adapter === null) {
-      throw new Error(
-        'WebGPU: requestAdapter() found no adapter (no usable GPU or driver; in Node on Linux, Dawn needs a Vulkan driver, ' +
-          'e.g. VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium)',
-      );
-    }
+/** An adapter from `opts.gpu`, navigator.gpu or Dawn; rejects, saying why and what to try in this runtime, when there is none. */
+export async function requestAdapter(opts: WebGPUOptions = {}): Promise<GPUAdapter> {
+  if (opts.adapter) return opts.adapter;
+  const gpu = opts.gpu ?? (await findGpu());
+  const adapter = await gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : undefined);
+  if (adapter === null) throw new Error(`WebGPU: requestAdapter() found no adapter (${noAdapterAdvice()})`);
+  return adapter;
+}
+
+/** what to try when no adapter exists, for the runtime at hand: Dawn's Vulkan driver in Node, browser flags elsewhere */
+function noAdapterAdvice(): string {
+  if (isNode()) {
+    return (
+      'no usable GPU or driver; in Node on Linux, Dawn needs a Vulkan driver: install the one for your GPU, or for a slow ' +
+      'software one, VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json LD_LIBRARY_PATH=/usr/lib/chromium'
+    );
   }
+  return 'the browser offers no GPU here: it may have WebGPU turned off for this GPU or driver (in Chromium on Linux, see chrome://gpu)';
+}
+
+/**
+ * Names of software rasterisers, as adapters report them in vendor, architecture, device or
+ * description: they run WebGPU on the CPU, far slower than tinygpt's wasm kernels on the same CPU.
+ */
+const SOFTWARE_ADAPTERS: readonly [RegExp, string][] = [
+  [/swiftshader/i, 'SwiftShader'],
+  [/llvmpipe/i, 'llvmpipe'],
+  [/lavapipe/i, 'lavapipe'],
+  [/softpipe/i, 'softpipe'],
+  [/microsoft basic render/i, 'Microsoft Basic Render Driver (WARP)'],
+  [/\bwarp\b/i, 'WARP'],
+];
+
+/**
+ * Why `adapter` is a fallback or software adapter (a CPU rasteriser), or null when it looks like a
+ * real GPU. `isFallbackAdapter` (on the adapter in older browsers, on adapter.info in newer ones) is
+ * what the browser says; the names catch software drivers it does not flag.
+ */
+export function softwareAdapterReason(adapter: GPUAdapter): string | null {
+  const info = (adapter as { info?: Partial<Record<'vendor' | 'architecture' | 'device' | 'description', string>> }).info;
+  const flagged =
+    (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter === true;
+  const text = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
+  const named = SOFTWARE_ADAPTERS.find(([pattern]) => pattern.test(text))?.[1];
+  if (named !== undefined) return `the WebGPU adapter is ${named} (${describeAdapter(adapter)}), a software rasteriser on the CPU`;
+  if (flagged) return `the WebGPU adapter is a fallback adapter (${describeAdapter(adapter)}), which may run on the CPU`;
+  return null;
+}
+
+export async function acquireDevice(opts: WebGPUOptions = {}): Promise<AcquiredDevice> {
+  const adapter = await requestAdapter(opts);
   const requiredLimits: Record<string, number> = {};
   for (const name of REQUESTED_LIMITS) {
     const offered = adapter.limits[name];
@@ -64,7 +104,7 @@ export async function acquireDevice(opts: WebGPUOptions = {}): Promise<AcquiredD
   try {
     device = await adapter.requestDevice({ requiredLimits });
   } catch (error) {
-    throw new Error(`WebGPU: requestDevice failed: ${(error as Error).message}`);
+    throw new Error(`WebGPU: requestDevice failed: ${(error as Error).message}`, { cause: error });
   }
   return { adapter, device, adapterName: describeAdapter(adapter) };
 }
@@ -82,11 +122,14 @@ export function describeAdapter(adapter: GPUAdapter): string {
  */
 let nodeGpu: GPU | null = null;
 
+function isNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
 async function findGpu(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  const isNode = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
-  if (!isNode) {
+  if (!isNode()) {
     throw new Error('WebGPU: navigator.gpu is missing (this runtime has no WebGPU, or the page is not a secure context)');
   }
   const missingLoader = await missingVulkanLoader();
@@ -99,6 +142,7 @@ async function findGpu(): Promise<GPU> {
   } catch (error) {
     throw new Error(
       `WebGPU: Node has no navigator.gpu and the optional package 'webgpu' could not be loaded (${(error as Error).message}); install it with npm install webgpu`,
+      { cause: error },
     );
   }
   nodeGpu ??= dawn.create([]);

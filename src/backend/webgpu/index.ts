@@ -127,6 +127,7 @@ export function segmentLayout(length: number, maxElems: number, splitAt?: SplitP
 }
 
 export type { WebGPUOptions } from './device.js';
+export { requestAdapter, softwareAdapterReason } from './device.js';
 
 const MAP_MODE_READ = 0x1;
 /** dispatches recorded before an early submission frees the uniform slots (1 MiB of uniforms) */
