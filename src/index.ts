@@ -26,7 +26,7 @@ export type { Backend, BackendName, Tensor, OpName, BackendLimits } from './back
 export { createWebGPUBackend, WebGPUBackend, type WebGPUOptions, type WebGPUBackendOptions } from './backend/webgpu/index.js';
 
 // ---- training ----
-export { train, Trainer, NonFiniteError } from './train/trainer.js';
+export { train, Trainer, NonFiniteError, ModelBusyError } from './train/trainer.js';
 export type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, HistoryEntry, BackendChange } from './train/trainer.js';
 export { learningRateAt } from './train/schedule.js';
 

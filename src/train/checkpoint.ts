@@ -9,6 +9,7 @@ import type { GPTConfig } from '../model/types.js';
 import type { TokenizerJSON } from '../tokenizer/types.js';
 import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.js';
 import type { DataPosition } from './data.js';
+import { checkSavedHyperparams } from './plan.js';
 import type { ScheduleName } from './schedule.js';
 
 export const CHECKPOINT_FORMAT = 'tinygpt-checkpoint/1';
@@ -27,7 +28,8 @@ export interface CheckpointHyperparams {
   eps: number;
   weightDecay: number;
   gradientAccumulationSteps: number;
-  maxGradNorm: number | null;
+  /** Infinity: no clipping (stored as the string "Infinity", as every non-finite number is) */
+  maxGradNorm: number;
   /** seed of the data order */
   seed: number;
 }
@@ -137,6 +139,7 @@ function checkState(state: TrainerState): void {
   if (typeof state.dataFingerprint !== 'string') fail('dataFingerprint', 'a string');
   if (!isCount(state.modelRng?.dropoutStep)) fail('modelRng.dropoutStep', 'an integer >= 0');
   if (state.hyperparams === null || typeof state.hyperparams !== 'object') fail('hyperparams', 'an object');
+  state.hyperparams = checkSavedHyperparams(state.hyperparams);
   if (state.bestValLoss !== null && typeof state.bestValLoss !== 'number') fail('bestValLoss', 'a number or null');
   if (typeof state.elapsedMs !== 'number') fail('elapsedMs', 'a number');
   if (!Array.isArray(state.history)) fail('history', 'an array');

@@ -20,19 +20,10 @@ import {
   type HistoryEntry,
   type TrainerState,
 } from './checkpoint.js';
-import {
-  longestRow,
-  orderedBatches,
-  sequenceRows,
-  ShuffledBatches,
-  streamRows,
-  type Batch,
-  type RowSource,
-  type SequenceList,
-  type TokenStream,
-} from './data.js';
+import { orderedBatches, ShuffledBatches, type Batch, type RowSource, type SequenceList, type TokenStream } from './data.js';
 import { DeviceLossWatch, type BackendChange } from './device-loss.js';
-import { learningRateAt, validateSchedule, type ScheduleName } from './schedule.js';
+import { checkTrainOptionNames, planTraining, type TrainingPlan } from './plan.js';
+import { learningRateAt, type ScheduleName } from './schedule.js';
 
 export type { HistoryEntry } from './checkpoint.js';
 export type { BackendChange } from './device-loss.js';
@@ -165,43 +156,6 @@ export class NonFiniteError extends Error {
   }
 }
 
-const OPTION_NAMES = new Set<string>([
-  'data',
-  'valData',
-  'sequences',
-  'valSequences',
-  'batchSize',
-  'seqLen',
-  'steps',
-  'epochs',
-  'learningRate',
-  'minLearningRate',
-  'warmupSteps',
-  'schedule',
-  'beta1',
-  'beta2',
-  'eps',
-  'weightDecay',
-  'gradientAccumulationSteps',
-  'maxGradNorm',
-  'seed',
-  'evalInterval',
-  'evalBatches',
-  'logInterval',
-  'checkpointInterval',
-  'onCheckpoint',
-  'checkpointPath',
-  'resumeFrom',
-  'tokenizer',
-  'onStep',
-  'onEval',
-  'signal',
-  'nonFinite',
-  'onDeviceLost',
-  'deviceLossSnapshotInterval',
-  'onBackendChange',
-]);
-
 /** Accumulators of the history entry being built. */
 interface PendingLog {
   lossSum: number;
@@ -222,7 +176,8 @@ export class Trainer {
   /** steps between train()'s host snapshots for onDeviceLost: 'wasm' */
   readonly deviceLossSnapshotInterval: number;
   readonly tokenizer: TokenizerJSON | null;
-  private readonly options: TrainOptions;
+  /** the checked options this trainer runs on */
+  readonly plan: TrainingPlan;
   private readonly optimizer: AdamW;
   private readonly trainBatches: ShuffledBatches;
   private readonly valRows: RowSource | null;
@@ -235,9 +190,18 @@ export class Trainer {
   private pending: PendingLog = { lossSum: 0, steps: 0, skipped: 0, tokens: 0, ms: 0 };
   private lastGradNorm = NaN;
   private lastLearningRate = NaN;
+  /** train()'s claim on the model, under which this trainer's steps run */
+  private lease: object | null = null;
 
   /** Validate the options, set up data and optimizer, and restore `resumeFrom` (bytes or, in Node, a path). */
   static async create(model: GPTModel, options: TrainOptions): Promise<Trainer> {
+    return Trainer.open(model, options, null);
+  }
+
+  /** @internal train()'s way in: `lease` is the claim train() holds on the model for its whole run */
+  static async open(model: GPTModel, options: TrainOptions, lease: object | null): Promise<Trainer> {
+    checkModel(model);
+    checkTrainOptionNames(options);
     let resume: Uint8Array | undefined;
     if (typeof options.resumeFrom === 'string') {
       const { readFile } = await import('node:fs/promises').catch((err: Error) => {
@@ -250,10 +214,12 @@ export class Trainer {
       resume = options.resumeFrom;
     }
     const saved = resume ? decodeCheckpoint(resume) : null;
-    const trainer = new Trainer(model, options, saved);
+    const plan = planTraining(model.config, options, saved?.state.hyperparams ?? null);
+    const trainer = new Trainer(model, plan, saved);
+    trainer.lease = lease;
     if (saved) {
       try {
-        await trainer.restore(saved);
+        await trainer.holding(() => trainer.restore(saved));
       } catch (err) {
         trainer.dispose();
         throw err;
@@ -262,66 +228,48 @@ export class Trainer {
     return trainer;
   }
 
-  private constructor(model: GPTModel, options: TrainOptions, saved: CheckpointContents | null) {
-    if (options === null || typeof options !== 'object') throw new TypeError('train options must be an object');
-    for (const key of Object.keys(options)) {
-      if (!OPTION_NAMES.has(key)) throw new RangeError(`unknown training option "${key}"`);
+  /**
+   * Run `work` holding the model: a step, an evaluation or a restore of another trainer (or another
+   * train() call) in flight on the same model would interleave its forward and backward with this
+   * one's and silently mix their gradients, so it is refused instead.
+   */
+  private async holding<T>(work: () => Promise<T>): Promise<T> {
+    const holder = modelHolders.get(this.model);
+    if (holder !== undefined && holder !== this.lease) throw new ModelBusyError();
+    if (holder !== undefined) return work();
+    const token = {};
+    modelHolders.set(this.model, token);
+    try {
+      return await work();
+    } finally {
+      if (modelHolders.get(this.model) === token) modelHolders.delete(this.model);
     }
+  }
+
+  private constructor(model: GPTModel, plan: TrainingPlan, saved: CheckpointContents | null) {
     this.model = model;
-    this.options = options;
+    this.plan = plan;
     if (saved) checkSameConfig(saved.config, model.config);
-    const hp = resolveHyperparams(model.config, options, saved?.state.hyperparams);
-    this.tokenizer = options.tokenizer ? options.tokenizer.toJSON() : (saved?.tokenizer ?? null);
-
-    const vocab = model.config.vocabSize;
-    let trainRows: RowSource;
-    if (options.data !== undefined) trainRows = streamRows(options.data, hp.seqLen, vocab, 'data');
-    else trainRows = sequenceRows(options.sequences!, hp.seqLen, vocab, 'sequences');
-    if (options.valData !== undefined) this.valRows = streamRows(options.valData, hp.seqLen, vocab, 'valData');
-    else if (options.valSequences !== undefined) this.valRows = sequenceRows(options.valSequences, hp.seqLen, vocab, 'valSequences');
-    else this.valRows = null;
-
-    if (options.steps === undefined && options.epochs !== undefined) {
-      const rowsPerStep = hp.batchSize * hp.gradientAccumulationSteps;
-      hp.totalSteps = Math.max(1, Math.ceil((options.epochs * trainRows.rowCount) / rowsPerStep));
-      if (options.warmupSteps === undefined && !saved) hp.warmupSteps = defaultWarmup(hp.totalSteps);
-    }
-    validateSchedule({ ...hp });
+    const hp = plan.hyperparams;
     this.hyperparams = hp;
-
-    this.evalInterval = intOption(options, 'evalInterval', this.valRows ? Math.max(1, Math.round(hp.totalSteps / 10)) : 0, 0);
-    this.evalBatches = intOption(options, 'evalBatches', Infinity, 1);
-    this.logInterval = intOption(options, 'logInterval', 1, 1);
-    this.checkpointInterval = intOption(options, 'checkpointInterval', 0, 0);
-    this.nonFinite = options.nonFinite ?? 'error';
-    if (this.nonFinite !== 'error' && this.nonFinite !== 'skip') {
-      throw new RangeError(`nonFinite must be 'error' or 'skip'; got ${JSON.stringify(options.nonFinite)}`);
-    }
-    this.onDeviceLost = options.onDeviceLost ?? 'error';
-    if (this.onDeviceLost !== 'error' && this.onDeviceLost !== 'wasm') {
-      throw new RangeError(`onDeviceLost must be 'error' or 'wasm'; got ${JSON.stringify(options.onDeviceLost)}`);
-    }
+    this.tokenizer = plan.tokenizer ? plan.tokenizer.toJSON() : (saved?.tokenizer ?? null);
+    this.valRows = plan.valRows;
+    this.evalInterval = plan.evalInterval;
+    this.evalBatches = plan.evalBatches;
+    this.logInterval = plan.logInterval;
+    this.checkpointInterval = plan.checkpointInterval;
+    this.nonFinite = plan.nonFinite;
+    this.onDeviceLost = plan.onDeviceLost;
     if (this.onDeviceLost === 'wasm' && typeof model.moveToBackend !== 'function') {
       throw new TypeError(
         "onDeviceLost: 'wasm' needs a model that can move to another backend (moveToBackend), as createModel and loadModel make",
       );
     }
-    this.deviceLossSnapshotInterval = intOption(
-      options,
-      'deviceLossSnapshotInterval',
-      this.checkpointInterval > 0 ? this.checkpointInterval : 100,
-      1,
-    );
-    if (options.onBackendChange !== undefined && typeof options.onBackendChange !== 'function') {
-      throw new TypeError('onBackendChange must be a function');
-    }
-    if (options.checkpointPath !== undefined && typeof options.checkpointPath !== 'string') {
-      throw new TypeError('checkpointPath must be a file path string');
-    }
+    this.deviceLossSnapshotInterval = plan.deviceLossSnapshotInterval;
 
-    this.trainBatches = new ShuffledBatches(trainRows, hp.batchSize, hp.seed);
+    this.trainBatches = new ShuffledBatches(plan.trainRows, hp.batchSize, hp.seed);
     if (saved) {
-      const fingerprint = trainRows.fingerprint();
+      const fingerprint = plan.trainRows.fingerprint();
       if (saved.state.dataFingerprint !== fingerprint) {
         throw new RangeError(
           `resumeFrom: the training data differs from the data the checkpoint was trained on (${fingerprint} vs ${saved.state.dataFingerprint}); ` +
@@ -356,6 +304,12 @@ export class Trainer {
 
   /** One optimizer step over gradientAccumulationSteps micro-batches. */
   async step(): Promise<StepMetrics> {
+    const metrics = await this.holding(() => this.takeStep());
+    this.plan.onStep?.(metrics);
+    return metrics;
+  }
+
+  private async takeStep(): Promise<StepMetrics> {
     const startMs = now();
     const model = this.model;
     const backend = model.backend;
@@ -387,7 +341,7 @@ export class Trainer {
 
     const finite = Number.isFinite(trainLoss) && Number.isFinite(gradNorm);
     if (finite) {
-      if (hp.maxGradNorm !== null) this.optimizer.clip(gradNorm, hp.maxGradNorm);
+      if (hp.maxGradNorm !== Infinity) this.optimizer.clip(gradNorm, hp.maxGradNorm);
       this.optimizer.update(learningRate);
     }
     // on asynchronous backends (webgpu) the update is only enqueued here: its time lands in the next step's
@@ -416,7 +370,6 @@ export class Trainer {
       tokensPerSecond: ms > 0 ? (totalTargets * 1000) / ms : 0,
       elapsedMs: this.elapsedMs,
     };
-    this.options.onStep?.(metrics);
     return metrics;
   }
 
@@ -426,10 +379,17 @@ export class Trainer {
    */
   async evaluate(): Promise<EvalMetrics> {
     if (!this.valRows) throw new Error('evaluate: no validation data (pass valData or valSequences)');
+    const metrics = await this.holding(() => this.measure());
+    this.plan.onEval?.(metrics);
+    return metrics;
+  }
+
+  private async measure(): Promise<EvalMetrics> {
+    const valRows = this.valRows!;
     const startMs = now();
     let lossSum = 0;
     let targets = 0;
-    for (const b of orderedBatches(this.valRows, this.hyperparams.batchSize, this.evalBatches)) {
+    for (const b of orderedBatches(valRows, this.hyperparams.batchSize, this.evalBatches)) {
       const { loss } = await this.model.forward(b.inputs, b.targets, b.batchSize, { training: false });
       lossSum += (loss ?? NaN) * b.targetCount;
       targets += b.targetCount;
@@ -446,7 +406,6 @@ export class Trainer {
         entry.valPerplexity = metrics.valPerplexity;
       }
     }
-    this.options.onEval?.(metrics);
     return metrics;
   }
 
@@ -514,9 +473,23 @@ const YIELD_EVERY_MS = 30;
 
 /** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
 export async function train(model: GPTModel, options: TrainOptions): Promise<TrainResult> {
-  let trainer: Trainer | null = await Trainer.create(model, options);
-  const writeFile = options.checkpointPath !== undefined ? writeFileAtomicInNode : null;
-  const saving = options.onCheckpoint !== undefined || writeFile !== null;
+  checkModel(model);
+  checkTrainOptionNames(options);
+  if (modelHolders.has(model)) throw new ModelBusyError();
+  const lease = {};
+  modelHolders.set(model, lease);
+  try {
+    return await trainHolding(model, options, lease);
+  } finally {
+    modelHolders.delete(model);
+  }
+}
+
+async function trainHolding(model: GPTModel, options: TrainOptions, lease: object): Promise<TrainResult> {
+  let trainer: Trainer | null = await Trainer.open(model, options, lease);
+  const plan = trainer.plan;
+  const writeFile = plan.checkpointPath !== undefined ? writeFileAtomicInNode : null;
+  const saving = plan.onCheckpoint !== undefined || writeFile !== null;
   let watch = new DeviceLossWatch(model.backend);
   /** the state to go on from after a device loss: kept only where that is asked for and can happen */
   let snapshot: Uint8Array | null = null;
@@ -525,8 +498,8 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
   const save = async (): Promise<void> => {
     const bytes = await trainer!.checkpoint();
     if (guarding()) snapshot = bytes;
-    await options.onCheckpoint?.(bytes, trainer!.stepsDone);
-    if (writeFile) await writeFile(options.checkpointPath!, bytes);
+    await plan.onCheckpoint?.(bytes, trainer!.stepsDone);
+    if (writeFile) await writeFile(plan.checkpointPath!, bytes);
     lastSaved = trainer!.stepsDone;
   };
 
@@ -541,7 +514,7 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
         await new Promise((resolve) => setTimeout(resolve, 0));
         lastYield = Date.now();
       }
-      if (options.signal?.aborted) return 'aborted';
+      if (plan.signal?.aborted) return 'aborted';
       await t.step();
       const step = t.stepsDone;
       const last = step === t.totalSteps;
@@ -560,10 +533,10 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
     // its buffers went with the old backend
     trainer = null;
     watch = new DeviceLossWatch(model.backend);
-    trainer = await Trainer.create(model, { ...options, resumeFrom: state });
+    trainer = await Trainer.open(model, { ...options, resumeFrom: state }, lease);
     const reason = DeviceLossWatch.reason(lost);
     const change: BackendChange = { from, to: model.backendName, reason, resumedFromStep: trainer.stepsDone, checkpoint: state };
-    if (options.onBackendChange) options.onBackendChange(change);
+    if (plan.onBackendChange) plan.onBackendChange(change);
     else
       console.warn(
         `[tinygpt] ${reason}; training goes on on the ${change.to} backend from step ${change.resumedFromStep} (onDeviceLost: 'wasm')`,
@@ -597,75 +570,25 @@ export async function train(model: GPTModel, options: TrainOptions): Promise<Tra
   };
 }
 
-function resolveHyperparams(config: GPTConfig, o: TrainOptions, saved: CheckpointHyperparams | undefined): CheckpointHyperparams {
-  const hasStream = o.data !== undefined;
-  const hasSequences = o.sequences !== undefined;
-  if (hasStream === hasSequences)
-    throw new RangeError('train: give exactly one of data (a token stream) or sequences (a list of sequences)');
-  if (o.valData !== undefined && o.valSequences !== undefined) throw new RangeError('train: give at most one of valData or valSequences');
-  if (o.steps !== undefined && o.epochs !== undefined) throw new RangeError('train: give steps or epochs, not both');
-  if (o.epochs !== undefined && !(Number.isFinite(o.epochs) && o.epochs > 0)) {
-    throw new RangeError(`epochs must be a finite number > 0; got ${o.epochs}`);
+/** the claim on each model being trained: train()'s lease for its whole run, or one Trainer call's */
+const modelHolders = new WeakMap<GPTModel, object>();
+
+/** A second train() or Trainer call on a model that is already training. */
+export class ModelBusyError extends Error {
+  override name = 'ModelBusyError';
+  constructor() {
+    super(
+      'model: this model is already training (a train() call or a Trainer step, evaluation or resume has not finished); ' +
+        'one model trains one run at a time: await the first, or train another model',
+    );
   }
-
-  const defaultSeqLen = hasStream ? config.maxSeqLen : Math.min(config.maxSeqLen, Math.max(1, longestRow(o.sequences!)));
-  const seqLen = intOption(o, 'seqLen', saved?.seqLen ?? defaultSeqLen, 1);
-  if (seqLen > config.maxSeqLen) throw new RangeError(`seqLen = ${seqLen} exceeds the model's maxSeqLen ${config.maxSeqLen}`);
-  const totalSteps = intOption(o, 'steps', saved?.totalSteps ?? 1000, 1);
-  const learningRate = o.learningRate ?? saved?.learningRate ?? 1e-3;
-  const maxGradNorm = o.maxGradNorm ?? saved?.maxGradNorm ?? 1;
-  if (maxGradNorm !== null && !(maxGradNorm > 0))
-    throw new RangeError(`maxGradNorm must be > 0 (Infinity turns clipping off); got ${maxGradNorm}`);
-  const hp: CheckpointHyperparams = {
-    batchSize: intOption(o, 'batchSize', saved?.batchSize ?? 8, 1),
-    seqLen,
-    totalSteps,
-    learningRate,
-    minLearningRate: o.minLearningRate ?? saved?.minLearningRate ?? learningRate / 10,
-    warmupSteps: intOption(o, 'warmupSteps', saved?.warmupSteps ?? defaultWarmup(totalSteps), 0),
-    schedule: o.schedule ?? saved?.schedule ?? 'cosine',
-    beta1: unitOption(o, 'beta1', saved?.beta1 ?? 0.9),
-    beta2: unitOption(o, 'beta2', saved?.beta2 ?? 0.99),
-    eps: o.eps ?? saved?.eps ?? 1e-8,
-    weightDecay: o.weightDecay ?? saved?.weightDecay ?? 0.1,
-    gradientAccumulationSteps: intOption(o, 'gradientAccumulationSteps', saved?.gradientAccumulationSteps ?? 1, 1),
-    maxGradNorm: maxGradNorm === Infinity ? null : maxGradNorm,
-    seed: o.seed ?? saved?.seed ?? config.seed,
-  };
-  if (!(Number.isFinite(hp.eps) && hp.eps > 0)) throw new RangeError(`eps must be a finite number > 0; got ${hp.eps}`);
-  if (!(Number.isFinite(hp.weightDecay) && hp.weightDecay >= 0))
-    throw new RangeError(`weightDecay must be a finite number >= 0; got ${hp.weightDecay}`);
-  if (!Number.isInteger(hp.seed)) throw new RangeError(`seed must be an integer; got ${hp.seed}`);
-  return hp;
 }
 
-function defaultWarmup(totalSteps: number): number {
-  return Math.min(100, Math.floor(totalSteps / 10));
-}
-
-type IntOptionName =
-  | 'seqLen'
-  | 'steps'
-  | 'batchSize'
-  | 'warmupSteps'
-  | 'gradientAccumulationSteps'
-  | 'evalInterval'
-  | 'evalBatches'
-  | 'logInterval'
-  | 'checkpointInterval'
-  | 'deviceLossSnapshotInterval';
-
-function intOption(o: TrainOptions, name: IntOptionName, fallback: number, min: number): number {
-  const value = o[name];
-  if (value === undefined) return fallback;
-  if (!(Number.isInteger(value) && value >= min)) throw new RangeError(`${name} must be an integer >= ${min}; got ${value}`);
-  return value;
-}
-
-function unitOption(o: TrainOptions, name: 'beta1' | 'beta2', fallback: number): number {
-  const value = o[name] ?? fallback;
-  if (!(value >= 0 && value < 1)) throw new RangeError(`${name} must be in [0, 1); got ${value}`);
-  return value;
+function checkModel(model: unknown): asserts model is GPTModel {
+  const m = model as GPTModel | null;
+  if (m === null || typeof m !== 'object' || typeof m.forward !== 'function' || typeof m.config !== 'object') {
+    throw new TypeError(`model must be a GPT model (from createModel or loadModel); got ${m === null ? 'null' : typeof m}`);
+  }
 }
 
 const CONFIG_FIELDS: (keyof GPTConfig)[] = ['vocabSize', 'maxSeqLen', 'dModel', 'nLayers', 'nHeads', 'dFF', 'dropout', 'seed'];
