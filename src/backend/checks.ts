@@ -7,7 +7,7 @@ import type { AdamWParams } from './contract.js';
 
 export function describe(value: unknown): string {
   if (value === null || value === undefined) return String(value);
-  return (value as object).constructor?.name ?? typeof value;
+  return value.constructor?.name ?? typeof value;
 }
 
 /** each named dimension must be a positive integer that fits in a u32 (kernels index with u32) */

@@ -238,7 +238,7 @@ async function trainCommand(argv: string[]): Promise<void> {
         tokensPerSecond: m.tokensPerSecond,
         elapsedMs: m.elapsedMs,
       }),
-    onEval: (m) => bar.log(`step ${m.step}: val loss ${m.valLoss!.toFixed(4)}, perplexity ${m.valPerplexity!.toFixed(2)}`),
+    onEval: (m) => bar.log(`step ${m.step}: val loss ${m.valLoss.toFixed(4)}, perplexity ${m.valPerplexity.toFixed(2)}`),
     onDeviceLost,
     onBackendChange: (change) => bar.log(`${change.reason}: going on on ${change.to} from step ${change.resumedFromStep}`),
   });
@@ -350,6 +350,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => {
+void main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 });

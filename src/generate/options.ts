@@ -145,7 +145,7 @@ function numberOption(name: string, value: unknown, fallback: number, ok: (v: nu
 
 function booleanOption(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${String(value)}`);
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${JSON.stringify(value) ?? typeof value}`);
   return value;
 }
 
@@ -224,7 +224,7 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
     if (!tokenizer) throw new TypeError('a text prompt needs options.tokenizer (or pass token ids)');
     ids = tokenizer.encode(prompt);
   } else if (Array.isArray(prompt) || prompt instanceof Int32Array) {
-    ids = Array.from(prompt);
+    ids = Array.from(prompt as ArrayLike<number>);
   } else {
     throw new TypeError('prompt must be a string, a number[] or an Int32Array of token ids');
   }

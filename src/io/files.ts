@@ -105,7 +105,7 @@ export function atomicWriteFsFromNode(fs: NodeFsPromises): AtomicWriteFs {
 export async function writeFileAtomicInNode(path: string, bytes: Uint8Array): Promise<void> {
   let fs: NodeFsPromises;
   try {
-    fs = (await import('node:fs/promises')) as unknown as NodeFsPromises;
+    fs = await import('node:fs/promises');
   } catch (err) {
     throw new Error(`writing ${path} needs Node's file system (${(err as Error).message})`, { cause: err });
   }

@@ -152,7 +152,7 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (value === null) return 'null';
   if (typeof value === 'object') return 'an object';
-  return String(value);
+  return String(value as number | boolean | bigint | undefined);
 }
 
 function describeShape(shape: readonly unknown[]): string {

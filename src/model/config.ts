@@ -22,7 +22,8 @@ function positiveInt(field: string, value: unknown, max: number): number {
 function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (value === undefined) return 'undefined (it is required)';
-  return String(value);
+  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
+  return String(value as number | boolean | bigint | symbol | null);
 }
 
 /** Check every field of a user config and fill the defaults. Errors name the field and the allowed range. */

@@ -109,7 +109,7 @@ export class BPETokenizer implements Tokenizer {
     }
 
     this.ordinaryIds = new Map();
-    const bytesById: Uint8Array[] = new Array(n);
+    const bytesById = new Array<Uint8Array>(n);
     let totalBytes = 0;
     for (let id = 0; id < n; id++) {
       const token = tokens[id];

@@ -47,13 +47,13 @@ export class CharTokenizer implements Tokenizer {
 
   /** The distinct code points of the text(s), sorted, then the special tokens (never learned). */
   static train(textOrTexts: string | readonly string[], options: { specialTokens?: readonly string[] } = {}): CharTokenizer {
-    const texts = typeof textOrTexts === 'string' ? [textOrTexts] : textOrTexts;
+    const texts: readonly unknown[] = typeof textOrTexts === 'string' ? [textOrTexts] : textOrTexts;
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
       throw new TypeError('train: expected a string or an array of strings');
     }
     const specials = options.specialTokens ?? [];
     const seen = new Set<number>();
-    for (const text of texts) {
+    for (const text of texts as readonly string[]) {
       let remaining = text;
       for (const s of specials) if (typeof s === 'string' && s !== '') remaining = remaining.split(s).join('');
       for (const ch of remaining) seen.add(ch.codePointAt(0)!);

@@ -32,7 +32,7 @@ export function parseJsonObject(input: unknown, field: string): JsonObject {
     try {
       value = JSON.parse(input);
     } catch (err) {
-      throw new Error(`${field}: not valid JSON (${(err as Error).message})`);
+      throw new Error(`${field}: not valid JSON (${(err as Error).message})`, { cause: err });
     }
   }
   if (!isObject(value)) {

@@ -26,7 +26,7 @@ const SPACE = 3;
 const OTHER = 4;
 
 /** Character classes of code points, filled 256 code points at a time on first use. */
-const classBlocks: (Uint8Array | undefined)[] = new Array(0x110000 >> 8);
+const classBlocks = new Array<Uint8Array | undefined>(0x110000 >> 8);
 
 function fillBlock(block: number): Uint8Array {
   const table = new Uint8Array(256);

@@ -83,7 +83,9 @@ export function encodeCheckpoint(c: CheckpointContents, shapes: Record<string, n
   const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
     config: JSON.stringify(c.config),
-    trainer: JSON.stringify(c.state, (_key, value) => (typeof value === 'number' && !Number.isFinite(value) ? String(value) : value)),
+    trainer: JSON.stringify(c.state, (_key, value: unknown) =>
+      typeof value === 'number' && !Number.isFinite(value) ? String(value) : value,
+    ),
   };
   if (c.tokenizer) metadata.tokenizer = JSON.stringify(c.tokenizer);
   return encodeSafetensors(tensors, metadata);
@@ -92,7 +94,7 @@ export function encodeCheckpoint(c: CheckpointContents, shapes: Record<string, n
 /** Parse checkpoint bytes; throws an Error saying what is wrong for anything that is not one. */
 export function decodeCheckpoint(bytes: Uint8Array): CheckpointContents {
   const { tensors, metadata } = decodeSafetensors(bytes);
-  const meta = (metadata ?? {}) as Record<string, string>;
+  const meta = metadata ?? {};
   if (meta.format !== CHECKPOINT_FORMAT) {
     throw new Error(
       `resumeFrom: not a tinygpt training checkpoint (__metadata__.format is ${JSON.stringify(meta.format)}, expected "${CHECKPOINT_FORMAT}")`,
@@ -150,6 +152,6 @@ function parseJSON(text: string | undefined, key: string, reviver?: (key: string
   try {
     return JSON.parse(text, reviver);
   } catch (err) {
-    throw new Error(`resumeFrom: checkpoint __metadata__.${key} is not valid JSON (${(err as Error).message})`);
+    throw new Error(`resumeFrom: checkpoint __metadata__.${key} is not valid JSON (${(err as Error).message})`, { cause: err });
   }
 }

@@ -216,7 +216,7 @@ export function sequenceRows(sequences: SequenceList, seqLen: number, vocabSize:
   if (!Array.isArray(sequences) || sequences.length === 0) {
     throw new RangeError(`${field} must be a non-empty array of token-id sequences`);
   }
-  sequences.forEach((seq, i) => {
+  (sequences as SequenceList).forEach((seq, i) => {
     if (seq == null || typeof seq.length !== 'number') throw new TypeError(`${field}[${i}] must be an array of token ids`);
     if (seq.length < 2)
       throw new RangeError(`${field}[${i}] has ${seq.length} tokens; a sequence needs at least 2 (an input and its target)`);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { dot, numericGradient } from '../helpers/gradcheck.js';
-import { Rng, assertClose, ints, maxRelErr, normal64, uniform64 } from '../helpers/random.js';
+import { Rng, assertClose, maxRelErr, normal64, uniform64 } from '../helpers/random.js';
 
 const be = new JsBackend({ precision: 'f64' });
 

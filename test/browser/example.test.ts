@@ -48,7 +48,9 @@ describe.skipIf(chromiumMissing !== null)(`examples/browser in Chromium${chromiu
     try {
       await page.waitForFunction(() => document.body.dataset.phase === 'idle', null, { timeout: 20_000 });
     } catch (err) {
-      throw new Error(`the example page did not become ready: ${(err as Error).message}\npage errors:\n${pageErrors.join('\n')}`);
+      throw new Error(`the example page did not become ready: ${(err as Error).message}\npage errors:\n${pageErrors.join('\n')}`, {
+        cause: err,
+      });
     }
   });
 

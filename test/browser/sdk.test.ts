@@ -88,7 +88,9 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
         [name, args] as const,
       )) as Awaited<ReturnType<(typeof scenarios)[K]>>;
     } catch (err) {
-      throw new Error(`${name}(${args.join(', ')}) failed in Chromium: ${(err as Error).message}\npage errors:\n${pageErrors.join('\n')}`);
+      throw new Error(`${name}(${args.join(', ')}) failed in Chromium: ${(err as Error).message}\npage errors:\n${pageErrors.join('\n')}`, {
+        cause: err,
+      });
     }
   }
 

@@ -50,7 +50,7 @@ describe.skipIf(chromiumMissing !== null)(`WebGPU ops in Chromium${chromiumMissi
         (window as unknown as { runOps: () => Promise<{ adapter: string; outcomes: OpOutcome[] }> }).runOps(),
       );
     } catch (error) {
-      throw new Error(`the ops did not run in Chromium: ${(error as Error).message}\npage errors:\n${errors.join('\n')}`);
+      throw new Error(`the ops did not run in Chromium: ${(error as Error).message}\npage errors:\n${errors.join('\n')}`, { cause: error });
     }
   }, 300_000);
 

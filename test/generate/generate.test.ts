@@ -60,7 +60,6 @@ function sequenceLogprob(logitsOf: LogitsFn, prompt: number[], ids: number[]): n
   return total;
 }
 
-const single = (r: GenerateResult | GenerateSequences) => r as GenerateResult;
 const many = (r: GenerateResult | GenerateSequences) => (r as GenerateSequences).sequences;
 
 describe('greedy on a hand-built chain', () => {

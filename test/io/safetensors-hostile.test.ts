@@ -7,7 +7,7 @@ const encoder = new TextEncoder();
 
 /** A file with the given header text (padded to 8) and data bytes; headerLength overrides the prefix. */
 function forge(header: string | object, data: Uint8Array = new Uint8Array(0), headerLength?: bigint): Uint8Array {
-  let json = encoder.encode(typeof header === 'string' ? header : JSON.stringify(header));
+  const json = encoder.encode(typeof header === 'string' ? header : JSON.stringify(header));
   const padded = Math.ceil(json.length / 8) * 8;
   const bytes = new Uint8Array(8 + padded + data.length);
   new DataView(bytes.buffer).setBigUint64(0, headerLength ?? BigInt(padded), true);

@@ -109,7 +109,7 @@ describe('GPT.moveToBackend', () => {
     const cachedBefore = await model.forwardCached(staleCache, Int32Array.from([1, 2, 3]), 3);
 
     const newBackend = new JsBackend();
-    await model.moveToBackend!(newBackend, params);
+    await model.moveToBackend(newBackend, params);
     expect(model.backend).toBe(newBackend);
     expect(oldBackend.bytesInUse()).toBe(0);
     expect(bits(await model.getParameters())).toEqual(bits(params));
@@ -133,16 +133,16 @@ describe('GPT.moveToBackend', () => {
     const backend = model.backend;
     const params = await model.getParameters();
     delete params['ln_f.bias'];
-    await expect(model.moveToBackend!('wasm', params)).rejects.toThrow(/moveToBackend: missing 1 parameter\(s\): ln_f.bias/);
+    await expect(model.moveToBackend('wasm', params)).rejects.toThrow(/moveToBackend: missing 1 parameter\(s\): ln_f.bias/);
     expect(model.backend).toBe(backend);
-    await expect(model.moveToBackend!(backend, await model.getParameters())).rejects.toThrow(/already on this backend/);
+    await expect(model.moveToBackend(backend, await model.getParameters())).rejects.toThrow(/already on this backend/);
     expect((await model.forward(Int32Array.from([1, 2]), Int32Array.from([2, 3]), 1)).loss).toBeGreaterThan(0);
     model.dispose();
   });
 
   it('a backend asked for by name is created with the wasmThreads the model was created with', async () => {
     const model = await createModel(config, { wasmThreads: 2 });
-    await model.moveToBackend!('wasm', await model.getParameters());
+    await model.moveToBackend('wasm', await model.getParameters());
     expect(model.backendName).toBe('wasm');
     expect((model.backend as WasmBackend).threads).toBe(2);
     expect(model).toBeInstanceOf(GPT);

@@ -293,7 +293,7 @@ function kernelsOf(instance: WebAssembly.Instance, file = SINGLE_FILE): Kernels 
     throw new Error(`${file} lacks the exports ${missing.join(', ')}: a stale or foreign file? (rebuild with npm run build:wasm)`);
   }
   const initialize = exports._initialize;
-  if (typeof initialize === 'function') initialize();
+  if (typeof initialize === 'function') (initialize as () => void)();
   return exports as unknown as Kernels;
 }
 

@@ -194,11 +194,11 @@ export class ThreadPool {
       Atomics.store(ctrl, base + WORDS.generation, generation);
       Atomics.notify(ctrl, base + WORDS.generation);
     }
-    let localError: unknown = null;
+    let localError: Error | null = null;
     try {
       (this.local[fn] as (...args: number[]) => void)(...shares[0]);
     } catch (err) {
-      localError = err;
+      localError = err instanceof Error ? err : new Error(String(err));
     }
     const failed: number[] = [];
     for (let i = 1; i < shares.length; i++) {

@@ -457,8 +457,9 @@ export class WebGPUBackend implements Backend {
         await this.unlessLost(Promise.all(readbacks.map((r) => r.pooled.buffer.mapAsync(MAP_MODE_READ, 0, r.bytes))));
       else await this.unlessLost(this.device.queue.onSubmittedWorkDone());
     } catch (error) {
-      if (this.lostError) throw this.lostError;
-      throw new Error(`download: reading the result back failed: ${(error as Error).message}`);
+      // set by the lost handler while this awaited (TypeScript still holds the null it saw before)
+      if (this.lostError) throw this.lostError as Error;
+      throw new Error(`download: reading the result back failed: ${(error as Error).message}`, { cause: error });
     }
     const errors = await this.unlessLost(checks);
     try {
@@ -1338,7 +1339,7 @@ export class WebGPUBackend implements Backend {
     try {
       pieces = planPieces(sizes, boxAccesses, this.maxBindingElems, this.bindingAlignElems);
     } catch (error) {
-      if (error instanceof BindingTooSmallError) throw new RangeError(`${op}: ${error.message}`);
+      if (error instanceof BindingTooSmallError) throw new RangeError(`${op}: ${error.message}`, { cause: error });
       throw error;
     }
     for (const piece of pieces) {
@@ -1409,7 +1410,7 @@ export class WebGPUBackend implements Backend {
 
   /** `work`, or a rejection with the loss reason if the device is lost first */
   private unlessLost<T>(work: Promise<T>): Promise<T> {
-    return Promise.race([work, this.lost.then(() => Promise.reject(this.lostError))]);
+    return Promise.race([work, this.lost.then(() => Promise.reject(this.lostError ?? new Error('WebGPU device lost')))]);
   }
 
   private checkUsable(op: string): void {

@@ -120,7 +120,7 @@ ${dims(HS)
       rowSum[li] = rowSum[li] * rowCorrection[li] + sum;
     }
     let correction = rowCorrection[r];
-${perDim(HS, (j, d) => `o${j} = o${j} * correction;`)}
+${perDim(HS, (j) => `o${j} = o${j} * correction;`)}
     for (var kk = 0u; kk < ${TILE}u; kk = kk + 1u) {
       let p = pTile[r * ${TILE}u + kk];
 ${perDim(HS, (j, d) => `  o${j} = fma(p, vTile[kk * HSP + ${d}], o${j});`)}
