@@ -15,3 +15,4 @@ export { encoderForward, encoderBackward } from './encoder';
 export { adamwUpdate, squaredNorm, scale } from './adamw';
 export { residualForward, accumulate, copyBytes, zeroBytes, dropoutForward, dropoutBackward } from './elementwise';
 export { transpose } from './transpose';
+export { quantizeActivations, matmulQ8Cols, matmulQ4Cols, encoderQuantForward } from './quant';

@@ -18,6 +18,16 @@ export function dims(op: string, named: Record<string, number>): void {
   }
 }
 
+/**
+ * Checks a quantized operand's format and row length, and returns the i32 words of its quants:
+ * rows * K bytes (Q8_0) or half that (Q4_0), four to a word.
+ */
+export function quantWords(op: string, format: string, rows: number, K: number): number {
+  if (format !== 'q8_0' && format !== 'q4_0') throw new RangeError(`${op}: format must be 'q8_0' or 'q4_0', got ${JSON.stringify(format)}`);
+  if (K % 32 !== 0) throw new RangeError(`${op}: K = ${K} must be a multiple of the block size 32`);
+  return (rows * K) / (format === 'q8_0' ? 4 : 8);
+}
+
 export function nonNegativeInteger(op: string, name: string, value: number): void {
   if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${op}: ${name} must be an integer >= 0, got ${value}`);
 }

@@ -207,7 +207,41 @@ export interface Backend {
    * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p)
    */
   adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void;
+
+  // ---- quantized inference (src/model/quant.ts has the formats; backends without them leave these out) ----
+  /**
+   * out[M,N] = inp[M,K] @ W^T + bias[N] (bias may be null), W [N,K] quantized in blocks of 32 along
+   * K: quants i32 [N*K*bytesPerWeight/4] holding ggml's block bytes (Q8_0: 32 int8; Q4_0: 16 bytes of
+   * nibble pairs), scales f32 [N*K/32]. K is a multiple of 32.
+   */
+  matmulQuantForward?(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+    format: QuantFormat,
+  ): void;
+  /** encoderForward with wte [V,C] quantized as matmulQuantForward's W: out[B,T,C] = W[inp[b,t], :] + wpe[posOffset + t, :] */
+  encoderQuantForward?(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    wpe: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    posOffset: number,
+    format: QuantFormat,
+  ): void;
 }
+
+/** ggml's weight-only block formats (see src/model/quant.ts) */
+export type QuantFormat = 'q8_0' | 'q4_0';
 
 /**
  * Counter-based dropout mask shared by every backend, so a seed gives the same mask everywhere:

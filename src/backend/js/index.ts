@@ -14,9 +14,10 @@ import {
   type BackendLimits,
   type DType,
   type OpName,
+  type QuantFormat,
   type Tensor,
 } from '../contract.js';
-import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
+import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from '../checks.js';
 
 export type JsPrecision = 'f32' | 'f64';
 
@@ -664,6 +665,74 @@ export class JsBackend implements Backend {
     }
   }
 
+  // ---- quantized inference: the dequantized product, summed in the storage precision ----
+
+  matmulQuantForward(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+    format: QuantFormat,
+  ): void {
+    const op = 'matmulQuantForward';
+    dims(op, { M, K, N });
+    const q = this.quantBytes(op, quants, quantWords(op, format, N, K));
+    const d = this.floats(op, 'scales', scales, (N * K) / 32);
+    const o = this.floats(op, 'out', out, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const b = bias === null ? null : this.floats(op, 'bias', bias, N);
+    separate(op, { out: o }, { inp: x, scales: d, bias: b });
+    const row = new Float64Array(K);
+    for (let n = 0; n < N; n++) {
+      dequantizeRowInto(row, q, d, n, K, format);
+      for (let m = 0; m < M; m++) {
+        let sum = b === null ? 0 : b[n];
+        for (let k = 0; k < K; k++) sum += x[m * K + k] * row[k];
+        o[m * N + n] = sum;
+      }
+    }
+  }
+
+  encoderQuantForward(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    wpe: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    posOffset: number,
+    format: QuantFormat,
+  ): void {
+    const op = 'encoderQuantForward';
+    dims(op, { B, T, C });
+    nonNegativeInteger(op, 'posOffset', posOffset);
+    const V = Math.floor(scales.length / (C / 32));
+    const q = this.quantBytes(op, quants, quantWords(op, format, V, C));
+    const d = this.floats(op, 'scales', scales, (V * C) / 32);
+    const o = this.floats(op, 'out', out, B * T * C);
+    const ids = this.ints(op, 'inp', inp, B * T);
+    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    separate(op, { out: o }, { scales: d, wpe: positionTable });
+    const row = new Float64Array(C);
+    for (let bt = 0; bt < B * T; bt++) {
+      dequantizeRowInto(row, q, d, checkedId(op, 'inp', ids, bt, V), C, format);
+      const pos = posOffset + (bt % T);
+      for (let c = 0; c < C; c++) o[bt * C + c] = row[c] + positionTable[pos * C + c];
+    }
+  }
+
+  /** the bytes of the first `words` i32 elements of a quants tensor */
+  private quantBytes(op: string, quants: Tensor, words: number): Uint8Array {
+    const ints = this.ints(op, 'quants', quants, words);
+    return new Uint8Array(ints.buffer, ints.byteOffset, ints.byteLength);
+  }
+
   // ---- tensor access and validation ----
 
   /** `t` as this backend's tensor, whatever its state */
@@ -751,4 +820,22 @@ function checkedTarget(op: string, targets: Int32Array, n: number, V: number): n
     throw new RangeError(`${op}: targets[${n}] = ${target} is outside [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`);
   }
   return target;
+}
+
+/** row n of a quantized [rows, K] matrix (src/model/quant.ts), dequantized into `row` */
+function dequantizeRowInto(row: Float64Array, q: Uint8Array, d: ArrayLike<number>, n: number, K: number, format: QuantFormat): void {
+  const blocks = K / 32;
+  for (let blk = 0; blk < blocks; blk++) {
+    const scale = d[n * blocks + blk];
+    if (format === 'q8_0') {
+      const base = (n * blocks + blk) * 32;
+      for (let j = 0; j < 32; j++) row[blk * 32 + j] = ((q[base + j] << 24) >> 24) * scale;
+    } else {
+      const base = (n * blocks + blk) * 16;
+      for (let j = 0; j < 16; j++) {
+        row[blk * 32 + j] = ((q[base + j] & 15) - 8) * scale;
+        row[blk * 32 + j + 16] = ((q[base + j] >> 4) - 8) * scale;
+      }
+    }
+  }
 }

@@ -16,6 +16,7 @@ import {
   type BackendLimits,
   type DType,
   type OpName,
+  type QuantFormat,
   type Tensor,
 } from '../contract.js';
 import { Arena } from './arena.js';
@@ -30,7 +31,7 @@ import {
   type WasmSource,
 } from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
-import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
+import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from '../checks.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
@@ -121,6 +122,8 @@ export class WasmBackend implements Backend {
    * (index 0 is the calling thread's)
    */
   private scratch: ({ ptr: number; floats: number } | null)[] = [null];
+  /** quantized products' int16 copy of their input and its scales (assembly/quant.ts), kept between calls */
+  private activationScratch: { ptr: number; bytes: number } | null = null;
   /** blocks the backend holds for itself (scratch), left out of bytesInUse */
   private readonly internal = new Set<number>();
   private pool: ThreadPool | null = null;
@@ -228,6 +231,7 @@ export class WasmBackend implements Backend {
     for (const block of this.blocks) block.live = false;
     this.blocks.clear();
     this.scratch = [null];
+    this.activationScratch = null;
     this.internal.clear();
     this.arena.reset();
   }
@@ -384,6 +388,76 @@ export class WasmBackend implements Backend {
     // dinp[M,K] += dout @ W^T over columns of dinp; dweight[K,N] += inp^T @ dout (and dbias) over columns of dweight
     if (dx !== 0) this.splitColumns('matmulBackwardInputCols', [dx, d, w, M, K, N], K, M * K * N);
     this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, M * K * N);
+  }
+
+  // ---- quantized inference ----
+
+  matmulQuantForward(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+    format: QuantFormat,
+  ): void {
+    const op = 'matmulQuantForward';
+    dims(op, { M, K, N });
+    const wq = this.ints(op, 'quants', quants, quantWords(op, format, N, K));
+    const ws = this.floats(op, 'scales', scales, (N * K) / 32);
+    const o = this.floats(op, 'out', out, M * N);
+    const x = this.floats(op, 'inp', inp, M * K);
+    const b = bias === null ? 0 : this.floats(op, 'bias', bias, N);
+    // x as int16 blocks (2 bytes per element) and a scale per block, quantized once for every share
+    const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * BYTES_PER_ELEMENT);
+    const xs = xq + M * K * 2;
+    this.k.quantizeActivations(xq, xs, x, M, K);
+    // a multiply-add of the quantized kernel costs about a quarter of the streamed f32 row path's
+    this.splitColumns(
+      format === 'q8_0' ? 'matmulQ8Cols' : 'matmulQ4Cols',
+      [o, xq, xs, wq, ws, b, M, K, N],
+      N,
+      (M * K * N * ROW_PATH_COST) / 4,
+    );
+  }
+
+  encoderQuantForward(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    wpe: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    posOffset: number,
+    format: QuantFormat,
+  ): void {
+    const op = 'encoderQuantForward';
+    dims(op, { B, T, C });
+    nonNegativeInteger(op, 'posOffset', posOffset);
+    const V = Math.floor(scales.length / (C / 32));
+    const wq = this.ints(op, 'quants', quants, quantWords(op, format, V, C));
+    const ws = this.floats(op, 'scales', scales, (V * C) / 32);
+    const o = this.floats(op, 'out', out, B * T * C);
+    const ids = this.ints(op, 'inp', inp, B * T);
+    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    const bad = this.k.encoderQuantForward(o, ids, wq, ws, positionTable, B, T, C, V, posOffset, format === 'q4_0' ? 1 : 0);
+    if (bad !== -1) this.badId(op, inp, bad, V);
+  }
+
+  /** byte address of the activation scratch, at least `bytes` long (16-byte aligned blocks follow from the arena) */
+  private activationArea(bytes: number): number {
+    let area = this.activationScratch;
+    if (area === null || area.bytes < bytes) {
+      if (area !== null) this.releaseInternal(area.ptr);
+      this.activationScratch = null;
+      area = { ptr: this.allocInternal(Math.max(bytes, 4096)), bytes: Math.max(bytes, 4096) };
+      this.activationScratch = area;
+    }
+    return area.ptr;
   }
 
   // ---- attention ----

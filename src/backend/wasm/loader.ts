@@ -95,6 +95,47 @@ export interface Kernels {
   dropoutBackward(dinp: number, dout: number, n: number, seed: number, threshold: number, scale: number): void;
   // ---- the pieces threads split work into (each writes only its own columns or (batch, head) pairs) ----
   /** bytes of packing buffers one thread needs */
+  // ---- quantized inference (assembly/quant.ts) ----
+  quantizeActivations(xq: number, xs: number, x: number, M: number, K: number): void;
+  matmulQ8Cols(
+    out: number,
+    xq: number,
+    xs: number,
+    wq: number,
+    ws: number,
+    bias: number,
+    M: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+  ): void;
+  matmulQ4Cols(
+    out: number,
+    xq: number,
+    xs: number,
+    wq: number,
+    ws: number,
+    bias: number,
+    M: number,
+    K: number,
+    N: number,
+    n0: number,
+    n1: number,
+  ): void;
+  encoderQuantForward(
+    out: number,
+    ids: number,
+    wq: number,
+    ws: number,
+    wpe: number,
+    B: number,
+    T: number,
+    C: number,
+    V: number,
+    posOffset: number,
+    q4: number,
+  ): number;
   matmulScratchBytes(): number;
   /** points this instance's packing buffers at a region of matmulScratchBytes() bytes */
   setScratch(region: number): void;
@@ -205,7 +246,9 @@ export type SplitKernel =
   | 'attentionCachedPairs'
   | 'geluForward'
   | 'geluBackward'
-  | 'adamwUpdate';
+  | 'adamwUpdate'
+  | 'matmulQ8Cols'
+  | 'matmulQ4Cols';
 
 export interface WasmSource {
   /** a compiled tinygpt.wasm (edge runtimes: `import wasm from 'tinygpt/tinygpt.wasm'`) */

@@ -24,6 +24,8 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'geluForward',
   'geluBackward',
   'adamwUpdate',
+  'matmulQ8Cols',
+  'matmulQ4Cols',
 ];
 /**
  * how long one Atomics.wait lasts before the caller checks again that the worker is alive (a worker
