@@ -4,4 +4,6 @@
  */
 export * from './index.js';
 export { writeFileAtomic, saveModelFile, loadModelFile } from './io/node-files.js';
+export { plotHistorySVG, type HistoryPlotOptions } from './plot/history-svg.js';
+export { historyFromBytes } from './plot/history-file.js';
 export { loadHuggingFaceFolder, saveHuggingFaceFolder } from './io/huggingface-node.js';

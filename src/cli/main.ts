@@ -14,6 +14,8 @@ import { writeFileAtomic } from '../io/node-files.js';
 import { BPETokenizer, CharTokenizer } from '../tokenizer/index.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { formatDuration, lossChart, ProgressBar } from './terminal.js';
+import { plotHistorySVG } from '../plot/history-svg.js';
+import { historyFromBytes } from '../plot/history-file.js';
 
 /** A command-line flag: what parseArgs needs, plus the line --help prints. */
 interface Flag {
@@ -37,8 +39,8 @@ const TRAIN_OPTIONS = {
   out: { type: 'string', help: 'where to save the model (default model.safetensors)' },
   tokenizer: { type: 'string', help: "'char' (default), 'bpe' (trained on the data) or 'gpt2'" },
   'vocab-size': { type: 'string', help: 'BPE vocabulary size when --tokenizer bpe (default 1024)' },
-  'gpt2-vocab': { type: 'string', help: 'GPT-2 encoder.json (vocab.json) for --tokenizer gpt2' },
-  'gpt2-merges': { type: 'string', help: 'GPT-2 vocab.bpe (merges.txt) for --tokenizer gpt2' },
+  'gpt2-vocab': { type: 'string', help: 'GPT-2 encoder.json (vocab.json) for --tokenizer gpt2 (default: the copy inside tinygpt)' },
+  'gpt2-merges': { type: 'string', help: 'GPT-2 vocab.bpe (merges.txt) for --tokenizer gpt2 (default: the copy inside tinygpt)' },
   lines: { type: 'boolean', help: 'treat each line as its own sequence (names, short texts), padded' },
   'd-model': { type: 'string', help: 'model width (default 128)' },
   layers: { type: 'string', help: 'transformer blocks (default 4)' },
@@ -63,6 +65,13 @@ const TRAIN_OPTIONS = {
   threads: { type: 'string', help: "wasm threads: 'auto' (default) or a count" },
   seed: { type: 'string', help: 'seed for init, data order and dropout (default 1337)' },
   samples: { type: 'string', help: 'samples to print after training (default 5)' },
+  plot: { type: 'string', help: 'write the loss and learning-rate curves to this SVG file' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+} satisfies Flags;
+
+const PLOT_OPTIONS = {
+  out: { type: 'string', short: 'o', help: 'the SVG file to write (default: the input name with .svg)' },
+  title: { type: 'string', help: 'a line above the two panels' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 } satisfies Flags;
 
@@ -101,6 +110,7 @@ const MAIN_HELP = `tinygpt: train and sample small GPT language models
 
   tinygpt train --data corpus.txt --out model.safetensors [options]
   tinygpt generate --model model.safetensors --prompt "..." [options]
+  tinygpt plot checkpoint.safetensors -o run.svg   (or a history as JSON)
 
 Run \`tinygpt <command> --help\` for the options of each command.
 `;
@@ -139,8 +149,10 @@ async function buildTokenizer(values: Values, text: string): Promise<Tokenizer> 
       return BPETokenizer.train(text, { vocabSize, specialTokens: ['<|endoftext|>'] });
     }
     case 'gpt2': {
+      // without files: the copy of GPT-2's vocabulary that tinygpt/gpt2 ships
+      if (!values['gpt2-vocab'] && !values['gpt2-merges']) return (await import('../gpt2.js')).gpt2Tokenizer();
       if (!values['gpt2-vocab'] || !values['gpt2-merges'])
-        throw new UsageError('--tokenizer gpt2 needs --gpt2-vocab encoder.json and --gpt2-merges vocab.bpe');
+        throw new UsageError('--tokenizer gpt2 with files needs both --gpt2-vocab encoder.json and --gpt2-merges vocab.bpe');
       const [vocab, merges] = await Promise.all([
         readFile(str(values, 'gpt2-vocab')!, 'utf8'),
         readFile(str(values, 'gpt2-merges')!, 'utf8'),
@@ -247,6 +259,8 @@ async function trainCommand(argv: string[]): Promise<void> {
   const out = str(values, 'out') ?? 'model.safetensors';
   await writeFileAtomic(out, await saveModel(model, { tokenizer }));
   const history = result.history;
+  const plotPath = str(values, 'plot');
+  if (plotPath && history.length > 0) await writeFileAtomic(plotPath, new TextEncoder().encode(plotHistorySVG(history)));
   process.stdout.write(
     `\n${lossChart([
       { label: 'train loss', mark: '·', points: history.map((h) => [h.step, h.trainLoss]) },
@@ -255,7 +269,8 @@ async function trainCommand(argv: string[]): Promise<void> {
   );
   process.stdout.write(
     `${result.stopped === 'aborted' ? 'stopped early' : 'done'} after ${result.steps} steps in ${formatDuration(performance.now() - started)}: ` +
-      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss?.toFixed(4) ?? 'n/a'}; saved ${out}\n`,
+      `train loss ${result.finalTrainLoss.toFixed(4)}, best val loss ${result.bestValLoss?.toFixed(4) ?? 'n/a'}; saved ${out}` +
+      `${plotPath && history.length > 0 ? `, plotted ${plotPath}` : ''}\n`,
   );
 
   const samples = num(values, 'samples', 5, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer');
@@ -319,6 +334,24 @@ async function generateCommand(argv: string[]): Promise<void> {
   model.dispose();
 }
 
+async function plotCommand(argv: string[]): Promise<void> {
+  const options = Object.fromEntries(Object.entries(PLOT_OPTIONS).map(([name, { help: _help, ...o }]) => [name, o]));
+  const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals: true }) as {
+    values: Values;
+    positionals: string[];
+  };
+  if (values.help)
+    return void process.stdout.write(
+      usage('plot <history.json or checkpoint>', PLOT_OPTIONS, 'draw a training history as an SVG (loss and learning rate)'),
+    );
+  if (positionals.length !== 1) throw new UsageError('plot takes one file: a training checkpoint, or a history as JSON');
+  const input = positionals[0];
+  const history = historyFromBytes(new Uint8Array(await readFile(input)), input);
+  const out = str(values, 'out') ?? `${input.replace(/\.(json|safetensors)$/, '')}.svg`;
+  await writeFileAtomic(out, new TextEncoder().encode(plotHistorySVG(history, { title: str(values, 'title') })));
+  process.stdout.write(`plotted ${history.length} history entries (steps ${history[0].step} to ${history.at(-1)!.step}) to ${out}\n`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -328,6 +361,9 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'generate':
         await generateCommand(rest);
+        return 0;
+      case 'plot':
+        await plotCommand(rest);
         return 0;
       case undefined:
       case '-h':
