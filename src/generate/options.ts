@@ -125,6 +125,13 @@ const KNOWN_OPTIONS = new Set<string>([
   'returnLogprobs',
 ]);
 
+/**
+ * Logits are divided by the temperature and by or multiplied with the repetition penalty: outside
+ * these bounds a float32 logit of ordinary size overflows to Infinity and sampling fails.
+ */
+const MIN_TEMPERATURE = 1e-6;
+const MAX_SCALE = 1e6;
+
 function bad(name: string, value: unknown, allowed: string): never {
   throw new RangeError(`${name} must be ${allowed}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
 }
@@ -167,7 +174,13 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   const maxNewTokens = integerOption('maxNewTokens', options.maxNewTokens, 20, 1);
   const minNewTokens = integerOption('minNewTokens', options.minNewTokens, 0, 0, maxNewTokens);
   const doSample = booleanOption('doSample', options.doSample, false);
-  const temperature = numberOption('temperature', options.temperature, 1, (v) => Number.isFinite(v) && v >= 0, 'a finite number >= 0');
+  const temperature = numberOption(
+    'temperature',
+    options.temperature,
+    1,
+    (v) => v === 0 || (v >= MIN_TEMPERATURE && v <= MAX_SCALE),
+    `0 (greedy) or a number in [${MIN_TEMPERATURE}, ${MAX_SCALE}]`,
+  );
   const topK = integerOption('topK', options.topK, 0, 0);
   const topP = numberOption('topP', options.topP, 1, (v) => v > 0 && v <= 1, 'in (0, 1]');
   const minP = numberOption('minP', options.minP, 0, (v) => v >= 0 && v <= 1, 'in [0, 1]');
@@ -175,8 +188,8 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
     'repetitionPenalty',
     options.repetitionPenalty,
     1,
-    (v) => Number.isFinite(v) && v > 0,
-    'a finite number > 0',
+    (v) => v >= 1 / MAX_SCALE && v <= MAX_SCALE,
+    `a number in [${1 / MAX_SCALE}, ${MAX_SCALE}]`,
   );
   const noRepeatNgramSize = integerOption('noRepeatNgramSize', options.noRepeatNgramSize, 0, 0);
   const numBeams = integerOption('numBeams', options.numBeams, 1, 1);
@@ -202,7 +215,9 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
 
   let stops: string[] = [];
   if (options.stop !== undefined) {
-    stops = typeof options.stop === 'string' ? [options.stop] : [...options.stop];
+    const stop: unknown = options.stop;
+    if (typeof stop !== 'string' && !Array.isArray(stop)) bad('stop', stop, 'a string or an array of strings');
+    stops = typeof stop === 'string' ? [stop] : [...(stop as readonly string[])];
     stops.forEach((s, i) => {
       if (typeof s !== 'string' || s.length === 0) bad(`stop[${i}]`, s, 'a non-empty string');
     });
@@ -242,6 +257,9 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   }
 
   const processors: LogitsProcessor[] = [];
+  // a model whose vocabulary was padded past its tokenizer's (as GPT-2's 50257 to 50304) must never
+  // pick an id the tokenizer cannot decode
+  if (tokenizer && tokenizer.vocabSize < vocabSize) processors.push(banFrom(tokenizer.vocabSize));
   if (repetitionPenalty !== 1) processors.push(repetitionPenaltyProcessor(repetitionPenalty));
   if (noRepeatNgramSize > 0) processors.push(noRepeatNgram(noRepeatNgramSize));
   if (minNewTokens > 0 && eosTokenId !== null) processors.push(minNewTokensProcessor(minNewTokens, eosTokenId, ids.length));
@@ -267,6 +285,14 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
     signal,
     returnLogprobs,
     process: composeProcessors(processors),
+  };
+}
+
+/** ids >= first become -Infinity */
+function banFrom(first: number): LogitsProcessor {
+  return (logits) => {
+    logits.fill(-Infinity, first);
+    return logits;
   };
 }
 

@@ -132,24 +132,40 @@ export function repetitionPenalty(penalty: number): LogitsProcessor {
 /**
  * Forbid any n-gram from appearing twice: for every earlier occurrence of the last n-1 tokens, the
  * token that followed it is banned. With n = 1 every token already present is banned.
+ *
+ * The occurrences are found with Knuth-Morris-Pratt over ids (pattern: the last n-1 ids), so one
+ * call costs O(ids.length) whatever n is; comparing the pattern at every start would cost
+ * O(ids.length * n), quadratic when n grows with the prompt.
  */
 export function noRepeatNgram(n: number): LogitsProcessor {
   if (!Number.isInteger(n) || n < 1) fail('noRepeatNgramSize', n, 'an integer >= 1');
+  const ban = (logits: Float32Array, id: number) => {
+    if (id >= 0 && id < logits.length) logits[id] = -Infinity;
+  };
   return (logits, ids) => {
     const len = ids.length;
-    if (len < n - 1) return logits;
-    const prefixStart = len - (n - 1);
-    // every start i of an n-gram ids[i .. i+n-1] that lies fully inside ids
-    for (let i = 0; i + n <= len; i++) {
-      let matches = true;
-      for (let j = 0; j < n - 1; j++) {
-        if (ids[i + j] !== ids[prefixStart + j]) {
-          matches = false;
-          break;
-        }
+    const m = n - 1;
+    if (m === 0) {
+      for (let i = 0; i < len; i++) ban(logits, ids[i]);
+      return logits;
+    }
+    if (len <= m) return logits;
+    const start = len - m; // pattern = ids[start .. len - 1]
+    // failure[i]: length of the longest proper border of pattern[0 .. i]
+    const failure = new Int32Array(m);
+    for (let i = 1, k = 0; i < m; i++) {
+      while (k > 0 && ids[start + i] !== ids[start + k]) k = failure[k - 1];
+      if (ids[start + i] === ids[start + k]) k++;
+      failure[i] = k;
+    }
+    // a match ending at j (j <= len - 2) is followed by ids[j + 1], the token that n-gram used
+    for (let j = 0, k = 0; j < len - 1; j++) {
+      while (k > 0 && ids[j] !== ids[start + k]) k = failure[k - 1];
+      if (ids[j] === ids[start + k]) k++;
+      if (k === m) {
+        ban(logits, ids[j + 1]);
+        k = failure[k - 1];
       }
-      const banned = ids[i + n - 1];
-      if (matches && banned >= 0 && banned < logits.length) logits[banned] = -Infinity;
     }
     return logits;
   };

@@ -202,6 +202,15 @@ export class GPT implements GPTModel {
       if (data.length !== e.length) {
         throw new RangeError(`${caller}: ${e.name} has ${data.length} elements, expected ${e.length} (shape [${e.shape.join(', ')}])`);
       }
+      // a string or NaN would become NaN in float32 and make a model file loadModel refuses
+      for (let i = 0; i < data.length; i++) {
+        const x: unknown = data[i];
+        if (typeof x !== 'number' || !Number.isFinite(x)) {
+          throw new RangeError(
+            `${caller}: ${e.name}[${i}] must be a finite number, got ${typeof x === 'string' ? JSON.stringify(x) : String(x)}`,
+          );
+        }
+      }
       flat.set(data, e.offset);
     }
     return flat;

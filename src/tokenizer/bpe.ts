@@ -17,11 +17,19 @@ import type { StreamDecoder, Tokenizer, TokenizerJSON } from './types.js';
 import { BYTE_TO_CHAR, encodeUtf8Into, tokenStringToBytes, utf8Bytes } from './bytes.js';
 import { gpt2PieceEnd } from './pretokenize.js';
 import { countPieces, FIRST_MERGE_ID, learnMerges } from './train.js';
-import { type BPEModel, describe, parseGPT2, parseHuggingFace, parseJsonObject, parseTiktoken, toHuggingFace } from './loaders.js';
+import {
+  type BPEModel,
+  describe,
+  MAX_VOCAB_SIZE,
+  parseGPT2,
+  parseHuggingFace,
+  parseJsonObject,
+  parseTiktoken,
+  toHuggingFace,
+} from './loaders.js';
 import { END_OF_TEXT, specialMatcher } from './specials.js';
 
-/** Ids are kept below 2^21 so that training can key pairs by left * limit + right exactly. */
-export const MAX_VOCAB_SIZE = 1 << 21;
+export { MAX_VOCAB_SIZE };
 
 export interface BPETrainOptions {
   /** total vocabulary: 256 bytes + learned tokens + special tokens */
@@ -193,7 +201,9 @@ export class BPETokenizer implements Tokenizer {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError(`train: options must be an object with vocabSize, got ${describe(options)}`);
     }
-    const specials = options.specialTokens ?? [];
+    const givenSpecials: unknown = options.specialTokens ?? [];
+    if (!Array.isArray(givenSpecials)) throw new TypeError(`specialTokens: expected an array of strings, got ${describe(givenSpecials)}`);
+    const specials = givenSpecials as readonly string[];
     specials.forEach((s, i) => {
       if (typeof s !== 'string' || s === '') {
         throw new TypeError(`specialTokens[${i}]: expected a non-empty string, got ${describe(s)}`);

@@ -51,7 +51,10 @@ export class CharTokenizer implements Tokenizer {
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== 'string')) {
       throw new TypeError('train: expected a string or an array of strings');
     }
-    const specials = options.specialTokens ?? [];
+    if (options === null || typeof options !== 'object') throw new TypeError(`train: options must be an object, got ${describe(options)}`);
+    const givenSpecials: unknown = options.specialTokens ?? [];
+    if (!Array.isArray(givenSpecials)) throw new TypeError(`specialTokens: expected an array of strings, got ${describe(givenSpecials)}`);
+    const specials = givenSpecials as readonly string[];
     const seen = new Set<number>();
     for (const text of texts as readonly string[]) {
       let remaining = text;

@@ -50,12 +50,18 @@ export function describe(value: unknown): string {
   return typeof value;
 }
 
+/** Ids are kept below 2^21 so that training can key pairs by left * limit + right exactly. */
+export const MAX_VOCAB_SIZE = 1 << 21;
+
 /** Tokens by id from a token -> id map; ids must run 0..N-1 without gaps or repeats. */
 function tokensFromVocab(vocab: JsonObject, field: string): string[] {
   const tokens: string[] = [];
   for (const [token, id] of Object.entries(vocab)) {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-      throw new RangeError(`${field}: token ${JSON.stringify(token)} has id ${describe(id)}; ids must be integers >= 0`);
+    // an id past the limit would land outside the array's elements (as a property) and be dropped
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB_SIZE) {
+      throw new RangeError(
+        `${field}: token ${JSON.stringify(token)} has id ${describe(id)}; ids must be integers in [0, ${MAX_VOCAB_SIZE})`,
+      );
     }
     if (tokens[id] !== undefined) {
       throw new Error(`${field}: id ${id} is given to both ${JSON.stringify(tokens[id])} and ${JSON.stringify(token)}`);
@@ -152,6 +158,8 @@ export function parseTiktoken(text: unknown, specialTokens?: Record<string, numb
     if (rank < 0) {
       throw new Error(`tiktoken line ${i + 1}: expected "<base64 token> <rank>", got ${JSON.stringify(line.slice(0, 80))}`);
     }
+    if (rank >= MAX_VOCAB_SIZE)
+      throw new RangeError(`tiktoken line ${i + 1}: rank ${rank} is out of range; ranks must be in [0, ${MAX_VOCAB_SIZE})`);
     const bytes = decodeBase64(parts[0]);
     if (bytes === null || bytes.length === 0) {
       throw new Error(`tiktoken line ${i + 1}: ${JSON.stringify(parts[0])} is not a base64 token`);
@@ -164,9 +172,9 @@ export function parseTiktoken(text: unknown, specialTokens?: Record<string, numb
   checkDense(tokens, 'tiktoken');
   const specials = specialTokens ?? { '<|endoftext|>': tokens.length };
   for (const [content, id] of Object.entries(specials)) {
-    if (!Number.isInteger(id) || id < tokens.length) {
+    if (!Number.isInteger(id) || id < tokens.length || id >= MAX_VOCAB_SIZE) {
       throw new RangeError(
-        `specialTokens: ${JSON.stringify(content)} has id ${id}; special ids must be integers >= ${tokens.length} (the ranks in the file)`,
+        `specialTokens: ${JSON.stringify(content)} has id ${id}; special ids must be integers in [${tokens.length}, ${MAX_VOCAB_SIZE}) (after the ranks in the file)`,
       );
     }
     if (tokens[id] !== undefined) {

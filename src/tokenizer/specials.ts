@@ -8,8 +8,22 @@ export function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+/**
+ * Special tokens' text in total: past this, the alternation regex below would be too large for
+ * some engines (V8 refuses near 10 MB, with the whole pattern in its message), and no real
+ * tokenizer comes close (GPT-4's has a few hundred bytes of specials).
+ */
+export const MAX_SPECIAL_TOKENS_CHARS = 65536;
+
 /** A regex matching any of the texts, longest first so that no token shadows a longer one. */
 export function alternation(texts: readonly string[], flags: string): RegExp {
+  let total = 0;
+  for (const text of texts) total += text.length;
+  if (total > MAX_SPECIAL_TOKENS_CHARS) {
+    throw new RangeError(
+      `specialTokens: ${texts.length} special token(s) of ${total} characters in total; at most ${MAX_SPECIAL_TOKENS_CHARS} characters are supported`,
+    );
+  }
   const sorted = [...texts].sort((x, y) => y.length - x.length);
   return new RegExp(sorted.map(escapeRegExp).join('|'), flags);
 }

@@ -119,6 +119,43 @@ describe('noRepeatNgram', () => {
   it('rejects n < 1', () => {
     expect(() => noRepeatNgram(0)).toThrow(/noRepeatNgramSize.*0/);
   });
+
+  /** the definition, checked at every start: O(len * n) */
+  function naiveNgramBans(n: number, ids: number[], V: number): Float32Array {
+    const out = new Float32Array(V);
+    const len = ids.length;
+    if (len < n - 1) return out;
+    for (let i = 0; i + n <= len; i++) {
+      let match = true;
+      for (let j = 0; j < n - 1; j++) if (ids[i + j] !== ids[len - (n - 1) + j]) match = false;
+      if (match) out[ids[i + n - 1]] = -Infinity;
+    }
+    return out;
+  }
+
+  it('bans exactly what the definition bans, on random histories over small alphabets', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(fc.integer({ min: 0, max: 2 }), { maxLength: 60 }), (n, ids) => {
+        expect(noRepeatNgram(n)(new Float32Array(3), ids)).toEqual(naiveNgramBans(n, ids, 3));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('reads each id a bounded number of times however large n is (linear, not quadratic)', () => {
+    // all-equal ids with n = len / 2 is the worst case of comparing at every start: ~len^2 / 4 reads
+    const len = 4000;
+    let reads = 0;
+    const ids = new Proxy(new Array<number>(len).fill(0), {
+      get(target, key, receiver) {
+        if (typeof key === 'string' && /^\d+$/.test(key)) reads++;
+        return Reflect.get(target, key, receiver) as unknown;
+      },
+    });
+    const logits = noRepeatNgram(len / 2)(new Float32Array(2), ids);
+    expect(logits[0]).toBe(-Infinity);
+    expect(reads).toBeLessThan(8 * len);
+  });
 });
 
 describe('minNewTokens', () => {

@@ -17,6 +17,7 @@ import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { NonFiniteError, train, type BackendChange, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../helpers/random.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
+import { poisonParameter } from '../helpers/poison.js';
 
 const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
 
@@ -159,9 +160,7 @@ describe.skipIf(probe.backend === null)(suite, () => {
 
   it('a NaN is not a device loss: it rejects as before and the model stays on WebGPU', async () => {
     const { model } = await gpuModel();
-    const params = await model.getParameters();
-    params['ln_f.weight'][0] = NaN;
-    await model.setParameters(params);
+    await poisonParameter(model, 'ln_f.weight', 0, NaN);
     const changes: BackendChange[] = [];
     await expect(train(model, { ...common, onDeviceLost: 'wasm', onBackendChange: (c) => void changes.push(c) })).rejects.toThrow(
       NonFiniteError,

@@ -14,6 +14,7 @@ import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { train, Trainer, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
 import { crashConfig, crashTokens } from './fixtures/crash-config.js';
+import { poisonParameter } from '../helpers/poison.js';
 
 const base: GPTConfigInput = { vocabSize: 17, maxSeqLen: 8, dModel: 16, nLayers: 2, nHeads: 2, dropout: 0.2, seed: 21 };
 
@@ -186,9 +187,7 @@ describe('divergence with checkpoints on disk', () => {
       // once step 2's checkpoint bytes exist, a parameter turns NaN: step 3 must diverge
       onCheckpoint: async (_bytes, step) => {
         if (step !== 2) return;
-        const params = await model.getParameters();
-        params['h.0.attn.c_attn.weight'][5] = NaN;
-        await model.setParameters(params);
+        await poisonParameter(model, 'h.0.attn.c_attn.weight', 5, NaN);
       },
     });
     await expect(run).rejects.toThrow(/^training diverged at step 3/);

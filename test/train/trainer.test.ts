@@ -3,6 +3,7 @@ import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
 import { NonFiniteError, train, Trainer } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
+import { poisonParameter } from '../helpers/poison.js';
 
 const tiny: GPTConfigInput = { vocabSize: 13, maxSeqLen: 8, dModel: 16, nLayers: 2, nHeads: 2, seed: 5, backend: 'js' };
 
@@ -163,9 +164,7 @@ describe('Trainer: non-finite loss', () => {
     const trainer = await Trainer.create(model, { data, batchSize: 2, steps: 10 });
     await trainer.step();
     await trainer.step();
-    const params = await model.getParameters();
-    params['h.1.mlp.c_fc.weight'][3] = NaN;
-    await model.setParameters(params);
+    await poisonParameter(model, 'h.1.mlp.c_fc.weight', 3, NaN);
     const before = await model.getParameters();
     const err = await trainer.step().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NonFiniteError);
@@ -176,9 +175,7 @@ describe('Trainer: non-finite loss', () => {
 
   it("nonFinite: 'skip' drops the update, records the skip and carries on", async () => {
     const { model, data } = await modelAndData();
-    const params = await model.getParameters();
-    params['ln_f.bias'][0] = Infinity;
-    await model.setParameters(params);
+    await poisonParameter(model, 'ln_f.bias', 0, Infinity);
     const before = await model.getParameters();
     const result = await train(model, { data, batchSize: 2, steps: 3, nonFinite: 'skip', logInterval: 3 });
     expect(result.steps).toBe(3);
@@ -189,9 +186,7 @@ describe('Trainer: non-finite loss', () => {
 
   it('train() rejects with the error naming the step', async () => {
     const { model, data } = await modelAndData();
-    const params = await model.getParameters();
-    params['wte.weight'][0] = NaN;
-    await model.setParameters(params);
+    await poisonParameter(model, 'wte.weight', 0, NaN);
     await expect(train(model, { data, batchSize: 2, steps: 5 })).rejects.toThrow(/step 1/);
   });
 });
