@@ -2,7 +2,7 @@ import { defineConfig } from 'tsup';
 import { copyFileSync, mkdirSync } from 'node:fs';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts', cli: 'src/cli/main.ts' },
+  entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts', cli: 'src/cli/main.ts', 'model-worker': 'src/worker/entry.ts' },
   format: ['esm', 'cjs'],
   dts: { entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts' } },
   target: 'es2022',

@@ -57,6 +57,11 @@ export {
   type ExportHuggingFaceOptions,
 } from './io/huggingface.js';
 
+// ---- a model in a worker ----
+export { createModelWorker, loadModelWorker, ModelWorker } from './worker/client.js';
+export type { ModelWorkerOptions, CreateModelWorkerOptions, LoadModelWorkerOptions, ModelWorkerTrainOptions } from './worker/client.js';
+export { serveModelWorker } from './worker/host.js';
+
 export { Rng } from './util/rng.js';
 
 declare module './model/gpt.js' {

@@ -12,6 +12,7 @@
  * running sum can only fall, so its best possible score is at maxNewTokens tokens when
  * lengthPenalty > 0, else at the current length); at maxNewTokens, running beams join the finished.
  */
+import { EventLoopTurns } from '../util/turns.js';
 import type { GPTModel } from '../model/types.js';
 import { throwIfAborted, type GenerationPlan } from './options.js';
 import { logSoftmax } from './samplers.js';
@@ -94,10 +95,13 @@ export async function beamSearch(model: GPTModel, plan: GenerationPlan): Promise
   let searchDone = false;
 
   throwIfAborted(plan.signal);
+  const turns = new EventLoopTurns();
   const window = new ContextWindow(model, numBeams);
   try {
     let logits = await window.prefill(histories);
     for (let step = 0; step < plan.maxNewTokens; step++) {
+      // an abort (a Stop button, a worker's abort message) lands between tokens
+      await turns.turn();
       throwIfAborted(plan.signal);
       const top = new TopCandidates(2 * numBeams);
       for (let b = 0; b < numBeams; b++) {

@@ -4,6 +4,7 @@
  *   const { ids, text } = await generate(model, 'Once upon', { tokenizer, maxNewTokens: 50, doSample: true, topP: 0.9, seed: 1 });
  *   for await (const { id, text } of generateStream(model, 'Once upon', { tokenizer })) ...
  */
+import { EventLoopTurns } from '../util/turns.js';
 import type { GPTModel } from '../model/types.js';
 import { beamSearch } from './beam.js';
 import {
@@ -98,10 +99,13 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number):
     tracker: plan.tokenizer ? new TextTracker(plan.tokenizer, plan.prompt, plan.stops) : undefined,
   }));
   throwIfAborted(plan.signal);
+  const turns = new EventLoopTurns();
   const window = new ContextWindow(model, rows);
   try {
     let logits = await window.prefill(states.map((s) => s.history));
     for (let step = 0; step < plan.maxNewTokens; step++) {
+      // an abort (a Stop button, a worker's abort message) lands between tokens
+      await turns.turn();
       throwIfAborted(plan.signal);
       const fed: number[] = [];
       for (let r = 0; r < rows; r++) {

@@ -24,6 +24,7 @@ import { orderedBatches, ShuffledBatches, type Batch, type RowSource, type Seque
 import { DeviceLossWatch, type BackendChange } from './device-loss.js';
 import { checkTrainOptionNames, planTraining, type TrainingPlan } from './plan.js';
 import { learningRateAt, type ScheduleName } from './schedule.js';
+import { EventLoopTurns } from '../util/turns.js';
 
 export type { HistoryEntry } from './checkpoint.js';
 export type { BackendChange } from './device-loss.js';
@@ -468,9 +469,6 @@ export class Trainer {
   }
 }
 
-/** longest stretch train() runs without giving the event loop a turn */
-const YIELD_EVERY_MS = 30;
-
 /** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
 export async function train(model: GPTModel, options: TrainOptions): Promise<TrainResult> {
   checkModel(model);
@@ -503,17 +501,12 @@ async function trainHolding(model: GPTModel, options: TrainOptions, lease: objec
     lastSaved = trainer!.stepsDone;
   };
 
-  let lastYield = Date.now();
+  const turns = new EventLoopTurns();
   const runToEnd = async (t: Trainer): Promise<TrainResult['stopped']> => {
     if (guarding() && snapshot === null) snapshot = await t.checkpoint();
     while (t.stepsDone < t.totalSteps) {
-      // CPU backends finish each op synchronously, so awaits alone never let the event loop run:
-      // yield a macrotask now and then so pages stay responsive and an abort (a Stop button,
-      // Ctrl-C) can land between steps.
-      if (Date.now() - lastYield > YIELD_EVERY_MS) {
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        lastYield = Date.now();
-      }
+      // a Stop button or an abort lands between steps (see EventLoopTurns)
+      await turns.turn();
       if (plan.signal?.aborted) return 'aborted';
       await t.step();
       const step = t.stepsDone;

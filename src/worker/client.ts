@@ -1,0 +1,392 @@
+/**
+ * A model that lives in a worker: createModelWorker / loadModelWorker start a dedicated module
+ * worker (a Web Worker in browsers, a worker_threads Worker in Node) running host.ts, and return a
+ * handle with the in-thread API's shape: train, generate, generateStream, saveModel, dispose.
+ * Callbacks (onStep, onEval, onCheckpoint) hear the worker's progress, an AbortSignal stops the call
+ * in the worker, model bytes are transferred rather than copied, and errors arrive as their own
+ * class (protocol.ts). The page's main thread only passes messages, so long training never blocks it.
+ */
+import type { BackendChoice, GPTConfig, GPTConfigInput } from '../model/types.js';
+import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
+import type { StreamToken } from '../generate/generate.js';
+import type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, BackendChange } from '../train/trainer.js';
+import type { SaveModelOptions } from '../io/model-file.js';
+import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
+import { tokenizerFromJSON } from '../tokenizer/json.js';
+import { thisModuleUrl } from '../backend/wasm/loader.js';
+import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
+import {
+  reviveError,
+  transferable,
+  type FromWorker,
+  type InitRequest,
+  type Method,
+  type ToWorker,
+  type WorkerModelInfo,
+} from './protocol.js';
+
+/** a started worker: a Web Worker, or a Node worker_threads Worker */
+type AnyWorker = Worker | NodeWorkerLike;
+
+interface NodeWorkerLike {
+  postMessage(message: unknown, transfer?: readonly ArrayBuffer[]): void;
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  terminate(): Promise<number>;
+  ref(): void;
+  unref(): void;
+}
+
+export interface ModelWorkerOptions {
+  /**
+   * the worker to use: one you started from your own module that calls serveModelWorker() (how a
+   * bundler emits it: `new Worker(new URL('./model.worker.js', import.meta.url), { type: 'module' })`),
+   * or the URL of such a module. Default: the package's model-worker.js, beside this module.
+   */
+  worker?: AnyWorker | string | URL;
+  /** threads for the wasm backend inside the worker: 'auto' (default) or a count */
+  wasmThreads?: number | 'auto';
+  /** hears why 'auto' passed over a backend and how many wasm threads the worker got (default console.info) */
+  onBackendNotice?: (message: string) => void;
+}
+
+export interface CreateModelWorkerOptions extends ModelWorkerOptions {
+  /** the tokenizer the worker uses for text prompts and results, and saves with the model */
+  tokenizer?: Tokenizer;
+}
+
+export interface LoadModelWorkerOptions extends ModelWorkerOptions {
+  /** backend for the loaded model (default: the file's config.backend, else 'auto') */
+  backend?: BackendChoice;
+  /** config fields that override the file's (see loadModel) */
+  config?: Partial<GPTConfigInput>;
+}
+
+/** TrainOptions as a worker takes them: the same fields, with a tokenizer defaulting to the worker's */
+export type ModelWorkerTrainOptions = TrainOptions;
+
+/**
+ * Start a worker and build a fresh model in it (as createModel does). Resolves once the model is
+ * ready; rejects with createModel's error (a ConfigError naming the field, ...) and ends the worker.
+ */
+export async function createModelWorker(config: GPTConfigInput, options: CreateModelWorkerOptions = {}): Promise<ModelWorker> {
+  const init: InitRequest = { mode: 'create', config, tokenizer: options.tokenizer?.toJSON(), wasmThreads: options.wasmThreads };
+  return ModelWorker.start(init, [], options);
+}
+
+/**
+ * Start a worker and load a model file in it (as loadModel does). The bytes are transferred, not
+ * copied, when they span their whole buffer: afterwards `bytes` is empty (pass `bytes.slice()` to
+ * keep a copy).
+ */
+export async function loadModelWorker(bytes: Uint8Array, options: LoadModelWorkerOptions = {}): Promise<ModelWorker> {
+  const init: InitRequest = { mode: 'load', bytes, backend: options.backend, config: options.config, wasmThreads: options.wasmThreads };
+  return ModelWorker.start(init, transferable(bytes), options);
+}
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(error: Error): void;
+  onProgress?(kind: string, value: unknown): void;
+}
+
+export class ModelWorker {
+  /** the model's validated config */
+  readonly config: GPTConfig;
+  /** the backend the model runs on inside the worker */
+  readonly backendName: string;
+  /** wasm threads in use inside the worker (1 on other backends), and why not more */
+  readonly threads: number;
+  readonly threadsNote: string;
+  private tokenizerJSON: TokenizerJSON | undefined;
+  private tokenizerCache: Tokenizer | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private ended: Error | null = null;
+
+  private constructor(
+    private readonly worker: AnyWorker,
+    info: WorkerModelInfo,
+  ) {
+    this.config = info.config;
+    this.backendName = info.backendName;
+    this.threads = info.threads;
+    this.threadsNote = info.threadsNote;
+    this.tokenizerJSON = info.tokenizer;
+    const symbols = Symbol as { dispose?: symbol; asyncDispose?: symbol };
+    const self = this as unknown as Record<symbol, () => unknown>;
+    if (symbols.asyncDispose) self[symbols.asyncDispose] = () => this.dispose();
+    if (symbols.dispose) self[symbols.dispose] = () => void this.dispose();
+  }
+
+  /** @internal */
+  static async start(init: InitRequest, transfer: ArrayBuffer[], options: ModelWorkerOptions): Promise<ModelWorker> {
+    const worker = await startWorker(options.worker);
+    const notice = options.onBackendNotice ?? ((m: string) => console.info(`[tinygpt] ${m}`));
+    // the handle does not exist until init answers: a first, temporary dispatcher hears that answer
+    let handle: ModelWorker | null = null;
+    const early: Pending[] = [];
+    const deliver = (message: FromWorker) => {
+      if (message.type === 'notice') notice(message.message);
+      else if (handle !== null) handle.receive(message);
+      else if (message.id === 0) {
+        const waiter = early.shift();
+        if (message.type === 'result') waiter?.resolve(message.value);
+        else if (message.type === 'error') waiter?.reject(reviveError(message.error));
+      }
+    };
+    const fail = (error: Error) => {
+      if (handle !== null) handle.end(error);
+      else for (const waiter of early.splice(0)) waiter.reject(error);
+    };
+    listen(worker, deliver, fail);
+    setRef(worker, true);
+    try {
+      const info = await new Promise<WorkerModelInfo>((resolve, reject) => {
+        early.push({ resolve: (v) => resolve(v as WorkerModelInfo), reject });
+        post(worker, { type: 'call', id: 0, method: 'init', args: init }, transfer);
+      });
+      handle = new ModelWorker(worker, info);
+      setRef(worker, false);
+      return handle;
+    } catch (error) {
+      await terminate(worker);
+      throw error;
+    }
+  }
+
+  /** the worker's tokenizer (built here from its JSON on first use), or undefined */
+  get tokenizer(): Tokenizer | undefined {
+    if (this.tokenizerCache === undefined && this.tokenizerJSON !== undefined) this.tokenizerCache = tokenizerFromJSON(this.tokenizerJSON);
+    return this.tokenizerCache;
+  }
+
+  /** false once dispose was called or the worker stopped */
+  get running(): boolean {
+    return this.ended === null;
+  }
+
+  /**
+   * train() in the worker. Callbacks run here as the worker reports; the signal stops training after
+   * the current step (resolving with stopped: 'aborted', as in-thread). Checkpoint bytes are moved
+   * here, and resumeFrom's bytes are moved there when they span their buffer.
+   */
+  train(options: ModelWorkerTrainOptions): Promise<TrainResult> {
+    const { onStep, onEval, onCheckpoint, onBackendChange, signal, tokenizer, ...rest } = options;
+    if (typeof rest.resumeFrom === 'string') {
+      return Promise.reject(new TypeError('ModelWorker.train: resumeFrom must be checkpoint bytes (a Uint8Array), not a path'));
+    }
+    const args: WorkerTrainOptions = {
+      ...rest,
+      tokenizer: tokenizer?.toJSON(),
+      listen: { step: !!onStep, eval: !!onEval, checkpoint: !!onCheckpoint, backendChange: !!onBackendChange },
+    };
+    const transfer = rest.resumeFrom instanceof Uint8Array ? transferable(rest.resumeFrom) : [];
+    return this.call<TrainResult>('train', args, transfer, signal, (kind, value) => {
+      if (kind === 'step') onStep?.(value as StepMetrics);
+      else if (kind === 'eval') onEval?.(value as EvalMetrics);
+      else if (kind === 'backendChange') onBackendChange?.(value as BackendChange);
+      else if (kind === 'checkpoint') {
+        const { bytes, step } = value as { bytes: Uint8Array; step: number };
+        void onCheckpoint?.(bytes, step);
+      }
+    });
+  }
+
+  /** generate() in the worker; text prompts and results use the worker's tokenizer unless options bring one */
+  generate(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerateResult | GenerateSequences> {
+    const { signal, ...rest } = options;
+    return this.call('generate', [prompt, workerGenerateOptions(rest)], [], signal);
+  }
+
+  /**
+   * generateStream() in the worker: tokens arrive as the worker makes them. Leaving the loop early
+   * (break, return) stops generation there.
+   */
+  generateStream(prompt: Prompt, options: GenerateOptions = {}): AsyncIterable<StreamToken> {
+    const { signal, ...rest } = options;
+    return {
+      [Symbol.asyncIterator]: () => {
+        const tokens: StreamToken[] = [];
+        let wake: (() => void) | null = null;
+        let finished = false;
+        let failure: Error | null = null;
+        const stopper = new AbortController();
+        const onAbort = () => stopper.abort(signal?.reason);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal?.aborted) onAbort();
+        const notify = () => {
+          wake?.();
+          wake = null;
+        };
+        this.call<undefined>('stream', [prompt, workerGenerateOptions(rest)], [], stopper.signal, (kind, value) => {
+          if (kind === 'token') tokens.push(value as StreamToken);
+          notify();
+        }).then(
+          () => {
+            finished = true;
+            notify();
+          },
+          (error: Error) => {
+            failure = error;
+            finished = true;
+            notify();
+          },
+        );
+        const stop = () => {
+          signal?.removeEventListener('abort', onAbort);
+          if (!finished) stopper.abort();
+        };
+        return {
+          next: async (): Promise<IteratorResult<StreamToken>> => {
+            while (tokens.length === 0 && !finished) await new Promise<void>((resolve) => (wake = resolve));
+            if (tokens.length > 0) return { value: tokens.shift()!, done: false };
+            signal?.removeEventListener('abort', onAbort);
+            if (failure !== null && !(stopper.signal.aborted && signal?.aborted !== true)) throw failure;
+            return { value: undefined, done: true };
+          },
+          return: (): Promise<IteratorResult<StreamToken>> => {
+            stop();
+            return Promise.resolve({ value: undefined, done: true });
+          },
+        };
+      },
+    };
+  }
+
+  /**
+   * saveModel() in the worker: the file's bytes, moved here. The worker's tokenizer is saved with the
+   * model unless options bring another (or `tokenizer: false` leaves it out).
+   */
+  saveModel(options: Omit<SaveModelOptions, 'tokenizer'> & { tokenizer?: Tokenizer | false } = {}): Promise<Uint8Array> {
+    const { tokenizer, ...rest } = options;
+    return this.call('save', { ...rest, tokenizer: tokenizer === false ? false : tokenizer?.toJSON() }, []);
+  }
+
+  /**
+   * Frees the model and ends the worker; calls still under way reject. Safe to call twice. (Also
+   * `await using` / `using` where the runtime has Symbol.asyncDispose / Symbol.dispose.)
+   */
+  async dispose(): Promise<void> {
+    if (this.ended !== null) return;
+    this.end(new Error('ModelWorker: disposed'));
+    await terminate(this.worker);
+  }
+
+  private call<T>(
+    method: Method,
+    args: unknown,
+    transfer: ArrayBuffer[],
+    signal?: AbortSignal,
+    onProgress?: Pending['onProgress'],
+  ): Promise<T> {
+    if (this.ended !== null) return Promise.reject(new Error(`ModelWorker.${method}: the worker has ended (${this.ended.message})`));
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => post(this.worker, { type: 'abort', id }, []);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = () => {
+        signal?.removeEventListener('abort', onAbort);
+        this.pending.delete(id);
+        if (this.pending.size === 0) setRef(this.worker, false);
+      };
+      this.pending.set(id, {
+        resolve: (value) => {
+          settle();
+          resolve(value as T);
+        },
+        // an aborted call rejects with the caller's own reason, as in-thread generate does
+        reject: (error) => {
+          settle();
+          reject(signal?.aborted && isAbortError(error) ? abortReason(signal) : error);
+        },
+        onProgress,
+      });
+      setRef(this.worker, true);
+      post(this.worker, { type: 'call', id, method, args }, transfer);
+    });
+  }
+
+  private receive(message: FromWorker): void {
+    if (message.type === 'notice') return;
+    const waiter = this.pending.get(message.id);
+    if (waiter === undefined) return;
+    if (message.type === 'progress') waiter.onProgress?.(message.kind, message.value);
+    else if (message.type === 'result') waiter.resolve(message.value);
+    else waiter.reject(reviveError(message.error));
+  }
+
+  private end(reason: Error): void {
+    if (this.ended !== null) return;
+    this.ended = reason;
+    for (const waiter of [...this.pending.values()]) waiter.reject(reason);
+    this.pending.clear();
+  }
+}
+
+function workerGenerateOptions(options: Omit<GenerateOptions, 'signal'>): WorkerGenerateOptions {
+  const { tokenizer, ...rest } = options;
+  return { ...rest, tokenizer: tokenizer?.toJSON() };
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return (signal.reason as Error | undefined) ?? new DOMException('the call was aborted', 'AbortError');
+}
+
+function isAbortError(error: Error): boolean {
+  return error.name === 'AbortError';
+}
+
+function isNodeWorker(worker: AnyWorker): worker is NodeWorkerLike {
+  return typeof (worker as NodeWorkerLike).on === 'function';
+}
+
+function isNode(): boolean {
+  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+  return typeof proc?.versions?.node === 'string';
+}
+
+async function startWorker(given: ModelWorkerOptions['worker']): Promise<AnyWorker> {
+  if (given !== undefined && typeof given !== 'string' && !(given instanceof URL)) return given;
+  let url: URL;
+  if (given !== undefined) url = new URL(given, await thisModuleUrl());
+  // the literal `new URL('./x.js', import.meta.url)` form lets browser bundlers find and emit the worker
+  else if (import.meta.url) url = new URL('./model-worker.js', import.meta.url);
+  else url = new URL('./model-worker.js', await thisModuleUrl());
+  if (isNode()) {
+    const { Worker: NodeWorker } = await import('node:worker_threads');
+    return new NodeWorker(url);
+  }
+  return new Worker(url, { type: 'module' });
+}
+
+function post(worker: AnyWorker, message: ToWorker, transfer: ArrayBuffer[]): void {
+  worker.postMessage(message, transfer);
+}
+
+function listen(worker: AnyWorker, deliver: (message: FromWorker) => void, fail: (error: Error) => void): void {
+  if (isNodeWorker(worker)) {
+    worker.on('message', (message: FromWorker) => deliver(message));
+    worker.on('error', (error: Error) => fail(new Error(`model worker failed: ${error.message}`, { cause: error })));
+    worker.on('exit', (code: number) => fail(new Error(`model worker exited with code ${code}`)));
+    return;
+  }
+  worker.addEventListener('message', (event) => deliver(event.data as FromWorker));
+  worker.addEventListener('error', (event) => {
+    event.preventDefault();
+    fail(new Error(`model worker failed: ${event.message || 'its script could not load (check the worker URL and the server)'}`));
+  });
+  worker.addEventListener('messageerror', () => fail(new Error('model worker: a message could not be read')));
+}
+
+/** a Node worker keeps the process alive only while a call is under way: a forgotten handle does not stop it exiting */
+function setRef(worker: AnyWorker, busy: boolean): void {
+  if (!isNodeWorker(worker)) return;
+  if (busy) worker.ref();
+  else worker.unref();
+}
+
+async function terminate(worker: AnyWorker): Promise<void> {
+  if (isNodeWorker(worker)) await worker.terminate();
+  else worker.terminate();
+}

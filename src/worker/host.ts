@@ -1,0 +1,181 @@
+/**
+ * The worker side of a ModelWorker: holds one model (and its tokenizer) and runs the calls the
+ * handle sends (protocol.ts), one at a time in the order they arrive. Runs in a dedicated Web Worker
+ * or a Node worker_threads Worker; the wasm backend inside takes threads where the runtime allows
+ * (a cross-origin isolated page's worker, or Node), WebGPU works here as on a page.
+ */
+import { createModel } from '../model/gpt.js';
+import type { GPTModel } from '../model/types.js';
+import { loadModel, saveModel } from '../io/model-file.js';
+import { train, type TrainOptions } from '../train/trainer.js';
+import { generate, generateStream } from '../generate/generate.js';
+import type { GenerateOptions, Prompt } from '../generate/options.js';
+import { tokenizerFromJSON } from '../tokenizer/json.js';
+import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
+import type { SaveModelOptions } from '../io/model-file.js';
+import {
+  serializeError,
+  transferable,
+  type FromWorker,
+  type InitRequest,
+  type Method,
+  type ToWorker,
+  type WorkerModelInfo,
+} from './protocol.js';
+
+/** the callbacks of TrainOptions that the handle had: the worker sends their events back */
+export type WorkerTrainOptions = Omit<TrainOptions, 'onStep' | 'onEval' | 'onCheckpoint' | 'onBackendChange' | 'signal' | 'tokenizer'> & {
+  tokenizer?: TokenizerJSON;
+  listen: { step: boolean; eval: boolean; checkpoint: boolean; backendChange: boolean };
+};
+
+export type WorkerGenerateOptions = Omit<GenerateOptions, 'signal' | 'tokenizer'> & { tokenizer?: TokenizerJSON };
+
+interface Port {
+  post(message: FromWorker, transfer: ArrayBuffer[]): void;
+  listen(handler: (message: ToWorker) => void): void;
+}
+
+/**
+ * Serve the model worker protocol on this worker's port. Call it once at the top of a worker module:
+ * `import { serveModelWorker } from 'tinygpt'; serveModelWorker();`, then hand that worker to
+ * `createModelWorker(config, { worker })`. The package's own `model-worker.js` does just this.
+ */
+export async function serveModelWorker(): Promise<void> {
+  serve(await workerPort());
+}
+
+async function workerPort(): Promise<Port> {
+  const scope = globalThis as unknown as {
+    postMessage?: (message: unknown, transfer: Transferable[]) => void;
+    addEventListener?: (type: 'message', listener: (event: MessageEvent) => void) => void;
+    process?: { versions?: { node?: string } };
+  };
+  if (typeof scope.process?.versions?.node === 'string') {
+    const { parentPort } = await import('node:worker_threads');
+    if (parentPort === null) throw new Error('serveModelWorker: this is the main thread, not a worker_threads Worker');
+    return {
+      post: (message, transfer) => parentPort.postMessage(message, transfer),
+      listen: (handler) => parentPort.on('message', handler),
+    };
+  }
+  if (typeof scope.postMessage !== 'function' || typeof scope.addEventListener !== 'function') {
+    throw new Error('serveModelWorker: not inside a Web Worker or a worker_threads Worker');
+  }
+  return {
+    post: (message, transfer) => scope.postMessage!(message, transfer),
+    listen: (handler) => scope.addEventListener!('message', (event) => handler(event.data as ToWorker)),
+  };
+}
+
+function serve(port: Port): void {
+  let model: GPTModel | null = null;
+  let tokenizer: Tokenizer | undefined;
+  /** abort controllers of the calls under way, by id */
+  const running = new Map<number, AbortController>();
+  /** calls run one after another: a second train() waits for the first instead of interleaving steps */
+  let queue: Promise<void> = Promise.resolve();
+
+  const progress = (id: number, kind: Extract<FromWorker, { type: 'progress' }>['kind'], value: unknown, transfer: ArrayBuffer[] = []) =>
+    port.post({ type: 'progress', id, kind, value }, transfer);
+
+  const needModel = (): GPTModel => {
+    if (model === null) throw new Error('model worker: the model is not ready (init failed or dispose was called)');
+    return model;
+  };
+
+  const run = async (
+    id: number,
+    method: Method,
+    args: unknown,
+    signal: AbortSignal,
+  ): Promise<{ value: unknown; transfer: ArrayBuffer[] }> => {
+    switch (method) {
+      case 'init': {
+        const request = args as InitRequest;
+        const onBackendNotice = (message: string) => port.post({ type: 'notice', message }, []);
+        if (request.mode === 'create') {
+          tokenizer = request.tokenizer ? tokenizerFromJSON(request.tokenizer) : undefined;
+          model = await createModel(request.config, { onBackendNotice, wasmThreads: request.wasmThreads });
+        } else {
+          ({ model, tokenizer } = await loadModel(request.bytes, {
+            backend: request.backend,
+            config: request.config,
+            onBackendNotice,
+            wasmThreads: request.wasmThreads,
+          }));
+        }
+        return { value: describeModel(model, tokenizer), transfer: [] };
+      }
+      case 'train': {
+        const { listen, tokenizer: tokenizerJSON, ...rest } = args as WorkerTrainOptions;
+        const options: TrainOptions = { ...rest, signal, tokenizer: tokenizerJSON ? tokenizerFromJSON(tokenizerJSON) : tokenizer };
+        if (listen.step) options.onStep = (m) => progress(id, 'step', m);
+        if (listen.eval) options.onEval = (m) => progress(id, 'eval', m);
+        // the worker keeps no copy of a checkpoint: each is moved to the handle
+        if (listen.checkpoint) options.onCheckpoint = (bytes, step) => progress(id, 'checkpoint', { bytes, step }, transferable(bytes));
+        if (listen.backendChange) options.onBackendChange = (change) => progress(id, 'backendChange', change);
+        return { value: await train(needModel(), options), transfer: [] };
+      }
+      case 'generate': {
+        const [prompt, options] = args as [Prompt, WorkerGenerateOptions];
+        return { value: await generate(needModel(), prompt, generateOptions(options, signal)), transfer: [] };
+      }
+      case 'stream': {
+        const [prompt, options] = args as [Prompt, WorkerGenerateOptions];
+        for await (const token of generateStream(needModel(), prompt, generateOptions(options, signal))) progress(id, 'token', token);
+        return { value: undefined, transfer: [] };
+      }
+      case 'save': {
+        const options = (args ?? {}) as Omit<SaveModelOptions, 'tokenizer'> & { tokenizer?: TokenizerJSON | false };
+        const saveTokenizer =
+          options.tokenizer === false ? undefined : options.tokenizer ? tokenizerFromJSON(options.tokenizer) : tokenizer;
+        const bytes = await saveModel(needModel(), { ...options, tokenizer: saveTokenizer });
+        return { value: bytes, transfer: [bytes.buffer] };
+      }
+      case 'dispose': {
+        model?.dispose();
+        model = null;
+        return { value: undefined, transfer: [] };
+      }
+    }
+  };
+
+  const generateOptions = (options: WorkerGenerateOptions, signal: AbortSignal): GenerateOptions => ({
+    ...options,
+    signal,
+    // the worker's own tokenizer unless the call brought one: prompts may be text, results carry text
+    tokenizer: options.tokenizer ? tokenizerFromJSON(options.tokenizer) : tokenizer,
+  });
+
+  port.listen((message) => {
+    if (message.type === 'abort') {
+      running.get(message.id)?.abort(new DOMException('the call was aborted', 'AbortError'));
+      return;
+    }
+    const { id, method, args } = message;
+    const controller = new AbortController();
+    running.set(id, controller);
+    queue = queue.then(async () => {
+      try {
+        const { value, transfer } = await run(id, method, args, controller.signal);
+        port.post({ type: 'result', id, value }, transfer);
+      } catch (error) {
+        port.post({ type: 'error', id, error: serializeError(error) }, []);
+      } finally {
+        running.delete(id);
+      }
+    });
+  });
+}
+
+function describeModel(model: GPTModel, tokenizer: Tokenizer | undefined): WorkerModelInfo {
+  const backend = model.backend as { threads?: number; threadsNote?: string };
+  return {
+    config: model.config,
+    backendName: model.backendName,
+    threads: backend.threads ?? 1,
+    threadsNote: backend.threadsNote ?? '',
+    tokenizer: tokenizer?.toJSON(),
+  };
+}
