@@ -20,6 +20,11 @@ export type {
   BackendChoice,
 } from './model/types.js';
 
+// ---- quantized models ----
+export { quantizeModel, QuantizedGPT, type QuantizeOptions } from './model/quantized.js';
+export { quantizeMatrix, dequantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } from './model/quant.js';
+export type { QuantFormat } from './backend/contract.js';
+
 // ---- backends ----
 export { createBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
 export type { Backend, BackendName, Tensor, OpName, BackendLimits } from './backend/contract.js';

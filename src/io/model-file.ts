@@ -21,6 +21,8 @@ import { validateConfig } from '../model/config.js';
 import { buildParamLayout } from '../model/params.js';
 import { tokenizerFromJSON } from '../tokenizer/index.js';
 import { ModelFileError } from './errors.js';
+import { QuantizedGPT } from '../model/quantized.js';
+import { QUANTIZATION_KEY, quantizedModelFromTensors, quantizedTensors } from './quantized-file.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, type DecodedTensor, type TensorInput } from './safetensors.js';
 
 export { ModelFileError } from './errors.js';
@@ -73,16 +75,20 @@ export interface LoadedModel {
 /** Safetensors bytes of the model's parameters, config and (optionally) tokenizer. */
 export async function saveModel(model: GPTModel, options: SaveModelOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
   const dtype = storageDType(options.dtype, 'saveModel: options.dtype');
-  const parameters = await model.getParameters();
-  const tensors: Record<string, TensorInput> = {};
-  for (const entry of model.paramLayout) {
-    tensors[entry.name] = { dtype, shape: entry.shape, data: parameters[entry.name] };
-  }
   const metadata: Record<string, string> = {
     format: MODEL_FILE_FORMAT,
     tinygpt_version: TINYGPT_VERSION,
     config: JSON.stringify(model.config),
   };
+  let tensors: Record<string, TensorInput> = {};
+  if (model instanceof QuantizedGPT) {
+    if (options.dtype !== undefined) throw new RangeError(`saveModel: options.dtype does not apply to a quantized (${model.format}) model`);
+    tensors = await quantizedTensors(model);
+    metadata[QUANTIZATION_KEY] = model.format;
+  } else {
+    const parameters = await model.getParameters();
+    for (const entry of model.paramLayout) tensors[entry.name] = { dtype, shape: entry.shape, data: parameters[entry.name] };
+  }
   if (options.tokenizer !== undefined) metadata.tokenizer = JSON.stringify(options.tokenizer.toJSON());
   return encodeSafetensors(tensors, metadata);
 }
@@ -99,7 +105,18 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
   const isCheckpoint = metadata.format?.startsWith(CHECKPOINT_FORMAT_PREFIX) ?? false;
   const fileConfig =
     (metadata.format === MODEL_FILE_FORMAT || isCheckpoint) && metadata.config !== undefined ? parseConfig(metadata.config) : null;
-  const model = await modelFromTensors(fileTensors, fileConfig, isCheckpoint, options);
+  let model: GPTModel;
+  if (metadata[QUANTIZATION_KEY] !== undefined && fileConfig !== null) {
+    let config: GPTConfig;
+    try {
+      config = validateConfig({ ...fileConfig, ...options.config });
+    } catch (cause) {
+      throw new ModelFileError(`model file config is invalid: ${(cause as Error).message}`, { cause });
+    }
+    model = await quantizedModelFromTensors(fileTensors, metadata[QUANTIZATION_KEY], config, options);
+  } else {
+    model = await modelFromTensors(fileTensors, fileConfig, isCheckpoint, options);
+  }
   try {
     const tokenizer = metadata.tokenizer === undefined ? undefined : parseTokenizer(metadata.tokenizer, model.config);
     return { model, tokenizer };

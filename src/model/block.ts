@@ -28,6 +28,11 @@ export interface BlockStep {
   attend(qkv: Tensor, atty: Tensor): void;
   /** dropout in place on a branch output, at dropout site `site` (absent: no dropout) */
   dropout?(t: Tensor, site: number): void;
+  /**
+   * out[M,N] = inp[M,K] @ `${name}.weight` + `${name}.bias` (absent: matmulForward on weight(name));
+   * a quantized model multiplies by its quantized weights here
+   */
+  linear?: (out: Tensor, inp: Tensor, name: string, M: number, K: number, N: number) => void;
 }
 
 /**
@@ -45,16 +50,20 @@ export function blockForward(
 ): void {
   const { N, C, F } = dims;
   const h = `h.${l}.`;
+  const linear =
+    step.linear ??
+    ((out: Tensor, inp: Tensor, name: string, M: number, K: number, Nout: number) =>
+      b.matmulForward(out, inp, weight(name + '.weight'), weight(name + '.bias'), M, K, Nout));
   b.layerNormForward(buf.ln1, buf.ln1Mean, buf.ln1Rstd, buf.input, weight(h + 'ln_1.weight'), weight(h + 'ln_1.bias'), N, C);
-  b.matmulForward(buf.qkv, buf.ln1, weight(h + 'attn.c_attn.weight'), weight(h + 'attn.c_attn.bias'), N, C, 3 * C);
+  linear(buf.qkv, buf.ln1, h + 'attn.c_attn', N, C, 3 * C);
   step.attend(buf.qkv, buf.atty);
-  b.matmulForward(buf.proj, buf.atty, weight(h + 'attn.c_proj.weight'), weight(h + 'attn.c_proj.bias'), N, C, C);
+  linear(buf.proj, buf.atty, h + 'attn.c_proj', N, C, C);
   step.dropout?.(buf.proj, 1 + 2 * l);
   b.residualForward(buf.residual2, buf.input, buf.proj, N * C);
   b.layerNormForward(buf.ln2, buf.ln2Mean, buf.ln2Rstd, buf.residual2, weight(h + 'ln_2.weight'), weight(h + 'ln_2.bias'), N, C);
-  b.matmulForward(buf.fch, buf.ln2, weight(h + 'mlp.c_fc.weight'), weight(h + 'mlp.c_fc.bias'), N, C, F);
+  linear(buf.fch, buf.ln2, h + 'mlp.c_fc', N, C, F);
   b.geluForward(buf.fchGelu, buf.fch, N * F);
-  b.matmulForward(buf.proj, buf.fchGelu, weight(h + 'mlp.c_proj.weight'), weight(h + 'mlp.c_proj.bias'), N, F, C);
+  linear(buf.proj, buf.fchGelu, h + 'mlp.c_proj', N, F, C);
   step.dropout?.(buf.proj, 2 + 2 * l);
   b.residualForward(buf.output, buf.residual2, buf.proj, N * C);
 }

@@ -1,0 +1,98 @@
+/**
+ * Quantized models in tinygpt's model files (saveModel / loadModel of a QuantizedGPT).
+ *
+ * The metadata is a float32 file's plus `quantization` ("q8_0" or "q4_0"). Each quantized matrix
+ * (wte.weight [V,C] as it is; the blocks' c_attn, attn.c_proj, c_fc and mlp.c_proj weights
+ * transposed to [out, in], so that blocks of 32 run along the input) is two tensors:
+ *   - `<name>.q8_0`: I8 [rows, cols], the codes; or `<name>.q4_0`: U8 [rows, cols / 2], 16 bytes per
+ *     block of 32, byte j holding weight j (low nibble) and weight j + 16 (high nibble), code - 8;
+ *   - `<name>.scales`: F16 [rows, cols / 32], one scale per block (ggml's Q8_0 / Q4_0 block d).
+ * Every other parameter (wpe, LayerNorms, biases) is F32 under its own name.
+ */
+import type { GPTConfig } from '../model/types.js';
+import { buildParamLayout } from '../model/params.js';
+import { checkQuantFormat, quantBlockBytes, QUANT_BLOCK, type QuantFormat, type QuantizedMatrix } from '../model/quant.js';
+import { isQuantizedParameter, quantizedOrientation, QuantizedGPT } from '../model/quantized.js';
+import { ModelFileError } from './errors.js';
+import { tensorToFloat32, type DecodedTensor, type TensorInput } from './safetensors.js';
+
+export const QUANTIZATION_KEY = 'quantization';
+
+/** The file tensors of a quantized model. */
+export async function quantizedTensors(model: QuantizedGPT): Promise<Record<string, TensorInput>> {
+  const tensors: Record<string, TensorInput> = {};
+  for (const [name, m] of await model.getQuantizedMatrices()) {
+    tensors[`${name}.${m.format}`] =
+      m.format === 'q8_0'
+        ? { dtype: 'I8', shape: [m.rows, m.cols], data: new Int8Array(m.quants.buffer, m.quants.byteOffset, m.quants.length) }
+        : { dtype: 'U8', shape: [m.rows, m.cols / 2], data: m.quants };
+    tensors[`${name}.scales`] = { dtype: 'F16', shape: [m.rows, m.cols / QUANT_BLOCK], data: m.scales };
+  }
+  for (const [name, values] of Object.entries(await model.getFloatParameters())) {
+    tensors[name] = { dtype: 'F32', shape: model.paramLayout.find((e) => e.name === name)!.shape, data: values };
+  }
+  return tensors;
+}
+
+const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+/** A QuantizedGPT from a file's tensors, each checked against the config before anything is built. */
+export async function quantizedModelFromTensors(
+  tensors: Record<string, DecodedTensor>,
+  formatText: string,
+  config: GPTConfig,
+  options: { backend?: string; wasmThreads?: number | 'auto'; onBackendNotice?: (message: string) => void },
+): Promise<QuantizedGPT> {
+  let format: QuantFormat;
+  try {
+    format = checkQuantFormat(formatText, `metadata "${QUANTIZATION_KEY}"`);
+  } catch (cause) {
+    throw new ModelFileError((cause as Error).message, { cause });
+  }
+  const expected = new Set<string>();
+  const need = (name: string, dtype: string, shape: number[]): DecodedTensor => {
+    expected.add(name);
+    const tensor = tensors[name];
+    if (tensor === undefined) throw new ModelFileError(`quantized model file: tensor ${name} is missing`);
+    if (tensor.dtype !== dtype || shapeText(tensor.shape) !== shapeText(shape)) {
+      throw new ModelFileError(
+        `quantized model file: ${name} is ${tensor.dtype} ${shapeText(tensor.shape)}, the config needs ${dtype} ${shapeText(shape)}`,
+      );
+    }
+    return tensor;
+  };
+  const matrices = new Map<string, QuantizedMatrix>();
+  const floats: Record<string, Float32Array> = {};
+  for (const entry of buildParamLayout(config).entries) {
+    if (!isQuantizedParameter(entry.name)) {
+      const values = tensorToFloat32(need(entry.name, 'F32', entry.shape), entry.name);
+      const bad = values.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw new ModelFileError(`tensor ${entry.name} holds a non-finite value (${values[bad]}) at element ${bad}`);
+      floats[entry.name] = values;
+      continue;
+    }
+    const { rows, cols } = quantizedOrientation(entry);
+    if (cols % QUANT_BLOCK !== 0)
+      throw new ModelFileError(`quantized model file: ${entry.name} rows of ${cols} are not whole blocks of 32`);
+    const codes = need(`${entry.name}.${format}`, format === 'q8_0' ? 'I8' : 'U8', format === 'q8_0' ? [rows, cols] : [rows, cols / 2]);
+    const scales = need(`${entry.name}.scales`, 'F16', [rows, cols / QUANT_BLOCK]);
+    const bits = scales.data as Uint16Array;
+    for (let i = 0; i < bits.length; i++) {
+      if ((bits[i] & 0x7c00) === 0x7c00) throw new ModelFileError(`${entry.name}.scales holds a non-finite scale at element ${i}`);
+    }
+    const bytes = codes.data as Int8Array | Uint8Array;
+    const quants = new Uint8Array(bytes.buffer, bytes.byteOffset, (rows * cols * quantBlockBytes(format)) / QUANT_BLOCK);
+    matrices.set(entry.name, { format, rows, cols, quants, scales: bits });
+  }
+  const extra = Object.keys(tensors).filter((name) => !expected.has(name));
+  if (extra.length)
+    throw new ModelFileError(
+      `quantized model file: ${extra.length} tensor(s) the config has no place for: ${extra.slice(0, 8).join(', ')}`,
+    );
+  return QuantizedGPT.create(config, format, matrices, floats, {
+    // WebGPU has no quantized products: 'auto' means wasm here
+    backend: options.backend === undefined || options.backend === 'auto' ? 'wasm' : (options.backend as 'wasm' | 'js' | 'webgpu'),
+    wasmThreads: options.wasmThreads,
+    onBackendNotice: options.onBackendNotice,
+  });
+}

@@ -1,0 +1,461 @@
+/**
+ * A GPT whose weight matrices stay quantized (Q8_0 or Q4_0, see quant.ts) in the backend's memory:
+ * the token embedding wte [V,C] (shared by the embedding lookup and the tied LM head) and every
+ * block's c_attn, attn.c_proj, c_fc and mlp.c_proj. Linear weights, stored [in, out] in GPT-2's
+ * layout, are quantized transposed, [out, in], so that blocks run along the products' K; the
+ * position embedding, LayerNorms and biases stay float32 (under 1% of GPT-2 small's weights).
+ *
+ * It is a GPTModel for inference: forward (loss and logits, no training), the KV cache, and
+ * so generate, generateStream and beam search, unchanged. Training calls fail with an error that
+ * says to train the float32 model and quantize again. getParameters gives the dequantized weights.
+ */
+import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
+import { IGNORE_INDEX } from '../backend/contract.js';
+import { createBackend } from '../backend/select.js';
+import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
+import { blockForward } from './block.js';
+import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
+import { buildParamLayout, type ParamLayout } from './params.js';
+import { checkQuantFormat, dequantizeMatrix, quantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } from './quant.js';
+import { allocInference, freeInference, type InferenceWorkspace } from './workspace.js';
+import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
+
+export interface QuantizeOptions {
+  /** 'q8_0' (default) or 'q4_0' */
+  format?: QuantFormat;
+  /** where the quantized model runs: a backend name or instance (default: the model's backend if it has quantized products, else 'wasm') */
+  backend?: BackendName | Backend;
+  /** threads for a wasm backend made here: 'auto' (default) or a count */
+  wasmThreads?: number | 'auto';
+  /** hears why a backend was passed over */
+  onBackendNotice?: (message: string) => void;
+}
+
+/** Names of the parameters that are quantized: wte and the four matrices of every block. */
+export function isQuantizedParameter(name: string): boolean {
+  return name === 'wte.weight' || /^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/.test(name);
+}
+
+/** The matrix a parameter is quantized as: wte as it is [V,C], linear weights [in,out] transposed to [out,in]. */
+export function quantizedOrientation(entry: ParamEntry): { rows: number; cols: number; transposed: boolean } {
+  const [a, b] = entry.shape;
+  return entry.name === 'wte.weight' ? { rows: a, cols: b, transposed: false } : { rows: b, cols: a, transposed: true };
+}
+
+function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = values[r * cols + c];
+  return out;
+}
+
+/** Quantizes a float32 parameter record: the matrices quantized (see quantizedOrientation), the rest as is. */
+export function quantizeParameters(
+  config: GPTConfig,
+  record: Record<string, Float32Array>,
+  format: QuantFormat,
+): { matrices: Map<string, QuantizedMatrix>; floats: Record<string, Float32Array> } {
+  if (config.dModel % QUANT_BLOCK !== 0 || config.dFF % QUANT_BLOCK !== 0) {
+    throw new RangeError(
+      `quantize: dModel (${config.dModel}) and dFF (${config.dFF}) must be multiples of the block size ${QUANT_BLOCK}: blocks run along them`,
+    );
+  }
+  const matrices = new Map<string, QuantizedMatrix>();
+  const floats: Record<string, Float32Array> = {};
+  for (const entry of buildParamLayout(config).entries) {
+    const values = record[entry.name];
+    if (!(values instanceof Float32Array) || values.length !== entry.length) {
+      throw new RangeError(`quantize: ${entry.name} must be a Float32Array of ${entry.length} values`);
+    }
+    if (!isQuantizedParameter(entry.name)) {
+      floats[entry.name] = values;
+      continue;
+    }
+    const { rows, cols, transposed } = quantizedOrientation(entry);
+    matrices.set(entry.name, quantizeMatrix(transposed ? transpose(values, cols, rows) : values, rows, cols, format));
+  }
+  return { matrices, floats };
+}
+
+interface DeviceMatrix {
+  quants: Tensor; // i32 words of the block bytes
+  scales: Tensor; // f32 [rows, cols/32]
+  rows: number;
+  cols: number;
+}
+
+const TRAINING_ERROR = 'a quantized model runs inference only: train the float32 model, then quantize it again';
+
+/** Quantizes a model's current parameters into a new QuantizedGPT (the original is left as it is). */
+export async function quantizeModel(model: GPTModel, options: QuantizeOptions = {}): Promise<QuantizedGPT> {
+  const format = checkQuantFormat(options.format ?? 'q8_0', 'quantizeModel: options.format');
+  const { matrices, floats } = quantizeParameters(model.config, await model.getParameters(), format);
+  const backendName = typeof model.backend.matmulQuantForward === 'function' ? model.backendName : 'wasm';
+  return QuantizedGPT.create(model.config, format, matrices, floats, { ...options, backend: options.backend ?? backendName });
+}
+
+export class QuantizedGPT implements GPTModel {
+  readonly paramLayout: readonly ParamEntry[];
+  private readonly layout: ParamLayout;
+  private readonly matrices = new Map<string, DeviceMatrix>();
+  private readonly floatOffsets = new Map<string, { offset: number; length: number }>();
+  private inference: InferenceWorkspace | null = null;
+  private disposed = false;
+
+  private constructor(
+    readonly config: GPTConfig,
+    readonly format: QuantFormat,
+    readonly backend: Backend,
+    private floatsTensor: Tensor,
+  ) {
+    this.layout = buildParamLayout(config);
+    this.paramLayout = this.layout.entries;
+  }
+
+  /** A QuantizedGPT from quantized matrices and the other parameters, on a backend made or given here. */
+  static async create(
+    config: GPTConfig,
+    format: QuantFormat,
+    matrices: Map<string, QuantizedMatrix>,
+    floats: Record<string, Float32Array>,
+    options: QuantizeOptions = {},
+  ): Promise<QuantizedGPT> {
+    const request = options.backend ?? 'wasm';
+    const backend =
+      typeof request === 'string'
+        ? await createBackend(request, { wasmThreads: options.wasmThreads, onNotice: options.onBackendNotice })
+        : request;
+    if (typeof backend.matmulQuantForward !== 'function' || typeof backend.encoderQuantForward !== 'function') {
+      if (typeof request === 'string') backend.dispose();
+      throw new Error(`the ${backend.name} backend has no quantized products: run quantized models on 'wasm' or 'js'`);
+    }
+    try {
+      const names = Object.keys(floats);
+      const total = names.reduce((sum, name) => sum + floats[name].length, 0);
+      const model = new QuantizedGPT(config, format, backend, backend.alloc(total));
+      let offset = 0;
+      const flat = new Float32Array(total);
+      for (const name of names) {
+        flat.set(floats[name], offset);
+        model.floatOffsets.set(name, { offset, length: floats[name].length });
+        offset += floats[name].length;
+      }
+      backend.upload(model.floatsTensor, flat);
+      for (const [name, m] of matrices) {
+        if (m.format !== format) throw new RangeError(`${name} is ${m.format}, the model ${format}`);
+        // copied so the words are 4-byte aligned whatever the source bytes' offset
+        const words = new Int32Array(m.quants.length / 4);
+        new Uint8Array(words.buffer).set(m.quants);
+        const quants = backend.alloc(words.length, 'i32');
+        backend.upload(quants, words);
+        const scales = backend.alloc(m.scales.length);
+        backend.upload(scales, Float32Array.from(m.scales, float16BitsToFloat32));
+        model.matrices.set(name, { quants, scales, rows: m.rows, cols: m.cols });
+      }
+      const missing = model.paramLayout.filter((e) => !model.matrices.has(e.name) && !model.floatOffsets.has(e.name)).map((e) => e.name);
+      if (missing.length) throw new RangeError(`quantized model: missing ${missing.join(', ')}`);
+      return model;
+    } catch (error) {
+      if (typeof request === 'string') backend.dispose();
+      throw error;
+    }
+  }
+
+  get backendName(): BackendName {
+    return this.backend.name;
+  }
+
+  get params(): Tensor {
+    throw new Error(`model.params: ${TRAINING_ERROR}`);
+  }
+
+  get grads(): Tensor {
+    throw new Error(`model.grads: ${TRAINING_ERROR}`);
+  }
+
+  numParameters(): number {
+    return this.layout.numParameters;
+  }
+
+  /** bytes the weights take on the backend: quantized codes, their scales (as f32) and the float32 rest */
+  weightBytes(): number {
+    let bytes = this.floatsTensor.length * 4;
+    for (const m of this.matrices.values()) bytes += m.quants.length * 4 + m.scales.length * 4;
+    return bytes;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.backend.dispose();
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('this model was disposed');
+  }
+
+  private float(name: string): Tensor {
+    const at = this.floatOffsets.get(name);
+    if (at === undefined) throw new Error(`internal: ${name} is not a float32 parameter of the quantized model`);
+    return this.backend.view(this.floatsTensor, at.offset, at.length);
+  }
+
+  private linear(out: Tensor, inp: Tensor, name: string, M: number, K: number, N: number): void {
+    const m = this.matrices.get(name + '.weight')!;
+    this.backend.matmulQuantForward!(out, inp, m.quants, m.scales, this.float(name + '.bias'), M, K, N, this.format);
+  }
+
+  // ---------------------------------------------------------------- parameters
+
+  /** The quantized matrices as host copies (codes and float16 scale bits), as saved in files. */
+  async getQuantizedMatrices(): Promise<Map<string, QuantizedMatrix>> {
+    this.checkAlive();
+    const out = new Map<string, QuantizedMatrix>();
+    for (const [name, m] of this.matrices) {
+      const words = (await this.backend.download(m.quants)) as Int32Array;
+      const scales = (await this.backend.download(m.scales)) as Float32Array;
+      out.set(name, {
+        format: this.format,
+        rows: m.rows,
+        cols: m.cols,
+        quants: new Uint8Array(words.buffer, words.byteOffset, words.byteLength),
+        // the scales were float16 values widened exactly, so rounding gives back the same bits
+        scales: Uint16Array.from(scales, roundToFloat16Bits),
+      });
+    }
+    return out;
+  }
+
+  /** The float32 parameters (position embedding, LayerNorms, biases). */
+  async getFloatParameters(): Promise<Record<string, Float32Array>> {
+    this.checkAlive();
+    const flat = (await this.backend.download(this.floatsTensor)) as Float32Array;
+    const out: Record<string, Float32Array> = {};
+    for (const [name, at] of this.floatOffsets) out[name] = flat.slice(at.offset, at.offset + at.length);
+    return out;
+  }
+
+  /** Every parameter as float32 under GPT-2's names and shapes, the quantized ones dequantized. */
+  async getParameters(): Promise<Record<string, Float32Array>> {
+    const out = await this.getFloatParameters();
+    for (const [name, m] of await this.getQuantizedMatrices()) {
+      const values = dequantizeMatrix(m);
+      out[name] = name === 'wte.weight' ? values : transpose(values, m.rows, m.cols);
+    }
+    return out;
+  }
+
+  async getGradients(): Promise<Record<string, Float32Array>> {
+    return Promise.reject(new Error(`getGradients: ${TRAINING_ERROR}`));
+  }
+
+  /** Quantizes `record` (float32, GPT-2 names) in this model's format and replaces the weights. */
+  async setParameters(record: Record<string, Float32Array>): Promise<void> {
+    this.checkAlive();
+    const { matrices, floats } = quantizeParameters(this.config, record, this.format);
+    const flat = new Float32Array(this.floatsTensor.length);
+    for (const [name, at] of this.floatOffsets) flat.set(floats[name], at.offset);
+    this.backend.upload(this.floatsTensor, flat);
+    for (const [name, m] of matrices) {
+      const device = this.matrices.get(name)!;
+      const words = new Int32Array(m.quants.length / 4);
+      new Uint8Array(words.buffer).set(m.quants);
+      this.backend.upload(device.quants, words);
+      this.backend.upload(device.scales, Float32Array.from(m.scales, float16BitsToFloat32));
+    }
+    return Promise.resolve();
+  }
+
+  async backward(): Promise<void> {
+    return Promise.reject(new Error(`backward: ${TRAINING_ERROR}`));
+  }
+
+  async zeroGrad(): Promise<void> {
+    return Promise.reject(new Error(`zeroGrad: ${TRAINING_ERROR}`));
+  }
+
+  getRngState(): { dropoutStep: number } {
+    return { dropoutStep: 0 };
+  }
+
+  setRngState(): void {}
+
+  // ---------------------------------------------------------------- inference
+
+  createKVCache(batchSize: number): KVCache {
+    this.checkAlive();
+    return allocKVCache(this.backend, this.config, batchSize);
+  }
+
+  freeKVCache(cache: KVCache): void {
+    freeKVCacheTensors(this.backend, cache);
+    cache.layers.length = 0;
+    cache.length = 0;
+  }
+
+  reorderKVCache(cache: KVCache, sources: readonly number[]): void {
+    reorderKVCacheRows(this.backend, this.config, cache, sources);
+  }
+
+  private ensureInference(rows: number, B: number): InferenceWorkspace {
+    const cur = this.inference;
+    if (cur && cur.capacity >= rows && cur.lastRows >= B) return cur;
+    if (cur) freeInference(this.backend, cur);
+    this.inference = allocInference(this.backend, this.config, Math.max(rows, cur?.capacity ?? 0), Math.max(B, cur?.lastRows ?? 0));
+    return this.inference;
+  }
+
+  private checkIds(field: string, ids: Int32Array): void {
+    const V = this.config.vocabSize;
+    for (let i = 0; i < ids.length; i++) {
+      if (!(ids[i] >= 0 && ids[i] < V)) throw new RangeError(`${field}[${i}] = ${ids[i]} is out of range: token ids must be in [0, ${V})`);
+    }
+  }
+
+  /**
+   * Runs Tn new positions of each cache row through the blocks and the final LayerNorm; the result
+   * holds rows x C normalized states: the last position of each row, or every position (allRows).
+   */
+  private run(cache: KVCache, ids: Int32Array, Tn: number, allRows: boolean): { states: Tensor; rows: number } {
+    const { maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const b = this.backend;
+    const B = cache.batchSize;
+    const N = B * Tn;
+    const ws = this.ensureInference(N, allRows ? N : B);
+    const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+    const idsT = b.view(ws.ids, 0, N);
+    b.upload(idsT, ids);
+    const wte = this.matrices.get('wte.weight')!;
+    const x = rows(ws.x, C);
+    b.encoderQuantForward!(x, idsT, wte.quants, wte.scales, this.float('wpe.weight'), B, Tn, C, cache.length, this.format);
+    const ln = rows(ws.ln, C);
+    const mean = rows(ws.mean, 1);
+    const rstd = rows(ws.rstd, 1);
+    const fch = rows(ws.fch, F);
+    const buffers = {
+      input: x,
+      ln1: ln,
+      ln1Mean: mean,
+      ln1Rstd: rstd,
+      qkv: rows(ws.qkv, 3 * C),
+      atty: rows(ws.atty, C),
+      proj: rows(ws.proj, C),
+      residual2: x,
+      ln2: ln,
+      ln2Mean: mean,
+      ln2Rstd: rstd,
+      fch,
+      fchGelu: fch,
+      output: x,
+    };
+    for (let l = 0; l < L; l++) {
+      const { k, v } = cache.layers[l];
+      blockForward(
+        b,
+        (name) => this.float(name),
+        l,
+        buffers,
+        { N, C, F },
+        {
+          attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, maxSeqLen),
+          linear: (out, inp, name, M, K, Nout) => this.linear(out, inp, name, M, K, Nout),
+        },
+      );
+    }
+    cache.length += Tn;
+    const count = allRows ? N : B;
+    let source = x;
+    if (!allRows) {
+      source = b.view(ws.last, 0, B * C);
+      for (let r = 0; r < B; r++) b.copy(b.view(source, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
+    }
+    const states = b.view(ws.lastLn, 0, count * C);
+    b.layerNormForward(
+      states,
+      b.view(ws.lastMean, 0, count),
+      b.view(ws.lastRstd, 0, count),
+      source,
+      this.float('ln_f.weight'),
+      this.float('ln_f.bias'),
+      count,
+      C,
+    );
+    return { states, rows: count };
+  }
+
+  /** logits [rows, V] of normalized states, through the quantized tied head */
+  private head(states: Tensor, rows: number): Tensor {
+    const { vocabSize: V, dModel: C } = this.config;
+    const wte = this.matrices.get('wte.weight')!;
+    const logits = this.backend.view(this.inference!.logits, 0, rows * V);
+    this.backend.matmulQuantForward!(logits, states, wte.quants, wte.scales, null, rows, C, V, this.format);
+    return logits;
+  }
+
+  async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
+    this.checkAlive();
+    const { maxSeqLen, nLayers: L } = this.config;
+    const B = cache.batchSize;
+    if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
+    if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
+    if (!(ids instanceof Int32Array) || ids.length !== B * Tn)
+      throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
+    if (cache.length + Tn > maxSeqLen) {
+      throw new RangeError(
+        `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${maxSeqLen}); slide the context and rebuild the cache`,
+      );
+    }
+    this.checkIds('ids', ids);
+    const { states, rows } = this.run(cache, ids, Tn, false);
+    return (await this.backend.download(this.head(states, rows))) as Float32Array;
+  }
+
+  /**
+   * Logits and mean loss as GPT.forward computes them (causal attention over the whole sequence,
+   * here through a cache filled in one pass), for evaluation; options.training is refused.
+   */
+  async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
+    this.checkAlive();
+    if (options.training === true) throw new Error(`forward with training: ${TRAINING_ERROR}`);
+    if (!(inputs instanceof Int32Array)) throw new TypeError('forward: inputs must be an Int32Array of token ids');
+    if (!Number.isInteger(batchSize) || batchSize < 1 || inputs.length === 0 || inputs.length % batchSize !== 0) {
+      throw new RangeError(`forward: inputs.length (${inputs.length}) must be a positive multiple of batchSize (${batchSize})`);
+    }
+    const T = inputs.length / batchSize;
+    if (T > this.config.maxSeqLen)
+      throw new RangeError(`forward: sequence length T = ${T} exceeds config.maxSeqLen = ${this.config.maxSeqLen}`);
+    if (targets !== null && (!(targets instanceof Int32Array) || targets.length !== inputs.length)) {
+      throw new RangeError(`forward: targets must be an Int32Array as long as inputs (${inputs.length})`);
+    }
+    const cache = this.createKVCache(batchSize);
+    try {
+      this.checkIds('inputs', inputs);
+      const { states, rows } = this.run(cache, inputs, T, true);
+      const logits = (await this.backend.download(this.head(states, rows))) as Float32Array;
+      const result: ForwardResult = { loss: null };
+      if (options.returnLogits) result.logits = logits;
+      if (targets !== null) result.loss = meanCrossEntropy(logits, targets, this.config.vocabSize);
+      return result;
+    } finally {
+      this.freeKVCache(cache);
+    }
+  }
+}
+
+/** mean of -log softmax(logits[n])[targets[n]] over targets that are not the ignore index, in float64 */
+function meanCrossEntropy(logits: Float32Array, targets: Int32Array, V: number): number {
+  let sum = 0;
+  let count = 0;
+  for (let n = 0; n < targets.length; n++) {
+    const target = targets[n];
+    if (target === IGNORE_INDEX) continue;
+    if (!(target >= 0 && target < V))
+      throw new RangeError(`targets[${n}] = ${target} is out of range: [0, ${V}) or ${IGNORE_INDEX} (ignored)`);
+    let max = -Infinity;
+    for (let v = 0; v < V; v++) max = Math.max(max, logits[n * V + v]);
+    let z = 0;
+    for (let v = 0; v < V; v++) z += Math.exp(logits[n * V + v] - max);
+    sum += Math.log(z) + max - logits[n * V + target];
+    count++;
+  }
+  return count > 0 ? sum / count : NaN;
+}

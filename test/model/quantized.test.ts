@@ -1,0 +1,159 @@
+/**
+ * QuantizedGPT (src/model/quantized.ts): a Q8_0 / Q4_0 model computes what the float32 model made
+ * of its dequantized weights computes (js: to float32 rounding; wasm, 1 and 2 threads: within the
+ * int16 rounding of activations), generate / generateStream / beam search give that model's tokens,
+ * files round-trip bit for bit, and training is refused with a clear error.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createModel } from '../../src/model/gpt.js';
+import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
+import { quantizeModel, QuantizedGPT } from '../../src/model/quantized.js';
+import { generate, generateStream } from '../../src/generate/generate.js';
+import type { GenerateSequences } from '../../src/generate/options.js';
+import { loadModel, saveModel } from '../../src/io/model-file.js';
+import { decodeSafetensors } from '../../src/io/safetensors.js';
+import { Rng } from '../../src/util/rng.js';
+
+const config: GPTConfigInput = { vocabSize: 61, maxSeqLen: 24, dModel: 64, nLayers: 2, nHeads: 4, dFF: 96, backend: 'js' };
+
+const live: GPTModel[] = [];
+afterEach(() => {
+  for (const model of live.splice(0)) model.dispose();
+});
+const keep = <T extends GPTModel>(model: T): T => (live.push(model), model);
+
+async function randomModel(seed: number): Promise<GPTModel> {
+  const model = keep(await createModel(config));
+  const rng = new Rng(seed);
+  const record: Record<string, Float32Array> = {};
+  for (const entry of model.paramLayout) record[entry.name] = new Float32Array(entry.length).map(() => rng.normal() * 0.2);
+  await model.setParameters(record);
+  return model;
+}
+
+/** the float32 model whose weights are the quantized model's, dequantized */
+async function dequantizedTwin(q: GPTModel): Promise<GPTModel> {
+  const twin = keep(await createModel(config));
+  await twin.setParameters(await q.getParameters());
+  return twin;
+}
+
+const ids = Int32Array.from({ length: 2 * 20 }, (_, i) => (i * 7 + 3) % 61);
+
+function worstRelative(a: Float32Array, b: Float32Array): number {
+  let scale = 0;
+  for (const v of b) scale = Math.max(scale, Math.abs(v));
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / scale);
+  return worst;
+}
+
+describe('QuantizedGPT', () => {
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    for (const [backend, tolerance] of [
+      ['js', 1e-5],
+      ['wasm', 2e-4],
+    ] as const) {
+      it(`${format} on ${backend}: forward logits and loss equal the dequantized float32 model's`, async () => {
+        const q = keep(await quantizeModel(await randomModel(1), { format, backend, wasmThreads: 2 }));
+        expect(q.backendName).toBe(backend);
+        const twin = await dequantizedTwin(q);
+        const targets = ids.map((id) => (id * 5 + 1) % 61);
+        targets[3] = -1;
+        const got = await q.forward(ids, targets, 2, { returnLogits: true });
+        const want = await twin.forward(ids, targets, 2, { returnLogits: true });
+        expect(worstRelative(got.logits!, want.logits!)).toBeLessThan(tolerance);
+        expect(Math.abs(got.loss! - want.loss!)).toBeLessThan(tolerance * 10);
+        // cached decoding, the prompt in one pass then one position at a time, gives the same last logits
+        const cache = q.createKVCache(2);
+        await q.forwardCached(cache, Int32Array.from([...ids.subarray(0, 12), ...ids.subarray(20, 32)]), 12);
+        let last: Float32Array = new Float32Array();
+        for (let t = 12; t < 20; t++) last = await q.forwardCached(cache, Int32Array.from([ids[t], ids[20 + t]]), 1);
+        q.freeKVCache(cache);
+        const full = want.logits!;
+        const V = 61;
+        const expected = Float32Array.from([...full.subarray(19 * V, 20 * V), ...full.subarray(39 * V, 40 * V)]);
+        expect(worstRelative(last, expected)).toBeLessThan(tolerance);
+      });
+    }
+  }
+
+  it('the weights differ from the float32 model by no more than the format allows, Q4_0 more than Q8_0', async () => {
+    const model = await randomModel(2);
+    const original = await model.getParameters();
+    const errors: number[] = [];
+    for (const format of ['q8_0', 'q4_0'] as const) {
+      const q = keep(await quantizeModel(model, { format, backend: 'js' }));
+      const back = await q.getParameters();
+      let worst = 0;
+      for (const name of Object.keys(original)) {
+        const quantized = /wte|c_attn\.weight|c_proj\.weight|c_fc\.weight/.test(name);
+        for (let i = 0; i < original[name].length; i++) {
+          const err = Math.abs(back[name][i] - original[name][i]);
+          if (!quantized) expect(err, name).toBe(0);
+          worst = Math.max(worst, err);
+        }
+      }
+      errors.push(worst);
+    }
+    // weights ~ N(0, 0.2^2): block maxima ~0.5, so Q8_0 steps ~0.004 and Q4_0 steps ~0.06
+    expect(errors[0]).toBeGreaterThan(0);
+    expect(errors[0]).toBeLessThan(0.005);
+    expect(errors[1]).toBeLessThan(0.15);
+    expect(errors[1]).toBeGreaterThan(errors[0] * 4);
+  });
+
+  it('generate, generateStream and beam search give the dequantized model tokens, unchanged', async () => {
+    const q = keep(await quantizeModel(await randomModel(3), { format: 'q4_0', backend: 'js' }));
+    const twin = await dequantizedTwin(q);
+    const prompt = [5, 9, 17];
+    const greedy = await generate(q, prompt, { maxNewTokens: 12 });
+    expect(greedy.ids).toEqual((await generate(twin, prompt, { maxNewTokens: 12 })).ids);
+    const streamed: number[] = [];
+    for await (const piece of generateStream(q, prompt, { maxNewTokens: 12 })) streamed.push(piece.id);
+    expect(streamed).toEqual(greedy.ids);
+    const beams = (await generate(q, prompt, { maxNewTokens: 8, numBeams: 3, numReturnSequences: 2 })) as GenerateSequences;
+    const twinBeams = (await generate(twin, prompt, { maxNewTokens: 8, numBeams: 3, numReturnSequences: 2 })) as GenerateSequences;
+    expect(beams.sequences.map((s) => s.ids)).toEqual(twinBeams.sequences.map((s) => s.ids));
+    const sampled = await generate(q, prompt, { maxNewTokens: 10, doSample: true, seed: 4, topK: 5 });
+    expect(sampled.ids).toEqual((await generate(twin, prompt, { maxNewTokens: 10, doSample: true, seed: 4, topK: 5 })).ids);
+  });
+
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    it(`${format}: saves integer codes with float16 scales and loads back bit for bit`, async () => {
+      const q = keep(await quantizeModel(await randomModel(5), { format, backend: 'js' }));
+      const bytes = await saveModel(q);
+      const { tensors, metadata } = decodeSafetensors(bytes);
+      expect(metadata.quantization).toBe(format);
+      const codes = tensors[`h.0.mlp.c_fc.weight.${format}`];
+      // c_fc is [in 64, out 96] in float32; quantized transposed: 96 rows of 64
+      expect([codes.dtype, codes.shape]).toEqual(format === 'q8_0' ? ['I8', [96, 64]] : ['U8', [96, 32]]);
+      expect([tensors['h.0.mlp.c_fc.weight.scales'].dtype, tensors['h.0.mlp.c_fc.weight.scales'].shape]).toEqual(['F16', [96, 2]]);
+      expect([tensors['wte.weight.scales'].shape, tensors['wpe.weight'].dtype]).toEqual([[61, 2], 'F32']);
+      const float32Bytes = (await saveModel(await dequantizedTwin(q))).length;
+      // quantized weights take 34/128 (Q8_0) or 18/128 (Q4_0) of their float32 bytes; biases, LayerNorms and wpe stay float32
+      expect(bytes.length / float32Bytes).toBeLessThan(format === 'q8_0' ? 0.32 : 0.2);
+      for (const backend of ['js', 'wasm'] as const) {
+        const { model: loaded } = await loadModel(bytes, { backend });
+        keep(loaded);
+        expect(loaded).toBeInstanceOf(QuantizedGPT);
+        expect(loaded.backendName).toBe(backend);
+        expect(Buffer.from(await saveModel(loaded)).equals(Buffer.from(bytes))).toBe(true);
+      }
+    });
+  }
+
+  it('refuses training, a format it does not know and shapes that are not whole blocks', async () => {
+    const model = await randomModel(6);
+    const q = keep(await quantizeModel(model, { backend: 'js' }));
+    expect(q.format).toBe('q8_0');
+    expect(() => q.params).toThrow(/runs inference only: train the float32 model, then quantize it again/);
+    await expect(q.backward()).rejects.toThrow(/inference only/);
+    await expect(q.forward(ids, ids, 2, { training: true })).rejects.toThrow(/inference only/);
+    await expect(quantizeModel(model, { format: 'q5_1' as 'q8_0' })).rejects.toThrow(/options\.format must be one of 'q8_0', 'q4_0'/);
+    const odd = keep(await createModel({ ...config, dModel: 48, nHeads: 4, dFF: 64 }));
+    await expect(quantizeModel(odd, { backend: 'js' })).rejects.toThrow(
+      /dModel \(48\) and dFF \(64\) must be multiples of the block size 32/,
+    );
+  });
+});
