@@ -1,0 +1,88 @@
+// Quantized decoding: greedy tokens/s of one model in float32, Q8_0 and Q4_0 on the wasm backend,
+// at a short and a long context, on 1 thread and on all threads, in one run; and the model file's
+// size in float32, float16, Q8_0 and Q4_0. Random weights (N(0, 0.02)): speed does not depend on them.
+//
+//   node bench/quant.mjs [--configs B,C] [--prompts 8,960] [--new 64] [--threads 1,auto]
+//
+// B: V 256, C 384, L 6, H 6, dFF 1536; C: GPT-2 small's shape (V 50257, C 768, L 12, H 12), both at
+// maxSeqLen 1024. tokens/s counts the prompt's pass too (end to end, as bench/generate.mjs);
+// "decode ms/token" times the steps after the first new token. Ratios against float32 are from this
+// run only; the machine is shared, so absolute figures drift.
+import { createModel, generateStream, quantizeModel, saveModel } from '../dist/index.js';
+
+const CONFIGS = {
+  B: { vocabSize: 256, maxSeqLen: 1024, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
+  C: { vocabSize: 50257, maxSeqLen: 1024, dModel: 768, nLayers: 12, nHeads: 12, dFF: 3072 },
+};
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+const configNames = option('configs', 'B').split(',');
+const prompts = option('prompts', '8,960').split(',').map(Number);
+const newTokens = Number(option('new', '64'));
+const threadCounts = option('threads', '1,auto')
+  .split(',')
+  .map((t) => (t === 'auto' ? 'auto' : Number(t)));
+for (const c of configNames)
+  if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
+for (const p of prompts)
+  if (!(Number.isInteger(p) && p >= 1 && p + newTokens <= 1024)) throw new Error(`--prompts: ${p} must be in [1, ${1024 - newTokens}]`);
+
+function promptOf(length, vocabSize) {
+  let s = 12345;
+  return Array.from({ length }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % vocabSize);
+}
+
+async function timeDecode(model, prompt) {
+  const t0 = performance.now();
+  let first = 0;
+  let count = 0;
+  for await (const _ of generateStream(model, prompt, { maxNewTokens: newTokens, eosTokenId: null })) {
+    if (count++ === 0) first = performance.now();
+  }
+  const end = performance.now();
+  return { tokensPerSec: (count * 1000) / (end - t0), decodeMs: (end - first) / (count - 1) };
+}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+const rows = [];
+const sizes = [];
+for (const name of configNames) {
+  for (const threads of threadCounts) {
+    const float = await createModel({ ...CONFIGS[name], backend: 'wasm' }, { wasmThreads: threads });
+    const usedThreads = float.backend.threads ?? 1;
+    const variants = [['float32', float]];
+    for (const format of ['q8_0', 'q4_0'])
+      variants.push([format, await quantizeModel(float, { format, backend: 'wasm', wasmThreads: threads })]);
+    if (threads === threadCounts[0]) {
+      sizes.push([
+        name,
+        (await saveModel(float)).length,
+        (await saveModel(float, { dtype: 'float16' })).length,
+        (await saveModel(variants[1][1])).length,
+        (await saveModel(variants[2][1])).length,
+      ]);
+    }
+    for (const p of prompts) {
+      const prompt = promptOf(p, CONFIGS[name].vocabSize);
+      await timeDecode(float, promptOf(4, CONFIGS[name].vocabSize)); // warm-up: workspaces and threads
+      const base = await timeDecode(float, prompt);
+      for (const [label, model] of variants) {
+        const r = label === 'float32' ? base : await timeDecode(model, prompt);
+        rows.push(
+          `| ${name} | ${usedThreads} | ${p} -> ${p + newTokens} | ${label} | ${r.tokensPerSec.toFixed(1)} | ${r.decodeMs.toFixed(2)} | ${(base.decodeMs / r.decodeMs).toFixed(2)}x |`,
+        );
+        console.error(rows[rows.length - 1]);
+      }
+    }
+    for (const [, model] of variants) model.dispose();
+  }
+}
+console.log('| config | threads | context | weights | tok/s | decode ms/token | decode speed-up vs float32 |');
+console.log('| --- | ---: | --- | --- | ---: | ---: | ---: |');
+for (const row of rows) console.log(row);
+console.log('\n| config | float32 file | float16 | Q8_0 | Q4_0 |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
+for (const [name, f32, f16, q8, q4] of sizes) console.log(`| ${name} | ${mb(f32)} | ${mb(f16)} | ${mb(q8)} | ${mb(q4)} |`);
