@@ -45,6 +45,40 @@ describe.skipIf(!built)(`the built tinygpt/gpt2${built ? '' : ` (skipped: ${notB
     expect(tokenizer.decode(EXPECTED)).toBe(TEXT);
   });
 
+  it('tinygpt train --tokenizer gpt2 with no files trains on the shipped vocabulary and saves it with the model', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tinygpt-gpt2-cli-'));
+    try {
+      writeFileSync(join(dir, 'corpus.txt'), TEXT.slice(0, 3000));
+      const out = join(dir, 'model.safetensors');
+      const args = ['train', '--data', join(dir, 'corpus.txt'), '--tokenizer', 'gpt2', '--out', out, '--steps', '2', '--d-model', '16'];
+      args.push(
+        '--layers',
+        '1',
+        '--heads',
+        '2',
+        '--seq-len',
+        '16',
+        '--batch-size',
+        '2',
+        '--samples',
+        '0',
+        '--backend',
+        'wasm',
+        '--threads',
+        '1',
+      );
+      const r = spawnSync(process.execPath, [join(DIST, 'cli.js'), ...args], { encoding: 'utf8', timeout: 300_000 });
+      expect(r.stderr).toContain('tokenizer: bpe, 50257 tokens');
+      expect(r.status, r.stderr).toBe(0);
+      const sdk = (await import(/* @vite-ignore */ pathToFileURL(join(DIST, 'index.js')).href)) as typeof import('../../src/index.js');
+      const { model, tokenizer } = await sdk.loadModel(new Uint8Array(readFileSync(out)), { backend: 'js' });
+      model.dispose();
+      expect(tokenizer?.encode(TEXT)).toEqual(EXPECTED);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a browser bundle of the main entry carries none of it; one that imports tinygpt/gpt2 does', async () => {
     const bundle = async (source: string) => {
       const result = await build({
