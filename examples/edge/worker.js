@@ -8,6 +8,11 @@
 // (a compiled WebAssembly.Module) and are handed to the SDK once with setWasmModule. The model file
 // comes from the MODEL binding (its bytes, e.g. a workerd data binding) or is fetched once from
 // MODEL_URL; either way it is parsed once per isolate and reused across requests.
+//
+// It is built to hold under load: every request's cost is bounded before any work starts (body
+// size, prompt length, option ranges), at most MAX_ACTIVE generations run at once per isolate (more
+// get 503 with Retry-After), a stream whose client went away stops at its next token, and every
+// client error is a 4xx naming the field. A 500 means a fault of the worker or the model file.
 import { generate, generateStream, loadModel, setWasmModule } from 'tinygpt';
 import tinygptWasm from 'tinygpt/tinygpt.wasm';
 
@@ -18,6 +23,20 @@ const OPTION_NAMES = ['maxNewTokens', 'temperature', 'topK', 'topP', 'minP', 're
 const INTEGER_OPTIONS = new Set(['maxNewTokens', 'topK', 'noRepeatNgramSize', 'seed']);
 /** a ceiling per request, so one request cannot hold the isolate for long */
 const MAX_NEW_TOKENS_LIMIT = 256;
+/** a JSON body larger than this is refused (413) before it is read */
+const MAX_BODY_BYTES = 16 * 1024;
+/** an oversized body is read and dropped up to this, so the client sees the 413; past it the connection is cut */
+const MAX_DRAIN_BYTES = 16 * 1024 * 1024;
+/** stop strings per request and characters per stop string */
+const MAX_STOPS = 8;
+const MAX_STOP_CHARS = 64;
+/**
+ * Generations in flight per isolate (streams included). Decoding is synchronous between tokens, so
+ * these interleave token by token; past this a request gets 503 and Retry-After instead of waiting
+ * in an unbounded queue. A single generation never waits on another request.
+ */
+const MAX_ACTIVE = 64;
+const RETRY_AFTER_SECONDS = 1;
 
 let modelPromise;
 
@@ -45,24 +64,79 @@ function loadOnce(env) {
   return modelPromise;
 }
 
-// One generation at a time per isolate: requests share the model and its scratch buffers.
-let queue = Promise.resolve();
-function exclusive(task) {
-  const run = queue.then(task);
-  queue = run.then(
-    () => undefined,
-    () => undefined,
-  );
-  return run;
+let active = 0;
+
+/** A client error: `status` and a message that names the field. */
+class HttpError extends Error {
+  constructor(status, message, headers = {}) {
+    super(message);
+    this.status = status;
+    this.headers = headers;
+  }
+}
+const bad = (message) => new HttpError(400, message);
+
+/**
+ * The body as text, refused with 413 past MAX_BODY_BYTES: by its Content-Length before any of it
+ * is read, or once the bytes read pass the limit. An oversized body is not kept: what the client is
+ * still sending is read and dropped (up to MAX_DRAIN_BYTES), so an HTTP/1.1 client that is still
+ * uploading gets the 413 instead of a reset connection.
+ */
+async function readBody(request) {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && !(Number(declared) <= MAX_BODY_BYTES)) {
+    await drain(request.body);
+    throw new HttpError(413, `body: ${declared} bytes; at most ${MAX_BODY_BYTES} are accepted`);
+  }
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_BODY_BYTES) {
+      await drain(reader, size);
+      throw new HttpError(413, `body: more than ${MAX_BODY_BYTES} bytes; at most ${MAX_BODY_BYTES} are accepted`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw bad('body: not valid UTF-8');
+  }
 }
 
-class BadRequest extends Error {}
+/** read and drop a body (a stream or its reader) up to MAX_DRAIN_BYTES in total, then cancel what is left */
+async function drain(source, alreadyRead = 0) {
+  if (!source) return;
+  const reader = typeof source.getReader === 'function' ? source.getReader() : source;
+  let size = alreadyRead;
+  try {
+    while (size <= MAX_DRAIN_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      size += value.byteLength;
+    }
+    await reader.cancel();
+  } catch {
+    // the client went away: nothing to answer
+  }
+}
 
 async function readRequest(request, url) {
   if (request.method === 'GET') {
-    const params = Object.fromEntries(url.searchParams);
     const body = {};
-    for (const [key, value] of Object.entries(params)) {
+    for (const [key, value] of url.searchParams) {
+      if (key in body) throw bad(`${key}: given more than once`);
       if (key === 'prompt' || key === 'stop') body[key] = value;
       else if (key === 'ids') body.ids = value === '' ? [] : value.split(',').map(Number);
       else if (key === 'stream') body.stream = value === '1' || value === 'true';
@@ -70,98 +144,170 @@ async function readRequest(request, url) {
     }
     return body;
   }
-  if (request.method === 'POST') {
-    try {
-      return await request.json();
-    } catch {
-      throw new BadRequest('the request body must be JSON');
-    }
+  const text = await readBody(request);
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw bad('body: must be a JSON object');
   }
-  throw new BadRequest(`method ${request.method} not allowed: use GET or POST`);
 }
 
-/** prompt (text, needs the model's tokenizer) or ids, and the generation options, checked */
-function planRequest(body, tokenizer) {
-  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequest('the request must be a JSON object');
+/** prompt (text, needs the model's tokenizer) or ids, and the generation options, checked and bounded */
+function planRequest(body, model, tokenizer) {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('body: must be a JSON object');
   const allowed = new Set(['prompt', 'ids', 'stream', ...OPTION_NAMES]);
   for (const key of Object.keys(body)) {
-    if (!allowed.has(key)) throw new BadRequest(`unknown field "${key}"; allowed: ${[...allowed].join(', ')}`);
+    if (!allowed.has(key)) throw bad(`unknown field "${key}"; allowed: ${[...allowed].join(', ')}`);
   }
+  const { maxSeqLen, vocabSize } = model.config;
+  // the model reads at most maxSeqLen positions: a longer prompt would be cut anyway
   let prompt;
   if (body.ids !== undefined) {
-    if (!Array.isArray(body.ids)) throw new BadRequest(`ids must be an array of token ids, got ${JSON.stringify(body.ids)}`);
+    if (body.prompt !== undefined) throw bad('give prompt or ids, not both');
+    if (!Array.isArray(body.ids)) throw bad(`ids must be an array of token ids, got ${JSON.stringify(body.ids)}`);
+    if (body.ids.length > maxSeqLen) throw bad(`ids: ${body.ids.length} tokens; this model reads at most maxSeqLen = ${maxSeqLen}`);
+    body.ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+        throw bad(`prompt[${i}] (ids) must be a token id in [0, ${vocabSize}), got ${id}`);
+    });
     prompt = body.ids;
   } else {
-    if (typeof body.prompt !== 'string') throw new BadRequest('give prompt (a string) or ids (token ids)');
-    if (!tokenizer) throw new BadRequest('this model file has no tokenizer: send ids instead of a text prompt');
+    if (typeof body.prompt !== 'string') throw bad('prompt: give prompt (a string) or ids (token ids)');
+    if (!tokenizer) throw bad('prompt: this model file has no tokenizer: send ids instead of a text prompt');
+    // no token is shorter than one UTF-16 unit: this bounds the cost of encoding
+    if (body.prompt.length > maxSeqLen * 2)
+      throw bad(`prompt: ${body.prompt.length} characters; this model reads at most ${maxSeqLen} tokens`);
+    let ids;
+    try {
+      ids = tokenizer.encode(body.prompt);
+    } catch (err) {
+      throw bad(`prompt: ${err.message}`);
+    }
+    if (ids.length > maxSeqLen) throw bad(`prompt: ${ids.length} tokens; this model reads at most maxSeqLen = ${maxSeqLen}`);
     prompt = body.prompt;
   }
   const options = { tokenizer, doSample: true, maxNewTokens: 32 };
   for (const name of OPTION_NAMES) {
     const value = body[name];
     if (value === undefined) continue;
-    if (name !== 'stop' && (typeof value !== 'number' || Number.isNaN(value)))
-      throw new BadRequest(`${name} must be a number, got ${JSON.stringify(value)}`);
-    if (INTEGER_OPTIONS.has(name) && !Number.isInteger(value)) throw new BadRequest(`${name} must be an integer, got ${value}`);
+    if (name === 'stop') {
+      const stops = typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(stops) || stops.length > MAX_STOPS || stops.some((s) => typeof s !== 'string' || s.length > MAX_STOP_CHARS)) {
+        throw bad(`stop must be a string or up to ${MAX_STOPS} strings of at most ${MAX_STOP_CHARS} characters`);
+      }
+    } else if (typeof value !== 'number' || Number.isNaN(value)) {
+      throw bad(`${name} must be a number, got ${JSON.stringify(value)}`);
+    } else if (INTEGER_OPTIONS.has(name) && !Number.isInteger(value)) {
+      throw bad(`${name} must be an integer, got ${value}`);
+    }
     options[name] = value;
   }
   if (options.maxNewTokens > MAX_NEW_TOKENS_LIMIT) {
-    throw new BadRequest(`maxNewTokens must be at most ${MAX_NEW_TOKENS_LIMIT} here, got ${options.maxNewTokens}`);
+    throw bad(`maxNewTokens must be at most ${MAX_NEW_TOKENS_LIMIT} here, got ${options.maxNewTokens}`);
   }
+  // longer n-grams than the context can hold block nothing more, and each costs a scan
+  if (options.noRepeatNgramSize > maxSeqLen) {
+    throw bad(`noRepeatNgramSize must be at most maxSeqLen = ${maxSeqLen} here, got ${options.noRepeatNgramSize}`);
+  }
+  if (body.stream !== undefined && typeof body.stream !== 'boolean')
+    throw bad(`stream must be true or false, got ${JSON.stringify(body.stream)}`);
   return { prompt, options, stream: body.stream === true };
 }
 
-function json(data, status = 200) {
-  return new Response(JSON.stringify(data), { status, headers: { 'content-type': 'application/json; charset=utf-8' } });
+function json(data, status = 200, headers = {}) {
+  return new Response(JSON.stringify(data), { status, headers: { 'content-type': 'application/json; charset=utf-8', ...headers } });
 }
 
-/** Server-sent events: one `data: {"id", "text"}` event per token, then `event: done`. */
-function streamResponse(model, prompt, options) {
+/**
+ * Server-sent events: one `data: {"id", "text"}` event per token, then `event: done`. A write fails
+ * once the client has gone: the loop ends there, which returns the iterator and frees its KV cache.
+ */
+function streamResponse(tokens, release) {
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream();
   const writer = writable.getWriter();
   const send = (event, data) => writer.write(encoder.encode(`${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`));
-  // options are checked before the response starts, so a bad request still gets a 400
-  const tokens = generateStream(model, prompt, options);
-  exclusive(async () => {
+  (async () => {
+    let gone = false;
     try {
-      for await (const token of tokens) await send(null, { id: token.id, text: token.text ?? '', finishReason: token.finishReason });
+      for await (const token of tokens) {
+        await send(null, { id: token.id, text: token.text ?? '', finishReason: token.finishReason });
+      }
       await send('done', {});
     } catch (err) {
-      await send('error', { error: err.message });
+      gone = writer.desiredSize === null;
+      if (!gone) await send('error', { error: err.message }).catch(() => undefined);
     } finally {
-      await writer.close();
+      release();
+      if (!gone) await writer.close().catch(() => undefined);
     }
-  });
+  })();
   return new Response(readable, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' } });
+}
+
+/** take a generation slot, or refuse with 503 when every slot is taken */
+function admit() {
+  if (active >= MAX_ACTIVE) {
+    throw new HttpError(503, `busy: ${MAX_ACTIVE} generations are in flight; retry after ${RETRY_AFTER_SECONDS} s`, {
+      'retry-after': String(RETRY_AFTER_SECONDS),
+    });
+  }
+  active++;
+  let released = false;
+  return () => {
+    if (!released) active--;
+    released = true;
+  };
+}
+
+async function route(request, env, url) {
+  if (url.pathname === '/info') {
+    if (request.method !== 'GET') throw new HttpError(405, `method ${request.method} not allowed on /info: use GET`, { allow: 'GET' });
+    const { model, tokenizer } = await loadOnce(env);
+    return json({
+      config: model.config,
+      backend: model.backendName,
+      parameters: model.numParameters(),
+      tokenizer: tokenizer?.kind ?? null,
+    });
+  }
+  if (url.pathname !== '/generate') {
+    throw new HttpError(404, `no route ${url.pathname}: use /generate (GET with query parameters, or POST JSON) or /info`);
+  }
+  if (request.method !== 'GET' && request.method !== 'POST') {
+    throw new HttpError(405, `method ${request.method} not allowed on /generate: use GET or POST`, { allow: 'GET, POST' });
+  }
+  const body = await readRequest(request, url);
+  const { model, tokenizer } = await loadOnce(env);
+  const { prompt, options, stream } = planRequest(body, model, tokenizer);
+  // generateStream checks every option before it returns and allocates nothing until iterated: the
+  // SDK's RangeError/TypeError here names the field, so it is the client's (400); past this line an
+  // error is the worker's (500)
+  let tokens;
+  try {
+    tokens = generateStream(model, prompt, options);
+  } catch (err) {
+    if (err instanceof RangeError || err instanceof TypeError) throw bad(err.message);
+    throw err;
+  }
+  const release = admit();
+  if (stream) return streamResponse(tokens, release);
+  try {
+    const result = await generate(model, prompt, options);
+    return json({ ids: result.ids, text: result.text, finishReason: result.finishReason, backend: model.backendName });
+  } finally {
+    release();
+  }
 }
 
 export default {
   async fetch(request, env) {
-    const url = new URL(request.url);
     try {
-      if (url.pathname === '/info') {
-        const { model, tokenizer } = await loadOnce(env);
-        return json({
-          config: model.config,
-          backend: model.backendName,
-          parameters: model.numParameters(),
-          tokenizer: tokenizer?.kind ?? null,
-        });
-      }
-      if (url.pathname !== '/generate') {
-        return json({ error: `no route ${url.pathname}: use /generate (GET with query parameters, or POST JSON) or /info` }, 404);
-      }
-      const body = await readRequest(request, url);
-      const { model, tokenizer } = await loadOnce(env);
-      const { prompt, options, stream } = planRequest(body, tokenizer);
-      if (stream) return streamResponse(model, prompt, options);
-      const result = await exclusive(() => generate(model, prompt, options));
-      return json({ ids: result.ids, text: result.text, finishReason: result.finishReason, backend: model.backendName });
+      return await route(request, env, new URL(request.url));
     } catch (err) {
-      // the SDK names the field, the value and the allowed range in its RangeError/TypeError
-      const clientError = err instanceof BadRequest || err instanceof RangeError || err instanceof TypeError;
-      return json({ error: err.message }, clientError ? 400 : 500);
+      if (err instanceof HttpError) return json({ error: err.message }, err.status, err.headers);
+      console.error(err);
+      return json({ error: `internal error: ${err.message}` }, 500);
     }
   },
 };

@@ -57,11 +57,36 @@ export function generateStream(model: GPTModel, prompt: Prompt, options: Generat
   if (plan.numBeams > 1) throw new RangeError(`generateStream streams one sequence: numBeams must be 1, got ${plan.numBeams}`);
   if (plan.numReturnSequences > 1)
     throw new RangeError(`generateStream streams one sequence: numReturnSequences must be 1, got ${plan.numReturnSequences}`);
-  return streamTokens(model, plan);
+  const held: HeldCache = { window: null };
+  const stream = streamTokens(model, plan, held);
+  abandonedStreams?.register(stream, held);
+  return stream;
 }
 
-async function* streamTokens(model: GPTModel, plan: GenerationPlan): AsyncGenerator<StreamToken> {
-  for await (const event of decodeRows(model, plan, 1)) {
+/** the KV cache a stream holds between its first next() and its end (null outside that) */
+interface HeldCache {
+  window: ContextWindow | null;
+}
+
+/**
+ * A stream dropped part-way (neither run to its end nor closed with return()) would keep its KV
+ * cache on the backend forever: once the stream object is collected, free that cache. The held
+ * value does not reference the stream, so the registry does not keep it alive.
+ */
+const abandonedStreams =
+  typeof FinalizationRegistry === 'function'
+    ? new FinalizationRegistry<HeldCache>((held) => {
+        try {
+          held.window?.free();
+        } catch {
+          // the model was disposed meanwhile: its backend freed everything
+        }
+        held.window = null;
+      })
+    : null;
+
+async function* streamTokens(model: GPTModel, plan: GenerationPlan, held: HeldCache): AsyncGenerator<StreamToken> {
+  for await (const event of decodeRows(model, plan, 1, held)) {
     const token: StreamToken = { id: event.id };
     if (event.text !== undefined) token.text = event.text;
     if (plan.returnLogprobs) token.logprob = event.logprob;
@@ -89,7 +114,7 @@ interface RowState {
  * unfinished row's logits, picks a token (argmax or a seeded draw, rows in order from one Rng), and
  * feeds all rows one position (finished rows repeat their last token, which is ignored).
  */
-async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number): AsyncGenerator<RowEvent> {
+async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number, held?: HeldCache): AsyncGenerator<RowEvent> {
   const V = model.config.vocabSize;
   const rng = samplingRng(plan.seed);
   const needLogprobs = plan.returnLogprobs || rows > 1;
@@ -101,6 +126,7 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number):
   throwIfAborted(plan.signal);
   const turns = new EventLoopTurns();
   const window = new ContextWindow(model, rows);
+  if (held) held.window = window;
   try {
     let logits = await window.prefill(states.map((s) => s.history));
     for (let step = 0; step < plan.maxNewTokens; step++) {
@@ -143,6 +169,7 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number):
       );
     }
   } finally {
+    if (held) held.window = null;
     window.free();
   }
 }

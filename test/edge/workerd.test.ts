@@ -6,100 +6,16 @@
  * then loads the same bytes and generates with the same seed: the worker's ids and text must equal
  * Node's exactly.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type * as TinyGPT from '../../src/index.js';
-import { REPO_ROOT } from '../helpers/static-server.js';
-
-type SDK = typeof TinyGPT;
-
-const require = createRequire(import.meta.url);
-const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
-const DIST_WASM = join(REPO_ROOT, 'dist', 'tinygpt.wasm');
-const WORKER = join(REPO_ROOT, 'examples', 'edge', 'worker.js');
-
-/** the workerd binary and its newest compatibility date, or why it cannot run here */
-function findWorkerd(): { bin: string; compatibilityDate: string } | { missing: string } {
-  let pkg: { default: string; compatibilityDate: string };
-  try {
-    pkg = require('workerd');
-  } catch (err) {
-    return { missing: `the workerd package is not installed (${(err as Error).message})` };
-  }
-  const probe = spawnSync(pkg.default, ['--version'], { encoding: 'utf8', timeout: 20_000 });
-  if (probe.status !== 0) return { missing: `workerd at ${pkg.default} cannot run: ${probe.error?.message ?? probe.stderr.trim()}` };
-  return { bin: pkg.default, compatibilityDate: pkg.compatibilityDate };
-}
+import { findWorkerd, importBuiltSDK, namesModelBytes, startWorker, type RunningWorker } from '../helpers/workerd.js';
 
 const workerd = findWorkerd();
 const workerdMissing = 'missing' in workerd ? workerd.missing : null;
 
-const NAMES = [
-  'emma',
-  'olivia',
-  'ava',
-  'sophia',
-  'mia',
-  'amelia',
-  'harper',
-  'liam',
-  'noah',
-  'james',
-  'oliver',
-  'lucas',
-  'mason',
-  'ethan',
-  'henry',
-];
-const MODEL_CONFIG = { maxSeqLen: 24, dModel: 32, nLayers: 2, nHeads: 4, seed: 11 };
 /** what the test asks the worker for; the worker samples (doSample: true) */
 const REQUEST = { prompt: 'ma', maxNewTokens: 16, temperature: 0.8, topK: 8, seed: 99 };
 const CONCURRENT_SEEDS = [1, 2, 3, 4, 5, 6];
-
-async function freeLoopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/**
- * ESM chunks that dist/index.js may import, statically or dynamically (a build with code splitting
- * puts shared code and lazily loaded backends in their own files); none in a single-file build
- */
-function distChunks(): string[] {
-  const entries = new Set(['index.js', 'node.js', 'cli.js']);
-  return readdirSync(join(REPO_ROOT, 'dist')).filter((name) => name.endsWith('.js') && !entries.has(name));
-}
-
-function capnpConfig(port: number, compatibilityDate: string, chunks: string[]): string {
-  // relative imports inside the bundle ('./chunk-X.js') resolve to modules named 'chunk-X.js'
-  const chunkModules = chunks.map((name) => `\n    (name = "${name}", esModule = embed "${name}"),`).join('');
-  return `using Workerd = import "/workerd/workerd.capnp";
-
-const config :Workerd.Config = (
-  services = [(name = "main", worker = .tinygptWorker)],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-
-const tinygptWorker :Workerd.Worker = (
-  modules = [
-    (name = "worker.js", esModule = embed "worker.js"),
-    (name = "tinygpt", esModule = embed "tinygpt.js"),${chunkModules}
-    (name = "tinygpt/tinygpt.wasm", wasm = embed "tinygpt.wasm"),
-  ],
-  bindings = [(name = "MODEL", data = embed "model.safetensors")],
-  compatibilityDate = "${compatibilityDate}",
-);
-`;
-}
 
 /** Node's side, computed once: the model file's bytes and what Node generates from them */
 interface Prepared {
@@ -112,18 +28,8 @@ interface Prepared {
 let preparing: Promise<Prepared> | undefined;
 
 async function prepareInNode(): Promise<Prepared> {
-  if (!existsSync(DIST_ENTRY) || !existsSync(DIST_WASM)) {
-    throw new Error(`the edge test runs the built bundle, and ${DIST_ENTRY} or ${DIST_WASM} is missing: run \`npm run build\` first`);
-  }
-  const sdk = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
-
-  // a small character-level model trained a little, saved with its tokenizer
-  const text = NAMES.join('\n') + '\n';
-  const tokenizer = sdk.CharTokenizer.train(text);
-  const trained = await sdk.createModel({ ...MODEL_CONFIG, vocabSize: tokenizer.vocabSize, backend: 'wasm' });
-  await sdk.train(trained, { data: tokenizer.encode(text), steps: 10, batchSize: 4, learningRate: 1e-2, warmupSteps: 0 });
-  const bytes = await sdk.saveModel(trained, { tokenizer });
-  trained.dispose();
+  const sdk = await importBuiltSDK();
+  const bytes = await namesModelBytes(sdk);
 
   // Node's answer from the same bytes, loaded as the worker loads them
   const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
@@ -154,10 +60,8 @@ const COMPATIBILITY_DATES = [
 describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(
   `the bundle in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}: $label`,
   ({ date }) => {
-    let dir: string;
-    let child: ChildProcess | undefined;
+    let worker: RunningWorker | undefined;
     let origin: string;
-    let output = '';
     let expected: TinyGPT.GenerateResult;
     let expectedConfig: TinyGPT.GPTConfig;
     let expectedBySeed: number[][];
@@ -167,50 +71,12 @@ describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(
       expected = prepared.expected;
       expectedBySeed = prepared.bySeed;
       expectedConfig = prepared.config;
-
-      dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
-      copyFileSync(WORKER, join(dir, 'worker.js'));
-      copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
-      const chunks = distChunks();
-      for (const chunk of chunks) copyFileSync(join(REPO_ROOT, 'dist', chunk), join(dir, chunk));
-      copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
-      writeFileSync(join(dir, 'model.safetensors'), prepared.bytes);
-      const port = await freeLoopbackPort();
-      writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, date, chunks));
-      origin = `http://127.0.0.1:${port}`;
-
-      const proc = spawn((workerd as { bin: string }).bin, ['serve', 'config.capnp'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-      child = proc;
-      proc.stdout.on('data', (chunk) => (output += chunk));
-      proc.stderr.on('data', (chunk) => (output += chunk));
-      const exited = new Promise<never>((_, reject) =>
-        proc.once('exit', (code, signal) =>
-          reject(new Error(`workerd exited (code ${code}, signal ${signal}) before serving:\n${output}`)),
-        ),
-      );
-      // poll until the socket answers; /info also makes the worker load the model once
-      const ready = (async () => {
-        for (;;) {
-          try {
-            const response = await fetch(`${origin}/info`);
-            if (response.ok) return;
-            throw new Error(`workerd answered /info with HTTP ${response.status}: ${await response.text()}\n${output}`);
-          } catch (err) {
-            if (!(err instanceof TypeError)) throw err; // TypeError: connection refused, not up yet
-          }
-          await new Promise((resolve) => setTimeout(resolve, 200));
-        }
-      })();
-      await Promise.race([ready, exited]);
+      worker = await startWorker((workerd as { bin: string }).bin, date, prepared.bytes);
+      origin = worker.origin;
     });
 
     afterAll(async () => {
-      if (child && child.exitCode === null) {
-        const exit = new Promise((resolve) => child!.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exit;
-      }
-      if (dir) rmSync(dir, { recursive: true, force: true });
+      await worker?.stop();
     });
 
     async function post(body: unknown): Promise<Response> {

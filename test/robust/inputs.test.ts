@@ -2,8 +2,10 @@
  * Bad input on the generation, tokenizer and parameter entry points: each case below used to fail
  * with an error that did not name the input (or with none), and now fails naming it and its range.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { generate } from '../../src/generate/generate.js';
+import { generate, generateStream } from '../../src/generate/generate.js';
 import { createModel } from '../../src/model/gpt.js';
 import { BPETokenizer, CharTokenizer } from '../../src/tokenizer/index.js';
 
@@ -84,5 +86,25 @@ describe('tokenizer loaders refuse ids they cannot hold instead of dropping them
     expect(error).toBeInstanceOf(RangeError);
     expect(error!.message).toMatch(/^specialTokens: 1 special token\(s\) of 200000 characters in total; at most 65536/);
     expect(error!.message.length).toBeLessThan(300);
+  });
+});
+
+describe('an abandoned generateStream', () => {
+  it('frees its KV cache once the stream object is collected', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const model = await createModel(config);
+    await generate(model, 'ab', { tokenizer, maxNewTokens: 3 }); // the inference scratch stays allocated
+    const before = model.backend.bytesInUse();
+    await (async () => {
+      const stream = generateStream(model, 'ab', { tokenizer, maxNewTokens: 5 })[Symbol.asyncIterator]();
+      await stream.next(); // the cache now exists; the stream is dropped here without return()
+    })();
+    expect(model.backend.bytesInUse()).toBeGreaterThan(before);
+    for (let i = 0; i < 100 && model.backend.bytesInUse() > before; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(model.backend.bytesInUse()).toBe(before);
   });
 });
