@@ -96,31 +96,37 @@ describe.each(MATMUL_SHAPES)('wasm matmul against the f64 reference, M=%i K=%i N
 });
 
 // the conformance cases feed the cache a prompt from position 0 and then one position; here chunks
-// of 5 (matmul path), 2 (row path) and 6 (matmul path, from a non-zero start) follow one another
-const chunkedCache: OpCase = {
-  name: 'attentionCached fed chunks of 5, 2 and 6 positions',
-  op: 'attentionCached',
-  kind: 'forward',
-  run: (ctx) => {
-    const s = ctx.s;
-    const cacheLen = 15;
-    const kCache = ctx.zeros(s.B * cacheLen * s.C);
-    const vCache = ctx.zeros(s.B * cacheLen * s.C);
-    const outputs: Record<string, Tensor> = { kCache, vCache };
-    let start = 0;
-    for (const Tn of [5, 2, 6]) {
-      const out = ctx.zeros(s.B * Tn * s.C);
-      ctx.be.attentionCached(out, ctx.normal(s.B * Tn * 3 * s.C), kCache, vCache, s.B, Tn, s.C, s.NH, start, cacheLen);
-      outputs[`out${start}`] = out;
-      start += Tn;
-    }
-    return outputs;
-  },
-};
+// of 5 (matmul path), 2 (row path) and 6 (matmul path, from a non-zero start) follow one another,
+// and then 3, 131 (three blocks of query rows, the first starting at position 3) and 1
+function chunkedCache(chunks: number[]): OpCase {
+  return {
+    name: `attentionCached fed chunks of ${chunks.join(', ')} positions`,
+    op: 'attentionCached',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const cacheLen = chunks.reduce((a, b) => a + b, 0) + 2;
+      const kCache = ctx.zeros(s.B * cacheLen * s.C);
+      const vCache = ctx.zeros(s.B * cacheLen * s.C);
+      const outputs: Record<string, Tensor> = { kCache, vCache };
+      let start = 0;
+      for (const Tn of chunks) {
+        const out = ctx.zeros(s.B * Tn * s.C);
+        ctx.be.attentionCached(out, ctx.normal(s.B * Tn * 3 * s.C), kCache, vCache, s.B, Tn, s.C, s.NH, start, cacheLen);
+        outputs[`out${start}`] = out;
+        start += Tn;
+      }
+      return outputs;
+    },
+  };
+}
 
 describe('wasm KV-cache attention in chunks', () => {
   it.each(OP_SHAPES)('%s', async (_label, shapes) => {
-    await expectMatchesReference(chunkedCache, shapes);
+    await expectMatchesReference(chunkedCache([5, 2, 6]), shapes);
+  });
+  it('a prompt of 131 positions after 3, then one', async () => {
+    await expectMatchesReference(chunkedCache([3, 131, 1]), { B: 2, T: 9, C: 24, NH: 3, V: 11, M: 1, K: 3, N: 5 });
   });
 });
 

@@ -58,6 +58,8 @@ const ELEMENTWISE_COST = 8;
 const ROW_PATH_COST = 8;
 /** the kernels take the row path below this many rows (assembly/matmul.ts MR) */
 const ROW_PATH_MAX_M = 3;
+/** attention takes query rows in blocks of this many (assembly/attention.ts ROW_BLOCK): its scratch is that many rows of scores */
+const ATTENTION_ROW_BLOCK = 64;
 /** packing buffers start on a cache line */
 const SCRATCH_ALIGN = 64;
 
@@ -118,8 +120,8 @@ export class WasmBackend implements Backend {
   private readonly arena: Arena;
   private readonly blocks = new Set<WasmBlock>();
   /**
-   * attention's score scratch for one (batch, head) per thread: T*T floats forward, 2*T*T backward
-   * (index 0 is the calling thread's)
+   * attention's score scratch for one block of query rows per thread: rows*T floats forward,
+   * 2*rows*T backward, rows = min(T, ATTENTION_ROW_BLOCK) (index 0 is the calling thread's)
    */
   private scratch: ({ ptr: number; floats: number } | null)[] = [null];
   /** quantized products' int16 copy of their input and its scales (assembly/quant.ts), kept between calls */
@@ -477,7 +479,7 @@ export class WasmBackend implements Backend {
         o,
         l,
         x,
-        this.scratchFloats(i, T * T),
+        this.scratchFloats(i, Math.min(T, ATTENTION_ROW_BLOCK) * T),
         B,
         T,
         C,
@@ -507,7 +509,7 @@ export class WasmBackend implements Backend {
         x,
         o,
         l,
-        this.scratchFloats(i, 2 * T * T),
+        this.scratchFloats(i, 2 * Math.min(T, ATTENTION_ROW_BLOCK) * T),
         B,
         T,
         C,
@@ -551,7 +553,7 @@ export class WasmBackend implements Backend {
         x,
         keys,
         values,
-        this.scratchFloats(i, Tn * L),
+        this.scratchFloats(i, Math.min(Tn, ATTENTION_ROW_BLOCK) * L),
         B,
         Tn,
         C,
