@@ -17,6 +17,8 @@ export default defineConfig({
     mkdirSync('dist', { recursive: true });
     copyFileSync('build/tinygpt.wasm', 'dist/tinygpt.wasm');
     copyFileSync('build/tinygpt-threads.wasm', 'dist/tinygpt-threads.wasm');
+    copyFileSync('build/tinygpt-relaxed.wasm', 'dist/tinygpt-relaxed.wasm');
+    copyFileSync('build/tinygpt-threads-relaxed.wasm', 'dist/tinygpt-threads-relaxed.wasm');
     // the worker is plain JavaScript with no imports: it runs as is from src/ and from dist/
     copyFileSync('src/backend/wasm/wasm-worker.js', 'dist/wasm-worker.js');
   },

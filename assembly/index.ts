@@ -16,3 +16,4 @@ export { adamwUpdate, squaredNorm, scale } from './adamw';
 export { residualForward, accumulate, copyBytes, zeroBytes, dropoutForward, dropoutBackward } from './elementwise';
 export { transpose } from './transpose';
 export { quantizeActivations, matmulQ8Cols, matmulQ4Cols, encoderQuantForward } from './quant';
+export { fusedMultiplyAdd } from './math';

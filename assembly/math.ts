@@ -45,6 +45,11 @@ const LN2_LO: f32 = -2.12194440e-4;
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
+/** 1 in the relaxed-SIMD build (fused multiply-adds in the matmul kernels), 0 in the plain-SIMD one */
+export function fusedMultiplyAdd(): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? 1 : 0;
+}
+
 /** sum of the four lanes */
 // @ts-ignore: decorator
 @inline export function hsum(v: v128): f32 {

@@ -18,7 +18,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { Arena, ArenaLimitError, WASM32_MAX_BYTES, WasmBackend, createWasmBackend } from '../../src/backend/wasm/index.js';
-import { loadKernels } from '../../src/backend/wasm/loader.js';
+import { hasRelaxedSimd, loadKernels } from '../../src/backend/wasm/loader.js';
 import { SMALL_SHAPES, opCases, runCase, type OpCase, type OpShapes } from '../helpers/conformance.js';
 import { compareClose } from '../helpers/random.js';
 
@@ -296,6 +296,10 @@ describe('loader', () => {
       backend.scale(t, 2);
       expect(await backend.download(t)).toEqual(Float32Array.of(2, 4, 6, 8));
     }
+    // without relaxed SIMD (Node 20 without its flag) the default is the plain-SIMD build;
+    // wasm-relaxed.test.ts turns the flag on and checks the other build
+    expect(hasRelaxedSimd()).toBe(false);
+    expect(fromDefault.fusedMultiplyAdd).toBe(false);
   });
 
   it('rejects a module that is not tinygpt.wasm, and a missing file, saying what it tried', async () => {

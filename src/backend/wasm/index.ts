@@ -144,6 +144,11 @@ export class WasmBackend implements Backend {
     return true;
   }
 
+  /** whether the kernels are the relaxed-SIMD build (fused multiply-adds; chosen where the runtime has relaxed SIMD) */
+  get fusedMultiplyAdd(): boolean {
+    return this.k.fusedMultiplyAdd() === 1;
+  }
+
   /** threads the kernels run on, the calling thread included */
   get threads(): number {
     return this.pool?.running ? this.pool.size : 1;

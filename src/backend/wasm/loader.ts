@@ -93,6 +93,8 @@ export interface Kernels {
   zeroBytes(dst: number, n: number): void;
   dropoutForward(out: number, inp: number, n: number, seed: number, threshold: number, scale: number): void;
   dropoutBackward(dinp: number, dout: number, n: number, seed: number, threshold: number, scale: number): void;
+  /** 1 in the relaxed-SIMD build (fused multiply-adds), 0 in the plain-SIMD one */
+  fusedMultiplyAdd(): number;
   // ---- the pieces threads split work into (each writes only its own columns or (batch, head) pairs) ----
   /** bytes of packing buffers one thread needs */
   // ---- quantized inference (assembly/quant.ts) ----
@@ -222,6 +224,7 @@ const KERNEL_EXPORTS = [
   'zeroBytes',
   'dropoutForward',
   'dropoutBackward',
+  'fusedMultiplyAdd',
   'matmulScratchBytes',
   'setScratch',
   'matmulForwardCols',
@@ -295,12 +298,38 @@ export async function thisModuleUrl(): Promise<string> {
   );
 }
 
-/** Where to look when the caller names no source: beside this module, then the dev build folder. */
+/**
+ * A module that uses f32x4.relaxed_madd: it validates where the runtime has relaxed SIMD (current
+ * Chromium and Firefox; Node 20 only with --experimental-wasm-relaxed-simd).
+ */
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 28, 1, 26, 0, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 67,
+  0, 0, 0, 0, 253, 19, 253, 133, 2, 11,
+]);
+
+/** whether this runtime runs relaxed SIMD, so the default kernels are the fused multiply-add build */
+export function hasRelaxedSimd(): boolean {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/** tinygpt.wasm -> tinygpt-relaxed.wasm, tinygpt-threads.wasm -> tinygpt-threads-relaxed.wasm */
+function relaxedFile(file: string): string {
+  return file.replace(/\.wasm$/, '-relaxed.wasm');
+}
+
+/**
+ * Where to look when the caller names no source: beside this module, then the dev build folder; the
+ * relaxed-SIMD build of the file first where the runtime has relaxed SIMD, the plain one after it.
+ */
 async function defaultLocations(file: string): Promise<URL[]> {
   const here = await thisModuleUrl();
+  const files = hasRelaxedSimd() ? [relaxedFile(file), file] : [file];
   // the build-folder path is assembled at run time so bundlers do not try to resolve it as an asset
-  const devBuild = ['..', '..', '..', 'build', file].join('/');
-  return [new URL(`./${file}`, here), new URL(devBuild, here)];
+  return files.flatMap((f) => [new URL(`./${f}`, here), new URL(['..', '..', '..', 'build', f].join('/'), here)]);
 }
 
 async function instanceFromLocation(location: string | URL): Promise<WebAssembly.Instance> {
