@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const all = ['matmul', 'train', 'generate', 'tokenizer'];
+const all = ['matmul', 'train', 'generate', 'decode', 'tokenizer'];
 const picked = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const unknown = picked.filter((p) => !all.includes(p) && p !== 'webgpu');
 if (unknown.length) {
