@@ -29,12 +29,16 @@ const relaxedBefore = hasRelaxedSimd();
 setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 const SHAPES: [string, OpShapes][] = [
-  ['M=1 (one row) K=301 N=1027, T=130 (three row blocks), HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 1, K: 301, N: 1027 }],
+  ['M=1 (one row) K=21 N=47, T=130 (three row blocks), HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 1, K: 21, N: 47 }],
   ['M=2 K=13 N=43, HS 5, B 5', { B: 5, T: 9, C: 10, NH: 2, V: 70, M: 2, K: 13, N: 43 }],
   ['M=3 K=9 N=6, V=257', { B: 2, T: 17, C: 24, NH: 3, V: 257, M: 3, K: 9, N: 6 }],
 ];
-// the packed matmul past its blocks (MC 128, KC 256, NC 1024): matmul cases only, as in wasm-threads
-const MATMUL_SHAPE: OpShapes = { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 130, K: 300, N: 1030 };
+// matmul cases only, as in wasm-threads: the packed kernel past its blocks (MC 128, KC 256, NC 1024),
+// and the one-row kernel on a long K and N
+const MATMUL_SHAPES: [string, OpShapes][] = [
+  ['M=130 K=300 N=1030 (packed)', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 130, K: 300, N: 1030 }],
+  ['M=1 K=301 N=1027 (one row)', { B: 2, T: 5, C: 6, NH: 3, V: 7, M: 1, K: 301, N: 1027 }],
+];
 
 const backends = new Map<number, WasmBackend>();
 beforeAll(async () => {
@@ -63,7 +67,7 @@ describe('feature detection', () => {
 
 const cases = [
   ...SHAPES.flatMap(([label, shapes]) => opCases.map((c) => ({ label, shapes, c }))),
-  ...opCases.filter((c) => c.op === 'matmul').map((c) => ({ label: 'M=130 K=300 N=1030 (packed)', shapes: MATMUL_SHAPE, c })),
+  ...MATMUL_SHAPES.flatMap(([label, shapes]) => opCases.filter((c) => c.op === 'matmul').map((c) => ({ label, shapes, c }))),
 ];
 describe.each(cases)('relaxed build, $label', ({ shapes, c }) => {
   {
