@@ -11,7 +11,7 @@ import { quantizeModel, QuantizedGPT } from '../../src/model/quantized.js';
 import { generate, generateStream } from '../../src/generate/generate.js';
 import type { GenerateSequences } from '../../src/generate/options.js';
 import { loadModel, saveModel } from '../../src/io/model-file.js';
-import { decodeSafetensors } from '../../src/io/safetensors.js';
+import { decodeSafetensors, encodeSafetensors, type TensorInput } from '../../src/io/safetensors.js';
 import { Rng } from '../../src/util/rng.js';
 
 const config: GPTConfigInput = { vocabSize: 61, maxSeqLen: 24, dModel: 64, nLayers: 2, nHeads: 4, dFF: 96, backend: 'js' };
@@ -142,6 +142,34 @@ describe('QuantizedGPT', () => {
       }
     });
   }
+
+  it('refuses forged quantized files, naming the tensor or field', async () => {
+    const q = keep(await quantizeModel(await randomModel(7), { format: 'q4_0', backend: 'js' }));
+    const { tensors, metadata } = decodeSafetensors(await saveModel(q), { copy: true });
+    const forge = (edit: (t: Record<string, TensorInput>, m: Record<string, string>) => void) => {
+      const t: Record<string, TensorInput> = { ...tensors };
+      const m = { ...metadata };
+      edit(t, m);
+      return loadModel(encodeSafetensors(t, m), { backend: 'js' });
+    };
+    await expect(forge((_, m) => (m.quantization = 'q5_1'))).rejects.toThrow(
+      /metadata "quantization" must be one of 'q8_0', 'q4_0', got "q5_1"/,
+    );
+    await expect(forge((t) => delete t['h.1.attn.c_proj.weight.scales'])).rejects.toThrow(/h\.1\.attn\.c_proj\.weight\.scales is missing/);
+    await expect(
+      forge((t) => (t['h.0.mlp.c_fc.weight.q4_0'] = { dtype: 'I8', shape: [96, 32], data: new Int8Array(96 * 32) })),
+    ).rejects.toThrow(/h\.0\.mlp\.c_fc\.weight\.q4_0 is I8 \[96, 32\], the config needs U8 \[96, 32\]/);
+    await expect(
+      forge((t) => {
+        const scales = Uint16Array.from(tensors['wte.weight.scales'].data as Uint16Array);
+        scales[5] = 0x7c00; // +Infinity in float16
+        t['wte.weight.scales'] = { dtype: 'F16', shape: [61, 2], data: scales };
+      }),
+    ).rejects.toThrow(/wte\.weight\.scales holds a non-finite scale at element 5/);
+    await expect(forge((t) => (t['h.0.mlp.c_fc.weight'] = { dtype: 'F32', shape: [1], data: new Float32Array(1) }))).rejects.toThrow(
+      /1 tensor\(s\) the config has no place for: h\.0\.mlp\.c_fc\.weight/,
+    );
+  });
 
   it('refuses training, a format it does not know and shapes that are not whole blocks', async () => {
     const model = await randomModel(6);
