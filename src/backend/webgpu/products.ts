@@ -1,0 +1,170 @@
+/**
+ * Matrix products on WebGPU: how C[M,N] (+)= A @ B is planned into dispatches. The tiled kernel
+ * with a 4x4 or 8x8 register block, split K for few output tiles over a long K, and the few-rows
+ * (GEMV-like) kernel for decoding; see wgsl/matmul.ts. Column sums (bias and LayerNorm parameter
+ * gradients) are planned here too.
+ */
+import { COLUMN_CHUNK_ROWS, COLUMN_MAX_CHUNKS } from './wgsl/columns.js';
+import {
+  GEMV_COLUMNS,
+  GEMV_MAX_ROWS,
+  kChunkSumKernel,
+  gemvPartialKernel,
+  matmulKernel,
+  matmulTile,
+  matmulVariant,
+  type MatmulBlock,
+  type MatmulLayout,
+} from './wgsl/matmul.js';
+import type { Recorder } from './recorder.js';
+import type { WebGPUTensor } from './storage.js';
+
+/**
+ * Split K: products with fewer output tiles than this are cut along K, aiming for this many
+ * workgroups, each chunk at least this long (see wgsl/matmul.ts)
+ */
+const SPLIT_K_MAX_TILES = 128;
+const SPLIT_K_TARGET_WORKGROUPS = 512;
+const SPLIT_K_MIN_CHUNK = 512;
+
+/** workgroups the few-rows product aims for, and the fewest k per chunk it cuts K into */
+const GEMV_TARGET_WORKGROUPS = 512;
+const GEMV_MIN_CHUNK = 32;
+
+/** 128x128 tiles of C from which the 8x8 register block pays (measured on an H100: 2048^2 and up) */
+const LARGE_TILE_MIN_TILES = 128;
+
+/** strides of A and B (element step per unit of m, k and k, n) and the product's dimensions */
+export interface ProductShape {
+  M: number;
+  N: number;
+  K: number;
+  sAm: number;
+  sAk: number;
+  sBk: number;
+  sBn: number;
+}
+
+/**
+ * C[M,N] (+)= A @ B (+ bias) through strides; see wgsl/matmul.ts. Where the operands exceed one
+ * binding, it runs over blocks of [M, N, K]; a block past the first along K adds onto C.
+ */
+export function product(
+  rec: Recorder,
+  matmulBlock: 'auto' | MatmulBlock,
+  c: WebGPUTensor,
+  a: WebGPUTensor,
+  b: WebGPUTensor,
+  bias: WebGPUTensor | null,
+  accumulate: boolean,
+  shape: ProductShape,
+): void {
+  const { M, N, K, sAm, sAk, sBk, sBn } = shape;
+  const access = {
+    c: { tensor: c, strides: [N, 1, 0], extent: 1, write: true },
+    a: { tensor: a, strides: [sAm, 0, sAk], extent: 1 },
+    b: { tensor: b, strides: [0, sBn, sBk], extent: 1 },
+    bias: { tensor: bias ?? c, strides: bias ? [0, 1, 0] : [N, 1, 0], extent: 1, write: bias === null },
+  };
+  rec.inPieces('matmul', [M, N, K], access, (piece, views) => {
+    const [pieceM, pieceN, pieceK] = piece.size;
+    const firstAlongK = piece.start[2] === 0;
+    if (pieceM <= GEMV_MAX_ROWS && sAk === 1 && sBn === 1) {
+      fewRowsProduct(rec, views, bias !== null && firstAlongK, accumulate || !firstAlongK, {
+        M: pieceM,
+        N: pieceN,
+        K: pieceK,
+        sCm: N,
+        sAm,
+        sBk,
+      });
+      return;
+    }
+    const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
+    const block = matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : matmulBlock;
+    const layout: MatmulLayout = { aAlongK: sAk === 1, bAlongN: sBn === 1, block };
+    const tile = matmulTile(block);
+    const rowTiles = Math.ceil(pieceM / tile);
+    if (rowTiles > rec.maxWorkgroupsPerDim) {
+      throw new RangeError(
+        `matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${rec.maxWorkgroupsPerDim} workgroups per dimension`,
+      );
+    }
+    const hasBias = bias !== null && firstAlongK;
+    const addOnto = accumulate || !firstAlongK;
+    const columnTiles = Math.ceil(pieceN / tile);
+    const shape = { M: pieceM, N: pieceN, K: pieceK, sAm, sAk, sBk, sBn };
+    // few output tiles over a long K: cut K across workgroups (z) into partial sums, then add them
+    const tiles = columnTiles * rowTiles;
+    const splits =
+      tiles >= SPLIT_K_MAX_TILES
+        ? 1
+        : Math.min(
+            Math.ceil(SPLIT_K_TARGET_WORKGROUPS / tiles),
+            Math.floor(pieceK / SPLIT_K_MIN_CHUNK),
+            Math.floor(rec.maxBindingElems / (pieceM * pieceN)),
+          );
+    if (splits > 1) {
+      const kChunk = Math.ceil(pieceK / splits / 16) * 16;
+      const slices = Math.ceil(pieceK / kChunk);
+      const partials = rec.scratch(slices * pieceM * pieceN);
+      rec.dispatch(matmulKernel(layout), {
+        tensors: { c: partials, a: views.a, b: views.b, bias: partials },
+        scalars: { ...shape, sCm: pieceN, hasBias: 0, accumulate: 0, kChunk, splitStride: pieceM * pieceN },
+        groups: [columnTiles, rowTiles, slices],
+        variant: matmulVariant(layout),
+      });
+      rec.dispatchElementwise(
+        kChunkSumKernel,
+        pieceM * pieceN,
+        { c: views.c, partials, bias: hasBias ? views.bias : views.c },
+        { N: pieceN, sCm: N, chunks: slices, hasBias: hasBias ? 1 : 0, accumulate: addOnto ? 1 : 0 },
+      );
+      rec.release(partials);
+      return;
+    }
+    rec.dispatch(matmulKernel(layout), {
+      // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
+      tensors: { c: views.c, a: views.a, b: views.b, bias: hasBias ? views.bias : views.c },
+      scalars: { ...shape, sCm: N, hasBias: hasBias ? 1 : 0, accumulate: addOnto ? 1 : 0, kChunk: pieceK, splitStride: 0 },
+      groups: [columnTiles, rowTiles],
+      variant: matmulVariant(layout),
+    });
+  });
+}
+
+/** the few-rows product of wgsl/matmul.ts: partial sums over chunks of K, then their sum into C */
+function fewRowsProduct(
+  rec: Recorder,
+  views: { c: WebGPUTensor; a: WebGPUTensor; b: WebGPUTensor; bias: WebGPUTensor },
+  hasBias: boolean,
+  accumulate: boolean,
+  shape: { M: number; N: number; K: number; sCm: number; sAm: number; sBk: number },
+): void {
+  const { M, N, K } = shape;
+  const columnGroups = Math.ceil(N / GEMV_COLUMNS);
+  // enough workgroups to fill a large GPU, each chunk still worth a loop
+  const wantedChunks = Math.min(Math.ceil(GEMV_TARGET_WORKGROUPS / columnGroups), Math.ceil(K / GEMV_MIN_CHUNK));
+  const kChunk = Math.ceil(K / Math.max(1, wantedChunks));
+  const chunks = Math.ceil(K / kChunk);
+  const partials = rec.scratch(chunks * M * N);
+  rec.dispatch(gemvPartialKernel(M), {
+    tensors: { partials, a: views.a, b: views.b },
+    scalars: { N, K, sAm: shape.sAm, sBk: shape.sBk, kChunk },
+    groups: [columnGroups, chunks],
+    variant: `rows${M}`,
+  });
+  rec.dispatchElementwise(
+    kChunkSumKernel,
+    M * N,
+    { c: views.c, partials, bias: hasBias ? views.bias : views.c },
+    { N, sCm: shape.sCm, chunks, hasBias: hasBias ? 1 : 0, accumulate: accumulate ? 1 : 0 },
+  );
+  rec.release(partials);
+}
+
+/** how column sums over `rows` rows split into chunks (see wgsl/columns.ts) */
+export function columnChunks(rows: number): { chunks: number; rowsPerChunk: number } {
+  const chunks = Math.min(COLUMN_MAX_CHUNKS, Math.ceil(rows / COLUMN_CHUNK_ROWS));
+  return { chunks, rowsPerChunk: Math.ceil(rows / chunks) };
+}
