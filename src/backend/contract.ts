@@ -12,6 +12,9 @@
  * - Backward ops ACCUMULATE (+=) into every gradient they write (dinp, dweight, dbias, ...), as in
  *   llm.c. Callers zero gradient buffers with `zero` before a fresh backward pass.
  * - Forward ops overwrite their outputs. `out` never aliases an input unless an op says it may.
+ * - Every backend extends CheckedBackend (checked.ts), which checks each call against these rules
+ *   (dimensions, dtypes, view lengths, aliasing) before the backend's own code runs, so a bad call
+ *   fails with the same error on every backend.
  */
 
 export type DType = 'f32' | 'i32';
@@ -65,7 +68,6 @@ export interface AdamWParams {
 export interface Backend {
   readonly name: BackendName;
   readonly limits: BackendLimits;
-  supports(op: OpName): boolean;
 
   // ---- storage ----
   /**

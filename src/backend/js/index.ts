@@ -10,14 +10,12 @@ import {
   LAYER_NORM_EPS,
   dropoutKeep,
   type AdamWParams,
-  type Backend,
   type BackendLimits,
   type DType,
-  type OpName,
   type QuantFormat,
   type Tensor,
 } from '../contract.js';
-import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from '../checks.js';
+import { CheckedBackend } from '../checked.js';
 
 export type JsPrecision = 'f32' | 'f64';
 
@@ -47,7 +45,7 @@ class JsTensor implements Tensor {
 
 const GELU_CUBIC = 0.044715;
 
-export class JsBackend implements Backend {
+export class JsBackend extends CheckedBackend {
   readonly name = 'js' as const;
   readonly limits: BackendLimits = { maxTensorLength: 2 ** 31 - 1, maxTotalBytes: Infinity };
   readonly precision: JsPrecision;
@@ -58,58 +56,50 @@ export class JsBackend implements Backend {
     if (precision !== 'f32' && precision !== 'f64') {
       throw new RangeError(`JsBackend: precision must be 'f32' or 'f64', got ${String(precision)}`);
     }
+    super();
     this.precision = precision;
   }
 
-  supports(_op: OpName): boolean {
-    return true;
+  protected get maxAllocLength(): number {
+    return this.limits.maxTensorLength;
+  }
+
+  protected storageOf(t: Tensor): JsBuffer | undefined {
+    return t instanceof JsTensor && t.buffer.owner === this ? t.buffer : undefined;
   }
 
   // ---- storage ----
 
-  alloc(length: number, dtype: DType = 'f32'): Tensor {
-    if (!Number.isInteger(length) || length < 1 || length > this.limits.maxTensorLength) {
-      throw new RangeError(`alloc: length must be an integer in [1, ${this.limits.maxTensorLength}], got ${length}`);
-    }
-    let data: Storage;
-    if (dtype === 'i32') data = new Int32Array(length);
-    else if (dtype === 'f32') data = this.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
-    else throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+  protected _alloc(length: number, dtype: DType): Tensor {
+    const data: Storage =
+      dtype === 'i32' ? new Int32Array(length) : this.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);
     const buffer: JsBuffer = { data, owner: this, live: true };
     this.liveBuffers.add(buffer);
     return new JsTensor(dtype, 0, length, buffer);
   }
 
-  view(t: Tensor, offset: number, length: number): Tensor {
-    const parent = this.tensor('view', 't', t);
-    viewRange(parent.length, offset, length);
+  protected _view(t: Tensor, offset: number, length: number): Tensor {
+    const parent = t as JsTensor;
     return new JsTensor(parent.dtype, parent.offset + offset, length, parent.buffer);
   }
 
-  upload(t: Tensor, data: Float32Array | Int32Array): void {
-    const target = this.tensor('upload', 't', t);
-    const expected = target.dtype === 'f32' ? 'Float32Array' : 'Int32Array';
-    // the tag, not instanceof, so arrays from another realm (worker, vm context) are accepted
-    if (Object.prototype.toString.call(data) !== `[object ${expected}]`) {
-      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected}, got ${describe(data)}`);
-    }
-    this.writeChecked('upload', target, data);
+  protected _upload(t: Tensor, data: Float32Array | Int32Array): void {
+    this.data(t).set(data);
   }
 
-  download(t: Tensor): Promise<Float32Array | Int32Array> {
-    const source = this.tensor('download', 't', t);
-    const values = this.storage(source);
-    return Promise.resolve(source.dtype === 'i32' ? Int32Array.from(values) : Float32Array.from(values));
+  protected _download(t: Tensor): Promise<Float32Array | Int32Array> {
+    const values = this.data(t);
+    return Promise.resolve(t.dtype === 'i32' ? Int32Array.from(values) : Float32Array.from(values));
   }
 
   /** Synchronous copy of the view in storage precision (tests only). */
   read(t: Tensor): Float64Array | Float32Array | Int32Array {
-    return this.storage(this.tensor('read', 't', t)).slice();
+    return this.data(this.live('read', 't', t)).slice();
   }
 
   /** Synchronous write from element 0 of the view, in full storage precision (tests only). */
   write(t: Tensor, data: ArrayLike<number>): void {
-    const target = this.tensor('write', 't', t);
+    const target = this.live('write', 't', t);
     if (target.dtype === 'i32') {
       for (let i = 0; i < data.length; i++) {
         const x = data[i];
@@ -118,13 +108,14 @@ export class JsBackend implements Backend {
         }
       }
     }
-    this.writeChecked('write', target, data);
+    if (data.length > target.length) {
+      throw new RangeError(`write: data has ${data.length} elements, the tensor view holds ${target.length}`);
+    }
+    this.data(target).set(data);
   }
 
-  free(t: Tensor): void {
-    const buffer = this.owned('free', 't', t).buffer;
-    buffer.live = false;
-    this.liveBuffers.delete(buffer);
+  protected _free(t: Tensor): void {
+    this.liveBuffers.delete((t as JsTensor).buffer);
   }
 
   bytesInUse(): number {
@@ -133,51 +124,38 @@ export class JsBackend implements Backend {
     return bytes;
   }
 
-  dispose(): void {
+  protected _dispose(): void {
     for (const buffer of this.liveBuffers) buffer.live = false;
     this.liveBuffers.clear();
   }
 
   // ---- elementwise helpers ----
 
-  zero(t: Tensor): void {
-    this.storage(this.tensor('zero', 't', t)).fill(0);
+  protected _zero(t: Tensor): void {
+    this.data(t).fill(0);
   }
 
-  copy(dst: Tensor, src: Tensor): void {
-    const from = this.tensor('copy', 'src', src);
-    const to = this.tensor('copy', 'dst', dst);
-    if (to.dtype !== from.dtype) throw new TypeError(`copy: dst is ${to.dtype} but src is ${from.dtype}`);
-    if (to.length < from.length) {
-      throw new RangeError(`copy: dst has ${to.length} elements, needs at least src.length = ${from.length}`);
-    }
-    const source = this.storage(from);
-    const target = this.storage(to).subarray(0, source.length);
-    separate('copy', { dst: target }, { src: source });
-    target.set(source);
+  protected _copy(dst: Tensor, src: Tensor): void {
+    this.data(dst).set(this.data(src));
   }
 
-  scale(t: Tensor, s: number): void {
-    finite('scale', 's', s);
-    const x = this.floats('scale', 't', t, t.length);
+  protected _scale(t: Tensor, s: number): void {
+    const x = this.f32(t);
     for (let i = 0; i < x.length; i++) x[i] *= s;
   }
 
-  transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
-    const op = 'transpose';
-    dims(op, { rows, cols });
-    const o = this.floats(op, 'out', out, rows * cols);
-    const x = this.floats(op, 'inp', inp, rows * cols);
-    separate(op, { out: o }, { inp: x });
+  protected _transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
+    const o = this.f32(out);
+    const x = this.f32(inp);
     // out[c, r] = inp[r, c]
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) o[c * rows + r] = x[r * cols + c];
     }
   }
 
-  squaredNorm(out: Tensor, t: Tensor): void {
-    const result = this.floats('squaredNorm', 'out', out, 1);
-    const x = this.floats('squaredNorm', 't', t, t.length);
+  protected _squaredNorm(out: Tensor, t: Tensor): void {
+    const result = this.f32(out);
+    const x = this.f32(t);
     let sum = 0; // float64 accumulator
     for (let i = 0; i < x.length; i++) sum += x[i] * x[i];
     result[0] = sum;
@@ -185,15 +163,12 @@ export class JsBackend implements Backend {
 
   // ---- encoder ----
 
-  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
+  protected _encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
     const op = 'encoderForward';
-    dims(op, { B, T, C });
-    nonNegativeInteger(op, 'posOffset', posOffset);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
-    const tokenTable = this.floats(op, 'wte', wte, wte.length); // [V,C]: V is its number of rows
-    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
-    separate(op, { out: o }, { wte: tokenTable, wpe: positionTable });
+    const o = this.f32(out);
+    const ids = this.i32(inp);
+    const tokenTable = this.f32(wte); // [V,C]: V is its number of rows
+    const positionTable = this.f32(wpe);
     const V = Math.floor(tokenTable.length / C);
     for (let bt = 0; bt < B * T; bt++) {
       const id = checkedId(op, 'inp', ids, bt, V);
@@ -202,15 +177,13 @@ export class JsBackend implements Backend {
     }
   }
 
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+  protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
-    dims(op, { B, T, C });
-    const dTokenTable = this.floats(op, 'dwte', dwte, dwte.length); // [V,C]: V is its number of rows
-    const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
-    const d = this.floats(op, 'dout', dout, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
+    const dTokenTable = this.f32(dwte); // [V,C]: V is its number of rows
+    const dPositionTable = this.f32(dwpe);
+    const d = this.f32(dout);
+    const ids = this.i32(inp);
     const V = Math.floor(dTokenTable.length / C);
-    separate(op, { dwte: dTokenTable, dwpe: dPositionTable }, { dout: d });
     for (let bt = 0; bt < B * T; bt++) {
       const id = checkedId(op, 'inp', ids, bt, V);
       const t = bt % T;
@@ -223,16 +196,22 @@ export class JsBackend implements Backend {
 
   // ---- layer norm ----
 
-  layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
-    const op = 'layerNormForward';
-    dims(op, { N, C });
-    const o = this.floats(op, 'out', out, N * C);
-    const means = this.floats(op, 'mean', mean, N);
-    const rstds = this.floats(op, 'rstd', rstd, N);
-    const x = this.floats(op, 'inp', inp, N * C);
-    const w = this.floats(op, 'weight', weight, C);
-    const b = this.floats(op, 'bias', bias, C);
-    separate(op, { out: o, mean: means, rstd: rstds }, { inp: x, weight: w, bias: b });
+  protected _layerNormForward(
+    out: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    N: number,
+    C: number,
+  ): void {
+    const o = this.f32(out);
+    const means = this.f32(mean);
+    const rstds = this.f32(rstd);
+    const x = this.f32(inp);
+    const w = this.f32(weight);
+    const b = this.f32(bias);
     for (let n = 0; n < N; n++) {
       const row = n * C;
       let sum = 0;
@@ -247,7 +226,7 @@ export class JsBackend implements Backend {
     }
   }
 
-  layerNormBackward(
+  protected _layerNormBackward(
     dinp: Tensor,
     dweight: Tensor,
     dbias: Tensor,
@@ -259,17 +238,14 @@ export class JsBackend implements Backend {
     N: number,
     C: number,
   ): void {
-    const op = 'layerNormBackward';
-    dims(op, { N, C });
-    const dx = this.floats(op, 'dinp', dinp, N * C);
-    const dw = this.floats(op, 'dweight', dweight, C);
-    const db = this.floats(op, 'dbias', dbias, C);
-    const d = this.floats(op, 'dout', dout, N * C);
-    const x = this.floats(op, 'inp', inp, N * C);
-    const w = this.floats(op, 'weight', weight, C);
-    const means = this.floats(op, 'mean', mean, N);
-    const rstds = this.floats(op, 'rstd', rstd, N);
-    separate(op, { dinp: dx, dweight: dw, dbias: db }, { dout: d, inp: x, weight: w, mean: means, rstd: rstds });
+    const dx = this.f32(dinp);
+    const dw = this.f32(dweight);
+    const db = this.f32(dbias);
+    const d = this.f32(dout);
+    const x = this.f32(inp);
+    const w = this.f32(weight);
+    const means = this.f32(mean);
+    const rstds = this.f32(rstd);
     for (let n = 0; n < N; n++) {
       const row = n * C;
       const mu = means[n];
@@ -297,14 +273,11 @@ export class JsBackend implements Backend {
 
   // ---- matmul ----
 
-  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
-    const op = 'matmulForward';
-    dims(op, { M, K, N });
-    const o = this.floats(op, 'out', out, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const w = this.floats(op, 'weight', weight, K * N);
-    const b = bias === null ? null : this.floats(op, 'bias', bias, N);
-    separate(op, { out: o }, { inp: x, weight: w, bias: b });
+  protected _matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
+    const o = this.f32(out);
+    const x = this.f32(inp);
+    const w = this.f32(weight);
+    const b = bias === null ? null : this.f32(bias);
     for (let m = 0; m < M; m++) {
       for (let n = 0; n < N; n++) {
         let sum = b === null ? 0 : b[n];
@@ -314,7 +287,7 @@ export class JsBackend implements Backend {
     }
   }
 
-  matmulBackward(
+  protected _matmulBackward(
     dinp: Tensor | null,
     dweight: Tensor,
     dbias: Tensor | null,
@@ -325,15 +298,12 @@ export class JsBackend implements Backend {
     K: number,
     N: number,
   ): void {
-    const op = 'matmulBackward';
-    dims(op, { M, K, N });
-    const dx = dinp === null ? null : this.floats(op, 'dinp', dinp, M * K);
-    const dw = this.floats(op, 'dweight', dweight, K * N);
-    const db = dbias === null ? null : this.floats(op, 'dbias', dbias, N);
-    const d = this.floats(op, 'dout', dout, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const w = this.floats(op, 'weight', weight, K * N);
-    separate(op, { dinp: dx, dweight: dw, dbias: db }, { dout: d, inp: x, weight: w });
+    const dx = dinp === null ? null : this.f32(dinp);
+    const dw = this.f32(dweight);
+    const db = dbias === null ? null : this.f32(dbias);
+    const d = this.f32(dout);
+    const x = this.f32(inp);
+    const w = this.f32(weight);
     if (dx !== null) {
       // dinp[m,k] += sum_n dout[m,n] * weight[k,n]
       for (let m = 0; m < M; m++) {
@@ -363,13 +333,11 @@ export class JsBackend implements Backend {
 
   // ---- attention ----
 
-  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
-    const op = 'attentionForward';
-    const HS = headSize(op, B, T, C, NH);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
-    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    separate(op, { out: o, lse: logSumExps }, { qkv: x });
+  protected _attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    const HS = C / NH;
+    const o = this.f32(out);
+    const logSumExps = this.f32(lse);
+    const x = this.f32(qkv);
     const scale = 1 / Math.sqrt(HS);
     const scores = new Float64Array(T);
     for (let b = 0; b < B; b++) {
@@ -408,15 +376,22 @@ export class JsBackend implements Backend {
    * s = scale * q . k gives dq += scale * ds * k, dk += scale * ds * q. The row sum(p * dp) equals
    * dout . out; it is computed from p here so that the oracle does not depend on `out`.
    */
-  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
-    const op = 'attentionBackward';
-    const HS = headSize(op, B, T, C, NH);
-    const dx = this.floats(op, 'dqkv', dqkv, B * T * 3 * C);
-    const d = this.floats(op, 'dout', dout, B * T * C);
-    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const logSumExps = this.floats(op, 'lse', lse, B * NH * T);
-    separate(op, { dqkv: dx }, { dout: d, qkv: x, out: o, lse: logSumExps });
+  protected _attentionBackward(
+    dqkv: Tensor,
+    dout: Tensor,
+    qkv: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    NH: number,
+  ): void {
+    const HS = C / NH;
+    const dx = this.f32(dqkv);
+    const d = this.f32(dout);
+    const x = this.f32(qkv);
+    const logSumExps = this.f32(lse);
     const scale = 1 / Math.sqrt(HS);
     const probs = new Float64Array(T);
     const dprobs = new Float64Array(T);
@@ -455,7 +430,7 @@ export class JsBackend implements Backend {
     }
   }
 
-  attentionCached(
+  protected _attentionCached(
     out: Tensor,
     qkv: Tensor,
     kCache: Tensor,
@@ -468,17 +443,14 @@ export class JsBackend implements Backend {
     cacheLen: number,
   ): void {
     const op = 'attentionCached';
-    const HS = headSize(op, B, Tn, C, NH);
-    dims(op, { cacheLen });
-    nonNegativeInteger(op, 'startPos', startPos);
+    const HS = C / NH;
     if (startPos + Tn > cacheLen) {
       throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
     }
-    const o = this.floats(op, 'out', out, B * Tn * C);
-    const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
-    const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
-    const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
-    separate(op, { out: o, kCache: keys, vCache: values }, { qkv: x });
+    const o = this.f32(out);
+    const x = this.f32(qkv);
+    const keys = this.f32(kCache);
+    const values = this.f32(vCache);
     // append the new positions' k and v: cache [B, cacheLen, C]
     for (let b = 0; b < B; b++) {
       for (let i = 0; i < Tn; i++) {
@@ -523,25 +495,19 @@ export class JsBackend implements Backend {
 
   // ---- gelu ----
 
-  geluForward(out: Tensor, inp: Tensor, N: number): void {
-    const op = 'geluForward';
-    dims(op, { N });
-    const o = this.floats(op, 'out', out, N);
-    const x = this.floats(op, 'inp', inp, N);
-    inPlaceOrSeparate(op, 'out', o, 'inp', x);
+  protected _geluForward(out: Tensor, inp: Tensor, N: number): void {
+    const o = this.f32(out);
+    const x = this.f32(inp);
     for (let i = 0; i < N; i++) {
       const xi = x[i];
       o[i] = 0.5 * xi * (1 + Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3)));
     }
   }
 
-  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
-    const op = 'geluBackward';
-    dims(op, { N });
-    const dx = this.floats(op, 'dinp', dinp, N);
-    const x = this.floats(op, 'inp', inp, N);
-    const d = this.floats(op, 'dout', dout, N);
-    separate(op, { dinp: dx }, { inp: x, dout: d });
+  protected _geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
+    const dx = this.f32(dinp);
+    const x = this.f32(inp);
+    const d = this.f32(dout);
     for (let i = 0; i < N; i++) {
       const xi = x[i];
       const th = Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3));
@@ -553,46 +519,31 @@ export class JsBackend implements Backend {
 
   // ---- residual ----
 
-  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
-    const op = 'residualForward';
-    dims(op, { N });
-    const o = this.floats(op, 'out', out, N);
-    const x = this.floats(op, 'a', a, N);
-    const y = this.floats(op, 'b', b, N);
-    inPlaceOrSeparate(op, 'out', o, 'a', x);
-    separate(op, { out: o }, { b: y });
+  protected _residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
+    const o = this.f32(out);
+    const x = this.f32(a);
+    const y = this.f32(b);
     for (let i = 0; i < N; i++) o[i] = x[i] + y[i];
   }
 
-  accumulate(dst: Tensor, src: Tensor, N: number): void {
-    const op = 'accumulate';
-    dims(op, { N });
-    const to = this.floats(op, 'dst', dst, N);
-    const from = this.floats(op, 'src', src, N);
-    separate(op, { dst: to }, { src: from });
+  protected _accumulate(dst: Tensor, src: Tensor, N: number): void {
+    const to = this.f32(dst);
+    const from = this.f32(src);
     for (let i = 0; i < N; i++) to[i] += from[i];
   }
 
   // ---- dropout ----
 
-  dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
-    const op = 'dropoutForward';
-    dims(op, { N });
-    dropoutArgs(op, p, seed);
-    const o = this.floats(op, 'out', out, N);
-    const x = this.floats(op, 'inp', inp, N);
-    inPlaceOrSeparate(op, 'out', o, 'inp', x);
+  protected _dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
+    const o = this.f32(out);
+    const x = this.f32(inp);
     const keptScale = 1 / (1 - p);
     for (let i = 0; i < N; i++) o[i] = dropoutKeep(seed, i, p) ? x[i] * keptScale : 0;
   }
 
-  dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
-    const op = 'dropoutBackward';
-    dims(op, { N });
-    dropoutArgs(op, p, seed);
-    const dx = this.floats(op, 'dinp', dinp, N);
-    const d = this.floats(op, 'dout', dout, N);
-    separate(op, { dinp: dx }, { dout: d });
+  protected _dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
+    const dx = this.f32(dinp);
+    const d = this.f32(dout);
     const keptScale = 1 / (1 - p);
     for (let i = 0; i < N; i++) {
       if (dropoutKeep(seed, i, p)) dx[i] += d[i] * keptScale;
@@ -601,14 +552,12 @@ export class JsBackend implements Backend {
 
   // ---- softmax + cross-entropy ----
 
-  crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
+  protected _crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
     const op = 'crossEntropyForward';
-    dims(op, { N, V });
-    const l = this.floats(op, 'losses', losses, N);
-    const p = this.floats(op, 'probs', probs, N * V);
-    const z = this.floats(op, 'logits', logits, N * V);
-    const y = this.ints(op, 'targets', targets, N);
-    separate(op, { losses: l, probs: p }, { logits: z });
+    const l = this.f32(losses);
+    const p = this.f32(probs);
+    const z = this.f32(logits);
+    const y = this.i32(targets);
     for (let n = 0; n < N; n++) {
       const target = checkedTarget(op, y, n, V);
       const row = n * V;
@@ -623,14 +572,11 @@ export class JsBackend implements Backend {
     }
   }
 
-  crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
+  protected _crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
     const op = 'crossEntropyBackward';
-    dims(op, { N, V });
-    finite(op, 'dlossScale', dlossScale);
-    const dz = this.floats(op, 'dlogits', dlogits, N * V);
-    const p = this.floats(op, 'probs', probs, N * V);
-    const y = this.ints(op, 'targets', targets, N);
-    separate(op, { dlogits: dz }, { probs: p });
+    const dz = this.f32(dlogits);
+    const p = this.f32(probs);
+    const y = this.i32(targets);
     for (let n = 0; n < N; n++) {
       const target = checkedTarget(op, y, n, V);
       if (target === IGNORE_INDEX) continue;
@@ -644,16 +590,13 @@ export class JsBackend implements Backend {
 
   // ---- optimizer ----
 
-  adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
-    const op = 'adamwUpdate';
+  protected _adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
-    adamwArgs(op, opts);
     const n = params.length;
-    const w = this.floats(op, 'params', params, n);
-    const g = this.floats(op, 'grads', grads, n);
-    const m1 = this.floats(op, 'm', m, n);
-    const m2 = this.floats(op, 'v', v, n);
-    separate(op, { params: w, m: m1, v: m2 }, { grads: g });
+    const w = this.f32(params);
+    const g = this.f32(grads);
+    const m1 = this.f32(m);
+    const m2 = this.f32(v);
     const bias1 = 1 - beta1 ** step;
     const bias2 = 1 - beta2 ** step;
     for (let i = 0; i < n; i++) {
@@ -678,21 +621,15 @@ export class JsBackend implements Backend {
     N: number,
     format: QuantFormat,
   ): void {
-    const op = 'matmulQuantForward';
-    dims(op, { M, K, N });
-    const q = this.quantBytes(op, quants, quantWords(op, format, N, K));
-    const d = this.floats(op, 'scales', scales, (N * K) / 32);
-    const o = this.floats(op, 'out', out, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const b = bias === null ? null : this.floats(op, 'bias', bias, N);
-    separate(op, { out: o }, { inp: x, scales: d, bias: b });
+    const [o, x, q, d, b] = this.matmulQuantArgs(out, inp, quants, scales, bias, M, K, N, format).map((t) => t && this.data(t));
     const row = new Float64Array(K);
+    const bytes = quantBytes(q as Int32Array);
     for (let n = 0; n < N; n++) {
-      dequantizeRowInto(row, q, d, n, K, format);
+      dequantizeRowInto(row, bytes, d!, n, K, format);
       for (let m = 0; m < M; m++) {
         let sum = b === null ? 0 : b[n];
-        for (let k = 0; k < K; k++) sum += x[m * K + k] * row[k];
-        o[m * N + n] = sum;
+        for (let k = 0; k < K; k++) sum += x![m * K + k] * row[k];
+        o![m * N + n] = sum;
       }
     }
   }
@@ -710,101 +647,32 @@ export class JsBackend implements Backend {
     format: QuantFormat,
   ): void {
     const op = 'encoderQuantForward';
-    dims(op, { B, T, C });
-    nonNegativeInteger(op, 'posOffset', posOffset);
-    const V = Math.floor(scales.length / (C / 32));
-    const q = this.quantBytes(op, quants, quantWords(op, format, V, C));
-    const d = this.floats(op, 'scales', scales, (V * C) / 32);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
-    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
-    separate(op, { out: o }, { scales: d, wpe: positionTable });
+    const [o, ids, q, d, positions, V] = this.encoderQuantArgs(out, inp, quants, scales, wpe, B, T, C, posOffset, format);
+    const outRows = this.f32(o);
+    const positionTable = this.f32(positions);
+    const bytes = quantBytes(this.i32(q));
     const row = new Float64Array(C);
     for (let bt = 0; bt < B * T; bt++) {
-      dequantizeRowInto(row, q, d, checkedId(op, 'inp', ids, bt, V), C, format);
+      dequantizeRowInto(row, bytes, this.f32(d), checkedId(op, 'inp', this.i32(ids), bt, V), C, format);
       const pos = posOffset + (bt % T);
-      for (let c = 0; c < C; c++) o[bt * C + c] = row[c] + positionTable[pos * C + c];
+      for (let c = 0; c < C; c++) outRows[bt * C + c] = row[c] + positionTable[pos * C + c];
     }
   }
 
-  /** the bytes of the first `words` i32 elements of a quants tensor */
-  private quantBytes(op: string, quants: Tensor, words: number): Uint8Array {
-    const ints = this.ints(op, 'quants', quants, words);
-    return new Uint8Array(ints.buffer, ints.byteOffset, ints.byteLength);
+  // ---- storage of checked tensors ----
+
+  /** the elements of a view (a subarray: no copy) */
+  private data(t: Tensor): Storage {
+    const own = t as JsTensor;
+    return own.buffer.data.subarray(own.offset, own.offset + own.length);
   }
 
-  // ---- tensor access and validation ----
-
-  /** `t` as this backend's tensor, whatever its state */
-  private owned(op: string, name: string, t: Tensor): JsTensor {
-    if (!(t instanceof JsTensor) || t.buffer.owner !== this) {
-      throw new TypeError(`${op}: ${name} is not a tensor of this js backend`);
-    }
-    return t;
+  private f32(t: Tensor): FloatStorage {
+    return this.data(t) as FloatStorage;
   }
 
-  /** `t` as a live tensor of this backend */
-  private tensor(op: string, name: string, t: Tensor): JsTensor {
-    const own = this.owned(op, name, t);
-    if (!own.buffer.live) throw new Error(`${op}: ${name} belongs to a buffer that was freed`);
-    return own;
-  }
-
-  /** the storage elements of a checked tensor's view (a subarray: no copy) */
-  private storage(t: JsTensor): Storage {
-    return t.buffer.data.subarray(t.offset, t.offset + t.length);
-  }
-
-  /** the first `need` elements of an f32 tensor, checked */
-  private floats(op: string, name: string, t: Tensor, need: number): FloatStorage {
-    const own = this.tensor(op, name, t);
-    if (own.dtype !== 'f32') throw new TypeError(`${op}: ${name} must be an f32 tensor, got ${own.dtype}`);
-    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
-    return own.buffer.data.subarray(own.offset, own.offset + need) as FloatStorage;
-  }
-
-  /** the first `need` elements of an i32 tensor, checked */
-  private ints(op: string, name: string, t: Tensor, need: number): Int32Array {
-    const own = this.tensor(op, name, t);
-    if (own.dtype !== 'i32') throw new TypeError(`${op}: ${name} must be an i32 tensor, got ${own.dtype}`);
-    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
-    return own.buffer.data.subarray(own.offset, own.offset + need) as Int32Array;
-  }
-
-  private writeChecked(op: string, target: JsTensor, data: ArrayLike<number>): void {
-    if (data.length > target.length) {
-      throw new RangeError(`${op}: data has ${data.length} elements, the tensor view holds ${target.length}`);
-    }
-    this.storage(target).set(data);
-  }
-}
-
-type Region = FloatStorage | Int32Array;
-
-function shareStorage(a: Region, b: Region): boolean {
-  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
-}
-
-/**
- * The contract's no-alias rule: the regions an op writes share no storage with each other or with
- * the regions it reads (null entries are absent optional tensors).
- */
-function separate(op: string, outputs: Record<string, Region | null>, inputs: Record<string, Region | null>): void {
-  const written = Object.entries(outputs).filter((e): e is [string, Region] => e[1] !== null);
-  const read = Object.entries(inputs).filter((e): e is [string, Region] => e[1] !== null);
-  for (let i = 0; i < written.length; i++) {
-    const [outName, out] = written[i];
-    for (const [otherName, other] of [...written.slice(i + 1), ...read]) {
-      if (shareStorage(out, other)) throw new RangeError(`${op}: ${outName} overlaps ${otherName}; they must not share storage`);
-    }
-  }
-}
-
-/** For ops whose output may alias an input: exactly the same elements, or no shared storage. */
-function inPlaceOrSeparate(op: string, outName: string, out: Region, inName: string, inp: Region): void {
-  const samePlace = out.buffer === inp.buffer && out.byteOffset === inp.byteOffset;
-  if (!samePlace && shareStorage(out, inp)) {
-    throw new RangeError(`${op}: ${outName} partly overlaps ${inName}; it may alias it exactly or not at all`);
+  private i32(t: Tensor): Int32Array {
+    return this.data(t) as Int32Array;
   }
 }
 
@@ -820,6 +688,11 @@ function checkedTarget(op: string, targets: Int32Array, n: number, V: number): n
     throw new RangeError(`${op}: targets[${n}] = ${target} is outside [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`);
   }
   return target;
+}
+
+/** the bytes of a quants tensor's i32 words */
+function quantBytes(ints: Int32Array): Uint8Array {
+  return new Uint8Array(ints.buffer, ints.byteOffset, ints.byteLength);
 }
 
 /** row n of a quantized [rows, K] matrix (src/model/quant.ts), dequantized into `row` */

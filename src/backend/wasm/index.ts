@@ -12,10 +12,8 @@ import {
   LAYER_NORM_EPS,
   dropoutThreshold,
   type AdamWParams,
-  type Backend,
   type BackendLimits,
   type DType,
-  type OpName,
   type QuantFormat,
   type Tensor,
 } from '../contract.js';
@@ -31,7 +29,7 @@ import {
   type WasmSource,
 } from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
-import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from '../checks.js';
+import { CheckedBackend } from '../checked.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
@@ -112,7 +110,7 @@ class WasmTensor implements Tensor {
   }
 }
 
-export class WasmBackend implements Backend {
+export class WasmBackend extends CheckedBackend {
   readonly name = 'wasm' as const;
   readonly limits: BackendLimits;
   /** why the backend runs on fewer threads than it was asked for ('' when it runs on what was asked) */
@@ -134,14 +132,18 @@ export class WasmBackend implements Backend {
   private heapI32: Int32Array;
 
   constructor(private readonly k: Kernels) {
+    super();
     this.arena = new Arena(k.memory, k.heapBase());
     this.limits = { maxTensorLength: Math.floor(this.arena.maxBlockBytes / BYTES_PER_ELEMENT), maxTotalBytes: this.arena.maxBlockBytes };
     this.heapF32 = new Float32Array(k.memory.buffer);
     this.heapI32 = new Int32Array(k.memory.buffer);
   }
 
-  supports(_op: OpName): boolean {
-    return true;
+  /** past the arena's limit, the arena says how many bytes the memory would need (ArenaLimitError) */
+  protected readonly maxAllocLength = Number.MAX_SAFE_INTEGER;
+
+  protected storageOf(t: Tensor): WasmBlock | undefined {
+    return t instanceof WasmTensor && t.block.owner === this ? t.block : undefined;
   }
 
   /** whether the kernels are the relaxed-SIMD build (fused multiply-adds; chosen where the runtime has relaxed SIMD) */
@@ -173,9 +175,7 @@ export class WasmBackend implements Backend {
 
   // ---- storage ----
 
-  alloc(length: number, dtype: DType = 'f32'): Tensor {
-    if (!Number.isSafeInteger(length) || length < 1) throw new RangeError(`alloc: length must be a positive integer, got ${length}`);
-    if (dtype !== 'f32' && dtype !== 'i32') throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+  protected _alloc(length: number, dtype: DType): Tensor {
     const bytes = length * BYTES_PER_ELEMENT;
     const ptr = this.arena.allocate(bytes);
     this.k.zeroBytes(ptr, bytes);
@@ -184,37 +184,26 @@ export class WasmBackend implements Backend {
     return new WasmTensor(dtype, 0, length, block);
   }
 
-  view(t: Tensor, offset: number, length: number): Tensor {
-    const parent = this.tensor('view', 't', t);
-    viewRange(parent.length, offset, length);
+  protected _view(t: Tensor, offset: number, length: number): Tensor {
+    const parent = t as WasmTensor;
     return new WasmTensor(parent.dtype, parent.offset + offset, length, parent.block);
   }
 
-  upload(t: Tensor, data: Float32Array | Int32Array): void {
-    const target = this.tensor('upload', 't', t);
-    const expected = target.dtype === 'f32' ? Float32Array : Int32Array;
-    if (!(data instanceof expected)) {
-      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected.name}, got ${describe(data)}`);
-    }
-    if (data.length > target.length) {
-      throw new RangeError(`upload: data has ${data.length} elements, the tensor view holds ${target.length}`);
-    }
+  protected _upload(t: Tensor, data: Float32Array | Int32Array): void {
+    const target = t as WasmTensor;
     const heap = target.dtype === 'f32' ? this.f32() : this.i32();
     heap.set(data, target.ptr / BYTES_PER_ELEMENT);
   }
 
-  download(t: Tensor): Promise<Float32Array | Int32Array> {
-    const source = this.tensor('download', 't', t);
+  protected _download(t: Tensor): Promise<Float32Array | Int32Array> {
+    const source = t as WasmTensor;
     const start = source.ptr / BYTES_PER_ELEMENT;
     const heap = source.dtype === 'f32' ? this.f32() : this.i32();
     return Promise.resolve(heap.slice(start, start + source.length));
   }
 
-  free(t: Tensor): void {
-    const own = this.owned('free', 't', t);
-    // freeing twice, or after dispose, is a no-op as in the reference backend
-    if (!own.block.live) return;
-    own.block.live = false;
+  protected _free(t: Tensor): void {
+    const own = t as WasmTensor;
     this.blocks.delete(own.block);
     this.arena.release(own.block.ptr);
   }
@@ -231,7 +220,7 @@ export class WasmBackend implements Backend {
   }
 
   /** frees everything and stops the worker threads; the backend then runs on one thread */
-  dispose(): void {
+  protected _dispose(): void {
     this.pool?.dispose();
     forgottenPools.unregister(this);
     this.pool = null;
@@ -245,95 +234,70 @@ export class WasmBackend implements Backend {
 
   // ---- elementwise helpers ----
 
-  zero(t: Tensor): void {
-    const own = this.tensor('zero', 't', t);
+  protected _zero(t: Tensor): void {
+    const own = t as WasmTensor;
     this.k.zeroBytes(own.ptr, own.length * BYTES_PER_ELEMENT);
   }
 
-  copy(dst: Tensor, src: Tensor): void {
-    const from = this.tensor('copy', 'src', src);
-    const to = this.tensor('copy', 'dst', dst);
-    if (to.dtype !== from.dtype) throw new TypeError(`copy: dst is ${to.dtype} but src is ${from.dtype}`);
-    if (to.length < from.length) throw new RangeError(`copy: dst has ${to.length} elements, needs at least src.length = ${from.length}`);
-    if (to.block === from.block && to.offset < from.offset + from.length && from.offset < to.offset + from.length) {
-      throw new RangeError(
-        `copy: dst [${to.offset}, ${to.offset + from.length}) overlaps src [${from.offset}, ${from.offset + from.length}) in the same buffer`,
-      );
-    }
-    this.k.copyBytes(to.ptr, from.ptr, from.length * BYTES_PER_ELEMENT);
+  protected _copy(dst: Tensor, src: Tensor): void {
+    this.k.copyBytes(ptr(dst), ptr(src), src.length * BYTES_PER_ELEMENT);
   }
 
-  scale(t: Tensor, s: number): void {
-    finite('scale', 's', s);
-    const x = this.floats('scale', 't', t, t.length);
+  protected _scale(t: Tensor, s: number): void {
+    const x = ptr(t);
     this.k.scale(x, s, t.length);
   }
 
-  transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
-    const op = 'transpose';
-    dims(op, { rows, cols });
-    const o = this.floats(op, 'out', out, rows * cols);
-    const x = this.floats(op, 'inp', inp, rows * cols);
-    const a = out as WasmTensor;
-    const b = inp as WasmTensor;
-    if (a.block === b.block && a.offset < b.offset + rows * cols && b.offset < a.offset + rows * cols) {
-      throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
-    }
-    this.k.transpose(o, x, rows, cols);
+  protected _transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
+    this.k.transpose(ptr(out), ptr(inp), rows, cols);
   }
 
-  squaredNorm(out: Tensor, t: Tensor): void {
-    const result = this.floats('squaredNorm', 'out', out, 1);
-    const x = this.floats('squaredNorm', 't', t, t.length);
+  protected _squaredNorm(out: Tensor, t: Tensor): void {
+    const result = ptr(out);
+    const x = ptr(t);
     this.f32()[result / BYTES_PER_ELEMENT] = this.k.squaredNorm(x, t.length);
   }
 
   // ---- encoder ----
 
-  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
+  protected _encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
     const op = 'encoderForward';
-    dims(op, { B, T, C });
-    nonNegativeInteger(op, 'posOffset', posOffset);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
+    const o = ptr(out);
+    const ids = ptr(inp);
     const V = Math.floor(wte.length / C); // wte [V,C]: V is its number of rows
-    const tokenTable = this.floats(op, 'wte', wte, V * C);
-    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    const tokenTable = ptr(wte);
+    const positionTable = ptr(wpe);
     const bad = this.k.encoderForward(o, ids, tokenTable, positionTable, B, T, C, V, posOffset);
     if (bad !== -1) this.badId(op, inp, bad, V);
   }
 
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+  protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
-    dims(op, { B, T, C });
     const V = Math.floor(dwte.length / C);
-    const dTokenTable = this.floats(op, 'dwte', dwte, V * C);
-    const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
-    const d = this.floats(op, 'dout', dout, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
+    const dTokenTable = ptr(dwte);
+    const dPositionTable = ptr(dwpe);
+    const d = ptr(dout);
+    const ids = ptr(inp);
     const bad = this.k.encoderBackward(dTokenTable, dPositionTable, d, ids, B, T, C, V);
     if (bad !== -1) this.badId(op, inp, bad, V);
   }
 
   // ---- layer norm ----
 
-  layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
-    const op = 'layerNormForward';
-    dims(op, { N, C });
-    this.k.layerNormForward(
-      this.floats(op, 'out', out, N * C),
-      this.floats(op, 'mean', mean, N),
-      this.floats(op, 'rstd', rstd, N),
-      this.floats(op, 'inp', inp, N * C),
-      this.floats(op, 'weight', weight, C),
-      this.floats(op, 'bias', bias, C),
-      N,
-      C,
-      LAYER_NORM_EPS,
-    );
+  protected _layerNormForward(
+    out: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    N: number,
+    C: number,
+  ): void {
+    this.k.layerNormForward(ptr(out), ptr(mean), ptr(rstd), ptr(inp), ptr(weight), ptr(bias), N, C, LAYER_NORM_EPS);
   }
 
-  layerNormBackward(
+  protected _layerNormBackward(
     dinp: Tensor,
     dweight: Tensor,
     dbias: Tensor,
@@ -345,35 +309,20 @@ export class WasmBackend implements Backend {
     N: number,
     C: number,
   ): void {
-    const op = 'layerNormBackward';
-    dims(op, { N, C });
-    this.k.layerNormBackward(
-      this.floats(op, 'dinp', dinp, N * C),
-      this.floats(op, 'dweight', dweight, C),
-      this.floats(op, 'dbias', dbias, C),
-      this.floats(op, 'dout', dout, N * C),
-      this.floats(op, 'inp', inp, N * C),
-      this.floats(op, 'weight', weight, C),
-      this.floats(op, 'mean', mean, N),
-      this.floats(op, 'rstd', rstd, N),
-      N,
-      C,
-    );
+    this.k.layerNormBackward(ptr(dinp), ptr(dweight), ptr(dbias), ptr(dout), ptr(inp), ptr(weight), ptr(mean), ptr(rstd), N, C);
   }
 
   // ---- matmul ----
 
-  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
-    const op = 'matmulForward';
-    dims(op, { M, K, N });
-    const o = this.floats(op, 'out', out, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const w = this.floats(op, 'weight', weight, K * N);
-    const b = bias === null ? 0 : this.floats(op, 'bias', bias, N);
+  protected _matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
+    const o = ptr(out);
+    const x = ptr(inp);
+    const w = ptr(weight);
+    const b = bias === null ? 0 : ptr(bias);
     this.splitColumns('matmulForwardCols', [o, x, w, b, M, K, N], N, M * K * N * (M <= ROW_PATH_MAX_M ? ROW_PATH_COST : 1));
   }
 
-  matmulBackward(
+  protected _matmulBackward(
     dinp: Tensor | null,
     dweight: Tensor,
     dbias: Tensor | null,
@@ -384,14 +333,12 @@ export class WasmBackend implements Backend {
     K: number,
     N: number,
   ): void {
-    const op = 'matmulBackward';
-    dims(op, { M, K, N });
-    const dx = dinp === null ? 0 : this.floats(op, 'dinp', dinp, M * K);
-    const dw = this.floats(op, 'dweight', dweight, K * N);
-    const db = dbias === null ? 0 : this.floats(op, 'dbias', dbias, N);
-    const d = this.floats(op, 'dout', dout, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const w = this.floats(op, 'weight', weight, K * N);
+    const dx = dinp === null ? 0 : ptr(dinp);
+    const dw = ptr(dweight);
+    const db = dbias === null ? 0 : ptr(dbias);
+    const d = ptr(dout);
+    const x = ptr(inp);
+    const w = ptr(weight);
     // dinp[M,K] += dout @ W^T over columns of dinp; dweight[K,N] += inp^T @ dout (and dbias) over columns of dweight
     if (dx !== 0) this.splitColumns('matmulBackwardInputCols', [dx, d, w, M, K, N], K, M * K * N);
     this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, M * K * N);
@@ -410,13 +357,7 @@ export class WasmBackend implements Backend {
     N: number,
     format: QuantFormat,
   ): void {
-    const op = 'matmulQuantForward';
-    dims(op, { M, K, N });
-    const wq = this.ints(op, 'quants', quants, quantWords(op, format, N, K));
-    const ws = this.floats(op, 'scales', scales, (N * K) / 32);
-    const o = this.floats(op, 'out', out, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const b = bias === null ? 0 : this.floats(op, 'bias', bias, N);
+    const [o, x, wq, ws, b] = this.matmulQuantArgs(out, inp, quants, scales, bias, M, K, N, format).map((t) => (t === null ? 0 : ptr(t)));
     // x as int16 blocks (2 bytes per element) and a scale per block, quantized once for every share
     const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * BYTES_PER_ELEMENT);
     const xs = xq + M * K * 2;
@@ -442,17 +383,21 @@ export class WasmBackend implements Backend {
     posOffset: number,
     format: QuantFormat,
   ): void {
-    const op = 'encoderQuantForward';
-    dims(op, { B, T, C });
-    nonNegativeInteger(op, 'posOffset', posOffset);
-    const V = Math.floor(scales.length / (C / 32));
-    const wq = this.ints(op, 'quants', quants, quantWords(op, format, V, C));
-    const ws = this.floats(op, 'scales', scales, (V * C) / 32);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
-    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
-    const bad = this.k.encoderQuantForward(o, ids, wq, ws, positionTable, B, T, C, V, posOffset, format === 'q4_0' ? 1 : 0);
-    if (bad !== -1) this.badId(op, inp, bad, V);
+    const [o, ids, wq, ws, positions, V] = this.encoderQuantArgs(out, inp, quants, scales, wpe, B, T, C, posOffset, format);
+    const bad = this.k.encoderQuantForward(
+      ptr(o),
+      ptr(ids),
+      ptr(wq),
+      ptr(ws),
+      ptr(positions),
+      B,
+      T,
+      C,
+      V,
+      posOffset,
+      format === 'q4_0' ? 1 : 0,
+    );
+    if (bad !== -1) this.badId('encoderQuantForward', inp, bad, V);
   }
 
   /** byte address of the activation scratch, at least `bytes` long (16-byte aligned blocks follow from the arena) */
@@ -469,12 +414,10 @@ export class WasmBackend implements Backend {
 
   // ---- attention ----
 
-  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
-    const op = 'attentionForward';
-    headSize(op, B, T, C, NH);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const l = this.floats(op, 'lse', lse, B * NH * T);
-    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
+  protected _attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
+    const o = ptr(out);
+    const l = ptr(lse);
+    const x = ptr(qkv);
     // per pair: Q K^T and P V, T*T*HS multiply-adds each
     const shares = this.sharesFor(B * NH, 2 * B * T * T * C);
     const pairs = B * NH;
@@ -495,14 +438,22 @@ export class WasmBackend implements Backend {
     );
   }
 
-  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
-    const op = 'attentionBackward';
-    headSize(op, B, T, C, NH);
-    const dx = this.floats(op, 'dqkv', dqkv, B * T * 3 * C);
-    const d = this.floats(op, 'dout', dout, B * T * C);
-    const x = this.floats(op, 'qkv', qkv, B * T * 3 * C);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const l = this.floats(op, 'lse', lse, B * NH * T);
+  protected _attentionBackward(
+    dqkv: Tensor,
+    dout: Tensor,
+    qkv: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    NH: number,
+  ): void {
+    const dx = ptr(dqkv);
+    const d = ptr(dout);
+    const x = ptr(qkv);
+    const o = ptr(out);
+    const l = ptr(lse);
     // per pair: five T*T*HS products (P, dP, dV, dQ, dK)
     const shares = this.sharesFor(B * NH, 5 * B * T * T * C);
     const pairs = B * NH;
@@ -525,7 +476,7 @@ export class WasmBackend implements Backend {
     );
   }
 
-  attentionCached(
+  protected _attentionCached(
     out: Tensor,
     qkv: Tensor,
     kCache: Tensor,
@@ -537,15 +488,10 @@ export class WasmBackend implements Backend {
     startPos: number,
     cacheLen: number,
   ): void {
-    const op = 'attentionCached';
-    headSize(op, B, Tn, C, NH);
-    dims(op, { cacheLen });
-    nonNegativeInteger(op, 'startPos', startPos);
-    if (startPos + Tn > cacheLen) throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
-    const o = this.floats(op, 'out', out, B * Tn * C);
-    const x = this.floats(op, 'qkv', qkv, B * Tn * 3 * C);
-    const keys = this.floats(op, 'kCache', kCache, B * cacheLen * C);
-    const values = this.floats(op, 'vCache', vCache, B * cacheLen * C);
+    const o = ptr(out);
+    const x = ptr(qkv);
+    const keys = ptr(kCache);
+    const values = ptr(vCache);
     this.k.kvCacheAppend(x, keys, values, B, Tn, C, startPos, cacheLen);
     // per pair: the new rows against the L = startPos + Tn cached positions, twice (scores, values)
     const L = startPos + Tn;
@@ -573,92 +519,73 @@ export class WasmBackend implements Backend {
 
   // ---- gelu ----
 
-  geluForward(out: Tensor, inp: Tensor, N: number): void {
-    const op = 'geluForward';
-    dims(op, { N });
-    const o = this.floats(op, 'out', out, N);
-    const x = this.floats(op, 'inp', inp, N);
+  protected _geluForward(out: Tensor, inp: Tensor, N: number): void {
+    const o = ptr(out);
+    const x = ptr(inp);
     this.splitElements('geluForward', N, (at, count) => [o + at, x + at, count]);
   }
 
-  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
-    const op = 'geluBackward';
-    dims(op, { N });
-    const dx = this.floats(op, 'dinp', dinp, N);
-    const x = this.floats(op, 'inp', inp, N);
-    const d = this.floats(op, 'dout', dout, N);
+  protected _geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
+    const dx = ptr(dinp);
+    const x = ptr(inp);
+    const d = ptr(dout);
     this.splitElements('geluBackward', N, (at, count) => [dx + at, x + at, d + at, count]);
   }
 
   // ---- residual ----
 
-  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
-    const op = 'residualForward';
-    dims(op, { N });
-    this.k.residualForward(this.floats(op, 'out', out, N), this.floats(op, 'a', a, N), this.floats(op, 'b', b, N), N);
+  protected _residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
+    this.k.residualForward(ptr(out), ptr(a), ptr(b), N);
   }
 
-  accumulate(dst: Tensor, src: Tensor, N: number): void {
-    const op = 'accumulate';
-    dims(op, { N });
-    this.k.accumulate(this.floats(op, 'dst', dst, N), this.floats(op, 'src', src, N), N);
+  protected _accumulate(dst: Tensor, src: Tensor, N: number): void {
+    this.k.accumulate(ptr(dst), ptr(src), N);
   }
 
   // ---- dropout ----
 
-  dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
-    const op = 'dropoutForward';
-    dims(op, { N });
-    dropoutArgs(op, p, seed);
-    const o = this.floats(op, 'out', out, N);
-    const x = this.floats(op, 'inp', inp, N);
+  protected _dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
+    const o = ptr(out);
+    const x = ptr(inp);
     this.k.dropoutForward(o, x, N, seed, dropoutThreshold(p), 1 / (1 - p));
   }
 
-  dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
-    const op = 'dropoutBackward';
-    dims(op, { N });
-    dropoutArgs(op, p, seed);
-    const dx = this.floats(op, 'dinp', dinp, N);
-    const d = this.floats(op, 'dout', dout, N);
+  protected _dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
+    const dx = ptr(dinp);
+    const d = ptr(dout);
     this.k.dropoutBackward(dx, d, N, seed, dropoutThreshold(p), 1 / (1 - p));
   }
 
   // ---- softmax + cross-entropy ----
 
-  crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
+  protected _crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
     const op = 'crossEntropyForward';
-    dims(op, { N, V });
-    const l = this.floats(op, 'losses', losses, N);
-    const p = this.floats(op, 'probs', probs, N * V);
-    const z = this.floats(op, 'logits', logits, N * V);
-    const y = this.ints(op, 'targets', targets, N);
+    const l = ptr(losses);
+    const p = ptr(probs);
+    const z = ptr(logits);
+    const y = ptr(targets);
     const bad = this.k.crossEntropyForward(l, p, z, y, N, V);
     if (bad !== -1) this.badTarget(op, targets, bad, V);
   }
 
-  crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
+  protected _crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
     const op = 'crossEntropyBackward';
-    dims(op, { N, V });
-    finite(op, 'dlossScale', dlossScale);
-    const dz = this.floats(op, 'dlogits', dlogits, N * V);
-    const p = this.floats(op, 'probs', probs, N * V);
-    const y = this.ints(op, 'targets', targets, N);
+    const dz = ptr(dlogits);
+    const p = ptr(probs);
+    const y = ptr(targets);
     const bad = this.k.crossEntropyBackward(dz, p, y, dlossScale, N, V);
     if (bad !== -1) this.badTarget(op, targets, bad, V);
   }
 
   // ---- optimizer ----
 
-  adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
-    const op = 'adamwUpdate';
+  protected _adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
-    adamwArgs(op, opts);
     const n = params.length;
-    const p = this.floats(op, 'params', params, n);
-    const g = this.floats(op, 'grads', grads, n);
-    const m1 = this.floats(op, 'm', m, n);
-    const m2 = this.floats(op, 'v', v, n);
+    const p = ptr(params);
+    const g = ptr(grads);
+    const m1 = ptr(m);
+    const m2 = ptr(v);
     const hyper = [learningRate, beta1, beta2, eps, weightDecay, 1 - beta1 ** step, 1 - beta2 ** step];
     this.splitElements('adamwUpdate', n, (at, count) => [p + at, g + at, m1 + at, m2 + at, count, ...hyper]);
   }
@@ -738,33 +665,6 @@ export class WasmBackend implements Backend {
     );
   }
 
-  private owned(op: string, name: string, t: Tensor): WasmTensor {
-    if (!(t instanceof WasmTensor) || t.block.owner !== this) throw new TypeError(`${op}: ${name} is not a tensor of this wasm backend`);
-    return t;
-  }
-
-  private tensor(op: string, name: string, t: Tensor): WasmTensor {
-    const own = this.owned(op, name, t);
-    if (!own.block.live) throw new Error(`${op}: ${name} belongs to a buffer that was freed`);
-    return own;
-  }
-
-  /** byte address of an f32 tensor that holds at least `need` elements */
-  private floats(op: string, name: string, t: Tensor, need: number): number {
-    const own = this.tensor(op, name, t);
-    if (own.dtype !== 'f32') throw new TypeError(`${op}: ${name} must be an f32 tensor, got ${own.dtype}`);
-    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
-    return own.ptr;
-  }
-
-  /** byte address of an i32 tensor that holds at least `need` elements */
-  private ints(op: string, name: string, t: Tensor, need: number): number {
-    const own = this.tensor(op, name, t);
-    if (own.dtype !== 'i32') throw new TypeError(`${op}: ${name} must be an i32 tensor, got ${own.dtype}`);
-    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
-    return own.ptr;
-  }
-
   private badId(op: string, inp: Tensor, index: number, V: number): never {
     const id = this.i32()[(inp as WasmTensor).ptr / BYTES_PER_ELEMENT + index];
     throw new RangeError(`${op}: inp[${index}] = ${id} is outside [0, ${V}) (rows of wte)`);
@@ -774,6 +674,11 @@ export class WasmBackend implements Backend {
     const target = this.i32()[(targets as WasmTensor).ptr / BYTES_PER_ELEMENT + index];
     throw new RangeError(`${op}: targets[${index}] = ${target} is outside [0, ${V}) and is not the ignore index ${IGNORE_INDEX}`);
   }
+}
+
+/** byte address of element 0 of a checked tensor's view */
+function ptr(t: Tensor): number {
+  return (t as WasmTensor).ptr;
 }
 
 /**

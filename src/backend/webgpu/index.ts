@@ -15,24 +15,15 @@
  *   saved state.
  */
 /// <reference types="@webgpu/types" />
-import {
-  dropoutThreshold,
-  type AdamWParams,
-  type Backend,
-  type BackendLimits,
-  type DType,
-  type OpName,
-  type SplitPoints,
-  type Tensor,
-} from '../contract.js';
-import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, viewRange } from '../checks.js';
+import { dropoutThreshold, type AdamWParams, type BackendLimits, type DType, type SplitPoints, type Tensor } from '../contract.js';
+import { CheckedBackend } from '../checked.js';
 import { BUFFER_USAGE, BufferPool } from './buffers.js';
 import { acquireDevice, type WebGPUOptions } from './device.js';
 import { FaultLog } from './faults.js';
 import { recordAttentionBackward, recordAttentionCached, recordAttentionForward } from './attention-ops.js';
 import { columnChunks, product } from './products.js';
 import { perItem, Recorder, sharedByAll } from './recorder.js';
-import { GpuMemory, MAX_SPLIT_TENSOR_LENGTH, overlaps, segmentParts, WebGPUTensor } from './storage.js';
+import { GpuMemory, MAX_SPLIT_TENSOR_LENGTH, segmentParts, WebGPUTensor, type GpuStorage } from './storage.js';
 import { adamwKernel } from './wgsl/adamw.js';
 import { COLUMN_GROUP, columnFinalKernel, columnPartialKernel, layerNormParamsPartialKernel } from './wgsl/columns.js';
 import { crossEntropyBackwardKernel, crossEntropyForwardKernel } from './wgsl/crossentropy.js';
@@ -89,7 +80,7 @@ export async function createWebGPUBackend(opts: WebGPUOptions & WebGPUBackendOpt
   return new WebGPUBackend(device, adapterName, opts);
 }
 
-export class WebGPUBackend implements Backend {
+export class WebGPUBackend extends CheckedBackend {
   readonly name = 'webgpu' as const;
   readonly limits: BackendLimits;
   /** resolves when the device is lost (including by `dispose`); downloads reject from then on */
@@ -111,10 +102,10 @@ export class WebGPUBackend implements Backend {
   private readonly faults: FaultLog;
   private readonly readbackPool: BufferPool;
   private readonly matmulBlock: 'auto' | MatmulBlock;
-  private disposed = false;
   private sqnormPartials: WebGPUTensor | null = null;
 
   constructor(device: GPUDevice, adapterName = 'unknown adapter', options: WebGPUBackendOptions = {}) {
+    super();
     const matmulBlock = options.matmulBlock ?? 'auto';
     if (matmulBlock !== 'auto' && matmulBlock !== 4 && matmulBlock !== 8) {
       throw new RangeError(`WebGPUBackend: matmulBlock must be 'auto', 4 or 8, got ${String(matmulBlock)}`);
@@ -139,7 +130,7 @@ export class WebGPUBackend implements Backend {
       );
     }
     this.limits = { maxTensorLength: Math.floor(bufferCap / 4), maxTotalBytes: Infinity };
-    this.faults = new FaultLog(device, () => this.disposed);
+    this.faults = new FaultLog(device, () => this.isDisposed);
     this.lost = this.faults.lost;
     const track = (scope: Promise<GPUError | null>, what: string) => this.faults.track(scope, what);
     const clear = (buffer: GPUBuffer, bytes: number) => this.rec.copyEncoder().clearBuffer(buffer, 0, bytes);
@@ -164,36 +155,25 @@ export class WebGPUBackend implements Backend {
     );
   }
 
-  supports(_op: OpName): boolean {
-    return true;
+  protected readonly maxAllocLength = MAX_SPLIT_TENSOR_LENGTH;
+
+  protected storageOf(t: Tensor): GpuStorage | undefined {
+    return t instanceof WebGPUTensor && t.owner === this ? t.storage : undefined;
   }
 
   // ---- storage ----
 
-  alloc(length: number, dtype: DType = 'f32', splitAt?: SplitPoints): Tensor {
-    this.checkUsable('alloc');
-    if (!Number.isInteger(length) || length < 1 || length > MAX_SPLIT_TENSOR_LENGTH) {
-      throw new RangeError(`alloc: length must be an integer in [1, ${MAX_SPLIT_TENSOR_LENGTH}], got ${length}`);
-    }
-    if (dtype !== 'f32' && dtype !== 'i32') throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+  protected _alloc(length: number, dtype: DType, splitAt?: SplitPoints): Tensor {
     return this.memory.allocate(length, dtype, true, splitAt);
   }
 
-  view(t: Tensor, offset: number, length: number): Tensor {
-    const parent = this.tensor('view', 't', t);
-    viewRange(parent.length, offset, length);
+  protected _view(t: Tensor, offset: number, length: number): Tensor {
+    const parent = gpu(t);
     return new WebGPUTensor(parent.dtype, parent.offset + offset, length, parent.storage, this);
   }
 
-  upload(t: Tensor, data: Float32Array | Int32Array): void {
-    const target = this.tensor('upload', 't', t);
-    const expected = target.dtype === 'f32' ? Float32Array : Int32Array;
-    if (!(data instanceof expected)) {
-      throw new TypeError(`upload: a ${target.dtype} tensor takes a ${expected.name}, got ${data?.constructor?.name ?? typeof data}`);
-    }
-    if (data.length > target.length) {
-      throw new RangeError(`upload: data has ${data.length} elements, the tensor view holds ${target.length}`);
-    }
+  protected _upload(t: Tensor, data: Float32Array | Int32Array): void {
+    const target = gpu(t);
     for (const { segment, from, to } of segmentParts(target.storage, target.offset, data.length)) {
       const part = data.subarray(from - target.offset, to - target.offset);
       const byteOffset = (from - segment.start) * 4;
@@ -204,8 +184,8 @@ export class WebGPUBackend implements Backend {
     }
   }
 
-  async download(t: Tensor): Promise<Float32Array | Int32Array> {
-    const source = this.tensor('download', 't', t);
+  protected async _download(t: Tensor): Promise<Float32Array | Int32Array> {
+    const source = gpu(t);
     if (this.faults.lostError) throw this.faults.lostError;
     // one readback buffer per segment the view touches (one, unless the tensor spans several buffers)
     const readbacks = segmentParts(source.storage, source.offset, source.length).map(({ segment, from, to }) => {
@@ -244,19 +224,15 @@ export class WebGPUBackend implements Backend {
     this.rec.flush();
   }
 
-  free(t: Tensor): void {
-    const own = this.owned('free', 't', t);
-    if (!own.storage.live) throw new Error('free: t belongs to a buffer that was already freed');
-    this.memory.free(own);
+  protected _free(t: Tensor): void {
+    this.memory.free(gpu(t));
   }
 
   bytesInUse(): number {
     return this.memory.bytesInUse();
   }
 
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected _dispose(): void {
     this.memory.destroyAll();
     this.rec.destroy();
     this.readbackPool.destroyAll();
@@ -265,24 +241,17 @@ export class WebGPUBackend implements Backend {
 
   // ---- elementwise helpers ----
 
-  zero(t: Tensor): void {
-    const target = this.tensor('zero', 't', t);
+  protected _zero(t: Tensor): void {
+    const target = gpu(t);
     if (target.length === 0) return;
     for (const { segment, from, to } of segmentParts(target.storage, target.offset, target.length)) {
       this.rec.copyEncoder().clearBuffer(segment.pooled.buffer, (from - segment.start) * 4, (to - from) * 4);
     }
   }
 
-  copy(dst: Tensor, src: Tensor): void {
-    const from = this.tensor('copy', 'src', src);
-    const to = this.tensor('copy', 'dst', dst);
-    if (to.dtype !== from.dtype) throw new TypeError(`copy: dst is ${to.dtype} but src is ${from.dtype}`);
-    if (to.length < from.length) throw new RangeError(`copy: dst has ${to.length} elements, needs at least src.length = ${from.length}`);
-    if (overlaps(to, from, from.length)) {
-      throw new RangeError(
-        `copy: dst [${to.offset}, ${to.offset + from.length}) overlaps src [${from.offset}, ${from.offset + from.length}) in the same buffer`,
-      );
-    }
+  protected _copy(dst: Tensor, src: Tensor): void {
+    const from = gpu(src);
+    const to = gpu(dst);
     if (from.length === 0) return;
     if (to.storage !== from.storage) {
       // per stretch that lies in one buffer on both sides
@@ -306,19 +275,15 @@ export class WebGPUBackend implements Backend {
     this.rec.elementwise(copyKernel, from.length, { dst: to, src: from });
   }
 
-  scale(t: Tensor, s: number): void {
-    finite('scale', 's', s);
-    const x = this.floats('scale', 't', t, t.length);
+  protected _scale(t: Tensor, s: number): void {
+    const x = gpu(t);
     this.rec.elementwise(scaleKernel, x.length, { t: x }, { s });
   }
 
-  transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
+  protected _transpose(out: Tensor, inp: Tensor, rows: number, cols: number): void {
     const op = 'transpose';
-    dims(op, { rows, cols });
-    const o = this.floats(op, 'out', out, rows * cols);
-    const x = this.floats(op, 'inp', inp, rows * cols);
-    if (overlaps(o, x, rows * cols))
-      throw new RangeError(`${op}: out and inp overlap in the same buffer; transpose needs separate storage`);
+    const o = gpu(out);
+    const x = gpu(inp);
     // [cols (rows of out), rows (rows of inp)]
     this.rec.inPieces(
       op,
@@ -331,9 +296,9 @@ export class WebGPUBackend implements Backend {
     );
   }
 
-  squaredNorm(out: Tensor, t: Tensor): void {
-    const result = this.floats('squaredNorm', 'out', out, 1);
-    const x = this.floats('squaredNorm', 't', t, t.length);
+  protected _squaredNorm(out: Tensor, t: Tensor): void {
+    const result = gpu(out);
+    const x = gpu(t);
     const partials = (this.sqnormPartials ??= this.rec.scratch(SQNORM_PARTIALS));
     // a tensor past one binding is summed in pieces, each piece's total added onto out in order
     this.rec.inPieces('squaredNorm', [x.length], { t: perItem(x, 1) }, (piece, views) => {
@@ -350,15 +315,13 @@ export class WebGPUBackend implements Backend {
 
   // ---- encoder ----
 
-  encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
+  protected _encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
     const op = 'encoderForward';
-    dims(op, { B, T, C });
-    nonNegativeInteger(op, 'posOffset', posOffset);
-    const o = this.floats(op, 'out', out, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
-    const V = Math.floor(this.tensor(op, 'wte', wte).length / C);
-    const tokenTable = this.floats(op, 'wte', wte, V * C);
-    const positionTable = this.floats(op, 'wpe', wpe, (posOffset + T) * C);
+    const o = gpu(out);
+    const ids = gpu(inp);
+    const V = wte.length / C;
+    const tokenTable = gpu(wte);
+    const positionTable = gpu(wpe);
     // [BT rows, V token ids]: a piece writes the rows whose token falls in its slice of wte
     this.rec.inPieces(
       op,
@@ -383,14 +346,13 @@ export class WebGPUBackend implements Backend {
     );
   }
 
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+  protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
-    dims(op, { B, T, C });
-    const V = Math.floor(this.tensor(op, 'dwte', dwte).length / C);
-    const dTokenTable = this.floats(op, 'dwte', dwte, V * C);
-    const dPositionTable = this.floats(op, 'dwpe', dwpe, T * C);
-    const d = this.floats(op, 'dout', dout, B * T * C);
-    const ids = this.ints(op, 'inp', inp, B * T);
+    const V = dwte.length / C;
+    const dTokenTable = gpu(dwte);
+    const dPositionTable = gpu(dwpe);
+    const d = gpu(dout);
+    const ids = gpu(inp);
     // [BT positions, V token ids]: a piece links the positions in its range that share a token and
     // adds their dout into the rows of its slice of dwte
     this.rec.inPieces(
@@ -428,20 +390,28 @@ export class WebGPUBackend implements Backend {
 
   // ---- layer norm ----
 
-  layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
+  protected _layerNormForward(
+    out: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    N: number,
+    C: number,
+  ): void {
     const op = 'layerNormForward';
-    dims(op, { N, C });
     // [N rows]
     this.rec.inPieces(
       op,
       [N],
       {
-        out: perItem(this.floats(op, 'out', out, N * C), C, true),
-        mean: perItem(this.floats(op, 'mean', mean, N), 1, true),
-        rstd: perItem(this.floats(op, 'rstd', rstd, N), 1, true),
-        inp: perItem(this.floats(op, 'inp', inp, N * C), C),
-        weight: sharedByAll(this.floats(op, 'weight', weight, C), C),
-        bias: sharedByAll(this.floats(op, 'bias', bias, C), C),
+        out: perItem(gpu(out), C, true),
+        mean: perItem(gpu(mean), 1, true),
+        rstd: perItem(gpu(rstd), 1, true),
+        inp: perItem(gpu(inp), C),
+        weight: sharedByAll(gpu(weight), C),
+        bias: sharedByAll(gpu(bias), C),
       },
       (piece, views) =>
         this.rec.dispatch(layerNormForwardKernel, {
@@ -452,7 +422,7 @@ export class WebGPUBackend implements Backend {
     );
   }
 
-  layerNormBackward(
+  protected _layerNormBackward(
     dinp: Tensor,
     dweight: Tensor,
     dbias: Tensor,
@@ -465,20 +435,19 @@ export class WebGPUBackend implements Backend {
     C: number,
   ): void {
     const op = 'layerNormBackward';
-    dims(op, { N, C });
     // [N rows]; each piece adds its rows' share into dweight and dbias
     this.rec.inPieces(
       op,
       [N],
       {
-        dinp: perItem(this.floats(op, 'dinp', dinp, N * C), C, true),
-        dweight: sharedByAll(this.floats(op, 'dweight', dweight, C), C, true),
-        dbias: sharedByAll(this.floats(op, 'dbias', dbias, C), C, true),
-        dout: perItem(this.floats(op, 'dout', dout, N * C), C),
-        inp: perItem(this.floats(op, 'inp', inp, N * C), C),
-        weight: sharedByAll(this.floats(op, 'weight', weight, C), C),
-        mean: perItem(this.floats(op, 'mean', mean, N), 1),
-        rstd: perItem(this.floats(op, 'rstd', rstd, N), 1),
+        dinp: perItem(gpu(dinp), C, true),
+        dweight: sharedByAll(gpu(dweight), C, true),
+        dbias: sharedByAll(gpu(dbias), C, true),
+        dout: perItem(gpu(dout), C),
+        inp: perItem(gpu(inp), C),
+        weight: sharedByAll(gpu(weight), C),
+        mean: perItem(gpu(mean), 1),
+        rstd: perItem(gpu(rstd), 1),
       },
       (piece, { dinp: dx, dweight: dw, dbias: db, dout: d, inp: x, weight: w, mean: means, rstd: rstds }) => {
         const rows = piece.size[0];
@@ -512,12 +481,10 @@ export class WebGPUBackend implements Backend {
 
   // ---- matmul ----
 
-  matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
-    const op = 'matmulForward';
-    dims(op, { M, K, N });
-    const o = this.floats(op, 'out', out, M * N);
-    const b = bias === null ? null : this.floats(op, 'bias', bias, N);
-    product(this.rec, this.matmulBlock, o, this.floats(op, 'inp', inp, M * K), this.floats(op, 'weight', weight, K * N), b, false, {
+  protected _matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
+    const o = gpu(out);
+    const b = bias === null ? null : gpu(bias);
+    product(this.rec, this.matmulBlock, o, gpu(inp), gpu(weight), b, false, {
       M,
       N,
       K,
@@ -528,7 +495,7 @@ export class WebGPUBackend implements Backend {
     });
   }
 
-  matmulBackward(
+  protected _matmulBackward(
     dinp: Tensor | null,
     dweight: Tensor,
     dbias: Tensor | null,
@@ -540,13 +507,12 @@ export class WebGPUBackend implements Backend {
     N: number,
   ): void {
     const op = 'matmulBackward';
-    dims(op, { M, K, N });
-    const dx = dinp === null ? null : this.floats(op, 'dinp', dinp, M * K);
-    const dw = this.floats(op, 'dweight', dweight, K * N);
-    const db = dbias === null ? null : this.floats(op, 'dbias', dbias, N);
-    const d = this.floats(op, 'dout', dout, M * N);
-    const x = this.floats(op, 'inp', inp, M * K);
-    const w = this.floats(op, 'weight', weight, K * N);
+    const dx = dinp === null ? null : gpu(dinp);
+    const dw = gpu(dweight);
+    const db = dbias === null ? null : gpu(dbias);
+    const d = gpu(dout);
+    const x = gpu(inp);
+    const w = gpu(weight);
     // dinp[M,K] += dout[M,N] @ weight^T: B(n,k) = weight[k*N + n]
     if (dx !== null) product(this.rec, this.matmulBlock, dx, d, w, null, true, { M, N: K, K: N, sAm: N, sAk: 1, sBk: 1, sBn: N });
     // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]
@@ -571,37 +537,43 @@ export class WebGPUBackend implements Backend {
 
   // ---- attention ----
 
-  attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
-    const op = 'attentionForward';
-    headSize(op, B, T, C, NH);
+  protected _attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
     recordAttentionForward(
       this.rec,
       {
-        out: this.floats(op, 'out', out, B * T * C),
-        lse: this.floats(op, 'lse', lse, B * NH * T),
-        qkv: this.floats(op, 'qkv', qkv, B * T * 3 * C),
+        out: gpu(out),
+        lse: gpu(lse),
+        qkv: gpu(qkv),
       },
       { B, T, C, NH },
     );
   }
 
-  attentionBackward(dqkv: Tensor, dout: Tensor, qkv: Tensor, out: Tensor, lse: Tensor, B: number, T: number, C: number, NH: number): void {
-    const op = 'attentionBackward';
-    headSize(op, B, T, C, NH);
+  protected _attentionBackward(
+    dqkv: Tensor,
+    dout: Tensor,
+    qkv: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    NH: number,
+  ): void {
     recordAttentionBackward(
       this.rec,
       {
-        dqkv: this.floats(op, 'dqkv', dqkv, B * T * 3 * C),
-        dout: this.floats(op, 'dout', dout, B * T * C),
-        qkv: this.floats(op, 'qkv', qkv, B * T * 3 * C),
-        out: this.floats(op, 'out', out, B * T * C),
-        lse: this.floats(op, 'lse', lse, B * NH * T),
+        dqkv: gpu(dqkv),
+        dout: gpu(dout),
+        qkv: gpu(qkv),
+        out: gpu(out),
+        lse: gpu(lse),
       },
       { B, T, C, NH },
     );
   }
 
-  attentionCached(
+  protected _attentionCached(
     out: Tensor,
     qkv: Tensor,
     kCache: Tensor,
@@ -613,18 +585,13 @@ export class WebGPUBackend implements Backend {
     startPos: number,
     cacheLen: number,
   ): void {
-    const op = 'attentionCached';
-    headSize(op, B, Tn, C, NH);
-    dims(op, { cacheLen });
-    nonNegativeInteger(op, 'startPos', startPos);
-    if (startPos + Tn > cacheLen) throw new RangeError(`${op}: startPos + Tn = ${startPos} + ${Tn} exceeds cacheLen ${cacheLen}`);
     recordAttentionCached(
       this.rec,
       {
-        out: this.floats(op, 'out', out, B * Tn * C),
-        qkv: this.floats(op, 'qkv', qkv, B * Tn * 3 * C),
-        kCache: this.floats(op, 'kCache', kCache, B * cacheLen * C),
-        vCache: this.floats(op, 'vCache', vCache, B * cacheLen * C),
+        out: gpu(out),
+        qkv: gpu(qkv),
+        kCache: gpu(kCache),
+        vCache: gpu(vCache),
       },
       { B, Tn, C, NH, startPos, cacheLen },
     );
@@ -632,94 +599,78 @@ export class WebGPUBackend implements Backend {
 
   // ---- gelu ----
 
-  geluForward(out: Tensor, inp: Tensor, N: number): void {
-    dims('geluForward', { N });
+  protected _geluForward(out: Tensor, inp: Tensor, N: number): void {
     this.rec.elementwise(geluForwardKernel, N, {
-      out: this.floats('geluForward', 'out', out, N),
-      inp: this.floats('geluForward', 'inp', inp, N),
+      out: gpu(out),
+      inp: gpu(inp),
     });
   }
 
-  geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
-    const op = 'geluBackward';
-    dims(op, { N });
+  protected _geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
     this.rec.elementwise(geluBackwardKernel, N, {
-      dinp: this.floats(op, 'dinp', dinp, N),
-      inp: this.floats(op, 'inp', inp, N),
-      dout: this.floats(op, 'dout', dout, N),
+      dinp: gpu(dinp),
+      inp: gpu(inp),
+      dout: gpu(dout),
     });
   }
 
   // ---- residual ----
 
-  residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
-    const op = 'residualForward';
-    dims(op, { N });
+  protected _residualForward(out: Tensor, a: Tensor, b: Tensor, N: number): void {
     this.rec.elementwise(residualKernel, N, {
-      out: this.floats(op, 'out', out, N),
-      a: this.floats(op, 'a', a, N),
-      b: this.floats(op, 'b', b, N),
+      out: gpu(out),
+      a: gpu(a),
+      b: gpu(b),
     });
   }
 
-  accumulate(dst: Tensor, src: Tensor, N: number): void {
-    const op = 'accumulate';
-    dims(op, { N });
-    this.rec.elementwise(accumulateKernel, N, { dst: this.floats(op, 'dst', dst, N), src: this.floats(op, 'src', src, N) });
+  protected _accumulate(dst: Tensor, src: Tensor, N: number): void {
+    this.rec.elementwise(accumulateKernel, N, { dst: gpu(dst), src: gpu(src) });
   }
 
   // ---- dropout ----
 
-  dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
-    const op = 'dropoutForward';
-    dims(op, { N });
-    dropoutArgs(op, p, seed);
+  protected _dropoutForward(out: Tensor, inp: Tensor, N: number, p: number, seed: number): void {
     this.rec.elementwise(
       dropoutForwardKernel,
       N,
-      { out: this.floats(op, 'out', out, N), inp: this.floats(op, 'inp', inp, N) },
+      { out: gpu(out), inp: gpu(inp) },
       { seed, threshold: dropoutThreshold(p), keptScale: 1 / (1 - p) },
     );
   }
 
-  dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
-    const op = 'dropoutBackward';
-    dims(op, { N });
-    dropoutArgs(op, p, seed);
+  protected _dropoutBackward(dinp: Tensor, dout: Tensor, N: number, p: number, seed: number): void {
     this.rec.elementwise(
       dropoutBackwardKernel,
       N,
-      { dinp: this.floats(op, 'dinp', dinp, N), dout: this.floats(op, 'dout', dout, N) },
+      { dinp: gpu(dinp), dout: gpu(dout) },
       { seed, threshold: dropoutThreshold(p), keptScale: 1 / (1 - p) },
     );
   }
 
   // ---- softmax + cross-entropy ----
 
-  crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
+  protected _crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void {
     const op = 'crossEntropyForward';
-    dims(op, { N, V });
     // [N rows]
     const access = {
-      losses: perItem(this.floats(op, 'losses', losses, N), 1, true),
-      probs: perItem(this.floats(op, 'probs', probs, N * V), V, true),
-      logits: perItem(this.floats(op, 'logits', logits, N * V), V),
-      targets: perItem(this.ints(op, 'targets', targets, N), 1),
+      losses: perItem(gpu(losses), 1, true),
+      probs: perItem(gpu(probs), V, true),
+      logits: perItem(gpu(logits), V),
+      targets: perItem(gpu(targets), 1),
     };
     this.rec.inPieces(op, [N], access, (piece, tensors) => {
       this.rec.dispatch(crossEntropyForwardKernel, { tensors, scalars: { N: piece.size[0], V }, groups: this.rec.grid(piece.size[0]) });
     });
   }
 
-  crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
+  protected _crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {
     const op = 'crossEntropyBackward';
-    dims(op, { N, V });
-    finite(op, 'dlossScale', dlossScale);
     // [N rows]
     const access = {
-      dlogits: perItem(this.floats(op, 'dlogits', dlogits, N * V), V, true),
-      probs: perItem(this.floats(op, 'probs', probs, N * V), V),
-      targets: perItem(this.ints(op, 'targets', targets, N), 1),
+      dlogits: perItem(gpu(dlogits), V, true),
+      probs: perItem(gpu(probs), V),
+      targets: perItem(gpu(targets), 1),
     };
     this.rec.inPieces(op, [N], access, (piece, tensors) => {
       this.rec.dispatchElementwise(crossEntropyBackwardKernel, piece.size[0] * V, tensors, { V, dlossScale });
@@ -728,20 +679,18 @@ export class WebGPUBackend implements Backend {
 
   // ---- optimizer ----
 
-  adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
-    const op = 'adamwUpdate';
+  protected _adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
-    adamwArgs(op, opts);
     const n = params.length;
     if (n === 0) return;
     this.rec.elementwise(
       adamwKernel,
       n,
       {
-        params: this.floats(op, 'params', params, n),
-        grads: this.floats(op, 'grads', grads, n),
-        m: this.floats(op, 'm', m, n),
-        v: this.floats(op, 'v', v, n),
+        params: gpu(params),
+        grads: gpu(grads),
+        m: gpu(m),
+        v: gpu(v),
       },
       {
         learningRate,
@@ -754,38 +703,9 @@ export class WebGPUBackend implements Backend {
       },
     );
   }
+}
 
-  private checkUsable(op: string): void {
-    if (this.disposed) throw new Error(`${op}: this WebGPU backend was disposed`);
-  }
-
-  // ---- tensor access and validation ----
-
-  private owned(op: string, name: string, t: Tensor): WebGPUTensor {
-    if (!(t instanceof WebGPUTensor) || t.owner !== this) throw new TypeError(`${op}: ${name} is not a tensor of this webgpu backend`);
-    return t;
-  }
-
-  private tensor(op: string, name: string, t: Tensor): WebGPUTensor {
-    this.checkUsable(op);
-    const own = this.owned(op, name, t);
-    if (!own.storage.live) throw new Error(`${op}: ${name} belongs to a buffer that was freed`);
-    return own;
-  }
-
-  /** `t` checked as f32 with at least `need` elements, as a view of its first `need` (what the op binds) */
-  private floats(op: string, name: string, t: Tensor, need: number): WebGPUTensor {
-    return this.typed(op, name, t, need, 'f32');
-  }
-
-  private ints(op: string, name: string, t: Tensor, need: number): WebGPUTensor {
-    return this.typed(op, name, t, need, 'i32');
-  }
-
-  private typed(op: string, name: string, t: Tensor, need: number, dtype: DType): WebGPUTensor {
-    const own = this.tensor(op, name, t);
-    if (own.dtype !== dtype) throw new TypeError(`${op}: ${name} must be an ${dtype} tensor, got ${own.dtype}`);
-    if (own.length < need) throw new RangeError(`${op}: ${name} has ${own.length} elements, needs at least ${need}`);
-    return own.length === need ? own : new WebGPUTensor(own.dtype, own.offset, need, own.storage, this);
-  }
+/** a checked tensor of this backend (see CheckedBackend) */
+function gpu(t: Tensor): WebGPUTensor {
+  return t as WebGPUTensor;
 }

@@ -91,11 +91,6 @@ export class WebGPUTensor implements Tensor {
   ) {}
 }
 
-/** whether views a and b, each taken `length` elements long, share elements */
-export function overlaps(a: WebGPUTensor, b: WebGPUTensor, length: number): boolean {
-  return a.storage === b.storage && a.offset < b.offset + length && b.offset < a.offset + length;
-}
-
 /** idle storage kept for reuse after `free` */
 const POOL_RETAIN_BYTES = 512 * 1024 * 1024;
 
