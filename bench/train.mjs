@@ -90,7 +90,7 @@ async function worker(side, name, warmup, steps) {
     // --threads N: the wasm backend on N threads; without it, the backend's default ('auto')
     const threads = option('threads', undefined);
     const backendInstance = threads === undefined ? undefined : await createBackend('wasm', { wasmThreads: Number(threads) });
-    const model = await createModel({ ...config, backend: 'wasm' }, { backendInstance });
+    const model = await createModel(config, { backendInstance });
     wasmThreads = model.backend.threads;
     const trainer = await sdkTrainer(model, config);
     step = async () => (await trainer.step()).trainLoss;
@@ -165,7 +165,7 @@ async function webgpuWorker(side, name, warmup, steps) {
   if (side === 'sdk') {
     installNodeWebGPU();
     const { createModel } = await import('../dist/index.js');
-    const model = await createModel({ ...config, backend: 'webgpu' });
+    const model = await createModel(config, { backend: 'webgpu' });
     const trainer = await sdkTrainer(model, config);
     adapterName = model.backend.adapterName;
     step = async () => (await trainer.step()).trainLoss;

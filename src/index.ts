@@ -2,9 +2,6 @@
  * tinygpt: build, train, sample and save small GPT language models anywhere JavaScript runs.
  * This file is the public API and nothing else.
  */
-import { GPT } from './model/gpt.js';
-import { generate } from './generate/generate.js';
-import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from './generate/options.js';
 
 // ---- models ----
 export { createModel, GPT, type CreateModelOptions } from './model/gpt.js';
@@ -68,19 +65,3 @@ export type { ModelWorkerOptions, CreateModelWorkerOptions, LoadModelWorkerOptio
 export { serveModelWorker } from './worker/host.js';
 
 export { Rng } from './util/rng.js';
-
-declare module './model/gpt.js' {
-  interface GPT {
-    /**
-     * Shortcut for `generate(model, prompt, options)`: greedy by default, sampling when
-     * `temperature`, `topK` or `topP` is given (unless `doSample` says otherwise).
-     */
-    generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerateResult | GenerateSequences>;
-  }
-}
-
-GPT.prototype.generate = function (this: GPT, prompt: Prompt, options: GenerateOptions = {}) {
-  const wantsSampling =
-    options.temperature !== undefined || options.topK !== undefined || options.topP !== undefined || options.minP !== undefined;
-  return generate(this, prompt, { doSample: wantsSampling, ...options });
-};

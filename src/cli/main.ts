@@ -208,9 +208,8 @@ async function trainCommand(argv: string[]): Promise<void> {
       nHeads: num(values, 'heads', 4, positiveInt, 'a positive integer'),
       dropout: num(values, 'dropout', 0.1, (x) => x >= 0 && x < 1, 'in [0, 1)'),
       seed,
-      backend: (str(values, 'backend') ?? 'auto') as BackendChoice,
     },
-    { wasmThreads: threadsOption(values) },
+    { backend: (str(values, 'backend') ?? 'auto') as BackendChoice, wasmThreads: threadsOption(values) },
   );
   const threads = (model.backend as { threads?: number }).threads;
   process.stderr.write(

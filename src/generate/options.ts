@@ -102,28 +102,34 @@ export interface GenerationPlan {
   process: LogitsProcessor;
 }
 
-const KNOWN_OPTIONS = new Set<string>([
-  'tokenizer',
-  'maxNewTokens',
-  'minNewTokens',
-  'doSample',
-  'temperature',
-  'topK',
-  'topP',
-  'minP',
-  'repetitionPenalty',
-  'noRepeatNgramSize',
-  'numBeams',
-  'lengthPenalty',
-  'earlyStopping',
-  'numReturnSequences',
-  'eosTokenId',
-  'bosTokenId',
-  'stop',
-  'seed',
-  'signal',
-  'returnLogprobs',
-]);
+/** every option of GenerateOptions: the record's type makes a new option without an entry here fail to compile */
+const OPTION_NAMES: Record<keyof GenerateOptions, true> = {
+  tokenizer: true,
+  maxNewTokens: true,
+  minNewTokens: true,
+  doSample: true,
+  temperature: true,
+  topK: true,
+  topP: true,
+  minP: true,
+  repetitionPenalty: true,
+  noRepeatNgramSize: true,
+  numBeams: true,
+  lengthPenalty: true,
+  earlyStopping: true,
+  numReturnSequences: true,
+  eosTokenId: true,
+  bosTokenId: true,
+  stop: true,
+  seed: true,
+  signal: true,
+  returnLogprobs: true,
+};
+const KNOWN_OPTIONS = new Set<string>(Object.keys(OPTION_NAMES));
+
+/** the sampling warpers: they act only with doSample (said once per process when given without it) */
+const SAMPLING_OPTIONS = ['temperature', 'topK', 'topP', 'minP'] as const;
+let warnedGreedyWarpers = false;
 
 /**
  * Logits are divided by the temperature and by or multiplied with the repetition penalty: outside
@@ -198,6 +204,14 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   const numReturnSequences = integerOption('numReturnSequences', options.numReturnSequences, 1, 1);
   const returnLogprobs = booleanOption('returnLogprobs', options.returnLogprobs, false);
 
+  const ignoredWarpers = doSample ? [] : SAMPLING_OPTIONS.filter((name) => options[name] !== undefined);
+  if (ignoredWarpers.length > 0 && !warnedGreedyWarpers) {
+    warnedGreedyWarpers = true;
+    console.warn(
+      `[tinygpt] generate: ${ignoredWarpers.join(', ')} given without doSample: true, so decoding is greedy and ` +
+        `${ignoredWarpers.length > 1 ? 'they have' : 'it has'} no effect (model.generate used to sample then; pass doSample: true to sample)`,
+    );
+  }
   if (numBeams > 1 && doSample) throw new RangeError('doSample with numBeams > 1 (beam sampling) is not supported: use one or the other');
   if (numBeams > 1 && numReturnSequences > numBeams)
     bad('numReturnSequences', numReturnSequences, `an integer in [1, numBeams = ${numBeams}]`);

@@ -16,7 +16,7 @@
  */
 import type { BackendChoice, GPTConfig, GPTConfigInput, GPTModel, ParamEntry } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { createModel } from '../model/gpt.js';
+import { createModel, type GPT } from '../model/gpt.js';
 import { validateConfig } from '../model/config.js';
 import { buildParamLayout } from '../model/params.js';
 import { tokenizerFromJSON } from '../tokenizer/index.js';
@@ -54,7 +54,7 @@ export function storageDType(dtype: unknown, field = 'dtype'): 'F32' | 'F16' {
 }
 
 export interface LoadModelOptions {
-  /** backend for the loaded model (default: config.backend, else 'auto') */
+  /** backend for the loaded model: 'auto' (default), 'webgpu', 'wasm' or 'js' */
   backend?: BackendChoice;
   /**
    * Config fields that override the file's (or fill in what a GPT-2 checkpoint cannot say, such as
@@ -68,7 +68,7 @@ export interface LoadModelOptions {
 }
 
 export interface LoadedModel {
-  model: GPTModel;
+  model: GPT;
   tokenizer: Tokenizer | undefined;
 }
 
@@ -136,10 +136,9 @@ export async function modelFromTensors(
   fileConfig: GPTConfigInput | null,
   isCheckpoint: boolean,
   options: LoadModelOptions,
-): Promise<GPTModel> {
+): Promise<GPT> {
   const tensors = canonicalTensors(fileTensors, isCheckpoint);
   const configInput: GPTConfigInput = { ...(fileConfig ?? inferConfig(tensors, options.config)), ...options.config };
-  if (options.backend !== undefined) configInput.backend = options.backend;
   let config: GPTConfig;
   try {
     config = validateConfig(configInput);
@@ -147,7 +146,11 @@ export async function modelFromTensors(
     throw new ModelFileError(`model file config is invalid: ${(cause as Error).message}`, { cause });
   }
   const record = checkedParameters(tensors, buildParamLayout(config).entries);
-  const model = await createModel(configInput, { onBackendNotice: options.onBackendNotice, wasmThreads: options.wasmThreads });
+  const model = await createModel(configInput, {
+    backend: options.backend,
+    onBackendNotice: options.onBackendNotice,
+    wasmThreads: options.wasmThreads,
+  });
   try {
     await model.setParameters(record);
   } catch (error) {

@@ -1,15 +1,20 @@
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
 import { createBackend, type SelectOptions } from '../backend/select.js';
-import { validateConfig } from './config.js';
+import { BACKEND_CHOICES, validateConfig } from './config.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
-import type { ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
+import { generate } from '../generate/generate.js';
+import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
+import { DISPOSE } from '../util/dispose.js';
+import type { BackendChoice, ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
 import { blockForward } from './block.js';
 import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import { allocInference, allocWorkspace, freeInference, freeWorkspace, type InferenceWorkspace, type Workspace } from './workspace.js';
 
 export interface CreateModelOptions {
-  /** use this backend instance instead of creating one from config.backend */
+  /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
+  backend?: BackendChoice;
+  /** use this backend instance instead of creating one */
   backendInstance?: Backend;
   /** called with the reason when 'auto' had to pass over a backend (default: console.info) */
   onBackendNotice?: (message: string) => void;
@@ -23,13 +28,36 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
   const layout = buildParamLayout(config);
   const backend =
     options.backendInstance ??
-    (await createBackend(configInput.backend ?? 'auto', {
+    (await createBackend(backendChoice(configInput, options), {
       requiredBytes: estimateTrainingBytes(config, layout),
       largestTensorLength: largestParameter(layout),
       onNotice: options.onBackendNotice,
       wasmThreads: options.wasmThreads,
     }));
   return new GPT(config, layout, backend, undefined, { wasmThreads: options.wasmThreads, onNotice: options.onBackendNotice });
+}
+
+let warnedConfigBackend = false;
+
+/**
+ * options.backend; the config's `backend` (the old place, deprecated: the config is the
+ * architecture) still counts, with a one-time warning, when options say nothing.
+ */
+function backendChoice(configInput: GPTConfigInput, options: CreateModelOptions): BackendChoice {
+  const fromConfig = configInput.backend;
+  if (fromConfig !== undefined && options.backend === undefined && !warnedConfigBackend) {
+    warnedConfigBackend = true;
+    console.warn(
+      `[tinygpt] config.backend is deprecated and will be removed: pass the backend in createModel's options, ` +
+        `createModel(config, { backend: '${fromConfig}' }) (or loadModel(bytes, { backend }))`,
+    );
+  }
+  if (options.backend !== undefined && !BACKEND_CHOICES.includes(options.backend)) {
+    throw new RangeError(
+      `createModel: options.backend must be one of ${BACKEND_CHOICES.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(options.backend)}`,
+    );
+  }
+  return options.backend ?? fromConfig ?? 'auto';
 }
 
 /** elements of the largest parameter: the flat parameters may be stored in pieces, one parameter may not */
@@ -134,10 +162,25 @@ export class GPT implements GPTModel {
     return this.layoutInfo.numParameters;
   }
 
+  /** release everything the model holds on its backend (the backend too); `using` calls it */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
     this.backend.dispose();
+  }
+
+  [DISPOSE](): void {
+    this.dispose();
+  }
+
+  /**
+   * `generate(model, prompt, options)` as a method, with the same overloads and defaults: greedy
+   * unless `doSample: true`.
+   */
+  generate(prompt: Prompt, options?: GenerateOptions & { numReturnSequences?: 1 }): Promise<GenerateResult>;
+  generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerateResult | GenerateSequences>;
+  generate(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerateResult | GenerateSequences> {
+    return generate(this, prompt, options);
   }
 
   // ---------------------------------------------------------------- parameters

@@ -15,7 +15,10 @@ export interface GPTConfigInput {
   dropout?: number;
   /** seed for init and dropout masks; default 1337 */
   seed?: number;
-  /** default 'auto' */
+  /**
+   * @deprecated the config is the architecture: pass the backend in createModel's (or loadModel's)
+   * options. Still honoured, with a one-time warning, when the options name none.
+   */
   backend?: BackendChoice;
 }
 
@@ -100,10 +103,10 @@ export interface GPTModel {
   /**
    * Go on from a host copy of the parameters on another backend (a name, created with the options
    * the model was created with, or an instance), e.g. after a lost GPU device. The old backend is
-   * disposed; gradients start at zero; KV caches made before the move are invalid. Models from
-   * createModel and loadModel have it; train()'s onDeviceLost: 'wasm' needs it.
+   * disposed; gradients start at zero; KV caches made before the move are invalid. train()'s
+   * onDeviceLost: 'wasm' uses it.
    */
-  moveToBackend?(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void>;
+  moveToBackend(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void>;
 
   // ---- inference ----
   createKVCache(batchSize: number): KVCache;

@@ -522,7 +522,7 @@ async function trainHolding(model: GPTModel, options: TrainOptions, lease: objec
 
   const continueOnWasm = async (lost: Error, state: Uint8Array): Promise<void> => {
     const from = model.backendName;
-    await model.moveToBackend!('wasm', decodeCheckpoint(state).params);
+    await model.moveToBackend('wasm', decodeCheckpoint(state).params);
     // its buffers went with the old backend
     trainer = null;
     watch = new DeviceLossWatch(model.backend);

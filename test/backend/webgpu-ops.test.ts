@@ -181,9 +181,12 @@ describe.skipIf(gpu.backend === null)(suite, () => {
     backend.scale(first, 2); // recorded, not submitted
     backend.free(first);
     const second = backend.alloc(300);
-    backend.residualForward(second, second, second, 300);
+    const zeros = backend.alloc(300);
+    // in place: second += zeros, so any stale 14 left in the reused buffer would show
+    backend.residualForward(second, second, zeros, 300);
     expect((await backend.download(second)).every((v) => v === 0)).toBe(true);
     backend.free(second);
+    backend.free(zeros);
   });
 
   it('a reused buffer comes back zero-filled', async () => {
@@ -462,12 +465,13 @@ describe.skipIf(gpu.backend === null)('webgpu tensors larger than one buffer', (
     // rows of 10 in a tensor cut every 7 elements: some rows span two buffers
     const t = small.alloc(2100, 'f32', 7);
     const out = small.alloc(2100, 'f32', 10);
-    const stats = small.alloc(210);
+    const mean = small.alloc(210);
+    const rstd = small.alloc(210);
     const weight = small.alloc(10);
-    expect(() => small.layerNormForward(out, stats, stats, t, weight, weight, 210, 10)).toThrow(
+    expect(() => small.layerNormForward(out, mean, rstd, t, weight, weight, 210, 10)).toThrow(
       /layerNormForward: a single item spans two of the buffers/,
     );
-    for (const x of [t, out, stats, weight]) small.free(x);
+    for (const x of [t, out, mean, rstd, weight]) small.free(x);
   });
 });
 

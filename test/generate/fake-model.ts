@@ -96,6 +96,10 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
       if (!rowsOf.delete(cache)) throw new Error('fakeModel: cache freed twice');
       live--;
     },
+
+    moveToBackend(): Promise<void> {
+      return Promise.reject(new Error('fakeModel: has no parameters to move'));
+    },
   };
   return model as FakeModel;
 }

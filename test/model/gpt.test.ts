@@ -49,7 +49,7 @@ describe('config validation', () => {
 
 describe('GPT on the js reference backend', () => {
   it('counts parameters as GPT-2 does', async () => {
-    const model = await createModel({ ...tiny, backend: 'js' });
+    const model = await createModel({ ...tiny }, { backend: 'js' });
     const { vocabSize: V, maxSeqLen: T, dModel: C, dFF: F, nLayers: L } = validateConfig(tiny);
     const perLayer = 2 * C + C * 3 * C + 3 * C + C * C + C + 2 * C + C * F + F + F * C + C;
     expect(model.numParameters()).toBe(V * C + T * C + L * perLayer + 2 * C);
@@ -60,7 +60,7 @@ describe('GPT on the js reference backend', () => {
   });
 
   it('starts near ln(V) loss', async () => {
-    const model = await createModel({ ...tiny, backend: 'js' });
+    const model = await createModel({ ...tiny }, { backend: 'js' });
     const rng = new Rng(3);
     const inputs = ints(rng, 2 * 5, 0, 11);
     const targets = ints(rng, 2 * 5, 0, 11);
@@ -118,7 +118,7 @@ describe('GPT on the js reference backend', () => {
   });
 
   it('the KV cache fed in chunks gives the same last-position logits as a full forward', async () => {
-    const model = await createModel({ ...tiny, maxSeqLen: 9, backend: 'js' });
+    const model = await createModel({ ...tiny, maxSeqLen: 9 }, { backend: 'js' });
     const rng = new Rng(21);
     const ids = ints(rng, 2 * 9, 0, 11);
     const { logits } = await model.forward(ids, null, 2, { returnLogits: true });
@@ -144,7 +144,7 @@ describe('GPT on the js reference backend', () => {
   });
 
   it('reorderKVCache makes a row continue from another row', async () => {
-    const model = await createModel({ ...tiny, maxSeqLen: 6, backend: 'js' });
+    const model = await createModel({ ...tiny, maxSeqLen: 6 }, { backend: 'js' });
     const a = model.createKVCache(2);
     await model.forwardCached(a, new Int32Array([1, 2, 3, 4, 5, 6]), 3);
     model.reorderKVCache(a, [1, 0]);
@@ -156,7 +156,7 @@ describe('GPT on the js reference backend', () => {
   });
 
   it('rejects bad inputs with messages naming the field', async () => {
-    const model = await createModel({ ...tiny, backend: 'js' });
+    const model = await createModel({ ...tiny }, { backend: 'js' });
     await expect(model.forward(new Int32Array([1, 2, 11]), null, 1)).rejects.toThrow(
       /inputs\[2\] = 11 is out of range: token ids must be in \[0, 11\)/,
     );
@@ -176,7 +176,7 @@ describe('GPT on the js reference backend', () => {
   });
 
   it('setParameters then getParameters round-trips exactly', async () => {
-    const model = await createModel({ ...tiny, backend: 'js' });
+    const model = await createModel({ ...tiny }, { backend: 'js' });
     const rng = new Rng(2);
     const params = await model.getParameters();
     for (const k of Object.keys(params)) params[k] = Float32Array.from(normal64(rng, params[k].length));

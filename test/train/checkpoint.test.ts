@@ -88,7 +88,7 @@ describe('resume from a checkpoint', () => {
   });
 
   it('holds the parameters under GPT-2 names, the moments, and the state in __metadata__', async () => {
-    const model = await createModel({ ...base, backend: 'js' });
+    const model = await createModel({ ...base }, { backend: 'js' });
     const trainer = await Trainer.create(model, { data: tokens(100, 17, 3), batchSize: 2, steps: 10 });
     await trainer.step();
     await trainer.step();
@@ -119,7 +119,7 @@ describe('resume from a checkpoint', () => {
   });
 
   it('refuses a checkpoint of another config or other data, naming what differs', async () => {
-    const model = await createModel({ ...base, backend: 'js' });
+    const model = await createModel({ ...base }, { backend: 'js' });
     const data = tokens(100, 17, 3);
     const trainer = await Trainer.create(model, { data, batchSize: 2, steps: 10 });
     await trainer.step();
@@ -135,7 +135,7 @@ describe('resume from a checkpoint', () => {
 
 describe('damaged checkpoints', () => {
   it('a forged trainer state fails with an error naming the field, before anything is restored', async () => {
-    const model = await createModel({ ...base, backend: 'js' });
+    const model = await createModel({ ...base }, { backend: 'js' });
     const data = tokens(100, 17, 3);
     const trainer = await Trainer.create(model, { data, batchSize: 2, steps: 10 });
     await trainer.step();

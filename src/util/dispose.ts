@@ -1,0 +1,6 @@
+/**
+ * `Symbol.dispose` (for `using model = await createModel(...)`), or where the runtime does not have
+ * it yet (Node 20 before 20.4, older browsers) the registered symbol TypeScript's `using` helper
+ * looks up in its place.
+ */
+export const DISPOSE: typeof Symbol.dispose = (Symbol.dispose ?? Symbol.for('Symbol.dispose')) as typeof Symbol.dispose;
