@@ -68,7 +68,8 @@ export interface LoadModelOptions {
 }
 
 export interface LoadedModel {
-  model: GPT;
+  /** a GPT, or a QuantizedGPT for a file saved from quantizeModel (inference only) */
+  model: GPT | QuantizedGPT;
   tokenizer: Tokenizer | undefined;
 }
 
@@ -105,7 +106,7 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
   const isCheckpoint = metadata.format?.startsWith(CHECKPOINT_FORMAT_PREFIX) ?? false;
   const fileConfig =
     (metadata.format === MODEL_FILE_FORMAT || isCheckpoint) && metadata.config !== undefined ? parseConfig(metadata.config) : null;
-  let model: GPTModel;
+  let model: GPT | QuantizedGPT;
   if (metadata[QUANTIZATION_KEY] !== undefined && fileConfig !== null) {
     let config: GPTConfig;
     try {

@@ -12,6 +12,9 @@
 import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
 import { IGNORE_INDEX } from '../backend/contract.js';
 import { createBackend } from '../backend/select.js';
+import { generate } from '../generate/generate.js';
+import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
+import { DISPOSE } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 import { blockForward } from './block.js';
 import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
@@ -271,6 +274,24 @@ export class QuantizedGPT implements GPTModel {
 
   async zeroGrad(): Promise<void> {
     return Promise.reject(new Error(`zeroGrad: ${TRAINING_ERROR}`));
+  }
+
+  /** a quantized model is built for one backend: load its file again with loadModel(bytes, { backend }) to run it elsewhere */
+  async moveToBackend(): Promise<void> {
+    return Promise.reject(
+      new Error('moveToBackend: a quantized model does not move between backends; load its file again with loadModel(bytes, { backend })'),
+    );
+  }
+
+  /** `generate(model, prompt, options)` as a method (see GPT.generate) */
+  generate(prompt: Prompt, options?: GenerateOptions & { numReturnSequences?: 1 }): Promise<GenerateResult>;
+  generate(prompt: Prompt, options?: GenerateOptions): Promise<GenerateResult | GenerateSequences>;
+  generate(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerateResult | GenerateSequences> {
+    return generate(this, prompt, options);
+  }
+
+  [DISPOSE](): void {
+    this.dispose();
   }
 
   getRngState(): { dropoutStep: number } {
