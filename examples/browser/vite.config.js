@@ -49,7 +49,7 @@ function tinygptKernels() {
     name: 'tinygpt-example-kernels',
     apply: 'build',
     generateBundle() {
-      for (const file of ['tinygpt.wasm', 'tinygpt-threads.wasm']) {
+      for (const file of ['tinygpt.wasm', 'tinygpt-threads.wasm', 'tinygpt-relaxed.wasm', 'tinygpt-threads-relaxed.wasm']) {
         this.emitFile({ type: 'asset', fileName: `assets/${file}`, source: readFileSync(`${tinygptRoot}/dist/${file}`) });
       }
     },
