@@ -1,6 +1,7 @@
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
-import { createBackend, type SelectOptions } from '../backend/select.js';
+import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
+import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
 import { BACKEND_CHOICES, validateConfig } from './config.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
 import { generate } from '../generate/generate.js';
@@ -345,10 +346,36 @@ export class GPT implements GPTModel {
     }
   }
 
+  /**
+   * Bytes a training step on `rows` = B*T positions of length `seqLen` allocates that the model
+   * does not hold yet (activations and gradient scratch; the head's gradient on the first backward),
+   * so a caller can refuse a batch before anything is allocated.
+   */
+  stepBytes(rows: number, seqLen: number): number {
+    const ws = this.workspace;
+    const reused = ws !== null && ws.capacity >= rows && ws.seqLen === seqLen;
+    const workspace = reused ? 0 : bytesAllocatedBy((allocator) => allocWorkspace(allocator, this.config, rows, seqLen));
+    const held =
+      ws !== null && !reused ? bytesAllocatedBy((allocator) => allocWorkspace(allocator, this.config, ws.capacity, ws.seqLen)) : 0;
+    const headGradient = this.dwteT ? 0 : this.config.vocabSize * this.config.dModel * 4;
+    return Math.max(0, workspace - held) + headGradient;
+  }
+
+  /** refuse, naming `field`, an allocation of `bytes` the backend has no room for */
+  private checkRoom(field: string, value: number, bytes: number): void {
+    const room = this.backend.limits.maxTotalBytes - this.backend.bytesInUse();
+    if (bytes > room) {
+      throw new RangeError(
+        `${field} = ${value} needs ${formatBytes(bytes)} more, but the ${this.backend.name} backend has room for ${formatBytes(Math.max(0, room))} (of ${formatBytes(this.backend.limits.maxTotalBytes)})`,
+      );
+    }
+  }
+
   private ensureWorkspace(rows: number, seqLen: number): Workspace {
     if (this.workspace && this.workspace.capacity >= rows && this.workspace.seqLen === seqLen) return this.workspace;
     this.freeWorkspace();
-    this.workspace = allocWorkspace(this.backend, this.config, rows, seqLen);
+    // on failure nothing stays allocated and workspace stays null: the next call starts over
+    this.workspace = allOrNothing(this.backend, (allocator) => allocWorkspace(allocator, this.config, rows, seqLen));
     return this.workspace;
   }
 
@@ -391,6 +418,7 @@ export class GPT implements GPTModel {
 
     const b = this.backend;
     const N = B * T;
+    this.checkRoom('forward: batchSize * T', N, this.stepBytes(N, T));
     const ws = this.ensureWorkspace(N, T);
     const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
     b.upload(b.view(ws.inputs, 0, N), inputs);
@@ -613,7 +641,12 @@ export class GPT implements GPTModel {
 
   createKVCache(batchSize: number): KVCache {
     this.checkAlive();
-    const cache = allocKVCache(this.backend, this.config, batchSize);
+    this.checkRoom(
+      'createKVCache: batchSize',
+      batchSize,
+      bytesAllocatedBy((allocator) => allocKVCache(allocator, this.config, batchSize)),
+    );
+    const cache = allOrNothing(this.backend, (allocator) => allocKVCache(allocator, this.config, batchSize));
     this.cacheBackends.set(cache, this.backend);
     return cache;
   }
@@ -640,7 +673,11 @@ export class GPT implements GPTModel {
     const cur = this.inference;
     if (cur && cur.capacity >= rows && cur.lastRows >= B) return cur;
     if (cur) freeInference(this.backend, cur);
-    this.inference = allocInference(this.backend, this.config, Math.max(rows, cur?.capacity ?? 0), Math.max(B, cur?.lastRows ?? 0));
+    // freed: a failed allocation below must not leave the freed tensors in use
+    this.inference = null;
+    const capacity = Math.max(rows, cur?.capacity ?? 0);
+    const lastRows = Math.max(B, cur?.lastRows ?? 0);
+    this.inference = allOrNothing(this.backend, (allocator) => allocInference(allocator, this.config, capacity, lastRows));
     return this.inference;
   }
 

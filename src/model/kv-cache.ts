@@ -1,8 +1,9 @@
+import type { Allocator } from '../backend/all-or-nothing.js';
 import type { Backend } from '../backend/contract.js';
 import type { GPTConfig, KVCache } from './types.js';
 
 /** a KV cache of `batchSize` rows: per layer k and v, each [B, maxSeqLen, C] */
-export function allocKVCache(b: Backend, config: GPTConfig, batchSize: number): KVCache {
+export function allocKVCache(b: Allocator, config: GPTConfig, batchSize: number): KVCache {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
   const { maxSeqLen, dModel: C, nLayers: L } = config;

@@ -109,6 +109,8 @@ export interface GPTModel {
   moveToBackend(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void>;
 
   // ---- inference ----
+  /** bytes a training step over `rows` positions of length `seqLen` would allocate beyond what the model holds */
+  stepBytes?(rows: number, seqLen: number): number;
   createKVCache(batchSize: number): KVCache;
   /**
    * Feed Tn new positions per row (ids [B, Tn]) through the model, appending to the cache.

@@ -1,3 +1,4 @@
+import type { Allocator } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
 import type { GPTConfig } from './types.js';
 
@@ -64,11 +65,11 @@ export interface InferenceWorkspace {
 }
 
 /** [rows, width] activations; a backend that must store one in several buffers cuts between rows */
-function rowAllocator(b: Backend): (rowCount: number, width: number) => Tensor {
+function rowAllocator(b: Allocator): (rowCount: number, width: number) => Tensor {
   return (rowCount, width) => b.alloc(rowCount * width, 'f32', width);
 }
 
-export function allocWorkspace(b: Backend, config: GPTConfig, rows: number, seqLen: number): Workspace {
+export function allocWorkspace(b: Allocator, config: GPTConfig, rows: number, seqLen: number): Workspace {
   const { dModel: C, dFF: F, nHeads: NH, vocabSize: V, nLayers: L } = config;
   const a = rowAllocator(b);
   // attention reads a whole sequence: its tensors are cut only between sequences
@@ -119,7 +120,7 @@ export function freeWorkspace(b: Backend, ws: Workspace): void {
   freeTensors(b, ws, 'layers');
 }
 
-export function allocInference(b: Backend, config: GPTConfig, capacity: number, lastRows: number): InferenceWorkspace {
+export function allocInference(b: Allocator, config: GPTConfig, capacity: number, lastRows: number): InferenceWorkspace {
   const { dModel: C, dFF: F, vocabSize: V } = config;
   const a = rowAllocator(b);
   return {

@@ -3,6 +3,7 @@
  * `model.params`, one `adamwUpdate` per parameter entry so weight decay applies only where
  * `entry.decay` is true (weight matrices and embeddings, not biases or LayerNorm).
  */
+import { allOrNothing } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
 import type { GPTModel, ParamEntry } from '../model/types.js';
 
@@ -40,9 +41,11 @@ export class AdamW {
     const length = model.params.length;
     // laid out like the parameters: cut only between them where the backend needs several buffers
     const parameterStarts = model.paramLayout.map((entry) => entry.offset);
-    this.m = backend.alloc(length, 'f32', parameterStarts);
-    this.v = backend.alloc(length, 'f32', parameterStarts);
-    this.normOut = backend.alloc(1, 'f32');
+    [this.m, this.v, this.normOut] = allOrNothing(backend, (allocator) => [
+      allocator.alloc(length, 'f32', parameterStarts),
+      allocator.alloc(length, 'f32', parameterStarts),
+      allocator.alloc(1, 'f32'),
+    ]);
     this.views = model.paramLayout.map((entry) => ({
       entry,
       param: backend.view(model.params, entry.offset, entry.length),

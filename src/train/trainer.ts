@@ -10,6 +10,7 @@
  */
 import type { GPTConfig, GPTModel } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
+import { formatBytes } from '../backend/select.js';
 import { writeFileAtomicInNode } from '../io/files.js';
 import { AdamW } from './adamw.js';
 import {
@@ -216,6 +217,7 @@ export class Trainer {
     }
     const saved = resume ? decodeCheckpoint(resume) : null;
     const plan = planTraining(model.config, options, saved?.state.hyperparams ?? null);
+    checkStepFits(model, plan);
     const trainer = new Trainer(model, plan, saved);
     trainer.lease = lease;
     if (saved) {
@@ -581,6 +583,25 @@ function checkModel(model: unknown): asserts model is GPTModel {
   const m = model as GPTModel | null;
   if (m === null || typeof m !== 'object' || typeof m.forward !== 'function' || typeof m.config !== 'object') {
     throw new TypeError(`model must be a GPT model (from createModel or loadModel); got ${m === null ? 'null' : typeof m}`);
+  }
+}
+
+/**
+ * Refuse, before anything is allocated, a batch whose step cannot fit: activations and scratch for
+ * batchSize x seqLen positions, the head's gradient and the AdamW moments, against what the
+ * backend has left.
+ */
+function checkStepFits(model: GPTModel, plan: TrainingPlan): void {
+  const { batchSize, seqLen } = plan.hyperparams;
+  const rows = batchSize * seqLen;
+  const moments = 2 * model.params.length * 4;
+  const step = model.stepBytes?.(rows, seqLen) ?? 0;
+  const room = model.backend.limits.maxTotalBytes - model.backend.bytesInUse();
+  if (step + moments > room) {
+    throw new RangeError(
+      `batchSize = ${batchSize} (x seqLen ${seqLen}) needs ${formatBytes(step + moments)} for one step's activations and the optimizer state, ` +
+        `but the ${model.backend.name} backend has room for ${formatBytes(Math.max(0, room))}: lower batchSize or seqLen (gradientAccumulationSteps keeps the effective batch)`,
+    );
   }
 }
 

@@ -47,7 +47,11 @@ const GELU_CUBIC = 0.044715;
 
 export class JsBackend extends CheckedBackend {
   readonly name = 'js' as const;
-  readonly limits: BackendLimits = { maxTensorLength: 2 ** 31 - 1, maxTotalBytes: Infinity };
+  /**
+   * Host memory has no fixed bound, but a model or batch past wasm32's 4 GiB is far beyond what
+   * the reference backend is for: refusing it up front beats growing the heap for minutes
+   */
+  readonly limits: BackendLimits = { maxTensorLength: 2 ** 31 - 1, maxTotalBytes: 4 * 2 ** 30 };
   readonly precision: JsPrecision;
   private readonly liveBuffers = new Set<JsBuffer>();
 
