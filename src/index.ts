@@ -5,6 +5,7 @@
 
 // ---- models ----
 export { createModel, GPT, type CreateModelOptions } from './model/gpt.js';
+export { DeviceLostError } from './backend/errors.js';
 export { validateConfig, ConfigError } from './model/config.js';
 export type {
   GPTConfig,

@@ -1,6 +1,7 @@
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
 import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
+import { DeviceLostError } from '../backend/errors.js';
 import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
 import { BACKEND_CHOICES, validateConfig } from './config.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
@@ -74,16 +75,13 @@ export function estimateTrainingBytes(config: GPTConfig, layout: ParamLayout = b
   return layout.totalLength * 4 * 4;
 }
 
-/** what the WebGPU backend's downloads reject with once its device is gone (see WebGPUBackend.lost) */
-export const DEVICE_LOST_MESSAGE = /WebGPU device lost/;
-
 /**
  * The parameters lived on the lost device, so the only ways on are host copies: say which. The
  * original error stays as the cause, and its message leads.
  */
 function explainDeviceLoss(err: unknown): unknown {
-  if (!(err instanceof Error) || !DEVICE_LOST_MESSAGE.test(err.message)) return err;
-  return new Error(
+  if (!(err instanceof DeviceLostError)) return err;
+  return new DeviceLostError(
     `${err.message}. The model's parameters were on that device: load the last saved model file or checkpoint on another backend ` +
       `(loadModel(file, { backend: 'wasm' }), or train with resumeFrom), or train with onDeviceLost: 'wasm' to go on by itself`,
     { cause: err },

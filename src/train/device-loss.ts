@@ -1,11 +1,11 @@
 /**
  * Telling a lost GPU device apart from every other failure, for train()'s onDeviceLost: 'wasm'.
  * Only a backend with a `lost` promise (WebGPUBackend) can lose its device; a failure counts as the
- * loss only when that promise has resolved and the error is the one its downloads reject with, so a
+ * loss only when that promise has resolved and the error is a DeviceLostError, so a
  * validation error, a NaN or a failing onCheckpoint callback is never taken for one.
  */
 import type { Backend, BackendName } from '../backend/contract.js';
-import { DEVICE_LOST_MESSAGE } from '../model/gpt.js';
+import { DeviceLostError } from '../backend/errors.js';
 
 /** What train() reports when it moved the model to another backend to go on. */
 export interface BackendChange {
@@ -39,12 +39,12 @@ export class DeviceLossWatch {
 
   /** the device's own words: without the advice the model adds (which train() has just followed) */
   static reason(err: Error): string {
-    return err.cause instanceof Error && DEVICE_LOST_MESSAGE.test(err.cause.message) ? err.cause.message : err.message;
+    return err.cause instanceof DeviceLostError ? err.cause.message : err.message;
   }
 
   /** whether `err` is the loss of the device */
   async explains(err: unknown): Promise<boolean> {
-    if (!this.canLose || !(err instanceof Error) || !DEVICE_LOST_MESSAGE.test(err.message)) return false;
+    if (!this.canLose || !(err instanceof DeviceLostError)) return false;
     // downloads reject only after `lost` resolved, but in a reaction of their own that may run
     // before ours: one macrotask lets every pending reaction run
     await new Promise((resolve) => setTimeout(resolve, 0));

@@ -47,7 +47,9 @@ describe('a whole GPT on wasm against the f64 reference', () => {
     const [w, r] = results;
     expect(Math.abs(w.loss - r.loss), `loss ${w.loss} vs ${r.loss} (seed ${SEED})`).toBeLessThan(TOL * Math.abs(r.loss));
     const names = Object.keys(r.grads);
-    expect(names.length).toBeGreaterThan(10);
+    // every parameter of the layout has a gradient on both backends, no more and no fewer
+    expect(names).toEqual(ref.paramLayout.map((entry) => entry.name));
+    expect(Object.keys(w.grads)).toEqual(names);
     for (const name of names) {
       expect(maxRelErr(w.grads[name], r.grads[name]), `${name} (seed ${SEED})`).toBeLessThan(TOL);
     }

@@ -132,7 +132,11 @@ describe.skipIf(gpu.backend === null)(suite, () => {
     backend.squaredNorm(norm, dweight);
     const [sq] = (await backend.download(norm)) as Float32Array;
     expect(backend.submissions - before).toBe(1);
-    expect(sq).toBeGreaterThan(0);
+    // the norm of what was recorded, against the downloaded gradient summed on the host in float64
+    const dw = (await backend.download(dweight)) as Float32Array;
+    const hostSq = dw.reduce((sum, x) => sum + x * x, 0);
+    expect(hostSq).toBeGreaterThan(0);
+    expect(Math.abs(sq - hostSq) / hostSq).toBeLessThan(1e-5);
     for (const t of [inp, weight, out, norm, dweight]) backend.free(t);
   });
 

@@ -122,7 +122,13 @@ describe('beam search', () => {
     expect(Math.exp(sequenceLogprob(logitsOf, [S], greedy.ids))).toBeCloseTo(0.175, 6);
     // HF's score: sum of log-probabilities / length^1
     expect(beam.score).toBeCloseTo(Math.log(0.36) / 2, 6);
-    expect(model.reorders).toBeGreaterThan(0);
+    // every returned beam: HF's score from the table's probabilities, best first
+    const all = (await generate(myopicModel(), [S], { maxNewTokens: 2, numBeams: 3, numReturnSequences: 3 })) as GenerateSequences;
+    expect(all.sequences[0].ids).toEqual(beam.ids);
+    for (const sequence of all.sequences) {
+      expect(sequence.score).toBeCloseTo(sequenceLogprob(logitsOf, [S], sequence.ids) / sequence.ids.length, 6);
+    }
+    expect(all.sequences.map((s) => s.score!)).toEqual([...all.sequences.map((s) => s.score!)].sort((a, b) => b - a));
     expect(model.calls.every((c) => c.batchSize === 3)).toBe(true);
     expect(model.liveCaches).toBe(0);
   });
