@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { createModel } from '../model/gpt.js';
 import type { BackendChoice } from '../model/types.js';
 import { train } from '../train/trainer.js';
-import { generateStream } from '../generate/generate.js';
+import { generate, generateStream } from '../generate/generate.js';
+import type { GenerateOptions, GenerateResult } from '../generate/options.js';
 import { saveModel, loadModel } from '../io/model-file.js';
 import { writeFileAtomic } from '../io/node-files.js';
 import { BPETokenizer, CharTokenizer } from '../tokenizer/index.js';
@@ -117,6 +118,8 @@ Run \`tinygpt <command> --help\` for the options of each command.
 
 class UsageError extends Error {}
 
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
 function num(
   values: Values,
   name: string,
@@ -126,7 +129,8 @@ function num(
 ): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
-  const x = Number(raw);
+  // decimal only: Number() would also take '0x10', '0b1', '' and ' 5 '
+  const x = typeof raw === 'string' && DECIMAL.test(raw) ? Number(raw) : NaN;
   if (!check(x)) throw new UsageError(`--${name} must be ${allowed}, got ${JSON.stringify(raw)}`);
   return x;
 }
@@ -313,11 +317,12 @@ async function generateCommand(argv: string[]): Promise<void> {
   const opt = (name: string) => (values[name] === undefined ? undefined : num(values, name, 0));
   for (let i = 0; i < count; i++) {
     process.stdout.write(prompt);
-    const stream = generateStream(model, promptIds, {
+    const options: GenerateOptions = {
       tokenizer,
       maxNewTokens: num(values, 'max-new-tokens', 200, positiveInt, 'a positive integer'),
       doSample: !values.greedy && beams === 1,
-      temperature: num(values, 'temperature', 0.8, (x) => x >= 0, 'a non-negative number'),
+      // only sampling reads a temperature: greedy and beams would warn that it is ignored
+      temperature: !values.greedy && beams === 1 ? num(values, 'temperature', 0.8, (x) => x >= 0, 'a non-negative number') : undefined,
       topK: opt('top-k'),
       topP: opt('top-p'),
       minP: opt('min-p'),
@@ -326,8 +331,14 @@ async function generateCommand(argv: string[]): Promise<void> {
       numBeams: beams,
       stop: values.stop as string[] | undefined,
       seed: baseSeed + i,
-    });
-    for await (const piece of stream) process.stdout.write(piece.text ?? '');
+    };
+    if (beams > 1) {
+      // beam search ranks whole sequences: nothing is final until it ends, so it prints at once
+      const result = (await generate(model, promptIds, options)) as GenerateResult;
+      process.stdout.write(result.text ?? '');
+    } else {
+      for await (const piece of generateStream(model, promptIds, options)) process.stdout.write(piece.text ?? '');
+    }
     process.stdout.write('\n');
   }
   model.dispose();

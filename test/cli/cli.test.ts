@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { generate } from '../../src/generate/generate.js';
 import { loadModel } from '../../src/io/model-file.js';
 
 // The command as users run it: the built bundle (npm test builds first).
@@ -67,6 +68,25 @@ describe('the tinygpt command', () => {
     expect(a.code).toBe(0);
     expect(a.stdout.startsWith('A')).toBe(true);
     expect(a.stdout).toBe(b.stdout);
+  });
+
+  it('generate --beams prints the best beam, the same text as the library gives', async () => {
+    const r = tinygpt(['generate', '--model', model, '--prompt', 'A', '--max-new-tokens', '4', '--beams', '3', '--backend', 'js']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const { model: loaded, tokenizer } = await loadModel(new Uint8Array(readFileSync(model)), { backend: 'js' });
+    const ids = [tokenizer!.eosTokenId!, ...tokenizer!.encode('A')];
+    const expected = await generate(loaded, ids, { tokenizer, maxNewTokens: 4, numBeams: 3 });
+    expect(r.stdout).toBe(`A${expected.text}\n`);
+    loaded.dispose();
+  });
+
+  it('integer flags are decimal only', () => {
+    for (const steps of ['0x10', '1e', '', ' 5']) {
+      const r = tinygpt(['train', '--data', corpus, `--steps=${steps}`]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/--steps must be a positive integer/);
+    }
   });
 
   it('refuses bad flags with exit code 2 and a message naming the flag', () => {
