@@ -1,4 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -14,7 +14,11 @@ function webgpuEnv(): Record<string, string> {
   return { VK_ICD_FILENAMES: icd, LD_LIBRARY_PATH: libraryPath };
 }
 
+/** the sources read the package version from this constant, as the build puts it in (src/version.ts) */
+const { version } = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8')) as { version: string };
+
 export default defineConfig({
+  define: { __TINYGPT_VERSION__: JSON.stringify(version) },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,

@@ -2,7 +2,7 @@
 // linear memory; the JS side (src/backend/wasm) owns allocation.
 export { heapBase } from './memory';
 export {
-  matmulForward, matmulBackward, matmulBackwardInput, matmulBackwardWeight,
+  matmulForward, matmulBackward,
   matmulForwardCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
 } from './matmul';
 export { layerNormForward, layerNormBackward } from './layernorm';

@@ -1,6 +1,6 @@
 /**
  * tinygpt: build, train, sample and save small GPT language models anywhere JavaScript runs.
- * This file is the public API and nothing else.
+ * This file is the public API and nothing else: it only re-exports, so importing it does no work.
  */
 
 // ---- models ----
@@ -24,9 +24,11 @@ export { quantizeMatrix, dequantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } f
 export type { QuantFormat } from './backend/contract.js';
 
 // ---- backends ----
-export { createBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
+export { createBackend, createWebGPUBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
 export type { Backend, BackendName, Tensor, OpName, BackendLimits } from './backend/contract.js';
-export { createWebGPUBackend, WebGPUBackend, type WebGPUOptions, type WebGPUBackendOptions } from './backend/webgpu/index.js';
+export type { WasmAssets } from './backend/wasm/assets.js';
+// types only: the WebGPU backend's code loads when a backend is created (a bundle that never starts it does not carry it)
+export type { WebGPUBackend, WebGPUOptions, WebGPUBackendOptions } from './backend/webgpu/index.js';
 
 // ---- training ----
 export { train, Trainer, NonFiniteError, ModelBusyError } from './train/trainer.js';

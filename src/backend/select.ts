@@ -1,4 +1,6 @@
 import type { Backend, BackendName } from './contract.js';
+import type { WasmAssets } from './wasm/assets.js';
+import type { WebGPUBackend, WebGPUBackendOptions, WebGPUOptions } from './webgpu/index.js';
 
 export type BackendRequest = 'auto' | BackendName;
 
@@ -9,10 +11,8 @@ export interface SelectOptions {
   largestTensorLength?: number;
   /** hears why 'auto' passed over a backend; default console.info */
   onNotice?: (message: string) => void;
-  /** a compiled kernel module for the wasm backend (edge runtimes cannot compile from bytes) */
-  wasmModule?: WebAssembly.Module;
-  /** where to fetch tinygpt.wasm from (browsers), or its file path (Node) */
-  wasmUrl?: string | URL;
+  /** where the wasm backend's files are, when the toolchain did not emit them beside the bundle (see WasmAssets) */
+  wasmAssets?: WasmAssets;
   /** threads for the wasm backend: 'auto' (default) or a count; see createWasmBackend */
   wasmThreads?: number | 'auto';
 }
@@ -25,10 +25,20 @@ let defaultWasmModule: WebAssembly.Module | undefined;
 
 /**
  * Hand the SDK a compiled `tinygpt.wasm` once, for runtimes that forbid compiling WebAssembly
- * from bytes (Cloudflare Workers, Vercel Edge): `import wasm from 'tinygpt/tinygpt.wasm'`.
+ * from bytes (Cloudflare Workers, Vercel Edge): `import wasm from 'tinygpt/tinygpt.wasm'`. The same
+ * as passing `wasmAssets: { kernels: module }` to every createModel and loadModel.
  */
 export function setWasmModule(module: WebAssembly.Module): void {
   defaultWasmModule = module;
+}
+
+/**
+ * Opens a WebGPU device and returns a backend on it (see src/backend/webgpu). The backend's code is
+ * loaded on the first call, so a web app that never starts WebGPU does not download it.
+ */
+export async function createWebGPUBackend(opts: WebGPUOptions & WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
+  const webgpu = await import('./webgpu/index.js');
+  return webgpu.createWebGPUBackend(opts);
 }
 
 async function create(name: BackendName, options: SelectOptions): Promise<Backend> {
@@ -39,18 +49,22 @@ async function create(name: BackendName, options: SelectOptions): Promise<Backen
     }
     case 'wasm': {
       const { createWasmBackend } = await import('./wasm/index.js');
+      const assets = options.wasmAssets ?? {};
       return createWasmBackend({
-        module: options.wasmModule ?? defaultWasmModule,
-        url: options.wasmUrl,
+        ...wasmSource(assets.kernels ?? defaultWasmModule),
+        threadsSource: assets.threadedKernels === undefined ? undefined : wasmSource(assets.threadedKernels),
+        workerUrl: assets.worker,
         threads: options.wasmThreads,
         onNotice: options.onNotice,
       });
     }
-    case 'webgpu': {
-      const { createWebGPUBackend } = await import('./webgpu/index.js');
+    case 'webgpu':
       return createWebGPUBackend();
-    }
   }
+}
+
+function wasmSource(location: string | URL | WebAssembly.Module | undefined): { module?: WebAssembly.Module; url?: string | URL } {
+  return location instanceof WebAssembly.Module ? { module: location } : { url: location };
 }
 
 function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength }: SelectOptions): void {

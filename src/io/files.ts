@@ -5,6 +5,7 @@
  */
 
 import { typedArrayName } from './safetensors.js';
+import { fileSystem } from '../host/node.js';
 
 /** The part of an open file that an atomic write needs (a subset of node:fs/promises FileHandle). */
 export interface WritableFileHandle {
@@ -100,12 +101,12 @@ export function atomicWriteFsFromNode(fs: NodeFsPromises): AtomicWriteFs {
 
 /**
  * writeFileAtomic for code that must also bundle for browsers and edge runtimes: node:fs/promises is
- * imported only when this is called, so a bundle that never calls it carries no Node import.
+ * imported (through the host module) only when this is called.
  */
 export async function writeFileAtomicInNode(path: string, bytes: Uint8Array): Promise<void> {
   let fs: NodeFsPromises;
   try {
-    fs = await import('node:fs/promises');
+    fs = await fileSystem();
   } catch (err) {
     throw new Error(`writing ${path} needs Node's file system (${(err as Error).message})`, { cause: err });
   }

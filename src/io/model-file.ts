@@ -17,6 +17,8 @@
 import type { BackendChoice, GPTConfig, GPTConfigInput, GPTModel, ParamEntry } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { createModel, type GPT } from '../model/gpt.js';
+import type { WasmAssets } from '../backend/wasm/assets.js';
+import { TINYGPT_VERSION } from '../version.js';
 import { validateConfig } from '../model/config.js';
 import { buildParamLayout } from '../model/params.js';
 import { tokenizerFromJSON } from '../tokenizer/index.js';
@@ -28,8 +30,8 @@ import { decodeSafetensors, encodeSafetensors, tensorToFloat32, type DecodedTens
 export { ModelFileError } from './errors.js';
 
 export const MODEL_FILE_FORMAT = 'tinygpt';
-/** Written into every file as `tinygpt_version`; kept equal to package.json's version by a test. */
-export const TINYGPT_VERSION = '0.1.0';
+/** written into every file as `tinygpt_version` */
+export { TINYGPT_VERSION };
 
 /** GPT-2's head size: the only way to guess nHeads for a checkpoint without a config. */
 const GPT2_HEAD_SIZE = 64;
@@ -65,6 +67,8 @@ export interface LoadModelOptions {
   onBackendNotice?: (message: string) => void;
   /** passed to createModel: threads for the wasm backend, 'auto' (default) or a count */
   wasmThreads?: number | 'auto';
+  /** passed to createModel: where the wasm backend's files are (see CreateModelOptions.wasmAssets) */
+  wasmAssets?: WasmAssets;
 }
 
 export interface LoadedModel {
@@ -151,6 +155,7 @@ export async function modelFromTensors(
     backend: options.backend,
     onBackendNotice: options.onBackendNotice,
     wasmThreads: options.wasmThreads,
+    wasmAssets: options.wasmAssets,
   });
   try {
     await model.setParameters(record);

@@ -4,6 +4,7 @@ import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
 import { DeviceLostError } from '../backend/errors.js';
 import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
 import { BACKEND_CHOICES, validateConfig } from './config.js';
+import type { WasmAssets } from '../backend/wasm/assets.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
@@ -22,6 +23,12 @@ export interface CreateModelOptions {
   onBackendNotice?: (message: string) => void;
   /** threads for the wasm backend: 'auto' (default: up to 8 where the runtime allows) or a count */
   wasmThreads?: number | 'auto';
+  /**
+   * where the wasm backend's files are (tinygpt.wasm, tinygpt-threads.wasm, wasm-worker.js), for
+   * toolchains that do not emit files referenced as `new URL('./file', import.meta.url)` (Rollup,
+   * esbuild) and for edge runtimes (a compiled module); Vite, webpack and Parcel need none of it
+   */
+  wasmAssets?: WasmAssets;
 }
 
 /** Build a GPT with freshly initialised parameters on the chosen backend. */
@@ -35,8 +42,13 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
       largestTensorLength: largestParameter(layout),
       onNotice: options.onBackendNotice,
       wasmThreads: options.wasmThreads,
+      wasmAssets: options.wasmAssets,
     }));
-  return new GPT(config, layout, backend, undefined, { wasmThreads: options.wasmThreads, onNotice: options.onBackendNotice });
+  return new GPT(config, layout, backend, undefined, {
+    wasmThreads: options.wasmThreads,
+    wasmAssets: options.wasmAssets,
+    onNotice: options.onBackendNotice,
+  });
 }
 
 let warnedConfigBackend = false;
@@ -97,7 +109,7 @@ interface LastForward {
 }
 
 /** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
-export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'onNotice'>;
+export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice'>;
 
 export class GPT implements GPTModel {
   readonly paramLayout: readonly ParamEntry[];
@@ -261,7 +273,7 @@ export class GPT implements GPTModel {
   /**
    * Go on from a host copy of the parameters on another backend, e.g. after the current backend's
    * GPU device was lost. `target` is a backend instance, or a name, created with the options this
-   * model was created with (wasmThreads, onBackendNotice). The old backend is disposed; gradients
+   * model was created with (wasmThreads, wasmAssets, onBackendNotice). The old backend is disposed; gradients
    * are zero, workspaces are made again on first use, and KV caches made before the move are
    * invalid. The dropout counter (getRngState) carries over.
    */

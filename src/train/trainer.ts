@@ -12,6 +12,7 @@ import type { GPTConfig, GPTModel } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { formatBytes } from '../backend/select.js';
 import { writeFileAtomicInNode } from '../io/files.js';
+import { isNode, readFileBytes } from '../host/node.js';
 import { AdamW } from './adamw.js';
 import {
   decodeCheckpoint,
@@ -206,10 +207,8 @@ export class Trainer {
     checkTrainOptionNames(options);
     let resume: Uint8Array | undefined;
     if (typeof options.resumeFrom === 'string') {
-      const { readFile } = await import('node:fs/promises').catch((err: Error) => {
-        throw new Error(`resumeFrom: a file path needs Node's file system (${err.message}); pass the checkpoint's bytes instead`);
-      });
-      resume = new Uint8Array(await readFile(options.resumeFrom));
+      if (!isNode()) throw new Error("resumeFrom: a file path needs Node's file system; pass the checkpoint's bytes instead");
+      resume = await readFileBytes(options.resumeFrom);
     } else if (options.resumeFrom !== undefined) {
       if (!(options.resumeFrom instanceof Uint8Array))
         throw new TypeError('resumeFrom must be checkpoint bytes (Uint8Array) or a file path');

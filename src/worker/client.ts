@@ -13,7 +13,8 @@ import type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, BackendChange
 import type { SaveModelOptions } from '../io/model-file.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { tokenizerFromJSON } from '../tokenizer/json.js';
-import { thisModuleUrl } from '../backend/wasm/loader.js';
+import { defaultLocations } from '../backend/wasm/assets.js';
+import { isNode, startWorkerThread } from '../host/node.js';
 import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
 import {
   reviveError,
@@ -341,22 +342,12 @@ function isNodeWorker(worker: AnyWorker): worker is NodeWorkerLike {
   return typeof (worker as NodeWorkerLike).on === 'function';
 }
 
-function isNode(): boolean {
-  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  return typeof proc?.versions?.node === 'string';
-}
-
 async function startWorker(given: ModelWorkerOptions['worker']): Promise<AnyWorker> {
   if (given !== undefined && typeof given !== 'string' && !(given instanceof URL)) return given;
-  let url: URL;
-  if (given !== undefined) url = new URL(given, await thisModuleUrl());
-  // the literal `new URL('./x.js', import.meta.url)` form lets browser bundlers find and emit the worker
-  else if (import.meta.url) url = new URL('./model-worker.js', import.meta.url);
-  else url = new URL('./model-worker.js', await thisModuleUrl());
-  if (isNode()) {
-    const { Worker: NodeWorker } = await import('node:worker_threads');
-    return new NodeWorker(url);
-  }
+  // the default is the asset table's row (src/backend/wasm/assets.ts), a literal `new URL('./model-worker.js', import.meta.url)`
+  const packaged = defaultLocations('modelWorker')[0];
+  const url = given !== undefined ? new URL(given, packaged) : packaged;
+  if (isNode()) return startWorkerThread(url);
   return new Worker(url, { type: 'module' });
 }
 

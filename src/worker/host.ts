@@ -4,6 +4,7 @@
  * or a Node worker_threads Worker; the wasm backend inside takes threads where the runtime allows
  * (a cross-origin isolated page's worker, or Node), WebGPU works here as on a page.
  */
+import { workerParentPort } from '../host/node.js';
 import { createModel } from '../model/gpt.js';
 import type { GPTModel } from '../model/types.js';
 import { loadModel, saveModel } from '../io/model-file.js';
@@ -52,7 +53,7 @@ async function workerPort(): Promise<Port> {
     process?: { versions?: { node?: string } };
   };
   if (typeof scope.process?.versions?.node === 'string') {
-    const { parentPort } = await import('node:worker_threads');
+    const parentPort = await workerParentPort();
     if (parentPort === null) throw new Error('serveModelWorker: this is the main thread, not a worker_threads Worker');
     return {
       post: (message, transfer) => parentPort.postMessage(message, transfer),

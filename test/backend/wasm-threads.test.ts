@@ -199,7 +199,7 @@ describe('options', () => {
     const notices: string[] = [];
     const single = await createWasmBackend({ module, onNotice: (m) => notices.push(m) });
     expect(single.threads).toBe(1);
-    expect(single.threadsNote).toMatch(/module or bytes without threadsSource/);
+    expect(single.threadsNote).toMatch(/tinygpt.wasm was given without the threaded kernels \(wasmAssets.threadedKernels\)/);
     expect(notices).toEqual([]);
     single.dispose();
     const threadsModule = await WebAssembly.compile(await readFile(THREADS_URL));

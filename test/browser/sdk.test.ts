@@ -1,6 +1,6 @@
 /**
- * The built bundle (dist/index.js) in a real browser: Debian's Chromium, driven by playwright-core,
- * loads it from a page on 127.0.0.1 as an application would. The same scenarios (scenarios.js) run in
+ * The built browser bundle (dist/browser/index.js) in a real browser: Debian's Chromium, driven by
+ * playwright-core, loads it from a page on 127.0.0.1 as an application would; Node runs dist/index.js. The same scenarios (scenarios.js) run in
  * Node on the same bundle, so the browser is checked against an independent runtime:
  * - wasm (tinygpt.wasm fetched by URL): a few training steps lower the loss, and the saved model's
  *   bytes and the seeded sample's ids equal Node's exactly: same seed, same bytes everywhere;
@@ -111,7 +111,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     page = opened.page;
     pageErrors = opened.errors;
     page.on('response', (response) => {
-      if (new URL(response.url()).pathname === '/dist/tinygpt.wasm') {
+      if (new URL(response.url()).pathname === '/dist/browser/backend/wasm/tinygpt.wasm') {
         wasmResponses.push({ status: response.status(), contentType: response.headers()['content-type'] });
       }
     });
@@ -120,7 +120,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
       return w.harnessReady ? 'ready' : w.harnessError;
     });
     const outcome = await state.jsonValue();
-    if (outcome !== 'ready') throw new Error(`the page could not import /dist/index.js: ${outcome}\n${pageErrors.join('\n')}`);
+    if (outcome !== 'ready') throw new Error(`the page could not import /dist/browser/index.js: ${outcome}\n${pageErrors.join('\n')}`);
   });
 
   afterAll(async () => {

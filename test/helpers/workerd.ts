@@ -3,7 +3,7 @@
  * built bundle and a model file bound as bytes: shared by the edge tests.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -80,17 +80,20 @@ async function freeLoopbackPort(): Promise<number> {
   return port;
 }
 
-/**
- * ESM chunks that dist/index.js may import, statically or dynamically (a build with code splitting
- * puts shared code and lazily loaded backends in their own files); none in a single-file build
- */
-function distChunks(): string[] {
-  const entries = new Set(['index.js', 'node.js', 'cli.js']);
-  return readdirSync(join(REPO_ROOT, 'dist')).filter((name) => name.endsWith('.js') && !entries.has(name));
+/** the build the package's `workerd` condition selects (no Node imports), one file per source module */
+const EDGE_DIR = join(REPO_ROOT, 'dist', 'browser');
+
+/** the modules of dist/browser/ that index.js may import, as paths relative to it; not the worker scripts */
+function edgeModules(dir = EDGE_DIR, prefix = ''): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = prefix + entry.name;
+    if (entry.isDirectory()) return edgeModules(join(dir, entry.name), `${path}/`);
+    return entry.name.endsWith('.js') && path !== 'index.js' && !entry.name.endsWith('-worker.js') ? [path] : [];
+  });
 }
 
 function capnpConfig(port: number, compatibilityDate: string, chunks: string[]): string {
-  // relative imports inside the bundle ('./chunk-X.js') resolve to modules named 'chunk-X.js'
+  // relative imports inside the build ('./model/gpt.js' from 'tinygpt') resolve to modules named by their path ('model/gpt.js')
   const chunkModules = chunks.map((name) => `\n    (name = "${name}", esModule = embed "${name}"),`).join('');
   return `using Workerd = import "/workerd/workerd.capnp";
 
@@ -123,9 +126,9 @@ export interface RunningWorker {
 export async function startWorker(bin: string, compatibilityDate: string, modelBytes: Uint8Array): Promise<RunningWorker> {
   const dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
   copyFileSync(WORKER, join(dir, 'worker.js'));
-  copyFileSync(DIST_ENTRY, join(dir, 'tinygpt.js'));
-  const chunks = distChunks();
-  for (const chunk of chunks) copyFileSync(join(REPO_ROOT, 'dist', chunk), join(dir, chunk));
+  cpSync(EDGE_DIR, dir, { recursive: true });
+  copyFileSync(join(EDGE_DIR, 'index.js'), join(dir, 'tinygpt.js'));
+  const chunks = edgeModules();
   copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
   writeFileSync(join(dir, 'model.safetensors'), modelBytes);
   const port = await freeLoopbackPort();

@@ -23,6 +23,7 @@ import {
 } from '../../src/io/browser-files.js';
 import { ModelFileError } from '../../src/io/errors.js';
 import { saveModel } from '../../src/io/model-file.js';
+import { TINYGPT_VERSION } from '../../src/version.js';
 import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
 import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/static-server.js';
 
@@ -113,6 +114,8 @@ describe.skipIf(chromiumMissing !== null)(`OPFS in Chromium${chromiumMissing ? `
       platform: 'browser',
       // only the wasm loader's Node branch needs these, and the js backend never reaches it
       external: ['node:*'],
+      // what the package build puts in (src/version.ts)
+      define: { __TINYGPT_VERSION__: JSON.stringify(TINYGPT_VERSION) },
       outfile: join(directory, 'sdk.js'),
       logLevel: 'silent',
     });

@@ -47,6 +47,9 @@ const GELU_CUBIC = 0.044715;
 
 export class JsBackend extends CheckedBackend {
   readonly name = 'js' as const;
+  /** this backend does not split work over threads */
+  readonly threads = 1;
+  readonly threadsNote = '';
   /**
    * Host memory has no fixed bound, but a model or batch past wasm32's 4 GiB is far beyond what
    * the reference backend is for: refusing it up front beats growing the heap for minutes

@@ -23,13 +23,13 @@ import {
   createSharedMemory,
   instantiateThreaded,
   loadKernels,
-  thisModuleUrl,
   type Kernels,
   type SplitKernel,
   type WasmSource,
 } from './loader.js';
 import { MAX_THREADS, ThreadPool, threadSupport } from './threads.js';
 import { CheckedBackend } from '../checked.js';
+import { assetAdvice, defaultLocations } from './assets.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
 export type { WasmSource } from './loader.js';
@@ -67,9 +67,9 @@ export interface WasmBackendOptions extends WasmSource {
    * min(hardware threads, 8) where the runtime allows shared memory and blocking waits, else 1
    */
   threads?: number | 'auto';
-  /** tinygpt-threads.wasm: a compiled module, URL/path or bytes (default: beside tinygpt.wasm, then beside this module) */
+  /** tinygpt-threads.wasm: a compiled module, URL/path or bytes (default: its row in the asset table, assets.ts) */
   threadsSource?: WasmSource;
-  /** where wasm-worker.js is (default: beside this module) */
+  /** where wasm-worker.js is (default: its row in the asset table) */
   workerUrl?: string | URL;
   /**
    * multiply-adds each share of a split call must have at least (default 2^20); 0 splits every
@@ -384,19 +384,7 @@ export class WasmBackend extends CheckedBackend {
     format: QuantFormat,
   ): void {
     const [o, ids, wq, ws, positions, V] = this.encoderQuantArgs(out, inp, quants, scales, wpe, B, T, C, posOffset, format);
-    const bad = this.k.encoderQuantForward(
-      ptr(o),
-      ptr(ids),
-      ptr(wq),
-      ptr(ws),
-      ptr(positions),
-      B,
-      T,
-      C,
-      V,
-      posOffset,
-      format === 'q4_0' ? 1 : 0,
-    );
+    const bad = this.k.encoderQuantForward(ptr(o), ptr(ids), ptr(wq), ptr(ws), ptr(positions), B, T, C, V, posOffset, format === 'q4_0');
     if (bad !== -1) this.badId('encoderQuantForward', inp, bad, V);
   }
 
@@ -698,9 +686,13 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   }
   let note = '';
   let silent = false;
-  if (requested !== 1 && opts.threadsSource === undefined && (opts.module !== undefined || opts.bytes !== undefined)) {
-    // the caller handed over tinygpt.wasm itself (as edge runtimes must): the threaded file is not ours to guess
-    note = 'one thread: tinygpt.wasm was given as a module or bytes without threadsSource';
+  if (
+    requested !== 1 &&
+    opts.threadsSource === undefined &&
+    (opts.module !== undefined || opts.bytes !== undefined || opts.url !== undefined)
+  ) {
+    // the caller said where tinygpt.wasm is (as edge runtimes and some toolchains must): the threaded file is not ours to guess
+    note = 'one thread: tinygpt.wasm was given without the threaded kernels (wasmAssets.threadedKernels)';
     silent = requested === 'auto';
   } else if (requested !== 1) {
     const support = await threadSupport();
@@ -726,18 +718,16 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 async function threadedBackend(opts: WasmBackendOptions, threads: number, minMacsPerShare: number): Promise<WasmBackend> {
-  const module = await compileThreadedModule(opts.threadsSource, opts.url);
+  const module = await compileThreadedModule(opts.threadsSource);
   const backend = new WasmBackend(await instantiateThreaded(module, createSharedMemory()));
-  let workerUrl: URL;
-  if (opts.workerUrl !== undefined) workerUrl = new URL(opts.workerUrl, await thisModuleUrl());
-  // the literal `new URL('./x.js', import.meta.url)` form lets browser bundlers find and emit the worker
-  else if (import.meta.url) workerUrl = new URL('./wasm-worker.js', import.meta.url);
-  else workerUrl = new URL('./wasm-worker.js', await thisModuleUrl());
+  const workerUrl = opts.workerUrl !== undefined ? new URL(opts.workerUrl, defaultLocations('worker')[0]) : defaultLocations('worker')[0];
   try {
     await backend.startThreads(module, threads - 1, workerUrl, minMacsPerShare);
   } catch (err) {
     backend.dispose();
-    throw err;
+    throw new Error(`${(err as Error).message} (worker ${workerUrl.href}; if your toolchain did not emit it, ${assetAdvice('worker')})`, {
+      cause: err,
+    });
   }
   return backend;
 }

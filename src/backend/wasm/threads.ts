@@ -7,6 +7,7 @@
  * where threads can be used and why not elsewhere.
  */
 import type { Kernels, SplitKernel } from './loader.js';
+import { hardwareThreads, isNode, startWorkerThread } from '../../host/node.js';
 
 /** word index of each field in a worker's slot of the Int32 control words */
 const WORDS = { generation: 0, done: 1, fn: 2, argc: 3, status: 4, quit: 5, gone: 6 } as const;
@@ -54,11 +55,6 @@ interface WorkerHandle {
 
 export type ThreadSupport = { ok: true; cores: number } | { ok: false; reason: string; silent: boolean };
 
-function isNode(): boolean {
-  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  return typeof proc?.versions?.node === 'string';
-}
-
 /** Whether this thread may block in Atomics.wait (a browser page's main thread may not). */
 function canBlock(): boolean {
   try {
@@ -77,8 +73,7 @@ export async function threadSupport(): Promise<ThreadSupport> {
   if (isNode()) {
     if (typeof SharedArrayBuffer !== 'function')
       return { ok: false, reason: 'SharedArrayBuffer is unavailable in this Node process', silent: false };
-    const os = await import('node:os');
-    return { ok: true, cores: os.availableParallelism() };
+    return { ok: true, cores: await hardwareThreads() };
   }
   const scope = globalThis as { Worker?: unknown; crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number } };
   if (typeof scope.Worker !== 'function') return { ok: false, reason: 'this runtime has no workers', silent: true };
@@ -242,8 +237,7 @@ interface ReadyMessage {
 }
 
 async function startNodeWorker(url: URL, init: object, created: (handle: WorkerHandle) => void): Promise<void> {
-  const { Worker } = await import('node:worker_threads');
-  const worker = new Worker(url);
+  const worker = await startWorkerThread(url);
   let stopped = false;
   const handle: WorkerHandle = {
     terminate: () => void worker.terminate(),

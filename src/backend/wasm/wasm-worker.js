@@ -1,8 +1,9 @@
 // @ts-check
 /**
  * One worker of the threaded wasm backend (Node worker_threads or a Web Worker). Plain JavaScript
- * with no imports, so the same file runs from the sources (under vitest) and from dist/ (copied
- * there by tsup) and bundlers can pick it up through `new URL('./wasm-worker.js', import.meta.url)`.
+ * with no imports at all (in Node, the starting side hands it its parentPort), so the same file runs
+ * from the sources (under vitest) and from dist/ (copied there by tsup), and bundlers that meet
+ * `new URL('./wasm-worker.js', import.meta.url)` (assets.ts) can copy it as a file.
  *
  * The first message carries the compiled tinygpt-threads.wasm, the shared memory, this worker's
  * packing-buffer region and its slot of the control block (layout in threads.ts, sent along so it is
@@ -95,15 +96,16 @@ function serve(init, fns, ctrl, args, base, w, seen) {
   }
 }
 
-const proc = /** @type {{ versions?: { node?: string } } | undefined} */ (globalThis.process);
-if (typeof proc?.versions?.node === 'string') {
-  const { parentPort } = await import('node:worker_threads');
-  if (parentPort === null) throw new Error('wasm-worker.js must run as a worker thread');
-  const port = parentPort;
-  port.once('message', (init) => {
-    start(init, (m) => port.postMessage(m)).then(
-      () => port.close(),
-      (err) => port.postMessage({ error: String(err?.stack ?? err) }),
+/** set by the Node side's prelude (host/node.ts startWorkerThread): this worker's worker_threads parentPort */
+const nodePort =
+  /** @type {{ tinygptParentPort?: { once(event: 'message', listener: (init: InitMessage) => void): void, postMessage(m: unknown): void, close(): void } }} */ (
+    globalThis
+  ).tinygptParentPort;
+if (nodePort !== undefined) {
+  nodePort.once('message', (init) => {
+    start(init, (m) => nodePort.postMessage(m)).then(
+      () => nodePort.close(),
+      (err) => nodePort.postMessage({ error: String(err?.stack ?? err) }),
     );
   });
 } else {

@@ -3,13 +3,27 @@
  * navigator.gpu, the optional `webgpu` package (Dawn) when it is installed. Every failure says why.
  */
 /// <reference types="@webgpu/types" />
+import { importOptional, isNode, syncFileSystem } from '../../host/node.js';
+
+declare global {
+  // The WebGPU objects this package's public declarations name, declared empty: they merge with the
+  // full declarations where a consumer has them (@webgpu/types, a DOM lib with WebGPU) and are
+  // opaque where it has not, so the package's types check under skipLibCheck: false either way.
+  /* eslint-disable @typescript-eslint/no-empty-object-type */
+  interface GPU {}
+  interface GPUAdapter {}
+  interface GPUDevice {}
+  interface GPUDeviceLostInfo {}
+  /* eslint-enable @typescript-eslint/no-empty-object-type */
+}
 
 export interface WebGPUOptions {
   /** a GPU object to use instead of navigator.gpu (or the `webgpu` package in Node) */
   gpu?: GPU;
   /** an adapter to use instead of requesting one */
   adapter?: GPUAdapter;
-  powerPreference?: GPUPowerPreference;
+  /** WebGPU's GPUPowerPreference, spelled out so the declarations need no WebGPU types */
+  powerPreference?: 'low-power' | 'high-performance';
 }
 
 export interface AcquiredDevice {
@@ -122,10 +136,6 @@ export function describeAdapter(adapter: GPUAdapter): string {
  */
 let nodeGpu: GPU | null = null;
 
-function isNode(): boolean {
-  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
-}
-
 async function findGpu(): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
@@ -134,11 +144,9 @@ async function findGpu(): Promise<GPU> {
   }
   const missingLoader = await missingVulkanLoader();
   if (missingLoader) throw new Error(missingLoader);
-  // A variable specifier keeps bundlers from resolving the optional peer dependency.
-  const specifier = 'webgpu';
   let dawn: { create(options: string[]): GPU };
   try {
-    dawn = (await import(/* @vite-ignore */ /* webpackIgnore: true */ specifier)) as typeof dawn;
+    dawn = (await importOptional('webgpu')) as typeof dawn;
   } catch (error) {
     throw new Error(
       `WebGPU: Node has no navigator.gpu and the optional package 'webgpu' could not be loaded (${(error as Error).message}); install it with npm install webgpu`,
@@ -156,7 +164,7 @@ async function findGpu(): Promise<GPU> {
  */
 async function missingVulkanLoader(): Promise<string | null> {
   if (process.platform !== 'linux') return null;
-  const fs = await import('node:fs');
+  const fs = await syncFileSystem();
   const dirs = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d.length > 0);
   try {
     for (const conf of fs.readdirSync('/etc/ld.so.conf.d')) {

@@ -82,6 +82,9 @@ export async function createWebGPUBackend(opts: WebGPUOptions & WebGPUBackendOpt
 
 export class WebGPUBackend extends CheckedBackend {
   readonly name = 'webgpu' as const;
+  /** this backend does not split work over threads */
+  readonly threads = 1;
+  readonly threadsNote = '';
   readonly limits: BackendLimits;
   /** resolves when the device is lost (including by `dispose`); downloads reject from then on */
   readonly lost: Promise<GPUDeviceLostInfo>;

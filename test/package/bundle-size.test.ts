@@ -1,0 +1,109 @@
+/**
+ * What a web app pays for tinygpt, gzipped: esbuild bundles (and minifies) the built package for
+ * the browser, resolving `tinygpt` through package.json's exports as an app's bundler does. Budgets:
+ * - the tokenizer alone: one self-contained bundle, <= 15 KB;
+ * - loadModel + generate running on wasm, <= 40 KB: bundled with code splitting, as web apps are,
+ *   counting the files the page loads for it (the entry, the chunks it imports, and the wasm
+ *   backend's chunk loaded when the backend starts), not the WebGPU and js backends' chunks;
+ * - everything (`export * from 'tinygpt'`): one self-contained bundle, <= 65 KB.
+ * The .wasm files come on top (about 11 KB gzipped each) and are checked to stay that small.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { build, type Metafile, type OutputFile } from 'esbuild';
+import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/static-server.js';
+
+const KB = 1024;
+export const BUDGETS = { tokenizer: 15 * KB, loadAndGenerateOnWasm: 40 * KB, everything: 65 * KB, wasmFile: 12 * KB };
+
+interface Bundle {
+  files: OutputFile[];
+  metafile: Metafile;
+}
+
+async function bundle(contents: string, splitting: boolean): Promise<Bundle> {
+  const result = await build({
+    stdin: { contents, resolveDir: REPO_ROOT, loader: 'js' },
+    bundle: true,
+    minify: true,
+    platform: 'browser',
+    format: 'esm',
+    splitting,
+    outdir: '/virtual-out',
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+  });
+  return { files: result.outputFiles, metafile: result.metafile };
+}
+
+const gzipped = (file: OutputFile) => gzipSync(file.contents, { level: 9 }).length;
+const text = (file: OutputFile) => new TextDecoder().decode(file.contents);
+
+/** the modules that put code into an output file */
+function inputsOf(b: Bundle, output: string): string[] {
+  return Object.entries(b.metafile.outputs[output].inputs)
+    .filter(([, input]) => input.bytesInOutput > 0)
+    .map(([path]) => path);
+}
+
+/** the output files a page loads: the entry, what it imports statically, and the dynamic imports `wanted` accepts (transitively) */
+function loaded(b: Bundle, wanted: (inputs: string[]) => boolean): string[] {
+  const out = new Set<string>();
+  const visit = (path: string) => {
+    if (out.has(path)) return;
+    out.add(path);
+    for (const imported of b.metafile.outputs[path].imports) {
+      if (imported.kind === 'import-statement') visit(imported.path);
+      else if (imported.kind === 'dynamic-import' && wanted(inputsOf(b, imported.path))) visit(imported.path);
+    }
+  };
+  visit(Object.keys(b.metafile.outputs).find((path) => b.metafile.outputs[path].entryPoint !== undefined)!);
+  return [...out];
+}
+
+function fileOf(b: Bundle, output: string): OutputFile {
+  return b.files.find((f) => f.path === resolve(output))!;
+}
+
+describe('bundle sizes (esbuild --bundle --minify --platform=browser, gzipped)', () => {
+  it(`the tokenizer alone is at most ${BUDGETS.tokenizer / KB} KB, with no model, backend or file code`, async () => {
+    const b = await bundle("export { BPETokenizer } from 'tinygpt';", false);
+    expect(b.files).toHaveLength(1);
+    expect(inputsOf(b, Object.keys(b.metafile.outputs)[0]).filter((path) => /backend|model\/|io\//.test(path))).toEqual([]);
+    const size = gzipped(b.files[0]);
+    console.info(`[size] tokenizer only: ${(size / KB).toFixed(1)} KB`);
+    expect(size).toBeLessThanOrEqual(BUDGETS.tokenizer);
+  });
+
+  it(`loadModel + generate on wasm load at most ${BUDGETS.loadAndGenerateOnWasm / KB} KB, and none of the WebGPU backend`, async () => {
+    const b = await bundle("export { loadModel, generate } from 'tinygpt';", true);
+    const outputs = loaded(b, (inputs) => inputs.some((path) => path.includes('backend/wasm/index.js')));
+    const inputs = outputs.flatMap((output) => inputsOf(b, output));
+    expect(inputs.some((path) => path.includes('backend/wasm/index.js'))).toBe(true);
+    expect(inputs.filter((path) => path.includes('backend/webgpu/'))).toEqual([]);
+    const files = outputs.map((output) => fileOf(b, output));
+    const size = files.reduce((sum, f) => sum + gzipped(f), 0);
+    console.info(`[size] loadModel + generate on wasm: ${(size / KB).toFixed(1)} KB in ${files.length} files`);
+    expect(size).toBeLessThanOrEqual(BUDGETS.loadAndGenerateOnWasm);
+  });
+
+  it(`everything is at most ${BUDGETS.everything / KB} KB, and the browser build has no node: import`, async () => {
+    const b = await bundle("export * from 'tinygpt';", false);
+    expect(Object.keys(b.metafile.inputs).every((path) => path.startsWith('dist/browser/') || path === '<stdin>')).toBe(true);
+    expect(text(b.files[0])).not.toMatch(/["']node:/);
+    const size = gzipped(b.files[0]);
+    console.info(`[size] everything: ${(size / KB).toFixed(1)} KB`);
+    expect(size).toBeLessThanOrEqual(BUDGETS.everything);
+  });
+
+  it(`each .wasm file stays at most ${BUDGETS.wasmFile / KB} KB`, () => {
+    for (const file of ['tinygpt.wasm', 'tinygpt-threads.wasm']) {
+      const size = gzipSync(readFileSync(`${REPO_ROOT}/dist/browser/backend/wasm/${file}`), { level: 9 }).length;
+      console.info(`[size] ${file}: ${(size / KB).toFixed(1)} KB`);
+      expect(size).toBeLessThanOrEqual(BUDGETS.wasmFile);
+    }
+  });
+});
