@@ -73,7 +73,15 @@ export default defineConfig([
   {
     ...shared,
     // every module the main entry can reach; the Node-only ones stay out
-    entry: ['src/**/*.ts', '!src/**/*.d.ts', '!src/cli/**', '!src/node.ts', '!src/io/node-files.ts', '!src/worker/entry.ts'],
+    entry: [
+      'src/**/*.ts',
+      '!src/**/*.d.ts',
+      '!src/cli/**',
+      '!src/node.ts',
+      '!src/io/node-files.ts',
+      '!src/io/huggingface-node.ts',
+      '!src/worker/entry.ts',
+    ],
     bundle: false,
     splitting: false,
     sourcemap: false,
