@@ -111,7 +111,7 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
     page = opened.page;
     pageErrors = opened.errors;
     page.on('response', (response) => {
-      if (new URL(response.url()).pathname === '/dist/browser/backend/wasm/tinygpt.wasm') {
+      if (/^\/dist\/browser\/backend\/wasm\/tinygpt(-relaxed)?\.wasm$/.test(new URL(response.url()).pathname)) {
         wasmResponses.push({ status: response.status(), contentType: response.headers()['content-type'] });
       }
     });
