@@ -6,6 +6,7 @@
  * stop training and generation in the worker; dispose ends it; WebGPU (SwiftShader) runs there too.
  */
 import { existsSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
@@ -14,6 +15,10 @@ import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chro
 import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/static-server.js';
 import type { SDK } from './scenarios.js';
 import * as scenarios from './worker-scenarios.js';
+
+// Chromium runs the relaxed-SIMD kernels (fused multiply-adds), so Node, which computes what the page must
+// equal bit for bit, runs them too: relaxed SIMD is behind a flag in Node 20, set for this test process only.
+setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
 const chromiumMissing = chromiumMissingReason();
