@@ -164,7 +164,8 @@ export default { async fetch(request) { const tokenizer = await gpt2Tokenizer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as { port: number };
     await new Promise((resolve) => server.close(resolve));
-    const chunkModules = chunks.map((name) => `(name = "${name}", esModule = embed "${name}"),`).join(' ');
+    // the entry is the module "tinygpt/gpt2", so its "./chunk-*.js" imports resolve to "tinygpt/chunk-*.js"
+    const chunkModules = chunks.map((name) => `(name = "tinygpt/${name}", esModule = embed "${name}"),`).join(' ');
     writeFileSync(
       join(dir, 'config.capnp'),
       `using Workerd = import "/workerd/workerd.capnp";
