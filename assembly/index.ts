@@ -5,13 +5,13 @@ export {
   matmulForward, matmulBackward,
   matmulForwardCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
 } from './matmul';
-export { layerNormForward, layerNormBackward } from './layernorm';
+export { layerNormForwardRows, layerNormBackwardInputRows, layerNormBackwardParamsCols } from './layernorm';
 export {
   attentionForward, attentionBackward, attentionCached, attentionForwardPairs, attentionBackwardPairs, attentionCachedPairs, kvCacheAppend,
 } from './attention';
 export { geluForward, geluBackward } from './gelu';
-export { crossEntropyForward, crossEntropyBackward } from './softmax';
-export { encoderForward, encoderBackward } from './encoder';
+export { crossEntropyForwardRows, crossEntropyBackwardRows } from './softmax';
+export { encoderForwardRows, encoderBackwardCols } from './encoder';
 export { adamwUpdate, squaredNorm, scale } from './adamw';
 export { residualForward, accumulate, copyBytes, zeroBytes, dropoutForward, dropoutBackward } from './elementwise';
 export { transpose } from './transpose';

@@ -1,4 +1,5 @@
-// Fused softmax + cross-entropy over rows of V logits, ignore index -1.
+// Fused softmax + cross-entropy over rows of V logits, ignore index -1. Each kernel takes a range of
+// rows [n0, n1), which threads split (rows are independent, so results equal one thread's).
 import { exp4, exp1, hsum, hmax } from './math';
 
 const IGNORE_INDEX = -1;
@@ -7,12 +8,13 @@ const IGNORE_INDEX = -1;
 const SUM_CHUNK = 256;
 
 /**
- * losses[N] = -log softmax(logits)[target] (0 where target is -1); probs[N,V] = softmax(logits).
- * Returns -1, or the first row whose target is outside [-1, V) (nothing after it is written).
+ * Rows [n0, n1) of losses[N] = -log softmax(logits)[target] (0 where target is -1) and
+ * probs[N,V] = softmax(logits). Returns -1, or the first row of the range whose target is outside
+ * [-1, V) (nothing after it is written).
  */
-export function crossEntropyForward(losses: usize, probs: usize, logits: usize, targets: usize, N: i32, V: i32): i32 {
+export function crossEntropyForwardRows(losses: usize, probs: usize, logits: usize, targets: usize, V: i32, n0: i32, n1: i32): i32 {
   const rowBytes = <usize>V << 2;
-  for (let n = 0; n < N; n++) {
+  for (let n = n0; n < n1; n++) {
     const target = load<i32>(targets + (<usize>n << 2));
     if (target < IGNORE_INDEX || target >= V) return n;
     const x = logits + <usize>n * rowBytes;
@@ -60,13 +62,20 @@ export function crossEntropyForward(losses: usize, probs: usize, logits: usize, 
   return -1;
 }
 
-/** dlogits[n,:] += (probs[n,:] - onehot(target)) * scale; rows with target -1 contribute nothing */
-export function crossEntropyBackward(dlogits: usize, probs: usize, targets: usize, scale: f32, N: i32, V: i32): i32 {
-  const rowBytes = <usize>V << 2;
-  const sv = f32x4.splat(scale);
+/**
+ * Rows [n0, n1) of dlogits[N,V] += (probs[n,:] - onehot(target)) * scale; rows with target -1
+ * contribute nothing. Every target[N] is checked first: returns -1, or the first row whose target is
+ * outside [-1, V), and then nothing is written (dlogits accumulates, so a half-done call would be lost).
+ */
+export function crossEntropyBackwardRows(dlogits: usize, probs: usize, targets: usize, scale: f32, N: i32, V: i32, n0: i32, n1: i32): i32 {
   for (let n = 0; n < N; n++) {
     const target = load<i32>(targets + (<usize>n << 2));
     if (target < IGNORE_INDEX || target >= V) return n;
+  }
+  const rowBytes = <usize>V << 2;
+  const sv = f32x4.splat(scale);
+  for (let n = n0; n < n1; n++) {
+    const target = load<i32>(targets + (<usize>n << 2));
     if (target == IGNORE_INDEX) continue;
     const d = dlogits + <usize>n * rowBytes;
     const p = probs + <usize>n * rowBytes;

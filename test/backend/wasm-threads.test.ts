@@ -29,6 +29,7 @@ import { JsBackend } from '../../src/backend/js/index.js';
 import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded } from '../../src/backend/wasm/loader.js';
 import { ThreadPool } from '../../src/backend/wasm/threads.js';
+import type { Tensor } from '../../src/backend/contract.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
@@ -155,6 +156,45 @@ describe('a whole GPT training step', () => {
         expect(bytesOf(other.grads[name]), `${name} with ${other.threads} threads (seed ${SEED})`).toEqual(bytesOf(one.grads[name]));
       }
     }
+  });
+});
+
+describe("bad ids and targets in a worker's share", () => {
+  // 3 threads over 9 rows: rows 6-8 are worker 1's share, so the error comes back from a worker
+  it('are named as on one thread, and the accumulating backward ops leave their gradients untouched', async () => {
+    const be = backends.get(3)!;
+    const made: Tensor[] = [];
+    const alloc = (n: number, dtype: 'f32' | 'i32' = 'f32') => {
+      made.push(be.alloc(n, dtype));
+      return made[made.length - 1];
+    };
+    const C = 8;
+    const V = 5;
+    const ids = alloc(9, 'i32');
+    be.upload(ids, Int32Array.of(0, 1, 2, 3, 4, 0, 1, 7, 2));
+    const f32 = (n: number, fill = 0) => {
+      const x = alloc(n);
+      be.upload(x, new Float32Array(n).fill(fill));
+      return x;
+    };
+    expect(() => be.encoderForward(f32(9 * C), ids, f32(V * C), f32(9 * C), 1, 9, C)).toThrow(
+      'encoderForward: inp[7] = 7 is outside [0, 5) (rows of wte)',
+    );
+    const dwte = f32(V * C, 0.5);
+    const dwpe = f32(9 * C, 0.25);
+    expect(() => be.encoderBackward(dwte, dwpe, f32(9 * C, 1), ids, 1, 9, C)).toThrow('encoderBackward: inp[7] = 7 is outside [0, 5)');
+    expect(Array.from(await be.download(dwte))).toEqual(new Array<number>(V * C).fill(0.5));
+    expect(Array.from(await be.download(dwpe))).toEqual(new Array<number>(9 * C).fill(0.25));
+    const targets = alloc(9, 'i32');
+    be.upload(targets, Int32Array.of(0, 1, -1, 3, 4, 0, 1, 2, -3));
+    expect(() => be.crossEntropyForward(f32(9), f32(9 * V), f32(9 * V), targets, 9, V)).toThrow(
+      'crossEntropyForward: targets[8] = -3 is outside [0, 5) and is not the ignore index -1',
+    );
+    const dlogits = f32(9 * V, 0.125);
+    expect(() => be.crossEntropyBackward(dlogits, f32(9 * V, 0.2), targets, 1, 9, V)).toThrow('crossEntropyBackward: targets[8] = -3');
+    expect(Array.from(await be.download(dlogits))).toEqual(new Array<number>(9 * V).fill(0.125));
+    for (const x of made) be.free(x);
+    expect(be.bytesInUse()).toBe(0);
   });
 });
 

@@ -2,10 +2,11 @@
  * The WebAssembly backend: AssemblyScript SIMD kernels (assembly/) over one linear memory that an
  * Arena hands out. Ops run synchronously in call order; `download` copies out of the memory.
  *
- * With threads (threads.ts), the memory is shared and the matmul products, attention, gelu and AdamW
- * are split over workers by output columns, (batch, head) pairs or element ranges: every output
- * element is still computed by one thread in the same order, so results are bit-identical to one
- * thread's. Everything else runs on the calling thread.
+ * With threads (threads.ts), the memory is shared and the matmul products, attention, LayerNorm,
+ * cross-entropy, the encoder, gelu and AdamW are split over workers by output columns, rows,
+ * (batch, head) pairs or element ranges: every output element is still computed by one thread in the
+ * same order, so results are bit-identical to one thread's. The small elementwise ops (residual,
+ * dropout, scale, copies) run on the calling thread.
  */
 import {
   IGNORE_INDEX,
@@ -47,7 +48,10 @@ const COLUMN_BLOCK = 8;
  * same (vector or tail) path as on one thread
  */
 const ELEMENT_BLOCK = 4;
-/** rough multiply-add equivalents per element of gelu and AdamW (exp, divisions, square root) */
+/**
+ * rough multiply-add equivalents per element of gelu, AdamW, LayerNorm and cross-entropy (exp,
+ * divisions, square root, several passes over a row)
+ */
 const ELEMENTWISE_COST = 8;
 /**
  * a multiply-add of the unpacked row path (forward with M < 4, as in token-by-token generation)
@@ -267,7 +271,7 @@ export class WasmBackend extends CheckedBackend {
     const V = Math.floor(wte.length / C); // wte [V,C]: V is its number of rows
     const tokenTable = ptr(wte);
     const positionTable = ptr(wpe);
-    const bad = this.k.encoderForward(o, ids, tokenTable, positionTable, B, T, C, V, posOffset);
+    const bad = this.splitRows('encoderForwardRows', [o, ids, tokenTable, positionTable, T, C, V, posOffset], B * T, B * T * C);
     if (bad !== -1) this.badId(op, inp, bad, V);
   }
 
@@ -278,7 +282,7 @@ export class WasmBackend extends CheckedBackend {
     const dPositionTable = ptr(dwpe);
     const d = ptr(dout);
     const ids = ptr(inp);
-    const bad = this.k.encoderBackward(dTokenTable, dPositionTable, d, ids, B, T, C, V);
+    const bad = this.splitColumns('encoderBackwardCols', [dTokenTable, dPositionTable, d, ids, B, T, C, V], C, B * T * C, ELEMENT_BLOCK);
     if (bad !== -1) this.badId(op, inp, bad, V);
   }
 
@@ -294,7 +298,8 @@ export class WasmBackend extends CheckedBackend {
     N: number,
     C: number,
   ): void {
-    this.k.layerNormForward(ptr(out), ptr(mean), ptr(rstd), ptr(inp), ptr(weight), ptr(bias), N, C, LAYER_NORM_EPS);
+    const args = [ptr(out), ptr(mean), ptr(rstd), ptr(inp), ptr(weight), ptr(bias), C, LAYER_NORM_EPS];
+    this.splitRows('layerNormForwardRows', args, N, N * C * ELEMENTWISE_COST);
   }
 
   protected _layerNormBackward(
@@ -309,7 +314,16 @@ export class WasmBackend extends CheckedBackend {
     N: number,
     C: number,
   ): void {
-    this.k.layerNormBackward(ptr(dinp), ptr(dweight), ptr(dbias), ptr(dout), ptr(inp), ptr(weight), ptr(mean), ptr(rstd), N, C);
+    const [d, x, m, r] = [ptr(dout), ptr(inp), ptr(mean), ptr(rstd)];
+    // dinp over rows (each row reduces over C); dweight and dbias over columns (each sums over rows)
+    this.splitRows('layerNormBackwardInputRows', [ptr(dinp), d, x, ptr(weight), m, r, C], N, N * C * ELEMENTWISE_COST);
+    this.splitColumns(
+      'layerNormBackwardParamsCols',
+      [ptr(dweight), ptr(dbias), d, x, m, r, N, C],
+      C,
+      N * C * ELEMENTWISE_COST,
+      ELEMENT_BLOCK,
+    );
   }
 
   // ---- matmul ----
@@ -552,7 +566,7 @@ export class WasmBackend extends CheckedBackend {
     const p = ptr(probs);
     const z = ptr(logits);
     const y = ptr(targets);
-    const bad = this.k.crossEntropyForward(l, p, z, y, N, V);
+    const bad = this.splitRows('crossEntropyForwardRows', [l, p, z, y, V], N, N * V * ELEMENTWISE_COST);
     if (bad !== -1) this.badTarget(op, targets, bad, V);
   }
 
@@ -561,7 +575,7 @@ export class WasmBackend extends CheckedBackend {
     const dz = ptr(dlogits);
     const p = ptr(probs);
     const y = ptr(targets);
-    const bad = this.k.crossEntropyBackward(dz, p, y, dlossScale, N, V);
+    const bad = this.splitRows('crossEntropyBackwardRows', [dz, p, y, dlossScale, N, V], N, N * V);
     if (bad !== -1) this.badTarget(op, targets, bad, V);
   }
 
@@ -622,10 +636,10 @@ export class WasmBackend extends CheckedBackend {
     return Math.max(1, Math.min(this.pool.size, units, bySize));
   }
 
-  /** runs one share on this thread, or several over the pool */
-  private runShares(fn: SplitKernel, shares: number[][]): void {
-    if (shares.length === 1) (this.k[fn] as (...args: number[]) => void)(...shares[0]);
-    else this.pool!.run(fn, shares);
+  /** runs one share on this thread, or several over the pool; returns each share's return value (0 for kernels without one) */
+  private runShares(fn: SplitKernel, shares: number[][]): number[] {
+    if (shares.length === 1) return [(this.k[fn] as (...args: number[]) => number | undefined)(...shares[0]) ?? 0];
+    return this.pool!.run(fn, shares);
   }
 
   /** runs an elementwise kernel over n elements; `argsOf` gives a share's arguments from its byte offset and element count */
@@ -640,17 +654,24 @@ export class WasmBackend extends CheckedBackend {
     );
   }
 
-  /** runs a column-range kernel (its last two arguments are the range) over `columns` columns */
-  private splitColumns(fn: SplitKernel, args: number[], columns: number, macs: number): void {
-    const shares = this.sharesFor(Math.ceil(columns / COLUMN_BLOCK), macs);
-    this.runShares(
+  /**
+   * runs a column-range kernel (its last two arguments are the range) over `columns` columns, in
+   * shares of whole `block`s; returns the first share's result other than -1, else -1 (for kernels
+   * that report a bad row or id; shares are in order, so that is the first bad one; meaningless for
+   * kernels that return nothing)
+   */
+  private splitColumns(fn: SplitKernel, args: number[], columns: number, macs: number, block = COLUMN_BLOCK): number {
+    const shares = this.sharesFor(Math.ceil(columns / block), macs);
+    const results = this.runShares(
       fn,
-      Array.from({ length: shares }, (_, i) => [
-        ...args,
-        share(columns, shares, i, COLUMN_BLOCK),
-        share(columns, shares, i + 1, COLUMN_BLOCK),
-      ]),
+      Array.from({ length: shares }, (_, i) => [...args, share(columns, shares, i, block), share(columns, shares, i + 1, block)]),
     );
+    return results.find((r) => r !== -1) ?? -1;
+  }
+
+  /** runs a row-range kernel (its last two arguments are the range) over `rows` rows; returns as splitColumns */
+  private splitRows(fn: SplitKernel, args: number[], rows: number, macs: number): number {
+    return this.splitColumns(fn, args, rows, macs, 1);
   }
 
   private badId(op: string, inp: Tensor, index: number, V: number): never {

@@ -80,32 +80,46 @@ declare namespace __AdaptedExports {
    */
   export function setScratch(region: number): void;
   /**
-   * assembly/layernorm/layerNormForward
+   * assembly/layernorm/layerNormForwardRows
    * @param out `usize`
    * @param mean `usize`
    * @param rstd `usize`
    * @param inp `usize`
    * @param weight `usize`
    * @param bias `usize`
-   * @param N `i32`
    * @param C `i32`
    * @param eps `f32`
+   * @param n0 `i32`
+   * @param n1 `i32`
    */
-  export function layerNormForward(out: number, mean: number, rstd: number, inp: number, weight: number, bias: number, N: number, C: number, eps: number): void;
+  export function layerNormForwardRows(out: number, mean: number, rstd: number, inp: number, weight: number, bias: number, C: number, eps: number, n0: number, n1: number): void;
   /**
-   * assembly/layernorm/layerNormBackward
+   * assembly/layernorm/layerNormBackwardInputRows
    * @param dinp `usize`
-   * @param dweight `usize`
-   * @param dbias `usize`
    * @param dout `usize`
    * @param inp `usize`
    * @param weight `usize`
    * @param mean `usize`
    * @param rstd `usize`
+   * @param C `i32`
+   * @param n0 `i32`
+   * @param n1 `i32`
+   */
+  export function layerNormBackwardInputRows(dinp: number, dout: number, inp: number, weight: number, mean: number, rstd: number, C: number, n0: number, n1: number): void;
+  /**
+   * assembly/layernorm/layerNormBackwardParamsCols
+   * @param dweight `usize`
+   * @param dbias `usize`
+   * @param dout `usize`
+   * @param inp `usize`
+   * @param mean `usize`
+   * @param rstd `usize`
    * @param N `i32`
    * @param C `i32`
+   * @param c0 `i32`
+   * @param c1 `i32`
    */
-  export function layerNormBackward(dinp: number, dweight: number, dbias: number, dout: number, inp: number, weight: number, mean: number, rstd: number, N: number, C: number): void;
+  export function layerNormBackwardParamsCols(dweight: number, dbias: number, dout: number, inp: number, mean: number, rstd: number, N: number, C: number, c0: number, c1: number): void;
   /**
    * assembly/attention/attentionForward
    * @param out `usize`
@@ -222,43 +236,47 @@ declare namespace __AdaptedExports {
    */
   export function geluBackward(dinp: number, inp: number, dout: number, N: number): void;
   /**
-   * assembly/softmax/crossEntropyForward
+   * assembly/softmax/crossEntropyForwardRows
    * @param losses `usize`
    * @param probs `usize`
    * @param logits `usize`
    * @param targets `usize`
-   * @param N `i32`
    * @param V `i32`
+   * @param n0 `i32`
+   * @param n1 `i32`
    * @returns `i32`
    */
-  export function crossEntropyForward(losses: number, probs: number, logits: number, targets: number, N: number, V: number): number;
+  export function crossEntropyForwardRows(losses: number, probs: number, logits: number, targets: number, V: number, n0: number, n1: number): number;
   /**
-   * assembly/softmax/crossEntropyBackward
+   * assembly/softmax/crossEntropyBackwardRows
    * @param dlogits `usize`
    * @param probs `usize`
    * @param targets `usize`
    * @param scale `f32`
    * @param N `i32`
    * @param V `i32`
+   * @param n0 `i32`
+   * @param n1 `i32`
    * @returns `i32`
    */
-  export function crossEntropyBackward(dlogits: number, probs: number, targets: number, scale: number, N: number, V: number): number;
+  export function crossEntropyBackwardRows(dlogits: number, probs: number, targets: number, scale: number, N: number, V: number, n0: number, n1: number): number;
   /**
-   * assembly/encoder/encoderForward
+   * assembly/encoder/encoderForwardRows
    * @param out `usize`
    * @param inp `usize`
    * @param wte `usize`
    * @param wpe `usize`
-   * @param B `i32`
    * @param T `i32`
    * @param C `i32`
    * @param V `i32`
    * @param posOffset `i32`
+   * @param bt0 `i32`
+   * @param bt1 `i32`
    * @returns `i32`
    */
-  export function encoderForward(out: number, inp: number, wte: number, wpe: number, B: number, T: number, C: number, V: number, posOffset: number): number;
+  export function encoderForwardRows(out: number, inp: number, wte: number, wpe: number, T: number, C: number, V: number, posOffset: number, bt0: number, bt1: number): number;
   /**
-   * assembly/encoder/encoderBackward
+   * assembly/encoder/encoderBackwardCols
    * @param dwte `usize`
    * @param dwpe `usize`
    * @param dout `usize`
@@ -267,9 +285,11 @@ declare namespace __AdaptedExports {
    * @param T `i32`
    * @param C `i32`
    * @param V `i32`
+   * @param c0 `i32`
+   * @param c1 `i32`
    * @returns `i32`
    */
-  export function encoderBackward(dwte: number, dwpe: number, dout: number, inp: number, B: number, T: number, C: number, V: number): number;
+  export function encoderBackwardCols(dwte: number, dwpe: number, dout: number, inp: number, B: number, T: number, C: number, V: number, c0: number, c1: number): number;
   /**
    * assembly/adamw/adamwUpdate
    * @param params `usize`

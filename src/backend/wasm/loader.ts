@@ -18,17 +18,18 @@ const KERNEL_EXPORTS = [
   'heapBase',
   'matmulForward',
   'matmulBackward',
-  'layerNormForward',
-  'layerNormBackward',
+  'layerNormForwardRows',
+  'layerNormBackwardInputRows',
+  'layerNormBackwardParamsCols',
   'attentionForward',
   'attentionBackward',
   'attentionCached',
   'geluForward',
   'geluBackward',
-  'crossEntropyForward',
-  'crossEntropyBackward',
-  'encoderForward',
-  'encoderBackward',
+  'crossEntropyForwardRows',
+  'crossEntropyBackwardRows',
+  'encoderForwardRows',
+  'encoderBackwardCols',
   'adamwUpdate',
   'squaredNorm',
   'scale',
@@ -72,7 +73,14 @@ export type SplitKernel =
   | 'geluBackward'
   | 'adamwUpdate'
   | 'matmulQ8Cols'
-  | 'matmulQ4Cols';
+  | 'matmulQ4Cols'
+  | 'layerNormForwardRows'
+  | 'layerNormBackwardInputRows'
+  | 'layerNormBackwardParamsCols'
+  | 'crossEntropyForwardRows'
+  | 'crossEntropyBackwardRows'
+  | 'encoderForwardRows'
+  | 'encoderBackwardCols';
 
 export interface WasmSource {
   /** a compiled module (edge runtimes, which refuse to compile bytes) */

@@ -10,7 +10,7 @@ import type { Kernels, SplitKernel } from './loader.js';
 import { hardwareThreads, isNode, startWorkerThread } from '../../host/node.js';
 
 /** word index of each field in a worker's slot of the Int32 control words */
-const WORDS = { generation: 0, done: 1, fn: 2, argc: 3, status: 4, quit: 5, gone: 6 } as const;
+const WORDS = { generation: 0, done: 1, fn: 2, argc: 3, status: 4, quit: 5, gone: 6, result: 7 } as const;
 /** 16 words = 64 bytes: one cache line per slot, so slots do not share lines */
 const WORDS_PER_SLOT = 16;
 const ARGS_PER_SLOT = 16;
@@ -27,6 +27,13 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'adamwUpdate',
   'matmulQ8Cols',
   'matmulQ4Cols',
+  'layerNormForwardRows',
+  'layerNormBackwardInputRows',
+  'layerNormBackwardParamsCols',
+  'crossEntropyForwardRows',
+  'crossEntropyBackwardRows',
+  'encoderForwardRows',
+  'encoderBackwardCols',
 ];
 /**
  * how long one Atomics.wait lasts before the caller checks again that the worker is alive (a worker
@@ -173,9 +180,10 @@ export class ThreadPool {
 
   /**
    * Runs `fn` once per entry of `shares` (the argument list of each share): share 0 on the calling
-   * thread, share i on worker i-1, and returns when all are done. Shares must write disjoint memory.
+   * thread, share i on worker i-1, and returns when all are done, with each share's return value
+   * (0 for kernels that return nothing). Shares must write disjoint memory.
    */
-  run(fn: SplitKernel, shares: number[][]): void {
+  run(fn: SplitKernel, shares: number[][]): number[] {
     if (this.closed) throw new Error('wasm thread pool: used after dispose');
     if (shares.length > this.size) throw new RangeError(`wasm thread pool: ${shares.length} shares for ${this.size} threads`);
     const fnIndex = SPLIT_KERNELS.indexOf(fn);
@@ -192,8 +200,9 @@ export class ThreadPool {
       Atomics.notify(ctrl, base + WORDS.generation);
     }
     let localError: Error | null = null;
+    const results = [0];
     try {
-      (this.local[fn] as (...args: number[]) => void)(...shares[0]);
+      results[0] = (this.local[fn] as (...args: number[]) => number | undefined)(...shares[0]) ?? 0;
     } catch (err) {
       localError = err instanceof Error ? err : new Error(String(err));
     }
@@ -211,10 +220,12 @@ export class ThreadPool {
         Atomics.wait(ctrl, base + WORDS.done, done, WAIT_SLICE_MS);
       }
       if (ctrl[base + WORDS.status] !== 0) failed.push(i - 1);
+      results.push(ctrl[base + WORDS.result]);
     }
     if (localError !== null) throw localError;
     if (failed.length > 0)
       throw new Error(`wasm thread pool: ${fn} failed on worker(s) ${failed.join(', ')} (the worker logged the error)`);
+    return results;
   }
 
   /** Stops every worker (a second call does nothing). */

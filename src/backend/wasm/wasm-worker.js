@@ -9,10 +9,11 @@
  * packing-buffer region and its slot of the control block (layout in threads.ts, sent along so it is
  * written down once). The worker instantiates its own instance over the shared memory, answers
  * 'ready', then blocks on its slot: each time the generation word changes it runs one kernel call
- * with the arguments in the slot and publishes the generation in the done word.
+ * with the arguments in the slot, stores its return value in the result word and publishes the
+ * generation in the done word.
  */
 
-/** @typedef {{ generation: number, done: number, fn: number, argc: number, status: number, quit: number, gone: number }} SlotWords */
+/** @typedef {{ generation: number, done: number, fn: number, argc: number, status: number, quit: number, gone: number, result: number }} SlotWords */
 /**
  * @typedef {object} InitMessage
  * @property {WebAssembly.Module} module
@@ -83,14 +84,17 @@ function serve(init, fns, ctrl, args, base, w, seen) {
     if (generation === seen) continue;
     seen = generation;
     let status = 0;
+    let result = 0;
     try {
       const argc = ctrl[base + w.argc];
-      fns[ctrl[base + w.fn]](...args.subarray(0, argc));
+      // kernels that return (the first bad row or id of their share) return an i32; the others undefined
+      result = fns[ctrl[base + w.fn]](...args.subarray(0, argc)) ?? 0;
     } catch (err) {
       status = 1;
       console.error(`tinygpt wasm worker ${init.slot}: ${init.fns[ctrl[base + w.fn]]} failed:`, err);
     }
     ctrl[base + w.status] = status;
+    ctrl[base + w.result] = result;
     Atomics.store(ctrl, base + w.done, generation);
     Atomics.notify(ctrl, base + w.done);
   }
