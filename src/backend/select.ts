@@ -78,7 +78,7 @@ function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength }:
   if (requiredBytes > backend.limits.maxTotalBytes) {
     backend.dispose();
     throw new BackendUnavailableError(
-      `the ${backend.name} backend can hold at most ${formatBytes(backend.limits.maxTotalBytes)}, but this model needs ${formatBytes(requiredBytes)} for parameters, gradients and optimizer state`,
+      `the ${backend.name} backend can hold at most ${formatBytes(backend.limits.maxTotalBytes)}, but this model needs ${formatBytes(requiredBytes)} for parameters, gradients, optimizer state, the head's transposed copy and one position's activations`,
     );
   }
 }

@@ -80,11 +80,16 @@ function largestParameter(layout: ParamLayout): number {
 }
 
 /**
- * Bytes the parameters, gradients and AdamW moments take, so a model that cannot fit is refused
- * before anything is allocated. Activations come on top and depend on the batch.
+ * Bytes the smallest training step holds, so a model that can never train is refused before
+ * anything is allocated: parameters, gradients and AdamW moments, the tied head's transposed copy
+ * and its gradient (V x C each), and the activations of one position. A bigger batch's activations
+ * are checked when train or forward is given it.
  */
 export function estimateTrainingBytes(config: GPTConfig, layout: ParamLayout = buildParamLayout(config)): number {
-  return layout.totalLength * 4 * 4;
+  const parametersGradientsMoments = layout.totalLength * 4 * 4;
+  const head = 2 * config.vocabSize * config.dModel * 4;
+  const onePosition = bytesAllocatedBy((allocator) => allocWorkspace(allocator, config, 1, 1));
+  return parametersGradientsMoments + head + onePosition;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { allOrNothing } from '../../src/backend/all-or-nothing.js';
+import { BackendUnavailableError } from '../../src/backend/select.js';
 import { ArenaLimitError } from '../../src/backend/wasm/index.js';
 import { generate } from '../../src/generate/generate.js';
 import { createModel } from '../../src/model/gpt.js';
@@ -40,6 +41,18 @@ describe.each(['js', 'wasm'] as const)('%s backend', (backend) => {
     );
     expect(model.backend.bytesInUse()).toBe(before);
     await expect(train(model, { data, batchSize: 2, steps: 2, seqLen: 8 })).resolves.toMatchObject({ steps: 2 });
+  });
+});
+
+describe.each(['js', 'wasm'] as const)('createModel on the %s backend counts everything the smallest step holds', (backend) => {
+  it('V 196,608 x C 1,024 is refused up front: the head transposed and its gradient take 1.5 GiB beyond the parameters and moments', async () => {
+    // parameters, gradients and moments alone are 3.2 GiB and passed; train then failed at 4.28 GB
+    const big = { vocabSize: 196_608, maxSeqLen: 8, dModel: 1024, nLayers: 1, nHeads: 8, seed: 1 };
+    const error = await createModel(big, { backend }).catch((err: unknown) => err);
+    expect(error).toBeInstanceOf(BackendUnavailableError);
+    expect((error as Error).message).toMatch(
+      /backend can hold at most 4\.0 GiB, but this model needs 4\.[6-9] GiB for parameters, gradients, optimizer state, the head's transposed copy/,
+    );
   });
 });
 
