@@ -16,6 +16,7 @@ export type {
   ForwardResult,
   KVCache,
   BackendChoice,
+  ParameterGroup,
 } from './model/types.js';
 
 // ---- quantized models ----
@@ -34,6 +35,9 @@ export type { WebGPUBackend, WebGPUOptions, WebGPUBackendOptions } from './backe
 export { train, Trainer, NonFiniteError, ModelBusyError } from './train/trainer.js';
 export type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, HistoryEntry, BackendChange } from './train/trainer.js';
 export { learningRateAt } from './train/schedule.js';
+export { sftDataset, type PromptResponse, type SftDatasetOptions } from './train/sft.js';
+export type { SupervisedDataset, SupervisedExample, SequenceData } from './train/data.js';
+export { PARAMETER_GROUPS } from './train/trainable.js';
 
 // ---- generation ----
 export { generate, generateStream, type StreamToken } from './generate/generate.js';

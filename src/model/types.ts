@@ -46,6 +46,16 @@ export interface ParamEntry {
   decay: boolean;
 }
 
+/**
+ * Parameters that train together: flat parameter and gradient buffers on the backend and the
+ * entries in them an optimizer updates (the model's own, or a LoRA adapter's).
+ */
+export interface ParameterGroup {
+  readonly params: Tensor;
+  readonly grads: Tensor;
+  readonly entries: readonly ParamEntry[];
+}
+
 export interface ForwardOptions {
   /** download and return logits [B*T*V] (default false) */
   returnLogits?: boolean;

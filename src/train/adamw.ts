@@ -1,11 +1,12 @@
 /**
- * AdamW on the model's backend: moments m and v in two flat buffers with the same layout as
- * `model.params`, one `adamwUpdate` per parameter entry so weight decay applies only where
- * `entry.decay` is true (weight matrices and embeddings, not biases or LayerNorm).
+ * AdamW on the model's backend over one parameter group (the model's trained entries, or a LoRA
+ * adapter's): moments m and v only for the group's entries, packed into two flat buffers, one
+ * `adamwUpdate` per entry so weight decay applies only where `entry.decay` is true (weight matrices
+ * and embeddings, not biases or LayerNorm). Frozen parameters get no moments and are never written.
  */
 import { allOrNothing } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
-import type { GPTModel, ParamEntry } from '../model/types.js';
+import type { ParamEntry, ParameterGroup } from '../model/types.js';
 
 export interface AdamWOptions {
   beta1: number;
@@ -16,58 +17,76 @@ export interface AdamWOptions {
 
 interface EntryViews {
   entry: ParamEntry;
+  /** element offset of its moments in m and v */
+  start: number;
   param: Tensor;
   grad: Tensor;
   m: Tensor;
   v: Tensor;
 }
 
+/** each moment tensor starts on a 16-element boundary, as parameters do */
+const ALIGN = 16;
+
 export class AdamW {
   readonly m: Tensor;
   readonly v: Tensor;
   /** updates applied so far: the step number of bias correction */
   updates = 0;
-  private readonly backend: Backend;
   private readonly views: EntryViews[];
   /** 1-element f32: the squared global gradient norm */
   private readonly normOut: Tensor;
 
   constructor(
-    private readonly model: GPTModel,
+    private readonly backend: Backend,
+    private readonly group: ParameterGroup,
     readonly options: AdamWOptions,
   ) {
-    const backend = model.backend;
-    this.backend = backend;
-    const length = model.params.length;
-    // laid out like the parameters: cut only between them where the backend needs several buffers
-    const parameterStarts = model.paramLayout.map((entry) => entry.offset);
+    const starts: number[] = [];
+    let length = 0;
+    for (const entry of group.entries) {
+      starts.push(length);
+      length += Math.ceil(entry.length / ALIGN) * ALIGN;
+    }
+    // cut only between entries where the backend needs several buffers
     [this.m, this.v, this.normOut] = allOrNothing(backend, (allocator) => [
-      allocator.alloc(length, 'f32', parameterStarts),
-      allocator.alloc(length, 'f32', parameterStarts),
+      allocator.alloc(length, 'f32', starts),
+      allocator.alloc(length, 'f32', starts),
       allocator.alloc(1, 'f32'),
     ]);
-    this.views = model.paramLayout.map((entry) => ({
+    this.views = group.entries.map((entry, i) => ({
       entry,
-      param: backend.view(model.params, entry.offset, entry.length),
-      grad: backend.view(model.grads, entry.offset, entry.length),
-      m: backend.view(this.m, entry.offset, entry.length),
-      v: backend.view(this.v, entry.offset, entry.length),
+      start: starts[i],
+      param: backend.view(group.params, entry.offset, entry.length),
+      grad: backend.view(group.grads, entry.offset, entry.length),
+      m: backend.view(this.m, starts[i], entry.length),
+      v: backend.view(this.v, starts[i], entry.length),
     }));
   }
 
-  /** The global L2 norm of model.grads (one 1-element download). */
+  /** bytes of the moments `entries` need: what a run adds on top of the model */
+  static momentBytes(entries: readonly ParamEntry[]): number {
+    let length = 0;
+    for (const entry of entries) length += Math.ceil(entry.length / ALIGN) * ALIGN;
+    return 2 * length * 4;
+  }
+
+  /**
+   * The global L2 norm of the group's gradient buffer (one 1-element download); entries outside
+   * the group must hold zeros there (the trainer zeroes frozen ones).
+   */
   async gradNorm(): Promise<number> {
-    this.backend.squaredNorm(this.normOut, this.model.grads);
+    this.backend.squaredNorm(this.normOut, this.group.grads);
     const squared = (await this.backend.download(this.normOut))[0];
     return Math.sqrt(squared);
   }
 
   /** Scale the gradients so their global norm becomes maxGradNorm when `norm` exceeds it. */
   clip(norm: number, maxGradNorm: number): void {
-    if (norm > maxGradNorm) this.backend.scale(this.model.grads, maxGradNorm / norm);
+    if (norm > maxGradNorm) this.backend.scale(this.group.grads, maxGradNorm / norm);
   }
 
-  /** One AdamW update of every parameter with the gradients in model.grads. */
+  /** One AdamW update of every entry of the group with its gradients. */
   update(learningRate: number): void {
     this.updates++;
     const { beta1, beta2, eps, weightDecay } = this.options;
@@ -83,21 +102,38 @@ export class AdamW {
     }
   }
 
-  /** Host copies of the moments, by parameter name. */
+  /** Host copies of the moments, by parameter name (the group's entries only). */
   async getMoments(): Promise<{ m: Record<string, Float32Array>; v: Record<string, Float32Array> }> {
-    const mAll = (await this.backend.download(this.m)) as Float32Array;
-    const vAll = (await this.backend.download(this.v)) as Float32Array;
     const m: Record<string, Float32Array> = {};
     const v: Record<string, Float32Array> = {};
-    for (const { entry } of this.views) {
-      m[entry.name] = mAll.slice(entry.offset, entry.offset + entry.length);
-      v[entry.name] = vAll.slice(entry.offset, entry.offset + entry.length);
+    if (this.views.length === 0) return { m, v };
+    const mAll = (await this.backend.download(this.m)) as Float32Array;
+    const vAll = (await this.backend.download(this.v)) as Float32Array;
+    for (const { entry, start } of this.views) {
+      m[entry.name] = mAll.slice(start, start + entry.length);
+      v[entry.name] = vAll.slice(start, start + entry.length);
     }
     return { m, v };
   }
 
-  /** Restore moments saved by getMoments; every parameter must be present with its length. */
+  /**
+   * Restore moments saved by getMoments: every entry of the group must be present with its length,
+   * and no other (a checkpoint of a run that trained other parameters does not fit this one).
+   */
   setMoments(m: Record<string, Float32Array>, v: Record<string, Float32Array>): void {
+    const known = new Set(this.views.map((views) => views.entry.name));
+    for (const [label, record] of [
+      ['m', m],
+      ['v', v],
+    ] as const) {
+      const extra = Object.keys(record).find((name) => !known.has(name));
+      if (extra !== undefined) {
+        throw new RangeError(
+          `optimizer state: optimizer.${label}.${extra} belongs to a parameter this run does not train; ` +
+            'resume with the trainable / freeze options of the run that saved the checkpoint',
+        );
+      }
+    }
     const uploads: [Tensor, Float32Array][] = [];
     for (const views of this.views) {
       const { name, length } = views.entry;

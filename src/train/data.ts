@@ -16,6 +16,32 @@ import { Rng, RngStream, type RngState } from '../util/rng.js';
 export type TokenStream = Int32Array | Uint16Array | readonly number[];
 export type SequenceList = readonly ArrayLike<number>[];
 
+/** One supervised example: ids = prompt, response, end-of-text; only the tokens after the prompt are targets. */
+export interface SupervisedExample {
+  ids: Int32Array;
+  /** the prompt's token count: targets at positions before it are ignored */
+  promptLength: number;
+}
+
+/** Prompt/response examples (from sftDataset), one row each, the loss on the responses only. */
+export interface SupervisedDataset {
+  readonly kind: 'supervised';
+  readonly examples: readonly SupervisedExample[];
+}
+
+/** what train()'s sequences and valSequences take */
+export type SequenceData = SequenceList | SupervisedDataset;
+
+/** a SupervisedDataset by its shape (it may come through a worker's structured clone) */
+export function isSupervisedDataset(data: unknown): data is SupervisedDataset {
+  return (
+    data !== null &&
+    typeof data === 'object' &&
+    (data as SupervisedDataset).kind === 'supervised' &&
+    Array.isArray((data as SupervisedDataset).examples)
+  );
+}
+
 /** One batch, row-major [B, T]. */
 export interface Batch {
   inputs: Int32Array;
@@ -112,6 +138,40 @@ export class SequenceRows implements RowSource {
   }
 }
 
+/** One row per example: inputs ids[0..L-2], targets ids[1..L-1], ignored where they are prompt tokens. */
+export class SupervisedRows implements RowSource {
+  readonly rowCount: number;
+
+  constructor(
+    private readonly examples: readonly SupervisedExample[],
+    readonly seqLen: number,
+  ) {
+    this.rowCount = examples.length;
+  }
+
+  rowLength(row: number): number {
+    return this.examples[row].ids.length - 1;
+  }
+
+  writeRow(row: number, inputs: Int32Array, targets: Int32Array, at: number): void {
+    const { ids, promptLength } = this.examples[row];
+    for (let t = 0; t + 1 < ids.length; t++) {
+      inputs[at + t] = ids[t];
+      // target t is token t + 1: part of the response (or the closing end-of-text) from promptLength on
+      targets[at + t] = t + 1 >= promptLength ? ids[t + 1] : IGNORE_INDEX;
+    }
+  }
+
+  fingerprint(): string {
+    let h = fnvStart(this.examples.length);
+    for (const { ids, promptLength } of this.examples) {
+      h = fnvMix(fnvMix(h, ids.length), promptLength);
+      for (let i = 0; i < ids.length; i++) h = fnvMix(h, ids[i]);
+    }
+    return `supervised:${this.examples.length}:${h.toString(16)}`;
+  }
+}
+
 /** Gather rows into a [B, T] batch, T = the longest row; shorter rows are padded (input 0, target -1). */
 export function assembleBatch(source: RowSource, rows: ArrayLike<number>): Batch {
   const B = rows.length;
@@ -120,10 +180,8 @@ export function assembleBatch(source: RowSource, rows: ArrayLike<number>): Batch
   const inputs = new Int32Array(B * T);
   const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
   let targetCount = 0;
-  for (let i = 0; i < B; i++) {
-    source.writeRow(rows[i], inputs, targets, i * T);
-    targetCount += source.rowLength(rows[i]);
-  }
+  for (let i = 0; i < B; i++) source.writeRow(rows[i], inputs, targets, i * T);
+  for (let i = 0; i < targets.length; i++) if (targets[i] !== IGNORE_INDEX) targetCount++;
   return { inputs, targets, batchSize: B, seqLen: T, targetCount };
 }
 
@@ -211,8 +269,9 @@ export function streamRows(tokens: TokenStream, seqLen: number, vocabSize: numbe
   return new StreamRows(tokens, seqLen);
 }
 
-/** Check a list of sequences against the model and build its rows. */
-export function sequenceRows(sequences: SequenceList, seqLen: number, vocabSize: number, field: string): SequenceRows {
+/** Check a list of sequences (or supervised examples) against the model and build its rows. */
+export function sequenceRows(sequences: SequenceData, seqLen: number, vocabSize: number, field: string): RowSource {
+  if (isSupervisedDataset(sequences)) return supervisedRows(sequences, seqLen, vocabSize, field);
   if (!Array.isArray(sequences) || sequences.length === 0) {
     throw new RangeError(`${field} must be a non-empty array of token-id sequences`);
   }
@@ -228,10 +287,33 @@ export function sequenceRows(sequences: SequenceList, seqLen: number, vocabSize:
   return new SequenceRows(sequences, seqLen);
 }
 
+function supervisedRows(data: SupervisedDataset, seqLen: number, vocabSize: number, field: string): SupervisedRows {
+  if (data.examples.length === 0) throw new RangeError(`${field} must hold at least one example`);
+  data.examples.forEach((example, i) => {
+    const ids: unknown = example?.ids;
+    if (!(ids instanceof Int32Array)) throw new TypeError(`${field}.examples[${i}].ids must be an Int32Array of token ids`);
+    if (ids.length < 2) throw new RangeError(`${field}.examples[${i}] has ${ids.length} tokens; an example needs at least 2`);
+    if (ids.length > seqLen + 1) {
+      throw new RangeError(
+        `${field}.examples[${i}] has ${ids.length} tokens; at most seqLen + 1 = ${seqLen + 1} fit (raise seqLen or shorten the example)`,
+      );
+    }
+    const p = example.promptLength;
+    if (!Number.isInteger(p) || p < 0 || p >= ids.length) {
+      throw new RangeError(`${field}.examples[${i}].promptLength must be an integer in [0, ${ids.length - 1}]; got ${p}`);
+    }
+    checkIds(ids, vocabSize, `${field}.examples[${i}].ids`);
+  });
+  return new SupervisedRows(data.examples, seqLen);
+}
+
 /** The longest sequence minus one: the seqLen that fits every sequence of a list. */
-export function longestRow(sequences: SequenceList): number {
+export function longestRow(sequences: SequenceData): number {
+  const rows: readonly (ArrayLike<number> | undefined)[] = isSupervisedDataset(sequences)
+    ? sequences.examples.map((e) => e?.ids)
+    : sequences;
   let longest = 0;
-  for (const seq of sequences) longest = Math.max(longest, (seq?.length ?? 0) - 1);
+  for (const seq of rows) longest = Math.max(longest, (seq?.length ?? 0) - 1);
   return longest;
 }
 

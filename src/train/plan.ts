@@ -4,12 +4,14 @@
  * the plan. Saved hyperparameters go through the same checks as options, so a forged or damaged
  * checkpoint fails with the field's name and allowed range, as a bad option does.
  */
-import type { GPTConfig } from '../model/types.js';
+import { buildParamLayout } from '../model/params.js';
+import type { GPTConfig, ParamEntry } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { CheckpointHyperparams } from './checkpoint.js';
 import { longestRow, sequenceRows, streamRows, type RowSource } from './data.js';
 import { SCHEDULE_NAMES, validateSchedule, type ScheduleName } from './schedule.js';
 import type { TrainOptions } from './trainer.js';
+import { resolveTrainable } from './trainable.js';
 
 /**
  * What each training option is: 'saved' options are hyperparameters a checkpoint keeps and a resume
@@ -52,6 +54,8 @@ const OPTION_KINDS = {
   onDeviceLost: 'run',
   deviceLossSnapshotInterval: 'run',
   onBackendChange: 'run',
+  trainable: 'run',
+  freeze: 'run',
 } as const satisfies Record<keyof TrainOptions, 'saved' | 'run'>;
 
 export const TRAIN_OPTION_NAMES: ReadonlySet<string> = new Set(Object.keys(OPTION_KINDS));
@@ -62,6 +66,8 @@ export interface TrainingPlan {
   hyperparams: CheckpointHyperparams;
   trainRows: RowSource;
   valRows: RowSource | null;
+  /** the parameter entries this run updates (all of them unless trainable or freeze says otherwise) */
+  trainable: readonly ParamEntry[];
   evalInterval: number;
   evalBatches: number;
   logInterval: number;
@@ -194,7 +200,12 @@ export function checkTrainOptionNames(options: unknown): asserts options is Trai
  * and the data against the model, and derive what depends on others (steps from epochs, the warmup
  * default, the validation interval).
  */
-export function planTraining(config: GPTConfig, options: TrainOptions, saved: CheckpointHyperparams | null): TrainingPlan {
+export function planTraining(
+  config: GPTConfig,
+  options: TrainOptions,
+  saved: CheckpointHyperparams | null,
+  parameters: readonly ParamEntry[] = buildParamLayout(config).entries,
+): TrainingPlan {
   checkTrainOptionNames(options);
   const o = options;
   const hasStream = o.data !== undefined;
@@ -265,6 +276,7 @@ export function planTraining(config: GPTConfig, options: TrainOptions, saved: Ch
     hyperparams,
     trainRows,
     valRows,
+    trainable: resolveTrainable(o, parameters),
     evalInterval: runInteger(o, 'evalInterval', valRows ? Math.max(1, Math.round(totalSteps / 10)) : 0, 0),
     evalBatches: runInteger(o, 'evalBatches', Infinity, 1),
     logInterval: runInteger(o, 'logInterval', 1, 1),

@@ -8,6 +8,7 @@
  * download), checked for NaN/Inf, clipped to `maxGradNorm`, and AdamW applies the scheduled
  * learning rate.
  */
+import type { Tensor } from '../backend/contract.js';
 import type { GPTConfig, GPTModel } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { formatBytes } from '../backend/select.js';
@@ -22,7 +23,7 @@ import {
   type HistoryEntry,
   type TrainerState,
 } from './checkpoint.js';
-import { orderedBatches, ShuffledBatches, type Batch, type RowSource, type SequenceList, type TokenStream } from './data.js';
+import { orderedBatches, ShuffledBatches, type Batch, type RowSource, type SequenceData, type TokenStream } from './data.js';
 import { DeviceLossWatch, type BackendChange } from './device-loss.js';
 import { checkTrainOptionNames, planTraining, type TrainingPlan } from './plan.js';
 import { learningRateAt, type ScheduleName } from './schedule.js';
@@ -58,9 +59,12 @@ export interface TrainOptions {
   data?: TokenStream;
   /** a held-out token stream for validation */
   valData?: TokenStream;
-  /** one row per sequence, padded with the ignore index (give either data or sequences) */
-  sequences?: SequenceList;
-  valSequences?: SequenceList;
+  /**
+   * one row per sequence, padded with the ignore index (give either data or sequences); or
+   * prompt/response examples from sftDataset, where only the responses count in the loss
+   */
+  sequences?: SequenceData;
+  valSequences?: SequenceData;
   /** rows per micro-batch (default 8) */
   batchSize?: number;
   /** positions per row (default: the model's maxSeqLen for streams, the longest sequence for lists) */
@@ -127,6 +131,14 @@ export interface TrainOptions {
   deviceLossSnapshotInterval?: number;
   /** hears that training moved to another backend (default: a console.warn line) */
   onBackendChange?: (change: BackendChange) => void;
+  /**
+   * Train only these parameters; the others stay bit-identical and get no optimizer state. Each
+   * item is a parameter name ('ln_f.weight'), a '*' pattern ('h.*.attn.*') or a group
+   * ('embeddings', 'attention', 'mlp', 'layernorm', 'biases', 'layer:N'). Give trainable or freeze, not both.
+   */
+  trainable?: readonly string[];
+  /** train everything but these parameters (names, patterns or groups as for trainable) */
+  freeze?: readonly string[];
 }
 
 export interface TrainResult {
@@ -182,6 +194,8 @@ export class Trainer {
   /** the checked options this trainer runs on */
   readonly plan: TrainingPlan;
   private readonly optimizer: AdamW;
+  /** gradient views of the parameters this run does not train */
+  private readonly frozenGrads: Tensor[];
   private readonly trainBatches: ShuffledBatches;
   private readonly valRows: RowSource | null;
   private readonly evalBatches: number;
@@ -215,7 +229,7 @@ export class Trainer {
       resume = options.resumeFrom;
     }
     const saved = resume ? decodeCheckpoint(resume) : null;
-    const plan = planTraining(model.config, options, saved?.state.hyperparams ?? null);
+    const plan = planTraining(model.config, options, saved?.state.hyperparams ?? null, model.paramLayout);
     checkStepFits(model, plan);
     const trainer = new Trainer(model, plan, saved);
     trainer.lease = lease;
@@ -279,7 +293,13 @@ export class Trainer {
         );
       }
     }
-    this.optimizer = new AdamW(model, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
+    const trained = new Set(plan.trainable.map((entry) => entry.name));
+    // backward writes every gradient; the frozen ones are zeroed before the norm and never applied
+    this.frozenGrads = model.paramLayout
+      .filter((entry) => !trained.has(entry.name))
+      .map((entry) => model.backend.view(model.grads, entry.offset, entry.length));
+    const group = { params: model.params, grads: model.grads, entries: plan.trainable };
+    this.optimizer = new AdamW(model.backend, group, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
   }
 
   /** steps done so far, including those before a resume */
@@ -338,6 +358,7 @@ export class Trainer {
     }
     const lastShare = micro[micro.length - 1].targetCount / totalTargets;
     if (lastShare !== 1) backend.scale(model.grads, lastShare);
+    for (const frozen of this.frozenGrads) backend.zero(frozen);
     const trainLoss = lossSum / totalTargets;
     const gradNorm = await this.optimizer.gradNorm();
 
@@ -593,7 +614,7 @@ function checkModel(model: unknown): asserts model is GPTModel {
 function checkStepFits(model: GPTModel, plan: TrainingPlan): void {
   const { batchSize, seqLen } = plan.hyperparams;
   const rows = batchSize * seqLen;
-  const moments = 2 * model.params.length * 4;
+  const moments = AdamW.momentBytes(plan.trainable);
   const step = model.stepBytes?.(rows, seqLen) ?? 0;
   const room = model.backend.limits.maxTotalBytes - model.backend.bytesInUse();
   if (step + moments > room) {
