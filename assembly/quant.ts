@@ -2,43 +2,70 @@
 // blocks of 32 along K (src/model/quant.ts), dequantized on the fly, never widened in memory.
 //
 // x is first quantized per block of 32 to int16 with an f32 scale (quantizeActivations, once per
-// call on the calling thread): a block's product is then four i32x4.dot_i16x8_s of the weights'
-// codes with x's, one int-to-float conversion and one scale (the weight's d times x's), about 20
-// SIMD instructions per 32 weights instead of ~45 for widening every weight to f32. int16 keeps
-// x's own rounding at 2^-16 of its block's largest value, far below the weights' 2^-8 (Q8_0).
-// Bounds: |code| <= 127, |x code| <= 32767, so a lane's sum of 8 products stays below 2^26.
+// call on the calling thread), so a block's product is four i32x4.dot_i16x8_s of W's codes with
+// x's. int16 keeps x's own rounding at 2^-16 of its block's largest value, far below the weights'
+// 2^-8 (Q8_0). W's codes are never widened with extends: a block is read as i16 lanes, each lane
+// holding two bytes, and masks and shifts give four i16x8 vectors of codes in the order
+//   Q8_0 (bytes b0..b31 = codes 0..31): even codes 0..14, odd 1..15, even 16..30, odd 17..31
+//   Q4_0 (byte j = code j low nibble, code j+16 high nibble): the same order, codes 0..15 unsigned
+// and x's codes are stored in that order (xq below). Q4_0's codes are dotted without their -8, which
+// comes back as -8 * sum(x codes) per block, precomputed here (xc). Bounds: |x code| <= 32767 and
+// |W code| <= 127, so a block's sum stays below 2^27 in i32 (Q4_0: below 2^24, exact in f32).
 //
-// Rows of x go four at a time over one block of W, so the widened weight codes are loaded and
-// unpacked once per four rows (the prompt pass); decoding (M = 1) streams W once.
+// Sums leave the integers once per four values: four i32x4 partial sums (four blocks of one x row,
+// or one block of four x rows) are reduced into one i32x4 of four totals (reduce4), converted and
+// scaled by a vector of four scale products.
+//
+// Layout of the activation scratch for M rows, B = K/32 blocks:
+//   xq [M, B, 64 bytes]: i16 codes in the order above;  xs [B, M] f32 scales;  xc [B, M] i32 -8*sum(codes)
+// (xs and xc are block-major so that four x rows of one block are one v128 load.)
 
 const QK: i32 = 32;
 
-/** x [M,K] f32 -> xq [M,K] i16 (64 bytes per block) and xs [M,K/32] f32 scales: x ~ xq * xs */
+/** x [M,K] f32 -> xq, xs, xc (layout above) at xq, xs and xs + 4*M*K/32: x ~ xq * xs */
 export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i32): void {
-  const blocks = (M * K) / QK;
-  for (let b = 0; b < blocks; b++) {
-    const src = x + (<usize>b << 7);
-    let amax = f32x4.splat(0);
-    for (let j = 0; j < 8; j++) amax = f32x4.max(amax, f32x4.abs(v128.load(src + (<usize>j << 4))));
-    const m = max(max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)), max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)));
-    const d: f32 = m / 32767.0;
-    const id = f32x4.splat(d != 0 ? 1.0 / d : 0);
-    store<f32>(xs + (<usize>b << 2), d);
-    const dst = xq + (<usize>b << 6);
-    for (let j = 0; j < 4; j++) {
-      const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (<usize>j << 5)), id)));
-      const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src + (<usize>j << 5) + 16), id)));
-      v128.store(dst + (<usize>j << 4), i16x8.narrow_i32x4_s(lo, hi));
+  const blocks = K / QK;
+  const xc = xs + (<usize>(M * blocks) << 2);
+  for (let m = 0; m < M; m++) {
+    for (let b = 0; b < blocks; b++) {
+      const src = x + (<usize>(m * K + b * QK) << 2);
+      let amax = f32x4.splat(0);
+      for (let j = 0; j < 8; j++) amax = f32x4.max(amax, f32x4.abs(v128.load(src + (<usize>j << 4))));
+      const top = max(max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)), max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)));
+      const d: f32 = top / 32767.0;
+      const id = f32x4.splat(d != 0 ? 1.0 / d : 0);
+      // n0..n3: codes 0..7, 8..15, 16..23, 24..31
+      const n0 = codes8(src, id);
+      const n1 = codes8(src + 32, id);
+      const n2 = codes8(src + 64, id);
+      const n3 = codes8(src + 96, id);
+      const dst = xq + (<usize>(m * blocks + b) << 6);
+      v128.store(dst, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
+      v128.store(dst, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 16);
+      v128.store(dst, i8x16.shuffle(n2, n3, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29), 32);
+      v128.store(dst, i8x16.shuffle(n2, n3, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 48);
+      const sum = i32x4.add(
+        i32x4.add(i32x4.extadd_pairwise_i16x8_s(n0), i32x4.extadd_pairwise_i16x8_s(n1)),
+        i32x4.add(i32x4.extadd_pairwise_i16x8_s(n2), i32x4.extadd_pairwise_i16x8_s(n3)),
+      );
+      const at = <usize>(b * M + m) << 2;
+      store<f32>(xs + at, d);
+      store<i32>(xc + at, -8 * hsumI32(sum));
     }
   }
 }
 
+/** eight f32 at src times id, rounded to int16 codes */
 // @ts-ignore: decorator
-@inline function dot32(w0: v128, w1: v128, w2: v128, w3: v128, xb: usize): v128 {
-  let a = i32x4.dot_i16x8_s(w0, v128.load(xb));
-  a = i32x4.add(a, i32x4.dot_i16x8_s(w1, v128.load(xb, 16)));
-  a = i32x4.add(a, i32x4.dot_i16x8_s(w2, v128.load(xb, 32)));
-  return i32x4.add(a, i32x4.dot_i16x8_s(w3, v128.load(xb, 48)));
+@inline function codes8(src: usize, id: v128): v128 {
+  const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src), id)));
+  const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src, 16), id)));
+  return i16x8.narrow_i32x4_s(lo, hi);
+}
+
+// @ts-ignore: decorator
+@inline function hsumI32(v: v128): i32 {
+  return i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1) + i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3);
 }
 
 // @ts-ignore: decorator
@@ -46,92 +73,143 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
 }
 
+/** the four 32-bit values at p, p + step, p + 2 step, p + 3 step */
+// @ts-ignore: decorator
+@inline function gather4(p: usize, step: usize): v128 {
+  let v = v128.load32_zero(p);
+  v = v128.load32_lane(p + step, v, 1);
+  v = v128.load32_lane(p + 2 * step, v, 2);
+  return v128.load32_lane(p + 3 * step, v, 3);
+}
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four i32x4 */
+// @ts-ignore: decorator
+@inline function reduce4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
+  const cd = i32x4.add(i8x16.shuffle(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
+  // ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise
+  return i32x4.add(i8x16.shuffle(ab, cd, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(ab, cd, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+}
+
+/** the i32x4 partial sums of one block: W's four code vectors (see the header) dotted with x's block at xb */
+// @ts-ignore: decorator
+@inline function dotBlock(w0: v128, w1: v128, w2: v128, w3: v128, xb: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(xb)), i32x4.dot_i16x8_s(w1, v128.load(xb, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(xb, 32)), i32x4.dot_i16x8_s(w3, v128.load(xb, 48))),
+  );
+}
+
+/** Q4_0 codes (unsigned, without the -8) from a block's 16 bytes p read as i16 lanes: part 0..3 as in the header */
+// @ts-ignore: decorator
+@inline function q4Codes(p: v128, part: i32): v128 {
+  if (part == 3) return i16x8.shr_u(p, 12);
+  const shift = part == 0 ? 0 : part == 1 ? 8 : 4;
+  return v128.and(shift == 0 ? p : i16x8.shr_u(p, shift), i16x8.splat(15));
+}
+
+/** Q8_0 codes from 16 bytes c read as i16 lanes: the even bytes (odd false) or the odd ones, sign-extended */
+// @ts-ignore: decorator
+@inline function q8Codes(c: v128, odd: bool): v128 {
+  return i16x8.shr_s(odd ? c : i16x8.shl(c, 8), 8);
+}
+
+/** one block of W at src (Q8_0 or Q4_0 bytes) dotted with one x block at xb: i32x4 partial sums, Q4_0 without its -8 */
+// @ts-ignore: decorator
+@inline function blockDot(src: usize, xb: usize, q4: bool): v128 {
+  if (q4) {
+    const p = v128.load(src);
+    return dotBlock(q4Codes(p, 0), q4Codes(p, 1), q4Codes(p, 2), q4Codes(p, 3), xb);
+  }
+  const c0 = v128.load(src);
+  const c1 = v128.load(src, 16);
+  return dotBlock(q8Codes(c0, false), q8Codes(c0, true), q8Codes(c1, false), q8Codes(c1, true), xb);
+}
+
 /**
- * Columns n0..n1 of out: each W row's blocks are unpacked to int16 codes (Q8_0: the int8 codes;
- * Q4_0: nibbles minus 8) and dotted with four rows of x at a time.
+ * Columns n0..n1 of out. Four x rows at a time share each W block's codes (the prompt pass): the
+ * four rows' sums of a block are reduced together. Single rows (decoding streams W once) reduce
+ * four blocks together; a tail of fewer than four blocks is summed one block at a time.
  */
 function matmulQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, q4: bool): void {
   const blocks = K / QK;
   const blockBytes: usize = q4 ? 16 : 32;
   const rowBytes = <usize>blocks * blockBytes;
-  const xRowBytes = <usize>K << 1;
-  const xsRowBytes = <usize>blocks << 2;
-  const low4 = i8x16.splat(15);
-  const eight = i8x16.splat(8);
+  const xRowBytes = <usize>blocks << 6;
+  const xc = xs + (<usize>(M * blocks) << 2);
+  const fullBlocks = blocks & ~3;
+  const outStep = <usize>N << 2;
   for (let n = n0; n < n1; n++) {
     const wRow = wq + <usize>n * rowBytes;
     const dRow = ws + (<usize>(n * blocks) << 2);
     const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
     let m = 0;
     for (; m + 4 <= M; m += 4) {
-      let acc0 = f32x4.splat(0);
-      let acc1 = f32x4.splat(0);
-      let acc2 = f32x4.splat(0);
-      let acc3 = f32x4.splat(0);
+      let acc = f32x4.splat(0);
       const x0 = xq + <usize>m * xRowBytes;
-      const s0 = xs + <usize>m * xsRowBytes;
       for (let blk = 0; blk < blocks; blk++) {
         const src = wRow + <usize>blk * blockBytes;
-        let c0: v128, c1: v128;
-        if (q4) {
-          const packed = v128.load(src);
-          c0 = i8x16.sub(v128.and(packed, low4), eight);
-          c1 = i8x16.sub(i8x16.shr_u(packed, 4), eight);
-        } else {
-          c0 = v128.load(src);
-          c1 = v128.load(src, 16);
-        }
-        const w0 = i16x8.extend_low_i8x16_s(c0);
-        const w1 = i16x8.extend_high_i8x16_s(c0);
-        const w2 = i16x8.extend_low_i8x16_s(c1);
-        const w3 = i16x8.extend_high_i8x16_s(c1);
-        const d = load<f32>(dRow + (<usize>blk << 2));
         const xb = x0 + (<usize>blk << 6);
-        const sb = s0 + (<usize>blk << 2);
-        acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(dot32(w0, w1, w2, w3, xb)), f32x4.splat(d * load<f32>(sb))));
-        acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(dot32(w0, w1, w2, w3, xb + xRowBytes)), f32x4.splat(d * load<f32>(sb + xsRowBytes))));
-        acc2 = f32x4.add(
-          acc2,
-          f32x4.mul(f32x4.convert_i32x4_s(dot32(w0, w1, w2, w3, xb + 2 * xRowBytes)), f32x4.splat(d * load<f32>(sb + 2 * xsRowBytes))),
+        let w0: v128, w1: v128, w2: v128, w3: v128;
+        if (q4) {
+          const p = v128.load(src);
+          w0 = q4Codes(p, 0);
+          w1 = q4Codes(p, 1);
+          w2 = q4Codes(p, 2);
+          w3 = q4Codes(p, 3);
+        } else {
+          const c0 = v128.load(src);
+          const c1 = v128.load(src, 16);
+          w0 = q8Codes(c0, false);
+          w1 = q8Codes(c0, true);
+          w2 = q8Codes(c1, false);
+          w3 = q8Codes(c1, true);
+        }
+        let sums = reduce4(
+          dotBlock(w0, w1, w2, w3, xb),
+          dotBlock(w0, w1, w2, w3, xb + xRowBytes),
+          dotBlock(w0, w1, w2, w3, xb + 2 * xRowBytes),
+          dotBlock(w0, w1, w2, w3, xb + 3 * xRowBytes),
         );
-        acc3 = f32x4.add(
-          acc3,
-          f32x4.mul(f32x4.convert_i32x4_s(dot32(w0, w1, w2, w3, xb + 3 * xRowBytes)), f32x4.splat(d * load<f32>(sb + 3 * xsRowBytes))),
-        );
+        const at = <usize>(blk * M + m) << 2;
+        if (q4) sums = i32x4.add(sums, v128.load(xc + at));
+        const scale = f32x4.mul(f32x4.splat(load<f32>(dRow + (<usize>blk << 2))), v128.load(xs + at));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), scale));
       }
+      acc = f32x4.add(acc, f32x4.splat(b));
       const o = out + (<usize>(m * N + n) << 2);
-      const step = <usize>N << 2;
-      store<f32>(o, hsum(acc0) + b);
-      store<f32>(o + step, hsum(acc1) + b);
-      store<f32>(o + 2 * step, hsum(acc2) + b);
-      store<f32>(o + 3 * step, hsum(acc3) + b);
+      store<f32>(o, f32x4.extract_lane(acc, 0));
+      store<f32>(o + outStep, f32x4.extract_lane(acc, 1));
+      store<f32>(o + 2 * outStep, f32x4.extract_lane(acc, 2));
+      store<f32>(o + 3 * outStep, f32x4.extract_lane(acc, 3));
     }
     for (; m < M; m++) {
       let acc = f32x4.splat(0);
       const x0 = xq + <usize>m * xRowBytes;
-      const s0 = xs + <usize>m * xsRowBytes;
-      for (let blk = 0; blk < blocks; blk++) {
+      let blk = 0;
+      for (; blk < fullBlocks; blk += 4) {
         const src = wRow + <usize>blk * blockBytes;
-        let c0: v128, c1: v128;
-        if (q4) {
-          const packed = v128.load(src);
-          c0 = i8x16.sub(v128.and(packed, low4), eight);
-          c1 = i8x16.sub(i8x16.shr_u(packed, 4), eight);
-        } else {
-          c0 = v128.load(src);
-          c1 = v128.load(src, 16);
-        }
-        const dot = dot32(
-          i16x8.extend_low_i8x16_s(c0),
-          i16x8.extend_high_i8x16_s(c0),
-          i16x8.extend_low_i8x16_s(c1),
-          i16x8.extend_high_i8x16_s(c1),
-          x0 + (<usize>blk << 6),
+        const xb = x0 + (<usize>blk << 6);
+        let sums = reduce4(
+          blockDot(src, xb, q4),
+          blockDot(src + blockBytes, xb + 64, q4),
+          blockDot(src + 2 * blockBytes, xb + 128, q4),
+          blockDot(src + 3 * blockBytes, xb + 192, q4),
         );
-        const scale = load<f32>(dRow + (<usize>blk << 2)) * load<f32>(s0 + (<usize>blk << 2));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(dot), f32x4.splat(scale)));
+        // four blocks of one row: their xs and xc are M apart (contiguous when decoding, M = 1)
+        const at = <usize>(blk * M + m) << 2;
+        const xScales = M == 1 ? v128.load(xs + at) : gather4(xs + at, <usize>M << 2);
+        if (q4) sums = i32x4.add(sums, M == 1 ? v128.load(xc + at) : gather4(xc + at, <usize>M << 2));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load(dRow + (<usize>blk << 2)), xScales)));
       }
-      store<f32>(out + (<usize>(m * N + n) << 2), hsum(acc) + b);
+      let total = hsum(acc);
+      for (; blk < blocks; blk++) {
+        const at = <usize>(blk * M + m) << 2;
+        let sum = hsumI32(blockDot(wRow + <usize>blk * blockBytes, x0 + (<usize>blk << 6), q4));
+        if (q4) sum += load<i32>(xc + at);
+        total += <f32>sum * (load<f32>(dRow + (<usize>blk << 2)) * load<f32>(xs + at));
+      }
+      store<f32>(out + (<usize>(m * N + n) << 2), total + b);
     }
   }
 }

@@ -2,7 +2,7 @@
  * Q8_0 / Q4_0 block quantization (src/model/quant.ts): blocks worked by hand (codes, nibble layout,
  * float16 scales), the per-block error bounds on random blocks, and the quantized products of every
  * backend that has them (js, wasm on 1 and 3 threads) against the float64 product of the
- * dequantized weights.
+ * dequantized weights, wasm's threads bit for bit equal to its one thread.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, QuantFormat } from '../../src/backend/contract.js';
@@ -121,6 +121,9 @@ describe('quantized products against the float64 product of the dequantized weig
     { M: 1, K: 384, N: 1152 },
     { M: 5, K: 96, N: 37 },
     { M: 9, K: 256, N: 64 },
+    // single rows with M > 1 (their per-block values gathered), four blocks and a tail of one
+    { M: 3, K: 160, N: 19 },
+    { M: 6, K: 416, N: 11 },
   ];
   for (const format of ['q8_0', 'q4_0'] as QuantFormat[]) {
     for (const { M, K, N } of shapes) {
@@ -153,6 +156,7 @@ describe('quantized products against the float64 product of the dequantized weig
             bound[m * N + n] = rounding + 1e-6 * magnitude;
           }
         expect(backends.length).toBe(3);
+        const results: Float32Array[] = [];
         for (const [name, be] of backends) {
           const tx = be.alloc(M * K);
           const tq = be.alloc(q.quants.length / 4, 'i32');
@@ -164,12 +168,15 @@ describe('quantized products against the float64 product of the dequantized weig
           be.upload(ts, Float32Array.from(q.scales, float16BitsToFloat32));
           be.upload(tb, bias);
           be.matmulQuantForward!(out, tx, tq, ts, tb, M, K, N, format);
-          const got = await be.download(out);
+          const got = (await be.download(out)) as Float32Array;
           for (let i = 0; i < M * N; i++) {
             expect(Math.abs(got[i] - want[i]), `${name} [${i}]`).toBeLessThanOrEqual(bound[i]);
           }
+          results.push(got);
           for (const t of [tx, tq, ts, tb, out]) be.free(t);
         }
+        // threads split the columns: each column is summed as on one thread, bit for bit
+        expect(results[2]).toEqual(results[1]);
       });
     }
   }

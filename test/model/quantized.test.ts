@@ -1,7 +1,8 @@
 /**
  * QuantizedGPT (src/model/quantized.ts): a Q8_0 / Q4_0 model computes what the float32 model made
  * of its dequantized weights computes (js: to float32 rounding; wasm, 1 and 2 threads: within the
- * int16 rounding of activations), generate / generateStream / beam search give that model's tokens,
+ * int16 rounding of activations; more threads give one thread's bits), generate / generateStream /
+ * beam search give that model's tokens (wasm: the js reference's),
  * files round-trip bit for bit, and training is refused with a clear error.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -13,6 +14,11 @@ import type { GenerateSequences } from '../../src/generate/options.js';
 import { loadModel, saveModel } from '../../src/io/model-file.js';
 import { decodeSafetensors, encodeSafetensors, type TensorInput } from '../../src/io/safetensors.js';
 import { Rng } from '../../src/util/rng.js';
+import { createWasmBackend } from '../../src/backend/wasm/index.js';
+
+const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
+const THREADS_URL = new URL('../../build/tinygpt-threads.wasm', import.meta.url);
+const WORKER_URL = new URL('../../src/backend/wasm/wasm-worker.js', import.meta.url);
 
 const config: GPTConfigInput = { vocabSize: 61, maxSeqLen: 24, dModel: 64, nLayers: 2, nHeads: 4, dFF: 96, backend: 'js' };
 
@@ -103,6 +109,31 @@ describe('QuantizedGPT', () => {
     expect(errors[1]).toBeGreaterThan(errors[0] * 4);
   });
 
+  it('wasm threads (every product split by columns) give the prompt pass and decoding logits of one thread, bit for bit', async () => {
+    const model = await randomModel(7);
+    for (const format of ['q8_0', 'q4_0'] as const) {
+      const runs: Float32Array[][] = [];
+      for (const threads of [1, 3]) {
+        const backend = await createWasmBackend({
+          url: WASM_URL,
+          threadsSource: { url: THREADS_URL },
+          workerUrl: WORKER_URL,
+          threads,
+          minMacsPerShare: 0,
+        });
+        const q = keep(await quantizeModel(model, { format, backend }));
+        expect(backend.threads).toBe(threads);
+        const cache = q.createKVCache(2);
+        const logits = [await q.forwardCached(cache, ids.subarray(0, 2 * 9), 9)];
+        for (let t = 9; t < 14; t++) logits.push(await q.forwardCached(cache, Int32Array.from([ids[t], ids[20 + t]]), 1));
+        q.freeKVCache(cache);
+        logits.push((await q.forward(ids, null, 2, { returnLogits: true })).logits!);
+        runs.push(logits);
+      }
+      expect(runs[1]).toEqual(runs[0]);
+    }
+  });
+
   it('generate, generateStream and beam search give the dequantized model tokens, unchanged', async () => {
     const q = keep(await quantizeModel(await randomModel(3), { format: 'q4_0', backend: 'js' }));
     const twin = await dequantizedTwin(q);
@@ -118,6 +149,24 @@ describe('QuantizedGPT', () => {
     const sampled = await generate(q, prompt, { maxNewTokens: 10, doSample: true, seed: 4, topK: 5 });
     expect(sampled.ids).toEqual((await generate(twin, prompt, { maxNewTokens: 10, doSample: true, seed: 4, topK: 5 })).ids);
   });
+
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    it(`${format} on wasm: generate, generateStream and beam search give the js reference's tokens`, async () => {
+      const model = await randomModel(11);
+      const q = keep(await quantizeModel(model, { format, backend: 'wasm', wasmThreads: 1 }));
+      const reference = keep(await quantizeModel(model, { format, backend: 'js' }));
+      const prompt = [7, 1, 30, 2];
+      const greedy = await generate(q, prompt, { maxNewTokens: 12 });
+      expect(greedy.ids).toEqual((await generate(reference, prompt, { maxNewTokens: 12 })).ids);
+      const streamed: number[] = [];
+      for await (const piece of generateStream(q, prompt, { maxNewTokens: 12 })) streamed.push(piece.id);
+      expect(streamed).toEqual(greedy.ids);
+      const beamOptions = { maxNewTokens: 8, numBeams: 3, numReturnSequences: 2 };
+      const beams = (await generate(q, prompt, beamOptions)) as GenerateSequences;
+      const referenceBeams = (await generate(reference, prompt, beamOptions)) as GenerateSequences;
+      expect(beams.sequences.map((s) => s.ids)).toEqual(referenceBeams.sequences.map((s) => s.ids));
+    });
+  }
 
   for (const format of ['q8_0', 'q4_0'] as const) {
     it(`${format}: saves integer codes with float16 scales and loads back bit for bit`, async () => {

@@ -372,8 +372,8 @@ export class WasmBackend extends CheckedBackend {
     format: QuantFormat,
   ): void {
     const [o, x, wq, ws, b] = this.matmulQuantArgs(out, inp, quants, scales, bias, M, K, N, format).map((t) => (t === null ? 0 : ptr(t)));
-    // x as int16 blocks (2 bytes per element) and a scale per block, quantized once for every share
-    const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * BYTES_PER_ELEMENT);
+    // x as int16 blocks (2 bytes per element), a scale and a code sum per block, quantized once for every share
+    const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * 2 * BYTES_PER_ELEMENT);
     const xs = xq + M * K * 2;
     this.k.quantizeActivations(xq, xs, x, M, K);
     // a multiply-add of the quantized kernel costs about a quarter of the streamed f32 row path's
