@@ -2,7 +2,7 @@
 //
 //   GET  /generate?prompt=ma&maxNewTokens=20&temperature=0.8&topK=10&seed=1
 //   POST /generate  {"prompt": "ma", "maxNewTokens": 20, "temperature": 0.8, "stream": true}
-//   GET  /info      the model's config, backend and tokenizer kind
+//   GET  /info      the model's config, backend and tokenizer kind, and the generations in flight
 //
 // Edge runtimes refuse to compile WebAssembly from bytes, so the kernels arrive as a module import
 // (a compiled WebAssembly.Module) and are handed to the SDK once with setWasmModule. The model file
@@ -11,9 +11,10 @@
 //
 // It is built to hold under load: every request's cost is bounded before any work starts (body
 // size, prompt length, option ranges), at most MAX_ACTIVE generations run at once per isolate (more
-// get 503 with Retry-After), a stream whose client went away stops at its next token, and every
+// get 503 with Retry-After), a stream makes a token only when its client reads one and stops when
+// the client goes away, a generation that makes no progress for STALL_MS loses its slot, and every
 // client error is a 4xx naming the field. A 500 means a fault of the worker or the model file.
-import { generate, generateStream, loadModel, setWasmModule } from 'tinygpt';
+import { generateStream, loadModel, setWasmModule } from 'tinygpt';
 import tinygptWasm from 'tinygpt/tinygpt.wasm';
 
 setWasmModule(tinygptWasm);
@@ -37,6 +38,14 @@ const MAX_STOP_CHARS = 64;
  */
 const MAX_ACTIVE = 64;
 const RETRY_AFTER_SECONDS = 1;
+const RETRY_AFTER = { 'retry-after': String(RETRY_AFTER_SECONDS) };
+/**
+ * A generation that has made no token for this long gives its slot back: its client stopped reading,
+ * or the runtime dropped the request's pending work (workerd does, for a request whose client went
+ * away, so code waiting on it never resumes and no timer of that request ever fires). Slots are
+ * checked when one is asked for, so reclaiming them needs no timer.
+ */
+const STALL_MS = 10_000;
 
 let modelPromise;
 
@@ -64,7 +73,8 @@ function loadOnce(env) {
   return modelPromise;
 }
 
-let active = 0;
+/** the generations holding a slot */
+const leases = new Set();
 
 /** A client error: `status` and a message that names the field. */
 class HttpError extends Error {
@@ -219,45 +229,113 @@ function json(data, status = 200, headers = {}) {
 }
 
 /**
- * Server-sent events: one `data: {"id", "text"}` event per token, then `event: done`. A write fails
- * once the client has gone: the loop ends there, which returns the iterator and frees its KV cache.
+ * A generation's slot. The tokens are pulled one at a time through next(), which records progress;
+ * end() (the generation finished, failed, or its client went away) and revoke() (it stalled) give
+ * the slot back and close the token iterator, which frees its KV cache.
  */
-function streamResponse(tokens, release) {
-  const encoder = new TextEncoder();
-  const { readable, writable } = new TransformStream();
-  const writer = writable.getWriter();
-  const send = (event, data) => writer.write(encoder.encode(`${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`));
-  (async () => {
-    let gone = false;
-    try {
-      for await (const token of tokens) {
-        await send(null, { id: token.id, text: token.text ?? '', finishReason: token.finishReason });
-      }
-      await send('done', {});
-    } catch (err) {
-      gone = writer.desiredSize === null;
-      if (!gone) await send('error', { error: err.message }).catch(() => undefined);
-    } finally {
-      release();
-      if (!gone) await writer.close().catch(() => undefined);
-    }
-  })();
-  return new Response(readable, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' } });
+class Lease {
+  constructor(tokens) {
+    this.iterator = tokens[Symbol.asyncIterator]();
+    this.progressAt = Date.now();
+    this.revoked = false;
+    leases.add(this);
+  }
+
+  get open() {
+    return leases.has(this);
+  }
+
+  /** the next token, or null after the last */
+  async next() {
+    if (this.revoked)
+      throw new HttpError(503, `generation stalled: no token for ${STALL_MS / 1000} s; its slot was given back`, RETRY_AFTER);
+    const { done, value } = await this.iterator.next();
+    this.progressAt = Date.now();
+    return done ? null : value;
+  }
+
+  end() {
+    if (!leases.delete(this)) return;
+    // a generator suspended at a token stops here (freeing its cache); one still running stops at its next token
+    this.iterator.return?.().catch(() => undefined);
+  }
+
+  revoke() {
+    this.revoked = true;
+    this.end();
+  }
 }
 
-/** take a generation slot, or refuse with 503 when every slot is taken */
-function admit() {
-  if (active >= MAX_ACTIVE) {
-    throw new HttpError(503, `busy: ${MAX_ACTIVE} generations are in flight; retry after ${RETRY_AFTER_SECONDS} s`, {
-      'retry-after': String(RETRY_AFTER_SECONDS),
-    });
+/** give back the slots of generations that have stalled; how many are still in flight */
+function inFlight() {
+  const now = Date.now();
+  for (const lease of leases) if (now - lease.progressAt > STALL_MS) lease.revoke();
+  return leases.size;
+}
+
+/** take a generation slot for `tokens`, or refuse with 503 when every slot is taken */
+function admit(tokens) {
+  if (inFlight() >= MAX_ACTIVE) {
+    throw new HttpError(503, `busy: ${MAX_ACTIVE} generations are in flight; retry after ${RETRY_AFTER_SECONDS} s`, RETRY_AFTER);
   }
-  active++;
-  let released = false;
-  return () => {
-    if (!released) active--;
-    released = true;
-  };
+  return new Lease(tokens);
+}
+
+/** the whole generation at once, as generate() returns it for one sequence */
+async function collect(lease) {
+  const ids = [];
+  let text = '';
+  let finishReason = 'length';
+  try {
+    for (let token = await lease.next(); token; token = await lease.next()) {
+      ids.push(token.id);
+      text += token.text ?? '';
+      if (token.finishReason) finishReason = token.finishReason;
+    }
+  } finally {
+    lease.end();
+  }
+  return { ids, text, finishReason };
+}
+
+/**
+ * Server-sent events: one `data: {"id", "text"}` event per token, then `event: done`. The stream is
+ * pulled: a token is made when the connection takes the previous one, so tokens never pile up in
+ * the isolate faster than the client reads them. cancel() (the client went away) gives the slot
+ * back itself: workerd drops the pending timers of a request whose client left, so a pull that was
+ * waiting for its token then may never resume, and nothing after that await can be relied on.
+ */
+function streamResponse(lease) {
+  const encoder = new TextEncoder();
+  const event = (name, data) => encoder.encode(`${name ? `event: ${name}\n` : ''}data: ${JSON.stringify(data)}\n\n`);
+  let cancelled = false;
+  const body = new ReadableStream(
+    {
+      async pull(controller) {
+        let token;
+        try {
+          token = await lease.next();
+        } catch (err) {
+          token = err instanceof Error ? err : new Error(String(err));
+        }
+        // the client went away while this token was made
+        if (cancelled) return;
+        if (token && !(token instanceof Error)) {
+          controller.enqueue(event(null, { id: token.id, text: token.text ?? '', finishReason: token.finishReason }));
+          return;
+        }
+        lease.end();
+        controller.enqueue(token ? event('error', { error: token.message }) : event('done', {}));
+        controller.close();
+      },
+      cancel() {
+        cancelled = true;
+        lease.end();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return new Response(body, { headers: { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' } });
 }
 
 async function route(request, env, url) {
@@ -269,6 +347,7 @@ async function route(request, env, url) {
       backend: model.backendName,
       parameters: model.numParameters(),
       tokenizer: tokenizer?.kind ?? null,
+      load: { inFlight: inFlight(), maxInFlight: MAX_ACTIVE },
     });
   }
   if (url.pathname !== '/generate') {
@@ -290,14 +369,10 @@ async function route(request, env, url) {
     if (err instanceof RangeError || err instanceof TypeError) throw bad(err.message);
     throw err;
   }
-  const release = admit();
-  if (stream) return streamResponse(tokens, release);
-  try {
-    const result = await generate(model, prompt, options);
-    return json({ ids: result.ids, text: result.text, finishReason: result.finishReason, backend: model.backendName });
-  } finally {
-    release();
-  }
+  const lease = admit(tokens);
+  if (stream) return streamResponse(lease);
+  const { ids, text, finishReason } = await collect(lease);
+  return json({ ids, text: tokenizer ? text : undefined, finishReason, backend: model.backendName });
 }
 
 export default {
