@@ -406,7 +406,7 @@ export class GPT implements GPTModel {
 
   async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
     this.checkAlive();
-    const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const { maxSeqLen } = this.config;
     if (!(inputs instanceof Int32Array)) throw new TypeError('forward: inputs must be an Int32Array of token ids');
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new RangeError(`forward: batchSize must be a positive integer, got ${batchSize}`);
@@ -427,14 +427,58 @@ export class GPT implements GPTModel {
     this.checkIds('inputs', inputs, false);
 
     const training = options.training === true && this.config.dropout > 0;
-    const p = this.config.dropout;
     const step = this.dropoutStep;
-    if (options.training === true) this.dropoutStep++;
-
-    const b = this.backend;
     const N = B * T;
     this.checkRoom('forward: batchSize * T', N, this.stepBytes(N, T));
+    // a forward that fails part-way leaves no stale forward for backward to use
+    this.last = null;
     const ws = this.ensureWorkspace(N, T);
+    try {
+      const result = await this.runForward(ws, inputs, targets, B, T, training, step, options.returnLogits === true);
+      // the dropout counter moves only when a training forward completed, so a failed one can be retried as it was
+      if (options.training === true) this.dropoutStep = step + 1;
+      return result;
+    } catch (err) {
+      this.releaseScratch();
+      throw err;
+    }
+  }
+
+  /**
+   * Let go of the training and inference scratch (made again on the next call). An op that throws
+   * (a kernel fault, a lost device, a full arena) part-way through a forward, backward or cached
+   * step leads here: the parameters are as they were, the model holds its parameters, gradients and
+   * head copy only, and no half-computed forward remains for backward to use.
+   */
+  releaseScratch(): void {
+    this.last = null;
+    this.wteTFresh = false;
+    try {
+      this.freeWorkspace();
+      if (this.inference) freeInference(this.backend, this.inference);
+      if (this.dwteT) this.backend.free(this.dwteT);
+    } catch {
+      // a backend that is gone (a lost device) has freed everything already
+    } finally {
+      this.inference = null;
+      this.dwteT = null;
+      this.workspace = null;
+    }
+  }
+
+  private async runForward(
+    ws: Workspace,
+    inputs: Int32Array,
+    targets: Int32Array | null,
+    B: number,
+    T: number,
+    training: boolean,
+    step: number,
+    returnLogits: boolean,
+  ): Promise<ForwardResult> {
+    const { vocabSize: V, dModel: C, nHeads: NH, nLayers: L, dFF: F, dropout: p } = this.config;
+    const b = this.backend;
+    const N = B * T;
     const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
     b.upload(b.view(ws.inputs, 0, N), inputs);
 
@@ -481,13 +525,14 @@ export class GPT implements GPTModel {
     }
     const lnf = rows(ws.lnf, C);
     b.layerNormForward(lnf, rows(ws.lnfMean, 1), rows(ws.lnfRstd, 1), residual, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C);
+    this.wteTFresh = false;
     b.transpose(this.wteT, this.p('wte.weight'), V, C);
     this.wteTFresh = true;
     const logits = rows(ws.logits, V);
     b.matmulForward(logits, lnf, this.wteT, null, N, C, V);
 
     const result: ForwardResult = { loss: null };
-    if (options.returnLogits) result.logits = await this.read(logits);
+    if (returnLogits) result.logits = await this.read(logits);
     if (targets !== null) {
       let targetCount = 0;
       for (let i = 0; i < N; i++) if (targets[i] !== IGNORE_INDEX) targetCount++;
@@ -510,7 +555,20 @@ export class GPT implements GPTModel {
     const last = this.last;
     const ws = this.workspace;
     if (!last || !ws) throw new Error('backward: call forward with targets first');
+    // one backward per forward, even when this one throws part-way (the gradients are then partial: zeroGrad)
+    this.last = null;
     if (last.targetCount === 0) return; // every target ignored: the loss has no gradient
+    // backward borrows wteT as scratch below
+    this.wteTFresh = false;
+    try {
+      this.runBackward(ws, last);
+    } catch (err) {
+      this.releaseScratch();
+      throw err;
+    }
+  }
+
+  private runBackward(ws: Workspace, last: LastForward): void {
     const { vocabSize: V, dModel: C, nHeads: NH, nLayers: L, dFF: F, dropout: p } = this.config;
     const { B, T, training, dropoutStep: step } = last;
     const N = B * T;
@@ -529,7 +587,6 @@ export class GPT implements GPTModel {
     b.matmulBackward(dlnf, this.dwteT, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
     // wteT is free until the next forward: use it to turn the head's gradient back into [V,C].
     b.transpose(this.wteT, this.dwteT, C, V);
-    this.wteTFresh = false;
     b.accumulate(this.g('wte.weight'), this.wteT, V * C);
 
     const dres = rows(ws.dres, C);
@@ -649,7 +706,6 @@ export class GPT implements GPTModel {
     }
     const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
     b.encoderBackward(this.g('wte.weight'), this.g('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
-    this.last = null;
   }
 
   // ---------------------------------------------------------------- cached inference
@@ -698,7 +754,7 @@ export class GPT implements GPTModel {
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
     this.checkAlive();
-    const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const { maxSeqLen, nLayers: L } = this.config;
     const B = cache.batchSize;
     if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
     this.checkCacheBackend('forwardCached', cache);
@@ -712,14 +768,27 @@ export class GPT implements GPTModel {
     }
     this.checkIds('ids', ids, false);
 
+    const ws = this.ensureInference(B * Tn, B);
+    try {
+      return await this.runCached(ws, cache, ids, Tn);
+    } catch (err) {
+      // the cache keeps its length: positions past it that were written are written again next time
+      this.releaseScratch();
+      throw err;
+    }
+  }
+
+  private async runCached(ws: InferenceWorkspace, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
+    const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const B = cache.batchSize;
     const b = this.backend;
     const N = B * Tn;
-    const ws = this.ensureInference(N, B);
     const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
     const idsT = b.view(ws.ids, 0, N);
     b.upload(idsT, ids);
     // A fresh cache starts a new generation: parameters may have changed since the last one.
     if (cache.length === 0 || !this.wteTFresh) {
+      this.wteTFresh = false;
       b.transpose(this.wteT, this.p('wte.weight'), V, C);
       this.wteTFresh = true;
     }

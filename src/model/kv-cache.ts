@@ -34,11 +34,15 @@ export function reorderKVCacheRows(b: Backend, config: GPTConfig, cache: KVCache
   const rowLen = maxSeqLen * C;
   const used = cache.length * C;
   const scratch = b.alloc(B * used);
-  for (const layer of cache.layers) {
-    for (const t of [layer.k, layer.v]) {
-      for (let r = 0; r < B; r++) b.copy(b.view(scratch, r * used, used), b.view(t, sources[r] * rowLen, used));
-      for (let r = 0; r < B; r++) b.copy(b.view(t, r * rowLen, used), b.view(scratch, r * used, used));
+  try {
+    for (const layer of cache.layers) {
+      for (const t of [layer.k, layer.v]) {
+        for (let r = 0; r < B; r++) b.copy(b.view(scratch, r * used, used), b.view(t, sources[r] * rowLen, used));
+        for (let r = 0; r < B; r++) b.copy(b.view(t, r * rowLen, used), b.view(scratch, r * used, used));
+      }
     }
+  } finally {
+    // a copy that throws leaves the cache's rows mixed (the caller drops it) but not the scratch held
+    b.free(scratch);
   }
-  b.free(scratch);
 }

@@ -121,6 +121,12 @@ export interface GPTModel {
   // ---- inference ----
   /** bytes a training step over `rows` positions of length `seqLen` would allocate beyond what the model holds */
   stepBytes?(rows: number, seqLen: number): number;
+  /**
+   * Let go of the training and inference scratch (activations, the head's gradient); it is made
+   * again on the next call. A failed forward, backward or cached step does this by itself; the
+   * trainer calls it when a step fails after its backward.
+   */
+  releaseScratch?(): void;
   createKVCache(batchSize: number): KVCache;
   /**
    * Feed Tn new positions per row (ids [B, Tn]) through the model, appending to the cache.

@@ -209,6 +209,8 @@ export class Trainer {
   private lastLearningRate = NaN;
   /** train()'s claim on the model, under which this trainer's steps run */
   private lease: object | null = null;
+  /** why an optimizer update failed part-way, after which no step may run */
+  private brokenBy: string | null = null;
 
   /** Validate the options, set up data and optimizer, and restore `resumeFrom` (bytes or, in Node, a path). */
   static async create(model: GPTModel, options: TrainOptions): Promise<Trainer> {
@@ -339,6 +341,16 @@ export class Trainer {
     const step = this.completedSteps + 1;
     const learningRate = this.learningRateAt(step);
 
+    if (this.brokenBy) {
+      throw new Error(
+        `step: an earlier step's optimizer update failed part-way (${this.brokenBy}), so the parameters are partly updated; ` +
+          'resume from the last checkpoint',
+      );
+    }
+    // an op that throws before the update leaves the parameters untouched: the data position and
+    // the dropout counter go back to where this step started, so a retry sees the same batches and masks
+    const position = this.trainBatches.getPosition();
+    const rngState = model.getRngState();
     const micro: Batch[] = [];
     for (let i = 0; i < hp.gradientAccumulationSteps; i++) micro.push(this.trainBatches.next());
     let totalTargets = 0;
@@ -347,25 +359,40 @@ export class Trainer {
     // grads after micro-batch i hold sum_{j<=i} (n_j / n_i) g_j, where g_j is the gradient of
     // micro-batch j's mean loss and n_j its target count; the final scale n_last / N turns that
     // into sum_j (n_j / N) g_j, the gradient of the mean over all N targets.
-    await model.zeroGrad();
     let lossSum = 0;
-    for (let i = 0; i < micro.length; i++) {
-      const b = micro[i];
-      const { loss } = await model.forward(b.inputs, b.targets, b.batchSize, { training: true });
-      lossSum += (loss ?? NaN) * b.targetCount;
-      if (i > 0 && micro[i - 1].targetCount !== b.targetCount) backend.scale(model.grads, micro[i - 1].targetCount / b.targetCount);
-      await model.backward();
+    let gradNorm: number;
+    try {
+      await model.zeroGrad();
+      for (let i = 0; i < micro.length; i++) {
+        const b = micro[i];
+        const { loss } = await model.forward(b.inputs, b.targets, b.batchSize, { training: true });
+        lossSum += (loss ?? NaN) * b.targetCount;
+        if (i > 0 && micro[i - 1].targetCount !== b.targetCount) backend.scale(model.grads, micro[i - 1].targetCount / b.targetCount);
+        await model.backward();
+      }
+      const lastShare = micro[micro.length - 1].targetCount / totalTargets;
+      if (lastShare !== 1) backend.scale(model.grads, lastShare);
+      for (const frozen of this.frozenGrads) backend.zero(frozen);
+      gradNorm = await this.optimizer.gradNorm();
+      if (hp.maxGradNorm !== Infinity && Number.isFinite(lossSum / totalTargets) && Number.isFinite(gradNorm)) {
+        this.optimizer.clip(gradNorm, hp.maxGradNorm);
+      }
+    } catch (err) {
+      this.trainBatches.setPosition(position);
+      model.setRngState(rngState);
+      model.releaseScratch?.();
+      throw err;
     }
-    const lastShare = micro[micro.length - 1].targetCount / totalTargets;
-    if (lastShare !== 1) backend.scale(model.grads, lastShare);
-    for (const frozen of this.frozenGrads) backend.zero(frozen);
     const trainLoss = lossSum / totalTargets;
-    const gradNorm = await this.optimizer.gradNorm();
-
     const finite = Number.isFinite(trainLoss) && Number.isFinite(gradNorm);
     if (finite) {
-      if (hp.maxGradNorm !== Infinity) this.optimizer.clip(gradNorm, hp.maxGradNorm);
-      this.optimizer.update(learningRate);
+      try {
+        this.optimizer.update(learningRate);
+      } catch (err) {
+        // the update writes parameters and moments entry by entry: there is no going back from part-way
+        this.brokenBy = err instanceof Error ? err.message : String(err);
+        throw err;
+      }
     }
     // on asynchronous backends (webgpu) the update is only enqueued here: its time lands in the next step's
     this.completedSteps = step;
