@@ -1,36 +1,146 @@
-// Causal multi-head self-attention, fused per (batch, head): scores, softmax and the weighted sum of
-// values, with each row's log-sum-exp saved so backward recomputes probabilities without storing
-// them. The products run through the matmul kernel with strided operands, except for the KV cache's
-// one-to-three-row steps, which go row by row. Queries go in blocks of ROW_BLOCK rows, each against
-// only the keys it can see (causal): about half the flops of the full T x T square, and scratch of
-// ROW_BLOCK x T scores instead of T x T, so long contexts train and prefill in bounded memory.
+// Causal multi-head self-attention, fused per (batch, head), FlashAttention style: queries go in
+// blocks of BLOCK rows and keys in blocks of BLOCK keys; each score tile is turned into probabilities
+// with an online softmax (a running max and sum per row, the output rescaled when the max grows), so
+// no more than a BLOCK x BLOCK tile of scores exists at a time and only each row's log-sum-exp is
+// saved. Backward recomputes the tiles from it. Memory therefore stays bounded whatever T: forward
+// scratch holds the (batch, head)'s keys and values packed once for the matmul micro-kernel
+// (O(T * HS)), backward only two tiles. Each tile skips the keys its queries cannot see (causal).
+// The products run through the matmul kernel (packed operands); the KV cache's one-to-three-row
+// steps go row by row.
 import { exp4, exp1, hsum, hmax, dot, axpy } from './math';
-import { gemmAccumulate } from './matmul';
+import { gemmAccumulate, gemmPacked, packPanelA, packPanelB } from './matmul';
 
-/** query rows per block (a multiple of the matmul's MR = 4; src/backend/wasm mirrors it to size the scratch) */
-const ROW_BLOCK = 64;
+/** query rows and keys per tile (a multiple of the matmul's MR = 4 and NR = 8) */
+const BLOCK = 64;
+/** the matmul's B slivers are this many columns wide: packed panels pad columns to a multiple of it */
+const NR = 8;
+
+function roundUp(n: i32, to: i32): i32 {
+  return ((n + to - 1) / to) * to;
+}
 
 /**
- * Causal attention for `rows` query rows against keys/values 0..L-1 (L = first + rows): query i
- * sees keys 0..first+i. q row i at q + i*qStride bytes, k/v row j at k/v + j*kvStride, out row i
- * at o + i*oStride (all head-offset already). att: rows*L floats of scratch. Writes each row's
- * log-sum-exp to lse + 4i unless lse is 0.
+ * floats of scratch one thread's share of attention needs for up to L keys of head size HS:
+ * forward (and KV-cache prompts) keys transposed and values packed (roundUp(L, 8) * HS + L * roundUp(HS, 8)),
+ * a query block, a score tile, its packed probabilities, an output tile and the row statistics;
+ * backward (backward != 0) two score tiles and a row of D = rowsum(dO * O)
+ */
+export function attentionScratchFloats(L: i32, HS: i32, backward: i32): i32 {
+  if (backward) return 2 * BLOCK * BLOCK + BLOCK;
+  return roundUp(L, NR) * HS + L * roundUp(HS, NR) + 2 * BLOCK * HS + 2 * BLOCK * BLOCK + 2 * BLOCK;
+}
+
+/**
+ * Packs one (batch, head)'s L keys transposed (kt: K^T as packPanelB's B, HS deep, L columns) and its
+ * values one key block at a time (vp + 4 * j0 * roundUp(HS, 8): block j0's V rows as B, kb deep, HS
+ * columns), key/value row j at k/v + j*kvStride bytes.
+ */
+function packKeysValues(kt: usize, vp: usize, k: usize, v: usize, kvStride: usize, L: i32, HS: i32): void {
+  const kvs = <i32>(kvStride >> 2);
+  packPanelB(kt, k, 1, kvs, HS, L);
+  const hsPadded = roundUp(HS, NR);
+  for (let j0 = 0; j0 < L; j0 += BLOCK) {
+    packPanelB(vp + (<usize>(j0 * hsPadded) << 2), v + <usize>j0 * kvStride, kvs, 1, min(BLOCK, L - j0), HS);
+  }
+}
+
+/**
+ * Causal attention for `rows` <= BLOCK query rows against the keys/values packed by packKeysValues:
+ * query i sees keys 0..first+i. q row i at q + i*qStride bytes, out row i at o + i*oStride (all
+ * head-offset already). Writes each row's log-sum-exp to lse + 4i unless lse is 0. work: the scratch
+ * after the packed keys and values (attentionScratchFloats).
  */
 function attendBlock(
-  o: usize, oStride: usize, q: usize, qStride: usize, k: usize, v: usize, kvStride: usize, rows: i32, first: i32, HS: i32, scale: f32, att: usize, lse: usize,
+  o: usize, oStride: usize, q: usize, qStride: usize, kt: usize, vp: usize, rows: i32, first: i32, HS: i32, scale: f32, work: usize, lse: usize,
 ): void {
   const L = first + rows;
-  const qs = <i32>(qStride >> 2), kvs = <i32>(kvStride >> 2), os = <i32>(oStride >> 2);
-  memory.fill(att, 0, <usize>(rows * L) << 2);
-  // S[i,j] = q_i . k_j: B(p,j) = K[j,p]
-  gemmAccumulate(att, L, q, qs, 1, k, 1, kvs, rows, HS, L);
-  for (let i = 0; i < rows; i++) {
-    const l = softmaxCausalRow(att + (<usize>(i * L) << 2), first + i + 1, L, scale);
-    if (lse) store<f32>(lse + (<usize>i << 2), l);
-    memory.fill(o + <usize>i * oStride, 0, <usize>HS << 2);
+  const hsPadded = roundUp(HS, NR);
+  const qa = work;
+  const tile = qa + (<usize>(BLOCK * HS) << 2);
+  const pa = tile + (<usize>(BLOCK * BLOCK) << 2);
+  const acc = pa + (<usize>(BLOCK * BLOCK) << 2);
+  const rowMax = acc + (<usize>(BLOCK * HS) << 2);
+  const rowSum = rowMax + (<usize>BLOCK << 2);
+  packPanelA(qa, q, <i32>(qStride >> 2), 1, rows, HS);
+  memory.fill(acc, 0, <usize>(rows * HS) << 2);
+  memory.fill(rowSum, 0, <usize>rows << 2);
+  for (let j0 = 0; j0 < L; j0 += BLOCK) {
+    const kb = min(BLOCK, L - j0);
+    // S = Q K^T for keys j0..j0+kb-1, then P = exp(scale S - running max) with the rows' statistics updated
+    memory.fill(tile, 0, <usize>(rows * BLOCK) << 2);
+    gemmPacked(tile, BLOCK, qa, kt + (<usize>(j0 * HS) << 2), rows, HS, kb);
+    for (let i = 0; i < rows; i++) {
+      const row = tile + (<usize>(i * BLOCK) << 2);
+      const n = min(kb, first + i + 1 - j0);
+      if (n <= 0) {
+        memory.fill(row, 0, <usize>kb << 2);
+        continue;
+      }
+      onlineSoftmaxRow(row, n, kb, scale, rowMax + (<usize>i << 2), rowSum + (<usize>i << 2), acc + (<usize>(i * HS) << 2), HS);
+    }
+    // O += P V for this key block
+    packPanelA(pa, tile, BLOCK, 1, rows, kb);
+    gemmPacked(acc, HS, pa, vp + (<usize>(j0 * hsPadded) << 2), rows, kb, HS);
   }
-  // O[i,:] = sum_j P[i,j] v_j
-  gemmAccumulate(o, os, att, L, 1, v, kvs, 1, rows, L, HS);
+  for (let i = 0; i < rows; i++) {
+    const sum = load<f32>(rowSum + (<usize>i << 2));
+    const inv = f32x4.splat(<f32>1.0 / sum);
+    const src = acc + (<usize>(i * HS) << 2);
+    const dst = o + <usize>i * oStride;
+    let c = 0;
+    for (; c + 4 <= HS; c += 4) v128.store(dst + (<usize>c << 2), f32x4.mul(v128.load(src + (<usize>c << 2)), inv));
+    for (; c < HS; c++) store<f32>(dst + (<usize>c << 2), load<f32>(src + (<usize>c << 2)) * f32x4.extract_lane(inv, 0));
+    if (lse) store<f32>(lse + (<usize>i << 2), load<f32>(rowMax + (<usize>i << 2)) + Mathf.log(sum));
+  }
+}
+
+/**
+ * One row of a score tile (raw q . k_j, n of its rowLen keys visible) into unnormalised
+ * probabilities exp(scale S[j] - m) in place (0 past n), where m is the row's running max, raised
+ * to this tile's max if that is larger; the running sum and the row's output accumulator (HS
+ * floats) are rescaled by exp(old m - new m) first.
+ */
+function onlineSoftmaxRow(row: usize, n: i32, rowLen: i32, scale: f32, maxAt: usize, sumAt: usize, accRow: usize, HS: i32): void {
+  const sv = f32x4.splat(scale);
+  let mx = f32x4.splat(-Infinity);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) mx = f32x4.max(mx, f32x4.mul(v128.load(row + (<usize>j << 2)), sv));
+  let tileMax = hmax(mx);
+  for (; j < n; j++) tileMax = max(tileMax, load<f32>(row + (<usize>j << 2)) * scale);
+  const before = load<f32>(sumAt);
+  let m = tileMax;
+  if (before > 0) {
+    const old = load<f32>(maxAt);
+    if (old >= tileMax) m = old;
+    else {
+      // the max grew: what was summed so far was scaled by exp(-old), rescale it to exp(-m)
+      const alpha = exp1(old - tileMax);
+      store<f32>(sumAt, before * alpha);
+      const av = f32x4.splat(alpha);
+      let c = 0;
+      for (; c + 4 <= HS; c += 4) v128.store(accRow + (<usize>c << 2), f32x4.mul(v128.load(accRow + (<usize>c << 2)), av));
+      for (; c < HS; c++) store<f32>(accRow + (<usize>c << 2), load<f32>(accRow + (<usize>c << 2)) * alpha);
+    }
+  }
+  store<f32>(maxAt, m);
+  const maxSplat = f32x4.splat(m);
+  let acc = f32x4.splat(0);
+  j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const o = <usize>j << 2;
+    const e = exp4(f32x4.sub(f32x4.mul(v128.load(row + o), sv), maxSplat));
+    v128.store(row + o, e);
+    acc = f32x4.add(acc, e);
+  }
+  let sum = hsum(acc);
+  for (; j < n; j++) {
+    const o = <usize>j << 2;
+    const e = exp1(load<f32>(row + o) * scale - m);
+    store<f32>(row + o, e);
+    sum += e;
+  }
+  memory.fill(row + (<usize>n << 2), 0, <usize>(rowLen - n) << 2);
+  store<f32>(sumAt, load<f32>(sumAt) + sum);
 }
 
 /**
@@ -66,45 +176,9 @@ function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i
 }
 
 /**
- * Turns a row of raw scores (q . k_j, rowLen of them) into causal softmax probabilities in place:
- * P[j] = exp(scale S[j] - lse) for the n visible keys j < n, 0 for the rest. Returns lse.
- */
-function softmaxCausalRow(row: usize, n: i32, rowLen: i32, scale: f32): f32 {
-  const sv = f32x4.splat(scale);
-  let mx = f32x4.splat(-Infinity);
-  let j = 0;
-  for (; j + 4 <= n; j += 4) mx = f32x4.max(mx, f32x4.mul(v128.load(row + (<usize>j << 2)), sv));
-  let maxv = hmax(mx);
-  for (; j < n; j++) maxv = max(maxv, load<f32>(row + (<usize>j << 2)) * scale);
-  const maxSplat = f32x4.splat(maxv);
-  let acc = f32x4.splat(0);
-  j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    const e = exp4(f32x4.sub(f32x4.mul(v128.load(row + o), sv), maxSplat));
-    v128.store(row + o, e);
-    acc = f32x4.add(acc, e);
-  }
-  let sum = hsum(acc);
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    const e = exp1(load<f32>(row + o) * scale - maxv);
-    store<f32>(row + o, e);
-    sum += e;
-  }
-  const inv = f32x4.splat(<f32>1.0 / sum);
-  j = 0;
-  for (; j + 4 <= n; j += 4) v128.store(row + (<usize>j << 2), f32x4.mul(v128.load(row + (<usize>j << 2)), inv));
-  for (; j < n; j++) store<f32>(row + (<usize>j << 2), load<f32>(row + (<usize>j << 2)) * f32x4.extract_lane(inv, 0));
-  memory.fill(row + (<usize>n << 2), 0, <usize>(rowLen - n) << 2);
-  return maxv + Mathf.log(sum);
-}
-
-/**
  * out[B,T,C], lse[B,NH,T] from qkv[B,T,3C] (q, k, v along the last dim, heads contiguous in each).
- * Per (b, h) the products run through the matmul kernel with strided operands: S = Q K^T, causal
- * softmax in place, O = P V, one block of query rows at a time.
- * att: scratch of min(T, ROW_BLOCK) * T floats.
+ * Per (b, h): keys and values packed once, then one block of query rows at a time against the key
+ * tiles it can see (attendBlock). att: attentionScratchFloats(T, C / NH, 0) floats of scratch.
  */
 export function attentionForward(out: usize, lse: usize, qkv: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
   attentionForwardPairs(out, lse, qkv, att, B, T, C, NH, 0, B * NH);
@@ -119,27 +193,30 @@ export function attentionForwardPairs(out: usize, lse: usize, qkv: usize, att: u
   const scale: f32 = 1.0 / Mathf.sqrt(<f32>HS);
   const rowStride = <usize>(3 * C) << 2;
   const cBytes = <usize>C << 2;
+  const kt = att;
+  const vp = kt + (<usize>(roundUp(T, NR) * HS) << 2);
+  const work = vp + (<usize>(T * roundUp(HS, NR)) << 2);
   for (let pair = p0; pair < p1; pair++) {
     const b = pair / NH;
     const h = pair % NH;
     const base = qkv + <usize>(b * T) * rowStride;
     const headOff = <usize>(h * HS) << 2;
     const q = base + headOff;
-    const k = base + cBytes + headOff;
-    const v = base + 2 * cBytes + headOff;
     const o = out + <usize>(b * T) * cBytes + headOff;
     const l = lse + (<usize>((b * NH + h) * T) << 2);
-    for (let i0 = 0; i0 < T; i0 += ROW_BLOCK) {
-      const rows = min(ROW_BLOCK, T - i0);
-      attendBlock(o + <usize>i0 * cBytes, cBytes, q + <usize>i0 * rowStride, rowStride, k, v, rowStride, rows, i0, HS, scale, att, l + (<usize>i0 << 2));
+    packKeysValues(kt, vp, base + cBytes + headOff, base + 2 * cBytes + headOff, rowStride, T, HS);
+    for (let i0 = 0; i0 < T; i0 += BLOCK) {
+      const rows = min(BLOCK, T - i0);
+      attendBlock(o + <usize>i0 * cBytes, cBytes, q + <usize>i0 * rowStride, rowStride, kt, vp, rows, i0, HS, scale, work, l + (<usize>i0 << 2));
     }
   }
 }
 
 /**
- * Accumulates into dqkv[B,T,3C]. Per (b, h) and block of query rows (keys 0..L-1 visible to it),
- * with P recomputed from Q K^T and lse: dV += P^T dO; dP = dO V^T; dS = P (dP - rowsum(dO * O))
- * scale; dQ += dS K; dK += dS^T Q. att: scratch of 2 * min(T, ROW_BLOCK) * T floats.
+ * Accumulates into dqkv[B,T,3C]. Per (b, h), block of query rows i and tile of keys j it can see,
+ * with P recomputed from Q K^T and lse: dV_j += P^T dO_i; dP = dO_i V_j^T; dS = P (dP - rowsum(dO * O))
+ * scale; dQ_i += dS K_j; dK_j += dS^T Q_i. att: attentionScratchFloats(T, C / NH, 1) floats (two
+ * tiles and a row, whatever T).
  */
 export function attentionBackward(dqkv: usize, dout: usize, qkv: usize, out: usize, lse: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
   attentionBackwardPairs(dqkv, dout, qkv, out, lse, att, B, T, C, NH, 0, B * NH);
@@ -155,7 +232,8 @@ export function attentionBackwardPairs(
   const rowStride = <usize>C3 << 2;
   const cBytes = <usize>C << 2;
   const P = att;
-  const dS = att + (<usize>(min(T, ROW_BLOCK) * T) << 2);
+  const dS = P + (<usize>(BLOCK * BLOCK) << 2);
+  const rowD = dS + (<usize>(BLOCK * BLOCK) << 2);
   const sv = f32x4.splat(scale);
   for (let pair = p0; pair < p1; pair++) {
     const b = pair / NH;
@@ -163,51 +241,56 @@ export function attentionBackwardPairs(
     const base = qkv + <usize>(b * T) * rowStride;
     const dbase = dqkv + <usize>(b * T) * rowStride;
     const headOff = <usize>(h * HS) << 2;
-    const k = base + cBytes + headOff;
-    const v = base + 2 * cBytes + headOff;
-    const dk = dbase + cBytes + headOff;
-    const dv = dbase + 2 * cBytes + headOff;
-    for (let i0 = 0; i0 < T; i0 += ROW_BLOCK) {
-      const rows = min(ROW_BLOCK, T - i0);
-      const L = i0 + rows;
+    for (let i0 = 0; i0 < T; i0 += BLOCK) {
+      const rows = min(BLOCK, T - i0);
       const q = base + <usize>i0 * rowStride + headOff;
       const dq = dbase + <usize>i0 * rowStride + headOff;
       const o = out + <usize>(b * T + i0) * cBytes + headOff;
       const dO = dout + <usize>(b * T + i0) * cBytes + headOff;
       const rowLse = lse + (<usize>((b * NH + h) * T + i0) << 2);
-      memory.fill(P, 0, <usize>(rows * L) << 2);
-      memory.fill(dS, 0, <usize>(rows * L) << 2);
-      gemmAccumulate(P, L, q, C3, 1, k, 1, C3, rows, HS, L);
-      // dP[i,j] = dO_i . v_j, into dS
-      gemmAccumulate(dS, L, dO, C, 1, v, 1, C3, rows, HS, L);
-      for (let i = 0; i < rows; i++) {
-        const pRow = P + (<usize>(i * L) << 2);
-        const dRow = dS + (<usize>(i * L) << 2);
-        const l = f32x4.splat(load<f32>(rowLse + (<usize>i << 2)));
-        const D = f32x4.splat(dot(dO + <usize>i * cBytes, o + <usize>i * cBytes, HS));
-        const n = i0 + i + 1;
-        let j = 0;
-        for (; j + 4 <= n; j += 4) {
-          const off = <usize>j << 2;
-          const p = exp4(f32x4.sub(f32x4.mul(v128.load(pRow + off), sv), l));
-          v128.store(pRow + off, p);
-          v128.store(dRow + off, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), D)), sv));
+      for (let i = 0; i < rows; i++) store<f32>(rowD + (<usize>i << 2), dot(dO + <usize>i * cBytes, o + <usize>i * cBytes, HS));
+      for (let j0 = 0; j0 < i0 + rows; j0 += BLOCK) {
+        const kb = min(BLOCK, i0 + rows - j0);
+        const k = base + <usize>j0 * rowStride + cBytes + headOff;
+        const v = k + cBytes;
+        const dk = dbase + <usize>j0 * rowStride + cBytes + headOff;
+        const dv = dk + cBytes;
+        memory.fill(P, 0, <usize>(rows * BLOCK) << 2);
+        memory.fill(dS, 0, <usize>(rows * BLOCK) << 2);
+        // S = Q_i K_j^T into P; dP = dO_i V_j^T into dS
+        gemmAccumulate(P, BLOCK, q, C3, 1, k, 1, C3, rows, HS, kb);
+        gemmAccumulate(dS, BLOCK, dO, C, 1, v, 1, C3, rows, HS, kb);
+        for (let i = 0; i < rows; i++) {
+          const pRow = P + (<usize>(i * BLOCK) << 2);
+          const dRow = dS + (<usize>(i * BLOCK) << 2);
+          const n = min(kb, i0 + i + 1 - j0);
+          const l = f32x4.splat(load<f32>(rowLse + (<usize>i << 2)));
+          const D = f32x4.splat(load<f32>(rowD + (<usize>i << 2)));
+          let j = 0;
+          for (; j + 4 <= n; j += 4) {
+            const off = <usize>j << 2;
+            const p = exp4(f32x4.sub(f32x4.mul(v128.load(pRow + off), sv), l));
+            v128.store(pRow + off, p);
+            v128.store(dRow + off, f32x4.mul(f32x4.mul(p, f32x4.sub(v128.load(dRow + off), D)), sv));
+          }
+          for (; j < n; j++) {
+            const off = <usize>j << 2;
+            const p = exp1(load<f32>(pRow + off) * scale - f32x4.extract_lane(l, 0));
+            store<f32>(pRow + off, p);
+            store<f32>(dRow + off, p * (load<f32>(dRow + off) - f32x4.extract_lane(D, 0)) * scale);
+          }
+          if (n < kb) {
+            memory.fill(pRow + (<usize>max(n, 0) << 2), 0, <usize>(kb - max(n, 0)) << 2);
+            memory.fill(dRow + (<usize>max(n, 0) << 2), 0, <usize>(kb - max(n, 0)) << 2);
+          }
         }
-        for (; j < n; j++) {
-          const off = <usize>j << 2;
-          const p = exp1(load<f32>(pRow + off) * scale - f32x4.extract_lane(l, 0));
-          store<f32>(pRow + off, p);
-          store<f32>(dRow + off, p * (load<f32>(dRow + off) - f32x4.extract_lane(D, 0)) * scale);
-        }
-        memory.fill(pRow + (<usize>n << 2), 0, <usize>(L - n) << 2);
-        memory.fill(dRow + (<usize>n << 2), 0, <usize>(L - n) << 2);
+        // dV_j[j,:] += sum_i P[i,j] dO_i: A(j,i) = P[i,j]
+        gemmAccumulate(dv, C3, P, 1, BLOCK, dO, C, 1, kb, rows, HS);
+        // dQ_i[i,:] += sum_j dS[i,j] k_j
+        gemmAccumulate(dq, C3, dS, BLOCK, 1, k, C3, 1, rows, kb, HS);
+        // dK_j[j,:] += sum_i dS[i,j] q_i
+        gemmAccumulate(dk, C3, dS, 1, BLOCK, q, C3, 1, kb, rows, HS);
       }
-      // dV[j,:] += sum_i P[i,j] dO_i: A(j,i) = P[i,j]
-      gemmAccumulate(dv, C3, P, 1, L, dO, C, 1, L, rows, HS);
-      // dQ[i,:] += sum_j dS[i,j] k_j
-      gemmAccumulate(dq, C3, dS, L, 1, k, C3, 1, rows, L, HS);
-      // dK[j,:] += sum_i dS[i,j] q_i
-      gemmAccumulate(dk, C3, dS, 1, L, q, C3, 1, L, rows, HS);
     }
   }
 }
@@ -215,9 +298,9 @@ export function attentionBackwardPairs(
 /**
  * KV-cache attention: writes the Tn new positions' k, v from qkv[B,Tn,3C] into kCache/vCache
  * [B,cacheLen,C] at startPos.., then new position i attends over cache positions 0..startPos+i.
- * out[B,Tn,C]. A prompt (Tn >= 4) goes through the matmul kernel per (b, h) in blocks of query rows
- * like training; a few new rows go row by row, where packing the cache would cost more than it saves.
- * att: scratch of min(Tn, ROW_BLOCK) * (startPos+Tn) floats.
+ * out[B,Tn,C]. A prompt (Tn >= 4) goes through the matmul kernel per (b, h) in tiles like training;
+ * a few new rows go row by row, where packing the cache would cost more than it saves.
+ * att: attentionScratchFloats(startPos + Tn, C / NH, 0) floats.
  */
 export function attentionCached(out: usize, qkv: usize, kCache: usize, vCache: usize, att: usize, B: i32, Tn: i32, C: i32, NH: i32, startPos: i32, cacheLen: i32): void {
   kvCacheAppend(qkv, kCache, vCache, B, Tn, C, startPos, cacheLen);
@@ -251,6 +334,11 @@ export function attentionCachedPairs(
   const C3 = 3 * C;
   const rowStride = <usize>C3 << 2;
   const cBytes = <usize>C << 2;
+  // a prompt's keys and values, packed per pair, and the work area after them
+  const L = startPos + Tn;
+  const kt = att;
+  const vp = kt + (<usize>(roundUp(L, NR) * HS) << 2);
+  const work = vp + (<usize>(L * roundUp(HS, NR)) << 2);
   for (let pair = p0; pair < p1; pair++) {
     const b = pair / NH;
     const h = pair % NH;
@@ -265,10 +353,11 @@ export function attentionCachedPairs(
       }
       continue;
     }
-    for (let i0 = 0; i0 < Tn; i0 += ROW_BLOCK) {
-      const rows = min(ROW_BLOCK, Tn - i0);
+    packKeysValues(kt, vp, kb + headOff, vb + headOff, cBytes, L, HS);
+    for (let i0 = 0; i0 < Tn; i0 += BLOCK) {
+      const rows = min(BLOCK, Tn - i0);
       const o = ob + <usize>i0 * cBytes + headOff;
-      attendBlock(o, cBytes, qb + <usize>i0 * rowStride + headOff, rowStride, kb + headOff, vb + headOff, cBytes, rows, startPos + i0, HS, scale, att, 0);
+      attendBlock(o, cBytes, qb + <usize>i0 * rowStride + headOff, rowStride, kt, vp, rows, startPos + i0, HS, scale, work, 0);
     }
   }
 }

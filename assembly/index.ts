@@ -8,6 +8,7 @@ export {
 export { layerNormForwardRows, layerNormBackwardInputRows, layerNormBackwardParamsCols } from './layernorm';
 export {
   attentionForward, attentionBackward, attentionCached, attentionForwardPairs, attentionBackwardPairs, attentionCachedPairs, kvCacheAppend,
+  attentionScratchFloats,
 } from './attention';
 export { geluForward, geluBackward } from './gelu';
 export { crossEntropyForwardRows, crossEntropyBackwardRows } from './softmax';

@@ -37,9 +37,11 @@ export function setScratch(region: usize): void {
   edgeTile = packB + PACK_B_BYTES;
 }
 
-/** packs A[0:mc, 0:kc] (A(i,p) at a + 4*(i*rs + p*cs)) into MR-row slivers [p][MR], zero padded */
-function packPanelA(a: usize, rs: i32, cs: i32, mc: i32, kc: i32): void {
-  let dst = packA;
+/**
+ * packs A[0:mc, 0:kc] (A(i,p) at a + 4*(i*rs + p*cs)) into MR-row slivers [p][MR] at dst, zero
+ * padded: ceil(mc / MR) * MR * kc floats
+ */
+export function packPanelA(dst: usize, a: usize, rs: i32, cs: i32, mc: i32, kc: i32): void {
   for (let i0 = 0; i0 < mc; i0 += MR) {
     const mr = min(MR, mc - i0);
     if (cs == 1 && mr == MR) {
@@ -73,9 +75,12 @@ function packPanelA(a: usize, rs: i32, cs: i32, mc: i32, kc: i32): void {
   }
 }
 
-/** packs B[0:kc, 0:nc] (B(p,j) at b + 4*(p*rs + j*cs)) into NR-column slivers [p][NR], zero padded */
-function packPanelB(b: usize, rs: i32, cs: i32, kc: i32, nc: i32): void {
-  let dst = packB;
+/**
+ * packs B[0:kc, 0:nc] (B(p,j) at b + 4*(p*rs + j*cs)) into NR-column slivers [p][NR] at dst, zero
+ * padded: ceil(nc / NR) * NR * kc floats; the sliver of columns j0.. (j0 a multiple of NR) starts
+ * at dst + 4 * j0 * kc
+ */
+export function packPanelB(dst: usize, b: usize, rs: i32, cs: i32, kc: i32, nc: i32): void {
   for (let j0 = 0; j0 < nc; j0 += NR) {
     const nr = min(NR, nc - j0);
     if (cs == 1 && nr == NR) {
@@ -178,20 +183,28 @@ export function gemmAccumulate(c: usize, ldc: i32, a: usize, rsA: i32, csA: i32,
     const nc = min(NC, N - jc);
     for (let pc = 0; pc < K; pc += KC) {
       const kc = min(KC, K - pc);
-      packPanelB(b + (<usize>(pc * rsB + jc * csB) << 2), rsB, csB, kc, nc);
+      packPanelB(packB, b + (<usize>(pc * rsB + jc * csB) << 2), rsB, csB, kc, nc);
       for (let ic = 0; ic < M; ic += MC) {
         const mc = min(MC, M - ic);
-        packPanelA(a + (<usize>(ic * rsA + pc * csA) << 2), rsA, csA, mc, kc);
-        for (let jr = 0; jr < nc; jr += NR) {
-          const nr = min(NR, nc - jr);
-          const bp = packB + (<usize>(jr * kc) << 2);
-          for (let ir = 0; ir < mc; ir += MR) {
-            const mr = min(MR, mc - ir);
-            const cp = c + (<usize>((ic + ir) * ldc + jc + jr) << 2);
-            microKernel(kc, packA + (<usize>(ir * kc) << 2), bp, cp, ldc, mr, nr);
-          }
-        }
+        packPanelA(packA, a + (<usize>(ic * rsA + pc * csA) << 2), rsA, csA, mc, kc);
+        gemmPacked(c + (<usize>(ic * ldc + jc) << 2), ldc, packA, packB, mc, kc, nc);
       }
+    }
+  }
+}
+
+/**
+ * C[0:M, 0:N] += A @ B from packed operands: A as packPanelA lays it out (M rows, K deep), B as
+ * packPanelB does (K deep, N columns); C row stride ldc elements. The caller sizes the panels for
+ * the caches (gemmAccumulate: MC x KC and KC x NC; attention: 64-row blocks).
+ */
+export function gemmPacked(c: usize, ldc: i32, ap: usize, bp: usize, M: i32, K: i32, N: i32): void {
+  for (let jr = 0; jr < N; jr += NR) {
+    const nr = min(NR, N - jr);
+    const b = bp + (<usize>(jr * K) << 2);
+    for (let ir = 0; ir < M; ir += MR) {
+      const mr = min(MR, M - ir);
+      microKernel(K, ap + (<usize>(ir * K) << 2), b, c + (<usize>(ir * ldc + jr) << 2), ldc, mr, nr);
     }
   }
 }

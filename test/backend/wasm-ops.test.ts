@@ -56,7 +56,7 @@ const OP_SHAPES: [string, OpShapes][] = [
   ['M=1 (row path), K=3, N=5', { B: 1, T: 9, C: 8, NH: 2, V: 11, M: 1, K: 3, N: 5 }],
   ['T=33, HS 8, M=7 K=17 N=24', { B: 2, T: 33, C: 24, NH: 3, V: 129, M: 7, K: 17, N: 24 }],
   ['HS 5 (odd), V=257, M=33 K=64 N=129', { B: 3, T: 17, C: 20, NH: 4, V: 257, M: 33, K: 64, N: 129 }],
-  // attention's per-head products cross the matmul's blocks: T past MC=128, then HS past KC=256
+  // attention: T past two 64-row query blocks and key tiles (and the matmul's MC=128), then HS past KC=256
   ['T=130, HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 5, K: 6, N: 7 }],
   ['HS 260', { B: 2, T: 6, C: 520, NH: 2, V: 5, M: 5, K: 6, N: 7 }],
 ];
@@ -67,6 +67,31 @@ describe.each(OP_SHAPES)('wasm ops against the f64 reference, %s', (_label, shap
       await expectMatchesReference(c, shapes);
     });
   }
+});
+
+// Training attention keeps no T x T matrix (64 x 64 tiles with an online softmax, the row's
+// log-sum-exp saved, backward recomputing the tiles): at T 2048 on a fresh backend, forward and
+// backward grow the memory by less than a quarter of one T x T float matrix (inputs included).
+describe('wasm training attention at T 2048', () => {
+  it('matches the f64 reference in bounded memory', async () => {
+    const T = 2048;
+    const shapes: OpShapes = { B: 1, T, C: 8, NH: 2, V: 5, M: 1, K: 1, N: 1 };
+    const fresh = await createWasmBackend({ url: WASM_URL });
+    const before = fresh.memoryBytes;
+    const reference = new JsBackend({ precision: 'f64' });
+    const backward = opCases.find((c) => c.name === 'attentionBackward')!;
+    const expected = await runCase(reference, backward, SEED, shapes);
+    reference.dispose();
+    const actual = await runCase(fresh, backward, SEED, shapes);
+    expect(fresh.memoryBytes - before).toBeLessThan(T * T);
+    for (const name of Object.keys(expected)) {
+      let scale = 0;
+      for (const x of expected[name]) scale = Math.max(scale, Math.abs(x));
+      const report = compareClose(actual[name], expected[name], { rtol: RTOL, atol: ATOL_OF_MAX * scale });
+      expect(report.ok, `attention T ${T} / ${name} (seed ${SEED}): ${report.message}`).toBe(true);
+    }
+    fresh.dispose();
+  });
 });
 
 // shapes that cross the matmul's blocks: M past MC=128, K past KC=256, N past NC=1024, edges of the

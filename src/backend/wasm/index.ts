@@ -60,8 +60,6 @@ const ELEMENTWISE_COST = 8;
 const ROW_PATH_COST = 8;
 /** the kernels take the row path below this many rows (assembly/matmul.ts MR) */
 const ROW_PATH_MAX_M = 3;
-/** attention takes query rows in blocks of this many (assembly/attention.ts ROW_BLOCK): its scratch is that many rows of scores */
-const ATTENTION_ROW_BLOCK = 64;
 /** packing buffers start on a cache line */
 const SCRATCH_ALIGN = 64;
 
@@ -122,8 +120,9 @@ export class WasmBackend extends CheckedBackend {
   private readonly arena: Arena;
   private readonly blocks = new Set<WasmBlock>();
   /**
-   * attention's score scratch for one block of query rows per thread: rows*T floats forward,
-   * 2*rows*T backward, rows = min(T, ATTENTION_ROW_BLOCK) (index 0 is the calling thread's)
+   * attention's scratch per thread, as the kernel sizes it (attentionScratchFloats): forward the
+   * (batch, head)'s packed keys and values and one tile of scores, backward two tiles (index 0 is
+   * the calling thread's)
    */
   private scratch: ({ ptr: number; floats: number } | null)[] = [null];
   /** quantized products' int16 copy of their input and its scales (assembly/quant.ts), kept between calls */
@@ -429,7 +428,7 @@ export class WasmBackend extends CheckedBackend {
         o,
         l,
         x,
-        this.scratchFloats(i, Math.min(T, ATTENTION_ROW_BLOCK) * T),
+        this.scratchFloats(i, this.k.attentionScratchFloats(T, C / NH, 0)),
         B,
         T,
         C,
@@ -467,7 +466,7 @@ export class WasmBackend extends CheckedBackend {
         x,
         o,
         l,
-        this.scratchFloats(i, 2 * Math.min(T, ATTENTION_ROW_BLOCK) * T),
+        this.scratchFloats(i, this.k.attentionScratchFloats(T, C / NH, 1)),
         B,
         T,
         C,
@@ -506,7 +505,7 @@ export class WasmBackend extends CheckedBackend {
         x,
         keys,
         values,
-        this.scratchFloats(i, Math.min(Tn, ATTENTION_ROW_BLOCK) * L),
+        this.scratchFloats(i, this.k.attentionScratchFloats(L, C / NH, 0)),
         B,
         Tn,
         C,

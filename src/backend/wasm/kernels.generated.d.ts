@@ -221,6 +221,14 @@ declare namespace __AdaptedExports {
    */
   export function kvCacheAppend(qkv: number, kCache: number, vCache: number, B: number, Tn: number, C: number, startPos: number, cacheLen: number): void;
   /**
+   * assembly/attention/attentionScratchFloats
+   * @param L `i32`
+   * @param HS `i32`
+   * @param backward `i32`
+   * @returns `i32`
+   */
+  export function attentionScratchFloats(L: number, HS: number, backward: number): number;
+  /**
    * assembly/gelu/geluForward
    * @param out `usize`
    * @param inp `usize`

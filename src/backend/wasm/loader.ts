@@ -48,6 +48,7 @@ const KERNEL_EXPORTS = [
   'attentionForwardPairs',
   'attentionBackwardPairs',
   'kvCacheAppend',
+  'attentionScratchFloats',
   'attentionCachedPairs',
   'quantizeActivations',
   'matmulQ8Cols',
