@@ -176,17 +176,11 @@ function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i
 }
 
 /**
- * out[B,T,C], lse[B,NH,T] from qkv[B,T,3C] (q, k, v along the last dim, heads contiguous in each).
- * Per (b, h): keys and values packed once, then one block of query rows at a time against the key
- * tiles it can see (attendBlock). att: attentionScratchFloats(T, C / NH, 0) floats of scratch.
- */
-export function attentionForward(out: usize, lse: usize, qkv: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
-  attentionForwardPairs(out, lse, qkv, att, B, T, C, NH, 0, B * NH);
-}
-
-/**
- * attentionForward for the (batch, head) pairs b*NH + h in [p0, p1): each pair writes only its own
- * slices of out and lse, so threads can take disjoint ranges (each with its own att scratch).
+ * out[B,T,C], lse[B,NH,T] from qkv[B,T,3C] (q, k, v along the last dim, heads contiguous in each),
+ * for the (batch, head) pairs b*NH + h in [p0, p1): each pair writes only its own slices of out and
+ * lse, so threads can take disjoint ranges (each with its own att scratch). Per pair: keys and
+ * values packed once, then one block of query rows at a time against the key tiles it can see
+ * (attendBlock). att: attentionScratchFloats(T, C / NH, 0) floats of scratch.
  */
 export function attentionForwardPairs(out: usize, lse: usize, qkv: usize, att: usize, B: i32, T: i32, C: i32, NH: i32, p0: i32, p1: i32): void {
   const HS = C / NH;
@@ -213,16 +207,12 @@ export function attentionForwardPairs(out: usize, lse: usize, qkv: usize, att: u
 }
 
 /**
- * Accumulates into dqkv[B,T,3C]. Per (b, h), block of query rows i and tile of keys j it can see,
- * with P recomputed from Q K^T and lse: dV_j += P^T dO_i; dP = dO_i V_j^T; dS = P (dP - rowsum(dO * O))
+ * Accumulates into dqkv[B,T,3C] for the (batch, head) pairs in [p0, p1) (each adds only into its own
+ * head's dq, dk, dv). Per pair, block of query rows i and tile of keys j it can see, with P
+ * recomputed from Q K^T and lse: dV_j += P^T dO_i; dP = dO_i V_j^T; dS = P (dP - rowsum(dO * O))
  * scale; dQ_i += dS K_j; dK_j += dS^T Q_i. att: attentionScratchFloats(T, C / NH, 1) floats (two
  * tiles and a row, whatever T).
  */
-export function attentionBackward(dqkv: usize, dout: usize, qkv: usize, out: usize, lse: usize, att: usize, B: i32, T: i32, C: i32, NH: i32): void {
-  attentionBackwardPairs(dqkv, dout, qkv, out, lse, att, B, T, C, NH, 0, B * NH);
-}
-
-/** attentionBackward for the (batch, head) pairs in [p0, p1): each pair adds only into its own head's dq, dk, dv */
 export function attentionBackwardPairs(
   dqkv: usize, dout: usize, qkv: usize, out: usize, lse: usize, att: usize, B: i32, T: i32, C: i32, NH: i32, p0: i32, p1: i32,
 ): void {
@@ -295,18 +285,6 @@ export function attentionBackwardPairs(
   }
 }
 
-/**
- * KV-cache attention: writes the Tn new positions' k, v from qkv[B,Tn,3C] into kCache/vCache
- * [B,cacheLen,C] at startPos.., then new position i attends over cache positions 0..startPos+i.
- * out[B,Tn,C]. A prompt (Tn >= 4) goes through the matmul kernel per (b, h) in tiles like training;
- * a few new rows go row by row, where packing the cache would cost more than it saves.
- * att: attentionScratchFloats(startPos + Tn, C / NH, 0) floats.
- */
-export function attentionCached(out: usize, qkv: usize, kCache: usize, vCache: usize, att: usize, B: i32, Tn: i32, C: i32, NH: i32, startPos: i32, cacheLen: i32): void {
-  kvCacheAppend(qkv, kCache, vCache, B, Tn, C, startPos, cacheLen);
-  attentionCachedPairs(out, qkv, kCache, vCache, att, B, Tn, C, NH, startPos, cacheLen, 0, B * NH);
-}
-
 /** copies the Tn new positions' k, v from qkv[B,Tn,3C] into kCache/vCache [B,cacheLen,C] at startPos.. */
 export function kvCacheAppend(qkv: usize, kCache: usize, vCache: usize, B: i32, Tn: i32, C: i32, startPos: i32, cacheLen: i32): void {
   const rowStride = <usize>(3 * C) << 2;
@@ -322,9 +300,12 @@ export function kvCacheAppend(qkv: usize, kCache: usize, vCache: usize, B: i32, 
 }
 
 /**
- * attentionCached's attention (after kvCacheAppend) for the (batch, head) pairs b*NH + h in
- * [p0, p1): each pair writes only its own head's slice of out, so threads can take disjoint ranges
- * (each with its own att scratch).
+ * KV-cache attention, after kvCacheAppend has written the Tn new positions' k, v into kCache/vCache
+ * [B,cacheLen,C] at startPos..: new position i attends over cache positions 0..startPos+i; out[B,Tn,C].
+ * For the (batch, head) pairs b*NH + h in [p0, p1): each pair writes only its own head's slice of
+ * out, so threads can take disjoint ranges (each with its own att scratch). A prompt (Tn >= 4) goes
+ * through the matmul kernel per (b, h) in tiles like training; a few new rows go row by row, where
+ * packing the cache would cost more than it saves. att: attentionScratchFloats(startPos + Tn, C / NH, 0) floats.
  */
 export function attentionCachedPairs(
   out: usize, qkv: usize, kCache: usize, vCache: usize, att: usize, B: i32, Tn: i32, C: i32, NH: i32, startPos: i32, cacheLen: i32, p0: i32, p1: i32,

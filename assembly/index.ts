@@ -2,12 +2,12 @@
 // linear memory; the JS side (src/backend/wasm) owns allocation.
 export { heapBase } from './memory';
 export {
-  matmulForward, matmulBackward,
+  matmulForward,
   matmulForwardCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
 } from './matmul';
 export { layerNormForwardRows, layerNormBackwardInputRows, layerNormBackwardParamsCols } from './layernorm';
 export {
-  attentionForward, attentionBackward, attentionCached, attentionForwardPairs, attentionBackwardPairs, attentionCachedPairs, kvCacheAppend,
+  attentionForwardPairs, attentionBackwardPairs, attentionCachedPairs, kvCacheAppend,
   attentionScratchFloats,
 } from './attention';
 export { geluForward, geluBackward } from './gelu';

@@ -370,11 +370,6 @@ export function matmulBackwardInputCols(dinp: usize, dout: usize, w: usize, M: i
   gemmAccumulate(dinp + (<usize>k0 << 2), K, dout, N, 1, w + (<usize>(k0 * N) << 2), 1, N, M, N, k1 - k0);
 }
 
-/** dinp[M,K] += dout[M,N] @ w^T */
-export function matmulBackwardInput(dinp: usize, dout: usize, w: usize, M: i32, K: i32, N: i32): void {
-  matmulBackwardInputCols(dinp, dout, w, M, K, N, 0, K);
-}
-
 /**
  * Columns [n0, n1) of dweight[K,N] += inp^T @ dout and of dbias[N] += column sums of dout (dbias 0:
  * none)
@@ -396,18 +391,4 @@ export function matmulBackwardWeightCols(dweight: usize, dbias: usize, dout: usi
       }
     }
   }
-}
-
-/** dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout (dbias 0: none) */
-export function matmulBackwardWeight(dweight: usize, dbias: usize, dout: usize, inp: usize, M: i32, K: i32, N: i32): void {
-  matmulBackwardWeightCols(dweight, dbias, dout, inp, M, K, N, 0, N);
-}
-
-/**
- * dinp[M,K] += dout[M,N] @ w^T; dweight[K,N] += inp^T @ dout; dbias[N] += column sums of dout.
- * dinp and dbias may be 0 (not wanted).
- */
-export function matmulBackward(dinp: usize, dweight: usize, dbias: usize, dout: usize, inp: usize, w: usize, M: i32, K: i32, N: i32): void {
-  if (dinp) matmulBackwardInput(dinp, dout, w, M, K, N);
-  matmulBackwardWeight(dweight, dbias, dout, inp, M, K, N);
 }

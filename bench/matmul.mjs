@@ -152,12 +152,12 @@ function measure(M, K, N) {
   });
   const dinpProduct = interleavedMedians({
     // through the backend the dinp product comes with a dweight product (one matmulBackward)
-    ours: viaBackend?.dinp ?? (() => k.matmulBackwardInput(dinp, dout, w, M, K, N)),
+    ours: viaBackend?.dinp ?? (() => k.matmulBackwardInputCols(dinp, dout, w, M, K, N, 0, K)),
     flags: tfRun(() => tf.matMul(tdout, tw, false, true)),
     transpose: tfRun(() => tf.matMul(tdout, tf.transpose(tw))),
   });
   const dweightProduct = interleavedMedians({
-    ours: viaBackend?.dweight ?? (() => k.matmulBackwardWeight(dw, 0, dout, x, M, K, N)),
+    ours: viaBackend?.dweight ?? (() => k.matmulBackwardWeightCols(dw, 0, dout, x, M, K, N, 0, N)),
     flags: tfRun(() => tf.matMul(tx, tdout, true, false)),
     transpose: tfRun(() => tf.matMul(tf.transpose(tx), tdout)),
   });

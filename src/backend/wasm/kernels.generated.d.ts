@@ -19,19 +19,6 @@ declare namespace __AdaptedExports {
    */
   export function matmulForward(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number): void;
   /**
-   * assembly/matmul/matmulBackward
-   * @param dinp `usize`
-   * @param dweight `usize`
-   * @param dbias `usize`
-   * @param dout `usize`
-   * @param inp `usize`
-   * @param w `usize`
-   * @param M `i32`
-   * @param K `i32`
-   * @param N `i32`
-   */
-  export function matmulBackward(dinp: number, dweight: number, dbias: number, dout: number, inp: number, w: number, M: number, K: number, N: number): void;
-  /**
    * assembly/matmul/matmulForwardCols
    * @param out `usize`
    * @param inp `usize`
@@ -120,47 +107,6 @@ declare namespace __AdaptedExports {
    * @param c1 `i32`
    */
   export function layerNormBackwardParamsCols(dweight: number, dbias: number, dout: number, inp: number, mean: number, rstd: number, N: number, C: number, c0: number, c1: number): void;
-  /**
-   * assembly/attention/attentionForward
-   * @param out `usize`
-   * @param lse `usize`
-   * @param qkv `usize`
-   * @param att `usize`
-   * @param B `i32`
-   * @param T `i32`
-   * @param C `i32`
-   * @param NH `i32`
-   */
-  export function attentionForward(out: number, lse: number, qkv: number, att: number, B: number, T: number, C: number, NH: number): void;
-  /**
-   * assembly/attention/attentionBackward
-   * @param dqkv `usize`
-   * @param dout `usize`
-   * @param qkv `usize`
-   * @param out `usize`
-   * @param lse `usize`
-   * @param att `usize`
-   * @param B `i32`
-   * @param T `i32`
-   * @param C `i32`
-   * @param NH `i32`
-   */
-  export function attentionBackward(dqkv: number, dout: number, qkv: number, out: number, lse: number, att: number, B: number, T: number, C: number, NH: number): void;
-  /**
-   * assembly/attention/attentionCached
-   * @param out `usize`
-   * @param qkv `usize`
-   * @param kCache `usize`
-   * @param vCache `usize`
-   * @param att `usize`
-   * @param B `i32`
-   * @param Tn `i32`
-   * @param C `i32`
-   * @param NH `i32`
-   * @param startPos `i32`
-   * @param cacheLen `i32`
-   */
-  export function attentionCached(out: number, qkv: number, kCache: number, vCache: number, att: number, B: number, Tn: number, C: number, NH: number, startPos: number, cacheLen: number): void;
   /**
    * assembly/attention/attentionForwardPairs
    * @param out `usize`
