@@ -337,6 +337,207 @@ export abstract class CheckedBackend implements Backend {
     this._matmulBackward(dx, dw!, db, d!, x!, w!, M, K, N);
   }
 
+  // ---- fused products (see the contract): checked here, composed below unless a backend fuses them ----
+
+  matmulGeluForward(
+    out: Tensor,
+    pre: Tensor | null,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const op = 'matmulGeluForward';
+    dims(op, { M, K, N });
+    const [o, p, x, w, b] = this.args(
+      op,
+      [
+        ['out', out, 'f32', M * N],
+        ['pre', pre, 'f32', M * N],
+      ],
+      [
+        ['inp', inp, 'f32', M * K],
+        ['weight', weight, 'f32', K * N],
+        ['bias', bias, 'f32', N],
+      ],
+    );
+    this._matmulGeluForward(o!, p, x!, w!, b, M, K, N);
+  }
+
+  matmulResidualForward(
+    out: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    residual: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const op = 'matmulResidualForward';
+    dims(op, { M, K, N });
+    const [o, r, x, w, b] = this.args(
+      op,
+      [['out', out, 'f32', M * N]],
+      [
+        ['residual', residual, 'f32', M * N],
+        ['inp', inp, 'f32', M * K],
+        ['weight', weight, 'f32', K * N],
+        ['bias', bias, 'f32', N],
+      ],
+      'residual',
+    );
+    this._matmulResidualForward(o!, x!, w!, b, r!, M, K, N);
+  }
+
+  matmulGeluBackward(
+    dpre: Tensor,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    pre: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const op = 'matmulGeluBackward';
+    dims(op, { M, K, N });
+    const [dp, dw, db, d, x, w, p] = this.args(
+      op,
+      [
+        ['dpre', dpre, 'f32', M * K],
+        ['dweight', dweight, 'f32', K * N],
+        ['dbias', dbias, 'f32', N],
+      ],
+      [
+        ['dout', dout, 'f32', M * N],
+        ['inp', inp, 'f32', M * K],
+        ['weight', weight, 'f32', K * N],
+        ['pre', pre, 'f32', M * K],
+      ],
+    );
+    this._matmulGeluBackward(dp!, dw!, db, d!, x!, w!, p!, M, K, N);
+  }
+
+  layerNormMatmulForward(
+    out: Tensor,
+    inp: Tensor,
+    lnWeight: Tensor,
+    lnBias: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const op = 'layerNormMatmulForward';
+    dims(op, { M, K, N });
+    const [o, x, g, beta, w, b] = this.args(
+      op,
+      [['out', out, 'f32', M * N]],
+      [
+        ['inp', inp, 'f32', M * K],
+        ['lnWeight', lnWeight, 'f32', K],
+        ['lnBias', lnBias, 'f32', K],
+        ['weight', weight, 'f32', K * N],
+        ['bias', bias, 'f32', N],
+      ],
+    );
+    this._layerNormMatmulForward(o!, x!, g!, beta!, w!, b, M, K, N);
+  }
+
+  /**
+   * The fused products as the contract defines them, composed of this backend's own ops (the js
+   * reference and wasm use these; WebGPU fuses them into its product kernels). Temporaries come
+   * from _alloc (zero-filled) and are freed before returning.
+   */
+  protected _matmulGeluForward(
+    out: Tensor,
+    pre: Tensor | null,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    // without pre, the product goes into out and GELU runs in place
+    const product = pre ?? out;
+    this._matmulForward(product, inp, weight, bias, M, K, N);
+    this._geluForward(out, product, M * N);
+  }
+
+  protected _matmulResidualForward(
+    out: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    residual: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    if (!this.overlap(out, residual)) {
+      this._matmulForward(out, inp, weight, bias, M, K, N);
+      this._residualForward(out, out, residual, M * N);
+      return;
+    }
+    // in place on the residual stream: the product needs a buffer of its own
+    const product = this._alloc(M * N, 'f32');
+    try {
+      this._matmulForward(product, inp, weight, bias, M, K, N);
+      this._residualForward(out, residual, product, M * N);
+    } finally {
+      this._free(product);
+    }
+  }
+
+  protected _matmulGeluBackward(
+    dpre: Tensor,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    pre: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const dinp = this._alloc(M * K, 'f32');
+    try {
+      this._matmulBackward(dinp, dweight, dbias, dout, inp, weight, M, K, N);
+      this._geluBackward(dpre, pre, dinp, M * K);
+    } finally {
+      this._free(dinp);
+    }
+  }
+
+  protected _layerNormMatmulForward(
+    out: Tensor,
+    inp: Tensor,
+    lnWeight: Tensor,
+    lnBias: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const scratch = this._alloc(M * K + 2 * M, 'f32');
+    try {
+      const normalised = this._view(scratch, 0, M * K);
+      this._layerNormForward(normalised, this._view(scratch, M * K, M), this._view(scratch, M * K + M, M), inp, lnWeight, lnBias, M, K);
+      this._matmulForward(out, normalised, weight, bias, M, K, N);
+    } finally {
+      this._free(scratch);
+    }
+  }
+
   attentionForward(out: Tensor, lse: Tensor, qkv: Tensor, B: number, T: number, C: number, NH: number): void {
     const op = 'attentionForward';
     headSize(op, B, T, C, NH);

@@ -34,6 +34,7 @@ export type OpName =
   | 'encoder'
   | 'layerNorm'
   | 'matmul'
+  | 'matmulFused'
   | 'attention'
   | 'attentionCached'
   | 'gelu'
@@ -144,6 +145,72 @@ export interface Backend {
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void;
+
+  // ---- fused products (epilogues and a prologue folded into the product that produces them) ----
+  // Each is defined as the composition of the unfused ops above that it names, and CheckedBackend
+  // (checked.ts) implements it so, for every backend; a backend with fused kernels (WebGPU) does it
+  // in fewer passes over memory and fewer dispatches, and is tested against that composition.
+
+  /**
+   * pre[M,N] = inp[M,K] @ weight[K,N] + bias[N]; out[M,N] = gelu(pre) (geluForward's formula).
+   * pre is kept for backward; null when it is not needed (inference). out aliases neither input nor pre.
+   */
+  matmulGeluForward(
+    out: Tensor,
+    pre: Tensor | null,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void;
+  /**
+   * out[M,N] = residual[M,N] + inp[M,K] @ weight[K,N] + bias[N]: a projection and the residual add
+   * after it. out may alias residual exactly (the residual stream updated in place).
+   */
+  matmulResidualForward(
+    out: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    residual: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void;
+  /**
+   * The backward of matmulForward(out, inp = gelu(pre), weight, bias) through the GELU before it:
+   * dpre[M,K] += gelu'(pre) * (dout[M,N] @ weight^T); dweight[K,N] += inp^T @ dout; dbias[N] += sum_m dout[m,:]
+   * (matmulBackward into a zeroed buffer, then geluBackward into dpre). dbias null when there is no bias.
+   */
+  matmulGeluBackward(
+    dpre: Tensor,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    pre: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void;
+  /**
+   * out[M,N] = layerNorm(inp[M,K]; lnWeight[K], lnBias[K]) @ weight[K,N] + bias[N], the normalised
+   * rows not kept (inference: training keeps them for the product's backward, so fusing would not pay).
+   */
+  layerNormMatmulForward(
+    out: Tensor,
+    inp: Tensor,
+    lnWeight: Tensor,
+    lnBias: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
     M: number,
     K: number,
     N: number,

@@ -32,7 +32,7 @@ type NotChecked = 'name' | 'limits' | 'alloc' | 'download' | 'free' | 'bytesInUs
 type AliasingOps = Exclude<keyof Backend, NotChecked | 'view' | 'upload'>;
 type RangeOps = Exclude<keyof Backend, NotChecked>;
 
-// shapes: elementwise N 4; matmul M 2, K 3, N 4; LayerNorm N 2, C 4; attention B 1, T 2, C 4, NH 2;
+// shapes: elementwise N 4; matmul (and the fused products) M 2, K 3, N 4; LayerNorm N 2, C 4; attention B 1, T 2, C 4, NH 2;
 // cross-entropy N 2, V 3; encoder B 1, T 2, C 4, V 3
 const adamw = { learningRate: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
 
@@ -47,6 +47,10 @@ const aliased: Record<AliasingOps, Call> = {
   layerNormBackward: (b, x) => b.layerNormBackward(x.f(8), x.f(4), x.at(0, 4), x.f(8), x.f(8), x.f(4), x.at(2, 2), x.f(2), 2, 4),
   matmulForward: (b, x) => b.matmulForward(x.at(0, 8), x.at(0, 6), x.f(12), null, 2, 3, 4),
   matmulBackward: (b, x) => b.matmulBackward(x.f(6), x.at(0, 12), null, x.f(8), x.f(6), x.at(0, 12), 2, 3, 4),
+  matmulGeluForward: (b, x) => b.matmulGeluForward(x.at(0, 8), x.at(4, 8), x.f(6), x.f(12), null, 2, 3, 4),
+  matmulResidualForward: (b, x) => b.matmulResidualForward(x.at(0, 8), x.f(6), x.f(12), null, x.at(1, 8), 2, 3, 4),
+  matmulGeluBackward: (b, x) => b.matmulGeluBackward(x.at(0, 6), x.f(12), null, x.f(8), x.f(6), x.f(12), x.at(2, 6), 2, 3, 4),
+  layerNormMatmulForward: (b, x) => b.layerNormMatmulForward(x.at(0, 8), x.at(4, 6), x.f(3), x.f(3), x.f(12), null, 2, 3, 4),
   attentionForward: (b, x) => b.attentionForward(x.at(0, 8), x.f(4), x.at(0, 24), 1, 2, 4, 2),
   attentionBackward: (b, x) => b.attentionBackward(x.at(0, 24), x.f(8), x.f(24), x.f(8), x.at(20, 4), 1, 2, 4, 2),
   attentionCached: (b, x) => b.attentionCached(x.f(8), x.f(24), x.at(0, 8), x.at(4, 8), 1, 2, 4, 2, 0, 2),
@@ -77,6 +81,10 @@ const outOfRange: Record<RangeOps, Call> = {
   layerNormBackward: (b, x) => b.layerNormBackward(x.f(8), x.f(4), x.f(4), x.f(8), x.f(8), x.f(4), x.f(2), x.f(1), 2, 4),
   matmulForward: (b, x) => b.matmulForward(x.f(8), x.f(6), x.f(12), x.f(3), 2, 3, 4),
   matmulBackward: (b, x) => b.matmulBackward(x.f(5), x.f(12), null, x.f(8), x.f(6), x.f(12), 2, 3, 4),
+  matmulGeluForward: (b, x) => b.matmulGeluForward(x.f(8), x.f(7), x.f(6), x.f(12), null, 2, 3, 4),
+  matmulResidualForward: (b, x) => b.matmulResidualForward(x.f(8), x.f(6), x.f(12), null, x.f(7), 2, 3, 4),
+  matmulGeluBackward: (b, x) => b.matmulGeluBackward(x.f(6), x.f(12), null, x.f(8), x.f(6), x.f(12), x.f(5), 2, 3, 4),
+  layerNormMatmulForward: (b, x) => b.layerNormMatmulForward(x.f(8), x.f(6), x.f(3), x.f(2), x.f(12), null, 2, 3, 4),
   attentionForward: (b, x) => b.attentionForward(x.f(8), x.f(3), x.f(24), 1, 2, 4, 2),
   attentionBackward: (b, x) => b.attentionBackward(x.f(24), x.f(8), x.f(23), x.f(8), x.f(4), 1, 2, 4, 2),
   attentionCached: (b, x) => b.attentionCached(x.f(8), x.f(24), x.f(8), x.f(8), 1, 2, 4, 2, 1, 2),

@@ -196,6 +196,112 @@ export const opCases: OpCase[] = [
     },
   },
   {
+    name: 'matmulGeluForward keeping pre',
+    op: 'matmulFused',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const out = ctx.zeros(s.M * s.N);
+      const pre = ctx.zeros(s.M * s.N);
+      ctx.be.matmulGeluForward(out, pre, ctx.normal(s.M * s.K), ctx.normal(s.K * s.N, 0.5), ctx.normal(s.N), s.M, s.K, s.N);
+      return { out, pre };
+    },
+  },
+  {
+    name: 'matmulGeluForward without pre or bias',
+    op: 'matmulFused',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const out = ctx.zeros(s.M * s.N);
+      ctx.be.matmulGeluForward(out, null, ctx.normal(s.M * s.K), ctx.normal(s.K * s.N, 0.5), null, s.M, s.K, s.N);
+      return { out };
+    },
+  },
+  {
+    name: 'matmulResidualForward into a new buffer',
+    op: 'matmulFused',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const out = ctx.zeros(s.M * s.N);
+      ctx.be.matmulResidualForward(
+        out,
+        ctx.normal(s.M * s.K),
+        ctx.normal(s.K * s.N),
+        ctx.normal(s.N),
+        ctx.normal(s.M * s.N),
+        s.M,
+        s.K,
+        s.N,
+      );
+      return { out };
+    },
+  },
+  {
+    name: 'matmulResidualForward in place on the residual, no bias',
+    op: 'matmulFused',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const stream = ctx.normal(s.M * s.N);
+      ctx.be.matmulResidualForward(stream, ctx.normal(s.M * s.K), ctx.normal(s.K * s.N), null, stream, s.M, s.K, s.N);
+      return { stream };
+    },
+  },
+  {
+    name: 'matmulGeluBackward with bias',
+    op: 'matmulFused',
+    kind: 'backward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const pre = ctx.floats(uniform32(ctx.rng, s.M * s.K, -4, 4));
+      const inp = ctx.zeros(s.M * s.K);
+      ctx.be.geluForward(inp, pre, s.M * s.K);
+      const dpre = ctx.grad(s.M * s.K);
+      const dweight = ctx.grad(s.K * s.N);
+      const dbias = ctx.grad(s.N);
+      ctx.be.matmulGeluBackward(dpre, dweight, dbias, ctx.normal(s.M * s.N), inp, ctx.normal(s.K * s.N), pre, s.M, s.K, s.N);
+      return { dpre, dweight, dbias };
+    },
+  },
+  {
+    name: 'matmulGeluBackward without bias',
+    op: 'matmulFused',
+    kind: 'backward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const pre = ctx.floats(uniform32(ctx.rng, s.M * s.K, -4, 4));
+      const inp = ctx.zeros(s.M * s.K);
+      ctx.be.geluForward(inp, pre, s.M * s.K);
+      const dpre = ctx.grad(s.M * s.K);
+      const dweight = ctx.grad(s.K * s.N);
+      ctx.be.matmulGeluBackward(dpre, dweight, null, ctx.normal(s.M * s.N), inp, ctx.normal(s.K * s.N), pre, s.M, s.K, s.N);
+      return { dpre, dweight };
+    },
+  },
+  {
+    name: 'layerNormMatmulForward',
+    op: 'matmulFused',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const out = ctx.zeros(s.M * s.N);
+      ctx.be.layerNormMatmulForward(
+        out,
+        ctx.normal(s.M * s.K, 2),
+        ctx.normal(s.K),
+        ctx.normal(s.K),
+        ctx.normal(s.K * s.N, 0.5),
+        ctx.normal(s.N),
+        s.M,
+        s.K,
+        s.N,
+      );
+      return { out };
+    },
+  },
+  {
     name: 'attentionForward',
     op: 'attention',
     kind: 'forward',

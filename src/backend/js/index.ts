@@ -45,6 +45,17 @@ class JsTensor implements Tensor {
 
 const GELU_CUBIC = 0.044715;
 
+function gelu(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + GELU_CUBIC * x ** 3)));
+}
+
+/** d gelu(x) / dx */
+function geluGrad(x: number): number {
+  const th = Math.tanh(GELU_SCALE * (x + GELU_CUBIC * x ** 3));
+  const dInner = GELU_SCALE * (1 + 3 * GELU_CUBIC * x * x);
+  return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * dInner;
+}
+
 export class JsBackend extends CheckedBackend {
   readonly name = 'js' as const;
   /** this backend does not split work over threads */
@@ -294,6 +305,125 @@ export class JsBackend extends CheckedBackend {
     }
   }
 
+  // ---- fused products: the contract's compositions, each output rounded once from float64 ----
+
+  /** sum_k rowOf(m)[k] * weight[k, n] + bias[n], in float64 */
+  private productAt(
+    row: ArrayLike<number>,
+    rowStart: number,
+    w: FloatStorage,
+    b: FloatStorage | null,
+    K: number,
+    N: number,
+    n: number,
+  ): number {
+    let sum = b === null ? 0 : b[n];
+    for (let k = 0; k < K; k++) sum += row[rowStart + k] * w[k * N + n];
+    return sum;
+  }
+
+  protected override _matmulGeluForward(
+    out: Tensor,
+    pre: Tensor | null,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const o = this.f32(out);
+    const p = pre === null ? null : this.f32(pre);
+    const x = this.f32(inp);
+    const w = this.f32(weight);
+    const b = bias === null ? null : this.f32(bias);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) {
+        const value = this.productAt(x, m * K, w, b, K, N, n);
+        if (p !== null) p[m * N + n] = value;
+        o[m * N + n] = gelu(value);
+      }
+    }
+  }
+
+  protected override _matmulResidualForward(
+    out: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    residual: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const o = this.f32(out);
+    const r = this.f32(residual);
+    const x = this.f32(inp);
+    const w = this.f32(weight);
+    const b = bias === null ? null : this.f32(bias);
+    // out may be residual itself: each element is read before it is written
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) o[m * N + n] = r[m * N + n] + this.productAt(x, m * K, w, b, K, N, n);
+    }
+  }
+
+  protected override _matmulGeluBackward(
+    dpre: Tensor,
+    dweight: Tensor,
+    dbias: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    pre: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    this._matmulBackward(null, dweight, dbias, dout, inp, weight, M, K, N);
+    const dp = this.f32(dpre);
+    const d = this.f32(dout);
+    const w = this.f32(weight);
+    const p = this.f32(pre);
+    for (let m = 0; m < M; m++) {
+      for (let k = 0; k < K; k++) {
+        let sum = 0;
+        for (let n = 0; n < N; n++) sum += d[m * N + n] * w[k * N + n];
+        dp[m * K + k] += geluGrad(p[m * K + k]) * sum;
+      }
+    }
+  }
+
+  protected override _layerNormMatmulForward(
+    out: Tensor,
+    inp: Tensor,
+    lnWeight: Tensor,
+    lnBias: Tensor,
+    weight: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const o = this.f32(out);
+    const x = this.f32(inp);
+    const g = this.f32(lnWeight);
+    const beta = this.f32(lnBias);
+    const w = this.f32(weight);
+    const b = bias === null ? null : this.f32(bias);
+    const normalised = new Float64Array(K);
+    for (let m = 0; m < M; m++) {
+      const row = m * K;
+      let sum = 0;
+      for (let k = 0; k < K; k++) sum += x[row + k];
+      const mu = sum / K;
+      let squares = 0;
+      for (let k = 0; k < K; k++) squares += (x[row + k] - mu) ** 2;
+      const invStd = 1 / Math.sqrt(squares / K + LAYER_NORM_EPS);
+      for (let k = 0; k < K; k++) normalised[k] = (x[row + k] - mu) * invStd * g[k] + beta[k];
+      for (let n = 0; n < N; n++) o[m * N + n] = this.productAt(normalised, 0, w, b, K, N, n);
+    }
+  }
+
   protected _matmulBackward(
     dinp: Tensor | null,
     dweight: Tensor,
@@ -505,23 +635,14 @@ export class JsBackend extends CheckedBackend {
   protected _geluForward(out: Tensor, inp: Tensor, N: number): void {
     const o = this.f32(out);
     const x = this.f32(inp);
-    for (let i = 0; i < N; i++) {
-      const xi = x[i];
-      o[i] = 0.5 * xi * (1 + Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3)));
-    }
+    for (let i = 0; i < N; i++) o[i] = gelu(x[i]);
   }
 
   protected _geluBackward(dinp: Tensor, inp: Tensor, dout: Tensor, N: number): void {
     const dx = this.f32(dinp);
     const x = this.f32(inp);
     const d = this.f32(dout);
-    for (let i = 0; i < N; i++) {
-      const xi = x[i];
-      const th = Math.tanh(GELU_SCALE * (xi + GELU_CUBIC * xi ** 3));
-      const dInner = GELU_SCALE * (1 + 3 * GELU_CUBIC * xi * xi);
-      const grad = 0.5 * (1 + th) + 0.5 * xi * (1 - th * th) * dInner;
-      dx[i] += grad * d[i];
-    }
+    for (let i = 0; i < N; i++) dx[i] += geluGrad(x[i]) * d[i];
   }
 
   // ---- residual ----
