@@ -528,13 +528,13 @@ export abstract class CheckedBackend implements Backend {
     K: number,
     N: number,
   ): void {
-    const scratch = this._alloc(M * K + 2 * M, 'f32');
+    // three allocations: a backend that binds windows of buffers (WebGPU) may need to cut the rows
+    const [normalised, mean, rstd] = [this._alloc(M * K, 'f32'), this._alloc(M, 'f32'), this._alloc(M, 'f32')];
     try {
-      const normalised = this._view(scratch, 0, M * K);
-      this._layerNormForward(normalised, this._view(scratch, M * K, M), this._view(scratch, M * K + M, M), inp, lnWeight, lnBias, M, K);
+      this._layerNormForward(normalised, mean, rstd, inp, lnWeight, lnBias, M, K);
       this._matmulForward(out, normalised, weight, bias, M, K, N);
     } finally {
-      this._free(scratch);
+      for (const t of [normalised, mean, rstd]) this._free(t);
     }
   }
 

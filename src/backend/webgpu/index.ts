@@ -22,6 +22,7 @@ import { acquireDevice, type WebGPUOptions } from './device.js';
 import { FaultLog } from './faults.js';
 import { recordAttentionBackward, recordAttentionCached, recordAttentionForward } from './attention-ops.js';
 import { columnChunks, product } from './products.js';
+import { recordLayerNormMatmul, recordMatmulGelu, recordMatmulGeluInputGrad, recordMatmulResidual } from './fused-ops.js';
 import { perItem, Recorder, sharedByAll } from './recorder.js';
 import { GpuMemory, MAX_SPLIT_TENSOR_LENGTH, segmentParts, WebGPUTensor, type GpuStorage } from './storage.js';
 import { adamwKernel } from './wgsl/adamw.js';
@@ -536,6 +537,59 @@ export class WebGPUBackend extends CheckedBackend {
         this.rec.release(partials);
       });
     }
+  }
+
+  // ---- fused products (fused-ops.ts; composed as CheckedBackend defines them where they cannot fuse) ----
+
+  protected override _matmulGeluForward(
+    o: Tensor,
+    pre: Tensor | null,
+    x: Tensor,
+    w: Tensor,
+    b: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ) {
+    const t = { out: gpu(o), pre: pre && gpu(pre), inp: gpu(x), weight: gpu(w), bias: b && gpu(b) };
+    if (!recordMatmulGelu(this.rec, this.matmulBlock, t, M, K, N)) super._matmulGeluForward(o, pre, x, w, b, M, K, N);
+  }
+
+  protected override _matmulResidualForward(o: Tensor, x: Tensor, w: Tensor, b: Tensor | null, r: Tensor, M: number, K: number, N: number) {
+    const t = { out: gpu(o), inp: gpu(x), weight: gpu(w), bias: b && gpu(b), residual: gpu(r) };
+    if (!recordMatmulResidual(this.rec, this.matmulBlock, t, M, K, N)) super._matmulResidualForward(o, x, w, b, r, M, K, N);
+  }
+
+  protected override _matmulGeluBackward(
+    dpre: Tensor,
+    dw: Tensor,
+    db: Tensor | null,
+    d: Tensor,
+    x: Tensor,
+    w: Tensor,
+    pre: Tensor,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const t = { dpre: gpu(dpre), dout: gpu(d), weight: gpu(w), pre: gpu(pre) };
+    if (recordMatmulGeluInputGrad(this.rec, this.matmulBlock, t, M, K, N)) this._matmulBackward(null, dw, db, d, x, w, M, K, N);
+    else super._matmulGeluBackward(dpre, dw, db, d, x, w, pre, M, K, N);
+  }
+
+  protected override _layerNormMatmulForward(
+    o: Tensor,
+    x: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    w: Tensor,
+    b: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+  ): void {
+    const t = { out: gpu(o), inp: gpu(x), lnWeight: gpu(g), lnBias: gpu(beta), weight: gpu(w), bias: b && gpu(b) };
+    if (!recordLayerNormMatmul(this.rec, this.matmulBlock, t, M, K, N)) super._layerNormMatmulForward(o, x, g, beta, w, b, M, K, N);
   }
 
   // ---- attention ----

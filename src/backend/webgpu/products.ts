@@ -16,8 +16,22 @@ import {
   type MatmulBlock,
   type MatmulLayout,
 } from './wgsl/matmul.js';
-import type { Recorder } from './recorder.js';
+import type { EpilogueKind } from './wgsl/epilogue.js';
+import type { PieceAccess, Recorder } from './recorder.js';
 import type { WebGPUTensor } from './storage.js';
+
+/**
+ * What the product does with each finished element (see wgsl/epilogue.ts), and the tensors that
+ * takes: `aux` [M,N] laid out like C (null: gelu keeps no pre-activation); `layerNorm` normalises
+ * A's rows on the way in (few-rows products only: the caller falls back otherwise).
+ */
+export interface ProductEpilogue {
+  kind: EpilogueKind;
+  aux: WebGPUTensor | null;
+  layerNorm?: { weight: WebGPUTensor; bias: WebGPUTensor };
+}
+
+const PLAIN: ProductEpilogue = { kind: 'store', aux: null };
 
 /**
  * Split K: products with fewer output tiles than this are cut along K, aiming for this many
@@ -47,7 +61,9 @@ export interface ProductShape {
 
 /**
  * C[M,N] (+)= A @ B (+ bias) through strides; see wgsl/matmul.ts. Where the operands exceed one
- * binding, it runs over blocks of [M, N, K]; a block past the first along K adds onto C.
+ * binding, it runs over blocks of [M, N, K]; a block past the first along K adds onto C. With an
+ * epilogue other than a plain store the product cannot be cut: then it records nothing and returns
+ * false (the caller composes the unfused ops instead).
  */
 export function product(
   rec: Recorder,
@@ -58,87 +74,130 @@ export function product(
   bias: WebGPUTensor | null,
   accumulate: boolean,
   shape: ProductShape,
-): void {
+  epilogue: ProductEpilogue = PLAIN,
+): boolean {
   const { M, N, K, sAm, sAk, sBk, sBn } = shape;
-  const access = {
+  const kind = epilogue.kind;
+  const access: Record<'c' | 'a' | 'b' | 'bias' | 'aux', PieceAccess> = {
     c: { tensor: c, strides: [N, 1, 0], extent: 1, write: true },
     a: { tensor: a, strides: [sAm, 0, sAk], extent: 1 },
     b: { tensor: b, strides: [0, sBn, sBk], extent: 1 },
     bias: { tensor: bias ?? c, strides: bias ? [0, 1, 0] : [N, 1, 0], extent: 1, write: bias === null },
+    // without an aux tensor the output fills its binding; hasAux = 0 leaves it alone
+    aux: { tensor: epilogue.aux ?? c, strides: [N, 1, 0], extent: 1, write: kind === 'gelu' || epilogue.aux === null },
   };
-  rec.inPieces('matmul', [M, N, K], access, (piece, views) => {
-    const [pieceM, pieceN, pieceK] = piece.size;
-    const firstAlongK = piece.start[2] === 0;
-    if (pieceM <= GEMV_MAX_ROWS && sAk === 1 && sBn === 1) {
-      fewRowsProduct(rec, views, bias !== null && firstAlongK, accumulate || !firstAlongK, {
-        M: pieceM,
-        N: pieceN,
-        K: pieceK,
-        sCm: N,
-        sAm,
-        sBk,
-      });
-      return;
-    }
-    const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
-    const block = matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : matmulBlock;
-    const layout: MatmulLayout = { aAlongK: sAk === 1, bAlongN: sBn === 1, block };
-    const tile = matmulTile(block);
-    const rowTiles = Math.ceil(pieceM / tile);
-    if (rowTiles > rec.maxWorkgroupsPerDim) {
-      throw new RangeError(
-        `matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${rec.maxWorkgroupsPerDim} workgroups per dimension`,
-      );
-    }
-    const hasBias = bias !== null && firstAlongK;
-    const addOnto = accumulate || !firstAlongK;
-    const columnTiles = Math.ceil(pieceN / tile);
-    const shape = { M: pieceM, N: pieceN, K: pieceK, sAm, sAk, sBk, sBn };
-    // few output tiles over a long K: cut K across workgroups (z) into partial sums, then add them
-    const tiles = columnTiles * rowTiles;
-    const splits =
-      tiles >= SPLIT_K_MAX_TILES
-        ? 1
-        : Math.min(
-            Math.ceil(SPLIT_K_TARGET_WORKGROUPS / tiles),
-            Math.floor(pieceK / SPLIT_K_MIN_CHUNK),
-            Math.floor(rec.maxBindingElems / (pieceM * pieceN)),
-          );
-    if (splits > 1) {
-      const kChunk = Math.ceil(pieceK / splits / 16) * 16;
-      const slices = Math.ceil(pieceK / kChunk);
-      const partials = rec.scratch(slices * pieceM * pieceN);
-      rec.dispatch(matmulKernel(layout), {
-        tensors: { c: partials, a: views.a, b: views.b, bias: partials },
-        scalars: { ...shape, sCm: pieceN, hasBias: 0, accumulate: 0, kChunk, splitStride: pieceM * pieceN },
-        groups: [columnTiles, rowTiles, slices],
+  return rec.inPieces(
+    'matmul',
+    [M, N, K],
+    access,
+    (piece, views) => {
+      const [pieceM, pieceN, pieceK] = piece.size;
+      const firstAlongK = piece.start[2] === 0;
+      const fewRows = pieceM <= GEMV_MAX_ROWS && sAk === 1 && sBn === 1;
+      if (epilogue.layerNorm && !(fewRows && pieceK === K))
+        throw new Error('internal: a LayerNorm prologue needs the few-rows product over all of K');
+      if (fewRows) {
+        fewRowsProduct(rec, views, bias !== null && firstAlongK, accumulate || !firstAlongK, epilogue, {
+          M: pieceM,
+          N: pieceN,
+          K: pieceK,
+          sCm: N,
+          sAm,
+          sBk,
+        });
+        return;
+      }
+      const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
+      const block = matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : matmulBlock;
+      const layout: MatmulLayout = { aAlongK: sAk === 1, bAlongN: sBn === 1, block };
+      const tile = matmulTile(block);
+      const rowTiles = Math.ceil(pieceM / tile);
+      if (rowTiles > rec.maxWorkgroupsPerDim) {
+        throw new RangeError(
+          `matmul: M = ${pieceM} needs ${rowTiles} row tiles, more than the adapter's ${rec.maxWorkgroupsPerDim} workgroups per dimension`,
+        );
+      }
+      const hasBias = bias !== null && firstAlongK;
+      const addOnto = accumulate || !firstAlongK;
+      const columnTiles = Math.ceil(pieceN / tile);
+      const shape = { M: pieceM, N: pieceN, K: pieceK, sAm, sAk, sBk, sBn };
+      // few output tiles over a long K: cut K across workgroups (z) into partial sums, then add them
+      const tiles = columnTiles * rowTiles;
+      const splits =
+        tiles >= SPLIT_K_MAX_TILES
+          ? 1
+          : Math.min(
+              Math.ceil(SPLIT_K_TARGET_WORKGROUPS / tiles),
+              Math.floor(pieceK / SPLIT_K_MIN_CHUNK),
+              Math.floor(rec.maxBindingElems / (pieceM * pieceN)),
+            );
+      if (splits > 1) {
+        const kChunk = Math.ceil(pieceK / splits / 16) * 16;
+        const slices = Math.ceil(pieceK / kChunk);
+        const partials = rec.scratch(slices * pieceM * pieceN);
+        rec.dispatch(matmulKernel(layout), {
+          tensors: { c: partials, a: views.a, b: views.b, bias: partials },
+          scalars: { ...shape, sCm: pieceN, hasBias: 0, accumulate: 0, hasAux: 0, kChunk, splitStride: pieceM * pieceN },
+          groups: [columnTiles, rowTiles, slices],
+          variant: matmulVariant(layout),
+        });
+        rec.dispatchElementwise(
+          kChunkSumKernel(kind),
+          pieceM * pieceN,
+          { ...finishingTensors(epilogue, views, hasBias), partials },
+          {
+            N: pieceN,
+            sCm: N,
+            chunks: slices,
+            hasBias: hasBias ? 1 : 0,
+            accumulate: addOnto ? 1 : 0,
+            hasAux: epilogue.aux === null ? 0 : 1,
+          },
+        );
+        rec.release(partials);
+        return;
+      }
+      rec.dispatch(matmulKernel(layout, kind), {
+        tensors: { ...finishingTensors(epilogue, views, hasBias), a: views.a, b: views.b },
+        scalars: {
+          ...shape,
+          sCm: N,
+          hasBias: hasBias ? 1 : 0,
+          accumulate: addOnto ? 1 : 0,
+          hasAux: epilogue.aux === null ? 0 : 1,
+          kChunk: pieceK,
+          splitStride: 0,
+        },
+        groups: [columnTiles, rowTiles],
         variant: matmulVariant(layout),
       });
-      rec.dispatchElementwise(
-        kChunkSumKernel,
-        pieceM * pieceN,
-        { c: views.c, partials, bias: hasBias ? views.bias : views.c },
-        { N: pieceN, sCm: N, chunks: slices, hasBias: hasBias ? 1 : 0, accumulate: addOnto ? 1 : 0 },
-      );
-      rec.release(partials);
-      return;
-    }
-    rec.dispatch(matmulKernel(layout), {
-      // without a bias the output fills the bias binding; hasBias = 0 leaves it unread
-      tensors: { c: views.c, a: views.a, b: views.b, bias: hasBias ? views.bias : views.c },
-      scalars: { ...shape, sCm: N, hasBias: hasBias ? 1 : 0, accumulate: addOnto ? 1 : 0, kChunk: pieceK, splitStride: 0 },
-      groups: [columnTiles, rowTiles],
-      variant: matmulVariant(layout),
-    });
-  });
+    },
+    kind !== 'store' || epilogue.layerNorm !== undefined,
+  );
+}
+
+/**
+ * The tensors of the pass that finishes elements: c, bias (the output fills the bias binding
+ * without one; hasBias = 0 leaves it unread) and the epilogue's aux (the output fills it when there
+ * is none)
+ */
+function finishingTensors(
+  epilogue: ProductEpilogue,
+  views: { c: WebGPUTensor; bias: WebGPUTensor; aux: WebGPUTensor },
+  hasBias: boolean,
+): Record<string, WebGPUTensor> {
+  const tensors: Record<string, WebGPUTensor> = { c: views.c, bias: hasBias ? views.bias : views.c };
+  if (epilogue.kind !== 'store') tensors.aux = epilogue.aux === null ? views.c : views.aux;
+  return tensors;
 }
 
 /** the few-rows product of wgsl/matmul.ts: partial sums over chunks of K, then their sum into C */
 function fewRowsProduct(
   rec: Recorder,
-  views: { c: WebGPUTensor; a: WebGPUTensor; b: WebGPUTensor; bias: WebGPUTensor },
+  views: { c: WebGPUTensor; a: WebGPUTensor; b: WebGPUTensor; bias: WebGPUTensor; aux: WebGPUTensor },
   hasBias: boolean,
   accumulate: boolean,
+  epilogue: ProductEpilogue,
   shape: { M: number; N: number; K: number; sCm: number; sAm: number; sBk: number },
 ): void {
   const { M, N, K } = shape;
@@ -148,17 +207,25 @@ function fewRowsProduct(
   const kChunk = Math.ceil(K / Math.max(1, wantedChunks));
   const chunks = Math.ceil(K / kChunk);
   const partials = rec.scratch(chunks * M * N);
-  rec.dispatch(gemvPartialKernel(M), {
-    tensors: { partials, a: views.a, b: views.b },
+  const layerNorm = epilogue.layerNorm;
+  rec.dispatch(gemvPartialKernel(M, layerNorm !== undefined), {
+    tensors: { partials, a: views.a, b: views.b, ...(layerNorm ? { lnWeight: layerNorm.weight, lnBias: layerNorm.bias } : {}) },
     scalars: { N, K, sAm: shape.sAm, sBk: shape.sBk, kChunk },
     groups: [columnGroups, chunks],
     variant: `rows${M}`,
   });
   rec.dispatchElementwise(
-    kChunkSumKernel,
+    kChunkSumKernel(epilogue.kind),
     M * N,
-    { c: views.c, partials, bias: hasBias ? views.bias : views.c },
-    { N, sCm: shape.sCm, chunks, hasBias: hasBias ? 1 : 0, accumulate: accumulate ? 1 : 0 },
+    { ...finishingTensors(epilogue, views, hasBias), partials },
+    {
+      N,
+      sCm: shape.sCm,
+      chunks,
+      hasBias: hasBias ? 1 : 0,
+      accumulate: accumulate ? 1 : 0,
+      hasAux: epilogue.aux === null ? 0 : 1,
+    },
   );
   rec.release(partials);
 }

@@ -232,14 +232,17 @@ export class Recorder {
   /**
    * Runs `record` once per piece of the op's iteration box (`sizes`), each piece small enough that
    * every tensor's window fits one binding (see pieces.ts); `record` gets the piece and the views of
-   * the accessed tensors that it touches. Nearly always one piece: the whole op.
+   * the accessed tensors that it touches. Nearly always one piece: the whole op. With `wholeOnly`
+   * (an op that cannot be cut: a fused product's epilogue) it records nothing and returns false
+   * when the op would need more than one piece.
    */
   inPieces<K extends string>(
     op: string,
     sizes: readonly number[],
     access: Record<K, PieceAccess>,
     record: (piece: Box, views: Record<K, WebGPUTensor>) => void,
-  ): void {
+    wholeOnly = false,
+  ): boolean {
     const names = Object.keys(access) as K[];
     // One window per written buffer, one per read-only tensor, as `dispatch` binds them. A written
     // tensor stored in several buffers is keyed by the buffer its accesses start in: LayerNorm's
@@ -262,9 +265,13 @@ export class Recorder {
     try {
       pieces = planPieces(sizes, boxAccesses, this.maxBindingElems, this.bindingAlignElems);
     } catch (error) {
-      if (error instanceof BindingTooSmallError) throw new RangeError(`${op}: ${error.message}`, { cause: error });
+      if (error instanceof BindingTooSmallError) {
+        if (wholeOnly) return false;
+        throw new RangeError(`${op}: ${error.message}`, { cause: error });
+      }
       throw error;
     }
+    if (wholeOnly && pieces.length > 1) return false;
     for (const piece of pieces) {
       const views = {} as Record<K, WebGPUTensor>;
       names.forEach((name, i) => {
@@ -274,6 +281,7 @@ export class Recorder {
       });
       record(piece, views);
     }
+    return true;
   }
 
   private commandEncoder(): GPUCommandEncoder {

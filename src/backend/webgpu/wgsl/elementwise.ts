@@ -70,20 +70,26 @@ export const accumulateKernel = elementwise(
   $dst[P.o_dst + i] = $dst[P.o_dst + i] + $src[P.o_src + i];`,
 );
 
-const GELU_HELPERS = `
+/** GELU and its derivative (the contract's tanh form), for this file's kernels and the products' epilogues */
+export const GELU_HELPERS = `
 const GELU_SCALE: f32 = 0.7978845608028654;
 const GELU_CUBIC: f32 = 0.044715;
 // tanh of a clamped argument: some drivers build tanh from exp and return NaN for large |x|;
 // tanh(15) is 1 in f32 anyway.
-fn geluTanh(x: f32) -> f32 { return tanh(clamp(GELU_SCALE * (x + GELU_CUBIC * x * x * x), -15.0, 15.0)); }`;
+fn geluTanh(x: f32) -> f32 { return tanh(clamp(GELU_SCALE * (x + GELU_CUBIC * x * x * x), -15.0, 15.0)); }
+fn gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + geluTanh(x)); }
+fn geluGrad(x: f32) -> f32 {
+  let th = geluTanh(x);
+  let dInner = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x * x);
+  return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * dInner;
+}`;
 
 export const geluForwardKernel = elementwise(
   'geluForward',
   [{ name: 'out', write: true }, { name: 'inp' }],
   [],
   `
-  let x = $inp[P.o_inp + i];
-  $out[P.o_out + i] = 0.5 * x * (1.0 + geluTanh(x));`,
+  $out[P.o_out + i] = gelu($inp[P.o_inp + i]);`,
   GELU_HELPERS,
 );
 
@@ -92,11 +98,7 @@ export const geluBackwardKernel = elementwise(
   [{ name: 'dinp', write: true }, { name: 'inp' }, { name: 'dout' }],
   [],
   `
-  let x = $inp[P.o_inp + i];
-  let th = geluTanh(x);
-  let dInner = GELU_SCALE * (1.0 + 3.0 * GELU_CUBIC * x * x);
-  let grad = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * dInner;
-  $dinp[P.o_dinp + i] = $dinp[P.o_dinp + i] + grad * $dout[P.o_dout + i];`,
+  $dinp[P.o_dinp + i] = $dinp[P.o_dinp + i] + geluGrad($inp[P.o_inp + i]) * $dout[P.o_dout + i];`,
   GELU_HELPERS,
 );
 

@@ -12,8 +12,13 @@
  * A 16x16 workgroup computes a (16 RM) x (16 RN) tile of C; each invocation an RM x RN register
  * block, with rows ty + 16i and columns tx + 16j so that neighbouring invocations touch neighbouring
  * shared-memory words. K advances in steps of 16 through shared-memory tiles of A and B.
+ *
+ * Each finished element goes through an epilogue (wgsl/epilogue.ts): a plain store, or GELU, the
+ * residual add or GELU's backward folded in. Split K and the few-rows product apply it in their
+ * summing pass (kChunkSumKernel), where the element is finished.
  */
 import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
+import { epilogueTensors, epilogueWgsl, type EpilogueKind } from './epilogue.js';
 
 /** register block per invocation: 4x4 (64x64 tiles) suits small products, 8x8 (128x128) large ones */
 export type MatmulBlock = 4 | 8;
@@ -38,7 +43,7 @@ export function matmulVariant(layout: MatmulLayout): string {
   return `${layout.aAlongK ? 'ak' : 'am'}${layout.bAlongN ? 'bn' : 'bk'}${layout.block}`;
 }
 
-function matmulBody(layout: MatmulLayout): string {
+function matmulBody(layout: MatmulLayout, epilogue: EpilogueKind): string {
   const R = layout.block;
   const T = matmulTile(R);
   // e runs over the 16*T elements of a T x 16 (A) or 16 x T (B) tile
@@ -61,13 +66,12 @@ const T = ${T}u;
 var<workgroup> tileA: array<f32, ${16 * T}>; // [16 k][T m]
 var<workgroup> tileB: array<f32, ${16 * T}>; // [16 k][T n]
 var<private> kSlice: u32;
+${epilogueWgsl(epilogue)}
 fn store(gm: u32, gn: u32, product: f32) {
   if (gm >= P.M || gn >= P.N) { return; }
-  let index = P.o_c + kSlice * P.splitStride + gm * P.sCm + gn;
   var value = product;
   if (P.hasBias == 1u) { value = value + $bias[P.o_bias + gn]; }
-  if (P.accumulate == 1u) { value = value + $c[index]; }
-  $c[index] = value;
+  finish(P.o_c + kSlice * P.splitStride + gm * P.sCm + gn, gm * P.sCm + gn, value);
 }
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -106,9 +110,21 @@ ${unrolledStore}
 }`;
 }
 
-export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
-  name: 'matmul',
-  tensors: [{ name: 'c', write: true }, { name: 'a' }, { name: 'b' }, { name: 'bias' }],
+/** the kernel's name: `matmul`, or `matmul+gelu` and so on with an epilogue folded in */
+function named(base: string, epilogue: EpilogueKind): string {
+  return epilogue === 'store' ? base : `${base}+${epilogue}`;
+}
+
+/** the scalars of every epilogue: accumulate (store) and hasAux (gelu) */
+const EPILOGUE_SCALARS: KernelDef['scalars'] = [
+  { name: 'accumulate', type: 'u32' },
+  { name: 'hasAux', type: 'u32' },
+];
+
+/** splitStride must be 0 with an epilogue other than store (split K finishes in kChunkSumKernel) */
+export const matmulKernel = (layout: MatmulLayout, epilogue: EpilogueKind = 'store'): KernelDef => ({
+  name: named('matmul', epilogue),
+  tensors: [{ name: 'c', write: true }, { name: 'a' }, { name: 'b' }, { name: 'bias' }, ...epilogueTensors(epilogue)],
   scalars: [
     { name: 'M', type: 'u32' },
     { name: 'N', type: 'u32' },
@@ -119,11 +135,11 @@ export const matmulKernel = (layout: MatmulLayout): KernelDef => ({
     { name: 'sBk', type: 'u32' },
     { name: 'sBn', type: 'u32' },
     { name: 'hasBias', type: 'u32' },
-    { name: 'accumulate', type: 'u32' },
+    ...EPILOGUE_SCALARS,
     { name: 'kChunk', type: 'u32' },
     { name: 'splitStride', type: 'u32' },
   ],
-  body: matmulBody(layout),
+  body: matmulBody(layout, epilogue),
 });
 
 /**
@@ -140,11 +156,18 @@ export const GEMV_MAX_ROWS = 8;
 export const GEMV_COLUMNS = 64;
 const GEMV_LANES = 4;
 
-export function gemvPartialKernel(rows: number): KernelDef {
+export function gemvPartialKernel(rows: number, layerNorm = false): KernelDef {
   const ms = [...Array(rows).keys()];
+  const aAt = (m: number) => `$a[P.o_a + ${m}u * P.sAm + k]`;
+  const aLoad = layerNorm ? (m: number) => `((${aAt(m)} - rowMean[${m}]) * rowRstd[${m}] * g + beta)` : aAt;
   return {
-    name: 'gemvPartial',
-    tensors: [{ name: 'partials', write: true }, { name: 'a' }, { name: 'b' }],
+    name: layerNorm ? 'gemvPartial+layerNorm' : 'gemvPartial',
+    tensors: [
+      { name: 'partials', write: true },
+      { name: 'a' },
+      { name: 'b' },
+      ...(layerNorm ? [{ name: 'lnWeight' }, { name: 'lnBias' }] : []),
+    ],
     scalars: [
       { name: 'N', type: 'u32' },
       { name: 'K', type: 'u32' },
@@ -154,16 +177,19 @@ export function gemvPartialKernel(rows: number): KernelDef {
     ],
     body: `
 var<workgroup> lanes: array<f32, ${GEMV_LANES * rows * GEMV_COLUMNS}>; // [lane][m][column]
+${layerNorm ? gemvLayerNormStats(rows) : ''}
 @compute @workgroup_size(${GEMV_COLUMNS}, ${GEMV_LANES})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let col = wid.x * ${GEMV_COLUMNS}u + lid.x;
   let chunk = wid.y;
   let kEnd = min(P.K, (chunk + 1u) * P.kChunk);
+${layerNorm ? '  rowStats(lid.y * ' + GEMV_COLUMNS + 'u + lid.x);' : ''}
 ${ms.map((m) => `  var acc${m} = 0.0;`).join('\n')}
   if (col < P.N) {
     for (var k = chunk * P.kChunk + lid.y; k < kEnd; k = k + ${GEMV_LANES}u) {
       let b = $b[P.o_b + k * P.sBk + col];
-${ms.map((m) => `      acc${m} = fma($a[P.o_a + ${m}u * P.sAm + k], b, acc${m});`).join('\n')}
+${layerNorm ? '      let g = $lnWeight[P.o_lnWeight + k];\n      let beta = $lnBias[P.o_lnBias + k];' : ''}
+${ms.map((m) => `      acc${m} = fma(${aLoad(m)}, b, acc${m});`).join('\n')}
     }
   }
 ${ms.map((m) => `  lanes[(lid.y * ${rows}u + ${m}u) * ${GEMV_COLUMNS}u + lid.x] = acc${m};`).join('\n')}
@@ -180,21 +206,66 @@ ${ms.map((m) => `  lanes[(lid.y * ${rows}u + ${m}u) * ${GEMV_COLUMNS}u + lid.x] 
 }
 
 /**
- * c[m, n] (+)= sum over chunks of partials[chunk, m, n] (+ bias[n]), the chunks of K added in order;
- * one invocation per (m, n), n = M * N. Second pass of the few-rows and the split-K products.
+ * The LayerNorm prologue of the few-rows product (layerNormMatmulForward while decoding): every
+ * workgroup first takes the mean and 1/std of the M <= 8 rows of A over all of K (as
+ * layerNormForwardKernel does: mean, then the sum of squared deviations), then normalises A as it
+ * reads it. Re-reading the rows in each workgroup costs far less than the LayerNorm dispatch and
+ * the normalised copy it replaces.
  */
-export const kChunkSumKernel: KernelDef = {
-  name: 'kChunkSum',
-  tensors: [{ name: 'c', write: true }, { name: 'partials' }, { name: 'bias' }],
-  scalars: [
-    { name: 'n', type: 'u32' },
-    { name: 'N', type: 'u32' },
-    { name: 'sCm', type: 'u32' },
-    { name: 'chunks', type: 'u32' },
-    { name: 'hasBias', type: 'u32' },
-    { name: 'accumulate', type: 'u32' },
-  ],
-  body: `${LINEAR_GROUP}
+function gemvLayerNormStats(rows: number): string {
+  const size = GEMV_COLUMNS * GEMV_LANES;
+  return `var<workgroup> statPartial: array<f32, ${size}>;
+var<workgroup> rowMean: array<f32, ${rows}>;
+var<workgroup> rowRstd: array<f32, ${rows}>;
+fn statSum(li: u32, value: f32) -> f32 {
+  workgroupBarrier();
+  statPartial[li] = value;
+  workgroupBarrier();
+  for (var stride = ${size / 2}u; stride > 0u; stride = stride >> 1u) {
+    if (li < stride) { statPartial[li] = statPartial[li] + statPartial[li + stride]; }
+    workgroupBarrier();
+  }
+  return statPartial[0];
+}
+fn rowStats(li: u32) {
+  for (var m = 0u; m < ${rows}u; m = m + 1u) {
+    let x0 = P.o_a + m * P.sAm;
+    var sum = 0.0;
+    for (var k = li; k < P.K; k = k + ${size}u) { sum = sum + $a[x0 + k]; }
+    let mu = statSum(li, sum) / f32(P.K);
+    var squares = 0.0;
+    for (var k = li; k < P.K; k = k + ${size}u) {
+      let d = $a[x0 + k] - mu;
+      squares = fma(d, d, squares);
+    }
+    let invStd = 1.0 / sqrt(statSum(li, squares) / f32(P.K) + 1e-5);
+    if (li == 0u) {
+      rowMean[m] = mu;
+      rowRstd[m] = invStd;
+    }
+  }
+  workgroupBarrier();
+}`;
+}
+
+/**
+ * c[m, n] (+)= sum over chunks of partials[chunk, m, n] (+ bias[n]), the chunks of K added in order,
+ * then the epilogue; one invocation per (m, n), n = M * N. Second pass of the few-rows and the
+ * split-K products.
+ */
+export function kChunkSumKernel(epilogue: EpilogueKind = 'store'): KernelDef {
+  return {
+    name: named('kChunkSum', epilogue),
+    tensors: [{ name: 'c', write: true }, { name: 'partials' }, { name: 'bias' }, ...epilogueTensors(epilogue)],
+    scalars: [
+      { name: 'n', type: 'u32' },
+      { name: 'N', type: 'u32' },
+      { name: 'sCm', type: 'u32' },
+      { name: 'chunks', type: 'u32' },
+      { name: 'hasBias', type: 'u32' },
+      ...EPILOGUE_SCALARS,
+    ],
+    body: `${LINEAR_GROUP}${epilogueWgsl(epilogue)}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = linearGroup(wid, nwg) * 256u + li;
@@ -204,8 +275,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var total = 0.0;
   for (var chunk = 0u; chunk < P.chunks; chunk = chunk + 1u) { total = total + $partials[P.o_partials + chunk * P.n + i]; }
   if (P.hasBias == 1u) { total = total + $bias[P.o_bias + col]; }
-  let index = P.o_c + m * P.sCm + col;
-  if (P.accumulate == 1u) { total = total + $c[index]; }
-  $c[index] = total;
+  finish(P.o_c + m * P.sCm + col, m * P.sCm + col, total);
 }`,
-};
+  };
+}
