@@ -8,7 +8,7 @@
  *
  * Checks that need the data (token ids and targets in range) stay with the backends that can see it.
  */
-import type { AdamWParams, Backend, BackendLimits, BackendName, DType, QuantFormat, SplitPoints, Tensor } from './contract.js';
+import type { Activation, AdamWParams, Backend, BackendLimits, BackendName, DType, QuantFormat, SplitPoints, Tensor } from './contract.js';
 import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from './checks.js';
 
 /** The storage a tensor is a view of: views of one storage may overlap, of two never. */
@@ -433,9 +433,13 @@ export abstract class CheckedBackend implements Backend {
     M: number,
     K: number,
     N: number,
+    activation: Activation = 'none',
   ): void {
     const op = 'layerNormMatmulForward';
     dims(op, { M, K, N });
+    if (activation !== 'none' && activation !== 'gelu') {
+      throw new RangeError(`${op}: activation must be 'none' or 'gelu', got ${JSON.stringify(activation)}`);
+    }
     const [o, x, g, beta, w, b] = this.args(
       op,
       [['out', out, 'f32', M * N]],
@@ -447,7 +451,7 @@ export abstract class CheckedBackend implements Backend {
         ['bias', bias, 'f32', N],
       ],
     );
-    this._layerNormMatmulForward(o!, x!, g!, beta!, w!, b, M, K, N);
+    this._layerNormMatmulForward(o!, x!, g!, beta!, w!, b, M, K, N, activation);
   }
 
   /**
@@ -527,12 +531,14 @@ export abstract class CheckedBackend implements Backend {
     M: number,
     K: number,
     N: number,
+    activation: Activation,
   ): void {
     // three allocations: a backend that binds windows of buffers (WebGPU) may need to cut the rows
     const [normalised, mean, rstd] = [this._alloc(M * K, 'f32'), this._alloc(M, 'f32'), this._alloc(M, 'f32')];
     try {
       this._layerNormForward(normalised, mean, rstd, inp, lnWeight, lnBias, M, K);
-      this._matmulForward(out, normalised, weight, bias, M, K, N);
+      if (activation === 'gelu') this._matmulGeluForward(out, null, normalised, weight, bias, M, K, N);
+      else this._matmulForward(out, normalised, weight, bias, M, K, N);
     } finally {
       for (const t of [normalised, mean, rstd]) this._free(t);
     }

@@ -201,8 +201,9 @@ export interface Backend {
     N: number,
   ): void;
   /**
-   * out[M,N] = layerNorm(inp[M,K]; lnWeight[K], lnBias[K]) @ weight[K,N] + bias[N], the normalised
-   * rows not kept (inference: training keeps them for the product's backward, so fusing would not pay).
+   * out[M,N] = act(layerNorm(inp[M,K]; lnWeight[K], lnBias[K]) @ weight[K,N] + bias[N]), act GELU
+   * or nothing ('none', the default); the normalised rows and the pre-activation are not kept
+   * (inference: training keeps them for backward, where fusing LayerNorm would not pay).
    */
   layerNormMatmulForward(
     out: Tensor,
@@ -214,6 +215,7 @@ export interface Backend {
     M: number,
     K: number,
     N: number,
+    activation?: Activation,
   ): void;
 
   /**
@@ -308,6 +310,9 @@ export interface Backend {
     format: QuantFormat,
   ): void;
 }
+
+/** what layerNormMatmulForward applies to its product: nothing, or GELU (geluForward's formula) */
+export type Activation = 'none' | 'gelu';
 
 /** ggml's weight-only block formats (see src/model/quant.ts) */
 export type QuantFormat = 'q8_0' | 'q4_0';

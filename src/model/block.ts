@@ -30,15 +30,24 @@ export interface BlockStep {
   dropout?(t: Tensor, site: number): void;
   /**
    * out[M,N] = inp[M,K] @ `${name}.weight` + `${name}.bias` (absent: matmulForward on weight(name));
-   * a quantized model multiplies by its quantized weights here
+   * a quantized model multiplies by its quantized weights here, unfused
    */
   linear?: (out: Tensor, inp: Tensor, name: string, M: number, K: number, N: number) => void;
+  /**
+   * inference: nothing is kept for backward, so LayerNorm folds into the product after it
+   * (layerNormMatmulForward) and ln1, ln2 and their statistics are left unwritten
+   */
+  inference?: boolean;
 }
 
 /**
  * One pre-LN GPT-2 block, layer `l`:
  * residual2 = input + dropout(attn(ln_1(input)) @ c_proj); output = residual2 + dropout(gelu(ln_2(residual2) @ c_fc) @ c_proj).
  * Dropout sites are 1 + 2l (attention branch) and 2 + 2l (MLP branch); site 0 is the embedding.
+ *
+ * With the backend's own products (no `linear`), the elementwise steps ride in the products (see
+ * the contract's fused products): GELU in c_fc's, each residual add in c_proj's (unless dropout
+ * sits between them), and in inference each LayerNorm ahead of the product that follows it.
  */
 export function blockForward(
   b: Backend,
@@ -48,12 +57,73 @@ export function blockForward(
   dims: { N: number; C: number; F: number },
   step: BlockStep,
 ): void {
+  if (step.linear) {
+    unfusedBlockForward(b, weight, l, buf, dims, step, step.linear);
+    return;
+  }
   const { N, C, F } = dims;
   const h = `h.${l}.`;
-  const linear =
-    step.linear ??
-    ((out: Tensor, inp: Tensor, name: string, M: number, K: number, Nout: number) =>
-      b.matmulForward(out, inp, weight(name + '.weight'), weight(name + '.bias'), M, K, Nout));
+  const w = (name: string) => weight(name + '.weight');
+  const bias = (name: string) => weight(name + '.bias');
+  const projectOnto = (out: Tensor, inp: Tensor, residual: Tensor, name: string, K: number, site: number) => {
+    if (step.dropout) {
+      b.matmulForward(buf.proj, inp, w(name), bias(name), N, K, C);
+      step.dropout(buf.proj, site);
+      b.residualForward(out, residual, buf.proj, N * C);
+    } else {
+      b.matmulResidualForward(out, inp, w(name), bias(name), residual, N, K, C);
+    }
+  };
+  if (step.inference) {
+    b.layerNormMatmulForward(
+      buf.qkv,
+      buf.input,
+      w(h + 'ln_1'),
+      bias(h + 'ln_1'),
+      w(h + 'attn.c_attn'),
+      bias(h + 'attn.c_attn'),
+      N,
+      C,
+      3 * C,
+    );
+  } else {
+    b.layerNormForward(buf.ln1, buf.ln1Mean, buf.ln1Rstd, buf.input, w(h + 'ln_1'), bias(h + 'ln_1'), N, C);
+    b.matmulForward(buf.qkv, buf.ln1, w(h + 'attn.c_attn'), bias(h + 'attn.c_attn'), N, C, 3 * C);
+  }
+  step.attend(buf.qkv, buf.atty);
+  projectOnto(buf.residual2, buf.atty, buf.input, h + 'attn.c_proj', C, 1 + 2 * l);
+  if (step.inference) {
+    b.layerNormMatmulForward(
+      buf.fchGelu,
+      buf.residual2,
+      w(h + 'ln_2'),
+      bias(h + 'ln_2'),
+      w(h + 'mlp.c_fc'),
+      bias(h + 'mlp.c_fc'),
+      N,
+      C,
+      F,
+      'gelu',
+    );
+  } else {
+    b.layerNormForward(buf.ln2, buf.ln2Mean, buf.ln2Rstd, buf.residual2, w(h + 'ln_2'), bias(h + 'ln_2'), N, C);
+    b.matmulGeluForward(buf.fchGelu, buf.fch, buf.ln2, w(h + 'mlp.c_fc'), bias(h + 'mlp.c_fc'), N, C, F);
+  }
+  projectOnto(buf.output, buf.fchGelu, buf.residual2, h + 'mlp.c_proj', F, 2 + 2 * l);
+}
+
+/** the block op by op, every product through `linear` */
+function unfusedBlockForward(
+  b: Backend,
+  weight: (name: string) => Tensor,
+  l: number,
+  buf: BlockBuffers,
+  dims: { N: number; C: number; F: number },
+  step: BlockStep,
+  linear: NonNullable<BlockStep['linear']>,
+): void {
+  const { N, C, F } = dims;
+  const h = `h.${l}.`;
   b.layerNormForward(buf.ln1, buf.ln1Mean, buf.ln1Rstd, buf.input, weight(h + 'ln_1.weight'), weight(h + 'ln_1.bias'), N, C);
   linear(buf.qkv, buf.ln1, h + 'attn.c_attn', N, C, 3 * C);
   step.attend(buf.qkv, buf.atty);

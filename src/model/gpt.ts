@@ -618,22 +618,21 @@ export class GPT implements GPTModel {
       const h = `h.${l}.`;
       // MLP branch: residual3 = residual2 + dropout(fchGelu @ Wproj + b)
       const dproj = dropoutGrad(this.dropoutSeed(step, 2 + 2 * l));
-      const dfchGelu = rows(ws.dF, F);
-      b.zero(dfchGelu);
-      b.matmulBackward(
-        dfchGelu,
+      // through c_proj and the GELU before it in one product (GELU's backward its epilogue)
+      const dfch = rows(ws.dF, F);
+      b.zero(dfch);
+      b.matmulGeluBackward(
+        dfch,
         this.g(h + 'mlp.c_proj.weight'),
         this.g(h + 'mlp.c_proj.bias'),
         dproj,
         rows(acts.fchGelu, F),
         this.p(h + 'mlp.c_proj.weight'),
+        rows(acts.fch, F),
         N,
         F,
         C,
       );
-      const dfch = rows(ws.dF2, F);
-      b.zero(dfch);
-      b.geluBackward(dfch, rows(acts.fch, F), dfchGelu, N * F);
       const dln2 = rows(ws.dC, C);
       b.zero(dln2);
       b.matmulBackward(
@@ -827,6 +826,7 @@ export class GPT implements GPTModel {
         { N, C, F },
         {
           attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, maxSeqLen),
+          inference: true,
         },
       );
     }

@@ -41,7 +41,6 @@ export interface Workspace {
   dC2: Tensor; // [B,T,C]
   dqkv: Tensor; // [B,T,3C]
   dF: Tensor; // [B,T,F]
-  dF2: Tensor; // [B,T,F]
 }
 
 /** Scratch for cached inference of B rows x Tn new positions. */
@@ -111,7 +110,6 @@ export function allocWorkspace(b: Allocator, config: GPTConfig, rows: number, se
     dC2: a(rows, C),
     dqkv: bySequence(3 * C),
     dF: a(rows, F),
-    dF2: a(rows, F),
   };
 }
 

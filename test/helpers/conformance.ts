@@ -302,6 +302,28 @@ export const opCases: OpCase[] = [
     },
   },
   {
+    name: 'layerNormMatmulForward with GELU, no bias',
+    op: 'matmulFused',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const out = ctx.zeros(s.M * s.N);
+      ctx.be.layerNormMatmulForward(
+        out,
+        ctx.normal(s.M * s.K, 2),
+        ctx.normal(s.K),
+        ctx.normal(s.K),
+        ctx.normal(s.K * s.N, 0.5),
+        null,
+        s.M,
+        s.K,
+        s.N,
+        'gelu',
+      );
+      return { out };
+    },
+  },
+  {
     name: 'attentionForward',
     op: 'attention',
     kind: 'forward',

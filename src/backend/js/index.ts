@@ -5,6 +5,7 @@
  * float64 so that tests can check gradients against finite differences.
  */
 import {
+  type Activation,
   GELU_SCALE,
   IGNORE_INDEX,
   LAYER_NORM_EPS,
@@ -403,6 +404,7 @@ export class JsBackend extends CheckedBackend {
     M: number,
     K: number,
     N: number,
+    activation: Activation,
   ): void {
     const o = this.f32(out);
     const x = this.f32(inp);
@@ -420,7 +422,10 @@ export class JsBackend extends CheckedBackend {
       for (let k = 0; k < K; k++) squares += (x[row + k] - mu) ** 2;
       const invStd = 1 / Math.sqrt(squares / K + LAYER_NORM_EPS);
       for (let k = 0; k < K; k++) normalised[k] = (x[row + k] - mu) * invStd * g[k] + beta[k];
-      for (let n = 0; n < N; n++) o[m * N + n] = this.productAt(normalised, 0, w, b, K, N, n);
+      for (let n = 0; n < N; n++) {
+        const value = this.productAt(normalised, 0, w, b, K, N, n);
+        o[m * N + n] = activation === 'gelu' ? gelu(value) : value;
+      }
     }
   }
 

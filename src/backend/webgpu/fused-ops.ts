@@ -5,6 +5,7 @@
  * it cannot run fused (operands past one storage binding, or LayerNorm ahead of more than a few
  * rows); the backend then composes the unfused ops, as CheckedBackend defines them.
  */
+import type { Activation } from '../contract.js';
 import { product, type ProductEpilogue } from './products.js';
 import type { Recorder } from './recorder.js';
 import type { WebGPUTensor } from './storage.js';
@@ -81,7 +82,7 @@ export function recordMatmulGeluInputGrad(
   );
 }
 
-/** out = layerNorm(inp) @ weight + bias for M <= GEMV_MAX_ROWS rows (decoding) */
+/** out = act(layerNorm(inp) @ weight + bias) for M <= GEMV_MAX_ROWS rows (decoding) */
 export function recordLayerNormMatmul(
   rec: Recorder,
   block: Block,
@@ -96,10 +97,11 @@ export function recordLayerNormMatmul(
   M: number,
   K: number,
   N: number,
+  activation: Activation,
 ): boolean {
   if (M > GEMV_MAX_ROWS) return false;
   return forwardProduct(rec, block, t.out, t.inp, t.weight, t.bias, M, K, N, {
-    kind: 'store',
+    kind: activation === 'gelu' ? 'gelu' : 'store',
     aux: null,
     layerNorm: { weight: t.lnWeight, bias: t.lnBias },
   });

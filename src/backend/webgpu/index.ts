@@ -15,7 +15,15 @@
  *   saved state.
  */
 /// <reference types="@webgpu/types" />
-import { dropoutThreshold, type AdamWParams, type BackendLimits, type DType, type SplitPoints, type Tensor } from '../contract.js';
+import {
+  dropoutThreshold,
+  type Activation,
+  type AdamWParams,
+  type BackendLimits,
+  type DType,
+  type SplitPoints,
+  type Tensor,
+} from '../contract.js';
 import { CheckedBackend } from '../checked.js';
 import { BUFFER_USAGE, BufferPool } from './buffers.js';
 import { acquireDevice, type WebGPUOptions } from './device.js';
@@ -587,9 +595,12 @@ export class WebGPUBackend extends CheckedBackend {
     M: number,
     K: number,
     N: number,
+    activation: Activation,
   ): void {
     const t = { out: gpu(o), inp: gpu(x), lnWeight: gpu(g), lnBias: gpu(beta), weight: gpu(w), bias: b && gpu(b) };
-    if (!recordLayerNormMatmul(this.rec, this.matmulBlock, t, M, K, N)) super._layerNormMatmulForward(o, x, g, beta, w, b, M, K, N);
+    if (!recordLayerNormMatmul(this.rec, this.matmulBlock, t, M, K, N, activation)) {
+      super._layerNormMatmulForward(o, x, g, beta, w, b, M, K, N, activation);
+    }
   }
 
   // ---- attention ----
