@@ -51,9 +51,13 @@ describe.skipIf(probe.backend === null)(suite, () => {
    * Tolerance: per tensor, max|webgpu - ref| <= TOL max|ref|, as for wasm (test/backend/wasm-model.test.ts):
    * float32 rounding chained through two layers forward and backward.
    */
-  it('loss and every gradient equal the float64 reference in training mode (dropout, ignored targets)', async () => {
-    const gpu = await createModel(config, { backendInstance: await createWebGPUBackend() });
-    const ref = await createModel(config, { backendInstance: new JsBackend({ precision: 'f64' }) });
+  // with dropout the residual adds stay separate ops; without, they ride in c_proj's products
+  it.each([
+    ['dropout, ignored targets', 0.2],
+    ['no dropout: every fused product, ignored targets', 0],
+  ])('loss and every gradient equal the float64 reference in training mode (%s)', async (_label, dropout) => {
+    const gpu = await createModel({ ...config, dropout }, { backendInstance: await createWebGPUBackend() });
+    const ref = await createModel({ ...config, dropout }, { backendInstance: new JsBackend({ precision: 'f64' }) });
     const TOL = 1e-5;
     const rng = new Rng(SEED);
     const B = 3;
@@ -77,6 +81,35 @@ describe.skipIf(probe.backend === null)(suite, () => {
     expect(names.length).toBe(4 + 12 * 2);
     for (const name of names) {
       expect(maxRelErr(g.grads[name], r.grads[name]), `${name} (seed ${SEED})`).toBeLessThan(TOL);
+    }
+    gpu.dispose();
+    ref.dispose();
+  });
+
+  /**
+   * Decoding runs other fused products than training (LayerNorm folded into the products, the
+   * residual stream updated in place): a prompt pass of 5 rows (few-rows products) and 9 (tiled), then
+   * single tokens, against the float64 reference's logits and greedy ids.
+   */
+  it('cached decoding equals the float64 reference: logits and greedy ids', async () => {
+    const gpu = await createModel(config, { backendInstance: await createWebGPUBackend() });
+    const ref = await createModel(config, { backendInstance: new JsBackend({ precision: 'f64' }) });
+    await ref.setParameters(await gpu.getParameters());
+    for (const promptLength of [5, 9]) {
+      const prompt = Int32Array.from({ length: promptLength }, (_, i) => (i * 5 + 3) % 37);
+      const caches = [gpu.createKVCache(1), ref.createKVCache(1)];
+      let logits = await Promise.all([
+        gpu.forwardCached(caches[0], prompt, promptLength),
+        ref.forwardCached(caches[1], prompt, promptLength),
+      ]);
+      for (let step = 0; step < 4; step++) {
+        expect(maxRelErr(logits[0], logits[1]), `prompt ${promptLength}, step ${step}`).toBeLessThan(1e-5);
+        const next = Int32Array.of(logits[1].indexOf(Math.max(...logits[1])));
+        expect(logits[0].indexOf(Math.max(...logits[0]))).toBe(next[0]);
+        logits = await Promise.all([gpu.forwardCached(caches[0], next, 1), ref.forwardCached(caches[1], next, 1)]);
+      }
+      gpu.freeKVCache(caches[0]);
+      ref.freeKVCache(caches[1]);
     }
     gpu.dispose();
     ref.dispose();
