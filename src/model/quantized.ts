@@ -129,7 +129,7 @@ export class QuantizedGPT implements GPTModel {
         : request;
     if (typeof backend.matmulQuantForward !== 'function' || typeof backend.encoderQuantForward !== 'function') {
       if (typeof request === 'string') backend.dispose();
-      throw new Error(`the ${backend.name} backend has no quantized products: run quantized models on 'wasm' or 'js'`);
+      throw new Error(`the ${backend.name} backend has no quantized products: run quantized models on 'wasm', 'webgpu' or 'js'`);
     }
     try {
       const names = Object.keys(floats);

@@ -2,7 +2,7 @@
  * QuantizedGPT (src/model/quantized.ts): a Q8_0 / Q4_0 model computes what the float32 model made
  * of its dequantized weights computes (js: to float32 rounding; wasm, 1 and 2 threads: within the
  * int16 rounding of activations; more threads give one thread's bits), generate / generateStream /
- * beam search give that model's tokens (wasm: the js reference's),
+ * beam search give that model's tokens (wasm and WebGPU: the js reference's),
  * files round-trip bit for bit, and training is refused with a clear error.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,6 +15,13 @@ import { loadModel, saveModel } from '../../src/io/model-file.js';
 import { decodeSafetensors, encodeSafetensors, type TensorInput } from '../../src/io/safetensors.js';
 import { Rng } from '../../src/util/rng.js';
 import { createWasmBackend } from '../../src/backend/wasm/index.js';
+
+import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
+import { createNodeWebGPU } from '../helpers/webgpu-node.js';
+
+/** WebGPU through Dawn (SwiftShader without a GPU); its tests are skipped where no adapter exists */
+const gpu = await createNodeWebGPU();
+gpu.backend?.dispose();
 
 const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
 const THREADS_URL = new URL('../../build/tinygpt-threads.wasm', import.meta.url);
@@ -162,6 +169,29 @@ describe('QuantizedGPT', () => {
       for await (const piece of generateStream(q, prompt, { maxNewTokens: 12 })) streamed.push(piece.id);
       expect(streamed).toEqual(greedy.ids);
       const beamOptions = { maxNewTokens: 8, numBeams: 3, numReturnSequences: 2 };
+      const beams = (await generate(q, prompt, beamOptions)) as GenerateSequences;
+      const referenceBeams = (await generate(reference, prompt, beamOptions)) as GenerateSequences;
+      expect(beams.sequences.map((s) => s.ids)).toEqual(referenceBeams.sequences.map((s) => s.ids));
+    });
+  }
+
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    it.skipIf(gpu.backend === null)(`${format} on WebGPU: logits of the dequantized model, and the js reference's tokens`, async () => {
+      const model = await randomModel(13);
+      const q = keep(await quantizeModel(model, { format, backend: await createWebGPUBackend() }));
+      expect(q.backendName).toBe('webgpu');
+      const reference = keep(await quantizeModel(model, { format, backend: 'js' }));
+      const twin = await dequantizedTwin(q);
+      const got = await q.forward(ids, null, 2, { returnLogits: true });
+      const want = await twin.forward(ids, null, 2, { returnLogits: true });
+      expect(worstRelative(got.logits!, want.logits!)).toBeLessThan(1e-5);
+      const prompt = [3, 40, 12];
+      const greedy = await generate(q, prompt, { maxNewTokens: 10 });
+      expect(greedy.ids).toEqual((await generate(reference, prompt, { maxNewTokens: 10 })).ids);
+      const streamed: number[] = [];
+      for await (const piece of generateStream(q, prompt, { maxNewTokens: 10 })) streamed.push(piece.id);
+      expect(streamed).toEqual(greedy.ids);
+      const beamOptions = { maxNewTokens: 6, numBeams: 3, numReturnSequences: 2 };
       const beams = (await generate(q, prompt, beamOptions)) as GenerateSequences;
       const referenceBeams = (await generate(reference, prompt, beamOptions)) as GenerateSequences;
       expect(beams.sequences.map((s) => s.ids)).toEqual(referenceBeams.sequences.map((s) => s.ids));

@@ -21,6 +21,7 @@ import {
   type AdamWParams,
   type BackendLimits,
   type DType,
+  type QuantFormat,
   type SplitPoints,
   type Tensor,
 } from '../contract.js';
@@ -31,6 +32,7 @@ import { FaultLog } from './faults.js';
 import { recordAttentionBackward, recordAttentionCached, recordAttentionForward } from './attention-ops.js';
 import { columnChunks, product } from './products.js';
 import { recordLayerNormMatmul, recordMatmulGelu, recordMatmulGeluInputGrad, recordMatmulResidual } from './fused-ops.js';
+import { recordEncoderQuant, recordMatmulQuant } from './quant-ops.js';
 import { perItem, Recorder, sharedByAll } from './recorder.js';
 import { GpuMemory, MAX_SPLIT_TENSOR_LENGTH, segmentParts, WebGPUTensor, type GpuStorage } from './storage.js';
 import { adamwKernel } from './wgsl/adamw.js';
@@ -505,6 +507,40 @@ export class WebGPUBackend extends CheckedBackend {
       sBk: N,
       sBn: 1,
     });
+  }
+
+  // ---- quantized inference (quant-ops.ts) ----
+
+  matmulQuantForward(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    bias: Tensor | null,
+    M: number,
+    K: number,
+    N: number,
+    format: QuantFormat,
+  ): void {
+    const [o, x, q, d, b] = this.matmulQuantArgs(out, inp, quants, scales, bias, M, K, N, format);
+    recordMatmulQuant(this.rec, { out: gpu(o), inp: gpu(x), quants: gpu(q), scales: gpu(d), bias: b && gpu(b) }, { M, K, N, format });
+  }
+
+  encoderQuantForward(
+    out: Tensor,
+    inp: Tensor,
+    quants: Tensor,
+    scales: Tensor,
+    wpe: Tensor,
+    B: number,
+    T: number,
+    C: number,
+    posOffset: number,
+    format: QuantFormat,
+  ): void {
+    const [o, ids, q, d, positions, V] = this.encoderQuantArgs(out, inp, quants, scales, wpe, B, T, C, posOffset, format);
+    const tensors = { out: gpu(o), inp: gpu(ids), quants: gpu(q), scales: gpu(d), wpe: gpu(positions) };
+    recordEncoderQuant(this.rec, tensors, { B, T, C, V, posOffset, format });
   }
 
   protected _matmulBackward(

@@ -1,0 +1,133 @@
+/**
+ * Quantized inference products (src/model/quant.ts has the formats): W [N,K] in ggml's Q8_0 or Q4_0
+ * blocks of 32 along K, as i32 words of the block bytes (little-endian: byte j of a row's blocks is
+ * bits 8*(j%4) of word j/4), with an f32 scale per block [N, K/32]. Weights are dequantized on the
+ * fly (code * scale is exact in f32) and never stored widened.
+ *
+ * matmulQ8 / matmulQ4: out[M,N] = x[M,K] @ W^T (+ bias[N]). A workgroup of 16x16 invocations owns a
+ * 16x16 tile of out; per block of K it stages x [16 rows, 32] and W dequantized [16 columns, 32] in
+ * workgroup memory, each invocation fetching two of each, then each invocation adds its 32 products.
+ * encoderQ8 / encoderQ4: out[B,T,C] = dequant(W)[id, :] + wpe[pos, :] as encoderForward (wgsl/encoder.ts),
+ * with its pieces by token-id slice and its NaN rows for ids outside [0, V).
+ */
+import type { QuantFormat } from '../../contract.js';
+import { LINEAR_GROUP, QUIET_NAN, type KernelDef } from '../kernel.js';
+import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
+
+/** rows of x and columns of out per workgroup */
+export const QUANT_TILE = 16;
+const QK = 32;
+
+/** i32 words per 32-weight block */
+export function quantBlockWords(format: QuantFormat): number {
+  return format === 'q8_0' ? 8 : 4;
+}
+
+/** WGSL: weight k (0..31) of the block whose first word is $quants[w0], as a code times the block's scale d */
+function dequantFn(format: QuantFormat): string {
+  if (format === 'q8_0') {
+    // extractBits on i32 sign-extends the byte
+    return `fn dequant(w0: u32, k: u32, d: f32) -> f32 {
+  return f32(extractBits($quants[w0 + k / 4u], (k % 4u) * 8u, 8u)) * d;
+}`;
+  }
+  // byte j (0..15) holds weight j in its low nibble and weight j + 16 in its high one, both offset by 8
+  return `fn dequant(w0: u32, k: u32, d: f32) -> f32 {
+  let j = k % 16u;
+  let nibble = extractBits(u32($quants[w0 + j / 4u]), (j % 4u) * 8u + (k / 16u) * 4u, 4u);
+  return f32(i32(nibble) - 8) * d;
+}`;
+}
+
+function matmulQuantKernel(format: QuantFormat): KernelDef {
+  const words = quantBlockWords(format);
+  const T = QUANT_TILE;
+  return {
+    name: format === 'q8_0' ? 'matmulQ8' : 'matmulQ4',
+    tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'quants' }, { name: 'scales' }, { name: 'bias' }],
+    scalars: [
+      { name: 'M', type: 'u32' },
+      { name: 'N', type: 'u32' },
+      { name: 'K', type: 'u32' },
+      { name: 'sOm', type: 'u32' },
+      { name: 'hasBias', type: 'u32' },
+    ],
+    body: `
+var<workgroup> xTile: array<f32, ${T * QK}>;
+var<workgroup> wTile: array<f32, ${T * QK}>;
+${dequantFn(format)}
+@compute @workgroup_size(${T}, ${T})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let m0 = wid.y * ${T}u;
+  let n0 = wid.x * ${T}u;
+  let blocks = P.K / ${QK}u;
+  var acc = 0.0;
+  for (var blk = 0u; blk < blocks; blk++) {
+    for (var e = li; e < ${T * QK}u; e += ${T * T}u) {
+      let r = e / ${QK}u;
+      let k = e % ${QK}u;
+      let m = m0 + r;
+      var xv = 0.0;
+      if (m < P.M) { xv = $inp[P.o_inp + m * P.K + blk * ${QK}u + k]; }
+      xTile[e] = xv;
+      let n = n0 + r;
+      var wv = 0.0;
+      if (n < P.N) {
+        let b = n * blocks + blk;
+        wv = dequant(P.o_quants + b * ${words}u, k, $scales[P.o_scales + b]);
+      }
+      wTile[e] = wv;
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < ${QK}u; k++) { acc += xTile[lid.y * ${QK}u + k] * wTile[lid.x * ${QK}u + k]; }
+    workgroupBarrier();
+  }
+  let m = m0 + lid.y;
+  let n = n0 + lid.x;
+  if (m >= P.M || n >= P.N) { return; }
+  if (P.hasBias != 0u) { acc += $bias[P.o_bias + n]; }
+  $out[P.o_out + m * P.sOm + n] = acc;
+}`,
+  };
+}
+
+function encoderQuantKernel(format: QuantFormat): KernelDef {
+  const words = quantBlockWords(format);
+  return {
+    name: format === 'q8_0' ? 'encoderQ8' : 'encoderQ4',
+    tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'quants' }, { name: 'scales' }, { name: 'wpe' }],
+    scalars: [
+      { name: 'n', type: 'u32' },
+      { name: 'T', type: 'u32' },
+      { name: 'C', type: 'u32' },
+      { name: 'V', type: 'u32' },
+      { name: 'posOffset', type: 'u32' },
+      { name: 'rowBase', type: 'u32' },
+      { name: 'vBase', type: 'u32' },
+      { name: 'vCount', type: 'u32' },
+    ],
+    body: `${LINEAR_GROUP}
+${QUIET_NAN}
+${dequantFn(format)}
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let i = linearGroup(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + li;
+  if (i >= P.n) { return; }
+  let bt = i / P.C;
+  let c = i % P.C;
+  let id = $inp[P.o_inp + bt];
+  let pos = P.posOffset + (P.rowBase + bt) % P.T;
+  if (id < 0 || u32(id) >= P.V) {
+    if (P.vBase == 0u) { $out[P.o_out + i] = quietNan(); }
+    return;
+  }
+  let row = u32(id) - P.vBase; // wraps past vCount when id < vBase
+  if (row >= P.vCount) { return; }
+  let b = row * (P.C / ${QK}u) + c / ${QK}u;
+  $out[P.o_out + i] = dequant(P.o_quants + b * ${words}u, c % ${QK}u, $scales[P.o_scales + b]) + $wpe[P.o_wpe + pos * P.C + c];
+}`,
+  };
+}
+
+export const matmulQuantKernels: Record<QuantFormat, KernelDef> = { q8_0: matmulQuantKernel('q8_0'), q4_0: matmulQuantKernel('q4_0') };
+export const encoderQuantKernels: Record<QuantFormat, KernelDef> = { q8_0: encoderQuantKernel('q8_0'), q4_0: encoderQuantKernel('q4_0') };
