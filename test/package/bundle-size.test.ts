@@ -9,7 +9,8 @@
  *   which held (61.6 KB) until quantization, Hugging Face folders and the model worker landed; it is
  *   73.6 KB on 3 December 2026, so the check was at 76 KB, to catch growth, until something is cut;
  *   main had reached 77.3 KB when the fused products of issue 16 (contract, js reference, WebGPU
- *   epilogues) added 1.7 KB, to 79.1 KB: the check is at 80 KB.
+ *   epilogues) added 1.7 KB, to 79.1 KB: the check was at 80 KB;
+ *   WebGPU's quantized kernels (wgsl/quant.ts, quant-ops.ts) then took it to 80.3 KB: the check is at 82 KB.
  * The .wasm files come on top (12 KB gzipped each with the quantized kernels) and are checked to stay that small.
  */
 import { readFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/static-server.js';
 
 const KB = 1024;
-const BUDGETS = { tokenizer: 15 * KB, loadAndGenerateOnWasm: 40 * KB, everything: 80 * KB, wasmFile: 13 * KB };
+const BUDGETS = { tokenizer: 15 * KB, loadAndGenerateOnWasm: 40 * KB, everything: 82 * KB, wasmFile: 13 * KB };
 
 interface Bundle {
   files: OutputFile[];
