@@ -17,6 +17,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { formatDuration, lossChart, ProgressBar } from './terminal.js';
 import { plotHistorySVG } from '../plot/history-svg.js';
 import { historyFromBytes } from '../plot/history-file.js';
+import { checkInput, checkRoom, EXIT_USAGE, exitCodeFor, prepareOutput, UsageError } from './outputs.js';
 
 /** A command-line flag: what parseArgs needs, plus the line --help prints. */
 interface Flag {
@@ -114,9 +115,12 @@ const MAIN_HELP = `tinygpt: train and sample small GPT language models
   tinygpt plot checkpoint.safetensors -o run.svg   (or a history as JSON)
 
 Run \`tinygpt <command> --help\` for the options of each command.
-`;
 
-class UsageError extends Error {}
+Exit codes: 0 done (also when stopped with Ctrl-C, after saving); 2 the command line or an input is
+wrong (a flag, an input file that cannot be read or is malformed, an output that is a directory,
+read-only or has no room, a setting out of range), checked before any training; 1 the run failed
+(a checkpoint or model write that failed part-way, a lost GPU device, memory, a non-finite loss).
+`;
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
@@ -173,6 +177,20 @@ async function trainCommand(argv: string[]): Promise<void> {
   if (values.help) return void process.stdout.write(usage('train', TRAIN_OPTIONS, 'train a GPT on a text file'));
   const dataPath = str(values, 'data');
   if (!dataPath) throw new UsageError('--data <file> is required (a UTF-8 text file)');
+  // every file is checked before the tokenizer and the model are built, so nothing fails after training
+  await checkInput('data', dataPath);
+  for (const flag of ['resume', 'gpt2-vocab', 'gpt2-merges']) {
+    const path = str(values, flag);
+    if (path !== undefined) await checkInput(flag, path);
+  }
+  const outPath = str(values, 'out') ?? 'model.safetensors';
+  const checkpointPath = str(values, 'checkpoint');
+  const outputs: [string, string][] = [['out', outPath]];
+  if (checkpointPath !== undefined) outputs.push(['checkpoint', checkpointPath]);
+  if (str(values, 'plot') !== undefined) outputs.push(['plot', str(values, 'plot')!]);
+  for (const [flag, path] of outputs) {
+    for (const stale of await prepareOutput(flag, path)) process.stderr.write(`removed ${stale}, left by an interrupted run\n`);
+  }
   const text = await readFile(dataPath, 'utf8');
   if (text.length === 0) throw new UsageError(`--data ${dataPath} is empty`);
 
@@ -215,6 +233,10 @@ async function trainCommand(argv: string[]): Promise<void> {
     },
     { backend: (str(values, 'backend') ?? 'auto') as BackendChoice, wasmThreads: threadsOption(values) },
   );
+  // the model file holds the parameters, a checkpoint also the two AdamW moments
+  const parameterBytes = model.params.length * 4;
+  await checkRoom('out', outPath, parameterBytes, 'the model file');
+  if (checkpointPath !== undefined) await checkRoom('checkpoint', checkpointPath, 3 * parameterBytes, 'a checkpoint');
   const threads = (model.backend as { threads?: number }).threads;
   process.stderr.write(
     `model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}\n`,
@@ -226,6 +248,20 @@ async function trainCommand(argv: string[]): Promise<void> {
     bar.log('interrupted: finishing the current step, then saving');
     abort.abort();
   });
+  // A checkpoint that cannot be written (a full disk, a folder gone) stops the run: the model as of
+  // that step is still saved to --out, and the last checkpoint written stays whole (atomic writes).
+  const checkpoints: { failure: { step: number; error: Error } | null; lastWritten: number | null } = { failure: null, lastWritten: null };
+  const writeCheckpoint = async (bytes: Uint8Array, step: number): Promise<void> => {
+    if (checkpoints.failure || checkpointPath === undefined) return;
+    try {
+      await writeFileAtomic(checkpointPath, bytes);
+      checkpoints.lastWritten = step;
+    } catch (err) {
+      checkpoints.failure = { step, error: err as Error };
+      bar.log(`--checkpoint ${checkpointPath}: writing step ${step} failed (${(err as Error).message}); stopping and saving the model`);
+      abort.abort();
+    }
+  };
   const result = await train(model, {
     ...data,
     tokenizer,
@@ -239,7 +275,7 @@ async function trainCommand(argv: string[]): Promise<void> {
     gradientAccumulationSteps: num(values, 'grad-accum', 1, positiveInt, 'a positive integer'),
     maxGradNorm: num(values, 'max-grad-norm', 1, (x) => x > 0, 'a positive number'),
     evalInterval,
-    checkpointPath: str(values, 'checkpoint'),
+    onCheckpoint: checkpointPath === undefined ? undefined : writeCheckpoint,
     checkpointInterval: values.checkpoint ? num(values, 'checkpoint-interval', evalInterval, positiveInt, 'a positive integer') : undefined,
     resumeFrom: str(values, 'resume'),
     seed,
@@ -259,8 +295,18 @@ async function trainCommand(argv: string[]): Promise<void> {
   });
   bar.done();
 
-  const out = str(values, 'out') ?? 'model.safetensors';
+  const out = outPath;
   await writeFileAtomic(out, await saveModel(model, { tokenizer }));
+  const failed = checkpoints.failure;
+  if (failed) {
+    model.dispose();
+    throw new Error(
+      `--checkpoint ${checkpointPath}: writing the checkpoint of step ${failed.step} failed (${failed.error.message}); training stopped there. ` +
+        `${checkpoints.lastWritten === null ? 'No checkpoint was written' : `The last checkpoint written (step ${checkpoints.lastWritten}) is whole and loads`}; ` +
+        `the model as of step ${result.steps} is saved to ${out}`,
+      { cause: failed.error },
+    );
+  }
   const history = result.history;
   const plotPath = str(values, 'plot');
   if (plotPath && history.length > 0) await writeFileAtomic(plotPath, new TextEncoder().encode(plotHistorySVG(history)));
@@ -303,6 +349,7 @@ async function generateCommand(argv: string[]): Promise<void> {
   if (values.help) return void process.stdout.write(usage('generate', GENERATE_OPTIONS, 'continue a prompt with a saved model'));
   const modelPath = str(values, 'model');
   if (!modelPath) throw new UsageError('--model <file> is required (a model saved by `tinygpt train`)');
+  await checkInput('model', modelPath);
   const bytes = new Uint8Array(await readFile(modelPath));
   const { model, tokenizer } = await loadModel(bytes, { backend: (str(values, 'backend') ?? 'auto') as BackendChoice });
   if (!tokenizer) throw new UsageError(`${modelPath} has no tokenizer inside; it was not saved by tinygpt with one`);
@@ -356,8 +403,18 @@ async function plotCommand(argv: string[]): Promise<void> {
     );
   if (positionals.length !== 1) throw new UsageError('plot takes one file: a training checkpoint, or a history as JSON');
   const input = positionals[0];
-  const history = historyFromBytes(new Uint8Array(await readFile(input)), input);
+  await checkInput('plot', input);
+  const bytes = new Uint8Array(await readFile(input));
+  const history = (() => {
+    try {
+      return historyFromBytes(bytes, input);
+    } catch (err) {
+      // a file that is not a history is a wrong input, like a wrong flag
+      throw new UsageError((err as Error).message, { cause: err });
+    }
+  })();
   const out = str(values, 'out') ?? `${input.replace(/\.(json|safetensors)$/, '')}.svg`;
+  await prepareOutput('out', out);
   await writeFileAtomic(out, new TextEncoder().encode(plotHistorySVG(history, { title: str(values, 'title') })));
   process.stdout.write(`plotted ${history.length} history entries (steps ${history[0].step} to ${history.at(-1)!.step}) to ${out}\n`);
 }
@@ -379,20 +436,17 @@ async function main(argv: string[]): Promise<number> {
       case '-h':
       case '--help':
       case 'help':
+        // no command is a usage error, like any other wrong command line
         process.stdout.write(MAIN_HELP);
-        return command === undefined ? 1 : 0;
+        return command === undefined ? EXIT_USAGE : 0;
       default:
         throw new UsageError(`unknown command ${JSON.stringify(command)}; try \`tinygpt --help\``);
     }
   } catch (err) {
-    const e = err as Error & { code?: string };
-    if (err instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`tinygpt: ${e.message}\n`);
-      return 2;
-    }
+    const e = err as Error;
     process.stderr.write(`tinygpt: ${e.message}\n`);
     if (process.env.TINYGPT_DEBUG) process.stderr.write(`${e.stack}\n`);
-    return 1;
+    return exitCodeFor(err);
   }
 }
 

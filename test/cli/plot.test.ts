@@ -62,7 +62,8 @@ describe.skipIf(!existsSync(cli))('tinygpt train --plot and tinygpt plot', () =>
   it('plot refuses a model file, a missing argument and a stray flag, saying why', () => {
     let r = tinygpt(['plot', join(dir, 'model.safetensors')]);
     expect(r.stderr).toMatch(/model\.safetensors: neither JSON nor a tinygpt training checkpoint.*give the --checkpoint file/);
-    expect(r.code).toBe(1);
+    // a wrong input file is a usage error (2), like a wrong flag
+    expect(r.code).toBe(2);
     r = tinygpt(['plot']);
     expect(r.stderr).toMatch(/plot takes one file/);
     expect(r.code).toBe(2);
