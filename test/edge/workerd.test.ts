@@ -4,7 +4,7 @@
  * WebAssembly.Module: workerd, like Cloudflare, refuses to compile bytes), loads a model file bound
  * as bytes, and serves generate over fetch. Node trains and saves that model with the same bundle,
  * then loads the same bytes and generates with the same seed: the worker's ids and text must equal
- * Node's exactly.
+ * Node's exactly. A Q4_0 file of that model is served unchanged the same way.
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type * as TinyGPT from '../../src/index.js';
@@ -144,3 +144,35 @@ describe.skipIf(workerdMissing !== null).each(COMPATIBILITY_DATES)(
     });
   },
 );
+
+/** a quantized model file (Q4_0 codes and float16 scales) served as it is: the worker's ids and stream equal Node's from the same bytes */
+describe.skipIf(workerdMissing !== null)(`a Q4_0 model file in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}`, () => {
+  let worker: RunningWorker | undefined;
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  test('POST /generate and its stream sample what Node samples from the same quantized bytes', async () => {
+    const sdk = await importBuiltSDK();
+    const float = await sdk.loadModel(await namesModelBytes(sdk), { backend: 'wasm' });
+    const quantized = await sdk.quantizeModel(float.model, { format: 'q4_0', backend: 'wasm', wasmThreads: 1 });
+    const bytes = await sdk.saveModel(quantized, { tokenizer: float.tokenizer });
+    float.model.dispose();
+    quantized.dispose();
+    const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
+    const { prompt, ...sampling } = REQUEST;
+    const expected = await sdk.generate(loaded.model, prompt, { ...sampling, tokenizer: loaded.tokenizer, doSample: true });
+    expect(loaded.model).toBeInstanceOf(sdk.QuantizedGPT);
+    loaded.model.dispose();
+
+    worker = await startWorker((workerd as { bin: string }).bin, (workerd as { compatibilityDate: string }).compatibilityDate, bytes);
+    const post = (body: unknown) =>
+      fetch(`${worker!.origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const body = await (await post(REQUEST)).json();
+    expect(body.ids).toHaveLength(REQUEST.maxNewTokens);
+    expect(body.ids).toEqual(expected.ids);
+    expect(body.text).toBe(expected.text);
+    const events = (await (await post({ ...REQUEST, stream: true })).text()).trim().split('\n\n').slice(0, -1);
+    expect(events.map((e) => (JSON.parse(e.replace(/^data: /, '')) as { id: number }).id)).toEqual(expected.ids);
+  });
+});
