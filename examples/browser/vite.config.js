@@ -38,32 +38,12 @@ function corpora() {
   };
 }
 
-/**
- * tinygpt's kernels, where its bundled code looks for them: beside the chunk that loads them
- * (assets/). Bundlers that follow `new URL('./tinygpt.wasm', import.meta.url)` emit them by
- * themselves; this copy keeps the example working with builds of tinygpt that name the file
- * through a variable.
- */
-function tinygptKernels() {
-  return {
-    name: 'tinygpt-example-kernels',
-    apply: 'build',
-    generateBundle() {
-      for (const file of ['tinygpt.wasm', 'tinygpt-threads.wasm', 'tinygpt-relaxed.wasm', 'tinygpt-threads-relaxed.wasm']) {
-        this.emitFile({ type: 'asset', fileName: `assets/${file}`, source: readFileSync(`${tinygptRoot}/dist/${file}`) });
-      }
-    },
-  };
-}
-
 export default defineConfig({
-  plugins: [corpora(), tinygptKernels()],
+  plugins: [corpora()],
   // without `npm install` in this folder, 'tinygpt' is the package at the repository root
   resolve: tinygptRoot.startsWith(here) ? {} : { alias: { tinygpt: tinygptRoot } },
   // the worker imports tinygpt and is split into chunks: ES module workers
   worker: { format: 'es' },
-  // tinygpt finds its .wasm files and thread worker beside its own module: keep it out of pre-bundling
-  optimizeDeps: { exclude: ['tinygpt'] },
   server: { headers: isolation },
   preview: { headers: isolation },
   build: { target: 'es2022' },

@@ -69,6 +69,10 @@ export interface AdamWParams {
 export interface Backend {
   readonly name: BackendName;
   readonly limits: BackendLimits;
+  /** the wasm backend: the threads its kernels run on, the calling thread included (absent on the others) */
+  readonly threads?: number;
+  /** the wasm backend: why it runs on fewer threads than it was asked for ('' when it got what it asked; absent on the others) */
+  readonly threadsNote?: string;
 
   // ---- storage ----
   /**

@@ -4,3 +4,7 @@
  * looks up in its place.
  */
 export const DISPOSE: typeof Symbol.dispose = (Symbol.dispose ?? Symbol.for('Symbol.dispose')) as typeof Symbol.dispose;
+
+/** `Symbol.asyncDispose` (for `await using worker = await createModelWorker(...)`), with the same fallback */
+export const ASYNC_DISPOSE: typeof Symbol.asyncDispose = (Symbol.asyncDispose ??
+  Symbol.for('Symbol.asyncDispose')) as typeof Symbol.asyncDispose;

@@ -13,6 +13,7 @@ import type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, BackendChange
 import type { SaveModelOptions } from '../io/model-file.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { tokenizerFromJSON } from '../tokenizer/json.js';
+import { ASYNC_DISPOSE, DISPOSE } from '../util/dispose.js';
 import { defaultLocations } from '../backend/wasm/assets.js';
 import { isNode, startWorkerThread } from '../host/node.js';
 import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
@@ -25,6 +26,13 @@ import {
   type ToWorker,
   type WorkerModelInfo,
 } from './protocol.js';
+
+declare global {
+  // The Web Worker, declared empty: it merges with the DOM or WebWorker lib's where a consumer has one,
+  // and the declarations still check under skipLibCheck: false in a Node project without them.
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+  interface Worker {}
+}
 
 /** a started worker: a Web Worker, or a Node worker_threads Worker */
 type AnyWorker = Worker | NodeWorkerLike;
@@ -113,10 +121,6 @@ export class ModelWorker {
     this.threads = info.threads;
     this.threadsNote = info.threadsNote;
     this.tokenizerJSON = info.tokenizer;
-    const symbols = Symbol as { dispose?: symbol; asyncDispose?: symbol };
-    const self = this as unknown as Record<symbol, () => unknown>;
-    if (symbols.asyncDispose) self[symbols.asyncDispose] = () => this.dispose();
-    if (symbols.dispose) self[symbols.dispose] = () => void this.dispose();
   }
 
   /** @internal */
@@ -271,6 +275,16 @@ export class ModelWorker {
     if (this.ended !== null) return;
     this.end(new Error('ModelWorker: disposed'));
     await terminate(this.worker);
+  }
+
+  /** `await using worker = ...` ends the worker at the end of the block */
+  [ASYNC_DISPOSE](): Promise<void> {
+    return this.dispose();
+  }
+
+  /** `using worker = ...` starts ending the worker at the end of the block (without waiting) */
+  [DISPOSE](): void {
+    void this.dispose();
   }
 
   private call<T>(

@@ -10,6 +10,17 @@
  * WasmAssets: the loaders take their default and their error advice from here.
  */
 
+declare global {
+  // A compiled module, declared empty: it merges with the DOM or WebWorker lib's declaration where a
+  // consumer has one, and the declarations still check under skipLibCheck: false in a Node project
+  // without them (@types/node 20 does not declare WebAssembly).
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace WebAssembly {
+    // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+    interface Module {}
+  }
+}
+
 /** Where the wasm backend's files are, for toolchains and deployments that cannot find them by themselves. */
 export interface WasmAssets {
   /** tinygpt.wasm, the single-thread kernels: its URL (a file path or file: URL in Node), or the compiled module (edge runtimes) */

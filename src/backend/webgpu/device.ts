@@ -12,6 +12,7 @@ declare global {
   /* eslint-disable @typescript-eslint/no-empty-object-type */
   interface GPU {}
   interface GPUAdapter {}
+  interface GPUBuffer {}
   interface GPUDevice {}
   interface GPUDeviceLostInfo {}
   /* eslint-enable @typescript-eslint/no-empty-object-type */
@@ -163,9 +164,11 @@ async function findGpu(): Promise<GPU> {
  * so 'auto' falls back to wasm quietly. The search follows the dynamic linker's usual places.
  */
 async function missingVulkanLoader(): Promise<string | null> {
-  if (process.platform !== 'linux') return null;
+  // read off globalThis: a bare `process` in the browser build makes Parcel demand a polyfill
+  const { platform, env, arch } = (globalThis as { process: NodeJS.Process }).process;
+  if (platform !== 'linux') return null;
   const fs = await syncFileSystem();
-  const dirs = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d.length > 0);
+  const dirs = (env.LD_LIBRARY_PATH ?? '').split(':').filter((d) => d.length > 0);
   try {
     for (const conf of fs.readdirSync('/etc/ld.so.conf.d')) {
       if (!conf.endsWith('.conf')) continue;
@@ -176,14 +179,7 @@ async function missingVulkanLoader(): Promise<string | null> {
   } catch {
     // no ld.so.conf.d: the standard directories below still apply
   }
-  dirs.push(
-    '/lib',
-    '/usr/lib',
-    '/lib64',
-    '/usr/lib64',
-    '/usr/local/lib',
-    `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
-  );
+  dirs.push('/lib', '/usr/lib', '/lib64', '/usr/lib64', '/usr/local/lib', `/usr/lib/${arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`);
   if (dirs.some((d) => fs.existsSync(`${d}/libvulkan.so.1`))) return null;
   return 'WebGPU: no Vulkan loader (libvulkan.so.1) on this Linux machine, so Dawn can find no GPU (install libvulkan1 and a Vulkan driver)';
 }

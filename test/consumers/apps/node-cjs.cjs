@@ -1,0 +1,48 @@
+// Node, CommonJS: require('tinygpt') and require('tinygpt/node'), the same steps as scenario.js.
+// Prints one JSON line.
+const { mkdtempSync, rmSync } = require('node:fs');
+const { tmpdir } = require('node:os');
+const { join } = require('node:path');
+const { CharTokenizer, GPT, createModel, generate, loadModel, saveModel, train } = require('tinygpt');
+const { loadModelFile, saveModelFile } = require('tinygpt/node');
+
+const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat(8);
+
+async function main() {
+  const backendOptions = { backend: 'wasm', wasmThreads: 1 };
+  const tokenizer = CharTokenizer.train(TEXT);
+  const model = await createModel(
+    { vocabSize: tokenizer.vocabSize, maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, seed: 7 },
+    backendOptions,
+  );
+  const result = await train(model, { data: Int32Array.from(tokenizer.encode(TEXT)), batchSize: 2, steps: 3, learningRate: 1e-2, seed: 3 });
+  const first = await generate(model, 'hello', { tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const bytes = await saveModel(model, { tokenizer });
+  const loaded = await loadModel(bytes, backendOptions);
+  const again = await generate(loaded.model, 'hello', { tokenizer: loaded.tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const dir = mkdtempSync(join(tmpdir(), 'tinygpt-cjs-'));
+  await saveModelFile(join(dir, 'm.safetensors'), model, { tokenizer });
+  const fromFile = await loadModelFile(join(dir, 'm.safetensors'), backendOptions);
+  const sameInstance = fromFile.model instanceof GPT;
+  for (const m of [model, loaded.model, fromFile.model]) m.dispose();
+  rmSync(dir, { recursive: true });
+  return {
+    backend: model.backendName,
+    threads: 1,
+    vocabSize: tokenizer.vocabSize,
+    losses: result.history.map((entry) => entry.trainLoss),
+    ids: first.ids,
+    text: first.text,
+    reloadedIds: again.ids,
+    savedBytes: bytes.length,
+    sameInstance,
+  };
+}
+
+main().then(
+  (result) => console.log(JSON.stringify(result)),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

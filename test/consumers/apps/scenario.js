@@ -1,0 +1,39 @@
+// What every consumer's app does with the installed package, in a page, a module Web Worker or
+// Node: create a model on wasm, train 3 steps, generate, save, load the bytes back and generate
+// again. The test copies this file into each fresh project as the app's own code; it imports
+// 'tinygpt' by its package name only, as an app would, and names no file of the package.
+import { CharTokenizer, createModel, generate, loadModel, saveModel, train } from 'tinygpt';
+
+const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat(8);
+
+/** options: `wasmThreads` (default 1) and `wasmAssets` (only where a toolchain cannot emit the files) */
+export async function run(options = {}) {
+  const backendOptions = {
+    backend: 'wasm',
+    wasmThreads: options.wasmThreads ?? 1,
+    ...(options.wasmAssets ? { wasmAssets: options.wasmAssets } : {}),
+  };
+  const tokenizer = CharTokenizer.train(TEXT);
+  const model = await createModel(
+    { vocabSize: tokenizer.vocabSize, maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, seed: 7 },
+    backendOptions,
+  );
+  const threads = model.backend.threads;
+  const result = await train(model, { data: Int32Array.from(tokenizer.encode(TEXT)), batchSize: 2, steps: 3, learningRate: 1e-2, seed: 3 });
+  const first = await generate(model, 'hello', { tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const bytes = await saveModel(model, { tokenizer });
+  model.dispose();
+  const loaded = await loadModel(bytes, backendOptions);
+  const again = await generate(loaded.model, 'hello', { tokenizer: loaded.tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  loaded.model.dispose();
+  return {
+    backend: model.backendName,
+    threads,
+    vocabSize: tokenizer.vocabSize,
+    losses: result.history.map((entry) => entry.trainLoss),
+    ids: first.ids,
+    text: first.text,
+    reloadedIds: again.ids,
+    savedBytes: bytes.length,
+  };
+}
