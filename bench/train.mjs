@@ -291,7 +291,8 @@ async function main() {
         warmup,
         steps,
       ];
-      const child = spawnSync(process.execPath, args, { encoding: 'utf8' });
+      // the parent's V8 flags too (node --experimental-wasm-relaxed-simd bench/train.mjs runs both sides with relaxed SIMD)
+      const child = spawnSync(process.execPath, [...process.execArgv, ...args], { encoding: 'utf8' });
       if (child.status !== 0) throw new Error(`${side} worker for config ${name} failed:\n${child.stderr}`);
       results[side] = JSON.parse(child.stdout.trim().split('\n').at(-1));
     }
