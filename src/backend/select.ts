@@ -48,7 +48,7 @@ async function create(name: BackendName, options: SelectOptions): Promise<Backen
       return new JsBackend();
     }
     case 'wasm': {
-      const { createWasmBackend } = await import('./wasm/index.js');
+      const { createWasmBackend } = await import('./wasm/create.js');
       const assets = options.wasmAssets ?? {};
       return createWasmBackend({
         ...wasmSource(assets.kernels ?? defaultWasmModule),

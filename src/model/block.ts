@@ -137,3 +137,112 @@ function unfusedBlockForward(
   step.dropout?.(buf.proj, 2 + 2 * l);
   b.residualForward(buf.output, buf.residual2, buf.proj, N * C);
 }
+
+/** What training keeps of a block for backward: its buffers and attention's log-sum-exps. */
+export interface BlockActivations extends BlockBuffers {
+  lse: Tensor; // [B,NH,T]
+}
+
+/** Gradient scratch of blockBackward, N = B*T rows each. */
+export interface BlockGradientScratch {
+  /** d(loss)/d(output) on entry, d(loss)/d(input) on return: the residual stream's gradient */
+  dres: Tensor; // [N,C]
+  dC: Tensor; // [N,C]
+  dqkv: Tensor; // [N,3C]
+  dF: Tensor; // [N,F]
+}
+
+/**
+ * The gradient of blockForward for layer `l`: parameter gradients are added into grad(name), and
+ * scratch.dres goes from the block's output gradient to its input gradient. `branchGradient(site)`
+ * gives the gradient of a branch output before its dropout at `site` (dres itself without dropout).
+ */
+export function blockBackward(
+  b: Backend,
+  weight: (name: string) => Tensor,
+  grad: (name: string) => Tensor,
+  l: number,
+  acts: BlockActivations,
+  scratch: BlockGradientScratch,
+  dims: { B: number; T: number; C: number; NH: number; F: number },
+  branchGradient: (site: number) => Tensor,
+): void {
+  const { B, T, C, NH, F } = dims;
+  const N = B * T;
+  const h = `h.${l}.`;
+  const { dres, dC, dqkv, dF: dfch } = scratch;
+  // MLP branch: output = residual2 + dropout(fchGelu @ Wproj + b)
+  const dproj = branchGradient(2 + 2 * l);
+  // through c_proj and the GELU before it in one product (GELU's backward its epilogue)
+  b.zero(dfch);
+  b.matmulGeluBackward(
+    dfch,
+    grad(h + 'mlp.c_proj.weight'),
+    grad(h + 'mlp.c_proj.bias'),
+    dproj,
+    acts.fchGelu,
+    weight(h + 'mlp.c_proj.weight'),
+    acts.fch,
+    N,
+    F,
+    C,
+  );
+  const dln2 = dC;
+  b.zero(dln2);
+  b.matmulBackward(dln2, grad(h + 'mlp.c_fc.weight'), grad(h + 'mlp.c_fc.bias'), dfch, acts.ln2, weight(h + 'mlp.c_fc.weight'), N, C, F);
+  b.layerNormBackward(
+    dres,
+    grad(h + 'ln_2.weight'),
+    grad(h + 'ln_2.bias'),
+    dln2,
+    acts.residual2,
+    weight(h + 'ln_2.weight'),
+    acts.ln2Mean,
+    acts.ln2Rstd,
+    N,
+    C,
+  );
+
+  // attention branch: residual2 = input + dropout(atty @ Wproj + b)
+  const dattproj = branchGradient(1 + 2 * l);
+  const datty = dC;
+  b.zero(datty);
+  b.matmulBackward(
+    datty,
+    grad(h + 'attn.c_proj.weight'),
+    grad(h + 'attn.c_proj.bias'),
+    dattproj,
+    acts.atty,
+    weight(h + 'attn.c_proj.weight'),
+    N,
+    C,
+    C,
+  );
+  b.zero(dqkv);
+  b.attentionBackward(dqkv, datty, acts.qkv, acts.atty, acts.lse, B, T, C, NH);
+  const dln1 = dC;
+  b.zero(dln1);
+  b.matmulBackward(
+    dln1,
+    grad(h + 'attn.c_attn.weight'),
+    grad(h + 'attn.c_attn.bias'),
+    dqkv,
+    acts.ln1,
+    weight(h + 'attn.c_attn.weight'),
+    N,
+    C,
+    3 * C,
+  );
+  b.layerNormBackward(
+    dres,
+    grad(h + 'ln_1.weight'),
+    grad(h + 'ln_1.bias'),
+    dln1,
+    acts.input,
+    weight(h + 'ln_1.weight'),
+    acts.ln1Mean,
+    acts.ln1Rstd,
+    N,
+    C,
+  );
+}

@@ -10,9 +10,19 @@ import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE } from '../util/dispose.js';
 import type { BackendChoice, ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
-import { blockForward } from './block.js';
+import { blockBackward, blockForward } from './block.js';
+import { cachedForward } from './cached.js';
+import { checkCachedArgs, checkForwardArgs } from './checks.js';
 import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
-import { allocInference, allocWorkspace, freeInference, freeWorkspace, type InferenceWorkspace, type Workspace } from './workspace.js';
+import {
+  allocWorkspace,
+  freeInference,
+  freeWorkspace,
+  inferenceFor,
+  trainingBlockActivations,
+  type InferenceWorkspace,
+  type Workspace,
+} from './workspace.js';
 
 export interface CreateModelOptions {
   /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
@@ -349,18 +359,6 @@ export class GPT implements GPTModel {
     if (this.disposed) throw new Error('this model was disposed');
   }
 
-  private checkIds(field: string, ids: Int32Array, allowIgnore: boolean): void {
-    const V = this.config.vocabSize;
-    const lo = allowIgnore ? IGNORE_INDEX : 0;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      if (id < lo || id >= V) {
-        const allowed = allowIgnore ? `[0, ${V}) or ${IGNORE_INDEX} (ignored)` : `[0, ${V})`;
-        throw new RangeError(`${field}[${i}] = ${id} is out of range: token ids must be in ${allowed}`);
-      }
-    }
-  }
-
   /**
    * Bytes a training step on `rows` = B*T positions of length `seqLen` allocates that the model
    * does not hold yet (activations and gradient scratch; the head's gradient on the first backward),
@@ -406,25 +404,8 @@ export class GPT implements GPTModel {
 
   async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
     this.checkAlive();
-    const { maxSeqLen } = this.config;
-    if (!(inputs instanceof Int32Array)) throw new TypeError('forward: inputs must be an Int32Array of token ids');
-    if (!Number.isInteger(batchSize) || batchSize < 1)
-      throw new RangeError(`forward: batchSize must be a positive integer, got ${batchSize}`);
-    if (inputs.length === 0 || inputs.length % batchSize !== 0) {
-      throw new RangeError(
-        `forward: inputs.length (${inputs.length}) must be a positive multiple of batchSize (${batchSize}): inputs are [batchSize, T]`,
-      );
-    }
     const B = batchSize;
-    const T = inputs.length / B;
-    if (T > maxSeqLen) throw new RangeError(`forward: sequence length T = ${T} exceeds config.maxSeqLen = ${maxSeqLen}`);
-    if (targets !== null) {
-      if (!(targets instanceof Int32Array)) throw new TypeError('forward: targets must be an Int32Array or null');
-      if (targets.length !== inputs.length)
-        throw new RangeError(`forward: targets.length (${targets.length}) must equal inputs.length (${inputs.length})`);
-      this.checkIds('targets', targets, true);
-    }
-    this.checkIds('inputs', inputs, false);
+    const T = checkForwardArgs(this.config, inputs, targets, batchSize);
 
     const training = options.training === true && this.config.dropout > 0;
     const step = this.dropoutStep;
@@ -490,38 +471,19 @@ export class GPT implements GPTModel {
 
     const dropout = training ? (t: Tensor, site: number) => b.dropoutForward(t, t, N * C, p, this.dropoutSeed(step, site)) : undefined;
     for (let l = 0; l < L; l++) {
-      const acts = ws.layers[l];
-      const lse = rows(acts.lse, NH);
-      const output = l + 1 < L ? rows(ws.layers[l + 1].residual, C) : rows(ws.residualOut, C);
-      const fchGelu = rows(acts.fchGelu, F);
-      const buffers = {
-        input: residual,
-        ln1: rows(acts.ln1, C),
-        ln1Mean: rows(acts.ln1Mean, 1),
-        ln1Rstd: rows(acts.ln1Rstd, 1),
-        qkv: rows(acts.qkv, 3 * C),
-        atty: rows(acts.atty, C),
-        proj: rows(ws.proj, C),
-        residual2: rows(acts.residual2, C),
-        ln2: rows(acts.ln2, C),
-        ln2Mean: rows(acts.ln2Mean, 1),
-        ln2Rstd: rows(acts.ln2Rstd, 1),
-        fch: rows(acts.fch, F),
-        fchGelu,
-        output,
-      };
+      const acts = trainingBlockActivations(b, this.config, ws, l, N);
       blockForward(
         b,
         (name) => this.p(name),
         l,
-        buffers,
+        acts,
         { N, C, F },
         {
-          attend: (qkv, atty) => b.attentionForward(atty, lse, qkv, B, T, C, NH),
+          attend: (qkv, atty) => b.attentionForward(atty, acts.lse, qkv, B, T, C, NH),
           dropout,
         },
       );
-      residual = output;
+      residual = acts.output;
     }
     const lnf = rows(ws.lnf, C);
     b.layerNormForward(lnf, rows(ws.lnfMean, 1), rows(ws.lnfRstd, 1), residual, this.p('ln_f.weight'), this.p('ln_f.bias'), N, C);
@@ -613,94 +575,17 @@ export class GPT implements GPTModel {
       return d;
     };
 
+    const scratch = { dres, dC: rows(ws.dC, C), dqkv: rows(ws.dqkv, 3 * C), dF: rows(ws.dF, F) };
     for (let l = L - 1; l >= 0; l--) {
-      const acts = ws.layers[l];
-      const h = `h.${l}.`;
-      // MLP branch: residual3 = residual2 + dropout(fchGelu @ Wproj + b)
-      const dproj = dropoutGrad(this.dropoutSeed(step, 2 + 2 * l));
-      // through c_proj and the GELU before it in one product (GELU's backward its epilogue)
-      const dfch = rows(ws.dF, F);
-      b.zero(dfch);
-      b.matmulGeluBackward(
-        dfch,
-        this.g(h + 'mlp.c_proj.weight'),
-        this.g(h + 'mlp.c_proj.bias'),
-        dproj,
-        rows(acts.fchGelu, F),
-        this.p(h + 'mlp.c_proj.weight'),
-        rows(acts.fch, F),
-        N,
-        F,
-        C,
-      );
-      const dln2 = rows(ws.dC, C);
-      b.zero(dln2);
-      b.matmulBackward(
-        dln2,
-        this.g(h + 'mlp.c_fc.weight'),
-        this.g(h + 'mlp.c_fc.bias'),
-        dfch,
-        rows(acts.ln2, C),
-        this.p(h + 'mlp.c_fc.weight'),
-        N,
-        C,
-        F,
-      );
-      b.layerNormBackward(
-        dres,
-        this.g(h + 'ln_2.weight'),
-        this.g(h + 'ln_2.bias'),
-        dln2,
-        rows(acts.residual2, C),
-        this.p(h + 'ln_2.weight'),
-        rows(acts.ln2Mean, 1),
-        rows(acts.ln2Rstd, 1),
-        N,
-        C,
-      );
-
-      // attention branch: residual2 = residual + dropout(atty @ Wproj + b)
-      const dattproj = dropoutGrad(this.dropoutSeed(step, 1 + 2 * l));
-      const datty = rows(ws.dC, C);
-      b.zero(datty);
-      b.matmulBackward(
-        datty,
-        this.g(h + 'attn.c_proj.weight'),
-        this.g(h + 'attn.c_proj.bias'),
-        dattproj,
-        rows(acts.atty, C),
-        this.p(h + 'attn.c_proj.weight'),
-        N,
-        C,
-        C,
-      );
-      const dqkv = rows(ws.dqkv, 3 * C);
-      b.zero(dqkv);
-      b.attentionBackward(dqkv, datty, rows(acts.qkv, 3 * C), rows(acts.atty, C), rows(acts.lse, NH), B, T, C, NH);
-      const dln1 = rows(ws.dC, C);
-      b.zero(dln1);
-      b.matmulBackward(
-        dln1,
-        this.g(h + 'attn.c_attn.weight'),
-        this.g(h + 'attn.c_attn.bias'),
-        dqkv,
-        rows(acts.ln1, C),
-        this.p(h + 'attn.c_attn.weight'),
-        N,
-        C,
-        3 * C,
-      );
-      b.layerNormBackward(
-        dres,
-        this.g(h + 'ln_1.weight'),
-        this.g(h + 'ln_1.bias'),
-        dln1,
-        rows(acts.residual, C),
-        this.p(h + 'ln_1.weight'),
-        rows(acts.ln1Mean, 1),
-        rows(acts.ln1Rstd, 1),
-        N,
-        C,
+      blockBackward(
+        b,
+        (name) => this.p(name),
+        (name) => this.g(name),
+        l,
+        trainingBlockActivations(b, this.config, ws, l, N),
+        scratch,
+        { B, T, C, NH, F },
+        (site) => dropoutGrad(this.dropoutSeed(step, site)),
       );
     }
     const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
@@ -740,33 +625,18 @@ export class GPT implements GPTModel {
   }
 
   private ensureInference(rows: number, B: number): InferenceWorkspace {
-    const cur = this.inference;
-    if (cur && cur.capacity >= rows && cur.lastRows >= B) return cur;
-    if (cur) freeInference(this.backend, cur);
-    // freed: a failed allocation below must not leave the freed tensors in use
+    const current = this.inference;
+    // inferenceFor may free it: a failed allocation must not leave the freed tensors in use
     this.inference = null;
-    const capacity = Math.max(rows, cur?.capacity ?? 0);
-    const lastRows = Math.max(B, cur?.lastRows ?? 0);
-    this.inference = allOrNothing(this.backend, (allocator) => allocInference(allocator, this.config, capacity, lastRows));
+    this.inference = inferenceFor(this.backend, this.config, current, rows, B);
     return this.inference;
   }
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
     this.checkAlive();
-    const { maxSeqLen, nLayers: L } = this.config;
-    const B = cache.batchSize;
-    if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
     this.checkCacheBackend('forwardCached', cache);
-    if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
-    if (!(ids instanceof Int32Array) || ids.length !== B * Tn)
-      throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
-    if (cache.length + Tn > maxSeqLen) {
-      throw new RangeError(
-        `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${maxSeqLen}); slide the context and rebuild the cache`,
-      );
-    }
-    this.checkIds('ids', ids, false);
-
+    checkCachedArgs(this.config, cache, ids, Tn);
+    const B = cache.batchSize;
     const ws = this.ensureInference(B * Tn, B);
     try {
       return await this.runCached(ws, cache, ids, Tn);
@@ -778,7 +648,7 @@ export class GPT implements GPTModel {
   }
 
   private async runCached(ws: InferenceWorkspace, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
-    const { vocabSize: V, maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const { vocabSize: V, dModel: C } = this.config;
     const B = cache.batchSize;
     const b = this.backend;
     const N = B * Tn;
@@ -792,62 +662,10 @@ export class GPT implements GPTModel {
       this.wteTFresh = true;
     }
 
-    const x = rows(ws.x, C);
-    const ln = rows(ws.ln, C);
-    const proj = rows(ws.proj, C);
-    b.encoderForward(x, idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
-    const mean = rows(ws.mean, 1);
-    const rstd = rows(ws.rstd, 1);
-    const fch = rows(ws.fch, F);
-    // the residual stream x is the block's input, middle and output; fch holds its GELU in place
-    const inPlace = {
-      input: x,
-      ln1: ln,
-      ln1Mean: mean,
-      ln1Rstd: rstd,
-      qkv: rows(ws.qkv, 3 * C),
-      atty: rows(ws.atty, C),
-      proj,
-      residual2: x,
-      ln2: ln,
-      ln2Mean: mean,
-      ln2Rstd: rstd,
-      fch,
-      fchGelu: fch,
-      output: x,
-    };
-    for (let l = 0; l < L; l++) {
-      const { k, v } = cache.layers[l];
-      blockForward(
-        b,
-        (name) => this.p(name),
-        l,
-        inPlace,
-        { N, C, F },
-        {
-          attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, maxSeqLen),
-          inference: true,
-        },
-      );
-    }
-    cache.length += Tn;
-
-    // Only the last new position of each row needs logits.
-    const last = b.view(ws.last, 0, B * C);
-    for (let r = 0; r < B; r++) b.copy(b.view(last, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
-    const lastLn = b.view(ws.lastLn, 0, B * C);
-    b.layerNormForward(
-      lastLn,
-      b.view(ws.lastMean, 0, B),
-      b.view(ws.lastRstd, 0, B),
-      last,
-      this.p('ln_f.weight'),
-      this.p('ln_f.bias'),
-      B,
-      C,
-    );
+    b.encoderForward(rows(ws.x, C), idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
+    const { states } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.p(name), { allRows: false });
     const logits = b.view(ws.logits, 0, B * V);
-    b.matmulForward(logits, lastLn, this.wteT, null, B, C, V);
+    b.matmulForward(logits, states, this.wteT, null, B, C, V);
     return this.read(logits);
   }
 

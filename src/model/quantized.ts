@@ -16,11 +16,12 @@ import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
-import { blockForward } from './block.js';
+import { cachedForward } from './cached.js';
+import { checkCachedArgs, checkForwardArgs } from './checks.js';
 import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import { buildParamLayout, type ParamLayout } from './params.js';
 import { checkQuantFormat, dequantizeMatrix, quantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } from './quant.js';
-import { allocInference, freeInference, type InferenceWorkspace } from './workspace.js';
+import { inferenceFor, type InferenceWorkspace } from './workspace.js';
 import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
 
 export interface QuantizeOptions {
@@ -318,18 +319,11 @@ export class QuantizedGPT implements GPTModel {
   }
 
   private ensureInference(rows: number, B: number): InferenceWorkspace {
-    const cur = this.inference;
-    if (cur && cur.capacity >= rows && cur.lastRows >= B) return cur;
-    if (cur) freeInference(this.backend, cur);
-    this.inference = allocInference(this.backend, this.config, Math.max(rows, cur?.capacity ?? 0), Math.max(B, cur?.lastRows ?? 0));
+    const current = this.inference;
+    // inferenceFor may free it: a failed allocation must not leave the freed tensors in use
+    this.inference = null;
+    this.inference = inferenceFor(this.backend, this.config, current, rows, B);
     return this.inference;
-  }
-
-  private checkIds(field: string, ids: Int32Array): void {
-    const V = this.config.vocabSize;
-    for (let i = 0; i < ids.length; i++) {
-      if (!(ids[i] >= 0 && ids[i] < V)) throw new RangeError(`${field}[${i}] = ${ids[i]} is out of range: token ids must be in [0, ${V})`);
-    }
   }
 
   /**
@@ -337,70 +331,30 @@ export class QuantizedGPT implements GPTModel {
    * holds rows x C normalized states: the last position of each row, or every position (allRows).
    */
   private run(cache: KVCache, ids: Int32Array, Tn: number, allRows: boolean): { states: Tensor; rows: number } {
-    const { maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = this.config;
+    const C = this.config.dModel;
     const b = this.backend;
     const B = cache.batchSize;
     const N = B * Tn;
     const ws = this.ensureInference(N, allRows ? N : B);
-    const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
     const idsT = b.view(ws.ids, 0, N);
     b.upload(idsT, ids);
     const wte = this.matrices.get('wte.weight')!;
-    const x = rows(ws.x, C);
-    b.encoderQuantForward!(x, idsT, wte.quants, wte.scales, this.float('wpe.weight'), B, Tn, C, cache.length, this.format);
-    const ln = rows(ws.ln, C);
-    const mean = rows(ws.mean, 1);
-    const rstd = rows(ws.rstd, 1);
-    const fch = rows(ws.fch, F);
-    const buffers = {
-      input: x,
-      ln1: ln,
-      ln1Mean: mean,
-      ln1Rstd: rstd,
-      qkv: rows(ws.qkv, 3 * C),
-      atty: rows(ws.atty, C),
-      proj: rows(ws.proj, C),
-      residual2: x,
-      ln2: ln,
-      ln2Mean: mean,
-      ln2Rstd: rstd,
-      fch,
-      fchGelu: fch,
-      output: x,
-    };
-    for (let l = 0; l < L; l++) {
-      const { k, v } = cache.layers[l];
-      blockForward(
-        b,
-        (name) => this.float(name),
-        l,
-        buffers,
-        { N, C, F },
-        {
-          attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, maxSeqLen),
-          linear: (out, inp, name, M, K, Nout) => this.linear(out, inp, name, M, K, Nout),
-        },
-      );
-    }
-    cache.length += Tn;
-    const count = allRows ? N : B;
-    let source = x;
-    if (!allRows) {
-      source = b.view(ws.last, 0, B * C);
-      for (let r = 0; r < B; r++) b.copy(b.view(source, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
-    }
-    const states = b.view(ws.lastLn, 0, count * C);
-    b.layerNormForward(
-      states,
-      b.view(ws.lastMean, 0, count),
-      b.view(ws.lastRstd, 0, count),
-      source,
-      this.float('ln_f.weight'),
-      this.float('ln_f.bias'),
-      count,
+    b.encoderQuantForward!(
+      b.view(ws.x, 0, N * C),
+      idsT,
+      wte.quants,
+      wte.scales,
+      this.float('wpe.weight'),
+      B,
+      Tn,
       C,
+      cache.length,
+      this.format,
     );
-    return { states, rows: count };
+    return cachedForward(b, this.config, cache, ws, Tn, (name) => this.float(name), {
+      allRows,
+      linear: (out, inp, name, M, K, Nout) => this.linear(out, inp, name, M, K, Nout),
+    });
   }
 
   /** logits [rows, V] of normalized states, through the quantized tied head */
@@ -414,18 +368,7 @@ export class QuantizedGPT implements GPTModel {
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
     this.checkAlive();
-    const { maxSeqLen, nLayers: L } = this.config;
-    const B = cache.batchSize;
-    if (cache.layers.length !== L) throw new Error('forwardCached: this cache was freed or belongs to another model');
-    if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
-    if (!(ids instanceof Int32Array) || ids.length !== B * Tn)
-      throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
-    if (cache.length + Tn > maxSeqLen) {
-      throw new RangeError(
-        `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${maxSeqLen}); slide the context and rebuild the cache`,
-      );
-    }
-    this.checkIds('ids', ids);
+    checkCachedArgs(this.config, cache, ids, Tn);
     const { states, rows } = this.run(cache, ids, Tn, false);
     return (await this.backend.download(this.head(states, rows))) as Float32Array;
   }
@@ -437,19 +380,9 @@ export class QuantizedGPT implements GPTModel {
   async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
     this.checkAlive();
     if (options.training === true) throw new Error(`forward with training: ${TRAINING_ERROR}`);
-    if (!(inputs instanceof Int32Array)) throw new TypeError('forward: inputs must be an Int32Array of token ids');
-    if (!Number.isInteger(batchSize) || batchSize < 1 || inputs.length === 0 || inputs.length % batchSize !== 0) {
-      throw new RangeError(`forward: inputs.length (${inputs.length}) must be a positive multiple of batchSize (${batchSize})`);
-    }
-    const T = inputs.length / batchSize;
-    if (T > this.config.maxSeqLen)
-      throw new RangeError(`forward: sequence length T = ${T} exceeds config.maxSeqLen = ${this.config.maxSeqLen}`);
-    if (targets !== null && (!(targets instanceof Int32Array) || targets.length !== inputs.length)) {
-      throw new RangeError(`forward: targets must be an Int32Array as long as inputs (${inputs.length})`);
-    }
+    const T = checkForwardArgs(this.config, inputs, targets, batchSize);
     const cache = this.createKVCache(batchSize);
     try {
-      this.checkIds('inputs', inputs);
       const { states, rows } = this.run(cache, inputs, T, true);
       const logits = (await this.backend.download(this.head(states, rows))) as Float32Array;
       const result: ForwardResult = { loss: null };
@@ -468,9 +401,8 @@ function meanCrossEntropy(logits: Float32Array, targets: Int32Array, V: number):
   let count = 0;
   for (let n = 0; n < targets.length; n++) {
     const target = targets[n];
+    // checked by checkForwardArgs: an id in [0, V) or the ignore index
     if (target === IGNORE_INDEX) continue;
-    if (!(target >= 0 && target < V))
-      throw new RangeError(`targets[${n}] = ${target} is out of range: [0, ${V}) or ${IGNORE_INDEX} (ignored)`);
     let max = -Infinity;
     for (let v = 0; v < V; v++) max = Math.max(max, logits[n * V + v]);
     let z = 0;

@@ -1,5 +1,6 @@
-import type { Allocator } from '../backend/all-or-nothing.js';
+import { allOrNothing, type Allocator } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
+import type { BlockActivations, BlockBuffers } from './block.js';
 import type { GPTConfig } from './types.js';
 
 /** Per-layer activations kept from forward for backward. */
@@ -118,6 +119,30 @@ export function freeWorkspace(b: Backend, ws: Workspace): void {
   freeTensors(b, ws, 'layers');
 }
 
+/** layer l's activations over the first N rows of a training workspace; its output is the next layer's input (or residualOut) */
+export function trainingBlockActivations(b: Backend, config: GPTConfig, ws: Workspace, l: number, N: number): BlockActivations {
+  const { dModel: C, dFF: F, nHeads: NH, nLayers: L } = config;
+  const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+  const acts = ws.layers[l];
+  return {
+    input: rows(acts.residual, C),
+    ln1: rows(acts.ln1, C),
+    ln1Mean: rows(acts.ln1Mean, 1),
+    ln1Rstd: rows(acts.ln1Rstd, 1),
+    qkv: rows(acts.qkv, 3 * C),
+    atty: rows(acts.atty, C),
+    lse: rows(acts.lse, NH),
+    proj: rows(ws.proj, C),
+    residual2: rows(acts.residual2, C),
+    ln2: rows(acts.ln2, C),
+    ln2Mean: rows(acts.ln2Mean, 1),
+    ln2Rstd: rows(acts.ln2Rstd, 1),
+    fch: rows(acts.fch, F),
+    fchGelu: rows(acts.fchGelu, F),
+    output: l + 1 < L ? rows(ws.layers[l + 1].residual, C) : rows(ws.residualOut, C),
+  };
+}
+
 export function allocInference(b: Allocator, config: GPTConfig, capacity: number, lastRows: number): InferenceWorkspace {
   const { dModel: C, dFF: F, vocabSize: V } = config;
   const a = rowAllocator(b);
@@ -143,6 +168,55 @@ export function allocInference(b: Allocator, config: GPTConfig, capacity: number
 
 export function freeInference(b: Backend, ws: InferenceWorkspace): void {
   freeTensors(b, ws);
+}
+
+/**
+ * `current` when it holds `rows` new positions and `lastRows` rows of logits, else a new workspace
+ * at least as large as both (`current` is freed first; the allocation is all or nothing). The
+ * caller drops its reference to `current` before calling: on failure it has been freed.
+ */
+export function inferenceFor(
+  b: Backend,
+  config: GPTConfig,
+  current: InferenceWorkspace | null,
+  rows: number,
+  lastRows: number,
+): InferenceWorkspace {
+  if (current && current.capacity >= rows && current.lastRows >= lastRows) return current;
+  if (current) freeInference(b, current);
+  const capacity = Math.max(rows, current?.capacity ?? 0);
+  const last = Math.max(lastRows, current?.lastRows ?? 0);
+  return allOrNothing(b, (allocator) => allocInference(allocator, config, capacity, last));
+}
+
+/**
+ * The block buffers of cached inference over N rows: the residual stream x is each block's input,
+ * middle and output (residualForward may write over its first input), and fch holds its GELU in place.
+ */
+export function inferenceBlockBuffers(b: Backend, config: GPTConfig, ws: InferenceWorkspace, N: number): BlockBuffers {
+  const { dModel: C, dFF: F } = config;
+  const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+  const x = rows(ws.x, C);
+  const ln = rows(ws.ln, C);
+  const mean = rows(ws.mean, 1);
+  const rstd = rows(ws.rstd, 1);
+  const fch = rows(ws.fch, F);
+  return {
+    input: x,
+    ln1: ln,
+    ln1Mean: mean,
+    ln1Rstd: rstd,
+    qkv: rows(ws.qkv, 3 * C),
+    atty: rows(ws.atty, C),
+    proj: rows(ws.proj, C),
+    residual2: x,
+    ln2: ln,
+    ln2Mean: mean,
+    ln2Rstd: rstd,
+    fch,
+    fchGelu: fch,
+    output: x,
+  };
 }
 
 /** free every tensor field of `record` but `skip` (its number fields are sizes) */

@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Backend, Tensor } from '../../src/backend/contract.js';
 import { JsBackend } from '../../src/backend/js/index.js';
-import { createWasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
 
 const gpu = await createNodeWebGPU();

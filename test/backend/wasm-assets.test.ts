@@ -10,7 +10,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ASSETS, defaultLocations } from '../../src/backend/wasm/assets.js';
-import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
+import { type WasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { createModel, loadModel, saveModel } from '../../src/index.js';
 
 const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);

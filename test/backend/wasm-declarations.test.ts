@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs build script without declarations
 import { HEADER, TARGET } from '../../scripts/wasm-declarations.mjs';
-import { createWasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 
 const read = (url: URL) => readFileSync(url, 'utf8');
 

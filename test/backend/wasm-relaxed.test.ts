@@ -15,7 +15,8 @@
 import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
-import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
+import { type WasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { hasRelaxedSimd } from '../../src/backend/wasm/loader.js';
 import { opCases, runCase, type OpShapes } from '../helpers/conformance.js';
 import { compareClose } from '../helpers/random.js';

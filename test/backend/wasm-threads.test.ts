@@ -26,7 +26,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
-import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
+import { type WasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded } from '../../src/backend/wasm/loader.js';
 import { ThreadPool } from '../../src/backend/wasm/threads.js';
 import type { Tensor } from '../../src/backend/contract.js';
@@ -362,7 +363,7 @@ describe('process exit', () => {
     script = join(dir, 'child.mjs');
     const entry = `
       import { readdirSync } from 'node:fs';
-      import { createWasmBackend } from './src/backend/wasm/index.ts';
+      import { createWasmBackend } from './src/backend/wasm/create.ts';
       import { createModel } from './src/model/gpt.ts';
       const options = {
         url: ${JSON.stringify(fileURLToPath(WASM_URL))},

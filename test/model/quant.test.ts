@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, QuantFormat } from '../../src/backend/contract.js';
 import { JsBackend } from '../../src/backend/js/index.js';
-import { createWasmBackend, type WasmBackend } from '../../src/backend/wasm/index.js';
+import { type WasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../../src/io/safetensors.js';
 import { dequantizeMatrix, quantizeMatrix, QUANT_BLOCK } from '../../src/model/quant.js';
 import { Rng } from '../../src/util/rng.js';

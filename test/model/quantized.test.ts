@@ -14,7 +14,7 @@ import type { GenerateSequences } from '../../src/generate/options.js';
 import { loadModel, saveModel } from '../../src/io/model-file.js';
 import { decodeSafetensors, encodeSafetensors, type TensorInput } from '../../src/io/safetensors.js';
 import { Rng } from '../../src/util/rng.js';
-import { createWasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 
 import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createWasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { createModel } from '../../src/model/gpt.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';

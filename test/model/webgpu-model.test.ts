@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
-import { createWasmBackend } from '../../src/backend/wasm/index.js';
+import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { generate } from '../../src/generate/generate.js';
 import { createModel } from '../../src/model/gpt.js';

@@ -13,6 +13,7 @@
  *   `download` reject with a message that says what happened. After device loss every download
  *   rejects with a DeviceLostError; the host should rebuild the backend from its last downloaded or
  *   saved state.
+ * - attention-ops.ts, encoder-ops.ts: how the attention and embedding ops are recorded.
  */
 /// <reference types="@webgpu/types" />
 import {
@@ -30,6 +31,7 @@ import { BUFFER_USAGE, BufferPool } from './buffers.js';
 import { acquireDevice, type WebGPUOptions } from './device.js';
 import { FaultLog } from './faults.js';
 import { recordAttentionBackward, recordAttentionCached, recordAttentionForward } from './attention-ops.js';
+import { recordEncoderBackward, recordEncoderForward } from './encoder-ops.js';
 import { columnChunks, product } from './products.js';
 import { recordLayerNormMatmul, recordMatmulGelu, recordMatmulGeluInputGrad, recordMatmulResidual } from './fused-ops.js';
 import { recordEncoderQuant, recordMatmulQuant } from './quant-ops.js';
@@ -49,12 +51,6 @@ import {
   scaleKernel,
   transposeKernel,
 } from './wgsl/elementwise.js';
-import {
-  encoderBackwardPositionsKernel,
-  encoderBackwardTokensKernel,
-  encoderForwardKernel,
-  encoderLinkTokensKernel,
-} from './wgsl/encoder.js';
 import { layerNormBackwardInputKernel, layerNormForwardKernel } from './wgsl/layernorm.js';
 import type { MatmulBlock } from './wgsl/matmul.js';
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
@@ -330,76 +326,11 @@ export class WebGPUBackend extends CheckedBackend {
   // ---- encoder ----
 
   protected _encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset = 0): void {
-    const op = 'encoderForward';
-    const o = gpu(out);
-    const ids = gpu(inp);
-    const V = wte.length / C;
-    const tokenTable = gpu(wte);
-    const positionTable = gpu(wpe);
-    // [BT rows, V token ids]: a piece writes the rows whose token falls in its slice of wte
-    this.rec.inPieces(
-      op,
-      [B * T, V],
-      {
-        out: { tensor: o, strides: [C, 0], extent: C, write: true },
-        inp: { tensor: ids, strides: [1, 0], extent: 1 },
-        wte: { tensor: tokenTable, strides: [0, C], extent: C },
-        wpe: { tensor: positionTable, strides: [0, 0], extent: (posOffset + T) * C },
-      },
-      (piece, views) => {
-        this.rec.dispatchElementwise(encoderForwardKernel, piece.size[0] * C, views, {
-          T,
-          C,
-          V,
-          posOffset,
-          rowBase: piece.start[0],
-          vBase: piece.start[1],
-          vCount: piece.size[1],
-        });
-      },
-    );
+    recordEncoderForward(this.rec, { out: gpu(out), inp: gpu(inp), wte: gpu(wte), wpe: gpu(wpe) }, { B, T, C, posOffset });
   }
 
   protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
-    const op = 'encoderBackward';
-    const V = dwte.length / C;
-    const dTokenTable = gpu(dwte);
-    const dPositionTable = gpu(dwpe);
-    const d = gpu(dout);
-    const ids = gpu(inp);
-    // [BT positions, V token ids]: a piece links the positions in its range that share a token and
-    // adds their dout into the rows of its slice of dwte
-    this.rec.inPieces(
-      op,
-      [B * T, V],
-      {
-        dwte: { tensor: dTokenTable, strides: [0, C], extent: C, write: true },
-        dout: { tensor: d, strides: [C, 0], extent: C },
-        inp: { tensor: ids, strides: [1, 0], extent: 1 },
-      },
-      (piece, views) => {
-        const positions = piece.size[0];
-        const links = this.rec.scratch(2 * positions, 'i32');
-        this.rec.dispatch(encoderLinkTokensKernel, {
-          tensors: { links, inp: views.inp },
-          scalars: { BT: positions },
-          groups: this.rec.grid(positions),
-        });
-        this.rec.dispatch(encoderBackwardTokensKernel, {
-          tensors: { ...views, links },
-          scalars: { BT: positions, C, vBase: piece.start[1], vCount: piece.size[1] },
-          groups: this.rec.grid(positions),
-        });
-        this.rec.release(links);
-      },
-    );
-    // [T*C, B]: dwpe[i] += sum over b of dout[b*T*C + i]
-    this.rec.inPieces(
-      op,
-      [T * C, B],
-      { dwpe: { tensor: dPositionTable, strides: [1, 0], extent: 1, write: true }, dout: { tensor: d, strides: [1, T * C], extent: 1 } },
-      (piece, views) => this.rec.dispatchElementwise(encoderBackwardPositionsKernel, piece.size[0], views, { B: piece.size[1], TC: T * C }),
-    );
+    recordEncoderBackward(this.rec, { dwte: gpu(dwte), dwpe: gpu(dwpe), dout: gpu(dout), inp: gpu(inp) }, { B, T, C });
   }
 
   // ---- layer norm ----
