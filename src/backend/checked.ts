@@ -9,7 +9,8 @@
  * Checks that need the data (token ids and targets in range) stay with the backends that can see it.
  */
 import type { Activation, AdamWParams, Backend, BackendLimits, BackendName, DType, QuantFormat, SplitPoints, Tensor } from './contract.js';
-import { adamwArgs, describe, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from './checks.js';
+import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from './checks.js';
+import { describe } from '../util/describe.js';
 
 /** The storage a tensor is a view of: views of one storage may overlap, of two never. */
 export interface TensorStorage {

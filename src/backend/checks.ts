@@ -5,11 +5,6 @@ import type { AdamWParams } from './contract.js';
  * runs it: the op, the argument, the value and what is allowed.
  */
 
-export function describe(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  return value.constructor?.name ?? typeof value;
-}
-
 /** each named dimension must be a positive integer that fits in a u32 (kernels index with u32) */
 export function dims(op: string, named: Record<string, number>): void {
   for (const [name, value] of Object.entries(named)) {

@@ -15,6 +15,7 @@ import {
   topP as topPProcessor,
   type LogitsProcessor,
 } from './processors.js';
+import { fail } from '../util/describe.js';
 
 export interface GenerateOptions {
   /** encodes a text prompt and decodes the result's `text`; supplies the default eosTokenId */
@@ -138,21 +139,17 @@ let warnedGreedyWarpers = false;
 const MIN_TEMPERATURE = 1e-6;
 const MAX_SCALE = 1e6;
 
-function bad(name: string, value: unknown, allowed: string): never {
-  throw new RangeError(`${name} must be ${allowed}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
-}
-
 function integerOption(name: string, value: unknown, fallback: number, min: number, max = Infinity): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    bad(name, value, max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`);
+    fail(name, max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`, value);
   }
   return value;
 }
 
 function numberOption(name: string, value: unknown, fallback: number, ok: (v: number) => boolean, allowed: string): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !ok(value)) bad(name, value, allowed);
+  if (typeof value !== 'number' || !ok(value)) fail(name, allowed, value);
   return value;
 }
 
@@ -164,7 +161,7 @@ function booleanOption(name: string, value: unknown, fallback: boolean): boolean
 
 function tokenIdOption(name: string, value: unknown, vocabSize: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value >= vocabSize) {
-    bad(name, value, `an integer token id in [0, vocabSize = ${vocabSize})`);
+    fail(name, `an integer token id in [0, vocabSize = ${vocabSize})`, value);
   }
   return value;
 }
@@ -214,7 +211,7 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   }
   if (numBeams > 1 && doSample) throw new RangeError('doSample with numBeams > 1 (beam sampling) is not supported: use one or the other');
   if (numBeams > 1 && numReturnSequences > numBeams)
-    bad('numReturnSequences', numReturnSequences, `an integer in [1, numBeams = ${numBeams}]`);
+    fail('numReturnSequences', `an integer in [1, numBeams = ${numBeams}]`, numReturnSequences);
   if (numBeams === 1 && !doSample && numReturnSequences > 1) {
     throw new RangeError(
       `numReturnSequences = ${numReturnSequences} needs doSample: true or numBeams >= numReturnSequences (greedy gives one sequence)`,
@@ -230,17 +227,17 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   let stops: string[] = [];
   if (options.stop !== undefined) {
     const stop: unknown = options.stop;
-    if (typeof stop !== 'string' && !Array.isArray(stop)) bad('stop', stop, 'a string or an array of strings');
+    if (typeof stop !== 'string' && !Array.isArray(stop)) fail('stop', 'a string or an array of strings', stop);
     stops = typeof stop === 'string' ? [stop] : [...(stop as readonly string[])];
     stops.forEach((s, i) => {
-      if (typeof s !== 'string' || s.length === 0) bad(`stop[${i}]`, s, 'a non-empty string');
+      if (typeof s !== 'string' || s.length === 0) fail(`stop[${i}]`, 'a non-empty string', s);
     });
     if (stops.length > 0 && !tokenizer) throw new TypeError('stop strings need options.tokenizer to decode the generated text');
   }
 
   let seed: number;
   if (options.seed === undefined) seed = Math.floor(Math.random() * 0x100000000);
-  else if (typeof options.seed !== 'number' || !Number.isInteger(options.seed)) bad('seed', options.seed, 'an integer');
+  else if (typeof options.seed !== 'number' || !Number.isInteger(options.seed)) fail('seed', 'an integer', options.seed);
   else seed = options.seed;
 
   const signal = options.signal;
@@ -258,7 +255,7 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
     throw new TypeError('prompt must be a string, a number[] or an Int32Array of token ids');
   }
   ids.forEach((id, i) => {
-    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) bad(`prompt[${i}]`, id, `a token id in [0, vocabSize = ${vocabSize})`);
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) fail(`prompt[${i}]`, `a token id in [0, vocabSize = ${vocabSize})`, id);
   });
   if (ids.length === 0) {
     const start = options.bosTokenId ?? eosTokenId;

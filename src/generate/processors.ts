@@ -11,16 +11,13 @@
  */
 
 import { greedy, softmax } from './samplers.js';
+import { fail } from '../util/describe.js';
 
 /** Rewrites `logits` [V] in place and returns it. `ids` are all tokens so far, prompt included. */
 export type LogitsProcessor = (logits: Float32Array, ids: ArrayLike<number>) => Float32Array;
 
-function fail(name: string, value: unknown, allowed: string): never {
-  throw new RangeError(`${name} must be ${allowed}, got ${String(value)}`);
-}
-
 function requireNonNegativeInteger(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 0) fail(name, value, 'an integer >= 0');
+  if (!Number.isInteger(value) || value < 0) fail(name, 'an integer >= 0', value);
 }
 
 /** Apply processors left to right. */
@@ -36,7 +33,7 @@ export function composeProcessors(processors: readonly LogitsProcessor[]): Logit
  * its logit and every other token becomes -Infinity. t = 1 leaves logits unchanged.
  */
 export function temperature(t: number): LogitsProcessor {
-  if (!Number.isFinite(t) || t < 0) fail('temperature', t, 'a finite number >= 0');
+  if (!Number.isFinite(t) || t < 0) fail('temperature', 'a finite number >= 0', t);
   if (t === 0) {
     return (logits) => {
       const keep = greedy(logits);
@@ -70,7 +67,7 @@ export function topK(k: number): LogitsProcessor {
  * equals the last one needed is kept, so the result never depends on token order. p = 1 keeps all.
  */
 export function topP(p: number): LogitsProcessor {
-  if (!(p > 0 && p <= 1)) fail('topP', p, 'in (0, 1]');
+  if (!(p > 0 && p <= 1)) fail('topP', 'in (0, 1]', p);
   return (logits) => {
     if (p === 1) return logits;
     const probs = softmax(logits);
@@ -98,7 +95,7 @@ export function topP(p: number): LogitsProcessor {
  * (p_i >= m * p_max, i.e. exp(l_i - l_max) >= m). m = 0 keeps all; m = 1 keeps the maximum and its ties.
  */
 export function minP(m: number): LogitsProcessor {
-  if (!(m >= 0 && m <= 1)) fail('minP', m, 'in [0, 1]');
+  if (!(m >= 0 && m <= 1)) fail('minP', 'in [0, 1]', m);
   return (logits) => {
     if (m === 0) return logits;
     let max = -Infinity;
@@ -114,7 +111,7 @@ export function minP(m: number): LogitsProcessor {
  * divided by `penalty`, a negative one multiplied (so penalty > 1 always makes the token less likely).
  */
 export function repetitionPenalty(penalty: number): LogitsProcessor {
-  if (!Number.isFinite(penalty) || penalty <= 0) fail('repetitionPenalty', penalty, 'a finite number > 0');
+  if (!Number.isFinite(penalty) || penalty <= 0) fail('repetitionPenalty', 'a finite number > 0', penalty);
   return (logits, ids) => {
     if (penalty === 1) return logits;
     const seen = new Set<number>();
@@ -138,7 +135,7 @@ export function repetitionPenalty(penalty: number): LogitsProcessor {
  * O(ids.length * n), quadratic when n grows with the prompt.
  */
 export function noRepeatNgram(n: number): LogitsProcessor {
-  if (!Number.isInteger(n) || n < 1) fail('noRepeatNgramSize', n, 'an integer >= 1');
+  if (!Number.isInteger(n) || n < 1) fail('noRepeatNgramSize', 'an integer >= 1', n);
   const ban = (logits: Float32Array, id: number) => {
     if (id >= 0 && id < logits.length) logits[id] = -Infinity;
   };

@@ -21,6 +21,7 @@ import { BPETokenizer } from '../tokenizer/bpe.js';
 import { ModelFileError } from './errors.js';
 import { checkTokenizerFits, modelFromTensors, storageDType, type LoadedModel, type LoadModelOptions } from './model-file.js';
 import { decodeSafetensors, dtypeByteSize, encodeSafetensors, type DecodedTensor, type TensorInput } from './safetensors.js';
+import { describe } from '../util/describe.js';
 
 /** reads one file of a checkpoint by name; resolves undefined when the file does not exist */
 export type HuggingFaceFileReader = (name: string) => Promise<Uint8Array | undefined>;
@@ -63,7 +64,6 @@ const HF_PREFIX = 'transformer.';
 type Json = Record<string, unknown>;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-const describe = (value: unknown): string => (value === undefined ? 'missing' : JSON.stringify(value));
 
 // ---------------------------------------------------------------------------------------------
 // reading
@@ -133,14 +133,14 @@ export function configFromHuggingFace(hf: Json): GPTConfigInput {
   const modelType = hf.model_type;
   if (modelType !== 'gpt2') {
     throw new ModelFileError(
-      `${where}: model_type is ${describe(modelType)}; tinygpt loads the GPT-2 family only (model_type "gpt2": gpt2, distilgpt2, gpt2-medium, gpt2-large, gpt2-xl)`,
+      `${where}: model_type is ${describe(modelType, 'missing')}; tinygpt loads the GPT-2 family only (model_type "gpt2": gpt2, distilgpt2, gpt2-medium, gpt2-large, gpt2-xl)`,
     );
   }
   const architectures = hf.architectures;
   if (architectures !== undefined && architectures !== null) {
     if (!Array.isArray(architectures) || !architectures.every((a) => typeof a === 'string' && a.startsWith('GPT2'))) {
       throw new ModelFileError(
-        `${where}: architectures is ${describe(architectures)}; only GPT-2 architectures (GPT2LMHeadModel, GPT2Model) load`,
+        `${where}: architectures is ${Array.isArray(architectures) ? JSON.stringify(architectures) : describe(architectures, 'missing')}; only GPT-2 architectures (GPT2LMHeadModel, GPT2Model) load`,
       );
     }
   }
@@ -148,7 +148,7 @@ export function configFromHuggingFace(hf: Json): GPTConfigInput {
     const value = hf[field] ?? fallback;
     if (!allowed.includes(value)) {
       throw new ModelFileError(
-        `${where}: ${field} is ${describe(hf[field])}; tinygpt supports only ${allowed.map(describe).join(' or ')} (${why})`,
+        `${where}: ${field} is ${describe(hf[field], 'missing')}; tinygpt supports only ${allowed.map((value) => describe(value)).join(' or ')} (${why})`,
       );
     }
   };
@@ -162,7 +162,7 @@ export function configFromHuggingFace(hf: Json): GPTConfigInput {
     let value = hf[field];
     for (const other of fallbacks) value ??= hf[other];
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-      throw new ModelFileError(`${where}: ${field} is ${describe(hf[field])}; expected an integer >= 1`);
+      throw new ModelFileError(`${where}: ${field} is ${describe(hf[field], 'missing')}; expected an integer >= 1`);
     }
     return value;
   };
@@ -171,7 +171,7 @@ export function configFromHuggingFace(hf: Json): GPTConfigInput {
   const dFF = inner === null || inner === undefined ? 4 * dModel : integer('n_inner');
   const dropout = hf.resid_pdrop ?? 0.1;
   if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) {
-    throw new ModelFileError(`${where}: resid_pdrop is ${describe(hf.resid_pdrop)}; expected a number in [0, 1)`);
+    throw new ModelFileError(`${where}: resid_pdrop is ${describe(hf.resid_pdrop, 'missing')}; expected a number in [0, 1)`);
   }
   return {
     vocabSize: integer('vocab_size'),
@@ -231,7 +231,7 @@ async function readWeights(read: HuggingFaceFileReader): Promise<Record<string, 
   for (const [name, shard] of Object.entries(weightMap as Json)) {
     if (typeof shard !== 'string' || shard === '' || shard.includes('/') || shard.includes('\\') || shard.startsWith('.')) {
       throw new ModelFileError(
-        `${HF_WEIGHTS_INDEX}: weight_map[${JSON.stringify(name)}] is ${describe(shard)}; expected a file name in the same folder`,
+        `${HF_WEIGHTS_INDEX}: weight_map[${JSON.stringify(name)}] is ${describe(shard, 'missing')}; expected a file name in the same folder`,
       );
     }
     byShard.set(shard, [...(byShard.get(shard) ?? []), name]);

@@ -12,6 +12,7 @@
  */
 
 import { ModelFileError } from './errors.js';
+import { describe } from '../util/describe.js';
 
 export type SafetensorsDType =
   'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
@@ -147,14 +148,6 @@ function setOwn<T>(record: Record<string, T>, key: string, value: T): void {
   Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '...' : value);
-  if (Array.isArray(value)) return 'an array';
-  if (value === null) return 'null';
-  if (typeof value === 'object') return 'an object';
-  return String(value as number | boolean | bigint | undefined);
-}
-
 function describeShape(shape: readonly unknown[]): string {
   return `[${shape.map((d) => (typeof d === 'number' ? String(d) : describe(d))).join(', ')}]`;
 }
@@ -251,9 +244,8 @@ function tensorBytes(name: string, tensor: TensorInput, count: number): Uint8Arr
     }
     return data as Uint8Array;
   } else {
-    const what = kind ?? (data as { constructor?: { name?: string } })?.constructor?.name ?? typeof data;
     throw new SafetensorsError(
-      `${where}: data is a ${what}; expected ${info.arrayName}${tensor.dtype === 'F16' || tensor.dtype === 'BF16' ? ', Float32Array' : ''} or Uint8Array of raw little-endian bytes`,
+      `${where}: data is ${describe(data)}; expected ${info.arrayName}${tensor.dtype === 'F16' || tensor.dtype === 'BF16' ? ', Float32Array' : ''} or Uint8Array of raw little-endian bytes`,
     );
   }
   if (fromNatural && !HOST_IS_LITTLE_ENDIAN) {

@@ -1,4 +1,5 @@
 import type { BackendChoice, GPTConfig, GPTConfigInput } from './types.js';
+import { describe } from '../util/describe.js';
 
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'js', 'wasm', 'webgpu'];
 
@@ -14,21 +15,16 @@ export class ConfigError extends RangeError {
 
 function positiveInt(field: string, value: unknown, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new ConfigError(`config.${field} must be an integer in [1, ${max}], got ${describe(value)}`);
+    throw new ConfigError(`config.${field} must be an integer in [1, ${max}], got ${describe(value, REQUIRED)}`);
   }
   return value;
 }
 
-function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (value === undefined) return 'undefined (it is required)';
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return String(value as number | boolean | bigint | symbol | null);
-}
+const REQUIRED = 'undefined (it is required)';
 
 /** Check every field of a user config and fill the defaults. Errors name the field and the allowed range. */
 export function validateConfig(input: GPTConfigInput): GPTConfig {
-  if (input === null || typeof input !== 'object') throw new ConfigError(`config must be an object, got ${describe(input)}`);
+  if (input === null || typeof input !== 'object') throw new ConfigError(`config must be an object, got ${describe(input, REQUIRED)}`);
   const vocabSize = positiveInt('vocabSize', input.vocabSize, MAX_VOCAB);
   const maxSeqLen = positiveInt('maxSeqLen', input.maxSeqLen, MAX_SEQ_LEN);
   const dModel = positiveInt('dModel', input.dModel, MAX_WIDTH);

@@ -23,6 +23,7 @@ import {
   type InferenceWorkspace,
   type Workspace,
 } from './workspace.js';
+import { fail } from '../util/describe.js';
 
 export interface CreateModelOptions {
   /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
@@ -275,9 +276,7 @@ export class GPT implements GPTModel {
       for (let i = 0; i < data.length; i++) {
         const x: unknown = data[i];
         if (typeof x !== 'number' || !Number.isFinite(x)) {
-          throw new RangeError(
-            `${caller}: ${e.name}[${i}] must be a finite number, got ${typeof x === 'string' ? JSON.stringify(x) : String(x)}`,
-          );
+          fail(`${caller}: ${e.name}[${i}]`, 'a finite number', x);
         }
       }
       flat.set(data, e.offset);

@@ -10,6 +10,7 @@
  * so a test can map every drawn point back to the history.
  */
 import type { HistoryEntry } from '../train/checkpoint.js';
+import { fail } from '../util/describe.js';
 
 export interface HistoryPlotOptions {
   /** whole picture, in pixels (default 1000 x 360) */
@@ -49,7 +50,7 @@ export function plotHistorySVG(history: readonly HistoryEntry[], options: Histor
     ['width', width, 300],
     ['height', height, 160],
   ] as const) {
-    if (!(Number.isFinite(value) && value >= min)) throw new RangeError(`plotHistorySVG: ${name} must be a number >= ${min}; got ${value}`);
+    if (!(Number.isFinite(value) && value >= min)) fail(`plotHistorySVG: ${name}`, `a number >= ${min}`, value);
   }
   const pairs = (pick: (h: HistoryEntry) => number | undefined): [number, number][] =>
     history.map((h) => [h.step, pick(h)] as [number, number | undefined]).filter((p): p is [number, number] => Number.isFinite(p[1]));

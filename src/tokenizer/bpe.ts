@@ -17,16 +17,8 @@ import type { StreamDecoder, Tokenizer, TokenizerJSON } from './types.js';
 import { BYTE_TO_CHAR, encodeUtf8Into, tokenStringToBytes, utf8Bytes } from './bytes.js';
 import { gpt2PieceEnd } from './pretokenize.js';
 import { countPieces, FIRST_MERGE_ID, learnMerges } from './train.js';
-import {
-  type BPEModel,
-  describe,
-  MAX_VOCAB_SIZE,
-  parseGPT2,
-  parseHuggingFace,
-  parseJsonObject,
-  parseTiktoken,
-  toHuggingFace,
-} from './loaders.js';
+import { type BPEModel, MAX_VOCAB_SIZE, parseGPT2, parseHuggingFace, parseJsonObject, parseTiktoken, toHuggingFace } from './loaders.js';
+import { describe } from '../util/describe.js';
 import { END_OF_TEXT, specialMatcher } from './specials.js';
 
 export { MAX_VOCAB_SIZE };

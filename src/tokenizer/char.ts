@@ -3,7 +3,8 @@
  * corpus's distinct code points in code point order, then the special tokens.
  */
 import type { StreamDecoder, Tokenizer, TokenizerJSON } from './types.js';
-import { describe, parseJsonObject } from './loaders.js';
+import { describe } from '../util/describe.js';
+import { parseJsonObject } from './loaders.js';
 import { END_OF_TEXT, specialMatcher } from './specials.js';
 
 export interface CharTokenizerJSON extends TokenizerJSON {

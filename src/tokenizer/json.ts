@@ -2,7 +2,8 @@
 import type { Tokenizer } from './types.js';
 import { BPETokenizer } from './bpe.js';
 import { CharTokenizer } from './char.js';
-import { describe, parseJsonObject } from './loaders.js';
+import { describe } from '../util/describe.js';
+import { parseJsonObject } from './loaders.js';
 
 /** Builds a BPETokenizer or CharTokenizer from `toJSON()` output (object or JSON text). */
 export function tokenizerFromJSON(json: string | object): Tokenizer {

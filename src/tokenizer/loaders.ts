@@ -8,6 +8,7 @@
  * - Hugging Face tokenizer.json with a BPE model and GPT-2's ByteLevel pre-tokenizer
  */
 import { bytesToTokenString, decodeBase64, tokenStringToBytes } from './bytes.js';
+import { describe } from '../util/describe.js';
 
 /** Everything a byte-level BPE tokenizer is made of. */
 export interface BPEModel {
@@ -39,15 +40,6 @@ export function parseJsonObject(input: unknown, field: string): JsonObject {
     throw new TypeError(`${field}: expected a JSON object, got ${describe(value)}`);
   }
   return value;
-}
-
-export function describe(value: unknown): string {
-  if (Array.isArray(value)) return 'an array';
-  if (value === null) return 'null';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.slice(0, 40))}`;
-  if (typeof value === 'object') return 'an object';
-  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined) return String(value);
-  return typeof value;
 }
 
 /** Ids are kept below 2^21 so that training can key pairs by left * limit + right exactly. */

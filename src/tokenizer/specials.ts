@@ -1,5 +1,5 @@
 /** Finding allowed special tokens in text. */
-import { describe } from './loaders.js';
+import { describe } from '../util/describe.js';
 
 /** GPT-2's end-of-text token: a tokenizer's eosTokenId is this token's id when it has one. */
 export const END_OF_TEXT = '<|endoftext|>';

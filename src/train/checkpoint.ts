@@ -11,6 +11,7 @@ import { decodeSafetensors, encodeSafetensors } from '../io/safetensors.js';
 import type { DataPosition } from './data.js';
 import { checkSavedHyperparams } from './plan.js';
 import type { ScheduleName } from './schedule.js';
+import { fail } from '../util/describe.js';
 
 export const CHECKPOINT_FORMAT = 'tinygpt-checkpoint/1';
 
@@ -122,29 +123,28 @@ export function decodeCheckpoint(bytes: Uint8Array): CheckpointContents {
 
 /** The fields a resume reads, with their types: a forged or damaged state fails here, by name. */
 function checkState(state: TrainerState): void {
-  const fail = (field: string, what: string): never => {
-    throw new Error(`resumeFrom: checkpoint __metadata__.trainer.${field} must be ${what}`);
-  };
+  const bad = (field: string, what: string, value: unknown): never =>
+    fail(`resumeFrom: checkpoint __metadata__.trainer${field === '' ? '' : '.' + field}`, what, value);
   const isCount = (x: unknown) => Number.isInteger(x) && (x as number) >= 0;
-  if (state === null || typeof state !== 'object') fail('', 'an object');
-  if (!isCount(state.step)) fail('step', 'an integer >= 0');
+  if (state === null || typeof state !== 'object') bad('', 'an object', state);
+  if (!isCount(state.step)) bad('step', 'an integer >= 0', state.step);
   if (!isCount(state.optimizerUpdates) || state.optimizerUpdates > state.step)
-    fail('optimizerUpdates', `an integer in [0, step = ${state.step}]`);
+    bad('optimizerUpdates', `an integer in [0, step = ${state.step}]`, state.optimizerUpdates);
   const p = state.dataPosition;
-  if (p === null || typeof p !== 'object') fail('dataPosition', 'an object');
-  if (!isCount(p.epoch)) fail('dataPosition.epoch', 'an integer >= 0');
-  if (!isCount(p.cursor)) fail('dataPosition.cursor', 'an integer >= 0');
+  if (p === null || typeof p !== 'object') bad('dataPosition', 'an object', p);
+  if (!isCount(p.epoch)) bad('dataPosition.epoch', 'an integer >= 0', p.epoch);
+  if (!isCount(p.cursor)) bad('dataPosition.cursor', 'an integer >= 0', p.cursor);
   const words = p.epochRngState?.s;
   if (!Array.isArray(words) || words.length !== 4 || !words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff)) {
-    fail('dataPosition.epochRngState.s', 'four uint32 words');
+    bad('dataPosition.epochRngState.s', 'four uint32 words', words);
   }
-  if (typeof state.dataFingerprint !== 'string') fail('dataFingerprint', 'a string');
-  if (!isCount(state.modelRng?.dropoutStep)) fail('modelRng.dropoutStep', 'an integer >= 0');
-  if (state.hyperparams === null || typeof state.hyperparams !== 'object') fail('hyperparams', 'an object');
+  if (typeof state.dataFingerprint !== 'string') bad('dataFingerprint', 'a string', state.dataFingerprint);
+  if (!isCount(state.modelRng?.dropoutStep)) bad('modelRng.dropoutStep', 'an integer >= 0', state.modelRng?.dropoutStep);
+  if (state.hyperparams === null || typeof state.hyperparams !== 'object') bad('hyperparams', 'an object', state.hyperparams);
   state.hyperparams = checkSavedHyperparams(state.hyperparams);
-  if (state.bestValLoss !== null && typeof state.bestValLoss !== 'number') fail('bestValLoss', 'a number or null');
-  if (typeof state.elapsedMs !== 'number') fail('elapsedMs', 'a number');
-  if (!Array.isArray(state.history)) fail('history', 'an array');
+  if (state.bestValLoss !== null && typeof state.bestValLoss !== 'number') bad('bestValLoss', 'a number or null', state.bestValLoss);
+  if (typeof state.elapsedMs !== 'number') bad('elapsedMs', 'a number', state.elapsedMs);
+  if (!Array.isArray(state.history)) bad('history', 'an array', state.history);
 }
 
 function parseJSON(text: string | undefined, key: string, reviver?: (key: string, value: unknown) => unknown): unknown {

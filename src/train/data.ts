@@ -12,6 +12,7 @@
  */
 import { IGNORE_INDEX } from '../backend/contract.js';
 import { Rng, RngStream, type RngState } from '../util/rng.js';
+import { fail } from '../util/describe.js';
 
 export type TokenStream = Int32Array | Uint16Array | readonly number[];
 export type SequenceList = readonly ArrayLike<number>[];
@@ -224,11 +225,9 @@ export class ShuffledBatches {
 
   setPosition(p: DataPosition): void {
     if (!(Number.isInteger(p.cursor) && p.cursor >= 0 && p.cursor <= this.order.length)) {
-      throw new RangeError(`data position: cursor must be an integer in [0, ${this.order.length}]; got ${p.cursor}`);
+      fail('data position: cursor', `an integer in [0, ${this.order.length}]`, p.cursor);
     }
-    if (!(Number.isInteger(p.epoch) && p.epoch >= 0)) {
-      throw new RangeError(`data position: epoch must be an integer >= 0; got ${p.epoch}`);
-    }
+    if (!(Number.isInteger(p.epoch) && p.epoch >= 0)) fail('data position: epoch', 'an integer >= 0', p.epoch);
     this.rng.setState(p.epochRngState);
     this.startEpoch(p.epoch);
     this.cursor = p.cursor;
@@ -300,7 +299,7 @@ function supervisedRows(data: SupervisedDataset, seqLen: number, vocabSize: numb
     }
     const p = example.promptLength;
     if (!Number.isInteger(p) || p < 0 || p >= ids.length) {
-      throw new RangeError(`${field}.examples[${i}].promptLength must be an integer in [0, ${ids.length - 1}]; got ${p}`);
+      fail(`${field}.examples[${i}].promptLength`, `an integer in [0, ${ids.length - 1}]`, p);
     }
     checkIds(ids, vocabSize, `${field}.examples[${i}].ids`);
   });

@@ -12,6 +12,7 @@ import { longestRow, sequenceRows, streamRows, type RowSource } from './data.js'
 import { SCHEDULE_NAMES, validateSchedule, type ScheduleName } from './schedule.js';
 import type { TrainOptions } from './trainer.js';
 import { resolveTrainable } from './trainable.js';
+import { describe, fail } from '../util/describe.js';
 
 /**
  * What each training option is: 'saved' options are hyperparameters a checkpoint keeps and a resume
@@ -87,21 +88,20 @@ export interface TrainingPlan {
 /** Where a value came from, for the error message. */
 type Source = 'option' | 'checkpoint';
 
-function fail(source: Source, name: string, allowed: string, value: unknown): never {
-  const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
-  if (source === 'checkpoint') {
-    throw new RangeError(`resumeFrom: checkpoint __metadata__.trainer.hyperparams.${name} must be ${allowed}; got ${shown}`);
-  }
-  throw new RangeError(`${name} must be ${allowed}; got ${shown}`);
+/** how a hyperparameter is named in an error: by its option name, or by its place in a checkpoint */
+function fieldName(source: Source, name: string): string {
+  if (source === 'option') return name;
+  return `resumeFrom: checkpoint __metadata__.trainer.hyperparams${name === '' ? '' : '.' + name}`;
 }
 
 function integer(source: Source, name: string, value: unknown, min: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) fail(source, name, `an integer >= ${min}`, value);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min)
+    fail(fieldName(source, name), `an integer >= ${min}`, value);
   return value;
 }
 
 function finite(source: Source, name: string, value: unknown, ok: (v: number) => boolean, allowed: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) fail(source, name, allowed, value);
+  if (typeof value !== 'number' || !Number.isFinite(value) || !ok(value)) fail(fieldName(source, name), allowed, value);
   return value;
 }
 
@@ -119,7 +119,7 @@ const HYPERPARAM_CHECKS: {
   minLearningRate: (s, n, v) => finite(s, n, v, (x) => x >= 0, 'a finite number >= 0'),
   warmupSteps: (s, n, v) => integer(s, n, v, 0),
   schedule: (s, n, v) => {
-    if (!SCHEDULE_NAMES.includes(v as ScheduleName)) fail(s, n, `one of ${SCHEDULE_NAMES.join(', ')}`, v);
+    if (!SCHEDULE_NAMES.includes(v as ScheduleName)) fail(fieldName(s, n), `one of ${SCHEDULE_NAMES.join(', ')}`, v);
     return v as ScheduleName;
   },
   beta1: (s, n, v) => finite(s, n, v, (x) => x >= 0 && x < 1, 'in [0, 1)'),
@@ -130,11 +130,11 @@ const HYPERPARAM_CHECKS: {
   maxGradNorm: (s, n, v) => {
     // checkpoints written before Infinity was kept stored it as null: clipping off
     if (s === 'checkpoint' && v === null) return Infinity;
-    if (typeof v !== 'number' || !(v > 0)) fail(s, n, '> 0 (Infinity turns clipping off)', v);
+    if (typeof v !== 'number' || !(v > 0)) fail(fieldName(s, n), '> 0 (Infinity turns clipping off)', v);
     return v;
   },
   seed: (s, n, v) => {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v)) fail(s, n, 'an integer', v);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v)) fail(fieldName(s, n), 'an integer', v);
     return v;
   },
 };
@@ -146,7 +146,7 @@ function optionName(key: keyof CheckpointHyperparams): keyof TrainOptions {
 
 /** Every saved hyperparameter of a checkpoint, checked; throws naming the first bad field. */
 export function checkSavedHyperparams(saved: unknown): CheckpointHyperparams {
-  if (saved === null || typeof saved !== 'object') fail('checkpoint', '', 'an object', saved);
+  if (saved === null || typeof saved !== 'object') fail(fieldName('checkpoint', ''), 'an object', saved);
   const record = saved as Record<string, unknown>;
   const out: Partial<Record<keyof CheckpointHyperparams, unknown>> = {};
   for (const key of Object.keys(HYPERPARAM_CHECKS) as (keyof CheckpointHyperparams)[]) {
@@ -168,13 +168,13 @@ function runInteger(
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!allowed.includes(value as T))
-    throw new RangeError(`${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}; got ${JSON.stringify(value)}`);
+    throw new RangeError(`${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${describe(value)}`);
   return value as T;
 }
 
 function callback<K extends 'onStep' | 'onEval' | 'onCheckpoint' | 'onBackendChange'>(o: TrainOptions, name: K): TrainOptions[K] {
   const value = o[name];
-  if (value !== undefined && typeof value !== 'function') throw new TypeError(`${name} must be a function; got ${typeof value}`);
+  if (value !== undefined && typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`);
   return value;
 }
 
@@ -185,9 +185,7 @@ function defaultWarmup(totalSteps: number): number {
 /** Check that `options` is an object holding only known training options. */
 export function checkTrainOptionNames(options: unknown): asserts options is TrainOptions {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(
-      `train options must be an object; got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`,
-    );
+    throw new TypeError(`train options must be an object, got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
     if (!TRAIN_OPTION_NAMES.has(key))
@@ -264,7 +262,7 @@ export function planTraining(
   const checkpointInterval = runInteger(o, 'checkpointInterval', 0, 0);
   const onDeviceLost = oneOf('onDeviceLost', o.onDeviceLost, ['error', 'wasm'], 'error');
   if (o.checkpointPath !== undefined && (typeof o.checkpointPath !== 'string' || o.checkpointPath === '')) {
-    throw new TypeError(`checkpointPath must be a non-empty file path string; got ${JSON.stringify(o.checkpointPath)}`);
+    throw new TypeError(`checkpointPath must be a non-empty file path string, got ${describe(o.checkpointPath)}`);
   }
   if (o.signal !== undefined && (o.signal === null || typeof o.signal !== 'object' || typeof o.signal.aborted !== 'boolean')) {
     throw new TypeError('signal must be an AbortSignal');

@@ -1,3 +1,4 @@
+import { fail } from '../util/describe.js';
 /**
  * Learning-rate schedules: a pure function of the 1-based step number.
  *
@@ -35,19 +36,11 @@ export function learningRateAt(step: number, o: ScheduleOptions): number {
 
 /** Throws a RangeError naming the field when a schedule option is out of range. */
 export function validateSchedule(o: ScheduleOptions): void {
-  if (!SCHEDULE_NAMES.includes(o.schedule)) {
-    throw new RangeError(`schedule must be one of ${SCHEDULE_NAMES.join(', ')}; got ${JSON.stringify(o.schedule)}`);
-  }
-  if (!(Number.isFinite(o.learningRate) && o.learningRate > 0)) {
-    throw new RangeError(`learningRate must be a finite number > 0; got ${o.learningRate}`);
-  }
+  if (!SCHEDULE_NAMES.includes(o.schedule)) fail('schedule', `one of ${SCHEDULE_NAMES.join(', ')}`, o.schedule);
+  if (!(Number.isFinite(o.learningRate) && o.learningRate > 0)) fail('learningRate', 'a finite number > 0', o.learningRate);
   if (!(Number.isFinite(o.minLearningRate) && o.minLearningRate >= 0 && o.minLearningRate <= o.learningRate)) {
-    throw new RangeError(`minLearningRate must be in [0, learningRate = ${o.learningRate}]; got ${o.minLearningRate}`);
+    fail('minLearningRate', `in [0, learningRate = ${o.learningRate}]`, o.minLearningRate);
   }
-  if (!(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0)) {
-    throw new RangeError(`warmupSteps must be an integer >= 0; got ${o.warmupSteps}`);
-  }
-  if (!(Number.isInteger(o.totalSteps) && o.totalSteps >= 1)) {
-    throw new RangeError(`steps must be an integer >= 1; got ${o.totalSteps}`);
-  }
+  if (!(Number.isInteger(o.warmupSteps) && o.warmupSteps >= 0)) fail('warmupSteps', 'an integer >= 0', o.warmupSteps);
+  if (!(Number.isInteger(o.totalSteps) && o.totalSteps >= 1)) fail('steps', 'an integer >= 1', o.totalSteps);
 }

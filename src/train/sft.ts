@@ -7,6 +7,7 @@
  */
 import type { Tokenizer } from '../tokenizer/types.js';
 import type { SupervisedDataset, SupervisedExample } from './data.js';
+import { fail } from '../util/describe.js';
 
 export interface PromptResponse {
   prompt: string;
@@ -30,7 +31,7 @@ export function sftDataset(tokenizer: Tokenizer, pairs: readonly PromptResponse[
     );
   }
   if (!Number.isInteger(eos) || eos < 0 || eos >= tokenizer.vocabSize) {
-    throw new RangeError(`sftDataset: options.eosTokenId must be an integer in [0, ${tokenizer.vocabSize}); got ${eos}`);
+    fail('sftDataset: options.eosTokenId', `an integer in [0, ${tokenizer.vocabSize})`, eos);
   }
   const list: unknown = pairs;
   if (!Array.isArray(list) || list.length === 0) throw new TypeError('sftDataset: pairs must be a non-empty array of { prompt, response }');

@@ -4,6 +4,7 @@
  * 'layernorm', 'layer:N'), and resolve here, once, into the list of trained entries the plan holds.
  */
 import type { ParamEntry } from '../model/types.js';
+import { describe } from '../util/describe.js';
 
 /** the named groups `trainable` and `freeze` accept besides names and patterns */
 export const PARAMETER_GROUPS: Readonly<Record<string, (name: string) => boolean>> = {
@@ -18,7 +19,7 @@ export const PARAMETER_GROUPS: Readonly<Record<string, (name: string) => boolean
 
 function matcher(field: string, selector: unknown, index: number): (name: string) => boolean {
   if (typeof selector !== 'string' || selector === '') {
-    throw new TypeError(`${field}[${index}] must be a parameter name, a '*' pattern or a group name; got ${JSON.stringify(selector)}`);
+    throw new TypeError(`${field}[${index}] must be a parameter name, a '*' pattern or a group name, got ${describe(selector)}`);
   }
   const group = PARAMETER_GROUPS[selector];
   if (group) return group;

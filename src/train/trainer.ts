@@ -28,6 +28,7 @@ import { DeviceLossWatch, type BackendChange } from './device-loss.js';
 import { checkTrainOptionNames, planTraining, type TrainingPlan } from './plan.js';
 import { learningRateAt, type ScheduleName } from './schedule.js';
 import { EventLoopTurns } from '../util/turns.js';
+import { describe } from '../util/describe.js';
 
 export type { HistoryEntry } from './checkpoint.js';
 export type { BackendChange } from './device-loss.js';
@@ -629,7 +630,7 @@ export class ModelBusyError extends Error {
 function checkModel(model: unknown): asserts model is GPTModel {
   const m = model as GPTModel | null;
   if (m === null || typeof m !== 'object' || typeof m.forward !== 'function' || typeof m.config !== 'object') {
-    throw new TypeError(`model must be a GPT model (from createModel or loadModel); got ${m === null ? 'null' : typeof m}`);
+    throw new TypeError(`model must be a GPT model (from createModel or loadModel), got ${describe(m)}`);
   }
 }
 

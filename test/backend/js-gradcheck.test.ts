@@ -678,7 +678,7 @@ describe('storage: views, copy, upload/download, free', () => {
     const down = await be.download(t);
     expect(down).toBeInstanceOf(Float32Array);
     expect(Array.from(down)).toEqual([Math.fround(0.1), 2, 3]);
-    expect(() => be.upload(t, new Int32Array(3))).toThrow(/f32 tensor takes a Float32Array, got Int32Array/);
+    expect(() => be.upload(t, new Int32Array(3))).toThrow(/f32 tensor takes a Float32Array, got an Int32Array/);
     expect(() => be.upload(t, new Float32Array(4))).toThrow(/data has 4 elements, the tensor view holds 3/);
     const ids = be.alloc(2, 'i32');
     be.upload(ids, new Int32Array([5, -1]));

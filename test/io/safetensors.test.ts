@@ -275,9 +275,9 @@ describe('encodeSafetensors / decodeSafetensors round trip', () => {
       [{ x: { ...ok, shape: [1.5] } }, /dimension 0 = 1.5/],
       [{ x: { ...ok, shape: 'abc' } }, /tensor "x": shape must be an array/],
       [{ x: { ...ok, shape: [3] } }, /tensor "x" \(F32, shape \[3\]\): data has 2 elements, shape needs 3/],
-      [{ x: { ...ok, data: new Int32Array(2) } }, /data is a Int32Array; expected Float32Array or Uint8Array/],
+      [{ x: { ...ok, data: new Int32Array(2) } }, /data is an Int32Array; expected Float32Array or Uint8Array/],
       [{ x: { ...ok, data: new Uint8Array(7) } }, /raw data has 7 bytes, shape needs 2 x 4 = 8/],
-      [{ x: { ...ok, data: [1, 2] } }, /data is a Array/],
+      [{ x: { ...ok, data: [1, 2] } }, /data is an array/],
       [{ x: null }, /tensor "x" must be an object/],
       [{ __metadata__: ok }, /"__metadata__" is reserved/],
     ];

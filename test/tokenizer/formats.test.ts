@@ -51,7 +51,7 @@ describe('toJSON / fromJSON', () => {
   it('rejects malformed JSON with errors naming the field', () => {
     const good = trained.toJSON();
     const appended = good.merges.length / 2;
-    expect(() => tokenizerFromJSON({ kind: 'wordpiece' })).toThrow(/kind is the string "wordpiece"; expected "bpe" or "char"/);
+    expect(() => tokenizerFromJSON({ kind: 'wordpiece' })).toThrow(/kind is "wordpiece"; expected "bpe" or "char"/);
     expect(() => tokenizerFromJSON('{oops')).toThrow(/tokenizer: not valid JSON/);
     expect(() => tokenizerFromJSON([])).toThrow(/expected a JSON object, got an array/);
     expect(() => BPETokenizer.fromJSON({ ...good, version: 2 })).toThrow(/version is 2; only 1/);
@@ -241,7 +241,7 @@ describe('errors in use', () => {
 
   it('encode rejects unknown allowed special tokens and non-string text', () => {
     expect(() => trained.encode('x', { allowedSpecial: ['<|nope|>'] })).toThrow(
-      /allowedSpecial: the string "<\|nope\|>" is not a special token of this tokenizer/,
+      /allowedSpecial: "<\|nope\|>" is not a special token of this tokenizer/,
     );
     expect(() => trained.encode(42 as unknown as string)).toThrow(/encode: text must be a string, got number 42|got 42/);
   });

@@ -77,13 +77,13 @@ describe('onDeviceLost options', () => {
   it('a bad value names the option and the allowed values', async () => {
     const model = await createModel(config);
     await expect(train(model, { ...common, onDeviceLost: 'cpu' as 'wasm' })).rejects.toThrow(
-      `onDeviceLost must be 'error' or 'wasm'; got "cpu"`,
+      `onDeviceLost must be 'error' or 'wasm', got "cpu"`,
     );
     await expect(Trainer.create(model, { ...common, onDeviceLost: 'js' as 'wasm' })).rejects.toThrow(
       /onDeviceLost must be 'error' or 'wasm'/,
     );
     await expect(train(model, { ...common, onDeviceLost: 'wasm', deviceLossSnapshotInterval: 0 })).rejects.toThrow(
-      'deviceLossSnapshotInterval must be an integer >= 1; got 0',
+      'deviceLossSnapshotInterval must be an integer >= 1, got 0',
     );
     await expect(train(model, { ...common, onBackendChange: 'log' as unknown as () => void })).rejects.toThrow(
       'onBackendChange must be a function',

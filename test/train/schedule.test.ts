@@ -47,6 +47,6 @@ describe('learningRateAt', () => {
     expect(() => validateSchedule({ ...ok, learningRate: -1 })).toThrow(/learningRate .* got -1/);
     expect(() => validateSchedule({ ...ok, minLearningRate: 1 })).toThrow(/minLearningRate must be in \[0, learningRate/);
     expect(() => validateSchedule({ ...ok, warmupSteps: 1.5 })).toThrow(/warmupSteps .* got 1.5/);
-    expect(() => validateSchedule({ ...ok, totalSteps: 0 })).toThrow(/steps must be an integer >= 1; got 0/);
+    expect(() => validateSchedule({ ...ok, totalSteps: 0 })).toThrow(/steps must be an integer >= 1, got 0/);
   });
 });

@@ -284,12 +284,12 @@ describe('train()', () => {
     await expect(Trainer.create(model, { data: [1, 2, 13], seqLen: 2 })).rejects.toThrow(
       "data[2] = 13 is not a token id of the model's vocabulary [0, 13)",
     );
-    await expect(Trainer.create(model, { data, batchSize: 0 })).rejects.toThrow('batchSize must be an integer >= 1; got 0');
-    await expect(Trainer.create(model, { data, beta2: 1 })).rejects.toThrow('beta2 must be in [0, 1); got 1');
+    await expect(Trainer.create(model, { data, batchSize: 0 })).rejects.toThrow('batchSize must be an integer >= 1, got 0');
+    await expect(Trainer.create(model, { data, beta2: 1 })).rejects.toThrow('beta2 must be in [0, 1), got 1');
     await expect(Trainer.create(model, { data, maxGradNorm: 0 })).rejects.toThrow(/maxGradNorm must be > 0/);
     await expect(Trainer.create(model, { data, steps: 5, epochs: 1 })).rejects.toThrow('give steps or epochs, not both');
     await expect(Trainer.create(model, {})).rejects.toThrow('give exactly one of data');
-    await expect(Trainer.create(model, { data, learningRate: 0 })).rejects.toThrow('learningRate must be a finite number > 0; got 0');
+    await expect(Trainer.create(model, { data, learningRate: 0 })).rejects.toThrow('learningRate must be a finite number > 0, got 0');
     await expect(Trainer.create(model, { data, nonFinite: 'ignore' as never })).rejects.toThrow("nonFinite must be 'error' or 'skip'");
     await expect(Trainer.create(model, { data, lr: 1 } as never)).rejects.toThrow('unknown training option "lr"');
   });
