@@ -27,7 +27,8 @@ interface Tensors {
 type Call = (b: Backend, x: Tensors) => void;
 
 /** members that are not ops, and ops of one tensor (zero, scale: nothing to alias, any length fits) */
-type NotChecked = 'name' | 'limits' | 'threads' | 'threadsNote' | 'alloc' | 'download' | 'free' | 'bytesInUse' | 'dispose' | 'zero' | 'scale';
+type NotChecked =
+  'name' | 'limits' | 'threads' | 'threadsNote' | 'alloc' | 'download' | 'free' | 'bytesInUse' | 'dispose' | 'zero' | 'scale';
 /** the type lists every op of the contract: a new op without a case here does not compile */
 type AliasingOps = Exclude<keyof Backend, NotChecked | 'view' | 'upload'>;
 type RangeOps = Exclude<keyof Backend, NotChecked>;
