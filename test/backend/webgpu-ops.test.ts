@@ -11,21 +11,11 @@ import { acquireDevice } from '../../src/backend/webgpu/device.js';
 import { WebGPUBackend, createWebGPUBackend, segmentLayout } from '../../src/backend/webgpu/index.js';
 import { grid } from '../../src/backend/webgpu/kernel.js';
 import { SMALL_SHAPES, compareToReference, opCases, type OpCase, type OpShapes } from '../helpers/conformance.js';
-import { CANCELLING, LOOSE, SPLIT_BINDING_BYTES, SPLIT_SHAPES, TIGHT, TILED_SHAPES } from '../helpers/webgpu-shapes.js';
+import { CANCELLING, LOOSE, SPLIT_BINDING_BYTES, SPLIT_SHAPES, TIGHT, TILED_SHAPES, toleranceFor } from '../helpers/webgpu-shapes.js';
 import { Rng, maxRelErr, normal32 } from '../helpers/random.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
 
 const gpu = await createNodeWebGPU();
-
-/**
- * past the tiles: attention gradients chain three sums (LOOSE); the fused GELU backward multiplies
- * dout @ W^T, a sum of 70-131 products of size ~1 that cancels, by gelu'(pre) (CANCELLING)
- */
-function tiledTolerance(c: OpCase) {
-  if (c.op === 'attention' && c.kind === 'backward') return LOOSE;
-  if (c.op === 'matmulFused' && c.kind === 'backward') return CANCELLING;
-  return TIGHT;
-}
 afterAll(() => gpu.backend?.dispose());
 const suite = gpu.backend === null ? `webgpu backend (skipped: ${gpu.skipReason})` : `webgpu backend on ${gpu.backend.adapterName}`;
 
@@ -45,7 +35,7 @@ describe.skipIf(gpu.backend === null)(suite, () => {
   describe('every op equals the js reference past tile and chunk boundaries', () => {
     for (const c of opCases) {
       it(c.name, async () => {
-        for (const r of await compareToReference(backend, c, { seed: 11, shapes: TILED_SHAPES, tolerance: tiledTolerance(c) })) {
+        for (const r of await compareToReference(backend, c, { seed: 11, shapes: TILED_SHAPES, tolerance: toleranceFor(c) })) {
           expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
         }
       });
@@ -381,7 +371,7 @@ describe.skipIf(gpu.backend === null)('webgpu ops on tensors larger than one bin
     it(c.name, async () => {
       const dispatchesOf = async (be: WebGPUBackend) => {
         const before = be.dispatches;
-        for (const r of await compareToReference(be, c, { seed: 19, shapes: SPLIT_SHAPES, tolerance: tiledTolerance(c) })) {
+        for (const r of await compareToReference(be, c, { seed: 19, shapes: SPLIT_SHAPES, tolerance: toleranceFor(c) })) {
           expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
         }
         return be.dispatches - before;

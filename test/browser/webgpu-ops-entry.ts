@@ -5,7 +5,7 @@
  */
 import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { SMALL_SHAPES, compareToReference, opCases, type OpShapes } from '../helpers/conformance.js';
-import { LOOSE, SPLIT_BINDING_BYTES, SPLIT_SHAPES, TIGHT, TILED_SHAPES } from '../helpers/webgpu-shapes.js';
+import { SPLIT_BINDING_BYTES, SPLIT_SHAPES, TILED_SHAPES, toleranceFor } from '../helpers/webgpu-shapes.js';
 
 export interface OpOutcome {
   set: string;
@@ -29,8 +29,7 @@ export async function runOps(): Promise<{ adapter: string; outcomes: OpOutcome[]
     adapter = backend.adapterName;
     try {
       for (const c of opCases) {
-        const tolerance = c.op === 'attention' && c.kind === 'backward' ? LOOSE : TIGHT;
-        for (const r of await compareToReference(backend, c, { seed, shapes, tolerance })) {
+        for (const r of await compareToReference(backend, c, { seed, shapes, tolerance: toleranceFor(c) })) {
           outcomes.push({ set, name: c.name, output: r.output, ok: r.ok, message: r.message });
         }
       }
