@@ -99,6 +99,9 @@ export default defineConfig([
     entry: { 'backend/wasm/model-worker': 'src/worker/entry.ts' },
     splitting: false,
     sourcemap: false,
+    // every web app's bundler that follows the asset table emits this file as it is (Vite copies it
+    // unminified): minified here, 251 kB instead of 417 kB, and less work for webpack's minifier
+    minify: true,
     format: ['esm'],
     platform: 'browser',
     outDir: 'dist/browser',

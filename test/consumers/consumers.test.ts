@@ -208,253 +208,273 @@ interface PageRun {
   errors: string[];
 }
 
-describe.skipIf(skipReason !== null)(`the packed package in fresh projects${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-  let workspace: string;
-  let browser: Browser;
-  let kernelsBytes: Buffer;
-  const servers: StaticServer[] = [];
-  const children: ChildProcess[] = [];
-  /** the build (or type check) of each project, started in beforeAll */
-  const builds: Record<string, Promise<Run>> = {};
-  /** Node's answers: ESM with the relaxed-SIMD kernels (as Chromium picks them), CommonJS with the plain ones */
-  let nodeEsm: Promise<Run>;
-  let nodeCjs: Promise<Run>;
-  const timings: string[] = [];
+// a test waits for its build, which waits its turn in the pool: on a loaded 2-core machine the last
+// builds finish minutes after the first, so each test gets the whole matrix's time
+const MATRIX_TIMEOUT = 900_000;
 
-  beforeAll(async () => {
-    const started = performance.now();
-    workspace = mkdtempSync(join(tmpdir(), 'tinygpt-consumers-'));
-    const pack = await run('npm', ['pack', '--pack-destination', workspace, '--silent'], REPO_ROOT);
-    expect(pack.code, pack.output).toBe(0);
-    const tarball = pack.output.trim().split('\n').pop()!;
-    writeProjects(workspace);
-    writeFileSync(
-      join(workspace, 'package.json'),
-      JSON.stringify(
-        { name: 'consumers', private: true, workspaces: Object.keys(PROJECTS), dependencies: { tinygpt: `file:./${tarball}` } },
-        null,
+describe.skipIf(skipReason !== null)(
+  `the packed package in fresh projects${skipReason ? ` (skipped: ${skipReason})` : ''}`,
+  { timeout: MATRIX_TIMEOUT },
+  () => {
+    let workspace: string;
+    let browser: Browser;
+    let kernelsBytes: Buffer;
+    const servers: StaticServer[] = [];
+    const children: ChildProcess[] = [];
+    /** the build (or type check) of each project, started in beforeAll */
+    const builds: Record<string, Promise<Run>> = {};
+    /** Node's answers: ESM with the relaxed-SIMD kernels (as Chromium picks them), CommonJS with the plain ones */
+    let nodeEsm: Promise<Run>;
+    let nodeCjs: Promise<Run>;
+    const timings: string[] = [];
+
+    beforeAll(async () => {
+      const started = performance.now();
+      workspace = mkdtempSync(join(tmpdir(), 'tinygpt-consumers-'));
+      const pack = await run('npm', ['pack', '--pack-destination', workspace, '--silent'], REPO_ROOT);
+      expect(pack.code, pack.output).toBe(0);
+      const tarball = pack.output.trim().split('\n').pop()!;
+      writeProjects(workspace);
+      writeFileSync(
+        join(workspace, 'package.json'),
+        JSON.stringify(
+          { name: 'consumers', private: true, workspaces: Object.keys(PROJECTS), dependencies: { tinygpt: `file:./${tarball}` } },
+          null,
+          2,
+        ),
+      );
+      const install = await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts'], workspace);
+      expect(install.code, install.output).toBe(0);
+      // what `npm install -D @types/node` gives a Node TypeScript project (offline: the repository's copy)
+      mkdirSync(join(workspace, 'node_modules', '@types'), { recursive: true });
+      symlinkSync(TOOLS.nodeTypes, join(workspace, 'node_modules', '@types', 'node'));
+      kernelsBytes = readFileSync(join(workspace, 'node_modules', 'tinygpt', 'dist', 'browser', 'backend', 'wasm', 'tinygpt.wasm'));
+      timings.push(`pack + install: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+      const at = (name: string) => join(workspace, name);
+      const tasks: [string, () => Promise<Run>][] = [
+        ['vite', () => node([TOOLS.vite, 'build'], at('vite'))],
+        ['vite-worker', () => node([TOOLS.vite, 'build'], at('vite-worker'))],
+        // what `webpack --mode production` does without a config file: ./src/index.js -> ./dist/main.js
+        [
+          'webpack',
+          () =>
+            node(
+              [
+                '-e',
+                `require(${JSON.stringify(TOOLS.webpack)})({ mode: 'production' }, (e, s) => { console.log(e ?? s.toString({ assets: true, modules: false })); process.exit(e || s.hasErrors() ? 1 : 0); })`,
+              ],
+              at('webpack'),
+            ),
+        ],
+        ['parcel', () => node([TOOLS.parcel, 'build', 'index.html', '--no-autoinstall'], at('parcel'))],
+        [
+          'esbuild',
+          () =>
+            run(
+              TOOLS.esbuild,
+              [
+                'src/main.js',
+                'src/assets.js',
+                '--bundle',
+                '--minify',
+                '--format=esm',
+                '--splitting',
+                '--outdir=dist',
+                '--loader:.wasm=file',
+              ],
+              at('esbuild'),
+            ),
+        ],
+        [
+          'rollup',
+          () =>
+            node(
+              [TOOLS.rollup, 'src/main.js', 'src/assets.js', '-p', 'node-resolve={browser:true}', '-f', 'es', '-d', 'dist'],
+              at('rollup'),
+            ),
+        ],
+        ['ts-bundler', () => node([TOOLS.tsc, '-p', '.'], at('ts-bundler'))],
+        ['ts-node16-esm', () => node([TOOLS.tsc, '-p', '.'], at('ts-node16-esm'))],
+        ['ts-node16-cjs', () => node([TOOLS.tsc, '-p', '.'], at('ts-node16-cjs'))],
+        ['ts-nodenext', () => node([TOOLS.tsc, '-p', '.'], at('ts-nodenext'))],
+      ];
+      const started2 = performance.now();
+      nodeEsm = node(['--experimental-wasm-relaxed-simd', 'esm.mjs'], at('node-esm'));
+      nodeCjs = node(['cjs.cjs'], at('node-cjs'));
+      const runs = pool(
+        tasks.map(([, task]) => task),
         2,
-      ),
-    );
-    const install = await run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts'], workspace);
-    expect(install.code, install.output).toBe(0);
-    // what `npm install -D @types/node` gives a Node TypeScript project (offline: the repository's copy)
-    mkdirSync(join(workspace, 'node_modules', '@types'), { recursive: true });
-    symlinkSync(TOOLS.nodeTypes, join(workspace, 'node_modules', '@types', 'node'));
-    kernelsBytes = readFileSync(join(workspace, 'node_modules', 'tinygpt', 'dist', 'browser', 'backend', 'wasm', 'tinygpt.wasm'));
-    timings.push(`pack + install: ${((performance.now() - started) / 1000).toFixed(1)} s`);
-
-    const at = (name: string) => join(workspace, name);
-    const tasks: [string, () => Promise<Run>][] = [
-      ['vite', () => node([TOOLS.vite, 'build'], at('vite'))],
-      ['vite-worker', () => node([TOOLS.vite, 'build'], at('vite-worker'))],
-      // what `webpack --mode production` does without a config file: ./src/index.js -> ./dist/main.js
-      [
-        'webpack',
-        () =>
-          node(
-            [
-              '-e',
-              `require(${JSON.stringify(TOOLS.webpack)})({ mode: 'production' }, (e, s) => { console.log(e ?? s.toString({ assets: true, modules: false })); process.exit(e || s.hasErrors() ? 1 : 0); })`,
-            ],
-            at('webpack'),
-          ),
-      ],
-      ['parcel', () => node([TOOLS.parcel, 'build', 'index.html', '--no-autoinstall'], at('parcel'))],
-      [
-        'esbuild',
-        () =>
-          run(
-            TOOLS.esbuild,
-            ['src/main.js', 'src/assets.js', '--bundle', '--minify', '--format=esm', '--splitting', '--outdir=dist', '--loader:.wasm=file'],
-            at('esbuild'),
-          ),
-      ],
-      [
-        'rollup',
-        () =>
-          node([TOOLS.rollup, 'src/main.js', 'src/assets.js', '-p', 'node-resolve={browser:true}', '-f', 'es', '-d', 'dist'], at('rollup')),
-      ],
-      ['ts-bundler', () => node([TOOLS.tsc, '-p', '.'], at('ts-bundler'))],
-      ['ts-node16-esm', () => node([TOOLS.tsc, '-p', '.'], at('ts-node16-esm'))],
-      ['ts-node16-cjs', () => node([TOOLS.tsc, '-p', '.'], at('ts-node16-cjs'))],
-      ['ts-nodenext', () => node([TOOLS.tsc, '-p', '.'], at('ts-nodenext'))],
-    ];
-    const started2 = performance.now();
-    nodeEsm = node(['--experimental-wasm-relaxed-simd', 'esm.mjs'], at('node-esm'));
-    nodeCjs = node(['cjs.cjs'], at('node-cjs'));
-    const runs = pool(
-      tasks.map(([, task]) => task),
-      2,
-    );
-    tasks.forEach(([name], i) => {
-      builds[name] = runs[i].then((r) => {
-        timings.push(`${name}: ${(r.ms / 1000).toFixed(1)} s`);
-        return r;
+      );
+      tasks.forEach(([name], i) => {
+        builds[name] = runs[i].then((r) => {
+          timings.push(`${name}: ${(r.ms / 1000).toFixed(1)} s`);
+          return r;
+        });
       });
-    });
-    void Promise.allSettled(runs).then(() =>
-      timings.push(`all builds and type checks: ${((performance.now() - started2) / 1000).toFixed(1)} s`),
-    );
-    browser = await launchChromium();
-  }, 300_000);
+      void Promise.allSettled(runs).then(() =>
+        timings.push(`all builds and type checks: ${((performance.now() - started2) / 1000).toFixed(1)} s`),
+      );
+      browser = await launchChromium();
+    }, 300_000);
 
-  afterAll(async () => {
-    for (const child of children) child.kill();
-    await Promise.all(servers.map((s) => s.close()));
-    await browser?.close();
-    // let the builds still under way (a failed test) end before their folder goes
-    await Promise.allSettled(Object.values(builds));
-    console.info(`[consumers] ${timings.join('; ')}`);
-    if (workspace) rmSync(workspace, { recursive: true, force: true });
-  }, 300_000);
+    afterAll(async () => {
+      for (const child of children) child.kill();
+      await Promise.all(servers.map((s) => s.close()));
+      await browser?.close();
+      // let the builds still under way (a failed test) end before their folder goes
+      await Promise.allSettled(Object.values(builds));
+      console.info(`[consumers] ${timings.join('; ')}`);
+      if (workspace) rmSync(workspace, { recursive: true, force: true });
+    }, 300_000);
 
-  async function built(name: string): Promise<string> {
-    const r = await builds[name];
-    expect(r.code, `${name} failed:\n${r.output}`).toBe(0);
-    return r.output;
-  }
+    async function built(name: string): Promise<string> {
+      const r = await builds[name];
+      expect(r.code, `${name} failed:\n${r.output}`).toBe(0);
+      return r.output;
+    }
 
-  async function nodeResult(which: Promise<Run>): Promise<ScenarioResult> {
-    const r = await which;
-    expect(r.code, r.output).toBe(0);
-    return JSON.parse(r.output.trim().split('\n').pop()!) as ScenarioResult;
-  }
+    async function nodeResult(which: Promise<Run>): Promise<ScenarioResult> {
+      const r = await which;
+      expect(r.code, r.output).toBe(0);
+      return JSON.parse(r.output.trim().split('\n').pop()!) as ScenarioResult;
+    }
 
-  async function staticServer(root: string, options: Omit<StaticServerOptions, 'root'> = {}) {
-    const server = await startStaticServer({ root, ...options });
-    servers.push(server);
-    return server;
-  }
+    async function staticServer(root: string, options: Omit<StaticServerOptions, 'root'> = {}) {
+      const server = await startStaticServer({ root, ...options });
+      servers.push(server);
+      return server;
+    }
 
-  async function runPage(url: string): Promise<PageRun> {
-    const wasm: PageRun['wasm'] = [];
-    const { page, errors } = await openPage(browser, url);
-    page.on('response', (response) => {
-      if (response.url().split('?')[0].endsWith('.wasm')) wasm.push({ url: response.url(), status: response.status() });
-    });
-    try {
-      const handle = await page.waitForFunction(() => (globalThis as { consumerResult?: unknown }).consumerResult, null, {
-        timeout: 180_000,
+    async function runPage(url: string): Promise<PageRun> {
+      const wasm: PageRun['wasm'] = [];
+      const { page, errors } = await openPage(browser, url);
+      page.on('response', (response) => {
+        if (response.url().split('?')[0].endsWith('.wasm')) wasm.push({ url: response.url(), status: response.status() });
       });
-      return { result: (await handle.jsonValue()) as ScenarioResult, wasm, errors };
-    } finally {
-      await page.close();
+      try {
+        const handle = await page.waitForFunction(() => (globalThis as { consumerResult?: unknown }).consumerResult, null, {
+          timeout: 180_000,
+        });
+        return { result: (await handle.jsonValue()) as ScenarioResult, wasm, errors };
+      } finally {
+        await page.close();
+      }
     }
-  }
 
-  /** what every working page must show; `reference` is Node's run with the same kernels */
-  function expectScenario(run: PageRun, reference: ScenarioResult, origin: string, threads = 1): void {
-    const { result } = run;
-    expect(result.error, `${result.error}\n${run.errors.join('\n')}`).toBeUndefined();
-    expect(result.backend).toBe('wasm');
-    expect(result.threads).toBe(threads);
-    expect(Math.abs(result.losses[0] - Math.log(result.vocabSize))).toBeLessThan(0.25);
-    expect(result.reloadedIds).toEqual(result.ids);
-    expect(result.losses).toEqual(reference.losses);
-    expect(result.ids).toEqual(reference.ids);
-    expect(run.wasm.length).toBeGreaterThan(0);
-    for (const file of run.wasm) {
-      expect(file.status, file.url).toBe(200);
-      expect(file.url.startsWith(`${origin}/`), file.url).toBe(true);
-    }
-  }
-
-  /** the .wasm files a build emitted: at least tinygpt.wasm itself, under whatever name */
-  function expectEmittedKernels(dist: string): void {
-    const files = readdirSync(dist, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.wasm'));
-    expect(
-      files.some((f) => readFileSync(join(dist, f)).equals(kernelsBytes)),
-      `no copy of tinygpt.wasm among ${files.join(', ')}`,
-    ).toBe(true);
-  }
-
-  test('Node: an ES module and a CommonJS script run it, and tinygpt/node shares the main entry (one library instance)', async () => {
-    for (const result of [await nodeResult(nodeEsm), await nodeResult(nodeCjs)]) {
+    /** what every working page must show; `reference` is Node's run with the same kernels */
+    function expectScenario(run: PageRun, reference: ScenarioResult, origin: string, threads = 1): void {
+      const { result } = run;
+      expect(result.error, `${result.error}\n${run.errors.join('\n')}`).toBeUndefined();
       expect(result.backend).toBe('wasm');
+      expect(result.threads).toBe(threads);
       expect(Math.abs(result.losses[0] - Math.log(result.vocabSize))).toBeLessThan(0.25);
-      expect(result.losses[2]).toBeLessThan(result.losses[0]);
       expect(result.reloadedIds).toEqual(result.ids);
-      expect(result.sameInstance).toBe(true);
+      expect(result.losses).toEqual(reference.losses);
+      expect(result.ids).toEqual(reference.ids);
+      expect(run.wasm.length).toBeGreaterThan(0);
+      for (const file of run.wasm) {
+        expect(file.status, file.url).toBe(200);
+        expect(file.url.startsWith(`${origin}/`), file.url).toBe(true);
+      }
     }
-  });
 
-  test('Vite: vite build emits the kernels and vite preview serves a page that runs it', async () => {
-    await built('vite');
-    expectEmittedKernels(join(workspace, 'vite', 'dist'));
-    const port = await freePort();
-    const preview = await serve(
-      [TOOLS.vite, 'preview', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
-      join(workspace, 'vite'),
-      port,
+    /** the .wasm files a build emitted: at least tinygpt.wasm itself, under whatever name */
+    function expectEmittedKernels(dist: string): void {
+      const files = readdirSync(dist, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.wasm'));
+      expect(
+        files.some((f) => readFileSync(join(dist, f)).equals(kernelsBytes)),
+        `no copy of tinygpt.wasm among ${files.join(', ')}`,
+      ).toBe(true);
+    }
+
+    test('Node: an ES module and a CommonJS script run it, and tinygpt/node shares the main entry (one library instance)', async () => {
+      for (const result of [await nodeResult(nodeEsm), await nodeResult(nodeCjs)]) {
+        expect(result.backend).toBe('wasm');
+        expect(Math.abs(result.losses[0] - Math.log(result.vocabSize))).toBeLessThan(0.25);
+        expect(result.losses[2]).toBeLessThan(result.losses[0]);
+        expect(result.reloadedIds).toEqual(result.ids);
+        expect(result.sameInstance).toBe(true);
+      }
+    });
+
+    test('Vite: vite build emits the kernels and vite preview serves a page that runs it', async () => {
+      await built('vite');
+      expectEmittedKernels(join(workspace, 'vite', 'dist'));
+      const port = await freePort();
+      const preview = await serve(
+        [TOOLS.vite, 'preview', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
+        join(workspace, 'vite'),
+        port,
+      );
+      children.push(preview.child);
+      expectScenario(await runPage(`${preview.origin}/`), await nodeResult(nodeEsm), preview.origin);
+    });
+
+    test("Vite's dev server serves the package's kernels from node_modules", async () => {
+      const port = await freePort();
+      const dev = await serve([TOOLS.vite, '--host', '127.0.0.1', '--port', String(port), '--strictPort'], join(workspace, 'vite'), port);
+      children.push(dev.child);
+      const page = await runPage(`${dev.origin}/`);
+      expectScenario(page, await nodeResult(nodeEsm), dev.origin);
+    });
+
+    test('Vite: in a module Web Worker on a cross-origin isolated page, the wasm backend runs on 2 threads', async () => {
+      await built('vite-worker');
+      const server = await staticServer(join(workspace, 'vite-worker', 'dist'), { crossOriginIsolated: true });
+      const page = await runPage(`${server.origin}/`);
+      expect(page.result.crossOriginIsolated).toBe(true);
+      expectScenario(page, await nodeResult(nodeEsm), server.origin, 2);
+    });
+
+    test('webpack 5, production mode (minified), no config file', async () => {
+      await built('webpack');
+      const dist = join(workspace, 'webpack', 'dist');
+      expectEmittedKernels(dist);
+      writeFileSync(join(dist, 'index.html'), html('main.js', 'text/javascript'));
+      const server = await staticServer(dist);
+      expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
+    });
+
+    test('Parcel: parcel build index.html', async () => {
+      await built('parcel');
+      const dist = join(workspace, 'parcel', 'dist');
+      expectEmittedKernels(dist);
+      const server = await staticServer(dist);
+      expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
+    });
+
+    test('esbuild emits no kernels by itself: the page says to pass wasmAssets, and runs with the file loader', async () => {
+      await built('esbuild');
+      const dist = join(workspace, 'esbuild', 'dist');
+      writeFileSync(join(dist, 'index.html'), html('./main.js'));
+      writeFileSync(join(dist, 'assets.html'), html('./assets.js'));
+      const server = await staticServer(dist);
+      const plain = await runPage(`${server.origin}/`);
+      expect(plain.result.error).toMatch(/could not load tinygpt\.wasm.*wasmAssets: \{ kernels: url \}/s);
+      // --loader:.wasm=file emitted tinygpt.wasm (the plain build: only that file is named)
+      expectEmittedKernels(dist);
+      expectScenario(await runPage(`${server.origin}/assets.html`), await nodeResult(nodeCjs), server.origin);
+    });
+
+    test('Rollup + node-resolve emits no kernels: the page says to pass wasmAssets, and runs where the app hosts the file', async () => {
+      await built('rollup');
+      const dist = join(workspace, 'rollup', 'dist');
+      writeFileSync(join(dist, 'index.html'), html('./main.js'));
+      writeFileSync(join(dist, 'assets.html'), html('./assets.js'));
+      expect(readdirSync(dist).filter((f) => f.endsWith('.wasm'))).toEqual([]);
+      const server = await staticServer(dist, { routes: { '/hosted/tinygpt.wasm': { body: kernelsBytes, type: 'application/wasm' } } });
+      const plain = await runPage(`${server.origin}/`);
+      expect(plain.result.error).toMatch(/could not load tinygpt\.wasm.*wasmAssets: \{ kernels: url \}/s);
+      expectScenario(await runPage(`${server.origin}/assets.html?kernels=/hosted/tinygpt.wasm`), await nodeResult(nodeCjs), server.origin);
+    });
+
+    test.each(['ts-bundler', 'ts-node16-esm', 'ts-node16-cjs', 'ts-nodenext'])(
+      'TypeScript (%s, skipLibCheck false) type-checks a program that uses every documented property',
+      async (name) => {
+        const output = await built(name);
+        expect(output.trim()).toBe('');
+      },
     );
-    children.push(preview.child);
-    expectScenario(await runPage(`${preview.origin}/`), await nodeResult(nodeEsm), preview.origin);
-  });
-
-  test("Vite's dev server serves the package's kernels from node_modules", async () => {
-    const port = await freePort();
-    const dev = await serve([TOOLS.vite, '--host', '127.0.0.1', '--port', String(port), '--strictPort'], join(workspace, 'vite'), port);
-    children.push(dev.child);
-    const page = await runPage(`${dev.origin}/`);
-    expectScenario(page, await nodeResult(nodeEsm), dev.origin);
-  });
-
-  test('Vite: in a module Web Worker on a cross-origin isolated page, the wasm backend runs on 2 threads', async () => {
-    await built('vite-worker');
-    const server = await staticServer(join(workspace, 'vite-worker', 'dist'), { crossOriginIsolated: true });
-    const page = await runPage(`${server.origin}/`);
-    expect(page.result.crossOriginIsolated).toBe(true);
-    expectScenario(page, await nodeResult(nodeEsm), server.origin, 2);
-  });
-
-  test('webpack 5, production mode (minified), no config file', async () => {
-    await built('webpack');
-    const dist = join(workspace, 'webpack', 'dist');
-    expectEmittedKernels(dist);
-    writeFileSync(join(dist, 'index.html'), html('main.js', 'text/javascript'));
-    const server = await staticServer(dist);
-    expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
-  });
-
-  test('Parcel: parcel build index.html', async () => {
-    await built('parcel');
-    const dist = join(workspace, 'parcel', 'dist');
-    expectEmittedKernels(dist);
-    const server = await staticServer(dist);
-    expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
-  });
-
-  test('esbuild emits no kernels by itself: the page says to pass wasmAssets, and runs with the file loader', async () => {
-    await built('esbuild');
-    const dist = join(workspace, 'esbuild', 'dist');
-    writeFileSync(join(dist, 'index.html'), html('./main.js'));
-    writeFileSync(join(dist, 'assets.html'), html('./assets.js'));
-    const server = await staticServer(dist);
-    const plain = await runPage(`${server.origin}/`);
-    expect(plain.result.error).toMatch(/could not load tinygpt\.wasm.*wasmAssets: \{ kernels: url \}/s);
-    // --loader:.wasm=file emitted tinygpt.wasm (the plain build: only that file is named)
-    expectEmittedKernels(dist);
-    expectScenario(await runPage(`${server.origin}/assets.html`), await nodeResult(nodeCjs), server.origin);
-  });
-
-  test('Rollup + node-resolve emits no kernels: the page says to pass wasmAssets, and runs where the app hosts the file', async () => {
-    await built('rollup');
-    const dist = join(workspace, 'rollup', 'dist');
-    writeFileSync(join(dist, 'index.html'), html('./main.js'));
-    writeFileSync(join(dist, 'assets.html'), html('./assets.js'));
-    expect(readdirSync(dist).filter((f) => f.endsWith('.wasm'))).toEqual([]);
-    const server = await staticServer(dist, { routes: { '/hosted/tinygpt.wasm': { body: kernelsBytes, type: 'application/wasm' } } });
-    const plain = await runPage(`${server.origin}/`);
-    expect(plain.result.error).toMatch(/could not load tinygpt\.wasm.*wasmAssets: \{ kernels: url \}/s);
-    expectScenario(await runPage(`${server.origin}/assets.html?kernels=/hosted/tinygpt.wasm`), await nodeResult(nodeCjs), server.origin);
-  });
-
-  test.each(['ts-bundler', 'ts-node16-esm', 'ts-node16-cjs', 'ts-nodenext'])(
-    'TypeScript (%s, skipLibCheck false) type-checks a program that uses every documented property',
-    async (name) => {
-      const output = await built(name);
-      expect(output.trim()).toBe('');
-    },
-  );
-});
+  },
+);
