@@ -62,7 +62,7 @@ function tinygptSide(model) {
   return {
     name: 'tinygpt',
     async start(prompt) {
-      if (cache) model.freeKVCache(cache);
+      cache?.dispose();
       cache = model.createKVCache(1);
       return argmax(await model.forwardCached(cache, Int32Array.from(prompt), prompt.length));
     },
@@ -70,7 +70,7 @@ function tinygptSide(model) {
       return argmax(await model.forwardCached(cache, Int32Array.of(token), 1));
     },
     dispose() {
-      if (cache) model.freeKVCache(cache);
+      cache?.dispose();
       model.dispose();
     },
   };

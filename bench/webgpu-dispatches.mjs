@@ -51,7 +51,7 @@ async function count(fused, nLayers) {
   before = backend.dispatches;
   for (let i = 0; i < steps; i++) await model.forwardCached(cache, Int32Array.of(i + 1), 1);
   const perToken = (backend.dispatches - before) / steps;
-  model.freeKVCache(cache);
+  cache.dispose();
   const adapter = backend.adapterName;
   model.dispose();
   return { perStep, perToken, adapter };

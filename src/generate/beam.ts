@@ -154,7 +154,7 @@ export async function beamSearch(model: GPTModel, plan: GenerationPlan): Promise
       logits = await window.step(fed, histories);
     }
   } finally {
-    window.free();
+    window.dispose();
   }
 
   if (!searchDone) {

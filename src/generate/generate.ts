@@ -77,7 +77,7 @@ const abandonedStreams =
   typeof FinalizationRegistry === 'function'
     ? new FinalizationRegistry<HeldCache>((held) => {
         try {
-          held.window?.free();
+          held.window?.dispose();
         } catch {
           // the model was disposed meanwhile: its backend freed everything
         }
@@ -170,7 +170,7 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number, 
     }
   } finally {
     if (held) held.window = null;
-    window.free();
+    window.dispose();
   }
 }
 

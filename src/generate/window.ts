@@ -50,7 +50,7 @@ export class ContextWindow {
   async step(tokens: readonly number[], histories: readonly ArrayLike<number>[]): Promise<Float32Array> {
     const cache = this.live();
     if (cache.length + 1 > this.maxSeqLen) {
-      this.model.freeKVCache(cache);
+      cache.dispose();
       this.cache = null;
       this.cache = this.model.createKVCache(this.rows);
       return this.feedTails(histories, windowKeep(this.maxSeqLen));
@@ -63,8 +63,8 @@ export class ContextWindow {
     this.model.reorderKVCache(this.live(), sources);
   }
 
-  free(): void {
-    if (this.cache) this.model.freeKVCache(this.cache);
+  dispose(): void {
+    this.cache?.dispose();
     this.cache = null;
   }
 

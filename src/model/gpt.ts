@@ -13,7 +13,7 @@ import type { BackendChoice, ForwardOptions, ForwardResult, GPTConfig, GPTConfig
 import { blockBackward, blockForward } from './block.js';
 import { cachedForward } from './cached.js';
 import { checkCachedArgs, checkForwardArgs } from './checks.js';
-import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
+import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import {
   allocWorkspace,
   freeInference,
@@ -600,12 +600,18 @@ export class GPT implements GPTModel {
       batchSize,
       bytesAllocatedBy((allocator) => allocKVCache(allocator, this.config, batchSize)),
     );
-    const cache = allOrNothing(this.backend, (allocator) => allocKVCache(allocator, this.config, batchSize));
+    const tensors = allOrNothing(this.backend, (allocator) => allocKVCache(allocator, this.config, batchSize));
+    const cache = disposableKVCache(tensors, (disposed) => this.releaseKVCache(disposed));
     this.cacheBackends.set(cache, this.backend);
     return cache;
   }
 
+  /** @deprecated `cache.dispose()` (or `using cache = model.createKVCache(B)`); this alias goes in the next release */
   freeKVCache(cache: KVCache): void {
+    cache.dispose();
+  }
+
+  private releaseKVCache(cache: KVCache): void {
     const madeOn = this.cacheBackends.get(cache);
     // a cache from before a move lived on the old backend, which freed it when it was disposed
     if (madeOn === undefined || madeOn === this.backend) freeKVCacheTensors(this.backend, cache);

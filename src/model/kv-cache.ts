@@ -1,9 +1,13 @@
 import type { Allocator } from '../backend/all-or-nothing.js';
 import type { Backend } from '../backend/contract.js';
+import { DISPOSE } from '../util/dispose.js';
 import type { GPTConfig, KVCache } from './types.js';
 
+/** a KV cache's sizes and tensors, before it is given its dispose */
+export type KVCacheTensors = Omit<KVCache, 'dispose' | typeof Symbol.dispose>;
+
 /** a KV cache of `batchSize` rows: per layer k and v, each [B, maxSeqLen, C] */
-export function allocKVCache(b: Allocator, config: GPTConfig, batchSize: number): KVCache {
+export function allocKVCache(b: Allocator, config: GPTConfig, batchSize: number): KVCacheTensors {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
   const { maxSeqLen, dModel: C, nLayers: L } = config;
@@ -16,11 +20,24 @@ export function allocKVCache(b: Allocator, config: GPTConfig, batchSize: number)
   return { batchSize, length: 0, layers };
 }
 
+/** `tensors` as a KVCache whose dispose (and Symbol.dispose) calls `release` with it */
+export function disposableKVCache(tensors: KVCacheTensors, release: (cache: KVCache) => void): KVCache {
+  const cache: KVCache = {
+    ...tensors,
+    dispose: () => release(cache),
+    [DISPOSE]: () => release(cache),
+  };
+  return cache;
+}
+
+/** frees the cache's tensors and empties it, so that a second dispose frees nothing and forwardCached refuses it */
 export function freeKVCacheTensors(b: Backend, cache: KVCache): void {
   for (const layer of cache.layers) {
     b.free(layer.k);
     b.free(layer.v);
   }
+  cache.layers.length = 0;
+  cache.length = 0;
 }
 
 /** cache row i becomes old row sources[i], through a scratch copy of the used positions */

@@ -18,7 +18,7 @@ import { DISPOSE } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 import { cachedForward } from './cached.js';
 import { checkCachedArgs, checkForwardArgs } from './checks.js';
-import { allocKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
+import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import { buildParamLayout, type ParamLayout } from './params.js';
 import { checkQuantFormat, dequantizeMatrix, quantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } from './quant.js';
 import { inferenceFor, type InferenceWorkspace } from './workspace.js';
@@ -305,13 +305,12 @@ export class QuantizedGPT implements GPTModel {
 
   createKVCache(batchSize: number): KVCache {
     this.checkAlive();
-    return allocKVCache(this.backend, this.config, batchSize);
+    return disposableKVCache(allocKVCache(this.backend, this.config, batchSize), (cache) => freeKVCacheTensors(this.backend, cache));
   }
 
+  /** @deprecated `cache.dispose()` (or `using cache = model.createKVCache(B)`); this alias goes in the next release */
   freeKVCache(cache: KVCache): void {
-    freeKVCacheTensors(this.backend, cache);
-    cache.layers.length = 0;
-    cache.length = 0;
+    cache.dispose();
   }
 
   reorderKVCache(cache: KVCache, sources: readonly number[]): void {
@@ -390,7 +389,7 @@ export class QuantizedGPT implements GPTModel {
       if (targets !== null) result.loss = meanCrossEntropy(logits, targets, this.config.vocabSize);
       return result;
     } finally {
-      this.freeKVCache(cache);
+      cache.dispose();
     }
   }
 }

@@ -76,6 +76,9 @@ export interface KVCache {
   length: number;
   /** per layer: k and v, each [B, maxSeqLen, C] */
   readonly layers: { k: Tensor; v: Tensor }[];
+  /** frees the cache's tensors (`using cache = model.createKVCache(B)` calls it); a disposed cache is refused */
+  dispose(): void;
+  [Symbol.dispose](): void;
 }
 
 /**
@@ -136,5 +139,6 @@ export interface GPTModel {
   forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array>;
   /** cache row i becomes old row sources[i] (beam search); sources.length === cache.batchSize */
   reorderKVCache(cache: KVCache, sources: readonly number[]): void;
-  freeKVCache(cache: KVCache): void;
+  /** @deprecated `cache.dispose()` (or `using`) frees a cache; this alias goes in the next release */
+  freeKVCache?(cache: KVCache): void;
 }

@@ -68,7 +68,7 @@ describe('a whole GPT on wasm against the f64 reference', () => {
       const cache = model.createKVCache(B);
       await model.forwardCached(cache, prompt, 6);
       logits.push(await model.forwardCached(cache, next, 1));
-      model.freeKVCache(cache);
+      cache.dispose();
     }
     expect(logits[0].length).toBe(B * 37);
     expect(maxRelErr(logits[0], logits[1]), `seed ${SEED}`).toBeLessThan(TOL);

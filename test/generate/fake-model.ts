@@ -7,6 +7,7 @@
  */
 import type { Backend, Tensor } from '../../src/backend/contract.js';
 import type { GPTConfig, GPTModel, KVCache } from '../../src/model/types.js';
+import { DISPOSE } from '../../src/util/dispose.js';
 
 export type LogitsFn = (row: readonly number[]) => ArrayLike<number>;
 
@@ -53,7 +54,11 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
     setRngState: () => {},
 
     createKVCache(batchSize: number): KVCache {
-      const cache: KVCache = { batchSize, length: 0, layers: [{ k: fakeTensor, v: fakeTensor }] };
+      const dispose = () => {
+        if (!rowsOf.delete(cache)) throw new Error('fakeModel: cache freed twice');
+        live--;
+      };
+      const cache: KVCache = { batchSize, length: 0, layers: [{ k: fakeTensor, v: fakeTensor }], dispose, [DISPOSE]: dispose };
       rowsOf.set(
         cache,
         Array.from({ length: batchSize }, () => []),
@@ -90,11 +95,6 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
         sources.map((s) => [...rows[s]]),
       );
       model.reorders++;
-    },
-
-    freeKVCache(cache: KVCache): void {
-      if (!rowsOf.delete(cache)) throw new Error('fakeModel: cache freed twice');
-      live--;
     },
 
     moveToBackend(): Promise<void> {

@@ -125,7 +125,7 @@ describe.each(backends)('KV cache vs full recomputation ($backend backend)', ({ 
         history.push(id);
         if (step < newTokens - 1) logits = await window.step([id], [history]);
       }
-      window.free();
+      window.dispose();
 
       // oracle: full forward over the window at every step
       const tokens = [...prompt];

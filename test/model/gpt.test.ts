@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { createModel, GPT } from '../../src/model/gpt.js';
 import { validateConfig } from '../../src/model/config.js';
-import type { GPTConfigInput } from '../../src/model/types.js';
+import type { GPTConfigInput, KVCache } from '../../src/model/types.js';
 import { ints, normal64, Rng } from '../helpers/random.js';
 
 const tiny: GPTConfigInput = { vocabSize: 11, maxSeqLen: 5, dModel: 8, nLayers: 2, nHeads: 2, dFF: 12, seed: 7 };
@@ -140,7 +140,35 @@ describe('GPT on the js reference backend', () => {
     // reordering rows swaps what each row continues from
     model.reorderKVCache(cache, [1, 1]);
     await expect(model.forwardCached(cache, new Int32Array([3, 3]), 1)).rejects.toThrow(/exceeds config\.maxSeqLen \(9\)/);
-    model.freeKVCache(cache);
+    cache.dispose();
+  });
+
+  it('a KV cache is released by dispose, by leaving a using block, or by the deprecated freeKVCache, and refused afterwards', async () => {
+    const model = await createModel(tiny, { backend: 'js' });
+    const before = model.backend.bytesInUse();
+    const cacheBytes = 2 * 2 * (2 * 5 * 8) * 4; // 2 layers, k and v [B = 2, maxSeqLen = 5, C = 8] each, f32
+    const refused = /this cache was freed or belongs to another model/;
+
+    const disposed = model.createKVCache(2);
+    expect(model.backend.bytesInUse() - before).toBe(cacheBytes);
+    disposed.dispose();
+    disposed.dispose(); // a second dispose frees nothing
+    expect(model.backend.bytesInUse()).toBe(before);
+    await expect(model.forwardCached(disposed, new Int32Array([1, 2]), 1)).rejects.toThrow(refused);
+
+    let scoped: KVCache | undefined;
+    {
+      using cache = model.createKVCache(2);
+      scoped = cache;
+      expect(model.backend.bytesInUse() - before).toBe(cacheBytes);
+    }
+    expect(model.backend.bytesInUse()).toBe(before);
+    await expect(model.forwardCached(scoped, new Int32Array([1, 2]), 1)).rejects.toThrow(refused);
+
+    const old = model.createKVCache(2);
+    model.freeKVCache(old);
+    expect(model.backend.bytesInUse()).toBe(before);
+    await expect(model.forwardCached(old, new Int32Array([1, 2]), 1)).rejects.toThrow(refused);
   });
 
   it('reorderKVCache makes a row continue from another row', async () => {

@@ -82,7 +82,7 @@ describe('QuantizedGPT', () => {
         await q.forwardCached(cache, Int32Array.from([...ids.subarray(0, 12), ...ids.subarray(20, 32)]), 12);
         let last: Float32Array = new Float32Array();
         for (let t = 12; t < 20; t++) last = await q.forwardCached(cache, Int32Array.from([ids[t], ids[20 + t]]), 1);
-        q.freeKVCache(cache);
+        cache.dispose();
         const full = want.logits!;
         const V = 61;
         const expected = Float32Array.from([...full.subarray(19 * V, 20 * V), ...full.subarray(39 * V, 40 * V)]);
@@ -133,7 +133,7 @@ describe('QuantizedGPT', () => {
         const cache = q.createKVCache(2);
         const logits = [await q.forwardCached(cache, ids.subarray(0, 2 * 9), 9)];
         for (let t = 9; t < 14; t++) logits.push(await q.forwardCached(cache, Int32Array.from([ids[t], ids[20 + t]]), 1));
-        q.freeKVCache(cache);
+        cache.dispose();
         logits.push((await q.forward(ids, null, 2, { returnLogits: true })).logits!);
         runs.push(logits);
       }

@@ -108,8 +108,8 @@ describe.skipIf(probe.backend === null)(suite, () => {
         expect(logits[0].indexOf(Math.max(...logits[0]))).toBe(next[0]);
         logits = await Promise.all([gpu.forwardCached(caches[0], next, 1), ref.forwardCached(caches[1], next, 1)]);
       }
-      gpu.freeKVCache(caches[0]);
-      ref.freeKVCache(caches[1]);
+      caches[0].dispose();
+      caches[1].dispose();
     }
     gpu.dispose();
     ref.dispose();

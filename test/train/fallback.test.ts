@@ -123,10 +123,10 @@ describe('GPT.moveToBackend', () => {
       /this cache was made on the js backend before the model moved to js; create a new cache/,
     );
     expect(() => model.reorderKVCache(staleCache, [0])).toThrow(/before the model moved/);
-    model.freeKVCache(staleCache);
+    staleCache.dispose();
     const cache = model.createKVCache(1);
     expect(await model.forwardCached(cache, Int32Array.from([1, 2, 3]), 3)).toEqual(cachedBefore);
-    model.freeKVCache(cache);
+    cache.dispose();
     model.dispose();
   });
 
