@@ -19,6 +19,10 @@ export type {
   ParameterGroup,
 } from './model/types.js';
 
+// ---- fine-tuning: LoRA adapters ----
+export { addLoRA, mergeAdapter, saveAdapter, loadAdapter, LoRAAdapter, LORA_TARGETS } from './model/lora.js';
+export type { LoRAOptions, LoRAConfig, LoRATarget, LoadAdapterOptions } from './model/lora.js';
+
 // ---- quantized models ----
 export { quantizeModel, QuantizedGPT, type QuantizeOptions } from './model/quantized.js';
 export { quantizeMatrix, dequantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } from './model/quant.js';

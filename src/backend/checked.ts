@@ -80,7 +80,7 @@ export abstract class CheckedBackend implements Backend {
   protected abstract _matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void;
   protected abstract _matmulBackward(
     dinp: Tensor | null,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -311,7 +311,7 @@ export abstract class CheckedBackend implements Backend {
 
   matmulBackward(
     dinp: Tensor | null,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -322,6 +322,7 @@ export abstract class CheckedBackend implements Backend {
   ): void {
     const op = 'matmulBackward';
     dims(op, { M, K, N });
+    if (dweight === null && dbias !== null) throw new RangeError(`${op}: dbias needs dweight (a frozen layer passes null for both)`);
     const [dx, dw, db, d, x, w] = this.args(
       op,
       [
@@ -335,7 +336,7 @@ export abstract class CheckedBackend implements Backend {
         ['weight', weight, 'f32', K * N],
       ],
     );
-    this._matmulBackward(dx, dw!, db, d!, x!, w!, M, K, N);
+    this._matmulBackward(dx, dw, db, d!, x!, w!, M, K, N);
   }
 
   // ---- fused products (see the contract): checked here, composed below unless a backend fuses them ----

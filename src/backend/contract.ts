@@ -140,11 +140,12 @@ export interface Backend {
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void;
   /**
    * dinp[M,K] += dout[M,N] @ weight^T; dweight[K,N] += inp^T @ dout; dbias[N] += sum_m dout[m,:]
-   * dinp may be null (the input needs no gradient); dbias null when there is no bias.
+   * dinp may be null (the input needs no gradient); dbias null when there is no bias; dweight and
+   * dbias both null when the layer is frozen (a LoRA fine-tune's base weights).
    */
   matmulBackward(
     dinp: Tensor | null,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,

@@ -153,6 +153,17 @@ export interface BlockGradientScratch {
 }
 
 /**
+ * How a LoRA fine-tune takes the block's products backward: the model's weights are frozen and each
+ * product's input gradient gains the adapter's term, so the products run unfused.
+ */
+export interface BlockBackwardHooks {
+  /** dinp[M,K] += the gradient through projection `name` (its weights' gradients are the hook's business); dout [M,N], inp [M,K] */
+  linearBackward: (dinp: Tensor, dout: Tensor, inp: Tensor, name: string, M: number, K: number, N: number) => void;
+  /** [N,F] scratch: c_proj's input gradient, which the fused c_proj + GELU backward never materialises */
+  hiddenGradient: Tensor;
+}
+
+/**
  * The gradient of blockForward for layer `l`: parameter gradients are added into grad(name), and
  * scratch.dres goes from the block's output gradient to its input gradient. `branchGradient(site)`
  * gives the gradient of a branch output before its dropout at `site` (dres itself without dropout).
@@ -166,30 +177,41 @@ export function blockBackward(
   scratch: BlockGradientScratch,
   dims: { B: number; T: number; C: number; NH: number; F: number },
   branchGradient: (site: number) => Tensor,
+  hooks?: BlockBackwardHooks,
 ): void {
   const { B, T, C, NH, F } = dims;
   const N = B * T;
   const h = `h.${l}.`;
   const { dres, dC, dqkv, dF: dfch } = scratch;
+  const linearBackward =
+    hooks?.linearBackward ??
+    ((dinp: Tensor, dout: Tensor, inp: Tensor, name: string, M: number, K: number, Nout: number) =>
+      b.matmulBackward(dinp, grad(name + '.weight'), grad(name + '.bias'), dout, inp, weight(name + '.weight'), M, K, Nout));
   // MLP branch: output = residual2 + dropout(fchGelu @ Wproj + b)
   const dproj = branchGradient(2 + 2 * l);
-  // through c_proj and the GELU before it in one product (GELU's backward its epilogue)
   b.zero(dfch);
-  b.matmulGeluBackward(
-    dfch,
-    grad(h + 'mlp.c_proj.weight'),
-    grad(h + 'mlp.c_proj.bias'),
-    dproj,
-    acts.fchGelu,
-    weight(h + 'mlp.c_proj.weight'),
-    acts.fch,
-    N,
-    F,
-    C,
-  );
+  if (hooks) {
+    b.zero(hooks.hiddenGradient);
+    linearBackward(hooks.hiddenGradient, dproj, acts.fchGelu, h + 'mlp.c_proj', N, F, C);
+    b.geluBackward(dfch, acts.fch, hooks.hiddenGradient, N * F);
+  } else {
+    // through c_proj and the GELU before it in one product (GELU's backward its epilogue)
+    b.matmulGeluBackward(
+      dfch,
+      grad(h + 'mlp.c_proj.weight'),
+      grad(h + 'mlp.c_proj.bias'),
+      dproj,
+      acts.fchGelu,
+      weight(h + 'mlp.c_proj.weight'),
+      acts.fch,
+      N,
+      F,
+      C,
+    );
+  }
   const dln2 = dC;
   b.zero(dln2);
-  b.matmulBackward(dln2, grad(h + 'mlp.c_fc.weight'), grad(h + 'mlp.c_fc.bias'), dfch, acts.ln2, weight(h + 'mlp.c_fc.weight'), N, C, F);
+  linearBackward(dln2, dfch, acts.ln2, h + 'mlp.c_fc', N, C, F);
   b.layerNormBackward(
     dres,
     grad(h + 'ln_2.weight'),
@@ -207,32 +229,12 @@ export function blockBackward(
   const dattproj = branchGradient(1 + 2 * l);
   const datty = dC;
   b.zero(datty);
-  b.matmulBackward(
-    datty,
-    grad(h + 'attn.c_proj.weight'),
-    grad(h + 'attn.c_proj.bias'),
-    dattproj,
-    acts.atty,
-    weight(h + 'attn.c_proj.weight'),
-    N,
-    C,
-    C,
-  );
+  linearBackward(datty, dattproj, acts.atty, h + 'attn.c_proj', N, C, C);
   b.zero(dqkv);
   b.attentionBackward(dqkv, datty, acts.qkv, acts.atty, acts.lse, B, T, C, NH);
   const dln1 = dC;
   b.zero(dln1);
-  b.matmulBackward(
-    dln1,
-    grad(h + 'attn.c_attn.weight'),
-    grad(h + 'attn.c_attn.bias'),
-    dqkv,
-    acts.ln1,
-    weight(h + 'attn.c_attn.weight'),
-    N,
-    C,
-    3 * C,
-  );
+  linearBackward(dln1, dqkv, acts.ln1, h + 'attn.c_attn', N, C, 3 * C);
   b.layerNormBackward(
     dres,
     grad(h + 'ln_1.weight'),

@@ -10,9 +10,10 @@ import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE } from '../util/dispose.js';
 import type { BackendChoice, ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
-import { blockBackward, blockForward } from './block.js';
+import { blockBackward, blockForward, type BlockStep } from './block.js';
 import { cachedForward } from './cached.js';
 import { checkCachedArgs, checkForwardArgs } from './checks.js';
+import type { LoRAAdapter, LoRAPass } from './lora.js';
 import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import {
   allocWorkspace,
@@ -122,6 +123,8 @@ interface LastForward {
   targetCount: number;
   training: boolean;
   dropoutStep: number;
+  /** how the adapter ran (null: none attached) */
+  lora: LoRAPass | null;
 }
 
 /** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
@@ -131,7 +134,10 @@ export class GPT implements GPTModel {
   readonly paramLayout: readonly ParamEntry[];
   private currentBackend: Backend;
   private paramsTensor: Tensor;
-  private gradsTensor: Tensor;
+  /** the parameters' gradients; freed while an adapter is attached (a LoRA fine-tune never needs them), made again on use */
+  private gradsTensor: Tensor | null;
+  /** the attached LoRA adapter: while there is one, backward computes its gradients and none of the model's own */
+  private adapter: LoRAAdapter | null = null;
   private readonly byName: Map<string, ParamEntry>;
   private readonly layoutInfo: ParamLayout;
   private readonly creationOptions: BackendCreationOptions;
@@ -143,6 +149,8 @@ export class GPT implements GPTModel {
   private dwteT: Tensor | null = null;
   /** whether wteT holds the current wte (backward borrows it as scratch) */
   private wteTFresh = false;
+  /** [2C]: the frozen LayerNorm gradients layerNormBackward must write somewhere (a LoRA fine-tune) */
+  private discardedGrads: Tensor | null = null;
   private workspace: Workspace | null = null;
   private inference: InferenceWorkspace | null = null;
   private last: LastForward | null = null;
@@ -182,7 +190,50 @@ export class GPT implements GPTModel {
   }
 
   get grads(): Tensor {
+    this.gradsTensor ??= this.backend.alloc(
+      this.layoutInfo.totalLength,
+      'f32',
+      this.layoutInfo.entries.map((entry) => entry.offset),
+    );
     return this.gradsTensor;
+  }
+
+  /** the attached LoRA adapter (addLoRA, loadAdapter), or null */
+  get lora(): LoRAAdapter | null {
+    return this.adapter;
+  }
+
+  /**
+   * Attach an adapter made for this model (addLoRA, loadAdapter) in place of the current one, or
+   * detach with null. Adapters stay intact when detached, so several share one base model.
+   */
+  setAdapter(adapter: LoRAAdapter | null): void {
+    this.checkAlive();
+    if (adapter !== null) {
+      if (adapter.isDisposed) throw new Error('setAdapter: this adapter was disposed (or merged)');
+      if (adapter.backend !== this.backend) throw new Error('setAdapter: the adapter was made on another backend (or for another model)');
+      for (const field of ['dModel', 'dFF', 'nLayers'] as const) {
+        if (adapter.base[field] !== this.config[field]) {
+          throw new RangeError(
+            `setAdapter: the adapter was made for ${field} = ${adapter.base[field]}, but the model has ${this.config[field]}`,
+          );
+        }
+      }
+    }
+    this.adapter = adapter;
+    // a backward must follow a forward with the same adapter
+    this.last = null;
+    if (adapter !== null && this.gradsTensor !== null) {
+      // the model's own gradients are not computed while it is frozen under an adapter
+      this.backend.free(this.gradsTensor);
+      this.gradsTensor = null;
+    }
+  }
+
+  /** @internal a weight tensor by name (mergeAdapter adds to it) */
+  weightTensor(name: string): Tensor {
+    this.checkAlive();
+    return this.p(name);
   }
 
   numParameters(): number {
@@ -294,6 +345,9 @@ export class GPT implements GPTModel {
   async moveToBackend(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void> {
     this.checkAlive();
     const flat = this.flattenParameters('moveToBackend', parameters);
+    if (this.adapter !== null) {
+      throw new Error('moveToBackend: a LoRA adapter is attached; save it (saveAdapter), detach it, move, and load it again');
+    }
     if (target === this.currentBackend) throw new Error('moveToBackend: the model is already on this backend instance');
     const backend =
       typeof target === 'string'
@@ -329,6 +383,7 @@ export class GPT implements GPTModel {
     this.wteT = wteT;
     this.wteTFresh = false;
     this.dwteT = null;
+    this.discardedGrads = null;
     this.workspace = null;
     this.inference = null;
     this.last = null;
@@ -336,9 +391,11 @@ export class GPT implements GPTModel {
     old.dispose();
   }
 
+  /** zero the gradients backward writes: the adapter's while one is attached, else the model's */
   async zeroGrad(): Promise<void> {
     this.checkAlive();
-    this.backend.zero(this.grads);
+    if (this.adapter !== null) this.adapter.zeroGrad();
+    else this.backend.zero(this.grads);
   }
 
   getRngState(): { dropoutStep: number } {
@@ -369,8 +426,10 @@ export class GPT implements GPTModel {
     const workspace = reused ? 0 : bytesAllocatedBy((allocator) => allocWorkspace(allocator, this.config, rows, seqLen));
     const held =
       ws !== null && !reused ? bytesAllocatedBy((allocator) => allocWorkspace(allocator, this.config, ws.capacity, ws.seqLen)) : 0;
+    if (this.adapter !== null) return Math.max(0, workspace - held) + this.adapter.trainingBytes(rows);
     const headGradient = this.dwteT ? 0 : this.config.vocabSize * this.config.dModel * 4;
-    return Math.max(0, workspace - held) + headGradient;
+    const gradients = this.gradsTensor ? 0 : this.layoutInfo.totalLength * 4;
+    return Math.max(0, workspace - held) + headGradient + gradients;
   }
 
   /** refuse, naming `field`, an allocation of `bytes` the backend has no room for */
@@ -408,13 +467,21 @@ export class GPT implements GPTModel {
 
     const training = options.training === true && this.config.dropout > 0;
     const step = this.dropoutStep;
+    const adapter = this.adapter;
+    const lora: LoRAPass | null =
+      adapter === null
+        ? null
+        : {
+            saveForBackward: targets !== null,
+            seed: options.training === true && adapter.config.dropout > 0 ? (site) => this.dropoutSeed(step, site) : undefined,
+          };
     const N = B * T;
     this.checkRoom('forward: batchSize * T', N, this.stepBytes(N, T));
     // a forward that fails part-way leaves no stale forward for backward to use
     this.last = null;
     const ws = this.ensureWorkspace(N, T);
     try {
-      const result = await this.runForward(ws, inputs, targets, B, T, training, step, options.returnLogits === true);
+      const result = await this.runForward(ws, inputs, targets, B, T, training, step, lora, options.returnLogits === true);
       // the dropout counter moves only when a training forward completed, so a failed one can be retried as it was
       if (options.training === true) this.dropoutStep = step + 1;
       return result;
@@ -454,6 +521,7 @@ export class GPT implements GPTModel {
     T: number,
     training: boolean,
     step: number,
+    lora: LoRAPass | null,
     returnLogits: boolean,
   ): Promise<ForwardResult> {
     const { vocabSize: V, dModel: C, nHeads: NH, nLayers: L, dFF: F, dropout: p } = this.config;
@@ -480,6 +548,7 @@ export class GPT implements GPTModel {
         {
           attend: (qkv, atty) => b.attentionForward(atty, acts.lse, qkv, B, T, C, NH),
           dropout,
+          linear: this.adaptedLinear(lora),
         },
       );
       residual = acts.output;
@@ -504,7 +573,7 @@ export class GPT implements GPTModel {
       let sum = 0;
       for (let i = 0; i < N; i++) sum += losses[i];
       result.loss = targetCount > 0 ? sum / targetCount : NaN;
-      this.last = { B, T, targetCount, training, dropoutStep: step };
+      this.last = { B, T, targetCount, training, dropoutStep: step, lora };
     } else {
       this.last = null;
     }
@@ -531,10 +600,12 @@ export class GPT implements GPTModel {
 
   private runBackward(ws: Workspace, last: LastForward): void {
     const { vocabSize: V, dModel: C, nHeads: NH, nLayers: L, dFF: F, dropout: p } = this.config;
-    const { B, T, training, dropoutStep: step } = last;
+    const { B, T, training, dropoutStep: step, lora } = last;
     const N = B * T;
     const b = this.backend;
     const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
+    // with an adapter attached the model's own parameters are frozen: no gradient is computed for them
+    const frozen = lora !== null;
 
     // d(mean loss)/d(logits), written over the logits buffer, which backward no longer needs
     const dlogits = rows(ws.logits, V);
@@ -543,20 +614,23 @@ export class GPT implements GPTModel {
 
     const dlnf = rows(ws.dC, C);
     b.zero(dlnf);
-    if (!this.dwteT) this.dwteT = b.alloc(V * C, 'f32', V);
-    b.zero(this.dwteT);
-    b.matmulBackward(dlnf, this.dwteT, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
-    // wteT is free until the next forward: use it to turn the head's gradient back into [V,C].
-    b.transpose(this.wteT, this.dwteT, C, V);
-    b.accumulate(this.g('wte.weight'), this.wteT, V * C);
+    if (frozen) b.matmulBackward(dlnf, null, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
+    else {
+      if (!this.dwteT) this.dwteT = b.alloc(V * C, 'f32', V);
+      b.zero(this.dwteT);
+      b.matmulBackward(dlnf, this.dwteT, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
+      // wteT is free until the next forward: use it to turn the head's gradient back into [V,C].
+      b.transpose(this.wteT, this.dwteT, C, V);
+      b.accumulate(this.g('wte.weight'), this.wteT, V * C);
+    }
 
     const dres = rows(ws.dres, C);
     b.zero(dres);
     const lastResidual = rows(ws.residualOut, C);
     b.layerNormBackward(
       dres,
-      this.g('ln_f.weight'),
-      this.g('ln_f.bias'),
+      this.layerNormGrad('ln_f.weight', frozen),
+      this.layerNormGrad('ln_f.bias', frozen),
       dlnf,
       lastResidual,
       this.p('ln_f.weight'),
@@ -579,16 +653,65 @@ export class GPT implements GPTModel {
       blockBackward(
         b,
         (name) => this.p(name),
-        (name) => this.g(name),
+        (name) => (frozen ? this.layerNormGrad(name, true) : this.g(name)),
         l,
         trainingBlockActivations(b, this.config, ws, l, N),
         scratch,
         { B, T, C, NH, F },
         (site) => dropoutGrad(this.dropoutSeed(step, site)),
+        lora === null
+          ? undefined
+          : {
+              linearBackward: (dinp, dout, inp, name, M, K, Nout) => this.linearBackward(dinp, dout, inp, name, M, K, Nout, lora),
+              hiddenGradient: this.adapter!.hiddenGradient(N),
+            },
       );
     }
-    const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
-    b.encoderBackward(this.g('wte.weight'), this.g('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
+    if (!frozen) {
+      const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
+      b.encoderBackward(this.g('wte.weight'), this.g('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
+    }
+  }
+
+  /**
+   * dinp[M,K] += the gradient through projection `name` (y = x W + b [+ the adapter's term]);
+   * W and b get their gradients unless the model is frozen under an adapter, which gets its own.
+   */
+  private linearBackward(
+    dinp: Tensor,
+    dout: Tensor,
+    inp: Tensor,
+    name: string,
+    M: number,
+    K: number,
+    N: number,
+    lora: LoRAPass | null,
+  ): void {
+    const frozen = lora !== null;
+    const dweight = frozen ? null : this.g(name + '.weight');
+    const dbias = frozen ? null : this.g(name + '.bias');
+    this.backend.matmulBackward(dinp, dweight, dbias, dout, inp, this.p(name + '.weight'), M, K, N);
+    if (lora !== null) this.adapter!.backwardAdd(dinp, dout, inp, name, M, lora);
+  }
+
+  /** where layerNormBackward puts a LayerNorm parameter's gradient: its own, or scratch while frozen */
+  private layerNormGrad(name: string, frozen: boolean): Tensor {
+    if (!frozen) return this.g(name);
+    const C = this.config.dModel;
+    this.discardedGrads ??= this.backend.alloc(2 * C, 'f32');
+    // weight and bias are written by one call: each its own half
+    return this.backend.view(this.discardedGrads, name.endsWith('.bias') ? C : 0, C);
+  }
+
+  /** blockForward's linear step with the adapter's low-rank term (undefined without an adapter) */
+  private adaptedLinear(pass: LoRAPass | null): BlockStep['linear'] {
+    const adapter = this.adapter;
+    if (adapter === null || pass === null) return undefined;
+    const b = this.backend;
+    return (out, inp, name, M, K, N) => {
+      b.matmulForward(out, inp, this.p(name + '.weight'), this.p(name + '.bias'), M, K, N);
+      adapter.forwardAdd(out, inp, name, M, pass);
+    };
   }
 
   // ---------------------------------------------------------------- cached inference
@@ -668,7 +791,10 @@ export class GPT implements GPTModel {
     }
 
     b.encoderForward(rows(ws.x, C), idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
-    const { states } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.p(name), { allRows: false });
+    const { states } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.p(name), {
+      allRows: false,
+      linear: this.adaptedLinear({ saveForBackward: false }),
+    });
     const logits = b.view(ws.logits, 0, B * V);
     b.matmulForward(logits, states, this.wteT, null, B, C, V);
     return this.read(logits);

@@ -1,4 +1,5 @@
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
+import type { LoRAAdapter } from './lora.js';
 
 export type BackendChoice = 'auto' | BackendName;
 
@@ -98,6 +99,8 @@ export interface GPTModel {
 
   numParameters(): number;
   dispose(): void;
+  /** the attached LoRA adapter, which train() trains in place of the model's own parameters (absent or null: none) */
+  readonly lora?: LoRAAdapter | null;
 
   /** inputs/targets are [batchSize, T] row-major with T <= maxSeqLen; targets may use -1 to ignore */
   forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options?: ForwardOptions): Promise<ForwardResult>;

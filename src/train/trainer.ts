@@ -9,7 +9,8 @@
  * learning rate.
  */
 import type { Tensor } from '../backend/contract.js';
-import type { GPTConfig, GPTModel } from '../model/types.js';
+import type { LoRAAdapter } from '../model/lora.js';
+import type { GPTConfig, GPTModel, ParameterGroup } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { formatBytes } from '../backend/select.js';
 import { writeFileAtomicInNode } from '../io/files.js';
@@ -197,6 +198,10 @@ export class Trainer {
   private readonly optimizer: AdamW;
   /** gradient views of the parameters this run does not train */
   private readonly frozenGrads: Tensor[];
+  /** what the optimizer updates: the model's trained entries, or the attached LoRA adapter */
+  private readonly group: ParameterGroup;
+  /** the adapter attached when the run began (checkpoints hold its parameters too) */
+  private readonly adapter: LoRAAdapter | null;
   private readonly trainBatches: ShuffledBatches;
   private readonly valRows: RowSource | null;
   private readonly evalBatches: number;
@@ -232,7 +237,20 @@ export class Trainer {
       resume = options.resumeFrom;
     }
     const saved = resume ? decodeCheckpoint(resume) : null;
-    const plan = planTraining(model.config, options, saved?.state.hyperparams ?? null, model.paramLayout);
+    const adapter = model.lora ?? null;
+    if (adapter !== null) {
+      if (options.trainable !== undefined || options.freeze !== undefined) {
+        throw new RangeError(
+          'trainable / freeze: with a LoRA adapter attached (model.lora) only the adapter trains; detach it (model.setAdapter(null)) to choose among the model’s own parameters',
+        );
+      }
+      if (options.onDeviceLost === 'wasm') {
+        throw new RangeError(
+          "onDeviceLost: 'wasm' cannot move a model with a LoRA adapter attached; save the adapter (saveAdapter) in onCheckpoint instead",
+        );
+      }
+    }
+    const plan = planTraining(model.config, options, saved?.state.hyperparams ?? null, adapter?.entries ?? model.paramLayout);
     checkStepFits(model, plan);
     const trainer = new Trainer(model, plan, saved);
     trainer.lease = lease;
@@ -296,13 +314,20 @@ export class Trainer {
         );
       }
     }
-    const trained = new Set(plan.trainable.map((entry) => entry.name));
-    // backward writes every gradient; the frozen ones are zeroed before the norm and never applied
-    this.frozenGrads = model.paramLayout
-      .filter((entry) => !trained.has(entry.name))
-      .map((entry) => model.backend.view(model.grads, entry.offset, entry.length));
-    const group = { params: model.params, grads: model.grads, entries: plan.trainable };
-    this.optimizer = new AdamW(model.backend, group, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
+    this.adapter = model.lora ?? null;
+    if (this.adapter !== null) {
+      // the adapter is the group: backward writes its gradients and none of the model's
+      this.group = this.adapter;
+      this.frozenGrads = [];
+    } else {
+      const trained = new Set(plan.trainable.map((entry) => entry.name));
+      // backward writes every gradient; the frozen ones are zeroed before the norm and never applied
+      this.frozenGrads = model.paramLayout
+        .filter((entry) => !trained.has(entry.name))
+        .map((entry) => model.backend.view(model.grads, entry.offset, entry.length));
+      this.group = { params: model.params, grads: model.grads, entries: plan.trainable };
+    }
+    this.optimizer = new AdamW(model.backend, this.group, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
   }
 
   /** steps done so far, including those before a resume */
@@ -368,11 +393,11 @@ export class Trainer {
         const b = micro[i];
         const { loss } = await model.forward(b.inputs, b.targets, b.batchSize, { training: true });
         lossSum += (loss ?? NaN) * b.targetCount;
-        if (i > 0 && micro[i - 1].targetCount !== b.targetCount) backend.scale(model.grads, micro[i - 1].targetCount / b.targetCount);
+        if (i > 0 && micro[i - 1].targetCount !== b.targetCount) backend.scale(this.group.grads, micro[i - 1].targetCount / b.targetCount);
         await model.backward();
       }
       const lastShare = micro[micro.length - 1].targetCount / totalTargets;
-      if (lastShare !== 1) backend.scale(model.grads, lastShare);
+      if (lastShare !== 1) backend.scale(this.group.grads, lastShare);
       for (const frozen of this.frozenGrads) backend.zero(frozen);
       gradNorm = await this.optimizer.gradNorm();
       if (hp.maxGradNorm !== Infinity && Number.isFinite(lossSum / totalTargets) && Number.isFinite(gradNorm)) {
@@ -479,7 +504,8 @@ export class Trainer {
 
   /** Checkpoint bytes: parameters, moments, every RNG state, data position, config, tokenizer, history. */
   async checkpoint(): Promise<Uint8Array> {
-    const params = await this.model.getParameters();
+    // a LoRA run's checkpoint holds the model (frozen) and the adapter, whose names differ
+    const params = { ...(await this.model.getParameters()), ...(this.adapter ? await this.adapter.getParameters() : {}) };
     const { m, v } = await this.optimizer.getMoments();
     const state: TrainerState & { pendingLog: PendingLog } = {
       step: this.completedSteps,
@@ -494,7 +520,7 @@ export class Trainer {
       pendingLog: this.pending,
     };
     const shapes: Record<string, number[]> = {};
-    for (const e of this.model.paramLayout) shapes[e.name] = e.shape;
+    for (const e of [...this.model.paramLayout, ...(this.adapter?.entries ?? [])]) shapes[e.name] = e.shape;
     return encodeCheckpoint({ config: this.model.config, tokenizer: this.tokenizer, state, params, m, v }, shapes);
   }
 
@@ -507,7 +533,19 @@ export class Trainer {
     const state = saved.state as TrainerState & { pendingLog?: PendingLog };
     // moments first: both calls check everything before writing, so a damaged file leaves the model as it was
     this.optimizer.setMoments(saved.m, saved.v);
-    await this.model.setParameters(saved.params);
+    if (this.adapter !== null) {
+      const adapterNames = new Set(this.adapter.entries.map((e) => e.name));
+      const own: Record<string, Float32Array> = {};
+      const adapted: Record<string, Float32Array> = {};
+      for (const [name, data] of Object.entries(saved.params)) (adapterNames.has(name) ? adapted : own)[name] = data;
+      if (Object.keys(adapted).length === 0) {
+        throw new RangeError(
+          'resumeFrom: the checkpoint holds no LoRA adapter, but one is attached to the model; detach it to resume a full run',
+        );
+      }
+      this.adapter.setParameters(adapted);
+      await this.model.setParameters(own);
+    } else await this.model.setParameters(saved.params);
     this.optimizer.updates = state.optimizerUpdates;
     this.model.setRngState(state.modelRng);
     this.trainBatches.setPosition(state.dataPosition);

@@ -432,7 +432,7 @@ export class JsBackend extends CheckedBackend {
 
   protected _matmulBackward(
     dinp: Tensor | null,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -442,7 +442,6 @@ export class JsBackend extends CheckedBackend {
     N: number,
   ): void {
     const dx = dinp === null ? null : this.f32(dinp);
-    const dw = this.f32(dweight);
     const db = dbias === null ? null : this.f32(dbias);
     const d = this.f32(dout);
     const x = this.f32(inp);
@@ -457,6 +456,8 @@ export class JsBackend extends CheckedBackend {
         }
       }
     }
+    if (dweight === null) return; // a frozen layer: no weight or bias gradient
+    const dw = this.f32(dweight);
     // dweight[k,n] += sum_m inp[m,k] * dout[m,n]
     for (let k = 0; k < K; k++) {
       for (let n = 0; n < N; n++) {

@@ -307,7 +307,7 @@ export class WasmBackend extends CheckedBackend {
 
   protected _matmulBackward(
     dinp: Tensor | null,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -317,14 +317,15 @@ export class WasmBackend extends CheckedBackend {
     N: number,
   ): void {
     const dx = dinp === null ? 0 : ptr(dinp);
-    const dw = ptr(dweight);
+    const dw = dweight === null ? 0 : ptr(dweight);
     const db = dbias === null ? 0 : ptr(dbias);
     const d = ptr(dout);
     const x = ptr(inp);
     const w = ptr(weight);
     // dinp[M,K] += dout @ W^T over columns of dinp; dweight[K,N] += inp^T @ dout (and dbias) over columns of dweight
     if (dx !== 0) this.splitColumns('matmulBackwardInputCols', [dx, d, w, M, K, N], K, M * K * N);
-    this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, M * K * N);
+    // a frozen layer (dweight and dbias null) wants no weight or bias gradient
+    if (dw !== 0) this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, M * K * N);
   }
 
   // ---- quantized inference ----

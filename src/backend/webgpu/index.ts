@@ -476,7 +476,7 @@ export class WebGPUBackend extends CheckedBackend {
 
   protected _matmulBackward(
     dinp: Tensor | null,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -487,7 +487,7 @@ export class WebGPUBackend extends CheckedBackend {
   ): void {
     const op = 'matmulBackward';
     const dx = dinp === null ? null : gpu(dinp);
-    const dw = gpu(dweight);
+    const dw = dweight === null ? null : gpu(dweight);
     const db = dbias === null ? null : gpu(dbias);
     const d = gpu(dout);
     const x = gpu(inp);
@@ -495,7 +495,8 @@ export class WebGPUBackend extends CheckedBackend {
     // dinp[M,K] += dout[M,N] @ weight^T: B(n,k) = weight[k*N + n]
     if (dx !== null) product(this.rec, this.matmulBlock, dx, d, w, null, true, { M, N: K, K: N, sAm: N, sAk: 1, sBk: 1, sBn: N });
     // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]
-    product(this.rec, this.matmulBlock, dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
+    // a frozen layer (dweight and dbias null) wants no weight or bias gradient
+    if (dw !== null) product(this.rec, this.matmulBlock, dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
     if (db !== null) {
       // [M rows]; each piece adds its rows' column sums into dbias
       this.rec.inPieces(op, [M], { dbias: sharedByAll(db, N, true), dout: perItem(d, N) }, (piece, views) => {
