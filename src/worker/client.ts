@@ -17,15 +17,8 @@ import { ASYNC_DISPOSE, DISPOSE } from '../util/dispose.js';
 import { defaultLocations } from '../backend/wasm/assets.js';
 import { isNode, startWorkerThread } from '../host/node.js';
 import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
-import {
-  reviveError,
-  transferable,
-  type FromWorker,
-  type InitRequest,
-  type Method,
-  type ToWorker,
-  type WorkerModelInfo,
-} from './protocol.js';
+import { reviveError, transferable } from './protocol.js';
+import type { FromWorker, InitRequest, Method, ToWorker, WorkerModelInfo } from './protocol.js';
 
 declare global {
   // The Web Worker, declared empty: it merges with the DOM or WebWorker lib's where a consumer has one,

@@ -14,15 +14,8 @@ import type { GenerateOptions, Prompt } from '../generate/options.js';
 import { tokenizerFromJSON } from '../tokenizer/json.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import type { SaveModelOptions } from '../io/model-file.js';
-import {
-  serializeError,
-  transferable,
-  type FromWorker,
-  type InitRequest,
-  type Method,
-  type ToWorker,
-  type WorkerModelInfo,
-} from './protocol.js';
+import { serializeError, transferable } from './protocol.js';
+import type { FromWorker, InitRequest, Method, ToWorker, WorkerModelInfo } from './protocol.js';
 
 /** the callbacks of TrainOptions that the handle had: the worker sends their events back */
 export type WorkerTrainOptions = Omit<TrainOptions, 'onStep' | 'onEval' | 'onCheckpoint' | 'onBackendChange' | 'signal' | 'tokenizer'> & {
