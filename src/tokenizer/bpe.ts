@@ -20,6 +20,7 @@ import { countPieces, FIRST_MERGE_ID, learnMerges } from './train.js';
 import { type BPEModel, MAX_VOCAB_SIZE, parseGPT2, parseHuggingFace, parseJsonObject, parseTiktoken, toHuggingFace } from './loaders.js';
 import { describe } from '../util/describe.js';
 import { END_OF_TEXT, specialMatcher } from './specials.js';
+import { PairHeap } from './pair-heap.js';
 
 export { MAX_VOCAB_SIZE };
 
@@ -453,14 +454,15 @@ export class BPETokenizer implements Tokenizer {
       next[k] = k + 1 < n ? k + 1 : -1;
       prev[k] = k - 1;
     }
-    const heap = new RankHeap(3 * n);
+    // the lowest rank first, the leftmost position among equal ranks
+    const heap = new PairHeap('min', 3 * n);
     for (let k = 0; k < n - 1; k++) {
       const rank = this.rankOf(ids[k], ids[k + 1]);
       if (rank !== NO_RANK) heap.push(rank, k);
     }
     while (heap.size > 0) {
-      const rank = heap.topRank();
-      const p = heap.topPos();
+      const rank = heap.topPrimary();
+      const p = heap.topSecondary();
       heap.pop();
       const q = next[p];
       if (ids[p] < 0 || q < 0) continue;
@@ -531,68 +533,5 @@ export class BPETokenizer implements Tokenizer {
       },
       flush: (): string => decoder.decode(),
     };
-  }
-}
-
-/** Min-heap of (rank, position), ties to the smaller position: the leftmost lowest-ranked pair. */
-class RankHeap {
-  private readonly ranks: Int32Array;
-  private readonly positions: Int32Array;
-  size = 0;
-
-  constructor(capacity: number) {
-    this.ranks = new Int32Array(capacity);
-    this.positions = new Int32Array(capacity);
-  }
-
-  private before(i: number, j: number): boolean {
-    const ri = this.ranks[i];
-    const rj = this.ranks[j];
-    return ri < rj || (ri === rj && this.positions[i] < this.positions[j]);
-  }
-
-  private swap(i: number, j: number): void {
-    const r = this.ranks[i];
-    this.ranks[i] = this.ranks[j];
-    this.ranks[j] = r;
-    const p = this.positions[i];
-    this.positions[i] = this.positions[j];
-    this.positions[j] = p;
-  }
-
-  topRank(): number {
-    return this.ranks[0];
-  }
-
-  topPos(): number {
-    return this.positions[0];
-  }
-
-  push(rank: number, position: number): void {
-    let i = this.size++;
-    this.ranks[i] = rank;
-    this.positions[i] = position;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.before(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  pop(): void {
-    this.size--;
-    this.swap(0, this.size);
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let best = i;
-      if (l < this.size && this.before(l, best)) best = l;
-      if (r < this.size && this.before(r, best)) best = r;
-      if (best === i) break;
-      this.swap(i, best);
-      i = best;
-    }
   }
 }

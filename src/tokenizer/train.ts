@@ -16,72 +16,9 @@
 import { gpt2PieceEnd } from './pretokenize.js';
 import { encodeUtf8Into } from './bytes.js';
 import { alternation } from './specials.js';
+import { PairHeap } from './pair-heap.js';
 
 export const FIRST_MERGE_ID = 256;
-
-/** A max-heap of (count, key) ordered by count descending, then key ascending. */
-class PairHeap {
-  private counts: number[] = [];
-  private keys: number[] = [];
-
-  get size(): number {
-    return this.counts.length;
-  }
-
-  private before(i: number, j: number): boolean {
-    const ci = this.counts[i];
-    const cj = this.counts[j];
-    return ci > cj || (ci === cj && this.keys[i] < this.keys[j]);
-  }
-
-  private swap(i: number, j: number): void {
-    const c = this.counts[i];
-    this.counts[i] = this.counts[j];
-    this.counts[j] = c;
-    const k = this.keys[i];
-    this.keys[i] = this.keys[j];
-    this.keys[j] = k;
-  }
-
-  push(count: number, key: number): void {
-    this.counts.push(count);
-    this.keys.push(key);
-    let i = this.counts.length - 1;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (!this.before(i, parent)) break;
-      this.swap(i, parent);
-      i = parent;
-    }
-  }
-
-  topCount(): number {
-    return this.counts[0];
-  }
-
-  topKey(): number {
-    return this.keys[0];
-  }
-
-  pop(): void {
-    const last = this.counts.length - 1;
-    this.swap(0, last);
-    this.counts.pop();
-    this.keys.pop();
-    const n = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let best = i;
-      if (l < n && this.before(l, best)) best = l;
-      if (r < n && this.before(r, best)) best = r;
-      if (best === i) break;
-      this.swap(i, best);
-      i = best;
-    }
-  }
-}
 
 /** Distinct GPT-2 pre-tokens of the texts with their counts; special tokens are cut out first. */
 export function countPieces(texts: readonly string[], specialTokens: readonly string[]): Map<string, number> {
@@ -159,7 +96,8 @@ export function learnMerges(pieceCounts: Map<string, number>, maxNewTokens: numb
   for (let p = 0; p < used; p++) {
     if (next[p] >= 0) add(sym[p] * idLimit + sym[next[p]], freqAt[p], p);
   }
-  const heap = new PairHeap();
+  // the highest count first, the smallest pair key among equal counts
+  const heap = new PairHeap('max');
   for (const key of touched) heap.push(pairCount.get(key)!, key);
   touched.clear();
 
@@ -168,8 +106,8 @@ export function learnMerges(pieceCounts: Map<string, number>, maxNewTokens: numb
     // bring an exact entry to the top: stale-high entries are re-pushed with their true count
     let key = -1;
     while (heap.size > 0) {
-      const k = heap.topKey();
-      const c = heap.topCount();
+      const k = heap.topSecondary();
+      const c = heap.topPrimary();
       heap.pop();
       const actual = pairCount.get(k) ?? 0;
       if (actual === c) {
