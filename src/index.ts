@@ -6,6 +6,7 @@
 // ---- models ----
 export { createModel, GPT, type CreateModelOptions } from './model/gpt.js';
 export { DeviceLostError } from './backend/errors.js';
+export { DisposedError } from './util/dispose.js';
 export { validateConfig, ConfigError } from './model/config.js';
 export type {
   GPTConfig,

@@ -29,6 +29,9 @@ let defaultWasmModule: WebAssembly.Module | undefined;
  * as passing `wasmAssets: { kernels: module }` to every createModel and loadModel.
  */
 export function setWasmModule(module: WebAssembly.Module): void {
+  if (!(module instanceof WebAssembly.Module)) {
+    throw new TypeError(`setWasmModule: module must be a compiled WebAssembly.Module (of tinygpt.wasm); got ${typeof module}`);
+  }
   defaultWasmModule = module;
 }
 
@@ -102,6 +105,9 @@ export function formatBytes(n: number): string {
  * not start.
  */
 export async function createBackend(request: BackendRequest, options: SelectOptions = {}): Promise<Backend> {
+  if (!(['auto', 'webgpu', 'wasm', 'js'] as unknown[]).includes(request)) {
+    throw new RangeError(`createBackend: request must be 'auto', 'webgpu', 'wasm' or 'js', got ${JSON.stringify(request)}`);
+  }
   if (request !== 'auto') {
     let backend: Backend;
     try {

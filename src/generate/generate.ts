@@ -4,6 +4,7 @@
  *   const { ids, text } = await generate(model, 'Once upon', { tokenizer, maxNewTokens: 50, doSample: true, topP: 0.9, seed: 1 });
  *   for await (const { id, text } of generateStream(model, 'Once upon', { tokenizer })) ...
  */
+import { checkNotDisposed } from '../util/dispose.js';
 import { EventLoopTurns } from '../util/turns.js';
 import type { GPTModel } from '../model/types.js';
 import { beamSearch } from './beam.js';
@@ -43,6 +44,7 @@ export async function generate(
   prompt: Prompt,
   options: GenerateOptions = {},
 ): Promise<GenerateResult | GenerateSequences> {
+  checkNotDisposed(model, 'generate');
   const plan = planGeneration(model, prompt, options);
   const results = plan.numBeams > 1 ? await beamResults(model, plan) : await sampledResults(model, plan);
   return plan.numReturnSequences > 1 ? { sequences: results } : results[0];
@@ -53,6 +55,7 @@ export async function generate(
  * returns; beam search and numReturnSequences > 1 are not streamable.
  */
 export function generateStream(model: GPTModel, prompt: Prompt, options: GenerateOptions = {}): AsyncIterable<StreamToken> {
+  checkNotDisposed(model, 'generateStream');
   const plan = planGeneration(model, prompt, options);
   if (plan.numBeams > 1) throw new RangeError(`generateStream streams one sequence: numBeams must be 1, got ${plan.numBeams}`);
   if (plan.numReturnSequences > 1)

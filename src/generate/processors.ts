@@ -22,6 +22,9 @@ function requireNonNegativeInteger(name: string, value: number): void {
 
 /** Apply processors left to right. */
 export function composeProcessors(processors: readonly LogitsProcessor[]): LogitsProcessor {
+  if (!Array.isArray(processors as unknown) || !processors.every((p) => typeof p === 'function')) {
+    throw new TypeError('composeProcessors: processors must be an array of functions (logits, ids) => logits');
+  }
   return (logits, ids) => {
     for (const p of processors) p(logits, ids);
     return logits;

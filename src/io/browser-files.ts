@@ -20,6 +20,9 @@ export async function loadModelFromBlob(blob: Blob, options: LoadModelOptions = 
 
 /** loadModel on the body of a fetch Response; a non-2xx status is an error naming it. */
 export async function loadModelFromResponse(response: Response, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (response === null || typeof response !== 'object' || typeof response.arrayBuffer !== 'function') {
+    throw new TypeError(`loadModelFromResponse: response must be a fetch Response; got ${response === null ? 'null' : typeof response}`);
+  }
   if (!response.ok) {
     throw new Error(`cannot load the model: HTTP ${response.status} ${response.statusText} from ${response.url || 'the response'}`);
   }

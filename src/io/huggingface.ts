@@ -14,6 +14,7 @@
  * Files come through a reader (name -> bytes or undefined when absent), so a folder (Node, see
  * huggingface-node.ts), a Map of name -> Blob/bytes/text, or a base URL all share this code.
  */
+import { checkModelArgument } from '../util/arguments.js';
 import type { GPTConfigInput, GPTModel } from '../model/types.js';
 import type { GenerateOptions } from '../generate/options.js';
 import type { Tokenizer } from '../tokenizer/types.js';
@@ -129,6 +130,9 @@ async function readText(read: HuggingFaceFileReader, name: string): Promise<stri
  * is checked against what tinygpt implements, and refused with its name and value otherwise.
  */
 export function configFromHuggingFace(hf: Json): GPTConfigInput {
+  if (hf === null || typeof hf !== 'object' || Array.isArray(hf)) {
+    throw new TypeError(`configFromHuggingFace: config must be the object of a config.json; got ${describe(hf)}`);
+  }
   const where = HF_CONFIG;
   const modelType = hf.model_type;
   if (modelType !== 'gpt2') {
@@ -294,6 +298,8 @@ export async function loadHuggingFace(source: HuggingFaceSource, options: LoadHu
 
 /** config.json as GPT2Config.save_pretrained writes it for this model. */
 export function configToHuggingFace(model: GPTModel, tokenizer: Tokenizer | undefined, dtype: 'F32' | 'F16'): Json {
+  checkModelArgument(model, 'configToHuggingFace');
+  if (dtype !== 'F32' && dtype !== 'F16') throw new RangeError(`configToHuggingFace: dtype must be 'F32' or 'F16', got ${describe(dtype)}`);
   const { vocabSize, maxSeqLen, dModel, nLayers, nHeads, dFF, dropout } = model.config;
   const eos = tokenizer?.eosTokenId ?? null;
   return {
@@ -398,6 +404,7 @@ function shardTensors(tensors: [string, TensorInput, number][], maxBytes: number
  * a tokenizer tokenizer.json, vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json.
  */
 export async function exportHuggingFace(model: GPTModel, options: ExportHuggingFaceOptions = {}): Promise<Map<string, Uint8Array>> {
+  checkModelArgument(model, 'exportHuggingFace');
   const dtype = storageDType(options.dtype, 'exportHuggingFace: options.dtype');
   const { maxShardBytes } = options;
   if (maxShardBytes !== undefined && !(Number.isSafeInteger(maxShardBytes) && maxShardBytes >= 1)) {

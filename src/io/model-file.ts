@@ -14,6 +14,7 @@
  * h.0.mlp.c_fc.weight [C, dFF]. The head count is not visible in any shape: it comes from
  * `options.config.nHeads`, else dModel / 64 as in every GPT-2 size.
  */
+import { checkModelArgument } from '../util/arguments.js';
 import type { BackendChoice, GPTConfig, GPTConfigInput, GPTModel, ParamEntry } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { createModel, type GPT } from '../model/gpt.js';
@@ -79,6 +80,7 @@ export interface LoadedModel {
 
 /** Safetensors bytes of the model's parameters, config and (optionally) tokenizer. */
 export async function saveModel(model: GPTModel, options: SaveModelOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
+  checkModelArgument(model, 'saveModel');
   const dtype = storageDType(options.dtype, 'saveModel: options.dtype');
   const metadata: Record<string, string> = {
     format: MODEL_FILE_FORMAT,

@@ -3,6 +3,7 @@
  * refuse the same bad call with the same message.
  */
 import { IGNORE_INDEX } from '../backend/contract.js';
+import { describe } from '../util/describe.js';
 import type { GPTConfig, KVCache } from './types.js';
 
 /** every id in [0, V), or also IGNORE_INDEX where `allowIgnore` (targets) */
@@ -41,6 +42,7 @@ export function checkForwardArgs(config: GPTConfig, inputs: Int32Array, targets:
 
 /** forwardCached's Tn new ids of each cache row checked against the cache and the model */
 export function checkCachedArgs(config: GPTConfig, cache: KVCache, ids: Int32Array, Tn: number): void {
+  checkCacheArgument('forwardCached', cache);
   const B = cache.batchSize;
   if (cache.layers.length !== config.nLayers) throw new Error('forwardCached: this cache was freed or belongs to another model');
   if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
@@ -52,4 +54,11 @@ export function checkCachedArgs(config: GPTConfig, cache: KVCache, ids: Int32Arr
     );
   }
   checkTokenIds('ids', ids, config.vocabSize, false);
+}
+
+/** `cache`, given to `caller`, must be a KVCache from createKVCache */
+export function checkCacheArgument(caller: string, cache: KVCache): void {
+  if (cache === null || typeof cache !== 'object' || !Array.isArray(cache.layers) || !Number.isInteger(cache.batchSize)) {
+    throw new TypeError(`${caller}: cache must be a KVCache from createKVCache; got ${describe(cache)}`);
+  }
 }

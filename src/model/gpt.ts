@@ -8,11 +8,11 @@ import type { WasmAssets } from '../backend/wasm/assets.js';
 import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
-import { DISPOSE } from '../util/dispose.js';
+import { DISPOSE, DisposedError } from '../util/dispose.js';
 import type { BackendChoice, ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
 import { blockBackward, blockForward, type BlockStep } from './block.js';
 import { cachedForward } from './cached.js';
-import { checkCachedArgs, checkForwardArgs } from './checks.js';
+import { checkCacheArgument, checkCachedArgs, checkForwardArgs } from './checks.js';
 import type { LoRAAdapter, LoRAPass } from './lora.js';
 import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import {
@@ -24,7 +24,7 @@ import {
   type InferenceWorkspace,
   type Workspace,
 } from './workspace.js';
-import { fail } from '../util/describe.js';
+import { describe, fail } from '../util/describe.js';
 
 export interface CreateModelOptions {
   /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
@@ -208,7 +208,7 @@ export class GPT implements GPTModel {
    * detach with null. Adapters stay intact when detached, so several share one base model.
    */
   setAdapter(adapter: LoRAAdapter | null): void {
-    this.checkAlive();
+    this.checkAlive('setAdapter');
     if (adapter !== null) {
       if (adapter.isDisposed) throw new Error('setAdapter: this adapter was disposed (or merged)');
       if (adapter.backend !== this.backend) throw new Error('setAdapter: the adapter was made on another backend (or for another model)');
@@ -232,7 +232,7 @@ export class GPT implements GPTModel {
 
   /** @internal a weight tensor by name (mergeAdapter adds to it) */
   weightTensor(name: string): Tensor {
-    this.checkAlive();
+    this.checkAlive('weightTensor');
     return this.p(name);
   }
 
@@ -249,6 +249,11 @@ export class GPT implements GPTModel {
 
   [DISPOSE](): void {
     this.dispose();
+  }
+
+  /** whether dispose() ran: every call but dispose then throws DisposedError */
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   /**
@@ -275,10 +280,12 @@ export class GPT implements GPTModel {
   }
 
   async getParameters(): Promise<Record<string, Float32Array>> {
+    this.checkAlive('getParameters');
     return this.splitFlat(await this.read(this.params));
   }
 
   async getGradients(): Promise<Record<string, Float32Array>> {
+    this.checkAlive('getGradients');
     return this.splitFlat(await this.read(this.grads));
   }
 
@@ -298,7 +305,7 @@ export class GPT implements GPTModel {
   }
 
   async setParameters(record: Record<string, Float32Array>): Promise<void> {
-    this.checkAlive();
+    this.checkAlive('setParameters');
     const flat = this.flattenParameters('setParameters', record);
     this.backend.upload(this.params, flat);
     this.wteTFresh = false;
@@ -343,12 +350,17 @@ export class GPT implements GPTModel {
    * invalid. The dropout counter (getRngState) carries over.
    */
   async moveToBackend(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void> {
-    this.checkAlive();
+    this.checkAlive('moveToBackend');
     const flat = this.flattenParameters('moveToBackend', parameters);
     if (this.adapter !== null) {
       throw new Error('moveToBackend: a LoRA adapter is attached; save it (saveAdapter), detach it, move, and load it again');
     }
     if (target === this.currentBackend) throw new Error('moveToBackend: the model is already on this backend instance');
+    if (
+      typeof target === 'string' ? !(['js', 'wasm', 'webgpu'] as unknown[]).includes(target) : target === null || typeof target !== 'object'
+    ) {
+      throw new RangeError(`moveToBackend: target must be 'js', 'wasm', 'webgpu' or a Backend instance, got ${describe(target)}`);
+    }
     const backend =
       typeof target === 'string'
         ? await createBackend(target, {
@@ -393,7 +405,7 @@ export class GPT implements GPTModel {
 
   /** zero the gradients backward writes: the adapter's while one is attached, else the model's */
   async zeroGrad(): Promise<void> {
-    this.checkAlive();
+    this.checkAlive('zeroGrad');
     if (this.adapter !== null) this.adapter.zeroGrad();
     else this.backend.zero(this.grads);
   }
@@ -411,8 +423,9 @@ export class GPT implements GPTModel {
 
   // ---------------------------------------------------------------- training forward / backward
 
-  private checkAlive(): void {
-    if (this.disposed) throw new Error('this model was disposed');
+  /** `method` on a disposed model: its backend and everything on it are gone */
+  private checkAlive(method: string): void {
+    if (this.disposed) throw new DisposedError(`${method}: this model was disposed`);
   }
 
   /**
@@ -461,7 +474,9 @@ export class GPT implements GPTModel {
   }
 
   async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
-    this.checkAlive();
+    this.checkAlive('forward');
+    if (options === null || typeof options !== 'object')
+      throw new TypeError('forward: options must be an object ({ training?, returnLogits? })');
     const B = batchSize;
     const T = checkForwardArgs(this.config, inputs, targets, batchSize);
 
@@ -581,7 +596,7 @@ export class GPT implements GPTModel {
   }
 
   async backward(): Promise<void> {
-    this.checkAlive();
+    this.checkAlive('backward');
     const last = this.last;
     const ws = this.workspace;
     if (!last || !ws) throw new Error('backward: call forward with targets first');
@@ -717,7 +732,7 @@ export class GPT implements GPTModel {
   // ---------------------------------------------------------------- cached inference
 
   createKVCache(batchSize: number): KVCache {
-    this.checkAlive();
+    this.checkAlive('createKVCache');
     this.checkRoom(
       'createKVCache: batchSize',
       batchSize,
@@ -731,6 +746,7 @@ export class GPT implements GPTModel {
 
   /** @deprecated `cache.dispose()` (or `using cache = model.createKVCache(B)`); this alias goes in the next release */
   freeKVCache(cache: KVCache): void {
+    checkCacheArgument('freeKVCache', cache);
     cache.dispose();
   }
 
@@ -761,7 +777,7 @@ export class GPT implements GPTModel {
   }
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
-    this.checkAlive();
+    this.checkAlive('forwardCached');
     this.checkCacheBackend('forwardCached', cache);
     checkCachedArgs(this.config, cache, ids, Tn);
     const B = cache.batchSize;
@@ -801,6 +817,7 @@ export class GPT implements GPTModel {
   }
 
   reorderKVCache(cache: KVCache, sources: readonly number[]): void {
+    checkCacheArgument('reorderKVCache', cache);
     this.checkCacheBackend('reorderKVCache', cache);
     reorderKVCacheRows(this.backend, this.config, cache, sources);
   }

@@ -15,6 +15,7 @@
  * Blocks run along the reduction dimension of the products that use them, so a linear weight
  * stored [in, out] is quantized transposed, [out, in] (see quantized.ts).
  */
+import { describe } from '../util/describe.js';
 import type { QuantFormat } from '../backend/contract.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 
@@ -52,6 +53,7 @@ const f32 = Math.fround;
 
 /** Quantizes `values` [rows, cols] (cols a multiple of 32) row by row. */
 export function quantizeMatrix(values: Float32Array, rows: number, cols: number, format: QuantFormat): QuantizedMatrix {
+  if (!(values instanceof Float32Array)) throw new TypeError(`quantizeMatrix: values must be a Float32Array; got ${describe(values)}`);
   if (cols % QUANT_BLOCK !== 0) throw new RangeError(`quantize: the row length ${cols} is not a multiple of the block size ${QUANT_BLOCK}`);
   if (values.length !== rows * cols) throw new RangeError(`quantize: ${values.length} values, [${rows}, ${cols}] needs ${rows * cols}`);
   const blocks = (rows * cols) / QUANT_BLOCK;
@@ -97,6 +99,9 @@ export function quantCode(format: QuantFormat, quants: Uint8Array, base: number,
 
 /** The float32 values a quantized matrix stands for. */
 export function dequantizeMatrix(m: QuantizedMatrix): Float32Array {
+  if (m === null || typeof m !== 'object' || !(m.scales instanceof Uint16Array) || !(m.quants instanceof Uint8Array)) {
+    throw new TypeError(`dequantizeMatrix: expected a quantized matrix from quantizeMatrix; got ${describe(m)}`);
+  }
   const out = new Float32Array(m.rows * m.cols);
   const blockBytes = quantBlockBytes(m.format);
   for (let b = 0; b < m.scales.length; b++) {

@@ -9,12 +9,13 @@
  * so generate, generateStream and beam search, unchanged. Training calls fail with an error that
  * says to train the float32 model and quantize again. getParameters gives the dequantized weights.
  */
+import { checkModelArgument } from '../util/arguments.js';
 import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
 import { IGNORE_INDEX } from '../backend/contract.js';
 import { createBackend } from '../backend/select.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
-import { DISPOSE } from '../util/dispose.js';
+import { DISPOSE, DisposedError } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 import { cachedForward } from './cached.js';
 import { checkCachedArgs, checkForwardArgs } from './checks.js';
@@ -91,6 +92,7 @@ const TRAINING_ERROR = 'a quantized model runs inference only: train the float32
 
 /** Quantizes a model's current parameters into a new QuantizedGPT (the original is left as it is). */
 export async function quantizeModel(model: GPTModel, options: QuantizeOptions = {}): Promise<QuantizedGPT> {
+  checkModelArgument(model, 'quantizeModel');
   const format = checkQuantFormat(options.format ?? 'q8_0', 'quantizeModel: options.format');
   const { matrices, floats } = quantizeParameters(model.config, await model.getParameters(), format);
   const backendName = typeof model.backend.matmulQuantForward === 'function' ? model.backendName : 'wasm';
@@ -193,8 +195,14 @@ export class QuantizedGPT implements GPTModel {
     this.backend.dispose();
   }
 
-  private checkAlive(): void {
-    if (this.disposed) throw new Error('this model was disposed');
+  /** `method` on a disposed model: its backend and everything on it are gone */
+  private checkAlive(method: string): void {
+    if (this.disposed) throw new DisposedError(`${method}: this model was disposed`);
+  }
+
+  /** whether dispose() ran: every call but dispose then throws DisposedError */
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   private float(name: string): Tensor {
@@ -212,7 +220,7 @@ export class QuantizedGPT implements GPTModel {
 
   /** The quantized matrices as host copies (codes and float16 scale bits), as saved in files. */
   async getQuantizedMatrices(): Promise<Map<string, QuantizedMatrix>> {
-    this.checkAlive();
+    this.checkAlive('getQuantizedMatrices');
     const out = new Map<string, QuantizedMatrix>();
     for (const [name, m] of this.matrices) {
       const words = (await this.backend.download(m.quants)) as Int32Array;
@@ -231,7 +239,7 @@ export class QuantizedGPT implements GPTModel {
 
   /** The float32 parameters (position embedding, LayerNorms, biases). */
   async getFloatParameters(): Promise<Record<string, Float32Array>> {
-    this.checkAlive();
+    this.checkAlive('getFloatParameters');
     const flat = (await this.backend.download(this.floatsTensor)) as Float32Array;
     const out: Record<string, Float32Array> = {};
     for (const [name, at] of this.floatOffsets) out[name] = flat.slice(at.offset, at.offset + at.length);
@@ -254,7 +262,7 @@ export class QuantizedGPT implements GPTModel {
 
   /** Quantizes `record` (float32, GPT-2 names) in this model's format and replaces the weights. */
   async setParameters(record: Record<string, Float32Array>): Promise<void> {
-    this.checkAlive();
+    this.checkAlive('setParameters');
     const { matrices, floats } = quantizeParameters(this.config, record, this.format);
     const flat = new Float32Array(this.floatsTensor.length);
     for (const [name, at] of this.floatOffsets) flat.set(floats[name], at.offset);
@@ -304,7 +312,7 @@ export class QuantizedGPT implements GPTModel {
   // ---------------------------------------------------------------- inference
 
   createKVCache(batchSize: number): KVCache {
-    this.checkAlive();
+    this.checkAlive('createKVCache');
     return disposableKVCache(allocKVCache(this.backend, this.config, batchSize), (cache) => freeKVCacheTensors(this.backend, cache));
   }
 
@@ -366,7 +374,7 @@ export class QuantizedGPT implements GPTModel {
   }
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
-    this.checkAlive();
+    this.checkAlive('forwardCached');
     checkCachedArgs(this.config, cache, ids, Tn);
     const { states, rows } = this.run(cache, ids, Tn, false);
     return (await this.backend.download(this.head(states, rows))) as Float32Array;
@@ -377,7 +385,7 @@ export class QuantizedGPT implements GPTModel {
    * here through a cache filled in one pass), for evaluation; options.training is refused.
    */
   async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
-    this.checkAlive();
+    this.checkAlive('forward');
     if (options.training === true) throw new Error(`forward with training: ${TRAINING_ERROR}`);
     const T = checkForwardArgs(this.config, inputs, targets, batchSize);
     const cache = this.createKVCache(batchSize);

@@ -133,6 +133,8 @@ export interface GPTModel {
    * trainer calls it when a step fails after its backward.
    */
   releaseScratch?(): void;
+  /** whether dispose() ran (calls then throw DisposedError) */
+  readonly isDisposed?: boolean;
   createKVCache(batchSize: number): KVCache;
   /**
    * Feed Tn new positions per row (ids [B, Tn]) through the model, appending to the cache.

@@ -23,6 +23,9 @@ export interface ScheduleOptions {
 
 /** The learning rate for step `step` (1-based: the first update is step 1). */
 export function learningRateAt(step: number, o: ScheduleOptions): number {
+  if (!Number.isFinite(step) || step < 0) throw new RangeError(`learningRateAt: step must be a finite number >= 0, got ${String(step)}`);
+  if (o === null || typeof o !== 'object')
+    throw new TypeError('learningRateAt: options must be an object (learningRate, warmupSteps, totalSteps...)');
   if (o.warmupSteps > 0 && step <= o.warmupSteps) return (o.learningRate * step) / o.warmupSteps;
   if (o.schedule === 'constant') return o.learningRate;
   const decaySteps = o.totalSteps - o.warmupSteps;

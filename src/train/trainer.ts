@@ -28,6 +28,7 @@ import { orderedBatches, ShuffledBatches, type Batch, type RowSource, type Seque
 import { DeviceLossWatch, type BackendChange } from './device-loss.js';
 import { checkTrainOptionNames, planTraining, type TrainingPlan } from './plan.js';
 import { learningRateAt, type ScheduleName } from './schedule.js';
+import { checkNotDisposed } from '../util/dispose.js';
 import { EventLoopTurns } from '../util/turns.js';
 import { describe } from '../util/describe.js';
 
@@ -226,6 +227,7 @@ export class Trainer {
   /** @internal train()'s way in: `lease` is the claim train() holds on the model for its whole run */
   static async open(model: GPTModel, options: TrainOptions, lease: object | null): Promise<Trainer> {
     checkModel(model);
+    checkNotDisposed(model, lease ? 'train' : 'Trainer.create');
     checkTrainOptionNames(options);
     let resume: Uint8Array | undefined;
     if (typeof options.resumeFrom === 'string') {
@@ -560,6 +562,7 @@ export class Trainer {
 /** Train `model` in place; see TrainOptions. Resolves when the steps are done or the signal aborted. */
 export async function train(model: GPTModel, options: TrainOptions): Promise<TrainResult> {
   checkModel(model);
+  checkNotDisposed(model, 'train');
   checkTrainOptionNames(options);
   if (modelHolders.has(model)) throw new ModelBusyError();
   const lease = {};

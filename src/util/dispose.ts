@@ -8,3 +8,13 @@ export const DISPOSE: typeof Symbol.dispose = (Symbol.dispose ?? Symbol.for('Sym
 /** `Symbol.asyncDispose` (for `await using worker = await createModelWorker(...)`), with the same fallback */
 export const ASYNC_DISPOSE: typeof Symbol.asyncDispose = (Symbol.asyncDispose ??
   Symbol.for('Symbol.asyncDispose')) as typeof Symbol.asyncDispose;
+
+/** A call on a model after its dispose(): the message names the call. */
+export class DisposedError extends Error {
+  override name = 'DisposedError';
+}
+
+/** refuse `caller` on a model whose dispose() ran (models say so through isDisposed) */
+export function checkNotDisposed(model: unknown, caller: string): void {
+  if ((model as { isDisposed?: unknown } | null)?.isDisposed === true) throw new DisposedError(`${caller}: this model was disposed`);
+}

@@ -9,6 +9,8 @@ export class Rng {
   private spareNormal: number | null = null;
 
   constructor(seed: number, stream = 0) {
+    if (!Number.isInteger(seed)) throw new RangeError(`Rng: seed must be an integer, got ${String(seed)}`);
+    if (!Number.isInteger(stream)) throw new RangeError(`Rng: stream must be an integer, got ${String(stream)}`);
     this.s = new Uint32Array(4);
     // splitmix32 expands (seed, stream) into a non-zero 128-bit state
     let x = (seed >>> 0) ^ Math.imul(stream >>> 0, 0x85ebca6b);
