@@ -53,12 +53,7 @@ const NOT_CALLED: Record<string, string> = {
   createWebGPUBackend: 'needs a WebGPU adapter (test/backend covers its options)',
   serveModelWorker: 'runs inside a worker (test/worker covers its messages)',
   opfsAvailable: 'takes no argument',
-  // landed on main minutes before this table's deadline: rows still to write (test/model/lora tests their checks)
-  addLoRA: 'no row yet (LoRA landed last)',
-  mergeAdapter: 'no row yet (LoRA landed last)',
-  saveAdapter: 'no row yet (LoRA landed last)',
-  loadAdapter: 'no row yet (LoRA landed last)',
-  LoRAAdapter: 'no row yet (LoRA landed last)',
+  LoRAAdapter: 'constructed by addLoRA and loadAdapter',
   LORA_TARGETS: 'a constant',
   createModelWorker: 'starts the built worker bundle (test/worker covers its checks)',
   loadModelWorker: 'starts the built worker bundle (test/worker covers its checks)',
@@ -271,6 +266,30 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       call: () => api.dequantizeMatrix(null as never),
       error: TypeError,
       message: /dequantizeMatrix/,
+    },
+    // ---- LoRA adapters
+    { name: 'addLoRA', input: 'model null', call: () => api.addLoRA(null as never), error: TypeError, message: /addLoRA: model/ },
+    { name: 'addLoRA', input: 'rank 0', call: () => api.addLoRA(model, { rank: 0 }), error: RangeError, message: /rank/ },
+    {
+      name: 'mergeAdapter',
+      input: 'a quantized model',
+      call: () => api.mergeAdapter(quantized as never),
+      error: TypeError,
+      message: /mergeAdapter: model/,
+    },
+    {
+      name: 'saveAdapter',
+      input: 'null',
+      call: () => api.saveAdapter(null as never),
+      error: TypeError,
+      message: /saveAdapter: expected a LoRAAdapter/,
+    },
+    {
+      name: 'loadAdapter',
+      input: 'bytes a string',
+      call: () => api.loadAdapter(model, 'x' as never),
+      error: TypeError,
+      message: /loadAdapter: bytes/,
     },
     // ---- backends
     {
