@@ -4,7 +4,8 @@
  */
 
 // ---- models ----
-export { createModel, GPT, type CreateModelOptions } from './model/gpt.js';
+export { GPT } from './model/gpt.js';
+export { createModel, type CreateModelOptions } from './model/create.js';
 export { DeviceLostError } from './backend/errors.js';
 export { DisposedError } from './util/dispose.js';
 export { validateConfig, ConfigError } from './model/config.js';

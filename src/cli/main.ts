@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createModel } from '../model/gpt.js';
+import { createModel } from '../model/create.js';
 import type { BackendChoice } from '../model/types.js';
 import { train } from '../train/trainer.js';
 import { generate, generateStream } from '../generate/generate.js';

@@ -17,7 +17,8 @@
 import { checkModelArgument } from '../util/arguments.js';
 import type { BackendChoice, GPTConfig, GPTConfigInput, GPTModel, ParamEntry } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { createModel, type GPT } from '../model/gpt.js';
+import { createModel } from '../model/create.js';
+import type { GPT } from '../model/gpt.js';
 import type { WasmAssets } from '../backend/wasm/assets.js';
 import { TINYGPT_VERSION } from '../version.js';
 import { validateConfig } from '../model/config.js';

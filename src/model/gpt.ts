@@ -1,15 +1,23 @@
+/**
+ * GPT: the model object that owns its parameters, gradients and scratch on one backend, with
+ * forward/backward for training, cached forward for generation, moves between backends and
+ * disposal. It runs past 700 lines because it is one class whose private state (parameter views,
+ * the tied head's transposed copy, workspaces, the last forward kept for backward, the LoRA
+ * adapter) every method shares; the work itself lives beside it: the block (block.ts), cached
+ * inference (cached.ts), buffers (workspace.ts, kv-cache.ts), argument checks (checks.ts),
+ * capacity (capacity.ts) and createModel (create.ts).
+ */
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
 import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
 import { DeviceLostError } from '../backend/errors.js';
 import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
-import { BACKEND_CHOICES, validateConfig } from './config.js';
-import type { WasmAssets } from '../backend/wasm/assets.js';
-import { buildParamLayout, initParameters, type ParamLayout } from './params.js';
+import { initParameters, type ParamLayout } from './params.js';
+import { estimateTrainingBytes, largestParameter } from './capacity.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE, DisposedError } from '../util/dispose.js';
-import type { BackendChoice, ForwardOptions, ForwardResult, GPTConfig, GPTConfigInput, GPTModel, KVCache, ParamEntry } from './types.js';
+import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
 import { blockBackward, blockForward, type BlockStep } from './block.js';
 import { cachedForward } from './cached.js';
 import { checkCacheArgument, checkCachedArgs, checkForwardArgs } from './checks.js';
@@ -25,84 +33,6 @@ import {
   type Workspace,
 } from './workspace.js';
 import { describe, fail } from '../util/describe.js';
-
-export interface CreateModelOptions {
-  /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
-  backend?: BackendChoice;
-  /** use this backend instance instead of creating one */
-  backendInstance?: Backend;
-  /** called with the reason when 'auto' had to pass over a backend (default: console.info) */
-  onBackendNotice?: (message: string) => void;
-  /** threads for the wasm backend: 'auto' (default: up to 8 where the runtime allows) or a count */
-  wasmThreads?: number | 'auto';
-  /**
-   * where the wasm backend's files are (tinygpt.wasm, tinygpt-threads.wasm, wasm-worker.js), for
-   * toolchains that do not emit files referenced as `new URL('./file', import.meta.url)` (Rollup,
-   * esbuild) and for edge runtimes (a compiled module); Vite, webpack and Parcel need none of it
-   */
-  wasmAssets?: WasmAssets;
-}
-
-/** Build a GPT with freshly initialised parameters on the chosen backend. */
-export async function createModel(configInput: GPTConfigInput, options: CreateModelOptions = {}): Promise<GPT> {
-  const config = validateConfig(configInput);
-  const layout = buildParamLayout(config);
-  const backend =
-    options.backendInstance ??
-    (await createBackend(backendChoice(configInput, options), {
-      requiredBytes: estimateTrainingBytes(config, layout),
-      largestTensorLength: largestParameter(layout),
-      onNotice: options.onBackendNotice,
-      wasmThreads: options.wasmThreads,
-      wasmAssets: options.wasmAssets,
-    }));
-  return new GPT(config, layout, backend, undefined, {
-    wasmThreads: options.wasmThreads,
-    wasmAssets: options.wasmAssets,
-    onNotice: options.onBackendNotice,
-  });
-}
-
-let warnedConfigBackend = false;
-
-/**
- * options.backend; the config's `backend` (the old place, deprecated: the config is the
- * architecture) still counts, with a one-time warning, when options say nothing.
- */
-function backendChoice(configInput: GPTConfigInput, options: CreateModelOptions): BackendChoice {
-  const fromConfig = configInput.backend;
-  if (fromConfig !== undefined && options.backend === undefined && !warnedConfigBackend) {
-    warnedConfigBackend = true;
-    console.warn(
-      `[tinygpt] config.backend is deprecated and will be removed: pass the backend in createModel's options, ` +
-        `createModel(config, { backend: '${fromConfig}' }) (or loadModel(bytes, { backend }))`,
-    );
-  }
-  if (options.backend !== undefined && !BACKEND_CHOICES.includes(options.backend)) {
-    throw new RangeError(
-      `createModel: options.backend must be one of ${BACKEND_CHOICES.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(options.backend)}`,
-    );
-  }
-  return options.backend ?? fromConfig ?? 'auto';
-}
-
-/** elements of the largest parameter: the flat parameters may be stored in pieces, one parameter may not */
-function largestParameter(layout: ParamLayout): number {
-  return Math.max(...layout.entries.map((entry) => entry.length));
-}
-
-/**
- * Bytes the smallest training step holds, so a model that can never train is refused before
- * anything is allocated: parameters, gradients and AdamW moments, the tied head's transposed copy
- * and its gradient (V x C each), and the activations of one position. A bigger batch's activations
- * are checked when train or forward is given it.
- */
-export function estimateTrainingBytes(config: GPTConfig, layout: ParamLayout = buildParamLayout(config)): number {
-  const parametersGradientsMoments = layout.totalLength * 4 * 4;
-  const head = 2 * config.vocabSize * config.dModel * 4;
-  const onePosition = bytesAllocatedBy((allocator) => allocWorkspace(allocator, config, 1, 1));
-  return parametersGradientsMoments + head + onePosition;
-}
 
 /**
  * The parameters lived on the lost device, so the only ways on are host copies: say which. The

@@ -7,6 +7,10 @@
  * weighted exactly like one big batch); then the global gradient norm is measured (one 1-element
  * download), checked for NaN/Inf, clipped to `maxGradNorm`, and AdamW applies the scheduled
  * learning rate.
+ *
+ * It runs past 700 lines because `Trainer` keeps one step's state (data position, accumulation,
+ * rollback on failure, checkpoint writes) in one class whose methods share it; options are resolved
+ * in plan.ts, data in data.ts, the schedule in schedule.ts and checkpoints in checkpoint.ts.
  */
 import type { Tensor } from '../backend/contract.js';
 import type { LoRAAdapter } from '../model/lora.js';

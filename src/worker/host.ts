@@ -5,7 +5,7 @@
  * (a cross-origin isolated page's worker, or Node), WebGPU works here as on a page.
  */
 import { workerParentPort } from '../host/node.js';
-import { createModel } from '../model/gpt.js';
+import { createModel } from '../model/create.js';
 import type { GPTModel } from '../model/types.js';
 import { loadModel, saveModel } from '../io/model-file.js';
 import { train, type TrainOptions } from '../train/trainer.js';

@@ -9,7 +9,7 @@
 import { describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { createWasmBackend } from '../../src/backend/wasm/create.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { Rng, ints, maxRelErr } from '../helpers/random.js';
 

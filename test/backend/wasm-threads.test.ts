@@ -31,7 +31,7 @@ import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded } from '../../src/backend/wasm/loader.js';
 import { ThreadPool } from '../../src/backend/wasm/threads.js';
 import type { Tensor } from '../../src/backend/contract.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
 import { opCases, runCase, type OpShapes } from '../helpers/conformance.js';

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/generate/generate.js';
 import type { GenerateSequences } from '../../src/generate/options.js';
 import { ContextWindow, windowKeep } from '../../src/generate/window.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTModel } from '../../src/model/types.js';
 import { Rng } from '../../src/util/rng.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, generateStream } from '../../src/generate/generate.js';
 import { planGeneration } from '../../src/generate/options.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTModel } from '../../src/model/types.js';
 import { BPETokenizer } from '../../src/tokenizer/bpe.js';
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import {
   MODEL_MIME_TYPE,
@@ -138,7 +138,7 @@ describe.skipIf(chromiumMissing !== null)(`OPFS in Chromium${chromiumMissing ? `
     await page.waitForFunction(() => 'sdk' in window, undefined, { timeout: 30_000 });
     const result = await page.evaluate(async (cfg) => {
       type SDK = typeof import('../../src/io/browser-files.js') & {
-        createModel: typeof import('../../src/model/gpt.js').createModel;
+        createModel: typeof import('../../src/model/create.js').createModel;
         saveModel: typeof import('../../src/io/model-file.js').saveModel;
       };
       const sdk = (window as unknown as { sdk: SDK }).sdk;

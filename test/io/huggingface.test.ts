@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
 import { loadModel, saveModel } from '../../src/io/model-file.js';
 import { exportHuggingFace, gpt2TokenizerFiles, loadHuggingFace, type HuggingFaceFileValue } from '../../src/io/huggingface.js';

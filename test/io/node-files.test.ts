@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
 import { directoryOf, temporaryPathFor, type AtomicWriteFs } from '../../src/io/files.js';
 import { loadModelFile, nodeAtomicWriteFs, saveModelFile, writeFileAtomic } from '../../src/io/node-files.js';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
-import { createModel, GPT } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
+import { GPT } from '../../src/model/gpt.js';
 import { validateConfig } from '../../src/model/config.js';
 import type { GPTConfigInput, KVCache } from '../../src/model/types.js';
 import { ints, normal64, Rng } from '../helpers/random.js';

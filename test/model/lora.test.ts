@@ -7,7 +7,8 @@
 import { describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { generate, generateStream } from '../../src/generate/generate.js';
-import { createModel, type GPT } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
+import { type GPT } from '../../src/model/gpt.js';
 import { addLoRA, LORA_TARGETS, loadAdapter, mergeAdapter, saveAdapter, type LoRAAdapter } from '../../src/model/lora.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';

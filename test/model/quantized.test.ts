@@ -6,7 +6,7 @@
  * files round-trip bit for bit, and training is refused with a clear error.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
 import { quantizeModel, QuantizedGPT } from '../../src/model/quantized.js';
 import { generate, generateStream } from '../../src/generate/generate.js';

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu/index.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { NonFiniteError, train, type BackendChange, type TrainOptions } from '../../src/train/trainer.js';

@@ -15,7 +15,7 @@ import { JsBackend } from '../../src/backend/js/index.js';
 import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { generate } from '../../src/generate/generate.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { Trainer, train, type StepMetrics } from '../../src/train/trainer.js';
 import { Rng, ints, maxRelErr } from '../helpers/random.js';

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { createWebGPUBackend, type WebGPUBackendOptions } from '../../src/backend/webgpu/index.js';
 import { generate } from '../../src/generate/generate.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { Trainer, type StepMetrics } from '../../src/train/trainer.js';
 import { Rng, ints, maxRelErr } from '../helpers/random.js';

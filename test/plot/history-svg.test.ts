@@ -4,7 +4,7 @@
  * the file with both panels visible in a screenshot.
  */
 import { describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import { train } from '../../src/train/trainer.js';
 import type { HistoryEntry } from '../../src/train/checkpoint.js';
 import { plotHistorySVG } from '../../src/plot/history-svg.js';

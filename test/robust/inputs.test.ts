@@ -6,7 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { generate, generateStream } from '../../src/generate/generate.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import { BPETokenizer, CharTokenizer } from '../../src/tokenizer/index.js';
 
 const tokenizer = CharTokenizer.train('abcdefgh\n', { specialTokens: ['<|endoftext|>'] });

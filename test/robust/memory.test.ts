@@ -8,7 +8,7 @@ import { allOrNothing } from '../../src/backend/all-or-nothing.js';
 import { BackendUnavailableError } from '../../src/backend/select.js';
 import { ArenaLimitError } from '../../src/backend/wasm/index.js';
 import { generate } from '../../src/generate/generate.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import { train } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
 

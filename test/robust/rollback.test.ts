@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backend/contract.js';
 import { createBackend } from '../../src/backend/select.js';
 import { generate } from '../../src/generate/generate.js';
-import { createModel, type GPT } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
+import { type GPT } from '../../src/model/gpt.js';
 import { Trainer, train, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { TRAIN_OPTION_NAMES } from '../../src/train/plan.js';

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import type { BackendName } from '../../src/backend/contract.js';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { decodeSafetensors, encodeSafetensors } from '../../src/io/safetensors.js';
 import { CharTokenizer, tokenizerFromJSON } from '../../src/tokenizer/index.js';

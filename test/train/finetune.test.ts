@@ -5,7 +5,7 @@
  * (frozen ones bit-identical), and the loss recomputed in float64 from the model's logits.
  */
 import { describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { CharTokenizer } from '../../src/tokenizer/char.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';

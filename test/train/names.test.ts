@@ -9,7 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import { train, Trainer, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createModel } from '../../src/model/gpt.js';
+import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput, GPTModel } from '../../src/model/types.js';
 import { NonFiniteError, train, Trainer } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';

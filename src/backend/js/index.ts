@@ -4,6 +4,9 @@
  * JavaScript doubles; results are stored in float32 (default) or, with `precision: 'f64'`, in
  * float64 so that tests can check gradients against finite differences. Attention's loops are in
  * attention.ts.
+ *
+ * It runs past 700 lines because it is one class with a method per contract op, each the plainest
+ * loop that states the op; splitting the class would scatter the reference readers compare against.
  */
 import {
   type Activation,

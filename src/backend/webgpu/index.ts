@@ -13,7 +13,10 @@
  *   `download` reject with a message that says what happened. After device loss every download
  *   rejects with a DeviceLostError; the host should rebuild the backend from its last downloaded or
  *   saved state.
- * - attention-ops.ts, encoder-ops.ts: how the attention and embedding ops are recorded.
+ * - attention-ops.ts, encoder-ops.ts, fused-ops.ts, quant-ops.ts: how those op families are recorded.
+ *
+ * It runs past 700 lines because the backend class has one method per contract op (each binding its
+ * views to a pipeline); the shaders and the recording of the larger op families live in the files above.
  */
 /// <reference types="@webgpu/types" />
 import {

@@ -1,0 +1,69 @@
+/** createModel: a GPT with fresh parameters, on the backend its options choose. */
+import type { Backend } from '../backend/contract.js';
+import type { WasmAssets } from '../backend/wasm/assets.js';
+import { createBackend } from '../backend/select.js';
+import { estimateTrainingBytes, largestParameter } from './capacity.js';
+import { BACKEND_CHOICES, validateConfig } from './config.js';
+import { GPT } from './gpt.js';
+import { buildParamLayout } from './params.js';
+import type { BackendChoice, GPTConfigInput } from './types.js';
+
+export interface CreateModelOptions {
+  /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
+  backend?: BackendChoice;
+  /** use this backend instance instead of creating one */
+  backendInstance?: Backend;
+  /** called with the reason when 'auto' had to pass over a backend (default: console.info) */
+  onBackendNotice?: (message: string) => void;
+  /** threads for the wasm backend: 'auto' (default: up to 8 where the runtime allows) or a count */
+  wasmThreads?: number | 'auto';
+  /**
+   * where the wasm backend's files are (tinygpt.wasm, tinygpt-threads.wasm, wasm-worker.js), for
+   * toolchains that do not emit files referenced as `new URL('./file', import.meta.url)` (Rollup,
+   * esbuild) and for edge runtimes (a compiled module); Vite, webpack and Parcel need none of it
+   */
+  wasmAssets?: WasmAssets;
+}
+
+/** Build a GPT with freshly initialised parameters on the chosen backend. */
+export async function createModel(configInput: GPTConfigInput, options: CreateModelOptions = {}): Promise<GPT> {
+  const config = validateConfig(configInput);
+  const layout = buildParamLayout(config);
+  const backend =
+    options.backendInstance ??
+    (await createBackend(backendChoice(configInput, options), {
+      requiredBytes: estimateTrainingBytes(config, layout),
+      largestTensorLength: largestParameter(layout),
+      onNotice: options.onBackendNotice,
+      wasmThreads: options.wasmThreads,
+      wasmAssets: options.wasmAssets,
+    }));
+  return new GPT(config, layout, backend, undefined, {
+    wasmThreads: options.wasmThreads,
+    wasmAssets: options.wasmAssets,
+    onNotice: options.onBackendNotice,
+  });
+}
+
+let warnedConfigBackend = false;
+
+/**
+ * options.backend; the config's `backend` (the old place, deprecated: the config is the
+ * architecture) still counts, with a one-time warning, when options say nothing.
+ */
+function backendChoice(configInput: GPTConfigInput, options: CreateModelOptions): BackendChoice {
+  const fromConfig = configInput.backend;
+  if (fromConfig !== undefined && options.backend === undefined && !warnedConfigBackend) {
+    warnedConfigBackend = true;
+    console.warn(
+      `[tinygpt] config.backend is deprecated and will be removed: pass the backend in createModel's options, ` +
+        `createModel(config, { backend: '${fromConfig}' }) (or loadModel(bytes, { backend }))`,
+    );
+  }
+  if (options.backend !== undefined && !BACKEND_CHOICES.includes(options.backend)) {
+    throw new RangeError(
+      `createModel: options.backend must be one of ${BACKEND_CHOICES.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(options.backend)}`,
+    );
+  }
+  return options.backend ?? fromConfig ?? 'auto';
+}
