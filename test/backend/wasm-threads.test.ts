@@ -364,7 +364,7 @@ describe('process exit', () => {
     const entry = `
       import { readdirSync } from 'node:fs';
       import { createWasmBackend } from './src/backend/wasm/create.ts';
-      import { createModel } from './src/model/gpt.ts';
+      import { createModel } from './src/model/create.ts';
       const options = {
         url: ${JSON.stringify(fileURLToPath(WASM_URL))},
         threadsSource: { url: ${JSON.stringify(fileURLToPath(THREADS_URL))} },

@@ -103,7 +103,7 @@ describe.skipIf(chromiumMissing !== null)(`OPFS in Chromium${chromiumMissing ? `
     await build({
       stdin: {
         contents: `
-          export { createModel } from './src/model/gpt.ts';
+          export { createModel } from './src/model/create.ts';
           export { saveModel } from './src/io/model-file.ts';
           export * from './src/io/browser-files.ts';`,
         resolveDir: REPO_ROOT,
