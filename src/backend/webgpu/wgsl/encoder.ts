@@ -16,21 +16,14 @@ import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
 
 export const ENCODER_BACKWARD_WORKGROUP = 64;
 
-export const encoderForwardKernel: KernelDef = {
-  name: 'encoderForward',
-  tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'wte' }, { name: 'wpe' }],
-  scalars: [
-    { name: 'n', type: 'u32' },
-    { name: 'T', type: 'u32' },
-    { name: 'C', type: 'u32' },
-    { name: 'V', type: 'u32' },
-    { name: 'posOffset', type: 'u32' },
-    { name: 'rowBase', type: 'u32' },
-    { name: 'vBase', type: 'u32' },
-    { name: 'vCount', type: 'u32' },
-  ],
-  body: `${LINEAR_GROUP}
+/**
+ * The forward's body, shared by the float and the quantized embedding: `tokenValue` is WGSL that
+ * defines `fn tokenValue(row: u32, c: u32) -> f32`, element c of token row `row` of this slice.
+ */
+export function encoderForwardBody(tokenValue: string): string {
+  return `${LINEAR_GROUP}
 ${QUIET_NAN}
+${tokenValue}
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let i = linearGroup(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + li;
@@ -45,8 +38,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let row = u32(id) - P.vBase; // wraps past vCount when id < vBase
   if (row >= P.vCount) { return; }
-  $out[P.o_out + i] = $wte[P.o_wte + row * P.C + c] + $wpe[P.o_wpe + pos * P.C + c];
-}`,
+  $out[P.o_out + i] = tokenValue(row, c) + $wpe[P.o_wpe + pos * P.C + c];
+}`;
+}
+
+export const encoderForwardKernel: KernelDef = {
+  name: 'encoderForward',
+  tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'wte' }, { name: 'wpe' }],
+  scalars: [
+    { name: 'n', type: 'u32' },
+    { name: 'T', type: 'u32' },
+    { name: 'C', type: 'u32' },
+    { name: 'V', type: 'u32' },
+    { name: 'posOffset', type: 'u32' },
+    { name: 'rowBase', type: 'u32' },
+    { name: 'vBase', type: 'u32' },
+    { name: 'vCount', type: 'u32' },
+  ],
+  body: encoderForwardBody('fn tokenValue(row: u32, c: u32) -> f32 { return $wte[P.o_wte + row * P.C + c]; }'),
 };
 
 /**

@@ -11,8 +11,8 @@
  * with its pieces by token-id slice and its NaN rows for ids outside [0, V).
  */
 import type { QuantFormat } from '../../contract.js';
-import { LINEAR_GROUP, QUIET_NAN, type KernelDef } from '../kernel.js';
-import { ELEMENTWISE_WORKGROUP } from './elementwise.js';
+import type { KernelDef } from '../kernel.js';
+import { encoderForwardBody } from './encoder.js';
 
 /** rows of x and columns of out per workgroup */
 export const QUANT_TILE = 16;
@@ -106,26 +106,11 @@ function encoderQuantKernel(format: QuantFormat): KernelDef {
       { name: 'vBase', type: 'u32' },
       { name: 'vCount', type: 'u32' },
     ],
-    body: `${LINEAR_GROUP}
-${QUIET_NAN}
-${dequantFn(format)}
-@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let i = linearGroup(wid, nwg) * ${ELEMENTWISE_WORKGROUP}u + li;
-  if (i >= P.n) { return; }
-  let bt = i / P.C;
-  let c = i % P.C;
-  let id = $inp[P.o_inp + bt];
-  let pos = P.posOffset + (P.rowBase + bt) % P.T;
-  if (id < 0 || u32(id) >= P.V) {
-    if (P.vBase == 0u) { $out[P.o_out + i] = quietNan(); }
-    return;
-  }
-  let row = u32(id) - P.vBase; // wraps past vCount when id < vBase
-  if (row >= P.vCount) { return; }
+    body: encoderForwardBody(`${dequantFn(format)}
+fn tokenValue(row: u32, c: u32) -> f32 {
   let b = row * (P.C / ${QK}u) + c / ${QK}u;
-  $out[P.o_out + i] = dequant(P.o_quants + b * ${words}u, c % ${QK}u, $scales[P.o_scales + b]) + $wpe[P.o_wpe + pos * P.C + c];
-}`,
+  return dequant(P.o_quants + b * ${words}u, c % ${QK}u, $scales[P.o_scales + b]);
+}`),
   };
 }
 
