@@ -74,7 +74,14 @@ export {
 
 // ---- a model in a worker ----
 export { createModelWorker, loadModelWorker, ModelWorker } from './worker/client.js';
-export type { ModelWorkerOptions, CreateModelWorkerOptions, LoadModelWorkerOptions, ModelWorkerTrainOptions } from './worker/client.js';
+export type {
+  ModelWorkerOptions,
+  CreateModelWorkerOptions,
+  LoadModelWorkerOptions,
+  ModelWorkerTrainOptions,
+  WorkerAdapterInfo,
+  WorkerAdapters,
+} from './worker/client.js';
 export { serveModelWorker } from './worker/host.js';
 
 export { Rng } from './util/rng.js';

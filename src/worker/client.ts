@@ -18,7 +18,9 @@ import { defaultLocations } from '../backend/wasm/assets.js';
 import { isNode, startWorkerThread } from '../host/node.js';
 import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
 import { reviveError, transferable } from './protocol.js';
-import type { FromWorker, InitRequest, Method, ToWorker, WorkerModelInfo } from './protocol.js';
+import type { FromWorker, InitRequest, Method, ToWorker, WorkerAdapterInfo, WorkerAdapters, WorkerModelInfo } from './protocol.js';
+
+export type { WorkerAdapterInfo, WorkerAdapters } from './protocol.js';
 
 declare global {
   // The Web Worker, declared empty: it merges with the DOM or WebWorker lib's where a consumer has one,
@@ -258,6 +260,34 @@ export class ModelWorker {
   saveModel(options: Omit<SaveModelOptions, 'tokenizer'> & { tokenizer?: Tokenizer | false } = {}): Promise<Uint8Array> {
     const { tokenizer, ...rest } = options;
     return this.call('save', { ...rest, tokenizer: tokenizer === false ? false : tokenizer?.toJSON() }, []);
+  }
+
+  /**
+   * Load a LoRA adapter file (saveAdapter's bytes, made for this model's shape) into the worker under
+   * `name`, without attaching it: several adapters share the worker's one base model, and
+   * setAdapter(name) picks the one generate, generateStream, beam search and train use. The bytes
+   * are transferred, not copied, when they span their whole buffer (afterwards `bytes` is empty).
+   */
+  loadAdapter(name: string, bytes: Uint8Array): Promise<WorkerAdapterInfo> {
+    if (!(bytes instanceof Uint8Array)) {
+      return Promise.reject(new TypeError('ModelWorker.loadAdapter: bytes must be a Uint8Array (the file saveAdapter wrote)'));
+    }
+    return this.call('loadAdapter', [name, bytes], transferable(bytes));
+  }
+
+  /** Attach the adapter loaded under `name` to the worker's model, or detach (null) to run the base model alone. */
+  setAdapter(name: string | null): Promise<void> {
+    return this.call('setAdapter', name, []);
+  }
+
+  /** The adapters loaded in the worker and the name of the attached one (null: none). */
+  listAdapters(): Promise<WorkerAdapters> {
+    return this.call('listAdapters', undefined, []);
+  }
+
+  /** Free the adapter loaded under `name` (detached first if attached). */
+  removeAdapter(name: string): Promise<void> {
+    return this.call('removeAdapter', name, []);
   }
 
   /**

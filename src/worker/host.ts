@@ -14,8 +14,10 @@ import type { GenerateOptions, Prompt } from '../generate/options.js';
 import { tokenizerFromJSON } from '../tokenizer/json.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import type { SaveModelOptions } from '../io/model-file.js';
+import { loadAdapter, type AdaptableModel, type LoRAAdapter } from '../model/lora.js';
+import { describe } from '../util/describe.js';
 import { serializeError, transferable } from './protocol.js';
-import type { FromWorker, InitRequest, Method, ToWorker, WorkerModelInfo } from './protocol.js';
+import type { FromWorker, InitRequest, Method, ToWorker, WorkerAdapterInfo, WorkerAdapters, WorkerModelInfo } from './protocol.js';
 
 /** the callbacks of TrainOptions that the handle had: the worker sends their events back */
 export type WorkerTrainOptions = Omit<TrainOptions, 'onStep' | 'onEval' | 'onCheckpoint' | 'onBackendChange' | 'signal' | 'tokenizer'> & {
@@ -65,6 +67,8 @@ async function workerPort(): Promise<Port> {
 function serve(port: Port): void {
   let model: GPTModel | null = null;
   let tokenizer: Tokenizer | undefined;
+  /** the adapters loaded for the model, by name: several share the one base, at most one attached */
+  const adapters = new Map<string, LoRAAdapter>();
   /** abort controllers of the calls under way, by id */
   const running = new Map<number, AbortController>();
   /** calls run one after another: a second train() waits for the first instead of interleaving steps */
@@ -127,12 +131,63 @@ function serve(port: Port): void {
         const bytes = await saveModel(needModel(), { ...options, tokenizer: saveTokenizer });
         return { value: bytes, transfer: [bytes.buffer] };
       }
+      case 'loadAdapter': {
+        const [name, bytes] = args as [string, Uint8Array];
+        checkAdapterName('loadAdapter', name);
+        if (adapters.has(name))
+          throw new Error(`loadAdapter: an adapter named "${name}" is loaded already; removeAdapter("${name}") first`);
+        const adapter = loadAdapter(adaptable('loadAdapter'), bytes, { attach: false });
+        adapters.set(name, adapter);
+        return { value: adapterInfo(name, adapter), transfer: [] };
+      }
+      case 'setAdapter': {
+        const name = args as string | null;
+        const target = adaptable('setAdapter');
+        target.setAdapter(name === null ? null : knownAdapter('setAdapter', name));
+        return { value: undefined, transfer: [] };
+      }
+      case 'listAdapters':
+        return { value: listAdapters(), transfer: [] };
+      case 'removeAdapter': {
+        const name = args as string;
+        const adapter = knownAdapter('removeAdapter', name);
+        const target = adaptable('removeAdapter');
+        if (target.lora === adapter) target.setAdapter(null);
+        adapters.delete(name);
+        adapter.dispose();
+        return { value: undefined, transfer: [] };
+      }
       case 'dispose': {
+        for (const adapter of adapters.values()) adapter.dispose();
+        adapters.clear();
         model?.dispose();
         model = null;
         return { value: undefined, transfer: [] };
       }
     }
+  };
+
+  const adaptable = (caller: string): AdaptableModel => {
+    const target = needModel() as unknown as Partial<AdaptableModel>;
+    if (typeof target.setAdapter !== 'function') throw new TypeError(`${caller}: this model takes no LoRA adapters`);
+    return target as AdaptableModel;
+  };
+
+  const knownAdapter = (caller: string, name: string): LoRAAdapter => {
+    checkAdapterName(caller, name);
+    const adapter = adapters.get(name);
+    if (adapter === undefined) {
+      const loaded = [...adapters.keys()].map((n) => JSON.stringify(n)).join(', ') || 'none';
+      throw new RangeError(`${caller}: name must be a loaded adapter (${loaded}), got ${JSON.stringify(name)}`);
+    }
+    return adapter;
+  };
+
+  const listAdapters = (): WorkerAdapters => {
+    const attached = model?.lora ?? null;
+    let active: string | null = null;
+    for (const [name, adapter] of adapters) if (adapter === attached) active = name;
+    return { adapters: [...adapters].map(([name, adapter]) => adapterInfo(name, adapter)), active };
   };
 
   const generateOptions = (options: WorkerGenerateOptions, signal: AbortSignal): GenerateOptions => ({
@@ -161,6 +216,16 @@ function serve(port: Port): void {
       }
     });
   });
+}
+
+function checkAdapterName(caller: string, name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TypeError(`${caller}: name must be a non-empty string, got ${describe(name)}`);
+}
+
+function adapterInfo(name: string, adapter: LoRAAdapter): WorkerAdapterInfo {
+  const { rank, alpha, targets } = adapter.config;
+  return { name, rank, alpha, targets: [...targets], numParameters: adapter.numParameters };
 }
 
 function describeModel(model: GPTModel, tokenizer: Tokenizer | undefined): WorkerModelInfo {

@@ -17,7 +17,24 @@ export type InitRequest =
   | { mode: 'create'; config: GPTConfigInput; tokenizer?: TokenizerJSON; wasmThreads?: number | 'auto' }
   | { mode: 'load'; bytes: Uint8Array; backend?: BackendChoice; config?: Partial<GPTConfigInput>; wasmThreads?: number | 'auto' };
 
-export type Method = 'init' | 'train' | 'generate' | 'stream' | 'save' | 'dispose';
+export type Method =
+  'init' | 'train' | 'generate' | 'stream' | 'save' | 'dispose' | 'loadAdapter' | 'setAdapter' | 'listAdapters' | 'removeAdapter';
+
+/** an adapter the worker holds, by the name it was loaded under (what loadAdapter and listAdapters answer) */
+export interface WorkerAdapterInfo {
+  name: string;
+  rank: number;
+  alpha: number;
+  targets: string[];
+  /** A and B parameters */
+  numParameters: number;
+}
+
+/** the adapters the worker holds, and the name of the one attached to its model (null: none) */
+export interface WorkerAdapters {
+  adapters: WorkerAdapterInfo[];
+  active: string | null;
+}
 
 export type ToWorker = { type: 'call'; id: number; method: Method; args: unknown } | { type: 'abort'; id: number };
 

@@ -56,6 +56,25 @@ export interface WorkerDisposeResult {
   later: string | null;
 }
 
+export interface AdapterRun {
+  ids: number[];
+  beams: number[];
+}
+
+export interface WorkerAdaptersResult {
+  /** by adapter name ('null': none attached) */
+  hereRuns: Record<string, AdapterRun>;
+  workerRuns: Record<string, AdapterRun & { streamed: number[] }>;
+  loadedInfo: { name: string; rank: number; alpha: number; targets: string[]; numParameters: number };
+  transferredLength: number;
+  listedBefore: { adapters: { name: string }[]; active: string | null };
+  listedAfter: { adapters: { name: string }[]; active: string | null };
+  unknown: CaughtError | null;
+  repeated: CaughtError | null;
+  afterRemoveIds: number[];
+}
+
+export declare function workerAdapters(sdk: SDK): Promise<WorkerAdaptersResult>;
 export declare function workerMatchesInThread(sdk: SDK, wasmThreads: number): Promise<WorkerMatchesInThreadResult>;
 export declare function workerErrors(sdk: SDK): Promise<WorkerErrorsResult>;
 export declare function workerAborts(sdk: SDK): Promise<WorkerAbortsResult>;

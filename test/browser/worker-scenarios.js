@@ -205,3 +205,80 @@ export async function workerWebGPU(sdk) {
     await worker.dispose();
   }
 }
+
+/** an adapter for `model` with every A and B entry drawn from a small LCG: far from a no-op, the same on every run */
+async function randomAdapterBytes(sdk, model, seed) {
+  const adapter = sdk.addLoRA(model, { rank: 2, targets: ['attn.c_attn', 'mlp.c_fc'], seed });
+  let state = seed;
+  const next = () => ((state = (state * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 1.5;
+  const record = {};
+  for (const entry of adapter.entries) record[entry.name] = Float32Array.from({ length: entry.length }, next);
+  adapter.setParameters(record);
+  const bytes = await sdk.saveAdapter(adapter);
+  model.setAdapter(null);
+  adapter.dispose();
+  return bytes;
+}
+
+/**
+ * One base model and two adapters in a worker: sampled, streamed and beam ids with each adapter
+ * attached, and with none, against the same base model and adapter files here; plus what
+ * listAdapters says and the errors for unknown and repeated names.
+ */
+export async function workerAdapters(sdk) {
+  const here = await sdk.createModel(TINY_CONFIG, { backend: 'wasm', wasmThreads: 1 });
+  const modelBytes = await sdk.saveModel(here);
+  const files = { moby: await randomAdapterBytes(sdk, here, 5), names: await randomAdapterBytes(sdk, here, 9) };
+  const prompt = [0, 13, 1];
+  const beamOptions = { maxNewTokens: 6, numBeams: 3 };
+  const hereRuns = {};
+  for (const name of ['moby', 'names', null]) {
+    const adapter = name === null ? null : sdk.loadAdapter(here, files[name].slice());
+    hereRuns[String(name)] = {
+      ids: (await sdk.generate(here, prompt, SAMPLE_OPTIONS)).ids,
+      beams: (await sdk.generate(here, prompt, beamOptions)).ids,
+    };
+    if (adapter !== null) {
+      here.setAdapter(null);
+      adapter.dispose();
+    }
+  }
+  here.dispose();
+
+  const worker = await sdk.loadModelWorker(modelBytes, { backend: 'wasm', wasmThreads: 1 });
+  try {
+    const mobyFile = files.moby.slice();
+    const loadedInfo = await worker.loadAdapter('moby', mobyFile);
+    const transferredLength = mobyFile.byteLength;
+    await worker.loadAdapter('names', files.names.slice());
+    const listedBefore = await worker.listAdapters();
+    const workerRuns = {};
+    for (const name of ['moby', 'names', null]) {
+      await worker.setAdapter(name);
+      const streamed = [];
+      for await (const token of worker.generateStream(prompt, SAMPLE_OPTIONS)) streamed.push(token.id);
+      workerRuns[String(name)] = {
+        ids: (await worker.generate(prompt, SAMPLE_OPTIONS)).ids,
+        streamed,
+        beams: (await worker.generate(prompt, beamOptions)).ids,
+      };
+    }
+    const caught = async (call) => {
+      try {
+        await call();
+        return null;
+      } catch (error) {
+        return describeError(error, RangeError);
+      }
+    };
+    const unknown = await caught(() => worker.setAdapter('shakespeare'));
+    const repeated = await caught(() => worker.loadAdapter('moby', files.moby.slice()));
+    await worker.setAdapter('moby');
+    await worker.removeAdapter('moby');
+    const listedAfter = await worker.listAdapters();
+    const afterRemoveIds = (await worker.generate(prompt, SAMPLE_OPTIONS)).ids;
+    return { hereRuns, workerRuns, loadedInfo, transferredLength, listedBefore, listedAfter, unknown, repeated, afterRemoveIds };
+  } finally {
+    await worker.dispose();
+  }
+}

@@ -91,4 +91,31 @@ describe('ModelWorker in Node (worker_threads)', () => {
     expect(worker.threadId).toBe(-1);
     expect(typeof (await exited)).toBe('number');
   });
+
+  it('serves one base model with several LoRA adapters: each attached one samples, streams and beam-searches as here', async () => {
+    const run = await scenarios.workerAdapters(sdk);
+    for (const name of ['moby', 'names', 'null']) {
+      expect(run.workerRuns[name].ids, name).toEqual(run.hereRuns[name].ids);
+      expect(run.workerRuns[name].streamed, name).toEqual(run.hereRuns[name].ids);
+      expect(run.workerRuns[name].beams, name).toEqual(run.hereRuns[name].beams);
+    }
+    // the adapters change what the base samples, so equal ids above mean the worker used them
+    expect(run.hereRuns.moby.ids).not.toEqual(run.hereRuns.null.ids);
+    expect(run.hereRuns.names.ids).not.toEqual(run.hereRuns.moby.ids);
+    expect(run.loadedInfo).toEqual({
+      name: 'moby',
+      rank: 2,
+      alpha: 2,
+      targets: ['attn.c_attn', 'mlp.c_fc'],
+      numParameters: 2 * (32 * 2 + 2 * 96 + 32 * 2 + 2 * 128),
+    });
+    expect(run.transferredLength).toBe(0);
+    expect(run.listedBefore).toMatchObject({ adapters: [{ name: 'moby' }, { name: 'names' }], active: null });
+    expect(run.unknown).toMatchObject({ isExpectedClass: true });
+    expect(run.unknown!.message).toMatch(/^setAdapter: name must be a loaded adapter \("moby", "names"\), got "shakespeare"/);
+    expect(run.repeated!.message).toMatch(/an adapter named "moby" is loaded already/);
+    // removing the attached adapter detaches it: the base samples as it did
+    expect(run.listedAfter).toMatchObject({ adapters: [{ name: 'names' }], active: null });
+    expect(run.afterRemoveIds).toEqual(run.hereRuns.null.ids);
+  });
 });
