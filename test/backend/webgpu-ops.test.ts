@@ -303,14 +303,55 @@ describe.skipIf(gpu.backend === null)('webgpu cached attention with the keys cut
     'HS 16, prompt 40': { ...SMALL_SHAPES, B: 1, T: 41, C: 16, NH: 1 },
     'HS 64, 150 keys': { ...SMALL_SHAPES, B: 2, T: 150, C: 128, NH: 2 },
   };
+  // dispatches of the prompt call and of the one-token call: the prompt's range is one workgroup per
+  // (row, head) here; each split call is the ranges and their merge, the cache append inside them
+  const dispatchesByName: Record<string, number> = { 'HS 16, prompt 40': 2 + 2, 'HS 64, 150 keys': 1 + 2 };
   for (const [label, shapes] of Object.entries(shapesByName)) {
     it(`${cached.name} (${label})`, async () => {
       const before = backend.dispatches;
       for (const r of await compareToReference(backend, cached, { seed: 29, shapes, tolerance: TIGHT })) {
         expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
       }
-      // unsplit, the two calls take a cache append and an attention dispatch each
-      expect(backend.dispatches - before).toBeGreaterThan(4);
+      expect(backend.dispatches - before).toBe(dispatchesByName[label]);
+    });
+  }
+
+  // a prompt of T-4 positions, then 3 more at once (new keys read beside their queries while the
+  // cache holds the rest, appended by the same kernel), then one more
+  const inSteps: OpCase = {
+    name: 'attentionCached: a prompt, then 3 positions, then 1',
+    op: 'attentionCached',
+    kind: 'forward',
+    run: (ctx) => {
+      const { B, T, C, NH } = ctx.s;
+      const cacheLen = T + 1;
+      const kCache = ctx.zeros(B * cacheLen * C);
+      const vCache = ctx.zeros(B * cacheLen * C);
+      const outs: Record<string, Tensor> = { kCache, vCache };
+      let position = 0;
+      for (const Tn of [T - 4, 3, 1]) {
+        const out = ctx.zeros(B * Tn * C);
+        ctx.be.attentionCached(out, ctx.normal(B * Tn * 3 * C), kCache, vCache, B, Tn, C, NH, position, cacheLen);
+        outs[`out${position}`] = out;
+        position += Tn;
+      }
+      return outs;
+    },
+  };
+  // head sizes that are no multiple of 4, one and two lanes per dim, several heads, B = 2; the first
+  // prompt crosses a 64-key chunk in one range, the second takes two ranges, and the later calls
+  // cut the keys into ranges (3 and 2 of them)
+  const stepShapes: [string, OpShapes, number][] = [
+    ['HS 5, 3 heads, 70 keys', { ...SMALL_SHAPES, B: 2, T: 70, C: 15, NH: 3 }, 1 + 2 + 2],
+    ['HS 67, 2 heads, 45 keys', { ...SMALL_SHAPES, B: 2, T: 45, C: 134, NH: 2 }, 2 + 2 + 2],
+  ];
+  for (const [label, shapes, dispatches] of stepShapes) {
+    it(`${inSteps.name} (${label})`, async () => {
+      const before = backend.dispatches;
+      for (const r of await compareToReference(backend, inSteps, { seed: 37, shapes, tolerance: TIGHT })) {
+        expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+      }
+      expect(backend.dispatches - before).toBe(dispatches);
     });
   }
 });

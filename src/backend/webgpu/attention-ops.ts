@@ -2,7 +2,8 @@
  * Causal self-attention on WebGPU: how the attention ops are recorded into dispatches. Heads up to
  * ATTENTION_TILED_MAX_HEAD use the tiled kernels (wgsl/attention-tiled.ts), larger ones the
  * row-by-row kernels (wgsl/attention.ts); decoding over a KV cache cuts the keys across
- * workgroups and merges. The tensors come checked and trimmed to what the op reads.
+ * workgroups and merges, and the attention kernel appends the new keys and values to the cache
+ * itself. The tensors come checked and trimmed to what the op reads.
  */
 import type { Recorder } from './recorder.js';
 import { perItem } from './recorder.js';
@@ -13,7 +14,6 @@ import {
   attentionCombineKernel,
   attentionForwardKernel,
   headLanes,
-  kvAppendKernel,
 } from './wgsl/attention.js';
 import {
   ATTENTION_TILE,
@@ -56,7 +56,8 @@ export function recordAttentionForward(
     }
     const lanes = headLanes(HS);
     rec.dispatch(attentionForwardKernel(lanes), {
-      tensors: { out: o, lse: logSumExps, q: x, k: rec.shifted(x, C), v: rec.shifted(x, 2 * C) },
+      // posStart 0: every key is read from qkv, and `out` fills the unused cache bindings
+      tensors: { out: o, lse: logSumExps, q: x, k: o, v: o },
       scalars: {
         T,
         NH,
@@ -64,9 +65,10 @@ export function recordAttentionForward(
         scale: 1 / Math.sqrt(HS),
         qBatch: T * 3 * C,
         qRow: 3 * C,
-        kBatch: T * 3 * C,
-        kRow: 3 * C,
+        kBatch: 0,
+        kRow: 0,
         posStart: 0,
+        append: 0,
         hasLse: 1,
         BNH: pieceB * NH,
         ...ALL_KEYS_IN_ONE_SPLIT,
@@ -118,7 +120,10 @@ export function recordAttentionBackward(
   });
 }
 
-/** append qkv's k, v [B,Tn] to the caches at startPos, then out [B,Tn,C] attends over the cache */
+/**
+ * out [B,Tn,C] attends over the cache's first startPos positions and the Tn new ones of qkv, whose
+ * k, v the same kernel appends to the caches at startPos (no dispatch of its own)
+ */
 export function recordAttentionCached(
   rec: Recorder,
   t: { out: WebGPUTensor; qkv: WebGPUTensor; kCache: WebGPUTensor; vCache: WebGPUTensor },
@@ -135,7 +140,6 @@ export function recordAttentionCached(
   };
   rec.inPieces(op, [B], access, (piece, { out: o, qkv: x, kCache: keys, vCache: values }) => {
     const pieceB = piece.size[0];
-    rec.dispatchElementwise(kvAppendKernel, pieceB * Tn * C, { kCache: keys, vCache: values, qkv: x }, { Tn, C, startPos, cacheLen });
     const lanes = headLanes(HS);
     const BNH = pieceB * NH;
     const geometry = {
@@ -148,6 +152,7 @@ export function recordAttentionCached(
       kBatch: cacheLen * C,
       kRow: C,
       posStart: startPos,
+      append: 1,
       hasLse: 0,
       BNH,
     };

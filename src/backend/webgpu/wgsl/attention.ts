@@ -5,9 +5,13 @@
  * Scores are s = scale * q . k; lse = max + log(sum exp(s - max)) is saved for backward, which
  * recomputes p = exp(s - lse) instead of storing [T, T] probabilities.
  *
- * Rows are addressed through strides so the same kernel reads q, k, v out of qkv [B,T,3C] (training)
- * or k, v out of a KV cache [B,cacheLen,C] (inference):
- *   q(b,t) = q[o_q + b*qBatch + t*qRow + h*HS + d], likewise k and v; out is [B,T,C].
+ * Rows are addressed through strides: q(b,t) = q[o_q + b*qBatch + t*qRow + h*HS + d] (qkv [B,T,3C]);
+ * keys from posStart on are the query rows' own, read from qkv beside q (k at + C, v at + 2C); keys
+ * before posStart come from a KV cache [B,cacheLen,C]: k(b,j) = k[o_k + b*kBatch + j*kRow + h*HS + d],
+ * likewise v. Training has posStart = 0 (every key from qkv, the cache bindings unused). With
+ * append = 1 (decoding) the kernel also writes the new rows' k and v into the cache at posStart + t,
+ * so the append takes no dispatch of its own: no workgroup reads a cache row at or past posStart.
+ * out is [B,T,C].
  *
  * Lanes: every invocation owns head dims d = lane + 64 * r for r < lanes = ceil(HS / 64).
  *
@@ -16,7 +20,7 @@
  * and writes each range's running max, sum and weighted values to partials [T, B*NH, splits, 2+HS];
  * attentionCombineKernel then merges the ranges (flash decoding).
  */
-import { LINEAR_GROUP, type KernelDef } from '../kernel.js';
+import type { KernelDef } from '../kernel.js';
 
 export const ATTENTION_WORKGROUP = 64;
 
@@ -64,8 +68,9 @@ const BACKWARD_SCALARS = GEOMETRY_SCALARS.slice(0, 4);
 
 /**
  * Forward over keys 0..posStart+t for query t (workgroup x = t, or t * splits + split). With
- * hasLse = 0 the lse binding is unused (the cached path passes `out` there). Split: `out` is the
- * partials tensor.
+ * hasLse = 0 the lse binding is unused (the cached path passes `out` there); without a cache (training)
+ * `out` fills the k and v bindings too. Split: `out` is the partials tensor, and the first key range
+ * of each (query row, head) appends its k and v.
  */
 export function attentionForwardKernel(lanes: number, split = false): KernelDef {
   const epilogue = split
@@ -86,10 +91,17 @@ export function attentionForwardKernel(lanes: number, split = false): KernelDef 
   if (P.hasLse == 1u && li == 0u) { $lse[P.o_lse + (b * P.NH + h) * P.T + t] = runningMax + log(runningSum); }`;
   return {
     name: split ? 'attentionForwardSplit' : 'attentionForward',
-    tensors: [{ name: 'out', write: true }, { name: 'lse', write: true }, { name: 'q' }, { name: 'k' }, { name: 'v' }],
+    tensors: [
+      { name: 'out', write: true },
+      { name: 'lse', write: true },
+      { name: 'q' },
+      { name: 'k', write: true },
+      { name: 'v', write: true },
+    ],
     scalars: [
       ...GEOMETRY_SCALARS,
       { name: 'posStart', type: 'u32' },
+      { name: 'append', type: 'u32' },
       { name: 'hasLse', type: 'u32' },
       { name: 'BNH', type: 'u32' },
       { name: 'splits', type: 'u32' },
@@ -108,7 +120,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let qBase = P.o_q + b * P.qBatch + t * P.qRow + h * P.HS;
   let kBase = P.o_k + b * P.kBatch + h * P.HS;
   let vBase = P.o_v + b * P.kBatch + h * P.HS;
+  // key posStart + i is query row i's: its k, v sit in qkv beside its q
+  let C = P.NH * P.HS;
+  let newKeyBase = P.o_q + b * P.qBatch + C + h * P.HS;
+  let newValueBase = newKeyBase + C;
   for (var d = li; d < P.HS; d = d + ${W}u) { qShared[d] = $q[qBase + d]; }
+  if (P.append == 1u && s == 0u) {
+    let row = (P.posStart + t) * P.kRow;
+    for (var d = li; d < P.HS; d = d + ${W}u) {
+      $k[kBase + row + d] = $q[newKeyBase + t * P.qRow + d];
+      $v[vBase + row + d] = $q[newValueBase + t * P.qRow + d];
+    }
+  }
   workgroupBarrier();
   let keyStart = s * P.keysPerSplit;
   let keyEnd = min(P.posStart + t + 1u, keyStart + P.keysPerSplit);
@@ -120,8 +143,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var score = -3.0e38;
     if (j < keyEnd) {
       var dot = 0.0;
-      let kRow = kBase + j * P.kRow;
-      for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qShared[d], $k[kRow + d], dot); }
+      if (j < P.posStart) {
+        let kRow = kBase + j * P.kRow;
+        for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qShared[d], $k[kRow + d], dot); }
+      } else {
+        let kRow = newKeyBase + (j - P.posStart) * P.qRow;
+        for (var d = 0u; d < P.HS; d = d + 1u) { dot = fma(qShared[d], $q[kRow + d], dot); }
+      }
       score = dot * P.scale;
     }
     let newMax = max(runningMax, workgroupMax(li, score));
@@ -135,7 +163,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       let d = li + r * ${W}u;
       if (d < P.HS) {
         var sum = acc[r] * correction;
-        for (var jj = 0u; jj < chunk; jj = jj + 1u) { sum = fma(weights[jj], $v[vBase + (j0 + jj) * P.kRow + d], sum); }
+        for (var jj = 0u; jj < chunk; jj = jj + 1u) {
+          let key = j0 + jj;
+          var value: f32;
+          if (key < P.posStart) {
+            value = $v[vBase + key * P.kRow + d];
+          } else {
+            value = $q[newValueBase + (key - P.posStart) * P.qRow + d];
+          }
+          sum = fma(weights[jj], value, sum);
+        }
         acc[r] = sum;
       }
     }
@@ -340,30 +377,3 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`,
   };
 }
-
-/** kCache/vCache[b, startPos + i, :] = k/v of qkv[b, i]; one invocation per (b, i, c) */
-export const kvAppendKernel: KernelDef = {
-  name: 'kvAppend',
-  tensors: [{ name: 'kCache', write: true }, { name: 'vCache', write: true }, { name: 'qkv' }],
-  scalars: [
-    { name: 'n', type: 'u32' },
-    { name: 'Tn', type: 'u32' },
-    { name: 'C', type: 'u32' },
-    { name: 'startPos', type: 'u32' },
-    { name: 'cacheLen', type: 'u32' },
-  ],
-  body: `${LINEAR_GROUP}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let idx = linearGroup(wid, nwg) * 256u + li;
-  if (idx >= P.n) { return; }
-  let c = idx % P.C;
-  let bi = idx / P.C;
-  let b = bi / P.Tn;
-  let i = bi % P.Tn;
-  let src = P.o_qkv + bi * 3u * P.C + c;
-  let dst = (b * P.cacheLen + P.startPos + i) * P.C + c;
-  $kCache[P.o_kCache + dst] = $qkv[src + P.C];
-  $vCache[P.o_vCache + dst] = $qkv[src + 2u * P.C];
-}`,
-};
