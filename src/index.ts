@@ -32,7 +32,7 @@ export type { QuantFormat } from './backend/contract.js';
 
 // ---- backends ----
 export { createBackend, createWebGPUBackend, setWasmModule, BackendUnavailableError } from './backend/select.js';
-export type { Activation, Backend, BackendName, Tensor, OpName, BackendLimits } from './backend/contract.js';
+export type { Activation, Backend, BackendName, Tensor, OpName, BackendLimits, TokenSampling } from './backend/contract.js';
 export type { WasmAssets } from './backend/wasm/assets.js';
 // types only: the WebGPU backend's code loads when a backend is created (a bundle that never starts it does not carry it)
 export type { WebGPUBackend, WebGPUOptions, WebGPUBackendOptions } from './backend/webgpu/index.js';

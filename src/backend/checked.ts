@@ -11,8 +11,19 @@
  * Why this file runs past 700 lines: it holds one checked method and one abstract unchecked method
  * per op of contract.ts, so its length is the contract's; cutting it would split one table.
  */
-import type { Activation, AdamWParams, Backend, BackendLimits, BackendName, DType, QuantFormat, SplitPoints, Tensor } from './contract.js';
-import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, viewRange } from './checks.js';
+import type {
+  Activation,
+  AdamWParams,
+  Backend,
+  BackendLimits,
+  BackendName,
+  DType,
+  QuantFormat,
+  SplitPoints,
+  Tensor,
+  TokenSampling,
+} from './contract.js';
+import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, samplingArgs, viewRange } from './checks.js';
 import { describe } from '../util/describe.js';
 
 /** The storage a tensor is a view of: views of one storage may overlap, of two never. */
@@ -125,6 +136,14 @@ export abstract class CheckedBackend implements Backend {
   protected abstract _crossEntropyForward(losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor, N: number, V: number): void;
   protected abstract _crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void;
   protected abstract _adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void;
+  protected abstract _sampleTokens(
+    ids: Tensor,
+    logits: Tensor,
+    uniforms: ArrayLike<number>,
+    B: number,
+    V: number,
+    sampling: TokenSampling,
+  ): void;
 
   // ---- storage ----
 
@@ -713,6 +732,14 @@ export abstract class CheckedBackend implements Backend {
       [['grads', grads, 'f32', n]],
     );
     if (n > 0) this._adamwUpdate(w!, g!, m1!, m2!, opts);
+  }
+
+  sampleTokens(ids: Tensor, logits: Tensor, uniforms: ArrayLike<number>, B: number, V: number, sampling: TokenSampling): void {
+    const op = 'sampleTokens';
+    dims(op, { B, V });
+    samplingArgs(op, sampling, uniforms, B, V);
+    const [chosen, z] = this.args(op, [['ids', ids, 'i32', B]], [['logits', logits, 'f32', B * V]]);
+    this._sampleTokens(chosen!, z!, uniforms, B, V, sampling);
   }
 
   // ---- the optional quantized ops: a backend that has them checks their arguments with these ----

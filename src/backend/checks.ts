@@ -1,4 +1,4 @@
-import type { AdamWParams } from './contract.js';
+import type { AdamWParams, TokenSampling } from './contract.js';
 
 /**
  * Argument checks shared by every backend, so a bad call gets the same message whichever backend
@@ -68,4 +68,25 @@ export function adamwArgs(op: string, { learningRate, beta1, beta2, eps, weightD
   inRange(op, 'eps', eps, 0, Infinity, '[0, Infinity)');
   inRange(op, 'weightDecay', weightDecay, 0, Infinity, '[0, Infinity)');
   if (!Number.isInteger(step) || step < 1) throw new RangeError(`${op}: step must be an integer >= 1 (1-based), got ${step}`);
+}
+
+/** sampleTokens' plan, and its B uniforms when it samples */
+export function samplingArgs(op: string, sampling: TokenSampling, uniforms: ArrayLike<number>, B: number, V: number): void {
+  if (sampling === null || typeof sampling !== 'object') throw new TypeError(`${op}: sampling must be a TokenSampling object`);
+  const { greedy, temperature, topK, topP, minP, allowed } = sampling;
+  if (typeof greedy !== 'boolean') throw new TypeError(`${op}: sampling.greedy must be a boolean, got ${String(greedy)}`);
+  if (!Number.isFinite(temperature) || temperature <= 0)
+    throw new RangeError(`${op}: sampling.temperature must be a finite number > 0, got ${temperature}`);
+  nonNegativeInteger(op, 'sampling.topK', topK);
+  if (!(topP > 0 && topP <= 1)) throw new RangeError(`${op}: sampling.topP must be in (0, 1], got ${topP}`);
+  if (!(minP >= 0 && minP <= 1)) throw new RangeError(`${op}: sampling.minP must be in [0, 1], got ${minP}`);
+  if (!Number.isInteger(allowed) || allowed < 1 || allowed > V)
+    throw new RangeError(`${op}: sampling.allowed must be an integer in [1, V = ${V}], got ${allowed}`);
+  if (greedy) return;
+  if (uniforms === null || typeof uniforms !== 'object' || !(uniforms.length >= B)) {
+    throw new RangeError(
+      `${op}: uniforms must hold at least B = ${B} numbers, got ${uniforms === null ? 'null' : typeof uniforms === 'object' ? uniforms.length : typeof uniforms}`,
+    );
+  }
+  for (let b = 0; b < B; b++) inRange(op, `uniforms[${b}]`, uniforms[b], 0, 1, '[0, 1)');
 }

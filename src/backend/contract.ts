@@ -284,6 +284,19 @@ export interface Backend {
    */
   adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void;
 
+  // ---- decoding ----
+  /**
+   * One token per row of logits [B,V] into ids i32 [B], so decoding reads back B ids rather than
+   * B*V logits. Each row: ids >= sampling.allowed are banned; then the argmax (greedy; lowest id
+   * among ties), or temperature, top-k, top-p, min-p (in that order, Hugging Face's) and a draw by
+   * inverse CDF in id order with uniforms[b] in [0, 1). A row with a NaN or +Infinity logit, or no
+   * token left, gets id -1. The js backend is the reference: it runs src/generate's CPU sampler
+   * (chooseToken) and gives exactly its ids. Backends that compute in float32 give the same ids
+   * except where rounding moves a cut or the draw's boundary (greedy: identical up to ties that
+   * rounding makes or breaks). uniforms are host numbers (a seeded Rng's), unread when greedy.
+   */
+  sampleTokens(ids: Tensor, logits: Tensor, uniforms: ArrayLike<number>, B: number, V: number, sampling: TokenSampling): void;
+
   // ---- quantized inference (src/model/quant.ts has the formats; backends without them leave these out) ----
   /**
    * out[M,N] = inp[M,K] @ W^T + bias[N] (bias may be null), W [N,K] quantized in blocks of 32 along
@@ -314,6 +327,22 @@ export interface Backend {
     posOffset: number,
     format: QuantFormat,
   ): void;
+}
+
+/** How sampleTokens chooses a token from a row of logits (generation's plan for the plain strategies). */
+export interface TokenSampling {
+  /** argmax (the uniforms are unread); false: sample */
+  readonly greedy: boolean;
+  /** logits are divided by it before sampling; > 0 (1: unchanged) */
+  readonly temperature: number;
+  /** keep the topK highest logits and their ties; 0 keeps all */
+  readonly topK: number;
+  /** keep the fewest most probable tokens whose probability reaches topP, and their ties; in (0, 1] */
+  readonly topP: number;
+  /** keep tokens with p >= minP * p_max; in [0, 1] */
+  readonly minP: number;
+  /** ids >= allowed are never chosen (a vocabulary padded past its tokenizer's); in [1, V], V bans none */
+  readonly allowed: number;
 }
 
 /** what layerNormMatmulForward applies to its product: nothing, or GELU (geluForward's formula) */

@@ -4,17 +4,16 @@
  */
 import type { GPTModel } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
+import type { TokenSampling } from '../backend/contract.js';
 import {
+  banFrom,
   composeProcessors,
   minNewTokens as minNewTokensProcessor,
-  minP as minPProcessor,
   noRepeatNgram,
   repetitionPenalty as repetitionPenaltyProcessor,
-  temperature as temperatureProcessor,
-  topK as topKProcessor,
-  topP as topPProcessor,
   type LogitsProcessor,
 } from './processors.js';
+import { samplingWarpers } from './choose.js';
 import { fail } from '../util/describe.js';
 
 export interface GenerateOptions {
@@ -101,6 +100,12 @@ export interface GenerationPlan {
   returnLogprobs: boolean;
   /** penalties, n-gram block and min-new-tokens, then (when sampling) the warpers */
   process: LogitsProcessor;
+  /**
+   * The same choice as `process` then greedy/sample, as the backend's sampleTokens takes it, when
+   * nothing in the plan needs the logits on the host (no repetition penalty, n-gram block or
+   * min-new-tokens); null otherwise. Generation then reads back token ids instead of logits.
+   */
+  sampling: TokenSampling | null;
 }
 
 /** every option of GenerateOptions: the record's type makes a new option without an entry here fail to compile */
@@ -274,12 +279,20 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
   if (repetitionPenalty !== 1) processors.push(repetitionPenaltyProcessor(repetitionPenalty));
   if (noRepeatNgramSize > 0) processors.push(noRepeatNgram(noRepeatNgramSize));
   if (minNewTokens > 0 && eosTokenId !== null) processors.push(minNewTokensProcessor(minNewTokens, eosTokenId, ids.length));
-  if (doSample) {
-    if (temperature !== 1) processors.push(temperatureProcessor(temperature));
-    if (topK > 0) processors.push(topKProcessor(topK));
-    if (topP < 1) processors.push(topPProcessor(topP));
-    if (minP > 0) processors.push(minPProcessor(minP));
-  }
+  const allowed = Math.min(vocabSize, tokenizer?.vocabSize ?? vocabSize);
+  const hostOnly = repetitionPenalty !== 1 || noRepeatNgramSize > 0 || (minNewTokens > 0 && eosTokenId !== null) || !(allowed >= 1);
+  if (doSample) processors.push(...samplingWarpers({ temperature, topK, topP, minP }));
+  const sampling: TokenSampling | null = hostOnly
+    ? null
+    : {
+        // temperature 0 keeps only the argmax: greedy, though a sampled plan still draws a uniform per token
+        greedy: !doSample || temperature === 0,
+        temperature: temperature === 0 ? 1 : temperature,
+        topK,
+        topP,
+        minP,
+        allowed,
+      };
 
   return {
     prompt: ids,
@@ -296,14 +309,7 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
     signal,
     returnLogprobs,
     process: composeProcessors(processors),
-  };
-}
-
-/** ids >= first become -Infinity */
-function banFrom(first: number): LogitsProcessor {
-  return (logits) => {
-    logits.fill(-Infinity, first);
-    return logits;
+    sampling,
   };
 }
 

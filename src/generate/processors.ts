@@ -109,6 +109,15 @@ export function minP(m: number): LogitsProcessor {
   };
 }
 
+/** ids >= first become -Infinity (a model vocabulary padded past its tokenizer's) */
+export function banFrom(first: number): LogitsProcessor {
+  requireNonNegativeInteger('banFrom', first);
+  return (logits) => {
+    logits.fill(-Infinity, first);
+    return logits;
+  };
+}
+
 /**
  * CTRL's repetition penalty over every distinct token already present in `ids`: a positive logit is
  * divided by `penalty`, a negative one multiplied (so penalty > 1 always makes the token less likely).

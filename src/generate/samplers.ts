@@ -45,8 +45,15 @@ export function greedy(logits: ArrayLike<number>): number {
  */
 export function sample(logits: ArrayLike<number>, rng: Rng): number {
   checkRow(logits);
+  return sampleAt(logits, rng.next());
+}
+
+/**
+ * The draw of `sample` with its uniform u in [0, 1) given: the first id (in id order) whose
+ * cumulative probability exceeds u. The row must pass `rowProblem`.
+ */
+export function sampleAt(logits: ArrayLike<number>, u: number): number {
   const probs = softmax(logits);
-  const u = rng.next();
   let cumulative = 0;
   let last = -1;
   for (let i = 0; i < probs.length; i++) {
@@ -71,13 +78,19 @@ function maxOf(logits: ArrayLike<number>): number {
 }
 
 function checkRow(logits: ArrayLike<number>): void {
-  if (logits.length === 0) throw new RangeError('logits: the row is empty');
+  const problem = rowProblem(logits);
+  if (problem !== null) throw new RangeError(`logits: ${problem}`);
+}
+
+/** why no token can be chosen from the row (empty, a NaN or +Infinity, every token -Infinity), or null */
+export function rowProblem(logits: ArrayLike<number>): string | null {
+  if (logits.length === 0) return 'the row is empty';
   let possible = false;
   for (let i = 0; i < logits.length; i++) {
     const l = logits[i];
-    if (Number.isNaN(l)) throw new RangeError(`logits: NaN at id ${i}`);
-    if (l === Infinity) throw new RangeError(`logits: +Infinity at id ${i}`);
+    if (Number.isNaN(l)) return `NaN at id ${i}`;
+    if (l === Infinity) return `+Infinity at id ${i}`;
     if (l !== -Infinity) possible = true;
   }
-  if (!possible) throw new RangeError('logits: every token is banned (-Infinity); no token can be chosen');
+  return possible ? null : 'every token is banned (-Infinity); no token can be chosen';
 }

@@ -29,8 +29,11 @@ type Call = (b: Backend, x: Tensors) => void;
 /** members that are not ops, and ops of one tensor (zero, scale: nothing to alias, any length fits) */
 type NotChecked =
   'name' | 'limits' | 'threads' | 'threadsNote' | 'alloc' | 'download' | 'free' | 'bytesInUse' | 'dispose' | 'zero' | 'scale';
-/** the type lists every op of the contract: a new op without a case here does not compile */
-type AliasingOps = Exclude<keyof Backend, NotChecked | 'view' | 'upload'>;
+/**
+ * the type lists every op of the contract: a new op without a case here does not compile (sampleTokens
+ * writes i32 ids from f32 logits, and two dtypes never share storage, so it has no aliasing case)
+ */
+type AliasingOps = Exclude<keyof Backend, NotChecked | 'view' | 'upload' | 'sampleTokens'>;
 type RangeOps = Exclude<keyof Backend, NotChecked>;
 
 // shapes: elementwise N 4; matmul (and the fused products) M 2, K 3, N 4; LayerNorm N 2, C 4; attention B 1, T 2, C 4, NH 2;
@@ -98,6 +101,8 @@ const outOfRange: Record<RangeOps, Call> = {
   crossEntropyForward: (b, x) => b.crossEntropyForward(x.f(2), x.f(6), x.f(6), x.i(1), 2, 3),
   crossEntropyBackward: (b, x) => b.crossEntropyBackward(x.f(6), x.f(5), x.i(2), 1, 2, 3),
   adamwUpdate: (b, x) => b.adamwUpdate(x.f(4), x.f(3), x.f(4), x.f(4), adamw),
+  sampleTokens: (b, x) =>
+    b.sampleTokens(x.i(1), x.f(6), [0.5, 0.5], 2, 3, { greedy: false, temperature: 1, topK: 0, topP: 1, minP: 0, allowed: 3 }),
   matmulQuantForward: (b, x) => b.matmulQuantForward?.(x.f(2), x.f(32), x.i(16), x.f(1), null, 1, 32, 2, 'q8_0'),
   encoderQuantForward: (b, x) => b.encoderQuantForward?.(x.f(32), x.i(1), x.i(15), x.f(2), x.f(32), 1, 1, 32, 0, 'q8_0'),
 };

@@ -19,8 +19,10 @@ import {
   type DType,
   type QuantFormat,
   type Tensor,
+  type TokenSampling,
 } from '../contract.js';
 import { CheckedBackend } from '../checked.js';
+import { chooseToken } from '../../generate/choose.js';
 import { attentionBackward, attentionCached, attentionForward, type FloatStorage } from './attention.js';
 
 export type JsPrecision = 'f32' | 'f64';
@@ -585,6 +587,14 @@ export class JsBackend extends CheckedBackend {
       // -log softmax[target] = lse - logit[target], exact even when the probability underflows
       l[n] = target === IGNORE_INDEX ? 0 : rowLse - z[row + target];
     }
+  }
+
+  /** generation's CPU sampler itself, on a float32 copy of each row (what generation reads back) */
+  protected _sampleTokens(ids: Tensor, logits: Tensor, uniforms: ArrayLike<number>, B: number, V: number, sampling: TokenSampling): void {
+    const out = this.i32(ids);
+    const z = this.f32(logits);
+    for (let b = 0; b < B; b++)
+      out[b] = chooseToken(Float32Array.from(z.subarray(b * V, (b + 1) * V)), sampling, sampling.greedy ? 0 : uniforms[b]);
   }
 
   protected _crossEntropyBackward(dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number, N: number, V: number): void {

@@ -18,7 +18,9 @@ import {
   type DType,
   type QuantFormat,
   type Tensor,
+  type TokenSampling,
 } from '../contract.js';
+import { chooseToken } from '../../generate/choose.js';
 import { Arena } from './arena.js';
 import type { Kernels, SplitKernel } from './loader.js';
 import { ThreadPool } from './threads.js';
@@ -547,6 +549,16 @@ export class WasmBackend extends CheckedBackend {
     const y = ptr(targets);
     const bad = this.splitRows('crossEntropyBackwardRows', [dz, p, y, dlossScale, N, V], N, N * V);
     if (bad !== -1) this.badTarget(op, targets, bad, V);
+  }
+
+  /** generation's CPU sampler (the js reference's) over the rows in memory: no kernel, no copy out of the backend */
+  protected _sampleTokens(ids: Tensor, logits: Tensor, uniforms: ArrayLike<number>, B: number, V: number, sampling: TokenSampling): void {
+    const z = ptr(logits) / BYTES_PER_ELEMENT;
+    const out = ptr(ids) / BYTES_PER_ELEMENT;
+    for (let b = 0; b < B; b++) {
+      const row = this.f32().slice(z + b * V, z + (b + 1) * V);
+      this.i32()[out + b] = chooseToken(row, sampling, sampling.greedy ? 0 : uniforms[b]);
+    }
   }
 
   // ---- optimizer ----

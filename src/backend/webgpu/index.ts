@@ -28,6 +28,7 @@ import {
   type QuantFormat,
   type SplitPoints,
   type Tensor,
+  type TokenSampling,
 } from '../contract.js';
 import { CheckedBackend } from '../checked.js';
 import { BUFFER_USAGE, BufferPool } from './buffers.js';
@@ -38,6 +39,7 @@ import { recordEncoderBackward, recordEncoderForward } from './encoder-ops.js';
 import { columnChunks, product } from './products.js';
 import { recordLayerNormMatmul, recordMatmulGelu, recordMatmulGeluInputGrad, recordMatmulResidual } from './fused-ops.js';
 import { recordEncoderQuant, recordMatmulQuant } from './quant-ops.js';
+import { recordSampleTokens } from './sample-ops.js';
 import { perItem, Recorder, sharedByAll } from './recorder.js';
 import { GpuMemory, MAX_SPLIT_TENSOR_LENGTH, segmentParts, WebGPUTensor, type GpuStorage } from './storage.js';
 import { adamwKernel } from './wgsl/adamw.js';
@@ -717,6 +719,10 @@ export class WebGPUBackend extends CheckedBackend {
   }
 
   // ---- optimizer ----
+
+  protected _sampleTokens(ids: Tensor, logits: Tensor, uniforms: ArrayLike<number>, B: number, V: number, sampling: TokenSampling): void {
+    recordSampleTokens(this.rec, (t, data) => this._upload(t, data), { ids: gpu(ids), logits: gpu(logits) }, { B, V, uniforms, sampling });
+  }
 
   protected _adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, opts: AdamWParams): void {
     const { learningRate, beta1, beta2, eps, weightDecay, step } = opts;
