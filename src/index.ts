@@ -22,7 +22,7 @@ export type {
 } from './model/types.js';
 
 // ---- fine-tuning: LoRA adapters ----
-export { addLoRA, mergeAdapter, saveAdapter, loadAdapter, LoRAAdapter, LORA_TARGETS } from './model/lora.js';
+export { addLoRA, mergeAdapter, saveAdapter, loadAdapter, withAdapter, LoRAAdapter, LORA_TARGETS } from './model/lora.js';
 export type { LoRAOptions, LoRAConfig, LoRATarget, LoadAdapterOptions } from './model/lora.js';
 
 // ---- quantized models ----

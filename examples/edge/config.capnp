@@ -19,7 +19,9 @@ const tinygptWorker :Workerd.Worker = (
     (name = "tinygpt", esModule = embed "../../dist/index.js"),
     (name = "tinygpt/tinygpt.wasm", wasm = embed "../../dist/tinygpt.wasm"),
   ],
-  # the model file's bytes; or drop this and set MODEL_URL with (name = "MODEL_URL", text = "https://...")
+  # the model file's bytes; or drop this and set MODEL_URL with (name = "MODEL_URL", text = "https://...").
+  # LoRA adapters for it: (name = "ADAPTERS", json = "{\"moby\": \"ADAPTER_MOBY\"}") and
+  # (name = "ADAPTER_MOBY", data = embed "../../runs/moby.lora.safetensors"); see README.md
   bindings = [(name = "MODEL", data = embed "../../runs/names.safetensors")],
   compatibilityDate = "2025-09-01",
 );

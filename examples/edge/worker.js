@@ -2,19 +2,24 @@
 //
 //   GET  /generate?prompt=ma&maxNewTokens=20&temperature=0.8&topK=10&seed=1
 //   POST /generate  {"prompt": "ma", "maxNewTokens": 20, "temperature": 0.8, "stream": true}
-//   GET  /info      the model's config, backend and tokenizer kind, and the generations in flight
+//   POST /generate  {"prompt": "ma", "adapter": "moby"}   with one of the LoRA adapters the worker holds
+//   GET  /info      the model's config, backend and tokenizer kind, its adapters, and the generations in flight
 //
 // Edge runtimes refuse to compile WebAssembly from bytes, so the kernels arrive as a module import
 // (a compiled WebAssembly.Module) and are handed to the SDK once with setWasmModule. The model file
 // comes from the MODEL binding (its bytes, e.g. a workerd data binding) or is fetched once from
-// MODEL_URL; either way it is parsed once per isolate and reused across requests.
+// MODEL_URL; either way it is parsed once per isolate and reused across requests. LoRA adapter
+// files (saveAdapter's) for that base model are named in ADAPTERS, a JSON object of name -> the
+// name of a binding holding the file's bytes, or a URL to fetch it from; they load with the model,
+// stay separate from it, and a request picks one by name ("adapter": "moby"). Requests with
+// different adapters share the one base model and interleave token by token.
 //
 // It is built to hold under load: every request's cost is bounded before any work starts (body
 // size, prompt length, option ranges), at most MAX_ACTIVE generations run at once per isolate (more
 // get 503 with Retry-After), a stream makes a token only when its client reads one and stops when
 // the client goes away, a generation that makes no progress for STALL_MS loses its slot, and every
 // client error is a 4xx naming the field. A 500 means a fault of the worker or the model file.
-import { generateStream, loadModel, setWasmModule } from 'tinygpt';
+import { generateStream, loadAdapter, loadModel, setWasmModule, withAdapter } from 'tinygpt';
 import tinygptWasm from 'tinygpt/tinygpt.wasm';
 
 setWasmModule(tinygptWasm);
@@ -49,22 +54,52 @@ const STALL_MS = 10_000;
 
 let modelPromise;
 
+async function fetchBytes(url, what) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`fetching ${what} ${url} failed: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
 async function loadModelFile(env) {
   let bytes;
   if (env.MODEL) {
     bytes = new Uint8Array(env.MODEL);
   } else if (env.MODEL_URL) {
-    const response = await fetch(env.MODEL_URL);
-    if (!response.ok) throw new Error(`fetching MODEL_URL ${env.MODEL_URL} failed: HTTP ${response.status}`);
-    bytes = new Uint8Array(await response.arrayBuffer());
+    bytes = await fetchBytes(env.MODEL_URL, 'MODEL_URL');
   } else {
     throw new Error('no model: bind the model file as MODEL (bytes) or set MODEL_URL');
   }
   // Workers have no WebGPU: the wasm kernels run the model
-  return loadModel(bytes, { backend: 'wasm' });
+  const { model, tokenizer } = await loadModel(bytes, { backend: 'wasm' });
+  try {
+    return { model, tokenizer, adapters: await loadAdapters(env, model) };
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
 }
 
-/** the model and tokenizer, parsed once per isolate; a failed load is retried by the next request */
+/**
+ * The adapters named in env.ADAPTERS (a JSON object, or its text: name -> binding name or URL), each
+ * kept beside the base model as a view that runs generation with that adapter.
+ */
+async function loadAdapters(env, model) {
+  const views = new Map();
+  if (env.ADAPTERS === undefined) return views;
+  const table = typeof env.ADAPTERS === 'string' ? JSON.parse(env.ADAPTERS) : env.ADAPTERS;
+  if (table === null || typeof table !== 'object' || Array.isArray(table)) {
+    throw new Error('ADAPTERS must be a JSON object of adapter name -> binding name or URL');
+  }
+  for (const [name, source] of Object.entries(table)) {
+    if (typeof source !== 'string') throw new Error(`ADAPTERS.${name} must be a binding name or a URL`);
+    const bytes = env[source] !== undefined ? new Uint8Array(env[source]) : await fetchBytes(source, `ADAPTERS.${name}`);
+    const adapter = loadAdapter(model, bytes, { attach: false });
+    views.set(name, { adapter, view: withAdapter(model, adapter) });
+  }
+  return views;
+}
+
+/** the model, tokenizer and adapters, parsed once per isolate; a failed load is retried by the next request */
 function loadOnce(env) {
   if (!modelPromise) {
     modelPromise = loadModelFile(env);
@@ -147,7 +182,7 @@ async function readRequest(request, url) {
     const body = {};
     for (const [key, value] of url.searchParams) {
       if (key in body) throw bad(`${key}: given more than once`);
-      if (key === 'prompt' || key === 'stop') body[key] = value;
+      if (key === 'prompt' || key === 'stop' || key === 'adapter') body[key] = value;
       else if (key === 'ids') body.ids = value === '' ? [] : value.split(',').map(Number);
       else if (key === 'stream') body.stream = value === '1' || value === 'true';
       else body[key] = value === '' ? NaN : Number(value);
@@ -162,10 +197,21 @@ async function readRequest(request, url) {
   }
 }
 
+/** the model a request runs: the base, or a view of it with the adapter the request names */
+function pickModel(body, model, adapters) {
+  if (body.adapter === undefined) return model;
+  const names = [...adapters.keys()];
+  const loaded = names.length ? `one of ${names.map((n) => JSON.stringify(n)).join(', ')}` : 'absent (this worker holds no adapters)';
+  if (typeof body.adapter !== 'string' || !adapters.has(body.adapter)) {
+    throw bad(`adapter must be ${loaded}, got ${JSON.stringify(body.adapter)}`);
+  }
+  return adapters.get(body.adapter).view;
+}
+
 /** prompt (text, needs the model's tokenizer) or ids, and the generation options, checked and bounded */
-function planRequest(body, model, tokenizer) {
+function planRequest(body, model, tokenizer, adapters) {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw bad('body: must be a JSON object');
-  const allowed = new Set(['prompt', 'ids', 'stream', ...OPTION_NAMES]);
+  const allowed = new Set(['prompt', 'ids', 'stream', 'adapter', ...OPTION_NAMES]);
   for (const key of Object.keys(body)) {
     if (!allowed.has(key)) throw bad(`unknown field "${key}"; allowed: ${[...allowed].join(', ')}`);
   }
@@ -221,7 +267,7 @@ function planRequest(body, model, tokenizer) {
   }
   if (body.stream !== undefined && typeof body.stream !== 'boolean')
     throw bad(`stream must be true or false, got ${JSON.stringify(body.stream)}`);
-  return { prompt, options, stream: body.stream === true };
+  return { prompt, options, stream: body.stream === true, model: pickModel(body, model, adapters) };
 }
 
 function json(data, status = 200, headers = {}) {
@@ -341,12 +387,13 @@ function streamResponse(lease) {
 async function route(request, env, url) {
   if (url.pathname === '/info') {
     if (request.method !== 'GET') throw new HttpError(405, `method ${request.method} not allowed on /info: use GET`, { allow: 'GET' });
-    const { model, tokenizer } = await loadOnce(env);
+    const { model, tokenizer, adapters } = await loadOnce(env);
     return json({
       config: model.config,
       backend: model.backendName,
       parameters: model.numParameters(),
       tokenizer: tokenizer?.kind ?? null,
+      adapters: [...adapters].map(([name, { adapter }]) => ({ name, ...adapter.config, parameters: adapter.numParameters })),
       load: { inFlight: inFlight(), maxInFlight: MAX_ACTIVE },
     });
   }
@@ -357,8 +404,8 @@ async function route(request, env, url) {
     throw new HttpError(405, `method ${request.method} not allowed on /generate: use GET or POST`, { allow: 'GET, POST' });
   }
   const body = await readRequest(request, url);
-  const { model, tokenizer } = await loadOnce(env);
-  const { prompt, options, stream } = planRequest(body, model, tokenizer);
+  const { model: base, tokenizer, adapters } = await loadOnce(env);
+  const { prompt, options, stream, model } = planRequest(body, base, tokenizer, adapters);
   // generateStream checks every option before it returns and allocates nothing until iterated: the
   // SDK's RangeError/TypeError here names the field, so it is the client's (400); past this line an
   // error is the worker's (500)

@@ -2,8 +2,9 @@
  * The argument checks of a model's forward passes, shared by GPT and QuantizedGPT so that both
  * refuse the same bad call with the same message.
  */
-import { IGNORE_INDEX } from '../backend/contract.js';
+import { IGNORE_INDEX, type Backend } from '../backend/contract.js';
 import { describe } from '../util/describe.js';
+import type { LoRAAdapter } from './lora.js';
 import type { GPTConfig, KVCache } from './types.js';
 
 /** every id in [0, V), or also IGNORE_INDEX where `allowIgnore` (targets) */
@@ -60,5 +61,16 @@ export function checkCachedArgs(config: GPTConfig, cache: KVCache, ids: Int32Arr
 export function checkCacheArgument(caller: string, cache: KVCache): void {
   if (cache === null || typeof cache !== 'object' || !Array.isArray(cache.layers) || !Number.isInteger(cache.batchSize)) {
     throw new TypeError(`${caller}: cache must be a KVCache from createKVCache; got ${describe(cache)}`);
+  }
+}
+
+/** `adapter` may run on a model of `config` on `backend`: alive, on that backend, made for that shape */
+export function checkAdapterFits(caller: string, adapter: LoRAAdapter, backend: Backend, config: GPTConfig): void {
+  if (adapter.isDisposed) throw new Error(`${caller}: this adapter was disposed (or merged)`);
+  if (adapter.backend !== backend) throw new Error(`${caller}: the adapter was made on another backend (or for another model)`);
+  for (const field of ['dModel', 'dFF', 'nLayers'] as const) {
+    if (adapter.base[field] !== config[field]) {
+      throw new RangeError(`${caller}: the adapter was made for ${field} = ${adapter.base[field]}, but the model has ${config[field]}`);
+    }
   }
 }

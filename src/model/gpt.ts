@@ -20,7 +20,7 @@ import { DISPOSE, DisposedError } from '../util/dispose.js';
 import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
 import { blockBackward, blockForward, type BlockStep } from './block.js';
 import { cachedForward } from './cached.js';
-import { checkCacheArgument, checkCachedArgs, checkForwardArgs } from './checks.js';
+import { checkAdapterFits, checkCacheArgument, checkCachedArgs, checkForwardArgs } from './checks.js';
 import type { LoRAAdapter, LoRAPass } from './lora.js';
 import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import {
@@ -139,17 +139,7 @@ export class GPT implements GPTModel {
    */
   setAdapter(adapter: LoRAAdapter | null): void {
     this.checkAlive('setAdapter');
-    if (adapter !== null) {
-      if (adapter.isDisposed) throw new Error('setAdapter: this adapter was disposed (or merged)');
-      if (adapter.backend !== this.backend) throw new Error('setAdapter: the adapter was made on another backend (or for another model)');
-      for (const field of ['dModel', 'dFF', 'nLayers'] as const) {
-        if (adapter.base[field] !== this.config[field]) {
-          throw new RangeError(
-            `setAdapter: the adapter was made for ${field} = ${adapter.base[field]}, but the model has ${this.config[field]}`,
-          );
-        }
-      }
-    }
+    if (adapter !== null) checkAdapterFits('setAdapter', adapter, this.backend, this.config);
     this.adapter = adapter;
     // a backward must follow a forward with the same adapter
     this.last = null;
@@ -493,7 +483,7 @@ export class GPT implements GPTModel {
         {
           attend: (qkv, atty) => b.attentionForward(atty, acts.lse, qkv, B, T, C, NH),
           dropout,
-          linear: this.adaptedLinear(lora),
+          linear: this.adaptedLinear(this.adapter, lora),
         },
       );
       residual = acts.output;
@@ -649,8 +639,7 @@ export class GPT implements GPTModel {
   }
 
   /** blockForward's linear step with the adapter's low-rank term (undefined without an adapter) */
-  private adaptedLinear(pass: LoRAPass | null): BlockStep['linear'] {
-    const adapter = this.adapter;
+  private adaptedLinear(adapter: LoRAAdapter | null, pass: LoRAPass | null): BlockStep['linear'] {
     if (adapter === null || pass === null) return undefined;
     const b = this.backend;
     return (out, inp, name, M, K, N) => {
@@ -707,13 +696,18 @@ export class GPT implements GPTModel {
   }
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
+    return this.forwardCachedWith(this.adapter, cache, ids, Tn);
+  }
+
+  /** @internal forwardCached with `adapter` in place of the attached one (withAdapter's generations) */
+  async forwardCachedWith(adapter: LoRAAdapter | null, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
     this.checkAlive('forwardCached');
     this.checkCacheBackend('forwardCached', cache);
     checkCachedArgs(this.config, cache, ids, Tn);
     const B = cache.batchSize;
     const ws = this.ensureInference(B * Tn, B);
     try {
-      return await this.runCached(ws, cache, ids, Tn);
+      return await this.runCached(ws, cache, ids, Tn, adapter);
     } catch (err) {
       // the cache keeps its length: positions past it that were written are written again next time
       this.releaseScratch();
@@ -721,7 +715,13 @@ export class GPT implements GPTModel {
     }
   }
 
-  private async runCached(ws: InferenceWorkspace, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
+  private async runCached(
+    ws: InferenceWorkspace,
+    cache: KVCache,
+    ids: Int32Array,
+    Tn: number,
+    adapter: LoRAAdapter | null,
+  ): Promise<Float32Array> {
     const { vocabSize: V, dModel: C } = this.config;
     const B = cache.batchSize;
     const b = this.backend;
@@ -739,7 +739,7 @@ export class GPT implements GPTModel {
     b.encoderForward(rows(ws.x, C), idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
     const { states } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.p(name), {
       allRows: false,
-      linear: this.adaptedLinear({ saveForBackward: false }),
+      linear: this.adaptedLinear(adapter, { saveForBackward: false }),
     });
     const logits = b.view(ws.logits, 0, B * V);
     b.matmulForward(logits, states, this.wteT, null, B, C, V);

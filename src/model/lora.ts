@@ -16,8 +16,11 @@
 import { allOrNothing } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, type TensorInput } from '../io/safetensors.js';
+import { describe } from '../util/describe.js';
+import { DISPOSE } from '../util/dispose.js';
 import { Rng, RngStream } from '../util/rng.js';
-import type { GPTConfig, ParamEntry, ParameterGroup } from './types.js';
+import { checkAdapterFits } from './checks.js';
+import type { GPTConfig, GPTModel, KVCache, ParamEntry, ParameterGroup } from './types.js';
 
 /** the projections an adapter can target, by their names inside a block (h.{l}.<target>.weight) */
 export const LORA_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;
@@ -438,15 +441,53 @@ export interface AdaptableModel {
   readonly backend: Backend;
   readonly lora: LoRAAdapter | null;
   setAdapter(adapter: LoRAAdapter | null): void;
+  /** @internal forwardCached with `adapter` in place of the attached one (withAdapter) */
+  forwardCachedWith(adapter: LoRAAdapter | null, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array>;
   /** @internal the model's weight tensor by name, for merging */
   weightTensor(name: string): Tensor;
 }
 
 function checkAdaptable(caller: string, model: unknown): asserts model is AdaptableModel {
   const m = model as Partial<AdaptableModel> | null;
-  if (m === null || typeof m !== 'object' || typeof m.setAdapter !== 'function' || typeof m.weightTensor !== 'function') {
+  if (m === null || typeof m !== 'object' || typeof m.setAdapter !== 'function' || typeof m.forwardCachedWith !== 'function') {
     throw new TypeError(`${caller}: model must be a GPT from createModel or loadModel (quantized models take no adapters)`);
   }
+}
+
+/** what a view answers in place of the base model's training and adapter calls */
+const VIEW_REFUSES = new Set<PropertyKey>(['forward', 'backward', 'zeroGrad', 'setParameters', 'moveToBackend', 'setAdapter']);
+
+/**
+ * A view of `model` for generation whose cached forward passes run with `adapter` (null: none),
+ * whatever `model` has attached meanwhile: generate, generateStream and beam search on views with
+ * different adapters may interleave on one base model (an edge Worker's concurrent requests), each
+ * token of each computed with its own adapter. The adapter must be made for `model`
+ * (addLoRA, or loadAdapter with `{ attach: false }`); the view holds nothing of its own, so
+ * disposing it frees nothing. Training, forward and the adapter calls belong to the base model:
+ * the view refuses them.
+ */
+export function withAdapter(model: AdaptableModel & GPTModel, adapter: LoRAAdapter | null): GPTModel {
+  checkAdaptable('withAdapter', model);
+  if (adapter !== null) {
+    if (!(adapter instanceof LoRAAdapter))
+      throw new TypeError(`withAdapter: adapter must be a LoRAAdapter or null, got ${describe(adapter)}`);
+    checkAdapterFits('withAdapter', adapter, model.backend, model.config);
+  }
+  const forwardCached = (cache: KVCache, ids: Int32Array, Tn: number) => model.forwardCachedWith(adapter, cache, ids, Tn);
+  return new Proxy(model, {
+    get(target, key) {
+      if (key === 'forwardCached') return forwardCached;
+      if (key === 'lora') return adapter;
+      if (key === 'dispose' || key === DISPOSE) return () => undefined;
+      if (VIEW_REFUSES.has(key)) {
+        return () => {
+          throw new Error(`${String(key)}: withAdapter's view is for generation only; call it on the base model`);
+        };
+      }
+      const value: unknown = Reflect.get(target, key, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }
 
 /**

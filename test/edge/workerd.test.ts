@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type * as TinyGPT from '../../src/index.js';
+import { normal32, Rng } from '../helpers/random.js';
 import { findWorkerd, importBuiltSDK, namesModelBytes, startWorker, type RunningWorker } from '../helpers/workerd.js';
 
 const workerd = findWorkerd();
@@ -174,5 +175,96 @@ describe.skipIf(workerdMissing !== null)(`a Q4_0 model file in workerd${workerdM
     expect(body.text).toBe(expected.text);
     const events = (await (await post({ ...REQUEST, stream: true })).text()).trim().split('\n\n').slice(0, -1);
     expect(events.map((e) => (JSON.parse(e.replace(/^data: /, '')) as { id: number }).id)).toEqual(expected.ids);
+  });
+});
+
+/**
+ * One base model file and two LoRA adapter files served by one worker: a request picks an adapter by
+ * name, and its ids (plain and streamed, alone or interleaved with requests for the other adapter
+ * and for none) equal Node's generate on the same base with that adapter attached.
+ */
+describe.skipIf(workerdMissing !== null)(`LoRA adapters in workerd${workerdMissing ? ` (skipped: ${workerdMissing})` : ''}`, () => {
+  let worker: RunningWorker | undefined;
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  test('a request picks an adapter by name and samples what Node samples with it; an unknown name is a 400 naming the field', async () => {
+    const sdk = await importBuiltSDK();
+    const bytes = await namesModelBytes(sdk);
+    const loaded = await sdk.loadModel(bytes, { backend: 'wasm' });
+    const { tokenizer } = loaded;
+    const model = loaded.model as TinyGPT.GPT;
+    const rng = new Rng(17);
+    const adapters: Record<string, Uint8Array> = {};
+    for (const [name, targets] of [
+      ['moby', ['attn.c_attn', 'mlp.c_fc']],
+      ['names', ['attn.c_proj']],
+    ] as const) {
+      const adapter = sdk.addLoRA(model, { rank: 2, targets: [...targets] });
+      adapter.setParameters(Object.fromEntries(adapter.entries.map((e) => [e.name, normal32(rng, e.length, 0.5)])));
+      adapters[name] = await sdk.saveAdapter(adapter);
+      model.setAdapter(null);
+      adapter.dispose();
+    }
+    const { prompt, ...sampling } = REQUEST;
+    const cases = [
+      { adapter: 'moby', seed: 1 },
+      { adapter: 'names', seed: 2 },
+      { adapter: undefined, seed: 3 },
+      { adapter: 'moby', seed: 4 },
+    ];
+    const expected: number[][] = [];
+    for (const { adapter, seed } of cases) {
+      const attached = adapter === undefined ? null : sdk.loadAdapter(model, adapters[adapter].slice());
+      expected.push((await sdk.generate(model, prompt, { ...sampling, seed, tokenizer, doSample: true })).ids);
+      model.setAdapter(null);
+      attached?.dispose();
+    }
+    // the adapters change what the base samples: equal ids below mean the worker ran each request's adapter
+    const baseSameSeed = (await sdk.generate(model, prompt, { ...sampling, seed: 1, tokenizer, doSample: true })).ids;
+    expect(expected[0]).not.toEqual(baseSameSeed);
+    model.dispose();
+
+    worker = await startWorker(
+      (workerd as { bin: string }).bin,
+      (workerd as { compatibilityDate: string }).compatibilityDate,
+      bytes,
+      adapters,
+    );
+    const post = (body: unknown) =>
+      fetch(`${worker!.origin}/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const info = await (await fetch(`${worker.origin}/info`)).json();
+    expect(info.adapters).toMatchObject([
+      { name: 'moby', rank: 2, targets: ['attn.c_attn', 'mlp.c_fc'] },
+      { name: 'names', rank: 2, targets: ['attn.c_proj'] },
+    ]);
+    // all at once, every other one streamed: their tokens interleave in the isolate
+    const responses = await Promise.all(cases.map(({ adapter, seed }, i) => post({ ...REQUEST, adapter, seed, stream: i % 2 === 1 })));
+    const ids = await Promise.all(
+      responses.map(async (response, i) => {
+        expect(response.status).toBe(200);
+        if (i % 2 === 0) return (await response.json()).ids as number[];
+        const events = (await response.text()).trim().split('\n\n').slice(0, -1);
+        return events.map((e) => (JSON.parse(e.replace(/^data: /, '')) as { id: number }).id);
+      }),
+    );
+    expect(ids).toEqual(expected);
+    const query = new URLSearchParams({
+      prompt,
+      maxNewTokens: String(REQUEST.maxNewTokens),
+      temperature: '0.8',
+      topK: '8',
+      seed: '1',
+      adapter: 'moby',
+    });
+    expect((await (await fetch(`${worker.origin}/generate?${query}`)).json()).ids).toEqual(expected[0]);
+
+    const unknown = await post({ ...REQUEST, adapter: 'shakespeare' });
+    expect(unknown.status).toBe(400);
+    expect((await unknown.json()).error).toBe('adapter must be one of "moby", "names", got "shakespeare"');
+    const notString = await post({ ...REQUEST, adapter: 3 });
+    expect(notString.status).toBe(400);
+    expect((await notString.json()).error).toMatch(/^adapter must be one of .*, got 3$/);
   });
 });

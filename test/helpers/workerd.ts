@@ -92,9 +92,15 @@ function edgeModules(dir = EDGE_DIR, prefix = ''): string[] {
   });
 }
 
-function capnpConfig(port: number, compatibilityDate: string, chunks: string[]): string {
+function capnpConfig(port: number, compatibilityDate: string, chunks: string[], adapterNames: string[]): string {
   // relative imports inside the build ('./model/gpt.js' from 'tinygpt') resolve to modules named by their path ('model/gpt.js')
   const chunkModules = chunks.map((name) => `\n    (name = "${name}", esModule = embed "${name}"),`).join('');
+  // each adapter file a data binding ADAPTER_<i>, named to the worker in the ADAPTERS JSON binding
+  const table = Object.fromEntries(adapterNames.map((name, i) => [name, `ADAPTER_${i}`]));
+  const adapterBindings = adapterNames.length
+    ? `, (name = "ADAPTERS", json = ${JSON.stringify(JSON.stringify(table))})` +
+      adapterNames.map((_, i) => `, (name = "ADAPTER_${i}", data = embed "adapter-${i}.safetensors")`).join('')
+    : '';
   return `using Workerd = import "/workerd/workerd.capnp";
 
 const config :Workerd.Config = (
@@ -108,7 +114,7 @@ const tinygptWorker :Workerd.Worker = (
     (name = "tinygpt", esModule = embed "tinygpt.js"),${chunkModules}
     (name = "tinygpt/tinygpt.wasm", wasm = embed "tinygpt.wasm"),
   ],
-  bindings = [(name = "MODEL", data = embed "model.safetensors")],
+  bindings = [(name = "MODEL", data = embed "model.safetensors")${adapterBindings}],
   compatibilityDate = "${compatibilityDate}",
 );
 `;
@@ -122,8 +128,16 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
-/** Serve the example worker with `modelBytes` bound as MODEL; resolves once /info answers (the model is loaded). */
-export async function startWorker(bin: string, compatibilityDate: string, modelBytes: Uint8Array): Promise<RunningWorker> {
+/**
+ * Serve the example worker with `modelBytes` bound as MODEL and `adapters` (name -> saveAdapter's
+ * bytes) named in ADAPTERS; resolves once /info answers (the model is loaded).
+ */
+export async function startWorker(
+  bin: string,
+  compatibilityDate: string,
+  modelBytes: Uint8Array,
+  adapters: Record<string, Uint8Array> = {},
+): Promise<RunningWorker> {
   const dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
   copyFileSync(WORKER, join(dir, 'worker.js'));
   cpSync(EDGE_DIR, dir, { recursive: true });
@@ -131,8 +145,10 @@ export async function startWorker(bin: string, compatibilityDate: string, modelB
   const chunks = edgeModules();
   copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
   writeFileSync(join(dir, 'model.safetensors'), modelBytes);
+  const adapterNames = Object.keys(adapters);
+  adapterNames.forEach((name, i) => writeFileSync(join(dir, `adapter-${i}.safetensors`), adapters[name]));
   const port = await freeLoopbackPort();
-  writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, compatibilityDate, chunks));
+  writeFileSync(join(dir, 'config.capnp'), capnpConfig(port, compatibilityDate, chunks, adapterNames));
   const origin = `http://127.0.0.1:${port}`;
 
   let output = '';

@@ -9,7 +9,7 @@ import { JsBackend } from '../../src/backend/js/index.js';
 import { generate, generateStream } from '../../src/generate/generate.js';
 import { createModel } from '../../src/model/create.js';
 import { type GPT } from '../../src/model/gpt.js';
-import { addLoRA, LORA_TARGETS, loadAdapter, mergeAdapter, saveAdapter, type LoRAAdapter } from '../../src/model/lora.js';
+import { addLoRA, LORA_TARGETS, loadAdapter, mergeAdapter, saveAdapter, withAdapter, type LoRAAdapter } from '../../src/model/lora.js';
 import type { GPTConfigInput } from '../../src/model/types.js';
 import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { train, Trainer } from '../../src/train/trainer.js';
@@ -205,6 +205,55 @@ describe.each(['js', 'wasm'] as const)('LoRA on the %s backend', (backendName) =
     expect(() => loadAdapter(fresh, bytes, { attach: true })).toThrow(/already has an adapter attached/);
     expect(() => loadAdapter(fresh, new Uint8Array(16))).toThrow();
     for (const m of [model, fresh, wider]) m.dispose();
+  });
+
+  it('withAdapter views interleave generations with different adapters on one base, each as with its adapter attached', async () => {
+    const { model, adapter: first } = await adapted(41);
+    model.setAdapter(null);
+    const second = addLoRA(model, { rank: 3, targets: ['mlp.c_fc', 'attn.c_proj'], seed: 42 });
+    randomizeAdapter(second, new Rng(42), 0.3);
+    const prompt = [1, 2, 3];
+    const sampled = { maxNewTokens: 5, doSample: true, seed: 9, temperature: 0.7 };
+    const beams = { maxNewTokens: 4, numBeams: 2 };
+    const expected = new Map<LoRAAdapter | null, { ids: number[]; beams: number[] }>();
+    for (const adapter of [first, second, null]) {
+      model.setAdapter(adapter);
+      expected.set(adapter, { ids: (await generate(model, prompt, sampled)).ids, beams: (await generate(model, prompt, beams)).ids });
+    }
+    expect(expected.get(first)!.ids).not.toEqual(expected.get(null)!.ids);
+    // whatever the base has attached, each view runs its own adapter, token by token in turn
+    model.setAdapter(second);
+    const views = [first, null, second].map((adapter) => ({ adapter, view: withAdapter(model, adapter) }));
+    const streams = views.map(({ view }) => generateStream(view, prompt, sampled)[Symbol.asyncIterator]());
+    const streamed: number[][] = views.map(() => []);
+    for (let open = streams.length; open > 0;) {
+      open = 0;
+      for (const [i, stream] of streams.entries()) {
+        const { done, value } = await stream.next();
+        if (done) continue;
+        streamed[i].push(value.id);
+        open++;
+      }
+    }
+    const beamed = await Promise.all(views.map(({ view }) => generate(view, prompt, beams)));
+    for (const [i, { adapter }] of views.entries()) {
+      expect(streamed[i], String(i)).toEqual(expected.get(adapter)!.ids);
+      expect(beamed[i].ids, String(i)).toEqual(expected.get(adapter)!.beams);
+    }
+    expect(model.lora).toBe(second);
+
+    const view = views[0].view;
+    expect(view.lora).toBe(first);
+    expect(() => view.forward(Int32Array.from(prompt), null, 1)).toThrow(/withAdapter's view is for generation only/);
+    const elsewhere = await createModel(tiny, { backend: backendName, wasmThreads: 1 });
+    const foreign = addLoRA(elsewhere, { rank: 2 });
+    expect(() => withAdapter(model, foreign)).toThrow(/withAdapter: the adapter was made on another backend/);
+    view.dispose();
+    expect(model.isDisposed).toBe(false);
+    first.dispose();
+    await expect(generate(views[0].view, prompt, sampled)).rejects.toThrow(/disposed/);
+    elsewhere.dispose();
+    model.dispose();
   });
 
   it('train() updates the adapter only: the model stays bit-identical, optimizer state is the adapter’s, no gradient buffer for the model', async () => {
