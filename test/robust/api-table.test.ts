@@ -291,6 +291,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       error: TypeError,
       message: /loadAdapter: bytes/,
     },
+    {
+      name: 'withAdapter',
+      input: 'adapter a string',
+      call: () => api.withAdapter(model, 'moby' as never),
+      error: TypeError,
+      message: /withAdapter: adapter must be a LoRAAdapter or null, got "moby"/,
+    },
     // ---- backends
     {
       name: 'createBackend',
