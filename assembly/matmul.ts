@@ -3,7 +3,10 @@
 // micro-kernel (8 f32x4 accumulators). A and B are read through element strides, so the transposed
 // operands of the backward products are packed into the same layout instead of looping strided.
 // Measured in Node 20 (V8): ~44 GFLOP/s on one core; unrolling the k loop by 2 (~28) and a 5x8 tile
-// (~23) were slower, other KC/MC/NC within noise. Forward with M <= GEMV_MAX_M (decoding) skips packing.
+// (~23) were slower, other KC/MC/NC within noise. Later, on L1-resident slivers under load: 4x8 and
+// 2x16 ~34 (relaxed ~50), 3x12 ~18 and 6x8 ~16-22 (V8 spills their accumulators); touching the C tile
+// before the loop gained nothing. 4x8 issues 22 vector ops per 64 flops (6 loads, 8 mul, 8 add), and
+// ~34 GFLOP/s at ~3.1 GHz is about four of them a cycle. Forward with M <= GEMV_MAX_M (decoding) skips packing.
 import { madd } from './math';
 
 const MR = 4;
