@@ -1,10 +1,11 @@
 // Matmul GFLOP/s: tinygpt's wasm kernels (build/tinygpt.wasm, called directly: the backend's JS
 // wrapper only adds argument checks) beside tfjs-backend-wasm's tf.matMul in the same run, one
-// thread each. Square sizes, then the matmuls of one GPT training step for
-// config A (B*T 512, C 128, V 256) and config B (B*T 1024, C 384, V 256): forward x@W, and the two
-// backward products dinp = dout@W^T and dweight = x^T@dout. tfjs runs each product both with
-// matMul's transpose flags (what autograd emits) and with an explicit tf.transpose first (the fast
-// way on that backend); the ratio is against the faster of the two.
+// thread each. Square sizes, then the matmuls of one GPT training step for config A (B*T 512, C 128,
+// V 256) and config B (B*T 1024, C 384, V 256): forward x@W, and the two backward products
+// dinp = dout@W^T and dweight = x^T@dout; last, decoding: one row through config B's weights (GB/s of
+// weights read). tfjs runs each training product both with matMul's transpose flags (what autograd
+// emits) and with an explicit tf.transpose first (the fast way on that backend); the ratio is against
+// the faster of the two.
 //
 // Run after `npm run build` (or `npm run build:wasm`): node bench/matmul.mjs [--quick] [--threads N]
 // Times are medians of CPU time (see cpuMs); on a shared machine compare the ratios, not the
@@ -216,4 +217,36 @@ for (const { label, M, K, N } of shapes) {
     );
   }
 }
+
+/**
+ * Decoding: one row through config B's 24 weight matrices (42 MB, more than the caches hold), as a
+ * token's forward does, so the time is reading the weights once; tfjs multiplies the same [1,K] rows.
+ */
+function decodeSweep() {
+  const mats = [];
+  for (let l = 0; l < 6; l++) mats.push([384, 1152], [384, 384], [384, 1536], [1536, 384]);
+  resetHeap();
+  const ws = mats.map(([K, N]) => allocRandom(K * N));
+  const x = allocRandom(1536);
+  const out = allocRandom(1536);
+  const tws = mats.map(([K, N]) => tf.randomUniform([K, N], -1, 1));
+  const txs = mats.map(([K]) => tf.randomUniform([1, K], -1, 1));
+  const t = interleavedMedians({
+    ours: () => mats.forEach(([K, N], i) => k.matmulForward(out, x, ws[i], 0, 1, K, N)),
+    tfjs: () =>
+      mats.forEach((_, i) => {
+        const y = tf.matMul(txs[i], tws[i]);
+        y.dataSync();
+        y.dispose();
+      }),
+  });
+  tf.dispose([...tws, ...txs]);
+  const bytes = mats.reduce((sum, [K, N]) => sum + K * N * 4, 0);
+  const rate = (ms) => `${ms.toFixed(2)} ms (${(bytes / (ms * 1e6)).toFixed(1)} GB/s)`;
+  console.log(
+    `\ndecode: one row through config B's 24 weight matrices (${(bytes / 2 ** 20).toFixed(0)} MiB): tinygpt ${rate(t.ours)}, tfjs ${rate(t.tfjs)}, ${(t.tfjs / t.ours).toFixed(2)}x`,
+  );
+}
+// the backend's threads split the columns; this row times the kernel on this thread only
+if (threadCount === undefined) decodeSweep();
 backend?.dispose();
