@@ -6,15 +6,18 @@ import { defineConfig, type Options } from 'tsup';
 /**
  * Two builds of the same sources:
  * - dist/: Node (ESM and CommonJS, with declarations), where the host module (src/host/node.ts) reads
- *   files and starts worker_threads. Bundled with splitting: `tinygpt/node` and the command line
- *   share the main entry's chunks, so there is one copy of the library however it is imported.
+ *   files and starts worker_threads. Bundled with splitting: `tinygpt/node`, `tinygpt/worker`,
+ *   `tinygpt/gpt2` and the command line share the main entry's chunks, so there is one copy of the
+ *   library however it is imported.
  * - dist/browser/: browsers, workers and edge runtimes (ESM). Not bundled: one file per source
  *   module, so a web app's bundler drops every module it does not reach (package.json says
  *   `sideEffects: false`; no module does work at import time), and the backends it does not start
  *   stay in chunks it loads only when asked. host/browser.js is put in place of host/node.js, so
  *   no `node:` import is left for a bundler to trip on.
  * - dist/browser/backend/wasm/model-worker.js: the model worker (src/worker/entry.ts) for browsers,
- *   bundled into one file, since toolchains copy a worker script as it is.
+ *   bundled into one file, since toolchains copy a worker script as it is. It lies beside the wasm
+ *   files, which its own asset table looks for beside itself, and beside model-worker-asset.js,
+ *   which names it (only tinygpt/worker reaches that module).
  * Each build's output folder gets the files of the asset table (src/backend/wasm/assets.ts)
  * beside the module that holds the table.
  */
@@ -59,6 +62,7 @@ export default defineConfig([
       index: 'src/index.ts',
       node: 'src/node.ts',
       gpt2: 'src/gpt2.ts',
+      worker: 'src/worker.ts',
       cli: 'src/cli/main.ts',
       'model-worker': 'src/worker/entry.ts',
     },
@@ -67,7 +71,7 @@ export default defineConfig([
     outDir: 'dist',
     // the CommonJS files have no import.meta: tsup's shim gives the asset table a URL from __filename
     shims: true,
-    dts: { entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts' } },
+    dts: { entry: { index: 'src/index.ts', node: 'src/node.ts', gpt2: 'src/gpt2.ts', worker: 'src/worker.ts' } },
     onSuccess: () => Promise.resolve(copyAssets('dist')),
   },
   {

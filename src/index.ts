@@ -72,16 +72,6 @@ export {
   type ExportHuggingFaceOptions,
 } from './io/huggingface.js';
 
-// ---- a model in a worker ----
-export { createModelWorker, loadModelWorker, ModelWorker } from './worker/client.js';
-export type {
-  ModelWorkerOptions,
-  CreateModelWorkerOptions,
-  LoadModelWorkerOptions,
-  ModelWorkerTrainOptions,
-  WorkerAdapterInfo,
-  WorkerAdapters,
-} from './worker/client.js';
-export { serveModelWorker } from './worker/host.js';
+// a model in a worker: tinygpt/worker (src/worker.ts), so that apps that do not use it are not given its worker file
 
 export { Rng } from './util/rng.js';

@@ -13,6 +13,17 @@ const require = createRequire(import.meta.url);
 const tinygptRoot = existsSync(`${here}node_modules/tinygpt`)
   ? `${here}node_modules/tinygpt`
   : fileURLToPath(new URL('../..', import.meta.url));
+/**
+ * without `npm install` in this folder: 'tinygpt' and its subpaths resolve to the repository's build,
+ * to the file its package.json's browser condition names (what an installed copy resolves to)
+ */
+function repositoryAliases() {
+  const { exports } = JSON.parse(readFileSync(`${tinygptRoot}/package.json`, 'utf8'));
+  return ['.', './worker'].map((subpath) => ({
+    find: new RegExp(`^tinygpt${subpath.slice(1)}$`),
+    replacement: fileURLToPath(new URL(exports[subpath].browser.default, `file://${tinygptRoot}/`)),
+  }));
+}
 const isolation = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 
 /** the bundled corpora, as one virtual module: first names, and the opening chapters of Moby Dick */
@@ -41,7 +52,7 @@ function corpora() {
 export default defineConfig({
   plugins: [corpora()],
   // without `npm install` in this folder, 'tinygpt' is the package at the repository root
-  resolve: tinygptRoot.startsWith(here) ? {} : { alias: { tinygpt: tinygptRoot } },
+  resolve: tinygptRoot.startsWith(here) ? {} : { alias: repositoryAliases() },
   // the worker imports tinygpt and is split into chunks: ES module workers
   worker: { format: 'es' },
   server: { headers: isolation },

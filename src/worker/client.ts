@@ -14,8 +14,8 @@ import type { SaveModelOptions } from '../io/model-file.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { tokenizerFromJSON } from '../tokenizer/json.js';
 import { ASYNC_DISPOSE, DISPOSE } from '../util/dispose.js';
-import { defaultLocations } from '../backend/wasm/assets.js';
 import { isNode, startWorkerThread } from '../host/node.js';
+import { packagedModelWorker } from '../backend/wasm/model-worker-asset.js';
 import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
 import { reviveError, transferable } from './protocol.js';
 import type { FromWorker, InitRequest, Method, ToWorker, WorkerAdapterInfo, WorkerAdapters, WorkerModelInfo } from './protocol.js';
@@ -44,7 +44,7 @@ export interface ModelWorkerOptions {
   /**
    * the worker to use: one you started from your own module that calls serveModelWorker() (how a
    * bundler emits it: `new Worker(new URL('./model.worker.js', import.meta.url), { type: 'module' })`),
-   * or the URL of such a module. Default: the package's model-worker.js, beside this module.
+   * or the URL of such a module. Default: the package's model-worker.js (backend/wasm/model-worker-asset.ts).
    */
   worker?: AnyWorker | string | URL;
   /** threads for the wasm backend inside the worker: 'auto' (default) or a count */
@@ -381,8 +381,7 @@ function isNodeWorker(worker: AnyWorker): worker is NodeWorkerLike {
 
 async function startWorker(given: ModelWorkerOptions['worker']): Promise<AnyWorker> {
   if (given !== undefined && typeof given !== 'string' && !(given instanceof URL)) return given;
-  // the default is the asset table's row (src/backend/wasm/assets.ts), a literal `new URL('./model-worker.js', import.meta.url)`
-  const packaged = defaultLocations('modelWorker')[0];
+  const packaged = packagedModelWorker();
   const url = given !== undefined ? new URL(given, packaged) : packaged;
   if (isNode()) return startWorkerThread(url);
   return new Worker(url, { type: 'module' });

@@ -34,7 +34,7 @@ interface Port {
 
 /**
  * Serve the model worker protocol on this worker's port. Call it once at the top of a worker module:
- * `import { serveModelWorker } from 'tinygpt'; serveModelWorker();`, then hand that worker to
+ * `import { serveModelWorker } from 'tinygpt/worker'; serveModelWorker();`, then hand that worker to
  * `createModelWorker(config, { worker })`. The package's own `model-worker.js` does just this.
  */
 export async function serveModelWorker(): Promise<void> {

@@ -1,6 +1,6 @@
 /**
- * ModelWorker in Debian's Chromium: the built bundle on a cross-origin isolated page (COOP/COEP) starts
- * dist/model-worker.js as a module Web Worker, where the wasm backend runs on 2 threads. The same
+ * ModelWorker in Debian's Chromium: the built bundle (dist/index.js and tinygpt/worker's dist/worker.js)
+ * on a cross-origin isolated page (COOP/COEP) starts dist/model-worker.js as a module Web Worker, where the wasm backend runs on 2 threads. The same
  * scenarios as test/worker/model-worker.test.ts (Node, worker_threads): the worker's losses, bytes
  * and sampled ids equal the page's own in-thread run and Node's; errors keep their class; aborts
  * stop training and generation in the worker; dispose ends it; WebGPU (SwiftShader) runs there too.
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
 import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/static-server.js';
 import type { SDK } from './scenarios.js';
+import type { WorkerSDK } from './worker-scenarios.js';
 import * as scenarios from './worker-scenarios.js';
 
 // Chromium runs the relaxed-SIMD kernels (fused multiply-adds), so Node, which computes what the page must
@@ -21,6 +22,8 @@ import * as scenarios from './worker-scenarios.js';
 setFlagsFromString('--experimental-wasm-relaxed-simd');
 
 const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
+/** tinygpt/worker */
+const DIST_WORKER_ENTRY = join(REPO_ROOT, 'dist', 'worker.js');
 const chromiumMissing = chromiumMissingReason();
 
 type ScenarioName = 'workerMatchesInThread' | 'workerErrors' | 'workerAborts' | 'workerDispose' | 'workerWebGPU';
@@ -30,13 +33,13 @@ describe.skipIf(chromiumMissing !== null)(`ModelWorker in Chromium${chromiumMiss
   let browser: Browser;
   let page: Page;
   let pageErrors: string[];
-  let nodeSdk: SDK;
+  let nodeSdk: WorkerSDK;
 
   async function inPage<K extends ScenarioName>(name: K, ...args: unknown[]): Promise<Awaited<ReturnType<(typeof scenarios)[K]>>> {
     try {
       // a string, so that vitest does not rewrite the page's dynamic imports
       const script = `(async () => {
-        const sdk = await import('/dist/index.js');
+        const sdk = { ...(await import('/dist/index.js')), ...(await import('/dist/worker.js')) };
         const scenarios = await import('/test/browser/worker-scenarios.js');
         return scenarios[${JSON.stringify(name)}](sdk, ...${JSON.stringify(args)});
       })()`;
@@ -47,9 +50,13 @@ describe.skipIf(chromiumMissing !== null)(`ModelWorker in Chromium${chromiumMiss
   }
 
   beforeAll(async () => {
-    if (!existsSync(DIST_ENTRY))
-      throw new Error(`the browser tests run the built bundle, and ${DIST_ENTRY} is missing: run \`npm run build\` first`);
-    nodeSdk = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
+    for (const file of [DIST_ENTRY, DIST_WORKER_ENTRY]) {
+      if (!existsSync(file)) throw new Error(`the browser tests run the built bundle, and ${file} is missing: run \`npm run build\` first`);
+    }
+    nodeSdk = {
+      ...((await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK),
+      ...((await import(/* @vite-ignore */ pathToFileURL(DIST_WORKER_ENTRY).href)) as typeof import('../../src/worker.js')),
+    };
     server = await startStaticServer({ crossOriginIsolated: true });
     browser = await launchChromium();
     ({ page, errors: pageErrors } = await openPage(browser, `${server.origin}/test/browser/harness.html`));

@@ -1,5 +1,9 @@
 // Types for worker-scenarios.js (plain JS so that the browser can load it unchanged).
+import type * as TinyGPTWorker from '../../src/worker.js';
 import type { SDK } from './scenarios.js';
+
+/** the main entry and tinygpt/worker together, as the scenarios use them */
+export type WorkerSDK = SDK & typeof TinyGPTWorker;
 
 export interface CaughtError {
   isExpectedClass: boolean;
@@ -74,9 +78,9 @@ export interface WorkerAdaptersResult {
   afterRemoveIds: number[];
 }
 
-export declare function workerAdapters(sdk: SDK): Promise<WorkerAdaptersResult>;
-export declare function workerMatchesInThread(sdk: SDK, wasmThreads: number): Promise<WorkerMatchesInThreadResult>;
-export declare function workerErrors(sdk: SDK): Promise<WorkerErrorsResult>;
-export declare function workerAborts(sdk: SDK): Promise<WorkerAbortsResult>;
-export declare function workerDispose(sdk: SDK): Promise<WorkerDisposeResult>;
-export declare function workerWebGPU(sdk: SDK): Promise<{ backendName: string; hereIds: number[]; workerIds: number[] }>;
+export declare function workerAdapters(sdk: WorkerSDK): Promise<WorkerAdaptersResult>;
+export declare function workerMatchesInThread(sdk: WorkerSDK, wasmThreads: number): Promise<WorkerMatchesInThreadResult>;
+export declare function workerErrors(sdk: WorkerSDK): Promise<WorkerErrorsResult>;
+export declare function workerAborts(sdk: WorkerSDK): Promise<WorkerAbortsResult>;
+export declare function workerDispose(sdk: WorkerSDK): Promise<WorkerDisposeResult>;
+export declare function workerWebGPU(sdk: WorkerSDK): Promise<{ backendName: string; hereIds: number[]; workerIds: number[] }>;

@@ -1,5 +1,5 @@
 // ModelWorker scenarios, run in Node (worker_threads) and in Chromium (a module Web Worker) against
-// the built bundle (`sdk` = dist/index.js). Each compares the worker with the same work done in the
+// the built bundle (`sdk` = dist/index.js and dist/worker.js, tinygpt/worker, together). Each compares the worker with the same work done in the
 // calling thread, or checks what crosses the boundary (error classes, aborts, transfers, the end of
 // the worker). Plain JS so the page loads it unchanged; typed in worker-scenarios.d.ts.
 import { TINY_CONFIG, TRAIN_OPTIONS, SAMPLE_OPTIONS, encodeNames, namesText, toBase64 } from './scenarios.js';

@@ -16,7 +16,12 @@
  * page is given only tinygpt.wasm). The bundlers' pages load a .wasm they emitted themselves.
  *
  * - Vite: `vite build` + `vite preview`, and the dev server; a second page runs the scenario in a
- *   module Web Worker, served cross-origin isolated, on 2 wasm threads.
+ *   module Web Worker, served cross-origin isolated, on 2 wasm threads, and then again with the
+ *   model in a worker through tinygpt/worker (createModelWorker, given the app's own worker module).
+ * - tinygpt/worker: the package's model-worker.js (251 kB) is named only by that entry, so the apps
+ *   that do not import it (every other bundler app) emit no copy of it and none of its code, while
+ *   the Vite worker page, which imports it, does (Vite emits what `new URL(..., import.meta.url)`
+ *   names in any module it reaches, before tree-shaking).
  * - webpack 5 in production mode (minified), with no config file (webpack's defaults).
  * - Parcel: `parcel build index.html`.
  * - esbuild and Rollup (+ node-resolve) leave `new URL('./tinygpt.wasm', import.meta.url)` alone and
@@ -27,7 +32,7 @@
  *   and nodenext, type-checking apps/usage.ts, which uses every property the README documents.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +146,8 @@ const PROJECTS: Record<string, { type?: 'module' | 'commonjs'; files: Record<str
       'index.html': html('/src/worker-main.js'),
       'src/worker-main.js': '@worker-main.js',
       'src/worker.js': '@worker.js',
+      'src/model.worker.js': '@model.worker.js',
+      'src/model-worker-scenario.js': '@model-worker-scenario.js',
       'src/scenario.js': '@scenario.js',
     },
   },
@@ -199,6 +206,8 @@ interface ScenarioResult {
   savedBytes: number;
   sameInstance?: boolean;
   crossOriginIsolated?: boolean;
+  /** the Vite worker page: the same scenario with the model in a worker (tinygpt/worker) */
+  modelWorker?: ScenarioResult;
 }
 
 interface PageRun {
@@ -219,6 +228,8 @@ describe.skipIf(skipReason !== null)(
     let workspace: string;
     let browser: Browser;
     let kernelsBytes: Buffer;
+    /** the package's model worker, as installed (dist/browser/backend/wasm/model-worker.js) */
+    let modelWorkerBytes: Buffer;
     const servers: StaticServer[] = [];
     const children: ChildProcess[] = [];
     /** the build (or type check) of each project, started in beforeAll */
@@ -248,7 +259,9 @@ describe.skipIf(skipReason !== null)(
       // what `npm install -D @types/node` gives a Node TypeScript project (offline: the repository's copy)
       mkdirSync(join(workspace, 'node_modules', '@types'), { recursive: true });
       symlinkSync(TOOLS.nodeTypes, join(workspace, 'node_modules', '@types', 'node'));
-      kernelsBytes = readFileSync(join(workspace, 'node_modules', 'tinygpt', 'dist', 'browser', 'backend', 'wasm', 'tinygpt.wasm'));
+      const installedWasm = join(workspace, 'node_modules', 'tinygpt', 'dist', 'browser', 'backend', 'wasm');
+      kernelsBytes = readFileSync(join(installedWasm, 'tinygpt.wasm'));
+      modelWorkerBytes = readFileSync(join(installedWasm, 'model-worker.js'));
       timings.push(`pack + install: ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
       const at = (name: string) => join(workspace, name);
@@ -388,6 +401,18 @@ describe.skipIf(skipReason !== null)(
       ).toBe(true);
     }
 
+    /**
+     * the files of a build that hold the package's model worker: a copy of model-worker.js as it is,
+     * or any file with the worker's serving code in it (its error messages survive minifiers)
+     */
+    function modelWorkerFiles(dist: string): string[] {
+      return readdirSync(dist, { recursive: true, encoding: 'utf8' }).filter((f) => {
+        if (!statSync(join(dist, f)).isFile()) return false;
+        const bytes = readFileSync(join(dist, f));
+        return bytes.equals(modelWorkerBytes) || bytes.includes('serveModelWorker: not inside a Web Worker');
+      });
+    }
+
     test('Node: an ES module and a CommonJS script run it, and tinygpt/node shares the main entry (one library instance)', async () => {
       for (const result of [await nodeResult(nodeEsm), await nodeResult(nodeCjs)]) {
         expect(result.backend).toBe('wasm');
@@ -401,6 +426,7 @@ describe.skipIf(skipReason !== null)(
     test('Vite: vite build emits the kernels and vite preview serves a page that runs it', async () => {
       await built('vite');
       expectEmittedKernels(join(workspace, 'vite', 'dist'));
+      expect(modelWorkerFiles(join(workspace, 'vite', 'dist'))).toEqual([]);
       const port = await freePort();
       const preview = await serve(
         [TOOLS.vite, 'preview', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
@@ -419,18 +445,29 @@ describe.skipIf(skipReason !== null)(
       expectScenario(page, await nodeResult(nodeEsm), dev.origin);
     });
 
-    test('Vite: in a module Web Worker on a cross-origin isolated page, the wasm backend runs on 2 threads', async () => {
+    test('Vite: in a module Web Worker on a cross-origin isolated page, the wasm backend runs on 2 threads; so it does in createModelWorker (tinygpt/worker)', async () => {
       await built('vite-worker');
-      const server = await staticServer(join(workspace, 'vite-worker', 'dist'), { crossOriginIsolated: true });
+      const dist = join(workspace, 'vite-worker', 'dist');
+      // the app imports tinygpt/worker: the package's model worker is emitted (the check the other apps pass can fail)
+      const emitted = modelWorkerFiles(dist);
+      expect(
+        emitted.some((f) => readFileSync(join(dist, f)).equals(modelWorkerBytes)),
+        emitted.join(', '),
+      ).toBe(true);
+      const server = await staticServer(dist, { crossOriginIsolated: true });
       const page = await runPage(`${server.origin}/`);
       expect(page.result.crossOriginIsolated).toBe(true);
-      expectScenario(page, await nodeResult(nodeEsm), server.origin, 2);
+      const reference = await nodeResult(nodeEsm);
+      expectScenario(page, reference, server.origin, 2);
+      expect(page.result.modelWorker, 'no result from the model worker').toBeDefined();
+      expectScenario({ ...page, result: page.result.modelWorker! }, reference, server.origin, 2);
     });
 
     test('webpack 5, production mode (minified), no config file', async () => {
       await built('webpack');
       const dist = join(workspace, 'webpack', 'dist');
       expectEmittedKernels(dist);
+      expect(modelWorkerFiles(dist)).toEqual([]);
       writeFileSync(join(dist, 'index.html'), html('main.js', 'text/javascript'));
       const server = await staticServer(dist);
       expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
@@ -440,6 +477,7 @@ describe.skipIf(skipReason !== null)(
       await built('parcel');
       const dist = join(workspace, 'parcel', 'dist');
       expectEmittedKernels(dist);
+      expect(modelWorkerFiles(dist)).toEqual([]);
       const server = await staticServer(dist);
       expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
     });
@@ -454,6 +492,7 @@ describe.skipIf(skipReason !== null)(
       expect(plain.result.error).toMatch(/could not load tinygpt\.wasm.*wasmAssets: \{ kernels: url \}/s);
       // --loader:.wasm=file emitted tinygpt.wasm (the plain build: only that file is named)
       expectEmittedKernels(dist);
+      expect(modelWorkerFiles(dist)).toEqual([]);
       expectScenario(await runPage(`${server.origin}/assets.html`), await nodeResult(nodeCjs), server.origin);
     });
 
@@ -463,6 +502,7 @@ describe.skipIf(skipReason !== null)(
       writeFileSync(join(dist, 'index.html'), html('./main.js'));
       writeFileSync(join(dist, 'assets.html'), html('./assets.js'));
       expect(readdirSync(dist).filter((f) => f.endsWith('.wasm'))).toEqual([]);
+      expect(modelWorkerFiles(dist)).toEqual([]);
       const server = await staticServer(dist, { routes: { '/hosted/tinygpt.wasm': { body: kernelsBytes, type: 'application/wasm' } } });
       const plain = await runPage(`${server.origin}/`);
       expect(plain.result.error).toMatch(/could not load tinygpt\.wasm.*wasmAssets: \{ kernels: url \}/s);

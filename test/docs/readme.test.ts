@@ -1,13 +1,14 @@
 /**
  * The README's TypeScript samples, line for line, so that `npm run typecheck` holds them to the API
- * (this file is in tsconfig's include). Only the imports differ: 'tinygpt' is ../../src/index.js and
- * 'tinygpt/gpt2' ../../src/gpt2.js. Each sample is a function; the cheap ones also run here, the
+ * (this file is in tsconfig's include). Only the imports differ: 'tinygpt' is ../../src/index.js,
+ * 'tinygpt/gpt2' ../../src/gpt2.js and 'tinygpt/worker' ../../src/worker.js. Each sample is a function; the cheap ones also run here, the
  * others (a 3,000-step training run on a fetched corpus, a worker) are only type-checked. The edge
  * sample is JavaScript that imports a .wasm file: not included.
  */
 import { describe, expect, it } from 'vitest';
-import { BPETokenizer, CharTokenizer, createModel, createModelWorker, generate, loadModel, saveModel, train } from '../../src/index.js';
+import { BPETokenizer, CharTokenizer, createModel, generate, loadModel, saveModel, train } from '../../src/index.js';
 import { gpt2Tokenizer } from '../../src/gpt2.js';
+import { createModelWorker } from '../../src/worker.js';
 
 /** "Using it" */
 export async function usingIt(): Promise<void> {

@@ -1,12 +1,15 @@
 /**
- * Every exported function and class of tinygpt/node (so of the main entry too), called with a wrong
- * type, an out-of-range value and, for models, after dispose: each must fail with a documented
- * error class (TypeError, RangeError, or the library's own: ConfigError, ModelFileError,
- * SafetensorsError, BackendUnavailableError, DisposedError) whose message names the argument. A
- * new export without a row here (or a stated reason in NOT_CALLED) fails the coverage check.
+ * Every exported function and class of tinygpt/node (so of the main entry too) and of tinygpt/worker,
+ * called with a wrong type, an out-of-range value and, for models, after dispose: each must fail
+ * with a documented error class (TypeError, RangeError, or the library's own: ConfigError,
+ * ModelFileError, SafetensorsError, BackendUnavailableError, DisposedError) whose message names the
+ * argument. A new export without a row here (or a stated reason in NOT_CALLED) fails the coverage check.
  */
 import { describe, expect, it } from 'vitest';
-import * as api from '../../src/node.js';
+import * as nodeApi from '../../src/node.js';
+import * as workerApi from '../../src/worker.js';
+
+const api = { ...nodeApi, ...workerApi };
 
 const {
   BPETokenizer,
@@ -620,7 +623,7 @@ describe('every export, called wrongly', async () => {
   const state = await setUp();
   const table = rows(state);
 
-  it('covers every runtime export of tinygpt/node', () => {
+  it('covers every runtime export of tinygpt/node and tinygpt/worker', () => {
     const called = new Set(table.map((row) => row.name.split('.')[0]));
     const missing = Object.keys(api).filter((name) => !called.has(name) && !(name in NOT_CALLED));
     expect(missing).toEqual([]);

@@ -12,17 +12,22 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/static-server.js';
 import { TRAIN_OPTIONS, type SDK } from '../browser/scenarios.js';
 import * as scenarios from '../browser/worker-scenarios.js';
+import type { WorkerSDK } from '../browser/worker-scenarios.js';
 
 const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
+/** tinygpt/worker */
+const DIST_WORKER_ENTRY = join(REPO_ROOT, 'dist', 'worker.js');
 const DIST_WORKER = join(REPO_ROOT, 'dist', 'model-worker.js');
 
-let sdk: SDK;
+let sdk: WorkerSDK;
 
 beforeAll(async () => {
-  if (!existsSync(DIST_ENTRY) || !existsSync(DIST_WORKER)) {
-    throw new Error(`the worker tests run the built bundle, and ${DIST_ENTRY} or ${DIST_WORKER} is missing: run \`npm run build\` first`);
-  }
-  sdk = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
+  const missing = [DIST_ENTRY, DIST_WORKER_ENTRY, DIST_WORKER].filter((file) => !existsSync(file));
+  if (missing.length > 0)
+    throw new Error(`the worker tests run the built bundle, and ${missing.join(', ')} is missing: run \`npm run build\` first`);
+  const main = (await import(/* @vite-ignore */ pathToFileURL(DIST_ENTRY).href)) as SDK;
+  const worker = (await import(/* @vite-ignore */ pathToFileURL(DIST_WORKER_ENTRY).href)) as typeof import('../../src/worker.js');
+  sdk = { ...main, ...worker };
 });
 
 describe('ModelWorker in Node (worker_threads)', () => {

@@ -1,7 +1,8 @@
 // The page: all model work happens in a Web Worker (createModelWorker / loadModelWorker), so the
 // main thread only reads inputs, draws the chart and shows text. Training can be stopped and
 // resumed from the checkpoint the worker hands back when it stops; generation streams token by token.
-import { CharTokenizer, createModelWorker, loadModelWorker } from 'tinygpt';
+import { CharTokenizer } from 'tinygpt';
+import { createModelWorker, loadModelWorker } from 'tinygpt/worker';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { mobyDick, names } from 'virtual:corpora';

@@ -32,8 +32,11 @@ export interface WasmAssets {
 }
 
 export type WasmAssetName = keyof WasmAssets;
-/** every file in the table: the wasm backend's, and the model worker that createModelWorker starts (its `worker` option names another) */
-export type AssetName = WasmAssetName | 'relaxedKernels' | 'threadedRelaxedKernels' | 'modelWorker';
+/**
+ * every file in the table: the wasm backend's. (The model worker that createModelWorker starts lies
+ * beside them but is named in model-worker-asset.ts, which only tinygpt/worker reaches.)
+ */
+export type AssetName = WasmAssetName | 'relaxedKernels' | 'threadedRelaxedKernels';
 
 interface AssetRow {
   /** the file's name in dist/ (and, for the kernels, in build/) */
@@ -53,7 +56,6 @@ export const ASSETS: Readonly<Record<AssetName, AssetRow>> = {
   relaxedKernels: { file: 'tinygpt-relaxed.wasm', url: () => new URL('./tinygpt-relaxed.wasm', import.meta.url) },
   threadedRelaxedKernels: { file: 'tinygpt-threads-relaxed.wasm', url: () => new URL('./tinygpt-threads-relaxed.wasm', import.meta.url) },
   worker: { file: 'wasm-worker.js', url: () => new URL('./wasm-worker.js', import.meta.url) },
-  modelWorker: { file: 'model-worker.js', url: () => new URL('./model-worker.js', import.meta.url) },
 };
 
 /** the advice every failed load ends with */

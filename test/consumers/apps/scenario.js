@@ -4,7 +4,11 @@
 // 'tinygpt' by its package name only, as an app would, and names no file of the package.
 import { CharTokenizer, createModel, generate, loadModel, saveModel, train } from 'tinygpt';
 
-const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat(8);
+export const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat(8);
+/** the model (with the tokenizer's vocabSize), the training and the sampling every run does */
+export const MODEL = { maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, seed: 7 };
+export const TRAINING = { batchSize: 2, steps: 3, learningRate: 1e-2, seed: 3 };
+export const SAMPLING = { maxNewTokens: 12, doSample: true, seed: 5 };
 
 /** options: `wasmThreads` (default 1) and `wasmAssets` (only where a toolchain cannot emit the files) */
 export async function run(options = {}) {
@@ -14,17 +18,14 @@ export async function run(options = {}) {
     ...(options.wasmAssets ? { wasmAssets: options.wasmAssets } : {}),
   };
   const tokenizer = CharTokenizer.train(TEXT);
-  const model = await createModel(
-    { vocabSize: tokenizer.vocabSize, maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, seed: 7 },
-    backendOptions,
-  );
+  const model = await createModel({ vocabSize: tokenizer.vocabSize, ...MODEL }, backendOptions);
   const threads = model.backend.threads;
-  const result = await train(model, { data: Int32Array.from(tokenizer.encode(TEXT)), batchSize: 2, steps: 3, learningRate: 1e-2, seed: 3 });
-  const first = await generate(model, 'hello', { tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const result = await train(model, { data: Int32Array.from(tokenizer.encode(TEXT)), ...TRAINING });
+  const first = await generate(model, 'hello', { tokenizer, ...SAMPLING });
   const bytes = await saveModel(model, { tokenizer });
   model.dispose();
   const loaded = await loadModel(bytes, backendOptions);
-  const again = await generate(loaded.model, 'hello', { tokenizer: loaded.tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const again = await generate(loaded.model, 'hello', { tokenizer: loaded.tokenizer, ...SAMPLING });
   loaded.model.dispose();
   return {
     backend: model.backendName,

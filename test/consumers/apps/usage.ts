@@ -12,7 +12,6 @@ import {
   SafetensorsError,
   Trainer,
   createModel,
-  createModelWorker,
   createWebGPUBackend,
   exportHuggingFace,
   generate,
@@ -21,13 +20,11 @@ import {
   loadModel,
   loadModelFromOPFS,
   loadModelFromURL,
-  loadModelWorker,
   modelToBlob,
   processors,
   quantizeModel,
   saveModel,
   saveModelToOPFS,
-  serveModelWorker,
   setWasmModule,
   tokenizerFromJSON,
   train,
@@ -39,6 +36,7 @@ import {
   type WasmAssets,
 } from 'tinygpt';
 import { gpt2Tokenizer } from 'tinygpt/gpt2';
+import { createModelWorker, loadModelWorker, serveModelWorker } from 'tinygpt/worker';
 import { loadHuggingFaceFolder, loadModelFile, plotHistorySVG, saveHuggingFaceFolder, saveModelFile, writeFileAtomic } from 'tinygpt/node';
 
 declare const text: string;
