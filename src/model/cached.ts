@@ -1,7 +1,8 @@
 /**
  * Cached inference's blocks, shared by GPT and QuantizedGPT: Tn new positions of each KV cache row,
- * embedded into the workspace's residual stream, run through every block over the cache, then the
- * final LayerNorm of the positions that need logits. The head is the caller's.
+ * embedded into the workspace's residual stream, run through every block over the cache. The final
+ * LayerNorm and the head are the caller's: GPT folds the LayerNorm into its head's product
+ * (layerNormMatmulForward), QuantizedGPT normalizes first (finalLayerNorm) for its quantized head.
  */
 import type { Backend, Tensor } from '../backend/contract.js';
 import { blockForward, type BlockStep } from './block.js';
@@ -10,8 +11,8 @@ import type { GPTConfig, KVCache } from './types.js';
 
 /**
  * Runs the blocks over ws.x (B*Tn rows, the embedded new positions) and advances the cache;
- * returns normalized states [rows, C]: the last new position of each row (rows = B), or every new
- * position (allRows, rows = B*Tn).
+ * returns the final residual stream's rows that need logits, [rows, C], not yet normalized: the
+ * last new position of each row (rows = B), or every new position (allRows, rows = B*Tn).
  */
 export function cachedForward(
   b: Backend,
@@ -21,7 +22,7 @@ export function cachedForward(
   Tn: number,
   weight: (name: string) => Tensor,
   options: { allRows: boolean; linear?: BlockStep['linear'] },
-): { states: Tensor; rows: number } {
+): { hidden: Tensor; rows: number } {
   const { maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = config;
   const B = cache.batchSize;
   const N = B * Tn;
@@ -44,22 +45,33 @@ export function cachedForward(
   cache.length += Tn;
 
   const x = buffers.output;
-  const count = options.allRows ? N : B;
-  let source = x;
-  if (!options.allRows) {
-    source = b.view(ws.last, 0, B * C);
-    for (let r = 0; r < B; r++) b.copy(b.view(source, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
-  }
-  const states = b.view(ws.lastLn, 0, count * C);
+  // one new position per row (decoding): x holds just the rows that need logits
+  if (options.allRows || Tn === 1) return { hidden: x, rows: N };
+  const last = b.view(ws.last, 0, B * C);
+  for (let r = 0; r < B; r++) b.copy(b.view(last, r * C, C), b.view(x, (r * Tn + Tn - 1) * C, C));
+  return { hidden: last, rows: B };
+}
+
+/** the final LayerNorm (ln_f) of cachedForward's rows: normalized states [rows, C] in ws.lastLn */
+export function finalLayerNorm(
+  b: Backend,
+  config: GPTConfig,
+  ws: InferenceWorkspace,
+  weight: (name: string) => Tensor,
+  hidden: Tensor,
+  rows: number,
+): Tensor {
+  const C = config.dModel;
+  const states = b.view(ws.lastLn, 0, rows * C);
   b.layerNormForward(
     states,
-    b.view(ws.lastMean, 0, count),
-    b.view(ws.lastRstd, 0, count),
-    source,
+    b.view(ws.lastMean, 0, rows),
+    b.view(ws.lastRstd, 0, rows),
+    hidden,
     weight('ln_f.weight'),
     weight('ln_f.bias'),
-    count,
+    rows,
     C,
   );
-  return { states, rows: count };
+  return states;
 }

@@ -737,12 +737,13 @@ export class GPT implements GPTModel {
     }
 
     b.encoderForward(rows(ws.x, C), idsT, this.p('wte.weight'), this.p('wpe.weight'), B, Tn, C, cache.length);
-    const { states } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.p(name), {
+    const { hidden } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.p(name), {
       allRows: false,
       linear: this.adaptedLinear(adapter, { saveForBackward: false }),
     });
     const logits = b.view(ws.logits, 0, B * V);
-    b.matmulForward(logits, states, this.wteT, null, B, C, V);
+    // the final LayerNorm rides in the head's product (one pass fewer per token)
+    b.layerNormMatmulForward(logits, hidden, this.p('ln_f.weight'), this.p('ln_f.bias'), this.wteT, null, B, C, V);
     return this.read(logits);
   }
 

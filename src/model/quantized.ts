@@ -17,7 +17,7 @@ import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE, DisposedError } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
-import { cachedForward } from './cached.js';
+import { cachedForward, finalLayerNorm } from './cached.js';
 import { checkCachedArgs, checkForwardArgs } from './checks.js';
 import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import { buildParamLayout, type ParamLayout } from './params.js';
@@ -358,10 +358,11 @@ export class QuantizedGPT implements GPTModel {
       cache.length,
       this.format,
     );
-    return cachedForward(b, this.config, cache, ws, Tn, (name) => this.float(name), {
+    const { hidden, rows } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.float(name), {
       allRows,
       linear: (out, inp, name, M, K, Nout) => this.linear(out, inp, name, M, K, Nout),
     });
+    return { states: finalLayerNorm(b, this.config, ws, (name) => this.float(name), hidden, rows), rows };
   }
 
   /** logits [rows, V] of normalized states, through the quantized tied head */

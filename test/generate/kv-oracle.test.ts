@@ -5,6 +5,8 @@
  * restarts from the last windowKeep tokens (maxSeqLen 16 keeps 16 - round(16 / 4) = 12).
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import type { Backend } from '../../src/backend/contract.js';
+import { JsBackend } from '../../src/backend/js/index.js';
 import { generate } from '../../src/generate/generate.js';
 import type { GenerateSequences } from '../../src/generate/options.js';
 import { ContextWindow, windowKeep } from '../../src/generate/window.js';
@@ -24,10 +26,13 @@ const webgpuSkip = probe.skipReason;
 
 type BackendUnderTest = 'js' | 'wasm' | 'webgpu';
 
-async function randomModel(backend: BackendUnderTest): Promise<GPTModel> {
+/** the same random model on any backend (`instance`: a backend made by the caller, such as the float64 js one) */
+async function randomModel(backend: BackendUnderTest, instance?: Backend): Promise<GPTModel> {
   const config = { vocabSize: V, maxSeqLen: MAX_T, dModel: 32, nLayers: 2, nHeads: 4, seed: 5 };
   let model: GPTModel;
-  if (backend === 'webgpu') {
+  if (instance) {
+    model = await createModel(config, { backendInstance: instance });
+  } else if (backend === 'webgpu') {
     const gpu = await createNodeWebGPU();
     if (!gpu.backend) throw new Error(`webgpu: ${gpu.skipReason}`);
     model = await createModel(config, { backendInstance: gpu.backend });
@@ -178,5 +183,42 @@ describe.each(backends)('KV cache vs full recomputation ($backend backend)', ({ 
       expect(s.score!).toBeCloseTo(total / steps, 4);
     }
     for (let i = 1; i < sequences.length; i++) expect(sequences[i - 1].score!).toBeGreaterThanOrEqual(sequences[i].score!);
+  });
+});
+
+describe.skipIf(webgpuSkip !== null)('KV-cached decoding on WebGPU against the float64 js reference', () => {
+  it('two rows decoded greedily to maxSeqLen give the reference ids, logits within 1e-4 (attention appending the cache, ln_f in the head)', async () => {
+    const reference = await randomModel('js', new JsBackend({ precision: 'f64' }));
+    const gpu = await randomModel('webgpu');
+    models.push(reference, gpu);
+    const B = 2;
+    const promptLength = 6;
+    const rng = new Rng(17);
+    let ids = Int32Array.from({ length: B * promptLength }, () => rng.nextInt(V));
+    let Tn = promptLength;
+    const caches = [reference.createKVCache(B), gpu.createKVCache(B)];
+    const decoded: number[][] = [[], []];
+    let maxDiff = 0;
+    try {
+      // a 6-token prompt, then one token per row per step until the cache is full
+      while (caches[0].length + Tn <= MAX_T) {
+        const expected = await reference.forwardCached(caches[0], ids, Tn);
+        const got = await gpu.forwardCached(caches[1], ids, Tn);
+        const next = new Int32Array(B);
+        for (let r = 0; r < B; r++) {
+          const row = (logits: Float32Array) => logits.subarray(r * V, (r + 1) * V);
+          for (let v = 0; v < V; v++) maxDiff = Math.max(maxDiff, Math.abs(row(expected)[v] - row(got)[v]));
+          next[r] = argmax(row(expected));
+          expect(argmax(row(got)), `row ${r}, position ${caches[0].length}`).toBe(next[r]);
+          decoded[r].push(next[r]);
+        }
+        ids = next;
+        Tn = 1;
+      }
+    } finally {
+      caches.forEach((c) => c.dispose());
+    }
+    expect(decoded[0]).toHaveLength(MAX_T - promptLength + 1);
+    expect(maxDiff).toBeLessThan(1e-4);
   });
 });
