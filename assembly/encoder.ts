@@ -29,34 +29,36 @@ export function encoderForwardRows(out: usize, inp: usize, wte: usize, wpe: usiz
 }
 
 /**
- * Columns [c0, c1) of dwte[inp[b,t]] += dout[b,t] and dwpe[t] += dout[b,t], rows in order. Every id
- * is checked first: returns -1, or the first bad id's flat index, and then nothing is written.
+ * Columns [c0, c1) of dwte[inp[b,t]] += dout[b,t] and dwpe[t] += dout[b,t], rows in order; either
+ * table may be 0 (null: frozen, no gradient work). With dwte every id is checked first: returns -1,
+ * or the first bad id's flat index, and then nothing is written.
  */
 export function encoderBackwardCols(dwte: usize, dwpe: usize, dout: usize, inp: usize, B: i32, T: i32, C: i32, V: i32, c0: i32, c1: i32): i32 {
-  for (let bt = 0; bt < B * T; bt++) {
-    const id = load<i32>(inp + (<usize>bt << 2));
-    if (id < 0 || id >= V) return bt;
+  if (dwte) {
+    for (let bt = 0; bt < B * T; bt++) {
+      const id = load<i32>(inp + (<usize>bt << 2));
+      if (id < 0 || id >= V) return bt;
+    }
   }
   const cBytes = <usize>C << 2;
   for (let bt = 0; bt < B * T; bt++) {
-    const id = load<i32>(inp + (<usize>bt << 2));
-    const t = bt % T;
     const g = dout + <usize>bt * cBytes;
-    const a = dwte + <usize>id * cBytes;
-    const p = dwpe + <usize>t * cBytes;
-    let c = c0;
-    for (; c + 4 <= c1; c += 4) {
-      const o = <usize>c << 2;
-      const gv = v128.load(g + o);
-      v128.store(a + o, f32x4.add(v128.load(a + o), gv));
-      v128.store(p + o, f32x4.add(v128.load(p + o), gv));
-    }
-    for (; c < c1; c++) {
-      const o = <usize>c << 2;
-      const gs = load<f32>(g + o);
-      store<f32>(a + o, load<f32>(a + o) + gs);
-      store<f32>(p + o, load<f32>(p + o) + gs);
-    }
+    if (dwte) addRow(dwte + <usize>load<i32>(inp + (<usize>bt << 2)) * cBytes, g, c0, c1);
+    if (dwpe) addRow(dwpe + <usize>(bt % T) * cBytes, g, c0, c1);
   }
   return -1;
+}
+
+/** columns [c0, c1) of row dst += row src */
+// @ts-ignore: decorator
+@inline function addRow(dst: usize, src: usize, c0: i32, c1: i32): void {
+  let c = c0;
+  for (; c + 4 <= c1; c += 4) {
+    const o = <usize>c << 2;
+    v128.store(dst + o, f32x4.add(v128.load(dst + o), v128.load(src + o)));
+  }
+  for (; c < c1; c++) {
+    const o = <usize>c << 2;
+    store<f32>(dst + o, load<f32>(dst + o) + load<f32>(src + o));
+  }
 }

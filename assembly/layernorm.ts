@@ -119,16 +119,15 @@ export function layerNormBackwardParamsCols(
     let c = c0;
     for (; c + 4 <= c1; c += 4) {
       const o = <usize>c << 2;
-      const norm = f32x4.mul(f32x4.sub(v128.load(x + o), mv), rv);
       const g = v128.load(dy + o);
-      v128.store(dbias + o, f32x4.add(v128.load(dbias + o), g));
-      v128.store(dweight + o, f32x4.add(v128.load(dweight + o), f32x4.mul(norm, g)));
+      if (dbias) v128.store(dbias + o, f32x4.add(v128.load(dbias + o), g));
+      if (dweight) v128.store(dweight + o, f32x4.add(v128.load(dweight + o), f32x4.mul(f32x4.mul(f32x4.sub(v128.load(x + o), mv), rv), g)));
     }
     for (; c < c1; c++) {
       const o = <usize>c << 2;
       const g = load<f32>(dy + o);
-      store<f32>(dbias + o, load<f32>(dbias + o) + g);
-      store<f32>(dweight + o, load<f32>(dweight + o) + (load<f32>(x + o) - m) * r * g);
+      if (dbias) store<f32>(dbias + o, load<f32>(dbias + o) + g);
+      if (dweight) store<f32>(dweight + o, load<f32>(dweight + o) + (load<f32>(x + o) - m) * r * g);
     }
   }
 }

@@ -310,7 +310,8 @@ export function matmulBackwardInputCols(dinp: usize, dout: usize, w: usize, M: i
  */
 export function matmulBackwardWeightCols(dweight: usize, dbias: usize, dout: usize, inp: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
   const colOff = <usize>n0 << 2;
-  gemmAccumulate(dweight + colOff, N, inp, 1, K, dout + colOff, N, 1, K, M, n1 - n0);
+  // either may be 0 (null): a frozen weight or bias gets no gradient work
+  if (dweight) gemmAccumulate(dweight + colOff, N, inp, 1, K, dout + colOff, N, 1, K, M, n1 - n0);
   if (dbias) {
     for (let m = 0; m < M; m++) {
       const row = dout + (<usize>(m * N) << 2);

@@ -68,7 +68,15 @@ export abstract class CheckedBackend implements Backend {
     C: number,
     posOffset: number,
   ): void;
-  protected abstract _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void;
+  protected abstract _encoderBackward(
+    dwte: Tensor | null,
+    dwpe: Tensor | null,
+    dout: Tensor,
+    inp: Tensor,
+    B: number,
+    T: number,
+    C: number,
+  ): void;
   protected abstract _layerNormForward(
     out: Tensor,
     mean: Tensor,
@@ -81,8 +89,8 @@ export abstract class CheckedBackend implements Backend {
   ): void;
   protected abstract _layerNormBackward(
     dinp: Tensor,
-    dweight: Tensor,
-    dbias: Tensor,
+    dweight: Tensor | null,
+    dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -247,10 +255,11 @@ export abstract class CheckedBackend implements Backend {
     this._encoderForward(o!, ids!, tokens!, positions!, B, T, C, posOffset);
   }
 
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+  encoderBackward(dwte: Tensor | null, dwpe: Tensor | null, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
     dims(op, { B, T, C });
-    const V = Math.floor(this.live(op, 'dwte', dwte).length / C);
+    // without dwte the ids are not read: V does not matter
+    const V = dwte === null ? 0 : Math.floor(this.live(op, 'dwte', dwte).length / C);
     const [dTokens, dPositions, d, ids] = this.args(
       op,
       [
@@ -262,7 +271,8 @@ export abstract class CheckedBackend implements Backend {
         ['inp', inp, 'i32', B * T],
       ],
     );
-    this._encoderBackward(dTokens!, dPositions!, d!, ids!, B, T, C);
+    if (dTokens === null && dPositions === null) return;
+    this._encoderBackward(dTokens, dPositions, d!, ids!, B, T, C);
   }
 
   layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void {
@@ -286,8 +296,8 @@ export abstract class CheckedBackend implements Backend {
 
   layerNormBackward(
     dinp: Tensor,
-    dweight: Tensor,
-    dbias: Tensor,
+    dweight: Tensor | null,
+    dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -313,7 +323,7 @@ export abstract class CheckedBackend implements Backend {
         ['rstd', rstd, 'f32', N],
       ],
     );
-    this._layerNormBackward(dx!, dw!, db!, d!, x!, w!, means!, rstds!, N, C);
+    this._layerNormBackward(dx!, dw, db, d!, x!, w!, means!, rstds!, N, C);
   }
 
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void {
@@ -344,7 +354,6 @@ export abstract class CheckedBackend implements Backend {
   ): void {
     const op = 'matmulBackward';
     dims(op, { M, K, N });
-    if (dweight === null && dbias !== null) throw new RangeError(`${op}: dbias needs dweight (a frozen layer passes null for both)`);
     const [dx, dw, db, d, x, w] = this.args(
       op,
       [
@@ -418,7 +427,7 @@ export abstract class CheckedBackend implements Backend {
 
   matmulGeluBackward(
     dpre: Tensor,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -444,7 +453,7 @@ export abstract class CheckedBackend implements Backend {
         ['pre', pre, 'f32', M * K],
       ],
     );
-    this._matmulGeluBackward(dp!, dw!, db, d!, x!, w!, p!, M, K, N);
+    this._matmulGeluBackward(dp!, dw, db, d!, x!, w!, p!, M, K, N);
   }
 
   layerNormMatmulForward(
@@ -526,7 +535,7 @@ export abstract class CheckedBackend implements Backend {
 
   protected _matmulGeluBackward(
     dpre: Tensor,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,

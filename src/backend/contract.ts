@@ -114,19 +114,22 @@ export interface Backend {
    * inp: i32 [B,T]; wte [V,C]; wpe [maxT,C]
    */
   encoderForward(out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor, B: number, T: number, C: number, posOffset?: number): void;
-  /** dwte[inp[b,t]] += dout[b,t]; dwpe[t] += dout[b,t] */
-  encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void;
+  /**
+   * dwte[inp[b,t]] += dout[b,t]; dwpe[t] += dout[b,t]. Either may be null (a frozen embedding gets
+   * no gradient work); both null does nothing.
+   */
+  encoderBackward(dwte: Tensor | null, dwpe: Tensor | null, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void;
 
   /**
    * LayerNorm over the last dim, eps 1e-5, biased variance.
    * out[N,C]; mean[N]; rstd[N]; inp[N,C]; weight[C]; bias[C]
    */
   layerNormForward(out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor, N: number, C: number): void;
-  /** accumulates into dinp[N,C], dweight[C], dbias[C] */
+  /** accumulates into dinp[N,C], dweight[C], dbias[C]; dweight, dbias or both may be null (frozen: not computed) */
   layerNormBackward(
     dinp: Tensor,
-    dweight: Tensor,
-    dbias: Tensor,
+    dweight: Tensor | null,
+    dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -140,8 +143,9 @@ export interface Backend {
   matmulForward(out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null, M: number, K: number, N: number): void;
   /**
    * dinp[M,K] += dout[M,N] @ weight^T; dweight[K,N] += inp^T @ dout; dbias[N] += sum_m dout[m,:]
-   * dinp may be null (the input needs no gradient); dbias null when there is no bias; dweight and
-   * dbias both null when the layer is frozen (a LoRA fine-tune's base weights).
+   * Each of dinp, dweight and dbias may be null, independently: dinp when the input needs no
+   * gradient, dbias when there is no bias, dweight and dbias when that parameter is frozen (a LoRA
+   * fine-tune's base weights, or train()'s freeze); what is null is not computed.
    */
   matmulBackward(
     dinp: Tensor | null,
@@ -191,11 +195,12 @@ export interface Backend {
   /**
    * The backward of matmulForward(out, inp = gelu(pre), weight, bias) through the GELU before it:
    * dpre[M,K] += gelu'(pre) * (dout[M,N] @ weight^T); dweight[K,N] += inp^T @ dout; dbias[N] += sum_m dout[m,:]
-   * (matmulBackward into a zeroed buffer, then geluBackward into dpre). dbias null when there is no bias.
+   * (matmulBackward into a zeroed buffer, then geluBackward into dpre). dweight and dbias may be null
+   * as in matmulBackward (frozen, or no bias).
    */
   matmulGeluBackward(
     dpre: Tensor,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,

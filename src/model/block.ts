@@ -164,14 +164,15 @@ export interface BlockBackwardHooks {
 }
 
 /**
- * The gradient of blockForward for layer `l`: parameter gradients are added into grad(name), and
- * scratch.dres goes from the block's output gradient to its input gradient. `branchGradient(site)`
- * gives the gradient of a branch output before its dropout at `site` (dres itself without dropout).
+ * The gradient of blockForward for layer `l`: parameter gradients are added into grad(name) (null:
+ * frozen, no gradient work), and scratch.dres goes from the block's output gradient to its input
+ * gradient. `branchGradient(site)` gives the gradient of a branch output before its dropout at
+ * `site` (dres itself without dropout).
  */
 export function blockBackward(
   b: Backend,
   weight: (name: string) => Tensor,
-  grad: (name: string) => Tensor,
+  grad: (name: string) => Tensor | null,
   l: number,
   acts: BlockActivations,
   scratch: BlockGradientScratch,

@@ -12,12 +12,12 @@ import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
 import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
 import { DeviceLostError } from '../backend/errors.js';
 import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
-import { initParameters, type ParamLayout } from './params.js';
+import { initParameters, packedOffsets, type ParamLayout } from './params.js';
 import { estimateTrainingBytes, largestParameter } from './capacity.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE, DisposedError } from '../util/dispose.js';
-import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
+import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry, ParameterGroup } from './types.js';
 import { blockBackward, blockForward, type BlockStep } from './block.js';
 import { cachedForward } from './cached.js';
 import { checkAdapterFits, checkCacheArgument, checkCachedArgs, checkForwardArgs } from './checks.js';
@@ -57,6 +57,16 @@ interface LastForward {
   lora: LoRAPass | null;
 }
 
+/** What one backward computes (see GPT.gradientPlan). */
+interface GradientPlan {
+  /** a parameter's gradient view, or null when it is frozen */
+  grad: (name: string) => Tensor | null;
+  /** the lowest block backward goes through (nLayers: none) */
+  firstLayer: number;
+  /** whether wte or wpe trains, so backward goes on to the embedding */
+  embeddings: boolean;
+}
+
 /** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
 export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice'>;
 
@@ -64,8 +74,11 @@ export class GPT implements GPTModel {
   readonly paramLayout: readonly ParamEntry[];
   private currentBackend: Backend;
   private paramsTensor: Tensor;
-  /** the parameters' gradients; freed while an adapter is attached (a LoRA fine-tune never needs them), made again on use */
-  private gradsTensor: Tensor | null;
+  /**
+   * the parameters' gradients, made on first use (a model that only generates never holds them);
+   * freed while an adapter is attached and by a frozen fine-tune (releaseGradients), made again on use
+   */
+  private gradsTensor: Tensor | null = null;
   /** the attached LoRA adapter: while there is one, backward computes its gradients and none of the model's own */
   private adapter: LoRAAdapter | null = null;
   private readonly byName: Map<string, ParamEntry>;
@@ -79,8 +92,6 @@ export class GPT implements GPTModel {
   private dwteT: Tensor | null = null;
   /** whether wteT holds the current wte (backward borrows it as scratch) */
   private wteTFresh = false;
-  /** [2C]: the frozen LayerNorm gradients layerNormBackward must write somewhere (a LoRA fine-tune) */
-  private discardedGrads: Tensor | null = null;
   private workspace: Workspace | null = null;
   private inference: InferenceWorkspace | null = null;
   private last: LastForward | null = null;
@@ -103,7 +114,6 @@ export class GPT implements GPTModel {
     const parameterStarts = layout.entries.map((entry) => entry.offset);
     this.paramsTensor = backend.alloc(layout.totalLength, 'f32', parameterStarts);
     backend.upload(this.paramsTensor, initial);
-    this.gradsTensor = backend.alloc(layout.totalLength, 'f32', parameterStarts);
     this.wteT = backend.alloc(config.vocabSize * config.dModel, 'f32', config.vocabSize);
   }
 
@@ -126,6 +136,16 @@ export class GPT implements GPTModel {
       this.layoutInfo.entries.map((entry) => entry.offset),
     );
     return this.gradsTensor;
+  }
+
+  get holdsGradients(): boolean {
+    return this.gradsTensor !== null;
+  }
+
+  releaseGradients(): void {
+    this.checkAlive('releaseGradients');
+    if (this.gradsTensor !== null) this.backend.free(this.gradsTensor);
+    this.gradsTensor = null;
   }
 
   /** the attached LoRA adapter (addLoRA, loadAdapter), or null */
@@ -289,7 +309,7 @@ export class GPT implements GPTModel {
             largestTensorLength: largestParameter(this.layoutInfo),
           })
         : target;
-    let params: Tensor, grads: Tensor, wteT: Tensor;
+    let params: Tensor, wteT: Tensor;
     try {
       params = backend.alloc(
         this.layoutInfo.totalLength,
@@ -297,11 +317,6 @@ export class GPT implements GPTModel {
         this.layoutInfo.entries.map((entry) => entry.offset),
       );
       backend.upload(params, flat);
-      grads = backend.alloc(
-        this.layoutInfo.totalLength,
-        'f32',
-        this.layoutInfo.entries.map((entry) => entry.offset),
-      );
       wteT = backend.alloc(this.config.vocabSize * this.config.dModel, 'f32', this.config.vocabSize);
     } catch (err) {
       // the model stays where it was; a backend made here for the move goes
@@ -311,11 +326,11 @@ export class GPT implements GPTModel {
     const old = this.currentBackend;
     this.currentBackend = backend;
     this.paramsTensor = params;
-    this.gradsTensor = grads;
+    // made again, zeroed, on first use
+    this.gradsTensor = null;
     this.wteT = wteT;
     this.wteTFresh = false;
     this.dwteT = null;
-    this.discardedGrads = null;
     this.workspace = null;
     this.inference = null;
     this.last = null;
@@ -350,19 +365,37 @@ export class GPT implements GPTModel {
 
   /**
    * Bytes a training step on `rows` = B*T positions of length `seqLen` allocates that the model
-   * does not hold yet (activations and gradient scratch; the head's gradient on the first backward),
-   * so a caller can refuse a batch before anything is allocated.
+   * does not hold yet, so a caller can refuse a batch before anything is allocated: activations and
+   * gradient scratch, and the gradients backward computes (every parameter's, or `trained`'s alone
+   * packed as allocGradientGroup packs them; the head's gradient when wte trains).
    */
-  stepBytes(rows: number, seqLen: number): number {
+  stepBytes(rows: number, seqLen: number, trained?: readonly ParamEntry[]): number {
+    const forward = this.forwardBytes(rows, seqLen);
+    if (this.adapter !== null) return forward;
+    if (trained === undefined) return forward + this.backwardBytes(undefined);
+    const wte = trained.some((entry) => entry.name === 'wte.weight');
+    return forward + packedOffsets(trained).length * 4 + (wte && !this.dwteT ? this.headGradientBytes() : 0);
+  }
+
+  /** what a forward over `rows` positions of length `seqLen` allocates: activations, and the adapter's when one is attached */
+  private forwardBytes(rows: number, seqLen: number): number {
     const ws = this.workspace;
     const reused = ws !== null && ws.capacity >= rows && ws.seqLen === seqLen;
     const workspace = reused ? 0 : bytesAllocatedBy((allocator) => allocWorkspace(allocator, this.config, rows, seqLen));
     const held =
       ws !== null && !reused ? bytesAllocatedBy((allocator) => allocWorkspace(allocator, this.config, ws.capacity, ws.seqLen)) : 0;
-    if (this.adapter !== null) return Math.max(0, workspace - held) + this.adapter.trainingBytes(rows);
-    const headGradient = this.dwteT ? 0 : this.config.vocabSize * this.config.dModel * 4;
-    const gradients = this.gradsTensor ? 0 : this.layoutInfo.totalLength * 4;
-    return Math.max(0, workspace - held) + headGradient + gradients;
+    return Math.max(0, workspace - held) + (this.adapter !== null ? this.adapter.trainingBytes(rows) : 0);
+  }
+
+  private headGradientBytes(): number {
+    return this.config.vocabSize * this.config.dModel * 4;
+  }
+
+  /** what a backward into `into` (undefined: the model's own gradients) allocates that the model does not hold */
+  private backwardBytes(into: ParameterGroup | undefined): number {
+    if (this.adapter !== null) return 0;
+    const head = !this.dwteT && (into === undefined || into.entries.some((entry) => entry.name === 'wte.weight'));
+    return (head ? this.headGradientBytes() : 0) + (into === undefined && !this.gradsTensor ? this.layoutInfo.totalLength * 4 : 0);
   }
 
   /** refuse, naming `field`, an allocation of `bytes` the backend has no room for */
@@ -411,7 +444,8 @@ export class GPT implements GPTModel {
             seed: options.training === true && adapter.config.dropout > 0 ? (site) => this.dropoutSeed(step, site) : undefined,
           };
     const N = B * T;
-    this.checkRoom('forward: batchSize * T', N, this.stepBytes(N, T));
+    // backward checks the gradients it allocates itself: which ones depends on what it is asked for
+    this.checkRoom('forward: batchSize * T', N, this.forwardBytes(N, T));
     // a forward that fails part-way leaves no stale forward for backward to use
     this.last = null;
     const ws = this.ensureWorkspace(N, T);
@@ -515,32 +549,96 @@ export class GPT implements GPTModel {
     return result;
   }
 
-  async backward(): Promise<void> {
+  async backward(into?: ParameterGroup): Promise<void> {
     this.checkAlive('backward');
     const last = this.last;
     const ws = this.workspace;
     if (!last || !ws) throw new Error('backward: call forward with targets first');
+    const plan = this.gradientPlan(into, last.lora);
+    const bytes = this.backwardBytes(into);
+    const room = this.backend.limits.maxTotalBytes - this.backend.bytesInUse();
+    if (bytes > room) {
+      throw new RangeError(
+        `backward: the gradients need ${formatBytes(bytes)} more, but the ${this.backend.name} backend has room for ${formatBytes(Math.max(0, room))}` +
+          ' (a frozen fine-tune holds only what trains: train with trainable / freeze, or addLoRA)',
+      );
+    }
     // one backward per forward, even when this one throws part-way (the gradients are then partial: zeroGrad)
     this.last = null;
     if (last.targetCount === 0) return; // every target ignored: the loss has no gradient
     // backward borrows wteT as scratch below
     this.wteTFresh = false;
     try {
-      this.runBackward(ws, last);
+      this.runBackward(ws, last, plan);
     } catch (err) {
       this.releaseScratch();
       throw err;
     }
   }
 
-  private runBackward(ws: Workspace, last: LastForward): void {
+  /**
+   * Which gradients a backward computes and where they go: every parameter's into the model's own
+   * buffer (no `into`), only `into`'s entries into its buffer, or none of the model's while an
+   * adapter is attached (the adapter's own go through its hooks). A frozen parameter's gradient is
+   * null: the ops skip its work, and the blocks below the lowest one that trains are not visited.
+   */
+  private gradientPlan(into: ParameterGroup | undefined, lora: LoRAPass | null): GradientPlan {
+    const L = this.config.nLayers;
+    if (lora !== null) {
+      if (into !== undefined) throw new RangeError('backward: into: with a LoRA adapter attached only the adapter trains; call backward()');
+      return { grad: () => null, firstLayer: 0, embeddings: false };
+    }
+    if (into === undefined) return { grad: (name) => this.g(name), firstLayer: 0, embeddings: true };
+    const views = this.groupViews(into);
+    let firstLayer = L;
+    for (const name of views.keys()) {
+      const layer = /^h\.(\d+)\./.exec(name);
+      if (layer) firstLayer = Math.min(firstLayer, Number(layer[1]));
+    }
+    const embeddings = views.has('wte.weight') || views.has('wpe.weight');
+    // the embeddings' gradient comes from the bottom of the model: every block passes it on
+    if (embeddings) firstLayer = 0;
+    return { grad: (name) => views.get(name) ?? null, firstLayer, embeddings };
+  }
+
+  /** `into` checked against this model: its entries' gradient views by name */
+  private groupViews(into: ParameterGroup): Map<string, Tensor> {
+    const shape = '{ params: model.params, grads, entries from model.paramLayout, gradOffsets? }';
+    if (into === null || typeof into !== 'object' || !Array.isArray(into.entries as unknown)) {
+      throw new TypeError(`backward: into must be a parameter group of this model ${shape}, got ${describe(into)}`);
+    }
+    if (into.params !== this.params) throw new RangeError("backward: into.params must be this model's parameter buffer (model.params)");
+    const entries: readonly (ParamEntry | null | undefined)[] = into.entries;
+    const offsets = into.gradOffsets;
+    if (offsets !== undefined && (!Array.isArray(offsets as unknown) || offsets.length !== entries.length)) {
+      throw new RangeError(`backward: into.gradOffsets must hold one offset per entry (${entries.length})`);
+    }
+    const views = new Map<string, Tensor>();
+    entries.forEach((entry, i) => {
+      const own = typeof entry?.name === 'string' ? this.byName.get(entry.name) : undefined;
+      if (own === undefined || own.offset !== entry!.offset || own.length !== entry!.length) {
+        throw new RangeError(`backward: into.entries[${i}] is not a parameter of this model (entries come from model.paramLayout)`);
+      }
+      if (views.has(own.name)) throw new RangeError(`backward: into.entries[${i}] names ${own.name} a second time`);
+      const offset = offsets?.[i] ?? own.offset;
+      if (!Number.isSafeInteger(offset) || offset < 0 || offset + own.length > into.grads.length) {
+        throw new RangeError(
+          `backward: into.gradOffsets[${i}] = ${offset} puts ${own.name} outside into.grads (${into.grads.length} elements)`,
+        );
+      }
+      views.set(own.name, this.backend.view(into.grads, offset, own.length));
+    });
+    return views;
+  }
+
+  private runBackward(ws: Workspace, last: LastForward, plan: GradientPlan): void {
     const { vocabSize: V, dModel: C, nHeads: NH, nLayers: L, dFF: F, dropout: p } = this.config;
     const { B, T, training, dropoutStep: step, lora } = last;
     const N = B * T;
     const b = this.backend;
     const rows = (t: Tensor, width: number) => b.view(t, 0, N * width);
-    // with an adapter attached the model's own parameters are frozen: no gradient is computed for them
-    const frozen = lora !== null;
+    const { grad } = plan;
+    const dwte = grad('wte.weight');
 
     // d(mean loss)/d(logits), written over the logits buffer, which backward no longer needs
     const dlogits = rows(ws.logits, V);
@@ -549,14 +647,14 @@ export class GPT implements GPTModel {
 
     const dlnf = rows(ws.dC, C);
     b.zero(dlnf);
-    if (frozen) b.matmulBackward(dlnf, null, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
+    if (dwte === null) b.matmulBackward(dlnf, null, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
     else {
       if (!this.dwteT) this.dwteT = b.alloc(V * C, 'f32', V);
       b.zero(this.dwteT);
       b.matmulBackward(dlnf, this.dwteT, null, dlogits, rows(ws.lnf, C), this.wteT, N, C, V);
       // wteT is free until the next forward: use it to turn the head's gradient back into [V,C].
       b.transpose(this.wteT, this.dwteT, C, V);
-      b.accumulate(this.g('wte.weight'), this.wteT, V * C);
+      b.accumulate(dwte, this.wteT, V * C);
     }
 
     const dres = rows(ws.dres, C);
@@ -564,8 +662,8 @@ export class GPT implements GPTModel {
     const lastResidual = rows(ws.residualOut, C);
     b.layerNormBackward(
       dres,
-      this.layerNormGrad('ln_f.weight', frozen),
-      this.layerNormGrad('ln_f.bias', frozen),
+      grad('ln_f.weight'),
+      grad('ln_f.bias'),
       dlnf,
       lastResidual,
       this.p('ln_f.weight'),
@@ -584,11 +682,12 @@ export class GPT implements GPTModel {
     };
 
     const scratch = { dres, dC: rows(ws.dC, C), dqkv: rows(ws.dqkv, 3 * C), dF: rows(ws.dF, F) };
-    for (let l = L - 1; l >= 0; l--) {
+    // below the lowest block that trains (and without trained embeddings) nothing needs a gradient
+    for (let l = L - 1; l >= plan.firstLayer; l--) {
       blockBackward(
         b,
         (name) => this.p(name),
-        (name) => (frozen ? this.layerNormGrad(name, true) : this.g(name)),
+        grad,
         l,
         trainingBlockActivations(b, this.config, ws, l, N),
         scratch,
@@ -602,40 +701,19 @@ export class GPT implements GPTModel {
             },
       );
     }
-    if (!frozen) {
+    if (plan.embeddings) {
       const dencoded = dropoutGrad(this.dropoutSeed(step, 0));
-      b.encoderBackward(this.g('wte.weight'), this.g('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
+      b.encoderBackward(dwte, grad('wpe.weight'), dencoded, b.view(ws.inputs, 0, N), B, T, C);
     }
   }
 
   /**
-   * dinp[M,K] += the gradient through projection `name` (y = x W + b [+ the adapter's term]);
-   * W and b get their gradients unless the model is frozen under an adapter, which gets its own.
+   * dinp[M,K] += the gradient through projection `name` (y = x W + b + the adapter's term) with the
+   * model's W and b frozen under the adapter, which gets its own gradients.
    */
-  private linearBackward(
-    dinp: Tensor,
-    dout: Tensor,
-    inp: Tensor,
-    name: string,
-    M: number,
-    K: number,
-    N: number,
-    lora: LoRAPass | null,
-  ): void {
-    const frozen = lora !== null;
-    const dweight = frozen ? null : this.g(name + '.weight');
-    const dbias = frozen ? null : this.g(name + '.bias');
-    this.backend.matmulBackward(dinp, dweight, dbias, dout, inp, this.p(name + '.weight'), M, K, N);
-    if (lora !== null) this.adapter!.backwardAdd(dinp, dout, inp, name, M, lora);
-  }
-
-  /** where layerNormBackward puts a LayerNorm parameter's gradient: its own, or scratch while frozen */
-  private layerNormGrad(name: string, frozen: boolean): Tensor {
-    if (!frozen) return this.g(name);
-    const C = this.config.dModel;
-    this.discardedGrads ??= this.backend.alloc(2 * C, 'f32');
-    // weight and bias are written by one call: each its own half
-    return this.backend.view(this.discardedGrads, name.endsWith('.bias') ? C : 0, C);
+  private linearBackward(dinp: Tensor, dout: Tensor, inp: Tensor, name: string, M: number, K: number, N: number, lora: LoRAPass): void {
+    this.backend.matmulBackward(dinp, null, null, dout, inp, this.p(name + '.weight'), M, K, N);
+    this.adapter!.backwardAdd(dinp, dout, inp, name, M, lora);
   }
 
   /** blockForward's linear step with the adapter's low-rank term (undefined without an adapter) */

@@ -1,5 +1,6 @@
 import { Rng, RngStream } from '../util/rng.js';
-import type { GPTConfig, ParamEntry } from './types.js';
+import type { Backend, Tensor } from '../backend/contract.js';
+import type { GPTConfig, ParamEntry, ParameterGroup } from './types.js';
 
 /**
  * Each tensor starts on a 16-element (64-byte) boundary of the flat buffer so SIMD kernels see
@@ -73,4 +74,26 @@ export function initParameters(config: GPTConfig, layout: ParamLayout): Float32A
     for (let i = 0; i < view.length; i++) view[i] = rng.normal() * std;
   }
   return flat;
+}
+
+/** where each of `entries` starts in a buffer that holds them alone, 16-aligned, and its length */
+export function packedOffsets(entries: readonly ParamEntry[]): { offsets: number[]; length: number } {
+  const offsets: number[] = [];
+  let length = 0;
+  for (const entry of entries) {
+    offsets.push(length);
+    length += Math.ceil(entry.length / ALIGN) * ALIGN;
+  }
+  return { offsets, length };
+}
+
+/**
+ * A gradient buffer for `entries` of the model whose parameters are `params`, packed: what a
+ * frozen fine-tune's backward(into) writes, so frozen parameters hold no gradient memory.
+ */
+export function allocGradientGroup(backend: Backend, params: Tensor, entries: readonly ParamEntry[]): ParameterGroup {
+  const { offsets, length } = packedOffsets(entries);
+  // a backend that must store it in several buffers cuts only between entries
+  const grads = backend.alloc(Math.max(length, 1), 'f32', offsets);
+  return { params, grads, entries, gradOffsets: offsets };
 }

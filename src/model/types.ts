@@ -55,6 +55,11 @@ export interface ParameterGroup {
   readonly params: Tensor;
   readonly grads: Tensor;
   readonly entries: readonly ParamEntry[];
+  /**
+   * element offset of each entry's gradient in `grads`, in the order of `entries` (absent: the
+   * entry's own offset, grads laid out as params); a frozen fine-tune packs only what trains
+   */
+  readonly gradOffsets?: readonly number[];
 }
 
 export interface ForwardOptions {
@@ -104,8 +109,13 @@ export interface GPTModel {
 
   /** inputs/targets are [batchSize, T] row-major with T <= maxSeqLen; targets may use -1 to ignore */
   forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options?: ForwardOptions): Promise<ForwardResult>;
-  /** accumulate d(mean loss)/d(params) into grads, for the last forward (which must have had targets) */
-  backward(): Promise<void>;
+  /**
+   * accumulate d(mean loss)/d(params) into grads, for the last forward (which must have had
+   * targets). With `into` (params: model.params; entries from model.paramLayout; grads a buffer of
+   * this backend holding each entry at its gradOffset), only its entries' gradients are computed,
+   * into its own buffer: the other parameters are frozen and get no gradient work.
+   */
+  backward(into?: ParameterGroup): Promise<void>;
   zeroGrad(): Promise<void>;
 
   getParameters(): Promise<Record<string, Float32Array>>;
@@ -125,8 +135,16 @@ export interface GPTModel {
   moveToBackend(target: BackendName | Backend, parameters: Record<string, Float32Array>): Promise<void>;
 
   // ---- inference ----
-  /** bytes a training step over `rows` positions of length `seqLen` would allocate beyond what the model holds */
-  stepBytes?(rows: number, seqLen: number): number;
+  /**
+   * bytes a training step over `rows` positions of length `seqLen` would allocate beyond what the
+   * model holds: activations and the gradients backward computes, of every parameter or (with
+   * `trained`) of those entries alone
+   */
+  stepBytes?(rows: number, seqLen: number, trained?: readonly ParamEntry[]): number;
+  /** whether the model holds its gradient buffer now (it is made on first use) */
+  readonly holdsGradients?: boolean;
+  /** let go of the gradient buffer (made again, zeroed, on next use): a frozen fine-tune packs its own */
+  releaseGradients?(): void;
   /**
    * Let go of the training and inference scratch (activations, the head's gradient); it is made
    * again on the next call. A failed forward, backward or cached step does this by itself; the

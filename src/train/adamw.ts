@@ -6,6 +6,7 @@
  */
 import { allOrNothing } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
+import { packedOffsets } from '../model/params.js';
 import type { ParamEntry, ParameterGroup } from '../model/types.js';
 
 export interface AdamWOptions {
@@ -25,9 +26,6 @@ interface EntryViews {
   v: Tensor;
 }
 
-/** each moment tensor starts on a 16-element boundary, as parameters do */
-const ALIGN = 16;
-
 export class AdamW {
   readonly m: Tensor;
   readonly v: Tensor;
@@ -42,12 +40,8 @@ export class AdamW {
     private readonly group: ParameterGroup,
     readonly options: AdamWOptions,
   ) {
-    const starts: number[] = [];
-    let length = 0;
-    for (const entry of group.entries) {
-      starts.push(length);
-      length += Math.ceil(entry.length / ALIGN) * ALIGN;
-    }
+    // each moment tensor starts on a 16-element boundary, as parameters do
+    const { offsets: starts, length } = packedOffsets(group.entries);
     // cut only between entries where the backend needs several buffers
     [this.m, this.v, this.normOut] = allOrNothing(backend, (allocator) => [
       allocator.alloc(length, 'f32', starts),
@@ -58,7 +52,7 @@ export class AdamW {
       entry,
       start: starts[i],
       param: backend.view(group.params, entry.offset, entry.length),
-      grad: backend.view(group.grads, entry.offset, entry.length),
+      grad: backend.view(group.grads, group.gradOffsets?.[i] ?? entry.offset, entry.length),
       m: backend.view(this.m, starts[i], entry.length),
       v: backend.view(this.v, starts[i], entry.length),
     }));
@@ -66,14 +60,12 @@ export class AdamW {
 
   /** bytes of the moments `entries` need: what a run adds on top of the model */
   static momentBytes(entries: readonly ParamEntry[]): number {
-    let length = 0;
-    for (const entry of entries) length += Math.ceil(entry.length / ALIGN) * ALIGN;
-    return 2 * length * 4;
+    return 2 * packedOffsets(entries).length * 4;
   }
 
   /**
-   * The global L2 norm of the group's gradient buffer (one 1-element download); entries outside
-   * the group must hold zeros there (the trainer zeroes frozen ones).
+   * The global L2 norm of the group's gradient buffer (one 1-element download); whatever else the
+   * buffer holds (alignment gaps, entries outside the group) must be zero.
    */
   async gradNorm(): Promise<number> {
     this.backend.squaredNorm(this.normOut, this.group.grads);

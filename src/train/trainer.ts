@@ -12,8 +12,8 @@
  * rollback on failure, checkpoint writes) in one class whose methods share it; options are resolved
  * in plan.ts, data in data.ts, the schedule in schedule.ts and checkpoints in checkpoint.ts.
  */
-import type { Tensor } from '../backend/contract.js';
 import type { LoRAAdapter } from '../model/lora.js';
+import { allocGradientGroup } from '../model/params.js';
 import type { GPTConfig, GPTModel, ParameterGroup } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { formatBytes } from '../backend/select.js';
@@ -201,10 +201,15 @@ export class Trainer {
   /** the checked options this trainer runs on */
   readonly plan: TrainingPlan;
   private readonly optimizer: AdamW;
-  /** gradient views of the parameters this run does not train */
-  private readonly frozenGrads: Tensor[];
   /** what the optimizer updates: the model's trained entries, or the attached LoRA adapter */
   private readonly group: ParameterGroup;
+  /**
+   * a frozen fine-tune's own gradient buffer (the trained entries alone, packed), which backward
+   * writes into; null when the model's own gradients (or the adapter's) are the group's
+   */
+  private readonly packedGradients: ParameterGroup | null;
+  /** whether the model's gradient buffer was made for this run, so it goes when the run is disposed */
+  private readonly madeModelGradients: boolean;
   /** the adapter attached when the run began (checkpoints hold its parameters too) */
   private readonly adapter: LoRAAdapter | null;
   private readonly trainBatches: ShuffledBatches;
@@ -321,19 +326,33 @@ export class Trainer {
       }
     }
     this.adapter = model.lora ?? null;
+    this.madeModelGradients = false;
+    this.packedGradients = null;
     if (this.adapter !== null) {
       // the adapter is the group: backward writes its gradients and none of the model's
       this.group = this.adapter;
-      this.frozenGrads = [];
-    } else {
-      const trained = new Set(plan.trainable.map((entry) => entry.name));
-      // backward writes every gradient; the frozen ones are zeroed before the norm and never applied
-      this.frozenGrads = model.paramLayout
-        .filter((entry) => !trained.has(entry.name))
-        .map((entry) => model.backend.view(model.grads, entry.offset, entry.length));
+    } else if (plan.trainable.length === model.paramLayout.length) {
+      this.madeModelGradients = model.holdsGradients === false;
       this.group = { params: model.params, grads: model.grads, entries: plan.trainable };
+    } else {
+      // frozen parameters get no gradient memory and no gradient work: backward writes the trained
+      // entries' gradients alone, into a buffer of their own
+      model.releaseGradients?.();
+      this.packedGradients = allocGradientGroup(model.backend, model.params, plan.trainable);
+      this.group = this.packedGradients;
     }
-    this.optimizer = new AdamW(model.backend, this.group, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
+    try {
+      this.optimizer = new AdamW(model.backend, this.group, { beta1: hp.beta1, beta2: hp.beta2, eps: hp.eps, weightDecay: hp.weightDecay });
+    } catch (err) {
+      this.releaseGradients();
+      throw err;
+    }
+  }
+
+  /** let go of the gradient memory this run made */
+  private releaseGradients(): void {
+    if (this.packedGradients !== null) this.model.backend.free(this.packedGradients.grads);
+    if (this.madeModelGradients) this.model.releaseGradients?.();
   }
 
   /** steps done so far, including those before a resume */
@@ -394,17 +413,17 @@ export class Trainer {
     let lossSum = 0;
     let gradNorm: number;
     try {
-      await model.zeroGrad();
+      if (this.packedGradients !== null) backend.zero(this.packedGradients.grads);
+      else await model.zeroGrad();
       for (let i = 0; i < micro.length; i++) {
         const b = micro[i];
         const { loss } = await model.forward(b.inputs, b.targets, b.batchSize, { training: true });
         lossSum += (loss ?? NaN) * b.targetCount;
         if (i > 0 && micro[i - 1].targetCount !== b.targetCount) backend.scale(this.group.grads, micro[i - 1].targetCount / b.targetCount);
-        await model.backward();
+        await model.backward(this.packedGradients ?? undefined);
       }
       const lastShare = micro[micro.length - 1].targetCount / totalTargets;
       if (lastShare !== 1) backend.scale(this.group.grads, lastShare);
-      for (const frozen of this.frozenGrads) backend.zero(frozen);
       gradNorm = await this.optimizer.gradNorm();
       if (hp.maxGradNorm !== Infinity && Number.isFinite(lossSum / totalTargets) && Number.isFinite(gradNorm)) {
         this.optimizer.clip(gradNorm, hp.maxGradNorm);
@@ -530,9 +549,10 @@ export class Trainer {
     return encodeCheckpoint({ config: this.model.config, tokenizer: this.tokenizer, state, params, m, v }, shapes);
   }
 
-  /** Free the optimizer moments (the model stays). */
+  /** Free the optimizer moments and the gradient memory the run made (the model stays). */
   dispose(): void {
     this.optimizer.dispose();
+    this.releaseGradients();
   }
 
   private async restore(saved: CheckpointContents): Promise<void> {
@@ -688,7 +708,9 @@ function checkStepFits(model: GPTModel, plan: TrainingPlan): void {
   const { batchSize, seqLen } = plan.hyperparams;
   const rows = batchSize * seqLen;
   const moments = AdamW.momentBytes(plan.trainable);
-  const step = model.stepBytes?.(rows, seqLen) ?? 0;
+  // a frozen fine-tune computes (and holds) the trained entries' gradients alone
+  const frozen = model.lora == null && plan.trainable.length < model.paramLayout.length;
+  const step = model.stepBytes?.(rows, seqLen, frozen ? plan.trainable : undefined) ?? 0;
   const room = model.backend.limits.maxTotalBytes - model.backend.bytesInUse();
   if (step + moments > room) {
     throw new RangeError(

@@ -718,3 +718,74 @@ describe('storage: views, copy, upload/download, free', () => {
     expect(() => new JsBackend({ precision: 'f16' as never })).toThrow(/precision must be 'f32' or 'f64'/);
   });
 });
+
+describe('backward ops with frozen outputs (null)', () => {
+  // each call with some gradient outputs null must add exactly what the full call adds to the others
+  const rng = new Rng(41);
+  const [B, T, C, V, M, K, N] = [2, 3, 4, 5, 3, 4, 5];
+  const random = (n: number) => floats(uniform64(rng, n));
+  const added = (run: (outs: (Tensor | null)[]) => void, lengths: number[], keep: boolean[]): Float64Array[] => {
+    const outs = lengths.map((n, i) => (keep[i] ? be.alloc(n) : null));
+    run(outs);
+    return outs.filter((t): t is Tensor => t !== null).map(read);
+  };
+  const expectSameAsFull = (run: (outs: (Tensor | null)[]) => void, lengths: number[], keeps: boolean[][]) => {
+    const full = added(
+      run,
+      lengths,
+      lengths.map(() => true),
+    );
+    for (const keep of keeps) {
+      const partial = added(run, lengths, keep);
+      expect(partial, keep.join()).toEqual(full.filter((_, i) => keep[i]));
+    }
+  };
+
+  it('encoderBackward: dwte or dwpe alone', () => {
+    const ids = int32s([4, 0, 3, 4, 1, 2]);
+    const dout = random(B * T * C);
+    expectSameAsFull(
+      ([dwte, dwpe]) => be.encoderBackward(dwte, dwpe, dout, ids, B, T, C),
+      [V * C, T * C],
+      [
+        [true, false],
+        [false, true],
+      ],
+    );
+  });
+
+  it('layerNormBackward: dweight, dbias or both null', () => {
+    const rows = B * T;
+    const [inp, weight, bias, dout] = [random(rows * C), random(C), random(C), random(rows * C)];
+    const [mean, rstd] = [be.alloc(rows), be.alloc(rows)];
+    be.layerNormForward(be.alloc(rows * C), mean, rstd, inp, weight, bias, rows, C);
+    expectSameAsFull(
+      ([dinp, dweight, dbias]) => be.layerNormBackward(dinp!, dweight, dbias, dout, inp, weight, mean, rstd, rows, C),
+      [rows * C, C, C],
+      [
+        [true, true, false],
+        [true, false, true],
+        [true, false, false],
+      ],
+    );
+  });
+
+  it('matmulBackward and matmulGeluBackward: dweight null with or without dbias', () => {
+    const [inp, weight, dout, pre] = [random(M * K), random(K * N), random(M * N), random(M * K)];
+    const keeps = [
+      [true, false, true],
+      [true, false, false],
+      [false, false, true],
+    ];
+    expectSameAsFull(
+      ([dinp, dweight, dbias]) => be.matmulBackward(dinp, dweight, dbias, dout, inp, weight, M, K, N),
+      [M * K, K * N, N],
+      keeps,
+    );
+    expectSameAsFull(
+      ([dpre, dweight, dbias]) => be.matmulGeluBackward(dpre!, dweight, dbias, dout, inp, weight, pre, M, K, N),
+      [M * K, K * N, N],
+      keeps.slice(0, 2),
+    );
+  });
+});

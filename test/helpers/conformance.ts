@@ -117,6 +117,21 @@ export const opCases: OpCase[] = [
     },
   },
   {
+    name: 'encoderBackward into one table (the other frozen, null)',
+    op: 'encoder',
+    kind: 'backward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const ids = ctx.int32s(ints(ctx.rng, s.B * s.T, 0, s.V));
+      const dout = ctx.normal(s.B * s.T * s.C);
+      const dwte = ctx.grad(s.V * s.C);
+      const dwpe = ctx.grad(s.T * s.C);
+      ctx.be.encoderBackward(dwte, null, dout, ids, s.B, s.T, s.C);
+      ctx.be.encoderBackward(null, dwpe, dout, ids, s.B, s.T, s.C);
+      return { dwte, dwpe };
+    },
+  },
+  {
     name: 'layerNormForward',
     op: 'layerNorm',
     kind: 'forward',
@@ -146,6 +161,28 @@ export const opCases: OpCase[] = [
       const dweight = ctx.grad(s.C);
       const dbias = ctx.grad(s.C);
       ctx.be.layerNormBackward(dinp, dweight, dbias, ctx.normal(rows * s.C), inp, weight, mean, rstd, rows, s.C);
+      return { dinp, dweight, dbias };
+    },
+  },
+  {
+    name: 'layerNormBackward with dweight or dbias frozen (null)',
+    op: 'layerNorm',
+    kind: 'backward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const rows = s.B * s.T;
+      const inp = ctx.normal(rows * s.C, 2);
+      const weight = ctx.normal(s.C);
+      const mean = ctx.zeros(rows);
+      const rstd = ctx.zeros(rows);
+      ctx.be.layerNormForward(ctx.zeros(rows * s.C), mean, rstd, inp, weight, ctx.normal(s.C), rows, s.C);
+      const dout = ctx.normal(rows * s.C);
+      const dinp = ctx.grad(rows * s.C);
+      const dweight = ctx.grad(s.C);
+      const dbias = ctx.grad(s.C);
+      ctx.be.layerNormBackward(dinp, dweight, null, dout, inp, weight, mean, rstd, rows, s.C);
+      ctx.be.layerNormBackward(dinp, null, dbias, dout, inp, weight, mean, rstd, rows, s.C);
+      ctx.be.layerNormBackward(dinp, null, null, dout, inp, weight, mean, rstd, rows, s.C);
       return { dinp, dweight, dbias };
     },
   },
@@ -193,6 +230,22 @@ export const opCases: OpCase[] = [
       const dweight = ctx.grad(s.K * s.N);
       ctx.be.matmulBackward(null, dweight, null, ctx.normal(s.M * s.N), ctx.normal(s.M * s.K), ctx.normal(s.K * s.N), s.M, s.K, s.N);
       return { dweight };
+    },
+  },
+  {
+    name: 'matmulBackward with dweight frozen (null): the bias alone, then the input alone',
+    op: 'matmul',
+    kind: 'backward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const dout = ctx.normal(s.M * s.N);
+      const inp = ctx.normal(s.M * s.K);
+      const weight = ctx.normal(s.K * s.N);
+      const dinp = ctx.grad(s.M * s.K);
+      const dbias = ctx.grad(s.N);
+      ctx.be.matmulBackward(null, null, dbias, dout, inp, weight, s.M, s.K, s.N);
+      ctx.be.matmulBackward(dinp, null, null, dout, inp, weight, s.M, s.K, s.N);
+      return { dinp, dbias };
     },
   },
   {
@@ -278,6 +331,21 @@ export const opCases: OpCase[] = [
       const dweight = ctx.grad(s.K * s.N);
       ctx.be.matmulGeluBackward(dpre, dweight, null, ctx.normal(s.M * s.N), inp, ctx.normal(s.K * s.N), pre, s.M, s.K, s.N);
       return { dpre, dweight };
+    },
+  },
+  {
+    name: 'matmulGeluBackward with dweight frozen (null)',
+    op: 'matmulFused',
+    kind: 'backward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const pre = ctx.floats(uniform32(ctx.rng, s.M * s.K, -4, 4));
+      const inp = ctx.zeros(s.M * s.K);
+      ctx.be.geluForward(inp, pre, s.M * s.K);
+      const dpre = ctx.grad(s.M * s.K);
+      const dbias = ctx.grad(s.N);
+      ctx.be.matmulGeluBackward(dpre, null, dbias, ctx.normal(s.M * s.N), inp, ctx.normal(s.K * s.N), pre, s.M, s.K, s.N);
+      return { dpre, dbias };
     },
   },
   {

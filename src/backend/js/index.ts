@@ -202,19 +202,23 @@ export class JsBackend extends CheckedBackend {
     }
   }
 
-  protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+  protected _encoderBackward(dwte: Tensor | null, dwpe: Tensor | null, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
-    const dTokenTable = this.f32(dwte); // [V,C]: V is its number of rows
-    const dPositionTable = this.f32(dwpe);
     const d = this.f32(dout);
-    const ids = this.i32(inp);
-    const V = Math.floor(dTokenTable.length / C);
-    for (let bt = 0; bt < B * T; bt++) {
-      const id = checkedId(op, 'inp', ids, bt, V);
-      const t = bt % T;
-      for (let c = 0; c < C; c++) {
-        dTokenTable[id * C + c] += d[bt * C + c];
-        dPositionTable[t * C + c] += d[bt * C + c];
+    if (dwte !== null) {
+      const dTokenTable = this.f32(dwte); // [V,C]: V is its number of rows
+      const ids = this.i32(inp);
+      const V = Math.floor(dTokenTable.length / C);
+      for (let bt = 0; bt < B * T; bt++) {
+        const id = checkedId(op, 'inp', ids, bt, V);
+        for (let c = 0; c < C; c++) dTokenTable[id * C + c] += d[bt * C + c];
+      }
+    }
+    if (dwpe !== null) {
+      const dPositionTable = this.f32(dwpe);
+      for (let bt = 0; bt < B * T; bt++) {
+        const t = bt % T;
+        for (let c = 0; c < C; c++) dPositionTable[t * C + c] += d[bt * C + c];
       }
     }
   }
@@ -253,8 +257,8 @@ export class JsBackend extends CheckedBackend {
 
   protected _layerNormBackward(
     dinp: Tensor,
-    dweight: Tensor,
-    dbias: Tensor,
+    dweight: Tensor | null,
+    dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -264,8 +268,8 @@ export class JsBackend extends CheckedBackend {
     C: number,
   ): void {
     const dx = this.f32(dinp);
-    const dw = this.f32(dweight);
-    const db = this.f32(dbias);
+    const dw = dweight === null ? null : this.f32(dweight);
+    const db = dbias === null ? null : this.f32(dbias);
     const d = this.f32(dout);
     const x = this.f32(inp);
     const w = this.f32(weight);
@@ -289,8 +293,8 @@ export class JsBackend extends CheckedBackend {
       for (let c = 0; c < C; c++) {
         const norm = (x[row + c] - mu) * invStd;
         const dnorm = d[row + c] * w[c];
-        db[c] += d[row + c];
-        dw[c] += norm * d[row + c];
+        if (db !== null) db[c] += d[row + c];
+        if (dw !== null) dw[c] += norm * d[row + c];
         dx[row + c] += (dnorm - dnormMean - norm * dnormNormMean) * invStd;
       }
     }
@@ -376,7 +380,7 @@ export class JsBackend extends CheckedBackend {
 
   protected override _matmulGeluBackward(
     dpre: Tensor,
-    dweight: Tensor,
+    dweight: Tensor | null,
     dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
@@ -461,14 +465,15 @@ export class JsBackend extends CheckedBackend {
         }
       }
     }
-    if (dweight === null) return; // a frozen layer: no weight or bias gradient
-    const dw = this.f32(dweight);
-    // dweight[k,n] += sum_m inp[m,k] * dout[m,n]
-    for (let k = 0; k < K; k++) {
-      for (let n = 0; n < N; n++) {
-        let sum = 0;
-        for (let m = 0; m < M; m++) sum += x[m * K + k] * d[m * N + n];
-        dw[k * N + n] += sum;
+    if (dweight !== null) {
+      const dw = this.f32(dweight);
+      // dweight[k,n] += sum_m inp[m,k] * dout[m,n]
+      for (let k = 0; k < K; k++) {
+        for (let n = 0; n < N; n++) {
+          let sum = 0;
+          for (let m = 0; m < M; m++) sum += x[m * K + k] * d[m * N + n];
+          dw[k * N + n] += sum;
+        }
       }
     }
     if (db !== null) {

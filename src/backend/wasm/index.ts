@@ -246,11 +246,12 @@ export class WasmBackend extends CheckedBackend {
     if (bad !== -1) this.badId(op, inp, bad, V);
   }
 
-  protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+  protected _encoderBackward(dwte: Tensor | null, dwpe: Tensor | null, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
     const op = 'encoderBackward';
-    const V = Math.floor(dwte.length / C);
-    const dTokenTable = ptr(dwte);
-    const dPositionTable = ptr(dwpe);
+    // a null table (0) is frozen: the kernel leaves it out
+    const V = dwte === null ? 0 : Math.floor(dwte.length / C);
+    const dTokenTable = dwte === null ? 0 : ptr(dwte);
+    const dPositionTable = dwpe === null ? 0 : ptr(dwpe);
     const d = ptr(dout);
     const ids = ptr(inp);
     const bad = this.splitColumns('encoderBackwardCols', [dTokenTable, dPositionTable, d, ids, B, T, C, V], C, B * T * C, ELEMENT_BLOCK);
@@ -275,8 +276,8 @@ export class WasmBackend extends CheckedBackend {
 
   protected _layerNormBackward(
     dinp: Tensor,
-    dweight: Tensor,
-    dbias: Tensor,
+    dweight: Tensor | null,
+    dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -288,9 +289,11 @@ export class WasmBackend extends CheckedBackend {
     const [d, x, m, r] = [ptr(dout), ptr(inp), ptr(mean), ptr(rstd)];
     // dinp over rows (each row reduces over C); dweight and dbias over columns (each sums over rows)
     this.splitRows('layerNormBackwardInputRows', [ptr(dinp), d, x, ptr(weight), m, r, C], N, N * C * ELEMENTWISE_COST);
+    // a null dweight or dbias (0) is frozen: the kernel leaves it out
+    if (dweight === null && dbias === null) return;
     this.splitColumns(
       'layerNormBackwardParamsCols',
-      [ptr(dweight), ptr(dbias), d, x, m, r, N, C],
+      [dweight === null ? 0 : ptr(dweight), dbias === null ? 0 : ptr(dbias), d, x, m, r, N, C],
       C,
       N * C * ELEMENTWISE_COST,
       ELEMENT_BLOCK,
@@ -326,8 +329,8 @@ export class WasmBackend extends CheckedBackend {
     const w = ptr(weight);
     // dinp[M,K] += dout @ W^T over columns of dinp; dweight[K,N] += inp^T @ dout (and dbias) over columns of dweight
     if (dx !== 0) this.splitColumns('matmulBackwardInputCols', [dx, d, w, M, K, N], K, M * K * N);
-    // a frozen layer (dweight and dbias null) wants no weight or bias gradient
-    if (dw !== 0) this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, M * K * N);
+    // a frozen weight or bias (null, 0) gets no gradient work; the kernel skips either
+    if (dw !== 0 || db !== 0) this.splitColumns('matmulBackwardWeightCols', [dw, db, d, x, M, K, N], N, dw !== 0 ? M * K * N : M * N);
   }
 
   // ---- quantized inference ----

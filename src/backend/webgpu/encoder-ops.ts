@@ -51,7 +51,28 @@ export function recordEncoderBackward(
     dwpe: dPositionTable,
     dout: d,
     inp: ids,
-  }: { dwte: WebGPUTensor; dwpe: WebGPUTensor; dout: WebGPUTensor; inp: WebGPUTensor },
+  }: { dwte: WebGPUTensor | null; dwpe: WebGPUTensor | null; dout: WebGPUTensor; inp: WebGPUTensor },
+  { B, T, C }: { B: number; T: number; C: number },
+): void {
+  const op = 'encoderBackward';
+  // a null table is frozen: it gets no gradient work
+  if (dTokenTable !== null) recordTokenTableBackward(rec, dTokenTable, d, ids, { B, T, C });
+  if (dPositionTable === null) return;
+  // [T*C, B]: dwpe[i] += sum over b of dout[b*T*C + i]
+  rec.inPieces(
+    op,
+    [T * C, B],
+    { dwpe: { tensor: dPositionTable, strides: [1, 0], extent: 1, write: true }, dout: { tensor: d, strides: [1, T * C], extent: 1 } },
+    (piece, views) => rec.dispatchElementwise(encoderBackwardPositionsKernel, piece.size[0], views, { B: piece.size[1], TC: T * C }),
+  );
+}
+
+/** dwte[inp] += dout */
+function recordTokenTableBackward(
+  rec: Recorder,
+  dTokenTable: WebGPUTensor,
+  d: WebGPUTensor,
+  ids: WebGPUTensor,
   { B, T, C }: { B: number; T: number; C: number },
 ): void {
   const op = 'encoderBackward';
@@ -81,12 +102,5 @@ export function recordEncoderBackward(
       });
       rec.release(links);
     },
-  );
-  // [T*C, B]: dwpe[i] += sum over b of dout[b*T*C + i]
-  rec.inPieces(
-    op,
-    [T * C, B],
-    { dwpe: { tensor: dPositionTable, strides: [1, 0], extent: 1, write: true }, dout: { tensor: d, strides: [1, T * C], extent: 1 } },
-    (piece, views) => rec.dispatchElementwise(encoderBackwardPositionsKernel, piece.size[0], views, { B: piece.size[1], TC: T * C }),
   );
 }

@@ -40,7 +40,7 @@ import { columnChunks, product } from './products.js';
 import { recordLayerNormMatmul, recordMatmulGelu, recordMatmulGeluInputGrad, recordMatmulResidual } from './fused-ops.js';
 import { recordEncoderQuant, recordMatmulQuant } from './quant-ops.js';
 import { recordSampleTokens } from './sample-ops.js';
-import { perItem, Recorder, sharedByAll } from './recorder.js';
+import { perItem, Recorder, sharedByAll, type PieceAccess } from './recorder.js';
 import { GpuMemory, MAX_SPLIT_TENSOR_LENGTH, segmentParts, WebGPUTensor, type GpuStorage } from './storage.js';
 import { adamwKernel } from './wgsl/adamw.js';
 import { COLUMN_GROUP, columnFinalKernel, columnPartialKernel, layerNormParamsPartialKernel } from './wgsl/columns.js';
@@ -334,8 +334,8 @@ export class WebGPUBackend extends CheckedBackend {
     recordEncoderForward(this.rec, { out: gpu(out), inp: gpu(inp), wte: gpu(wte), wpe: gpu(wpe) }, { B, T, C, posOffset });
   }
 
-  protected _encoderBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
-    recordEncoderBackward(this.rec, { dwte: gpu(dwte), dwpe: gpu(dwpe), dout: gpu(dout), inp: gpu(inp) }, { B, T, C });
+  protected _encoderBackward(dwte: Tensor | null, dwpe: Tensor | null, dout: Tensor, inp: Tensor, B: number, T: number, C: number): void {
+    recordEncoderBackward(this.rec, { dwte: dwte && gpu(dwte), dwpe: dwpe && gpu(dwpe), dout: gpu(dout), inp: gpu(inp) }, { B, T, C });
   }
 
   // ---- layer norm ----
@@ -374,8 +374,8 @@ export class WebGPUBackend extends CheckedBackend {
 
   protected _layerNormBackward(
     dinp: Tensor,
-    dweight: Tensor,
-    dbias: Tensor,
+    dweight: Tensor | null,
+    dbias: Tensor | null,
     dout: Tensor,
     inp: Tensor,
     weight: Tensor,
@@ -385,20 +385,22 @@ export class WebGPUBackend extends CheckedBackend {
     C: number,
   ): void {
     const op = 'layerNormBackward';
+    const access: Record<string, PieceAccess> = {
+      dinp: perItem(gpu(dinp), C, true),
+      dout: perItem(gpu(dout), C),
+      inp: perItem(gpu(inp), C),
+      weight: sharedByAll(gpu(weight), C),
+      mean: perItem(gpu(mean), 1),
+      rstd: perItem(gpu(rstd), 1),
+    };
+    // a null dweight or dbias is frozen: its column sums are not made
+    if (dweight !== null) access.dweight = sharedByAll(gpu(dweight), C, true);
+    if (dbias !== null) access.dbias = sharedByAll(gpu(dbias), C, true);
     // [N rows]; each piece adds its rows' share into dweight and dbias
     this.rec.inPieces(
       op,
       [N],
-      {
-        dinp: perItem(gpu(dinp), C, true),
-        dweight: sharedByAll(gpu(dweight), C, true),
-        dbias: sharedByAll(gpu(dbias), C, true),
-        dout: perItem(gpu(dout), C),
-        inp: perItem(gpu(inp), C),
-        weight: sharedByAll(gpu(weight), C),
-        mean: perItem(gpu(mean), 1),
-        rstd: perItem(gpu(rstd), 1),
-      },
+      access,
       (piece, { dinp: dx, dweight: dw, dbias: db, dout: d, inp: x, weight: w, mean: means, rstd: rstds }) => {
         const rows = piece.size[0];
         this.rec.dispatch(layerNormBackwardInputKernel, {
@@ -406,6 +408,7 @@ export class WebGPUBackend extends CheckedBackend {
           scalars: { N: rows, C },
           groups: this.rec.grid(rows),
         });
+        if (dweight === null && dbias === null) return;
         const { chunks, rowsPerChunk } = columnChunks(rows);
         const partials = this.rec.scratch(chunks * 2 * C);
         this.rec.dispatch(layerNormParamsPartialKernel, {
@@ -414,16 +417,20 @@ export class WebGPUBackend extends CheckedBackend {
           groups: [Math.ceil(C / COLUMN_GROUP), chunks],
         });
         const columnGroups: [number, number] = [Math.ceil(C / COLUMN_GROUP), 1];
-        this.rec.dispatch(columnFinalKernel, {
-          tensors: { sums: dw, partials },
-          scalars: { N: C, chunks, stride: 2 * C },
-          groups: columnGroups,
-        });
-        this.rec.dispatch(columnFinalKernel, {
-          tensors: { sums: db, partials: this.rec.shifted(partials, C) },
-          scalars: { N: C, chunks, stride: 2 * C },
-          groups: columnGroups,
-        });
+        if (dweight !== null) {
+          this.rec.dispatch(columnFinalKernel, {
+            tensors: { sums: dw, partials },
+            scalars: { N: C, chunks, stride: 2 * C },
+            groups: columnGroups,
+          });
+        }
+        if (dbias !== null) {
+          this.rec.dispatch(columnFinalKernel, {
+            tensors: { sums: db, partials: this.rec.shifted(partials, C) },
+            scalars: { N: C, chunks, stride: 2 * C },
+            groups: columnGroups,
+          });
+        }
         this.rec.release(partials);
       },
     );
@@ -499,8 +506,7 @@ export class WebGPUBackend extends CheckedBackend {
     const w = gpu(weight);
     // dinp[M,K] += dout[M,N] @ weight^T: B(n,k) = weight[k*N + n]
     if (dx !== null) product(this.rec, this.matmulBlock, dx, d, w, null, true, { M, N: K, K: N, sAm: N, sAk: 1, sBk: 1, sBn: N });
-    // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]
-    // a frozen layer (dweight and dbias null) wants no weight or bias gradient
+    // dweight[K,N] += inp^T @ dout: A(k,m) = inp[m*K + k]; a frozen weight or bias (null) gets no gradient work
     if (dw !== null) product(this.rec, this.matmulBlock, dw, x, d, null, true, { M: K, N, K: M, sAm: 1, sAk: K, sBk: N, sBn: 1 });
     if (db !== null) {
       // [M rows]; each piece adds its rows' column sums into dbias
@@ -543,7 +549,7 @@ export class WebGPUBackend extends CheckedBackend {
 
   protected override _matmulGeluBackward(
     dpre: Tensor,
-    dw: Tensor,
+    dw: Tensor | null,
     db: Tensor | null,
     d: Tensor,
     x: Tensor,
