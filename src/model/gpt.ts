@@ -551,10 +551,11 @@ export class GPT implements GPTModel {
 
   async backward(into?: ParameterGroup): Promise<void> {
     this.checkAlive('backward');
+    const views = into === undefined ? null : this.groupViews(into);
     const last = this.last;
     const ws = this.workspace;
     if (!last || !ws) throw new Error('backward: call forward with targets first');
-    const plan = this.gradientPlan(into, last.lora);
+    const plan = this.gradientPlan(views, last.lora);
     const bytes = this.backwardBytes(into);
     const room = this.backend.limits.maxTotalBytes - this.backend.bytesInUse();
     if (bytes > room) {
@@ -578,18 +579,17 @@ export class GPT implements GPTModel {
 
   /**
    * Which gradients a backward computes and where they go: every parameter's into the model's own
-   * buffer (no `into`), only `into`'s entries into its buffer, or none of the model's while an
+   * buffer (no group), only a group's entries (`views`) into its buffer, or none of the model's while an
    * adapter is attached (the adapter's own go through its hooks). A frozen parameter's gradient is
    * null: the ops skip its work, and the blocks below the lowest one that trains are not visited.
    */
-  private gradientPlan(into: ParameterGroup | undefined, lora: LoRAPass | null): GradientPlan {
+  private gradientPlan(views: Map<string, Tensor> | null, lora: LoRAPass | null): GradientPlan {
     const L = this.config.nLayers;
     if (lora !== null) {
-      if (into !== undefined) throw new RangeError('backward: into: with a LoRA adapter attached only the adapter trains; call backward()');
+      if (views !== null) throw new RangeError('backward: into: with a LoRA adapter attached only the adapter trains; call backward()');
       return { grad: () => null, firstLayer: 0, embeddings: false };
     }
-    if (into === undefined) return { grad: (name) => this.g(name), firstLayer: 0, embeddings: true };
-    const views = this.groupViews(into);
+    if (views === null) return { grad: (name) => this.g(name), firstLayer: 0, embeddings: true };
     let firstLayer = L;
     for (const name of views.keys()) {
       const layer = /^h\.(\d+)\./.exec(name);

@@ -208,6 +208,20 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       message: /target|backend/,
     },
     { name: 'GPT.generate', input: 'text without a tokenizer', call: () => model.generate('ab'), error: TypeError, message: /tokenizer/ },
+    {
+      name: 'GPT.backward',
+      input: 'into without entries',
+      call: () => model.backward({ params: model.params } as never),
+      error: TypeError,
+      message: /backward: into must be a parameter group/,
+    },
+    {
+      name: 'GPT.backward',
+      input: "into another model's parameters",
+      call: () => model.backward({ params: model.grads, grads: model.grads, entries: [] }),
+      error: RangeError,
+      message: /backward: into\.params must be this model's parameter buffer/,
+    },
     ...[
       'forward',
       'backward',
