@@ -17,4 +17,5 @@ export { adamwUpdate, squaredNorm, scale } from './adamw';
 export { residualForward, accumulate, copyBytes, zeroBytes, dropoutForward, dropoutBackward } from './elementwise';
 export { transpose } from './transpose';
 export { quantizeActivations, matmulQ8Cols, matmulQ4Cols, encoderQuantForward } from './quant';
+export { matmulF16Cols, encoderF16Forward } from './half';
 export { fusedMultiplyAdd } from './math';

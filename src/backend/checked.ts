@@ -23,7 +23,18 @@ import type {
   Tensor,
   TokenSampling,
 } from './contract.js';
-import { adamwArgs, dims, dropoutArgs, finite, headSize, nonNegativeInteger, quantWords, samplingArgs, viewRange } from './checks.js';
+import {
+  adamwArgs,
+  dims,
+  dropoutArgs,
+  finite,
+  headSize,
+  nonNegativeInteger,
+  quantScales,
+  quantWords,
+  samplingArgs,
+  viewRange,
+} from './checks.js';
 import { describe } from '../util/describe.js';
 
 /** The storage a tensor is a view of: views of one storage may overlap, of two never. */
@@ -753,21 +764,22 @@ export abstract class CheckedBackend implements Backend {
 
   // ---- the optional quantized ops: a backend that has them checks their arguments with these ----
 
-  /** matmulQuantForward's arguments checked: out, inp, quants, scales, bias as the op reads them */
+  /** matmulQuantForward's arguments checked: out, inp, quants, scales (null for f16), bias as the op reads them */
   protected matmulQuantArgs(
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     bias: Tensor | null,
     M: number,
     K: number,
     N: number,
     format: QuantFormat,
-  ): [Tensor, Tensor, Tensor, Tensor, Tensor | null] {
+  ): [Tensor, Tensor, Tensor, Tensor | null, Tensor | null] {
     const op = 'matmulQuantForward';
     dims(op, { M, K, N });
     const words = quantWords(op, format, N, K);
+    quantScales(op, format, scales);
     const [o, x, q, d, b] = this.args(
       op,
       [['out', out, 'f32', M * N]],
@@ -778,27 +790,32 @@ export abstract class CheckedBackend implements Backend {
         ['bias', bias, 'f32', N],
       ],
     );
-    return [o!, x!, q!, d!, b];
+    return [o!, x!, q!, d, b];
   }
 
-  /** encoderQuantForward's arguments checked: out, inp, quants, scales, wpe as the op reads them, and V */
+  /** encoderQuantForward's arguments checked: out, inp, quants, scales (null for f16), wpe as the op reads them, and V */
   protected encoderQuantArgs(
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     wpe: Tensor,
     B: number,
     T: number,
     C: number,
     posOffset: number,
     format: QuantFormat,
-  ): [Tensor, Tensor, Tensor, Tensor, Tensor, number] {
+  ): [Tensor, Tensor, Tensor, Tensor | null, Tensor, number] {
     const op = 'encoderQuantForward';
     dims(op, { B, T, C });
     nonNegativeInteger(op, 'posOffset', posOffset);
-    // the token table [V,C] has C / 32 scales per row
-    const V = Math.floor(this.live(op, 'scales', scales).length / (C / 32));
+    quantWords(op, format, 1, C);
+    quantScales(op, format, scales);
+    // the token table [V,C]: C / 32 scales per row, or C / 2 words of f16 pairs
+    const V =
+      scales === null
+        ? Math.floor((this.live(op, 'quants', quants).length * 2) / C)
+        : Math.floor(this.live(op, 'scales', scales).length / (C / 32));
     const words = quantWords(op, format, V, C);
     const [o, ids, q, d, positions] = this.args(
       op,
@@ -810,7 +827,7 @@ export abstract class CheckedBackend implements Backend {
         ['wpe', wpe, 'f32', (posOffset + T) * C],
       ],
     );
-    return [o!, ids!, q!, d!, positions!, V];
+    return [o!, ids!, q!, d, positions!, V];
   }
 
   // ---- the checks ----

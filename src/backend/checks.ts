@@ -15,12 +15,20 @@ export function dims(op: string, named: Record<string, number>): void {
 
 /**
  * Checks a quantized operand's format and row length, and returns the i32 words of its quants:
- * rows * K bytes (Q8_0) or half that (Q4_0), four to a word.
+ * rows * K bytes (Q8_0), half that (Q4_0) or twice that (f16, two bytes a weight), four to a word.
  */
 export function quantWords(op: string, format: string, rows: number, K: number): number {
-  if (format !== 'q8_0' && format !== 'q4_0') throw new RangeError(`${op}: format must be 'q8_0' or 'q4_0', got ${JSON.stringify(format)}`);
+  if (format !== 'q8_0' && format !== 'q4_0' && format !== 'f16') {
+    throw new RangeError(`${op}: format must be 'q8_0', 'q4_0' or 'f16', got ${JSON.stringify(format)}`);
+  }
   if (K % 32 !== 0) throw new RangeError(`${op}: K = ${K} must be a multiple of the block size 32`);
-  return (rows * K) / (format === 'q8_0' ? 4 : 8);
+  return (rows * K) / (format === 'q8_0' ? 4 : format === 'q4_0' ? 8 : 2);
+}
+
+/** f16 operands have no scales, block formats one per block: names what is wrong otherwise */
+export function quantScales(op: string, format: string, scales: unknown): void {
+  if (format === 'f16' && scales !== null) throw new TypeError(`${op}: scales must be null for the 'f16' format (it has no scales)`);
+  if (format !== 'f16' && scales === null) throw new TypeError(`${op}: scales must be a tensor for the '${format}' format`);
 }
 
 export function nonNegativeInteger(op: string, name: string, value: number): void {

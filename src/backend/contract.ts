@@ -306,13 +306,14 @@ export interface Backend {
   /**
    * out[M,N] = inp[M,K] @ W^T + bias[N] (bias may be null), W [N,K] quantized in blocks of 32 along
    * K: quants i32 [N*K*bytesPerWeight/4] holding ggml's block bytes (Q8_0: 32 int8; Q4_0: 16 bytes of
-   * nibble pairs), scales f32 [N*K/32]. K is a multiple of 32.
+   * nibble pairs), scales f32 [N*K/32]; or, for 'f16', quants holding W's float16 bits two to a word
+   * (element 2i in the low half of word i) and scales null. K is a multiple of 32. Sums are f32 or wider.
    */
   matmulQuantForward?(
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     bias: Tensor | null,
     M: number,
     K: number,
@@ -324,7 +325,7 @@ export interface Backend {
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     wpe: Tensor,
     B: number,
     T: number,
@@ -353,8 +354,8 @@ export interface TokenSampling {
 /** what layerNormMatmulForward applies to its product: nothing, or GELU (geluForward's formula) */
 export type Activation = 'none' | 'gelu';
 
-/** ggml's weight-only block formats (see src/model/quant.ts) */
-export type QuantFormat = 'q8_0' | 'q4_0';
+/** weight-only storage formats (see src/model/quant.ts): ggml's blocks Q8_0 and Q4_0, and plain float16 */
+export type QuantFormat = 'q8_0' | 'q4_0' | 'f16';
 
 /**
  * Counter-based dropout mask shared by every backend, so a seed gives the same mask everywhere:

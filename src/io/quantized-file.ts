@@ -1,17 +1,18 @@
 /**
  * Quantized models in tinygpt's model files (saveModel / loadModel of a QuantizedGPT).
  *
- * The metadata is a float32 file's plus `quantization` ("q8_0" or "q4_0"). Each quantized matrix
+ * The metadata is a float32 file's plus `quantization` ("q8_0", "q4_0" or "f16"). Each quantized matrix
  * (wte.weight [V,C] as it is; the blocks' c_attn, attn.c_proj, c_fc and mlp.c_proj weights
  * transposed to [out, in], so that blocks of 32 run along the input) is two tensors:
  *   - `<name>.q8_0`: I8 [rows, cols], the codes; or `<name>.q4_0`: U8 [rows, cols / 2], 16 bytes per
  *     block of 32, byte j holding weight j (low nibble) and weight j + 16 (high nibble), code - 8;
- *   - `<name>.scales`: F16 [rows, cols / 32], one scale per block (ggml's Q8_0 / Q4_0 block d).
+ *   - `<name>.scales`: F16 [rows, cols / 32], one scale per block (ggml's Q8_0 / Q4_0 block d);
+ * or, for f16, one tensor `<name>.f16`: F16 [rows, cols], the weights themselves.
  * Every other parameter (wpe, LayerNorms, biases) is F32 under its own name.
  */
 import type { GPTConfig } from '../model/types.js';
 import { buildParamLayout } from '../model/params.js';
-import { checkQuantFormat, quantBlockBytes, QUANT_BLOCK, type QuantFormat, type QuantizedMatrix } from '../model/quant.js';
+import { checkQuantFormat, halfBits, quantBlockBytes, QUANT_BLOCK, type QuantFormat, type QuantizedMatrix } from '../model/quant.js';
 import { isQuantizedParameter, quantizedOrientation, QuantizedGPT } from '../model/quantized.js';
 import { ModelFileError } from './errors.js';
 import { tensorToFloat32, type DecodedTensor, type TensorInput } from './safetensors.js';
@@ -22,6 +23,14 @@ export const QUANTIZATION_KEY = 'quantization';
 export async function quantizedTensors(model: QuantizedGPT): Promise<Record<string, TensorInput>> {
   const tensors: Record<string, TensorInput> = {};
   for (const [name, m] of await model.getQuantizedMatrices()) {
+    if (m.format === 'f16') {
+      tensors[`${name}.f16`] = {
+        dtype: 'F16',
+        shape: [m.rows, m.cols],
+        data: Uint16Array.from({ length: m.rows * m.cols }, (_, i) => halfBits(m.quants, i)),
+      };
+      continue;
+    }
     tensors[`${name}.${m.format}`] =
       m.format === 'q8_0'
         ? { dtype: 'I8', shape: [m.rows, m.cols], data: new Int8Array(m.quants.buffer, m.quants.byteOffset, m.quants.length) }
@@ -74,6 +83,15 @@ export async function quantizedModelFromTensors(
     const { rows, cols } = quantizedOrientation(entry);
     if (cols % QUANT_BLOCK !== 0)
       throw new ModelFileError(`quantized model file: ${entry.name} rows of ${cols} are not whole blocks of 32`);
+    if (format === 'f16') {
+      const bits = need(`${entry.name}.f16`, 'F16', [rows, cols]).data as Uint16Array;
+      const bad = bits.findIndex((b) => (b & 0x7c00) === 0x7c00);
+      if (bad >= 0) throw new ModelFileError(`tensor ${entry.name}.f16 holds a non-finite value at element ${bad}`);
+      const quants = new Uint8Array(bits.length * 2);
+      bits.forEach((b, i) => ((quants[2 * i] = b & 0xff), (quants[2 * i + 1] = b >> 8)));
+      matrices.set(entry.name, { format, rows, cols, quants, scales: new Uint16Array(0) });
+      continue;
+    }
     const codes = need(`${entry.name}.${format}`, format === 'q8_0' ? 'I8' : 'U8', format === 'q8_0' ? [rows, cols] : [rows, cols / 2]);
     const scales = need(`${entry.name}.scales`, 'F16', [rows, cols / QUANT_BLOCK]);
     const bits = scales.data as Uint16Array;

@@ -1,5 +1,5 @@
 /**
- * A GPT whose weight matrices stay quantized (Q8_0 or Q4_0, see quant.ts) in the backend's memory:
+ * A GPT whose weight matrices stay quantized (Q8_0, Q4_0 or float16, see quant.ts) in the backend's memory:
  * the token embedding wte [V,C] (shared by the embedding lookup and the tied LM head) and every
  * block's c_attn, attn.c_proj, c_fc and mlp.c_proj. Linear weights, stored [in, out] in GPT-2's
  * layout, are quantized transposed, [out, in], so that blocks run along the products' K; the
@@ -26,7 +26,7 @@ import { inferenceFor, type InferenceWorkspace } from './workspace.js';
 import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
 
 export interface QuantizeOptions {
-  /** 'q8_0' (default) or 'q4_0' */
+  /** 'q8_0' (default), 'q4_0', or 'f16' (half the float32 bytes, products still summed in f32) */
   format?: QuantFormat;
   /** where the quantized model runs: a backend name or instance (default: the model's backend if it has quantized products, else 'wasm') */
   backend?: BackendName | Backend;
@@ -82,8 +82,8 @@ export function quantizeParameters(
 }
 
 interface DeviceMatrix {
-  quants: Tensor; // i32 words of the block bytes
-  scales: Tensor; // f32 [rows, cols/32]
+  quants: Tensor; // i32 words of the block bytes (f16: two halves a word)
+  scales: Tensor | null; // f32 [rows, cols/32]; null for f16
   rows: number;
   cols: number;
 }
@@ -153,9 +153,7 @@ export class QuantizedGPT implements GPTModel {
         new Uint8Array(words.buffer).set(m.quants);
         const quants = backend.alloc(words.length, 'i32');
         backend.upload(quants, words);
-        const scales = backend.alloc(m.scales.length);
-        backend.upload(scales, Float32Array.from(m.scales, float16BitsToFloat32));
-        model.matrices.set(name, { quants, scales, rows: m.rows, cols: m.cols });
+        model.matrices.set(name, { quants, scales: uploadScales(backend, m), rows: m.rows, cols: m.cols });
       }
       const missing = model.paramLayout.filter((e) => !model.matrices.has(e.name) && !model.floatOffsets.has(e.name)).map((e) => e.name);
       if (missing.length) throw new RangeError(`quantized model: missing ${missing.join(', ')}`);
@@ -185,7 +183,7 @@ export class QuantizedGPT implements GPTModel {
   /** bytes the weights take on the backend: quantized codes, their scales (as f32) and the float32 rest */
   weightBytes(): number {
     let bytes = this.floatsTensor.length * 4;
-    for (const m of this.matrices.values()) bytes += m.quants.length * 4 + m.scales.length * 4;
+    for (const m of this.matrices.values()) bytes += m.quants.length * 4 + (m.scales?.length ?? 0) * 4;
     return bytes;
   }
 
@@ -224,7 +222,7 @@ export class QuantizedGPT implements GPTModel {
     const out = new Map<string, QuantizedMatrix>();
     for (const [name, m] of this.matrices) {
       const words = (await this.backend.download(m.quants)) as Int32Array;
-      const scales = (await this.backend.download(m.scales)) as Float32Array;
+      const scales = m.scales === null ? new Float32Array(0) : ((await this.backend.download(m.scales)) as Float32Array);
       out.set(name, {
         format: this.format,
         rows: m.rows,
@@ -272,7 +270,7 @@ export class QuantizedGPT implements GPTModel {
       const words = new Int32Array(m.quants.length / 4);
       new Uint8Array(words.buffer).set(m.quants);
       this.backend.upload(device.quants, words);
-      this.backend.upload(device.scales, Float32Array.from(m.scales, float16BitsToFloat32));
+      if (device.scales !== null) this.backend.upload(device.scales, Float32Array.from(m.scales, float16BitsToFloat32));
     }
     return Promise.resolve();
   }
@@ -401,6 +399,14 @@ export class QuantizedGPT implements GPTModel {
       cache.dispose();
     }
   }
+}
+
+/** a block format's scales widened to f32 on the backend; f16 has none */
+function uploadScales(backend: Backend, m: QuantizedMatrix): Tensor | null {
+  if (m.format === 'f16') return null;
+  const scales = backend.alloc(m.scales.length);
+  backend.upload(scales, Float32Array.from(m.scales, float16BitsToFloat32));
+  return scales;
 }
 
 /** mean of -log softmax(logits[n])[targets[n]] over targets that are not the ignore index, in float64 */

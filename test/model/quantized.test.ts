@@ -62,7 +62,7 @@ function worstRelative(a: Float32Array, b: Float32Array): number {
 }
 
 describe('QuantizedGPT', () => {
-  for (const format of ['q8_0', 'q4_0'] as const) {
+  for (const format of ['q8_0', 'q4_0', 'f16'] as const) {
     for (const [backend, tolerance] of [
       ['js', 1e-5],
       ['wasm', 2e-4],
@@ -118,7 +118,7 @@ describe('QuantizedGPT', () => {
 
   it('wasm threads (every product split by columns) give the prompt pass and decoding logits of one thread, bit for bit', async () => {
     const model = await randomModel(7);
-    for (const format of ['q8_0', 'q4_0'] as const) {
+    for (const format of ['q8_0', 'q4_0', 'f16'] as const) {
       const runs: Float32Array[][] = [];
       for (const threads of [1, 3]) {
         const backend = await createWasmBackend({
@@ -157,7 +157,7 @@ describe('QuantizedGPT', () => {
     expect(sampled.ids).toEqual((await generate(twin, prompt, { maxNewTokens: 10, doSample: true, seed: 4, topK: 5 })).ids);
   });
 
-  for (const format of ['q8_0', 'q4_0'] as const) {
+  for (const format of ['q8_0', 'q4_0', 'f16'] as const) {
     it(`${format} on wasm: generate, generateStream and beam search give the js reference's tokens`, async () => {
       const model = await randomModel(11);
       const q = keep(await quantizeModel(model, { format, backend: 'wasm', wasmThreads: 1 }));
@@ -175,7 +175,7 @@ describe('QuantizedGPT', () => {
     });
   }
 
-  for (const format of ['q8_0', 'q4_0'] as const) {
+  for (const format of ['q8_0', 'q4_0', 'f16'] as const) {
     it.skipIf(gpu.backend === null)(`${format} on WebGPU: logits of the dequantized model, and the js reference's tokens`, async () => {
       const model = await randomModel(13);
       const q = keep(await quantizeModel(model, { format, backend: await createWebGPUBackend() }));
@@ -222,6 +222,48 @@ describe('QuantizedGPT', () => {
     });
   }
 
+  it('f16: every weight within 2^-11 of its float32 value, and logits that track the float32 model within the stated tolerance', async () => {
+    const model = await randomModel(9);
+    const original = await model.getParameters();
+    for (const backend of ['js', 'wasm'] as const) {
+      const q = keep(await quantizeModel(model, { format: 'f16', backend, wasmThreads: 1 }));
+      const back = await q.getParameters();
+      for (const name of Object.keys(original)) {
+        for (let i = 0; i < original[name].length; i++) {
+          // the weights are N(0, 0.2^2): none is below float16's normal range (2^-14) but by chance, hence the absolute 2^-25
+          expect(Math.abs(back[name][i] - original[name][i]), name).toBeLessThanOrEqual(Math.abs(original[name][i]) * 2 ** -11 + 2 ** -25);
+        }
+      }
+      // stated: logits within 2e-3 of the float32 model's largest logit (2 layers, C 64; measured ~3e-4)
+      const got = await q.forward(ids, null, 2, { returnLogits: true });
+      const want = await model.forward(ids, null, 2, { returnLogits: true });
+      expect(worstRelative(got.logits!, want.logits!)).toBeLessThan(2e-3);
+      // and half the float32 bytes for the matrices (wpe, LayerNorms and biases stay float32)
+      expect(q.weightBytes()).toBeLessThan(0.55 * model.numParameters() * 4);
+    }
+  });
+
+  it('f16: saves the weights as F16 tensors, half the bytes, and loads back bit for bit; refuses a non-finite half', async () => {
+    const q = keep(await quantizeModel(await randomModel(5), { format: 'f16', backend: 'js' }));
+    const bytes = await saveModel(q);
+    const { tensors, metadata } = decodeSafetensors(bytes, { copy: true });
+    expect(metadata.quantization).toBe('f16');
+    // c_fc is [in 64, out 96] in float32; stored transposed, [96, 64], as every format
+    expect([tensors['h.0.mlp.c_fc.weight.f16'].dtype, tensors['h.0.mlp.c_fc.weight.f16'].shape]).toEqual(['F16', [96, 64]]);
+    expect(Object.keys(tensors).some((name) => name.endsWith('.scales'))).toBe(false);
+    expect(bytes.length / (await saveModel(await dequantizedTwin(q))).length).toBeLessThan(0.55);
+    for (const backend of ['js', 'wasm'] as const) {
+      const { model: loaded } = await loadModel(bytes, { backend });
+      keep(loaded);
+      expect(loaded).toBeInstanceOf(QuantizedGPT);
+      expect(Buffer.from(await saveModel(loaded)).equals(Buffer.from(bytes))).toBe(true);
+    }
+    const bits = Uint16Array.from(tensors['wte.weight.f16'].data as Uint16Array);
+    bits[9] = 0xfc00; // -Infinity in float16
+    const forged = encodeSafetensors({ ...tensors, 'wte.weight.f16': { dtype: 'F16', shape: [61, 64], data: bits } }, metadata);
+    await expect(loadModel(forged, { backend: 'js' })).rejects.toThrow(/wte\.weight\.f16 holds a non-finite value at element 9/);
+  });
+
   it('refuses forged quantized files, naming the tensor or field', async () => {
     const q = keep(await quantizeModel(await randomModel(7), { format: 'q4_0', backend: 'js' }));
     const { tensors, metadata } = decodeSafetensors(await saveModel(q), { copy: true });
@@ -232,7 +274,7 @@ describe('QuantizedGPT', () => {
       return loadModel(encodeSafetensors(t, m), { backend: 'js' });
     };
     await expect(forge((_, m) => (m.quantization = 'q5_1'))).rejects.toThrow(
-      /metadata "quantization" must be one of 'q8_0', 'q4_0', got "q5_1"/,
+      /metadata "quantization" must be one of 'q8_0', 'q4_0', 'f16', got "q5_1"/,
     );
     await expect(forge((t) => delete t['h.1.attn.c_proj.weight.scales'])).rejects.toThrow(/h\.1\.attn\.c_proj\.weight\.scales is missing/);
     await expect(
@@ -257,7 +299,9 @@ describe('QuantizedGPT', () => {
     expect(() => q.params).toThrow(/runs inference only: train the float32 model, then quantize it again/);
     await expect(q.backward()).rejects.toThrow(/inference only/);
     await expect(q.forward(ids, ids, 2, { training: true })).rejects.toThrow(/inference only/);
-    await expect(quantizeModel(model, { format: 'q5_1' as 'q8_0' })).rejects.toThrow(/options\.format must be one of 'q8_0', 'q4_0'/);
+    await expect(quantizeModel(model, { format: 'q5_1' as 'q8_0' })).rejects.toThrow(
+      /options\.format must be one of 'q8_0', 'q4_0', 'f16'/,
+    );
     const odd = keep(await createModel({ ...config, dModel: 48, nHeads: 4, dFF: 64 }));
     await expect(quantizeModel(odd, { backend: 'js' })).rejects.toThrow(
       /dModel \(48\) and dFF \(64\) must be multiples of the block size 32/,

@@ -23,6 +23,8 @@ import {
 } from '../contract.js';
 import { CheckedBackend } from '../checked.js';
 import { chooseToken } from '../../generate/choose.js';
+import { float16BitsToFloat32 } from '../../io/safetensors.js';
+import { halfBits } from '../../model/quant.js';
 import { attentionBackward, attentionCached, attentionForward, type FloatStorage } from './attention.js';
 
 export type JsPrecision = 'f32' | 'f64';
@@ -644,7 +646,7 @@ export class JsBackend extends CheckedBackend {
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     bias: Tensor | null,
     M: number,
     K: number,
@@ -655,7 +657,7 @@ export class JsBackend extends CheckedBackend {
     const row = new Float64Array(K);
     const bytes = quantBytes(q as Int32Array);
     for (let n = 0; n < N; n++) {
-      dequantizeRowInto(row, bytes, d!, n, K, format);
+      dequantizeRowInto(row, bytes, d, n, K, format);
       for (let m = 0; m < M; m++) {
         let sum = b === null ? 0 : b[n];
         for (let k = 0; k < K; k++) sum += x![m * K + k] * row[k];
@@ -668,7 +670,7 @@ export class JsBackend extends CheckedBackend {
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     wpe: Tensor,
     B: number,
     T: number,
@@ -683,7 +685,7 @@ export class JsBackend extends CheckedBackend {
     const bytes = quantBytes(this.i32(q));
     const row = new Float64Array(C);
     for (let bt = 0; bt < B * T; bt++) {
-      dequantizeRowInto(row, bytes, this.f32(d), checkedId(op, 'inp', this.i32(ids), bt, V), C, format);
+      dequantizeRowInto(row, bytes, d && this.f32(d), checkedId(op, 'inp', this.i32(ids), bt, V), C, format);
       const pos = posOffset + (bt % T);
       for (let c = 0; c < C; c++) outRows[bt * C + c] = row[c] + positionTable[pos * C + c];
     }
@@ -725,11 +727,15 @@ function quantBytes(ints: Int32Array): Uint8Array {
   return new Uint8Array(ints.buffer, ints.byteOffset, ints.byteLength);
 }
 
-/** row n of a quantized [rows, K] matrix (src/model/quant.ts), dequantized into `row` */
-function dequantizeRowInto(row: Float64Array, q: Uint8Array, d: ArrayLike<number>, n: number, K: number, format: QuantFormat): void {
+/** row n of a quantized [rows, K] matrix (src/model/quant.ts), dequantized into `row`; d is null for f16 */
+function dequantizeRowInto(row: Float64Array, q: Uint8Array, d: ArrayLike<number> | null, n: number, K: number, format: QuantFormat): void {
+  if (format === 'f16') {
+    for (let k = 0; k < K; k++) row[k] = float16BitsToFloat32(halfBits(q, n * K + k));
+    return;
+  }
   const blocks = K / 32;
   for (let blk = 0; blk < blocks; blk++) {
-    const scale = d[n * blocks + blk];
+    const scale = d![n * blocks + blk];
     if (format === 'q8_0') {
       const base = (n * blocks + blk) * 32;
       for (let j = 0; j < 32; j++) row[blk * 32 + j] = ((q[base + j] << 24) >> 24) * scale;

@@ -339,7 +339,7 @@ export class WasmBackend extends CheckedBackend {
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     bias: Tensor | null,
     M: number,
     K: number,
@@ -347,6 +347,11 @@ export class WasmBackend extends CheckedBackend {
     format: QuantFormat,
   ): void {
     const [o, x, wq, ws, b] = this.matmulQuantArgs(out, inp, quants, scales, bias, M, K, N, format).map((t) => (t === null ? 0 : ptr(t)));
+    if (format === 'f16') {
+      // halves widened on the fly (assembly/half.ts): the f32 row path's multiply-adds plus the widening
+      this.splitColumns('matmulF16Cols', [o, x, wq, b, M, K, N], N, M * K * N * ROW_PATH_COST);
+      return;
+    }
     // x as int16 blocks (2 bytes per element), a scale and a code sum per block, quantized once for every share
     const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * 2 * BYTES_PER_ELEMENT);
     const xs = xq + M * K * 2;
@@ -364,7 +369,7 @@ export class WasmBackend extends CheckedBackend {
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     wpe: Tensor,
     B: number,
     T: number,
@@ -373,7 +378,10 @@ export class WasmBackend extends CheckedBackend {
     format: QuantFormat,
   ): void {
     const [o, ids, wq, ws, positions, V] = this.encoderQuantArgs(out, inp, quants, scales, wpe, B, T, C, posOffset, format);
-    const bad = this.k.encoderQuantForward(ptr(o), ptr(ids), ptr(wq), ptr(ws), ptr(positions), B, T, C, V, posOffset, format === 'q4_0');
+    const bad =
+      ws === null
+        ? this.k.encoderF16Forward(ptr(o), ptr(ids), ptr(wq), ptr(positions), B, T, C, V, posOffset)
+        : this.k.encoderQuantForward(ptr(o), ptr(ids), ptr(wq), ptr(ws), ptr(positions), B, T, C, V, posOffset, format === 'q4_0');
     if (bad !== -1) this.badId('encoderQuantForward', inp, bad, V);
   }
 

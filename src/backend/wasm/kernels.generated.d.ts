@@ -386,6 +386,33 @@ declare namespace __AdaptedExports {
    */
   export function encoderQuantForward(out: number, ids: number, wq: number, ws: number, wpe: number, B: number, T: number, C: number, V: number, posOffset: number, q4: boolean): number;
   /**
+   * assembly/half/matmulF16Cols
+   * @param out `usize`
+   * @param x `usize`
+   * @param w `usize`
+   * @param bias `usize`
+   * @param M `i32`
+   * @param K `i32`
+   * @param N `i32`
+   * @param n0 `i32`
+   * @param n1 `i32`
+   */
+  export function matmulF16Cols(out: number, x: number, w: number, bias: number, M: number, K: number, N: number, n0: number, n1: number): void;
+  /**
+   * assembly/half/encoderF16Forward
+   * @param out `usize`
+   * @param ids `usize`
+   * @param w `usize`
+   * @param wpe `usize`
+   * @param B `i32`
+   * @param T `i32`
+   * @param C `i32`
+   * @param V `i32`
+   * @param posOffset `i32`
+   * @returns `i32`
+   */
+  export function encoderF16Forward(out: number, ids: number, w: number, wpe: number, B: number, T: number, C: number, V: number, posOffset: number): number;
+  /**
    * assembly/math/fusedMultiplyAdd
    * @returns `i32`
    */

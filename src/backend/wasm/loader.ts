@@ -50,6 +50,8 @@ const KERNEL_EXPORTS = [
   'matmulQ8Cols',
   'matmulQ4Cols',
   'encoderQuantForward',
+  'matmulF16Cols',
+  'encoderF16Forward',
 ] as const satisfies readonly (keyof KernelExports)[];
 
 /** The kernels' exports this package calls. Pointers are byte offsets into `memory`. */
@@ -71,6 +73,7 @@ export type SplitKernel =
   | 'adamwUpdate'
   | 'matmulQ8Cols'
   | 'matmulQ4Cols'
+  | 'matmulF16Cols'
   | 'layerNormForwardRows'
   | 'layerNormBackwardInputRows'
   | 'layerNormBackwardParamsCols'

@@ -34,6 +34,7 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'crossEntropyBackwardRows',
   'encoderForwardRows',
   'encoderBackwardCols',
+  'matmulF16Cols',
 ];
 /**
  * how long one Atomics.wait lasts before the caller checks again that the worker is alive (a worker

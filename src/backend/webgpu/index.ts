@@ -458,7 +458,7 @@ export class WebGPUBackend extends CheckedBackend {
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     bias: Tensor | null,
     M: number,
     K: number,
@@ -466,14 +466,15 @@ export class WebGPUBackend extends CheckedBackend {
     format: QuantFormat,
   ): void {
     const [o, x, q, d, b] = this.matmulQuantArgs(out, inp, quants, scales, bias, M, K, N, format);
-    recordMatmulQuant(this.rec, { out: gpu(o), inp: gpu(x), quants: gpu(q), scales: gpu(d), bias: b && gpu(b) }, { M, K, N, format });
+    const tensors = { out: gpu(o), inp: gpu(x), quants: gpu(q), scales: d && gpu(d), bias: b && gpu(b) };
+    recordMatmulQuant(this.rec, tensors, { M, K, N, format });
   }
 
   encoderQuantForward(
     out: Tensor,
     inp: Tensor,
     quants: Tensor,
-    scales: Tensor,
+    scales: Tensor | null,
     wpe: Tensor,
     B: number,
     T: number,
@@ -482,7 +483,7 @@ export class WebGPUBackend extends CheckedBackend {
     format: QuantFormat,
   ): void {
     const [o, ids, q, d, positions, V] = this.encoderQuantArgs(out, inp, quants, scales, wpe, B, T, C, posOffset, format);
-    const tensors = { out: gpu(o), inp: gpu(ids), quants: gpu(q), scales: gpu(d), wpe: gpu(positions) };
+    const tensors = { out: gpu(o), inp: gpu(ids), quants: gpu(q), scales: d && gpu(d), wpe: gpu(positions) };
     recordEncoderQuant(this.rec, tensors, { B, T, C, V, posOffset, format });
   }
 

@@ -5,14 +5,19 @@
  * checked and trimmed to what the op reads.
  */
 import type { QuantFormat } from '../contract.js';
-import type { Recorder } from './recorder.js';
+import type { PieceAccess, Recorder } from './recorder.js';
 import type { WebGPUTensor } from './storage.js';
 import { encoderQuantKernels, matmulQuantKernels, QUANT_TILE, quantBlockWords } from './wgsl/quant.js';
 
-/** out[M,N] = inp[M,K] @ W^T (+ bias), W [N,K] quantized (quants, scales) */
+/** the scales' binding: one scale per block of 32 along a row of `blocks` blocks; f16 has none */
+function scalesBinding(scales: WebGPUTensor | null, blocks: number): Record<string, PieceAccess> {
+  return scales === null ? {} : { scales: { tensor: scales, strides: [0, blocks], extent: blocks } };
+}
+
+/** out[M,N] = inp[M,K] @ W^T (+ bias), W [N,K] quantized (quants, and scales unless f16) */
 export function recordMatmulQuant(
   rec: Recorder,
-  t: { out: WebGPUTensor; inp: WebGPUTensor; quants: WebGPUTensor; scales: WebGPUTensor; bias: WebGPUTensor | null },
+  t: { out: WebGPUTensor; inp: WebGPUTensor; quants: WebGPUTensor; scales: WebGPUTensor | null; bias: WebGPUTensor | null },
   { M, K, N, format }: { M: number; K: number; N: number; format: QuantFormat },
 ): void {
   const blocks = K / 32;
@@ -26,7 +31,7 @@ export function recordMatmulQuant(
       out: { tensor: out, strides: [N, 1], extent: 1, write: true },
       inp: { tensor: inp, strides: [K, 0], extent: K },
       quants: { tensor: quants, strides: [0, rowWords], extent: rowWords },
-      scales: { tensor: scales, strides: [0, blocks], extent: blocks },
+      ...scalesBinding(scales, blocks),
       bias: { tensor: bias ?? out, strides: bias ? [0, 1] : [N, 1], extent: 1, write: bias === null },
     },
     (piece, views) => {
@@ -49,7 +54,7 @@ export function recordMatmulQuant(
 /** out[B,T,C] = dequant(W)[inp[b,t], :] + wpe[posOffset + t, :], W [V,C] quantized */
 export function recordEncoderQuant(
   rec: Recorder,
-  t: { out: WebGPUTensor; inp: WebGPUTensor; quants: WebGPUTensor; scales: WebGPUTensor; wpe: WebGPUTensor },
+  t: { out: WebGPUTensor; inp: WebGPUTensor; quants: WebGPUTensor; scales: WebGPUTensor | null; wpe: WebGPUTensor },
   { B, T, C, V, posOffset, format }: { B: number; T: number; C: number; V: number; posOffset: number; format: QuantFormat },
 ): void {
   const blocks = C / 32;
@@ -62,7 +67,7 @@ export function recordEncoderQuant(
       out: { tensor: t.out, strides: [C, 0], extent: C, write: true },
       inp: { tensor: t.inp, strides: [1, 0], extent: 1 },
       quants: { tensor: t.quants, strides: [0, rowWords], extent: rowWords },
-      scales: { tensor: t.scales, strides: [0, blocks], extent: blocks },
+      ...scalesBinding(t.scales, blocks),
       wpe: { tensor: t.wpe, strides: [0, 0], extent: (posOffset + T) * C },
     },
     (piece, views) => {

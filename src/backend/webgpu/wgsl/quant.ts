@@ -1,13 +1,19 @@
 /**
  * Quantized inference products (src/model/quant.ts has the formats): W [N,K] in ggml's Q8_0 or Q4_0
  * blocks of 32 along K, as i32 words of the block bytes (little-endian: byte j of a row's blocks is
- * bits 8*(j%4) of word j/4), with an f32 scale per block [N, K/32]. Weights are dequantized on the
- * fly (code * scale is exact in f32) and never stored widened.
+ * bits 8*(j%4) of word j/4), with an f32 scale per block [N, K/32]; or W's float16 bits, two to a
+ * word (element 2i in the low half), with no scales. Weights are dequantized on the fly (code *
+ * scale is exact in f32, and so is widening a half with unpack2x16float) and never stored widened.
+ *
+ * f16 uses WGSL's core pack/unpack built-ins, not the `shader-f16` extension: the weights stream at
+ * half the bytes on every adapter (SwiftShader and Chromium without the extension included), and the
+ * arithmetic stays f32 as the contract asks.
  *
  * matmulQ8 / matmulQ4: out[M,N] = x[M,K] @ W^T (+ bias[N]). A workgroup of 16x16 invocations owns a
  * 16x16 tile of out; per block of K it stages x [16 rows, 32] and W dequantized [16 columns, 32] in
  * workgroup memory, each invocation fetching two of each, then each invocation adds its 32 products.
- * encoderQ8 / encoderQ4: out[B,T,C] = dequant(W)[id, :] + wpe[pos, :] as encoderForward (wgsl/encoder.ts),
+ * matmulF16 is the same with halves for codes.
+ * encoderQ8 / encoderQ4 / encoderF16: out[B,T,C] = dequant(W)[id, :] + wpe[pos, :] as encoderForward (wgsl/encoder.ts),
  * with its pieces by token-id slice and its NaN rows for ids outside [0, V).
  */
 import type { QuantFormat } from '../../contract.js';
@@ -20,31 +26,41 @@ const QK = 32;
 
 /** i32 words per 32-weight block */
 export function quantBlockWords(format: QuantFormat): number {
-  return format === 'q8_0' ? 8 : 4;
+  return format === 'q8_0' ? 8 : format === 'q4_0' ? 4 : 16;
 }
 
-/** WGSL: weight k (0..31) of the block whose first word is $quants[w0], as a code times the block's scale d */
+const KERNEL_SUFFIX: Record<QuantFormat, string> = { q8_0: 'Q8', q4_0: 'Q4', f16: 'F16' };
+
+/** the tensors a format's scales add: none for f16 */
+const scaleTensors = (format: QuantFormat) => (format === 'f16' ? [] : [{ name: 'scales' }]);
+
+/** WGSL: weight k (0..31) of block b (counted from $quants's offset), dequantized */
 function dequantFn(format: QuantFormat): string {
+  const words = quantBlockWords(format);
+  if (format === 'f16') {
+    return `fn dequant(b: u32, k: u32) -> f32 {
+  return unpack2x16float(u32($quants[P.o_quants + b * ${words}u + k / 2u]))[k % 2u];
+}`;
+  }
   if (format === 'q8_0') {
     // extractBits on i32 sign-extends the byte
-    return `fn dequant(w0: u32, k: u32, d: f32) -> f32 {
-  return f32(extractBits($quants[w0 + k / 4u], (k % 4u) * 8u, 8u)) * d;
+    return `fn dequant(b: u32, k: u32) -> f32 {
+  return f32(extractBits($quants[P.o_quants + b * ${words}u + k / 4u], (k % 4u) * 8u, 8u)) * $scales[P.o_scales + b];
 }`;
   }
   // byte j (0..15) holds weight j in its low nibble and weight j + 16 in its high one, both offset by 8
-  return `fn dequant(w0: u32, k: u32, d: f32) -> f32 {
+  return `fn dequant(b: u32, k: u32) -> f32 {
   let j = k % 16u;
-  let nibble = extractBits(u32($quants[w0 + j / 4u]), (j % 4u) * 8u + (k / 16u) * 4u, 4u);
-  return f32(i32(nibble) - 8) * d;
+  let nibble = extractBits(u32($quants[P.o_quants + b * ${words}u + j / 4u]), (j % 4u) * 8u + (k / 16u) * 4u, 4u);
+  return f32(i32(nibble) - 8) * $scales[P.o_scales + b];
 }`;
 }
 
 function matmulQuantKernel(format: QuantFormat): KernelDef {
-  const words = quantBlockWords(format);
   const T = QUANT_TILE;
   return {
-    name: format === 'q8_0' ? 'matmulQ8' : 'matmulQ4',
-    tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'quants' }, { name: 'scales' }, { name: 'bias' }],
+    name: `matmul${KERNEL_SUFFIX[format]}`,
+    tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'quants' }, ...scaleTensors(format), { name: 'bias' }],
     scalars: [
       { name: 'M', type: 'u32' },
       { name: 'N', type: 'u32' },
@@ -72,10 +88,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       xTile[e] = xv;
       let n = n0 + r;
       var wv = 0.0;
-      if (n < P.N) {
-        let b = n * blocks + blk;
-        wv = dequant(P.o_quants + b * ${words}u, k, $scales[P.o_scales + b]);
-      }
+      if (n < P.N) { wv = dequant(n * blocks + blk, k); }
       wTile[e] = wv;
     }
     workgroupBarrier();
@@ -92,10 +105,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 function encoderQuantKernel(format: QuantFormat): KernelDef {
-  const words = quantBlockWords(format);
   return {
-    name: format === 'q8_0' ? 'encoderQ8' : 'encoderQ4',
-    tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'quants' }, { name: 'scales' }, { name: 'wpe' }],
+    name: `encoder${KERNEL_SUFFIX[format]}`,
+    tensors: [{ name: 'out', write: true }, { name: 'inp' }, { name: 'quants' }, ...scaleTensors(format), { name: 'wpe' }],
     scalars: [
       { name: 'n', type: 'u32' },
       { name: 'T', type: 'u32' },
@@ -107,12 +119,10 @@ function encoderQuantKernel(format: QuantFormat): KernelDef {
       { name: 'vCount', type: 'u32' },
     ],
     body: encoderForwardBody(`${dequantFn(format)}
-fn tokenValue(row: u32, c: u32) -> f32 {
-  let b = row * (P.C / ${QK}u) + c / ${QK}u;
-  return dequant(P.o_quants + b * ${words}u, c % ${QK}u, $scales[P.o_scales + b]);
-}`),
+fn tokenValue(row: u32, c: u32) -> f32 { return dequant(row * (P.C / ${QK}u) + c / ${QK}u, c % ${QK}u); }`),
   };
 }
 
-export const matmulQuantKernels: Record<QuantFormat, KernelDef> = { q8_0: matmulQuantKernel('q8_0'), q4_0: matmulQuantKernel('q4_0') };
-export const encoderQuantKernels: Record<QuantFormat, KernelDef> = { q8_0: encoderQuantKernel('q8_0'), q4_0: encoderQuantKernel('q4_0') };
+const FORMATS: readonly QuantFormat[] = ['q8_0', 'q4_0', 'f16'];
+export const matmulQuantKernels = Object.fromEntries(FORMATS.map((f) => [f, matmulQuantKernel(f)])) as Record<QuantFormat, KernelDef>;
+export const encoderQuantKernels = Object.fromEntries(FORMATS.map((f) => [f, encoderQuantKernel(f)])) as Record<QuantFormat, KernelDef>;
