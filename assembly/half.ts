@@ -1,6 +1,7 @@
 // Float16 weights (src/model/quant.ts, format 'f16'): out[M,N] = x[M,K] @ W^T + bias and the token
 // embedding, W [N,K] stored as IEEE half bits (2 bytes each, row-major), widened to f32 on the fly
-// eight at a time and never stored widened. Sums are f32, as the float32 products' are.
+// eight at a time and never stored widened. Sums are f32, as the float32 products' are. One row of
+// x at a time: the path is for decoding (M = 1), and the .wasm files are held to a size budget.
 //
 // Widening (exact for every half): the magnitude bits shifted into an f32's exponent and mantissa
 // read as an f32 are the half's value times 2^-112 (normals and subnormals alike, since f32 keeps
@@ -32,32 +33,7 @@ export function matmulF16Cols(out: usize, x: usize, w: usize, bias: usize, M: i3
   for (let n = n0; n < n1; n++) {
     const wRow = w + (<usize>n * <usize>K << 1);
     const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
-    let m = 0;
-    // four rows of x share each widened group of W
-    for (; m + 4 <= M; m += 4) {
-      const x0 = x + <usize>m * xRow;
-      let a0 = f32x4.splat(0);
-      let a1 = f32x4.splat(0);
-      let a2 = f32x4.splat(0);
-      let a3 = f32x4.splat(0);
-      for (let k = 0; k < K; k += 8) {
-        const h = v128.load(wRow + (<usize>k << 1));
-        const lo = widen(i32x4.extend_low_i16x8_u(h));
-        const hi = widen(i32x4.extend_high_i16x8_u(h));
-        const xk = x0 + (<usize>k << 2);
-        a0 = dot8(a0, lo, hi, xk);
-        a1 = dot8(a1, lo, hi, xk + xRow);
-        a2 = dot8(a2, lo, hi, xk + 2 * xRow);
-        a3 = dot8(a3, lo, hi, xk + 3 * xRow);
-      }
-      const o = out + (<usize>(m * N + n) << 2);
-      const step = <usize>N << 2;
-      store<f32>(o, hsum(a0) + b);
-      store<f32>(o + step, hsum(a1) + b);
-      store<f32>(o + 2 * step, hsum(a2) + b);
-      store<f32>(o + 3 * step, hsum(a3) + b);
-    }
-    for (; m < M; m++) {
+    for (let m = 0; m < M; m++) {
       const x0 = x + <usize>m * xRow;
       let acc = f32x4.splat(0);
       for (let k = 0; k < K; k += 8) {

@@ -380,6 +380,16 @@ export function dropoutKeep(seed: number, i: number, p: number): boolean {
   return dropoutHash(seed, i) >= dropoutThreshold(p);
 }
 
+/** IEEE half bits -> float32 value (exact): the 'f16' weight format's widening, and float16 files' */
+export function float16BitsToFloat32(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
 export const LAYER_NORM_EPS = 1e-5;
 export const IGNORE_INDEX = -1;
 export const GELU_SCALE = Math.sqrt(2 / Math.PI);

@@ -13,6 +13,7 @@
 
 import { ModelFileError } from './errors.js';
 import { describe } from '../util/describe.js';
+import { float16BitsToFloat32 } from '../backend/contract.js';
 
 export type SafetensorsDType =
   'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
@@ -528,15 +529,8 @@ export function decodeSafetensors(bytes: Uint8Array, options: DecodeOptions = {}
 
 const conversionView = new DataView(new ArrayBuffer(4));
 
-/** IEEE half bits -> float32 value (exact). */
-export function float16BitsToFloat32(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
-}
+// float16BitsToFloat32 lives beside the backend contract, whose f16 weight format widens with it
+export { float16BitsToFloat32 };
 
 /** float32 value -> IEEE half bits, round to nearest, ties to even; NaN stays NaN. */
 export function roundToFloat16Bits(value: number): number {

@@ -17,14 +17,13 @@ import {
   type AdamWParams,
   type BackendLimits,
   type DType,
+  float16BitsToFloat32,
   type QuantFormat,
   type Tensor,
   type TokenSampling,
 } from '../contract.js';
 import { CheckedBackend } from '../checked.js';
 import { chooseToken } from '../../generate/choose.js';
-import { float16BitsToFloat32 } from '../../io/safetensors.js';
-import { halfBits } from '../../model/quant.js';
 import { attentionBackward, attentionCached, attentionForward, type FloatStorage } from './attention.js';
 
 export type JsPrecision = 'f32' | 'f64';
@@ -730,7 +729,8 @@ function quantBytes(ints: Int32Array): Uint8Array {
 /** row n of a quantized [rows, K] matrix (src/model/quant.ts), dequantized into `row`; d is null for f16 */
 function dequantizeRowInto(row: Float64Array, q: Uint8Array, d: ArrayLike<number> | null, n: number, K: number, format: QuantFormat): void {
   if (format === 'f16') {
-    for (let k = 0; k < K; k++) row[k] = float16BitsToFloat32(halfBits(q, n * K + k));
+    // little-endian halves (model/quant.ts's halfBits, kept here so the backend does not pull in the quantizers)
+    for (let i = n * K; i < (n + 1) * K; i++) row[i - n * K] = float16BitsToFloat32(q[2 * i] | (q[2 * i + 1] << 8));
     return;
   }
   const blocks = K / 32;
