@@ -17,6 +17,7 @@ export type {
   ForwardOptions,
   ForwardResult,
   KVCache,
+  TokenChoice,
   BackendChoice,
   ParameterGroup,
 } from './model/types.js';

@@ -6,7 +6,7 @@
  */
 import { checkNotDisposed } from '../util/dispose.js';
 import { EventLoopTurns } from '../util/turns.js';
-import type { GPTModel } from '../model/types.js';
+import type { GPTModel, TokenChoice } from '../model/types.js';
 import { beamSearch } from './beam.js';
 import {
   planGeneration,
@@ -126,12 +126,23 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number, 
     done: false,
     tracker: plan.tokenizer ? new TextTracker(plan.tokenizer, plan.prompt, plan.stops) : undefined,
   }));
+  // Tokens are chosen on the backend (only the ids come back) when nothing needs the logits here.
+  // The uniforms are drawn before each forward for the rows still going, in row order: the draws
+  // the host path makes after it, so a seed gives the same ids either way.
+  const sampling = needLogprobs ? null : plan.sampling;
+  const onBackend = sampling !== null && typeof model.forwardCachedTokens === 'function';
+  const choice = (): TokenChoice => ({
+    sampling: sampling!,
+    uniforms: states.map((s) => (plan.doSample && !s.done ? rng.next() : 0)),
+  });
   throwIfAborted(plan.signal);
   const turns = new EventLoopTurns();
   const window = new ContextWindow(model, rows);
   if (held) held.window = window;
   try {
-    let logits = await window.prefill(states.map((s) => s.history));
+    const histories = () => states.map((s) => s.history);
+    let chosen = onBackend ? await window.prefillTokens(histories(), choice()) : null;
+    let logits = onBackend ? null : await window.prefill(histories());
     for (let step = 0; step < plan.maxNewTokens; step++) {
       // an abort (a Stop button, a worker's abort message) lands between tokens
       await turns.turn();
@@ -145,9 +156,17 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number, 
           fed.push(filler);
           continue;
         }
-        const row = plan.process(logits.subarray(r * V, (r + 1) * V), state.history);
-        const id = plan.doSample ? sample(row, rng) : greedy(row);
-        const logprob = needLogprobs ? logSoftmax(row)[id] : NaN;
+        let id: number;
+        let logprob = NaN;
+        if (chosen) {
+          id = chosen[r];
+          if (id < 0)
+            throw new RangeError(`logits: row ${r} has a NaN or +Infinity logit, or every token is banned; no token can be chosen`);
+        } else {
+          const row = plan.process(logits!.subarray(r * V, (r + 1) * V), state.history);
+          id = plan.doSample ? sample(row, rng) : greedy(row);
+          if (needLogprobs) logprob = logSoftmax(row)[id];
+        }
         state.history.push(id);
         fed.push(id);
 
@@ -166,10 +185,8 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number, 
       }
       if (states.every((s) => s.done)) break;
       throwIfAborted(plan.signal);
-      logits = await window.step(
-        fed,
-        states.map((s) => s.history),
-      );
+      if (onBackend) chosen = await window.stepTokens(fed, histories(), choice());
+      else logits = await window.step(fed, histories());
     }
   } finally {
     if (held) held.window = null;

@@ -10,7 +10,10 @@
  * amortised, and keeps per-token cost linear in the context.
  * A prompt longer than maxSeqLen starts from its last windowKeep tokens, as if it had slid.
  */
-import type { GPTModel, KVCache } from '../model/types.js';
+import type { GPTModel, KVCache, TokenChoice } from '../model/types.js';
+
+/** one forward over the cache: logits read back (forwardCached), or ids chosen on the backend (forwardCachedTokens) */
+type Forward<T> = (cache: KVCache, ids: Int32Array, Tn: number) => Promise<T>;
 
 /** tokens kept after a slide: maxSeqLen - max(1, round(maxSeqLen / 4)), at least 1 */
 export function windowKeep(maxSeqLen: number): number {
@@ -38,9 +41,7 @@ export class ContextWindow {
 
   /** Feed each row's whole history (all the same length) from an empty cache. Logits [rows, V]. */
   async prefill(histories: readonly ArrayLike<number>[]): Promise<Float32Array> {
-    const len = histories[0].length;
-    const fed = len > this.maxSeqLen ? windowKeep(this.maxSeqLen) : len;
-    return this.feedTails(histories, fed);
+    return this.first(histories, this.logits);
   }
 
   /**
@@ -48,14 +49,53 @@ export class ContextWindow {
    * cache is full. Logits [rows, V].
    */
   async step(tokens: readonly number[], histories: readonly ArrayLike<number>[]): Promise<Float32Array> {
+    return this.next(tokens, histories, this.logits);
+  }
+
+  /** prefill, with each row's next token chosen on the backend: ids [rows] */
+  async prefillTokens(histories: readonly ArrayLike<number>[], choice: TokenChoice): Promise<Int32Array> {
+    return this.first(histories, this.tokens(choice));
+  }
+
+  /** step, with each row's next token chosen on the backend: ids [rows] */
+  async stepTokens(tokens: readonly number[], histories: readonly ArrayLike<number>[], choice: TokenChoice): Promise<Int32Array> {
+    return this.next(tokens, histories, this.tokens(choice));
+  }
+
+  private readonly logits: Forward<Float32Array> = async (cache, ids, Tn) => {
+    const logits = await this.model.forwardCached(cache, ids, Tn);
+    if (logits.length !== this.rows * this.vocabSize) {
+      throw new Error(`forwardCached returned ${logits.length} logits, expected rows * vocabSize = ${this.rows * this.vocabSize}`);
+    }
+    return logits;
+  };
+
+  private tokens(choice: TokenChoice): Forward<Int32Array> {
+    const model = this.model;
+    if (!model.forwardCachedTokens)
+      throw new Error('ContextWindow: this model cannot choose tokens on its backend (no forwardCachedTokens)');
+    return async (cache, ids, Tn) => {
+      const chosen = await model.forwardCachedTokens!(cache, ids, Tn, choice);
+      if (chosen.length !== this.rows) throw new Error(`forwardCachedTokens returned ${chosen.length} ids, expected rows = ${this.rows}`);
+      return chosen;
+    };
+  }
+
+  private async first<T>(histories: readonly ArrayLike<number>[], forward: Forward<T>): Promise<T> {
+    const len = histories[0].length;
+    const fed = len > this.maxSeqLen ? windowKeep(this.maxSeqLen) : len;
+    return this.feedTails(histories, fed, forward);
+  }
+
+  private async next<T>(tokens: readonly number[], histories: readonly ArrayLike<number>[], forward: Forward<T>): Promise<T> {
     const cache = this.live();
     if (cache.length + 1 > this.maxSeqLen) {
       cache.dispose();
       this.cache = null;
       this.cache = this.model.createKVCache(this.rows);
-      return this.feedTails(histories, windowKeep(this.maxSeqLen));
+      return this.feedTails(histories, windowKeep(this.maxSeqLen), forward);
     }
-    return this.model.forwardCached(cache, Int32Array.from(tokens), 1);
+    return forward(cache, Int32Array.from(tokens), 1);
   }
 
   /** row i becomes old row sources[i] */
@@ -74,16 +114,12 @@ export class ContextWindow {
   }
 
   /** feed the last `count` tokens of every row in one pass; ids [rows, count] */
-  private async feedTails(histories: readonly ArrayLike<number>[], count: number): Promise<Float32Array> {
+  private async feedTails<T>(histories: readonly ArrayLike<number>[], count: number, forward: Forward<T>): Promise<T> {
     const ids = new Int32Array(this.rows * count);
     for (let r = 0; r < this.rows; r++) {
       const h = histories[r];
       for (let t = 0; t < count; t++) ids[r * count + t] = h[h.length - count + t];
     }
-    const logits = await this.model.forwardCached(this.live(), ids, count);
-    if (logits.length !== this.rows * this.vocabSize) {
-      throw new Error(`forwardCached returned ${logits.length} logits, expected rows * vocabSize = ${this.rows * this.vocabSize}`);
-    }
-    return logits;
+    return forward(this.live(), ids, count);
   }
 }

@@ -11,13 +11,14 @@ import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
 import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
 import { DeviceLostError } from '../backend/errors.js';
+import { samplingArgs } from '../backend/checks.js';
 import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
 import { initParameters, packedOffsets, type ParamLayout } from './params.js';
 import { estimateTrainingBytes, largestParameter } from './capacity.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE, DisposedError } from '../util/dispose.js';
-import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry, ParameterGroup } from './types.js';
+import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry, ParameterGroup, TokenChoice } from './types.js';
 import { blockBackward, blockForward, type BlockStep } from './block.js';
 import { cachedForward } from './cached.js';
 import { checkAdapterFits, checkCacheArgument, checkCachedArgs, checkForwardArgs } from './checks.js';
@@ -779,13 +780,51 @@ export class GPT implements GPTModel {
 
   /** @internal forwardCached with `adapter` in place of the attached one (withAdapter's generations) */
   async forwardCachedWith(adapter: LoRAAdapter | null, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
-    this.checkAlive('forwardCached');
-    this.checkCacheBackend('forwardCached', cache);
+    return this.cachedStep('forwardCached', adapter, cache, ids, Tn, (logits) => this.read(logits));
+  }
+
+  async forwardCachedTokens(cache: KVCache, ids: Int32Array, Tn: number, choice: TokenChoice): Promise<Int32Array> {
+    return this.forwardCachedTokensWith(this.adapter, cache, ids, Tn, choice);
+  }
+
+  /** @internal forwardCachedTokens with `adapter` in place of the attached one (withAdapter's generations) */
+  async forwardCachedTokensWith(
+    adapter: LoRAAdapter | null,
+    cache: KVCache,
+    ids: Int32Array,
+    Tn: number,
+    choice: TokenChoice,
+  ): Promise<Int32Array> {
+    samplingArgs('forwardCachedTokens', choice.sampling, choice.uniforms, cache.batchSize, this.config.vocabSize);
+    return this.cachedStep('forwardCachedTokens', adapter, cache, ids, Tn, async (logits, ws) => {
+      const B = cache.batchSize;
+      // the step's input ids were consumed by its embedding: the chosen ids take their first B slots
+      const chosen = this.backend.view(ws.ids, 0, B);
+      this.backend.sampleTokens(chosen, logits, choice.uniforms, B, this.config.vocabSize, choice.sampling);
+      try {
+        return (await this.backend.download(chosen)) as Int32Array;
+      } catch (err) {
+        throw explainDeviceLoss(err);
+      }
+    });
+  }
+
+  /** one cached step recorded, then `finish` reads its logits [B, V] out (or what it makes of them) */
+  private async cachedStep<T>(
+    op: string,
+    adapter: LoRAAdapter | null,
+    cache: KVCache,
+    ids: Int32Array,
+    Tn: number,
+    finish: (logits: Tensor, ws: InferenceWorkspace) => Promise<T>,
+  ): Promise<T> {
+    this.checkAlive(op);
+    this.checkCacheBackend(op, cache);
     checkCachedArgs(this.config, cache, ids, Tn);
     const B = cache.batchSize;
     const ws = this.ensureInference(B * Tn, B);
     try {
-      return await this.runCached(ws, cache, ids, Tn, adapter);
+      return await finish(this.recordCached(ws, cache, ids, Tn, adapter), ws);
     } catch (err) {
       // the cache keeps its length: positions past it that were written are written again next time
       this.releaseScratch();
@@ -793,13 +832,8 @@ export class GPT implements GPTModel {
     }
   }
 
-  private async runCached(
-    ws: InferenceWorkspace,
-    cache: KVCache,
-    ids: Int32Array,
-    Tn: number,
-    adapter: LoRAAdapter | null,
-  ): Promise<Float32Array> {
+  /** records the step through the head; the logits [B, V] of each row's last new position */
+  private recordCached(ws: InferenceWorkspace, cache: KVCache, ids: Int32Array, Tn: number, adapter: LoRAAdapter | null): Tensor {
     const { vocabSize: V, dModel: C } = this.config;
     const B = cache.batchSize;
     const b = this.backend;
@@ -822,7 +856,7 @@ export class GPT implements GPTModel {
     const logits = b.view(ws.logits, 0, B * V);
     // the final LayerNorm rides in the head's product (one pass fewer per token)
     b.layerNormMatmulForward(logits, hidden, this.p('ln_f.weight'), this.p('ln_f.bias'), this.wteT, null, B, C, V);
-    return this.read(logits);
+    return logits;
   }
 
   reorderKVCache(cache: KVCache, sources: readonly number[]): void {

@@ -20,7 +20,7 @@ import { describe } from '../util/describe.js';
 import { DISPOSE } from '../util/dispose.js';
 import { Rng, RngStream } from '../util/rng.js';
 import { checkAdapterFits } from './checks.js';
-import type { GPTConfig, GPTModel, KVCache, ParamEntry, ParameterGroup } from './types.js';
+import type { GPTConfig, GPTModel, KVCache, ParamEntry, ParameterGroup, TokenChoice } from './types.js';
 
 /** the projections an adapter can target, by their names inside a block (h.{l}.<target>.weight) */
 export const LORA_TARGETS = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;
@@ -443,6 +443,14 @@ export interface AdaptableModel {
   setAdapter(adapter: LoRAAdapter | null): void;
   /** @internal forwardCached with `adapter` in place of the attached one (withAdapter) */
   forwardCachedWith(adapter: LoRAAdapter | null, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array>;
+  /** @internal forwardCachedTokens with `adapter` in place of the attached one (withAdapter) */
+  forwardCachedTokensWith(
+    adapter: LoRAAdapter | null,
+    cache: KVCache,
+    ids: Int32Array,
+    Tn: number,
+    choice: TokenChoice,
+  ): Promise<Int32Array>;
   /** @internal the model's weight tensor by name, for merging */
   weightTensor(name: string): Tensor;
 }
@@ -474,9 +482,12 @@ export function withAdapter(model: AdaptableModel & GPTModel, adapter: LoRAAdapt
     checkAdapterFits('withAdapter', adapter, model.backend, model.config);
   }
   const forwardCached = (cache: KVCache, ids: Int32Array, Tn: number) => model.forwardCachedWith(adapter, cache, ids, Tn);
+  const forwardCachedTokens = (cache: KVCache, ids: Int32Array, Tn: number, choice: TokenChoice) =>
+    model.forwardCachedTokensWith(adapter, cache, ids, Tn, choice);
   return new Proxy(model, {
     get(target, key) {
       if (key === 'forwardCached') return forwardCached;
+      if (key === 'forwardCachedTokens') return forwardCachedTokens;
       if (key === 'lora') return adapter;
       if (key === 'dispose' || key === DISPOSE) return () => undefined;
       if (VIEW_REFUSES.has(key)) {

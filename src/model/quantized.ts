@@ -19,11 +19,12 @@ import { DISPOSE, DisposedError } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 import { cachedForward, finalLayerNorm } from './cached.js';
 import { checkCachedArgs, checkForwardArgs } from './checks.js';
+import { samplingArgs } from '../backend/checks.js';
 import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import { buildParamLayout, type ParamLayout } from './params.js';
 import { checkQuantFormat, dequantizeMatrix, quantizeMatrix, QUANT_BLOCK, type QuantizedMatrix } from './quant.js';
 import { inferenceFor, type InferenceWorkspace } from './workspace.js';
-import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry } from './types.js';
+import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, ParamEntry, TokenChoice } from './types.js';
 
 export interface QuantizeOptions {
   /** 'q8_0' (default), 'q4_0', or 'f16' (half the float32 bytes, products still summed in f32) */
@@ -377,6 +378,18 @@ export class QuantizedGPT implements GPTModel {
     checkCachedArgs(this.config, cache, ids, Tn);
     const { states, rows } = this.run(cache, ids, Tn, false);
     return (await this.backend.download(this.head(states, rows))) as Float32Array;
+  }
+
+  async forwardCachedTokens(cache: KVCache, ids: Int32Array, Tn: number, choice: TokenChoice): Promise<Int32Array> {
+    this.checkAlive('forwardCachedTokens');
+    checkCachedArgs(this.config, cache, ids, Tn);
+    const B = cache.batchSize;
+    samplingArgs('forwardCachedTokens', choice.sampling, choice.uniforms, B, this.config.vocabSize);
+    const { states, rows } = this.run(cache, ids, Tn, false);
+    // the step's input ids were consumed by its embedding: the chosen ids take their first B slots
+    const chosen = this.backend.view(this.inference!.ids, 0, B);
+    this.backend.sampleTokens(chosen, this.head(states, rows), choice.uniforms, B, this.config.vocabSize, choice.sampling);
+    return (await this.backend.download(chosen)) as Int32Array;
   }
 
   /**

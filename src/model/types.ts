@@ -1,4 +1,4 @@
-import type { Backend, BackendName, Tensor } from '../backend/contract.js';
+import type { Backend, BackendName, Tensor, TokenSampling } from '../backend/contract.js';
 import type { LoRAAdapter } from './lora.js';
 
 export type BackendChoice = 'auto' | BackendName;
@@ -91,6 +91,12 @@ export interface KVCache {
  * The low-level model surface shared by the trainer, generation, serialization, users' own loops
  * and tests.
  */
+/** how forwardCachedTokens chooses: sampleTokens' plan, and one uniform in [0, 1) per row when it samples */
+export interface TokenChoice {
+  sampling: TokenSampling;
+  uniforms: ArrayLike<number>;
+}
+
 export interface GPTModel {
   readonly config: GPTConfig;
   readonly backendName: BackendName;
@@ -160,6 +166,12 @@ export interface GPTModel {
    * row: [B, V].
    */
   forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array>;
+  /**
+   * forwardCached, then one token per row chosen where the logits [B, V] are (the backend's
+   * sampleTokens): resolves with the ids [B] (-1 for a row with no possible token), so only those
+   * come back to the host. Generation uses it for plans that need no logits on the host.
+   */
+  forwardCachedTokens?(cache: KVCache, ids: Int32Array, Tn: number, choice: TokenChoice): Promise<Int32Array>;
   /** cache row i becomes old row sources[i] (beam search); sources.length === cache.batchSize */
   reorderKVCache(cache: KVCache, sources: readonly number[]): void;
   /** @deprecated `cache.dispose()` (or `using`) frees a cache; this alias goes in the next release */
