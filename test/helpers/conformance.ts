@@ -12,6 +12,7 @@
  */
 import type { Backend, OpName, Tensor } from '../../src/backend/contract.js';
 import { JsBackend } from '../../src/backend/js/index.js';
+import { quantizeMatrix } from '../../src/model/quant.js';
 import { Rng, compareClose, ints, normal32, uniform32, type CloseOptions, type CloseReport } from './random.js';
 
 export interface OpShapes {
@@ -61,6 +62,12 @@ export class CaseContext {
     return this.floats(normal32(this.rng, length, std));
   }
 
+  /** a [rows, cols] matrix of N(0, 1) values in the f16 weight format (i32 words of the halves) */
+  halves(rows: number, cols: number): Tensor {
+    const bytes = quantizeMatrix(normal32(this.rng, rows * cols, 1), rows, cols, 'f16').quants;
+    return this.int32s(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
+  }
+
   /** a gradient buffer that already holds something, so accumulation shows */
   grad(length: number): Tensor {
     return this.floats(uniform32(this.rng, length));
@@ -72,9 +79,13 @@ export class CaseContext {
   }
 }
 
+/** n rounded up to a multiple of the quantized formats' block of 32 */
+const wholeBlocks = (n: number) => 32 * Math.ceil(n / 32);
+
 export interface OpCase {
   name: string;
-  op: OpName;
+  /** the contract's op family, or 'quantized' for the optional quantized-weight ops (their own kernels, no split-K) */
+  op: OpName | 'quantized';
   /** forward cases overwrite outputs; backward cases accumulate into gradients */
   kind: 'forward' | 'backward' | 'helper';
   /** run on ctx.be with inputs from ctx.rng; return the tensors to compare */
@@ -98,6 +109,30 @@ export const opCases: OpCase[] = [
         s.T,
         s.C,
         1,
+      );
+      return { out };
+    },
+  },
+  {
+    name: 'encoderQuantForward, f16 table (C rounded up to whole blocks of 32) at posOffset 2',
+    op: 'quantized',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const C = wholeBlocks(s.C);
+      const out = ctx.zeros(s.B * s.T * C);
+      const wte = ctx.halves(s.V, C);
+      ctx.be.encoderQuantForward!(
+        out,
+        ctx.int32s(ints(ctx.rng, s.B * s.T, 0, s.V)),
+        wte,
+        null,
+        ctx.normal((s.T + 2) * C),
+        s.B,
+        s.T,
+        C,
+        2,
+        'f16',
       );
       return { out };
     },
@@ -205,6 +240,18 @@ export const opCases: OpCase[] = [
       const s = ctx.s;
       const out = ctx.zeros(s.M * s.N);
       ctx.be.matmulForward(out, ctx.normal(s.M * s.K), ctx.normal(s.K * s.N), null, s.M, s.K, s.N);
+      return { out };
+    },
+  },
+  {
+    name: 'matmulQuantForward, f16 weights (K rounded up to whole blocks of 32)',
+    op: 'quantized',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const K = wholeBlocks(s.K);
+      const out = ctx.zeros(s.M * s.N);
+      ctx.be.matmulQuantForward!(out, ctx.normal(s.M * K), ctx.halves(s.N, K), null, ctx.normal(s.N), s.M, K, s.N, 'f16');
       return { out };
     },
   },
