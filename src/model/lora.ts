@@ -435,7 +435,7 @@ export class LoRAAdapter implements ParameterGroup {
   }
 }
 
-/** A model that takes adapters: createModel's and loadModel's GPT. */
+/** A model that takes adapters: createModel's and loadModel's GPT, and a QuantizedGPT for inference. */
 export interface AdaptableModel {
   readonly config: GPTConfig;
   readonly backend: Backend;
@@ -451,14 +451,14 @@ export interface AdaptableModel {
     Tn: number,
     choice: TokenChoice,
   ): Promise<Int32Array>;
-  /** @internal the model's weight tensor by name, for merging */
-  weightTensor(name: string): Tensor;
+  /** @internal the model's weight tensor by name, for merging (absent: the weights are quantized) */
+  weightTensor?(name: string): Tensor;
 }
 
 function checkAdaptable(caller: string, model: unknown): asserts model is AdaptableModel {
   const m = model as Partial<AdaptableModel> | null;
   if (m === null || typeof m !== 'object' || typeof m.setAdapter !== 'function' || typeof m.forwardCachedWith !== 'function') {
-    throw new TypeError(`${caller}: model must be a GPT from createModel or loadModel (quantized models take no adapters)`);
+    throw new TypeError(`${caller}: model must be a model from createModel, loadModel or quantizeModel`);
   }
 }
 
@@ -517,9 +517,15 @@ export function addLoRA(model: AdaptableModel, options: LoRAOptions = {}): LoRAA
 /** Merge the attached adapter into the model's weights (W += alpha/r A B), detach and dispose it. */
 export function mergeAdapter(model: AdaptableModel): void {
   checkAdaptable('mergeAdapter', model);
+  const weightTensor = model.weightTensor?.bind(model);
+  if (weightTensor === undefined) {
+    throw new TypeError(
+      'mergeAdapter: model must be a float32 GPT (createModel, loadModel): a quantized model keeps its adapter separate; merge into the float32 model, then quantize it',
+    );
+  }
   const adapter = model.lora;
   if (adapter === null) throw new Error('mergeAdapter: the model has no adapter attached');
-  adapter.mergeInto((name) => model.weightTensor(name));
+  adapter.mergeInto(weightTensor);
   model.setAdapter(null);
   adapter.dispose();
 }

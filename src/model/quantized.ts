@@ -8,6 +8,12 @@
  * It is a GPTModel for inference: forward (loss and logits, no training), the KV cache, and
  * so generate, generateStream and beam search, unchanged. Training calls fail with an error that
  * says to train the float32 model and quantize again. getParameters gives the dequantized weights.
+ *
+ * LoRA adapters (float32 A and B, lora.ts) attach as on the float32 model (loadAdapter, setAdapter,
+ * withAdapter) and add their low-rank term after each quantized product. They run for inference
+ * only: the quantized products have no backward (no input gradient through a quantized weight), so
+ * an adapter trains on the float32 model and is loaded onto the quantized one; mergeAdapter refuses
+ * (the weights are quantized).
  */
 import { checkModelArgument } from '../util/arguments.js';
 import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
@@ -18,7 +24,8 @@ import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from 
 import { DISPOSE, DisposedError } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 import { cachedForward, finalLayerNorm } from './cached.js';
-import { checkCachedArgs, checkForwardArgs } from './checks.js';
+import { checkAdapterFits, checkCachedArgs, checkForwardArgs } from './checks.js';
+import type { LoRAAdapter } from './lora.js';
 import { samplingArgs } from '../backend/checks.js';
 import { allocKVCache, disposableKVCache, freeKVCacheTensors, reorderKVCacheRows } from './kv-cache.js';
 import { buildParamLayout, type ParamLayout } from './params.js';
@@ -90,6 +97,9 @@ interface DeviceMatrix {
 }
 
 const TRAINING_ERROR = 'a quantized model runs inference only: train the float32 model, then quantize it again';
+/** why an adapter on a quantized model does not train, and what to do instead */
+const ADAPTER_TRAINING_ERROR =
+  'a LoRA adapter on a quantized model runs inference only: the quantized products have no backward (no input gradient through a quantized weight), so train the adapter on the float32 model, save it (saveAdapter) and load it onto the quantized one';
 
 /** Quantizes a model's current parameters into a new QuantizedGPT (the original is left as it is). */
 export async function quantizeModel(model: GPTModel, options: QuantizeOptions = {}): Promise<QuantizedGPT> {
@@ -107,6 +117,8 @@ export class QuantizedGPT implements GPTModel {
   private readonly floatOffsets = new Map<string, { offset: number; length: number }>();
   private inference: InferenceWorkspace | null = null;
   private disposed = false;
+  /** the attached LoRA adapter, run after each quantized product (inference only) */
+  private adapter: LoRAAdapter | null = null;
 
   private constructor(
     readonly config: GPTConfig,
@@ -170,11 +182,31 @@ export class QuantizedGPT implements GPTModel {
   }
 
   get params(): Tensor {
-    throw new Error(`model.params: ${TRAINING_ERROR}`);
+    throw new Error(`model.params: ${this.trainingError}`);
   }
 
   get grads(): Tensor {
-    throw new Error(`model.grads: ${TRAINING_ERROR}`);
+    throw new Error(`model.grads: ${this.trainingError}`);
+  }
+
+  /** why training is refused: the model's own weights are quantized, or the adapter attached to them cannot get gradients */
+  private get trainingError(): string {
+    return this.adapter === null ? TRAINING_ERROR : ADAPTER_TRAINING_ERROR;
+  }
+
+  /** the attached LoRA adapter (loadAdapter, setAdapter), or null */
+  get lora(): LoRAAdapter | null {
+    return this.adapter;
+  }
+
+  /**
+   * Attach a LoRA adapter made for this model (loadAdapter(model, bytes) makes one on its backend)
+   * or detach with null; for generation and evaluation only (see the file's header).
+   */
+  setAdapter(adapter: LoRAAdapter | null): void {
+    this.checkAlive('setAdapter');
+    if (adapter !== null) checkAdapterFits('setAdapter', adapter, this.backend, this.config);
+    this.adapter = adapter;
   }
 
   numParameters(): number {
@@ -210,9 +242,11 @@ export class QuantizedGPT implements GPTModel {
     return this.backend.view(this.floatsTensor, at.offset, at.length);
   }
 
-  private linear(out: Tensor, inp: Tensor, name: string, M: number, K: number, N: number): void {
+  /** out[M,N] = inp[M,K] @ the quantized weight + bias, plus the adapter's low-rank term where it adapts `name` */
+  private linear(adapter: LoRAAdapter | null, out: Tensor, inp: Tensor, name: string, M: number, K: number, N: number): void {
     const m = this.matrices.get(name + '.weight')!;
     this.backend.matmulQuantForward!(out, inp, m.quants, m.scales, this.float(name + '.bias'), M, K, N, this.format);
+    adapter?.forwardAdd(out, inp, name, M, { saveForBackward: false });
   }
 
   // ---------------------------------------------------------------- parameters
@@ -256,7 +290,7 @@ export class QuantizedGPT implements GPTModel {
   }
 
   async getGradients(): Promise<Record<string, Float32Array>> {
-    return Promise.reject(new Error(`getGradients: ${TRAINING_ERROR}`));
+    return Promise.reject(new Error(`getGradients: ${this.trainingError}`));
   }
 
   /** Quantizes `record` (float32, GPT-2 names) in this model's format and replaces the weights. */
@@ -277,11 +311,11 @@ export class QuantizedGPT implements GPTModel {
   }
 
   async backward(): Promise<void> {
-    return Promise.reject(new Error(`backward: ${TRAINING_ERROR}`));
+    return Promise.reject(new Error(`backward: ${this.trainingError}`));
   }
 
   async zeroGrad(): Promise<void> {
-    return Promise.reject(new Error(`zeroGrad: ${TRAINING_ERROR}`));
+    return Promise.reject(new Error(`zeroGrad: ${this.trainingError}`));
   }
 
   /** a quantized model is built for one backend: load its file again with loadModel(bytes, { backend }) to run it elsewhere */
@@ -336,7 +370,13 @@ export class QuantizedGPT implements GPTModel {
    * Runs Tn new positions of each cache row through the blocks and the final LayerNorm; the result
    * holds rows x C normalized states: the last position of each row, or every position (allRows).
    */
-  private run(cache: KVCache, ids: Int32Array, Tn: number, allRows: boolean): { states: Tensor; rows: number } {
+  private run(
+    cache: KVCache,
+    ids: Int32Array,
+    Tn: number,
+    allRows: boolean,
+    adapter: LoRAAdapter | null,
+  ): { states: Tensor; rows: number } {
     const C = this.config.dModel;
     const b = this.backend;
     const B = cache.batchSize;
@@ -359,7 +399,7 @@ export class QuantizedGPT implements GPTModel {
     );
     const { hidden, rows } = cachedForward(b, this.config, cache, ws, Tn, (name) => this.float(name), {
       allRows,
-      linear: (out, inp, name, M, K, Nout) => this.linear(out, inp, name, M, K, Nout),
+      linear: (out, inp, name, M, K, Nout) => this.linear(adapter, out, inp, name, M, K, Nout),
     });
     return { states: finalLayerNorm(b, this.config, ws, (name) => this.float(name), hidden, rows), rows };
   }
@@ -374,18 +414,34 @@ export class QuantizedGPT implements GPTModel {
   }
 
   async forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
+    return this.forwardCachedWith(this.adapter, cache, ids, Tn);
+  }
+
+  /** @internal forwardCached with `adapter` in place of the attached one (withAdapter's generations) */
+  async forwardCachedWith(adapter: LoRAAdapter | null, cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array> {
     this.checkAlive('forwardCached');
     checkCachedArgs(this.config, cache, ids, Tn);
-    const { states, rows } = this.run(cache, ids, Tn, false);
+    const { states, rows } = this.run(cache, ids, Tn, false, adapter);
     return (await this.backend.download(this.head(states, rows))) as Float32Array;
   }
 
   async forwardCachedTokens(cache: KVCache, ids: Int32Array, Tn: number, choice: TokenChoice): Promise<Int32Array> {
+    return this.forwardCachedTokensWith(this.adapter, cache, ids, Tn, choice);
+  }
+
+  /** @internal forwardCachedTokens with `adapter` in place of the attached one (withAdapter's generations) */
+  async forwardCachedTokensWith(
+    adapter: LoRAAdapter | null,
+    cache: KVCache,
+    ids: Int32Array,
+    Tn: number,
+    choice: TokenChoice,
+  ): Promise<Int32Array> {
     this.checkAlive('forwardCachedTokens');
     checkCachedArgs(this.config, cache, ids, Tn);
     const B = cache.batchSize;
     samplingArgs('forwardCachedTokens', choice.sampling, choice.uniforms, B, this.config.vocabSize);
-    const { states, rows } = this.run(cache, ids, Tn, false);
+    const { states, rows } = this.run(cache, ids, Tn, false, adapter);
     // the step's input ids were consumed by its embedding: the chosen ids take their first B slots
     const chosen = this.backend.view(this.inference!.ids, 0, B);
     this.backend.sampleTokens(chosen, this.head(states, rows), choice.uniforms, B, this.config.vocabSize, choice.sampling);
@@ -398,11 +454,11 @@ export class QuantizedGPT implements GPTModel {
    */
   async forward(inputs: Int32Array, targets: Int32Array | null, batchSize: number, options: ForwardOptions = {}): Promise<ForwardResult> {
     this.checkAlive('forward');
-    if (options.training === true) throw new Error(`forward with training: ${TRAINING_ERROR}`);
+    if (options.training === true) throw new Error(`forward with training: ${this.trainingError}`);
     const T = checkForwardArgs(this.config, inputs, targets, batchSize);
     const cache = this.createKVCache(batchSize);
     try {
-      const { states, rows } = this.run(cache, inputs, T, true);
+      const { states, rows } = this.run(cache, inputs, T, true, this.adapter);
       const logits = (await this.backend.download(this.head(states, rows))) as Float32Array;
       const result: ForwardResult = { loss: null };
       if (options.returnLogits) result.logits = logits;

@@ -3,7 +3,8 @@
  * of its dequantized weights computes (js: to float32 rounding; wasm, 1 and 2 threads: within the
  * int16 rounding of activations; more threads give one thread's bits), generate / generateStream /
  * beam search give that model's tokens (wasm and WebGPU: the js reference's),
- * files round-trip bit for bit, and training is refused with a clear error.
+ * files round-trip bit for bit, and training is refused with a clear error. With a float32 LoRA
+ * adapter attached it computes what the dequantized model with the same adapter computes.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createModel } from '../../src/model/create.js';
@@ -15,6 +16,9 @@ import { loadModel, saveModel } from '../../src/io/model-file.js';
 import { decodeSafetensors, encodeSafetensors, type TensorInput } from '../../src/io/safetensors.js';
 import { Rng } from '../../src/util/rng.js';
 import { createWasmBackend } from '../../src/backend/wasm/create.js';
+import type { GPT } from '../../src/model/gpt.js';
+import { addLoRA, loadAdapter, LORA_TARGETS, mergeAdapter, saveAdapter, withAdapter } from '../../src/model/lora.js';
+import { train } from '../../src/train/trainer.js';
 
 import { createWebGPUBackend } from '../../src/backend/webgpu/index.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
@@ -306,5 +310,87 @@ describe('QuantizedGPT', () => {
     await expect(quantizeModel(odd, { backend: 'js' })).rejects.toThrow(
       /dModel \(48\) and dFF \(64\) must be multiples of the block size 32/,
     );
+  });
+});
+
+/**
+ * A float32 LoRA adapter on a quantized model, for inference: it adds its low-rank term after each
+ * quantized product, so the quantized model with the adapter computes what the dequantized float32
+ * model with the same adapter computes (the float32 LoRA path is tested in lora.test.ts).
+ */
+describe('QuantizedGPT with a LoRA adapter', () => {
+  /** the adapter file of a random adapter on every projection, left attached to `model` */
+  async function randomAdapter(model: GPTModel, seed: number): Promise<Uint8Array> {
+    const adapter = addLoRA(model as GPT, { rank: 4, alpha: 8, targets: [...LORA_TARGETS] });
+    const rng = new Rng(seed);
+    adapter.setParameters(
+      Object.fromEntries(adapter.entries.map((e) => [e.name, new Float32Array(e.length).map(() => rng.normal() * 0.2)])),
+    );
+    return saveAdapter(adapter);
+  }
+
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    it(`${format} on js: logits, loss and every generation equal the dequantized model's with the same adapter`, async () => {
+      const q = keep(await quantizeModel(await randomModel(21), { format, backend: 'js' }));
+      const twin = await dequantizedTwin(q);
+      const bytes = await randomAdapter(twin, 22);
+      const plain = await q.forward(ids, null, 2, { returnLogits: true });
+      const adapter = loadAdapter(q, bytes);
+      expect(q.lora).toBe(adapter);
+      const targets = ids.map((id) => (id * 5 + 1) % 61);
+      const got = await q.forward(ids, targets, 2, { returnLogits: true });
+      const want = await twin.forward(ids, targets, 2, { returnLogits: true });
+      expect(worstRelative(got.logits!, want.logits!)).toBeLessThan(1e-5);
+      expect(worstRelative(got.logits!, plain.logits!)).toBeGreaterThan(1e-2);
+      expect(Math.abs(got.loss! - want.loss!)).toBeLessThan(1e-4);
+
+      const prompt = [5, 9, 17];
+      for (const options of [
+        { maxNewTokens: 10 },
+        { maxNewTokens: 8, doSample: true, seed: 4, topK: 5 },
+        { maxNewTokens: 6, numBeams: 3 },
+      ]) {
+        expect((await generate(q, prompt, options)).ids, JSON.stringify(options)).toEqual((await generate(twin, prompt, options)).ids);
+      }
+      const streamed: number[] = [];
+      for await (const piece of generateStream(q, prompt, { maxNewTokens: 10 })) streamed.push(piece.id);
+      expect(streamed).toEqual((await generate(twin, prompt, { maxNewTokens: 10 })).ids);
+      // a view with the adapter on the detached model generates as the attached one did
+      q.setAdapter(null);
+      expect((await generate(withAdapter(q, adapter), prompt, { maxNewTokens: 10 })).ids).toEqual(streamed);
+      expect((await generate(q, prompt, { maxNewTokens: 10 })).ids).not.toEqual(streamed);
+    });
+  }
+
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    it(`${format} on wasm: logits of the dequantized model with the adapter, and the js reference's tokens`, async () => {
+      const model = await randomModel(23);
+      const q = keep(await quantizeModel(model, { format, backend: 'wasm', wasmThreads: 1 }));
+      const reference = keep(await quantizeModel(model, { format, backend: 'js' }));
+      const twin = await dequantizedTwin(q);
+      const bytes = await randomAdapter(twin, 24);
+      loadAdapter(q, bytes);
+      loadAdapter(reference, bytes);
+      const got = await q.forward(ids, null, 2, { returnLogits: true });
+      const want = await twin.forward(ids, null, 2, { returnLogits: true });
+      expect(worstRelative(got.logits!, want.logits!)).toBeLessThan(2e-4);
+      const prompt = [7, 1, 30, 2];
+      for (const options of [{ maxNewTokens: 10 }, { maxNewTokens: 6, numBeams: 3 }]) {
+        expect((await generate(q, prompt, options)).ids, JSON.stringify(options)).toEqual((await generate(reference, prompt, options)).ids);
+      }
+    });
+  }
+
+  it('refuses training and merging, saying why', async () => {
+    const model = await randomModel(25);
+    const q = keep(await quantizeModel(model, { backend: 'js' }));
+    loadAdapter(q, await randomAdapter(model, 26));
+    const why = /a LoRA adapter on a quantized model runs inference only: the quantized products have no backward/;
+    await expect(train(q, { data: ids, steps: 1, batchSize: 1, seqLen: 8 })).rejects.toThrow(why);
+    await expect(q.forward(ids, ids, 2, { training: true })).rejects.toThrow(why);
+    expect(() => mergeAdapter(q)).toThrow(/mergeAdapter: model must be a float32 GPT .*merge into the float32 model, then quantize it/);
+    // an adapter made on another backend is refused by name of the call
+    const foreign = keep(await createModel(config));
+    expect(() => q.setAdapter(addLoRA(foreign as GPT))).toThrow(/setAdapter: the adapter was made on another backend/);
   });
 });
