@@ -110,7 +110,7 @@ const config :Workerd.Config = (
 
 const tinygptWorker :Workerd.Worker = (
   modules = [
-    (name = "worker.js", esModule = embed "worker.js"),
+    (name = "edge-worker.js", esModule = embed "edge-worker.js"),
     (name = "tinygpt", esModule = embed "tinygpt.js"),${chunkModules}
     (name = "tinygpt/tinygpt.wasm", wasm = embed "tinygpt.wasm"),
   ],
@@ -139,8 +139,9 @@ export async function startWorker(
   adapters: Record<string, Uint8Array> = {},
 ): Promise<RunningWorker> {
   const dir = mkdtempSync(join(tmpdir(), 'tinygpt-workerd-'));
-  copyFileSync(WORKER, join(dir, 'worker.js'));
   cpSync(EDGE_DIR, dir, { recursive: true });
+  // named apart from the build's own worker.js (the tinygpt/worker entry)
+  copyFileSync(WORKER, join(dir, 'edge-worker.js'));
   copyFileSync(join(EDGE_DIR, 'index.js'), join(dir, 'tinygpt.js'));
   const chunks = edgeModules();
   copyFileSync(DIST_WASM, join(dir, 'tinygpt.wasm'));
