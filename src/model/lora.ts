@@ -519,9 +519,7 @@ export function mergeAdapter(model: AdaptableModel): void {
   checkAdaptable('mergeAdapter', model);
   const weightTensor = model.weightTensor?.bind(model);
   if (weightTensor === undefined) {
-    throw new TypeError(
-      'mergeAdapter: model must be a float32 GPT (createModel, loadModel): a quantized model keeps its adapter separate; merge into the float32 model, then quantize it',
-    );
+    throw new TypeError('mergeAdapter: model must be a float32 GPT: merge into the float32 model, then quantize it');
   }
   const adapter = model.lora;
   if (adapter === null) throw new Error('mergeAdapter: the model has no adapter attached');

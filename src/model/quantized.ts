@@ -99,7 +99,7 @@ interface DeviceMatrix {
 const TRAINING_ERROR = 'a quantized model runs inference only: train the float32 model, then quantize it again';
 /** why an adapter on a quantized model does not train, and what to do instead */
 const ADAPTER_TRAINING_ERROR =
-  'a LoRA adapter on a quantized model runs inference only: the quantized products have no backward (no input gradient through a quantized weight), so train the adapter on the float32 model, save it (saveAdapter) and load it onto the quantized one';
+  'a LoRA adapter on a quantized model runs inference only: the quantized products have no backward; train it on the float32 model';
 
 /** Quantizes a model's current parameters into a new QuantizedGPT (the original is left as it is). */
 export async function quantizeModel(model: GPTModel, options: QuantizeOptions = {}): Promise<QuantizedGPT> {
