@@ -43,7 +43,8 @@ export type OpName =
   | 'crossEntropy'
   | 'adamw'
   | 'squaredNorm'
-  | 'scale';
+  | 'scale'
+  | 'sampleTokens';
 
 /** where an allocation may be cut into buffers: ascending element offsets, or every n elements */
 export type SplitPoints = readonly number[] | number;

@@ -68,6 +68,12 @@ export class CaseContext {
     return this.int32s(new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
   }
 
+  /** `t`, freed with the case's other tensors */
+  keep(t: Tensor): Tensor {
+    this.made.push(t);
+    return t;
+  }
+
   /** a gradient buffer that already holds something, so accumulation shows */
   grad(length: number): Tensor {
     return this.floats(uniform32(this.rng, length));
@@ -596,6 +602,31 @@ export const opCases: OpCase[] = [
       const dlogits = ctx.grad(rows * s.V);
       ctx.be.crossEntropyBackward(dlogits, probs, targets, 1 / (rows - 1), rows, s.V);
       return { dlogits };
+    },
+  },
+  {
+    // ids equal or not (no tolerance applies): greedy is exact; the draw's uniforms keep clear of
+    // the boundaries that float32 rounding could move
+    name: 'sampleTokens: greedy, and temperature + top-k 3 + top-p 0.9 draws',
+    op: 'sampleTokens',
+    kind: 'forward',
+    run: (ctx) => {
+      const s = ctx.s;
+      const rows = s.B * s.T;
+      const logits = ctx.normal(rows * s.V, 2);
+      const uniforms = Array.from({ length: rows }, (_, r) => (r * 0.37 + 0.05) % 1);
+      const greedy = ctx.be.alloc(rows, 'i32');
+      const drawn = ctx.be.alloc(rows, 'i32');
+      ctx.be.sampleTokens(greedy, logits, uniforms, rows, s.V, { greedy: true, temperature: 1, topK: 0, topP: 1, minP: 0, allowed: s.V });
+      ctx.be.sampleTokens(drawn, logits, uniforms, rows, s.V, {
+        greedy: false,
+        temperature: 0.8,
+        topK: 3,
+        topP: 0.9,
+        minP: 0,
+        allowed: s.V,
+      });
+      return { greedy: ctx.keep(greedy), drawn: ctx.keep(drawn) };
     },
   },
   {
