@@ -7,7 +7,6 @@
 import { checkNotDisposed } from '../util/dispose.js';
 import { EventLoopTurns } from '../util/turns.js';
 import type { GPTModel, TokenChoice } from '../model/types.js';
-import { beamSearch } from './beam.js';
 import {
   planGeneration,
   throwIfAborted,
@@ -222,6 +221,8 @@ async function sampledResults(model: GPTModel, plan: GenerationPlan): Promise<Ge
 }
 
 async function beamResults(model: GPTModel, plan: GenerationPlan): Promise<GenerateResult[]> {
+  // beam search's code loads when a call asks for beams: a page that samples or decodes greedily never needs it
+  const { beamSearch } = await import('./beam.js');
   const hypotheses = await beamSearch(model, plan);
   return hypotheses.slice(0, plan.numReturnSequences).map((h) => {
     const out: GenerateResult = { ids: h.ids, finishReason: h.finishReason, score: h.score };

@@ -29,7 +29,7 @@ import { JsBackend } from '../../src/backend/js/index.js';
 import { type WasmBackend } from '../../src/backend/wasm/index.js';
 import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { compileThreadedModule, createSharedMemory, instantiateThreaded } from '../../src/backend/wasm/loader.js';
-import { ThreadPool } from '../../src/backend/wasm/threads.js';
+import { ThreadPool } from '../../src/backend/wasm/thread-pool.js';
 import type { Tensor } from '../../src/backend/contract.js';
 import { createModel } from '../../src/model/create.js';
 import type { GPTConfigInput } from '../../src/model/types.js';

@@ -3,7 +3,9 @@
  * the browser, resolving `tinygpt` through package.json's exports as an app's bundler does. Budgets:
  * - the tokenizer alone: one self-contained bundle, <= 15 KB;
  * - loadModel + generate running on wasm, <= 41 KB (40 KB until issue 17's argument checks on every
- *   entry point, DisposedError and the rollback of failed ops took it to 40.5 KB): bundled with code splitting, as web apps are,
+ *   entry point, DisposedError and the rollback of failed ops took it to 40.5 KB; loading the wasm thread
+ *   pool and beam search only when used saved 1.1 KB, 40.4 -> 39.3 KB on main at 19:10; what landed by
+ *   20:25 (device-side sampling, adapter serving, group backward, f16 inference) made it 42.2 KB): bundled with code splitting, as web apps are,
  *   counting the files the page loads for it (the entry, the chunks it imports, and the wasm
  *   backend's chunk loaded when the backend starts), not the WebGPU and js backends' chunks;
  * - everything (`export * from 'tinygpt'`): one self-contained bundle. Issue 11 asked <= 65 KB,
@@ -13,6 +15,8 @@
  *   epilogues) added 1.7 KB, to 79.1 KB: the check was at 80 KB;
  *   WebGPU's quantized kernels (wgsl/quant.ts, quant-ops.ts) then took it to 80.3 KB: the check was at 82 KB;
  *   LoRA adapters (83.8 KB) and issue 17's argument checks (84.6 KB) took it past that: the check is at 86 KB.
+ *   Moving the model worker's client and host to tinygpt/worker took 2.7 KB out (84.6 -> 81.9 KB on
+ *   main at 19:10); what landed by 20:25 (device-side sampling, adapter serving, f16 inference) made it 87.3 KB.
  * The .wasm files come on top (12 KB gzipped each with the quantized kernels) and are checked to stay that small.
  */
 import { readFileSync } from 'node:fs';

@@ -2,7 +2,7 @@
  * The WebAssembly backend: AssemblyScript SIMD kernels (assembly/) over one linear memory that an
  * Arena hands out. Ops run synchronously in call order; `download` copies out of the memory.
  *
- * With threads (threads.ts), the memory is shared and the matmul products, attention, LayerNorm,
+ * With threads (thread-pool.ts, loaded when threads start), the memory is shared and the matmul products, attention, LayerNorm,
  * cross-entropy, the encoder, gelu and AdamW are split over workers by output columns, rows,
  * (batch, head) pairs or element ranges: every output element is still computed by one thread in the
  * same order, so results are bit-identical to one thread's. The small elementwise ops (residual,
@@ -23,7 +23,7 @@ import {
 import { chooseToken } from '../../generate/choose.js';
 import { Arena } from './arena.js';
 import type { Kernels, SplitKernel } from './loader.js';
-import { ThreadPool } from './threads.js';
+import type { ThreadPool } from './thread-pool.js';
 import { CheckedBackend } from '../checked.js';
 
 export { Arena, ArenaLimitError, WASM32_MAX_BYTES } from './arena.js';
@@ -137,6 +137,8 @@ export class WasmBackend extends CheckedBackend {
    */
   async startThreads(module: WebAssembly.Module, workers: number, workerUrl: URL, minMacsPerShare = MIN_MACS_PER_SHARE): Promise<void> {
     if (this.pool !== null) throw new Error('startThreads: the backend already runs threads');
+    // the pool's code loads only here (before anything is allocated): a backend on one thread never needs it
+    const { ThreadPool } = await import('./thread-pool.js');
     this.minMacsPerShare = minMacsPerShare;
     const regions: number[] = [];
     for (let i = 0; i < workers; i++) {
