@@ -6,7 +6,7 @@
 // ---- models ----
 export { GPT } from './model/gpt.js';
 export { createModel, type CreateModelOptions } from './model/create.js';
-export { DeviceLostError } from './backend/errors.js';
+export { DeviceLostError, MemoryLimitError } from './backend/errors.js';
 export { DisposedError } from './util/dispose.js';
 export { validateConfig, ConfigError } from './model/config.js';
 export type {

@@ -36,6 +36,8 @@ import {
   viewRange,
 } from './checks.js';
 import { describe } from '../util/describe.js';
+import { checkMemoryLimit, MemoryLimitError } from './errors.js';
+import { formatBytes } from './capacity.js';
 
 /** The storage a tensor is a view of: views of one storage may overlap, of two never. */
 export interface TensorStorage {
@@ -49,6 +51,45 @@ export abstract class CheckedBackend implements Backend {
   abstract readonly name: BackendName;
   abstract readonly limits: BackendLimits;
   private disposed = false;
+  private memoryLimitBytes = Infinity;
+
+  /** the memoryLimit option: the most bytes this backend's tensors may hold (Infinity: only the backend's own bound) */
+  get memoryLimit(): number {
+    return this.memoryLimitBytes;
+  }
+
+  /**
+   * Bound what this backend's tensors hold to `bytes` (Infinity removes the bound). Every alloc is
+   * checked against it before anything is allocated; a lower bound than what is in use refuses the
+   * next allocation, it frees nothing.
+   */
+  setMemoryLimit(bytes: number): void {
+    this.memoryLimitBytes = checkMemoryLimit(bytes, 'setMemoryLimit: bytes');
+  }
+
+  /** bytes an allocation of `length` elements takes here (each backend rounds buffers its own way) */
+  protected allocationBytes(length: number, dtype: DType, splitAt?: SplitPoints): number {
+    void dtype;
+    void splitAt;
+    return length * 4;
+  }
+
+  /**
+   * Refuse, before allocating, `bytes` more than the memory limit leaves room for, saying what asked
+   * (`what`): an alloc here, or a backend's own scratch.
+   */
+  protected checkMemoryLimitFor(what: string, bytes: number): void {
+    const limit = this.memoryLimitBytes;
+    if (limit === Infinity) return;
+    const inUse = this.bytesInUse();
+    if (inUse + bytes > limit) {
+      throw new MemoryLimitError(
+        `${what} needs ${formatBytes(bytes)} (${bytes} bytes), but memoryLimit = ${limit} bytes (${formatBytes(limit)}) leaves room for ` +
+          `${formatBytes(Math.max(0, limit - inUse))} with ${formatBytes(inUse)} in use on the ${this.name} backend: raise memoryLimit or make the batch smaller`,
+        { requestedBytes: bytes, bytesInUse: inUse, limitBytes: limit },
+      );
+    }
+  }
 
   /** the storage `t` is a view of, when `t` is a tensor of this backend; else undefined */
   protected abstract storageOf(t: Tensor): TensorStorage | undefined;
@@ -172,6 +213,7 @@ export abstract class CheckedBackend implements Backend {
       throw new RangeError(`alloc: length must be an integer in [1, ${this.maxAllocLength}], got ${length}`);
     }
     if (dtype !== 'f32' && dtype !== 'i32') throw new TypeError(`alloc: dtype must be 'f32' or 'i32', got ${String(dtype)}`);
+    this.checkMemoryLimitFor(`alloc of ${length} ${dtype} elements`, this.allocationBytes(length, dtype, splitAt));
     return this._alloc(length, dtype, splitAt);
   }
 

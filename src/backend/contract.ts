@@ -74,6 +74,18 @@ export interface Backend {
   readonly threads?: number;
   /** the wasm backend: why it runs on fewer threads than it was asked for ('' when it got what it asked; absent on the others) */
   readonly threadsNote?: string;
+  /**
+   * the memoryLimit option: the most bytes this backend's tensors may hold, checked at every alloc
+   * before allocating (Infinity: none but the backend's own bound). Every built-in backend has it.
+   */
+  readonly memoryLimit?: number;
+  /** set memoryLimit (a positive integer number of bytes, or Infinity) */
+  setMemoryLimit?(bytes: number): void;
+  /**
+   * asynchronous backends (WebGPU): resolves once every allocation so far is known to have
+   * succeeded, rejects as the next download would (MemoryLimitError for a device out of memory)
+   */
+  settle?(): Promise<void>;
 
   // ---- storage ----
   /**

@@ -1,4 +1,6 @@
+import { formatBytes } from './capacity.js';
 import type { Backend, BackendName } from './contract.js';
+import { checkMemoryLimit, MemoryLimitError } from './errors.js';
 import type { WasmAssets } from './wasm/assets.js';
 import type { WebGPUBackend, WebGPUBackendOptions, WebGPUOptions } from './webgpu/index.js';
 
@@ -15,6 +17,12 @@ export interface SelectOptions {
   wasmAssets?: WasmAssets;
   /** threads for the wasm backend: 'auto' (default) or a count; see createWasmBackend */
   wasmThreads?: number | 'auto';
+  /**
+   * the most bytes the backend's tensors may hold (default Infinity: only the backend's own bound).
+   * requiredBytes above it is refused before any backend is created; the backend checks every
+   * alloc against it (see Backend.memoryLimit)
+   */
+  memoryLimit?: number;
 }
 
 export class BackendUnavailableError extends Error {
@@ -70,31 +78,42 @@ function wasmSource(location: string | URL | WebAssembly.Module | undefined): { 
   return location instanceof WebAssembly.Module ? { module: location } : { url: location };
 }
 
-function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength }: SelectOptions): void {
+/** requiredBytes past the memoryLimit option: refused before any backend is created */
+function checkRequiredFitsLimit({ requiredBytes, memoryLimit }: SelectOptions): void {
+  if (memoryLimit === undefined) return;
+  const field = 'createBackend: options.memoryLimit';
+  const limit = checkMemoryLimit(memoryLimit, field);
+  if (requiredBytes !== undefined) checkRequiredBytes(field, requiredBytes, limit);
+}
+
+/** a model that needs `requiredBytes` before its first step, against a memoryLimit of `limit` */
+export function checkRequiredBytes(field: string, requiredBytes: number, limit: number): void {
+  if (requiredBytes > limit) {
+    throw new MemoryLimitError(
+      `${field} = ${limit} bytes (${formatBytes(limit)}) is less than the ${requiredBytes} bytes (${formatBytes(requiredBytes)}) this model needs for ` +
+        `${REQUIRED_BYTES_ARE}: it must be at least ${requiredBytes} (or Infinity)`,
+      { requestedBytes: requiredBytes, bytesInUse: 0, limitBytes: limit },
+    );
+  }
+}
+
+const REQUIRED_BYTES_ARE = "parameters, gradients, optimizer state, the head's transposed copy and one position's activations";
+
+/** the backend's own capacity against what the model needs; then the memoryLimit option set on it */
+function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength, memoryLimit }: SelectOptions): void {
   if (largestTensorLength !== undefined && largestTensorLength > backend.limits.maxTensorLength) {
     backend.dispose();
     throw new BackendUnavailableError(
       `the ${backend.name} backend holds at most ${formatBytes(backend.limits.maxTensorLength * 4)} in one buffer, but this model's largest parameter takes ${formatBytes(largestTensorLength * 4)}`,
     );
   }
-  if (requiredBytes === undefined) return;
-  if (requiredBytes > backend.limits.maxTotalBytes) {
+  if (requiredBytes !== undefined && requiredBytes > backend.limits.maxTotalBytes) {
     backend.dispose();
     throw new BackendUnavailableError(
-      `the ${backend.name} backend can hold at most ${formatBytes(backend.limits.maxTotalBytes)}, but this model needs ${formatBytes(requiredBytes)} for parameters, gradients, optimizer state, the head's transposed copy and one position's activations`,
+      `the ${backend.name} backend can hold at most ${formatBytes(backend.limits.maxTotalBytes)}, but this model needs ${formatBytes(requiredBytes)} for ${REQUIRED_BYTES_ARE}`,
     );
   }
-}
-
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return String(n);
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+  if (memoryLimit !== undefined) backend.setMemoryLimit?.(memoryLimit);
 }
 
 /**
@@ -108,6 +127,7 @@ export async function createBackend(request: BackendRequest, options: SelectOpti
   if (!(['auto', 'webgpu', 'wasm', 'js'] as unknown[]).includes(request)) {
     throw new RangeError(`createBackend: request must be 'auto', 'webgpu', 'wasm' or 'js', got ${JSON.stringify(request)}`);
   }
+  checkRequiredFitsLimit(options);
   if (request !== 'auto') {
     let backend: Backend;
     try {

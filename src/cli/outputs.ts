@@ -8,7 +8,7 @@ import { constants } from 'node:fs';
 import { access, open, readdir, rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ArenaLimitError } from '../backend/wasm/arena.js';
-import { formatBytes } from '../backend/select.js';
+import { formatBytes } from '../backend/capacity.js';
 import { temporaryPathFor } from '../io/files.js';
 import { ModelFileError } from '../io/errors.js';
 import { ConfigError } from '../model/config.js';

@@ -71,6 +71,8 @@ export interface LoadModelOptions {
   wasmThreads?: number | 'auto';
   /** passed to createModel: where the wasm backend's files are (see CreateModelOptions.wasmAssets) */
   wasmAssets?: WasmAssets;
+  /** passed to createModel: the most bytes the model's backend may hold (see CreateModelOptions.memoryLimit) */
+  memoryLimit?: number;
 }
 
 export interface LoadedModel {
@@ -159,6 +161,7 @@ export async function modelFromTensors(
     onBackendNotice: options.onBackendNotice,
     wasmThreads: options.wasmThreads,
     wasmAssets: options.wasmAssets,
+    memoryLimit: options.memoryLimit,
   });
   try {
     await model.setParameters(record);

@@ -50,7 +50,7 @@ export async function quantizedModelFromTensors(
   tensors: Record<string, DecodedTensor>,
   formatText: string,
   config: GPTConfig,
-  options: { backend?: string; wasmThreads?: number | 'auto'; onBackendNotice?: (message: string) => void },
+  options: { backend?: string; wasmThreads?: number | 'auto'; onBackendNotice?: (message: string) => void; memoryLimit?: number },
 ): Promise<QuantizedGPT> {
   let format: QuantFormat;
   try {
@@ -112,5 +112,6 @@ export async function quantizedModelFromTensors(
     backend: options.backend === undefined || options.backend === 'auto' ? 'wasm' : (options.backend as 'wasm' | 'js' | 'webgpu'),
     wasmThreads: options.wasmThreads,
     onBackendNotice: options.onBackendNotice,
+    memoryLimit: options.memoryLimit,
   });
 }

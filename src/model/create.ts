@@ -1,7 +1,8 @@
 /** createModel: a GPT with fresh parameters, on the backend its options choose. */
 import type { Backend } from '../backend/contract.js';
 import type { WasmAssets } from '../backend/wasm/assets.js';
-import { createBackend } from '../backend/select.js';
+import { checkMemoryLimit } from '../backend/errors.js';
+import { checkRequiredBytes, createBackend } from '../backend/select.js';
 import { estimateTrainingBytes, largestParameter } from './capacity.js';
 import { BACKEND_CHOICES, validateConfig } from './config.js';
 import { GPT } from './gpt.js';
@@ -23,26 +24,60 @@ export interface CreateModelOptions {
    * esbuild) and for edge runtimes (a compiled module); Vite, webpack and Parcel need none of it
    */
   wasmAssets?: WasmAssets;
+  /**
+   * The most bytes the model's backend may hold in tensors, on every backend (default: none beyond
+   * the backend's own bound; WebGPU reports no memory size, so there it is unbounded unless set).
+   * A model whose smallest training step needs more is refused before anything is allocated, and
+   * every later allocation (a batch, a KV cache, an op's scratch) is checked against it first:
+   * MemoryLimitError, naming what asked. With backendInstance, it is set on that backend.
+   */
+  memoryLimit?: number;
 }
 
 /** Build a GPT with freshly initialised parameters on the chosen backend. */
 export async function createModel(configInput: GPTConfigInput, options: CreateModelOptions = {}): Promise<GPT> {
   const config = validateConfig(configInput);
   const layout = buildParamLayout(config);
-  const backend =
-    options.backendInstance ??
-    (await createBackend(backendChoice(configInput, options), {
-      requiredBytes: estimateTrainingBytes(config, layout),
+  const requiredBytes = estimateTrainingBytes(config, layout);
+  const limitField = 'createModel: options.memoryLimit';
+  const memoryLimit = options.memoryLimit === undefined ? undefined : checkMemoryLimit(options.memoryLimit, limitField);
+  // refused before any backend is created or changed
+  if (memoryLimit !== undefined) checkRequiredBytes(limitField, requiredBytes, memoryLimit);
+  let backend: Backend;
+  if (options.backendInstance !== undefined) {
+    backend = options.backendInstance;
+    if (memoryLimit !== undefined) {
+      if (typeof backend.setMemoryLimit !== 'function') {
+        throw new TypeError('createModel: options.memoryLimit needs a backendInstance with setMemoryLimit (every built-in backend has it)');
+      }
+      backend.setMemoryLimit(memoryLimit);
+    }
+  } else {
+    backend = await createBackend(backendChoice(configInput, options), {
+      requiredBytes,
       largestTensorLength: largestParameter(layout),
       onNotice: options.onBackendNotice,
       wasmThreads: options.wasmThreads,
       wasmAssets: options.wasmAssets,
-    }));
-  return new GPT(config, layout, backend, undefined, {
-    wasmThreads: options.wasmThreads,
-    wasmAssets: options.wasmAssets,
-    onNotice: options.onBackendNotice,
-  });
+      memoryLimit,
+    });
+  }
+  const created = backend !== options.backendInstance;
+  try {
+    const model = new GPT(config, layout, backend, undefined, {
+      wasmThreads: options.wasmThreads,
+      wasmAssets: options.wasmAssets,
+      onNotice: options.onBackendNotice,
+      memoryLimit,
+    });
+    // WebGPU reports a device out of memory asynchronously: a model the GPU cannot hold fails here
+    // (on a backend made here; a backendInstance's next download reports it)
+    if (created) await backend.settle?.();
+    return model;
+  } catch (err) {
+    if (created) backend.dispose();
+    throw err;
+  }
 }
 
 let warnedConfigBackend = false;

@@ -10,9 +10,10 @@
 import type { Backend, BackendName, Tensor } from '../backend/contract.js';
 import { dropoutHash, IGNORE_INDEX } from '../backend/contract.js';
 import { allOrNothing, bytesAllocatedBy } from '../backend/all-or-nothing.js';
-import { DeviceLostError } from '../backend/errors.js';
+import { DeviceLostError, MemoryLimitError } from '../backend/errors.js';
 import { samplingArgs } from '../backend/checks.js';
-import { createBackend, formatBytes, type SelectOptions } from '../backend/select.js';
+import { capacityOf, formatBytes } from '../backend/capacity.js';
+import { createBackend, type SelectOptions } from '../backend/select.js';
 import { initParameters, packedOffsets, type ParamLayout } from './params.js';
 import { estimateTrainingBytes, largestParameter } from './capacity.js';
 import { generate } from '../generate/generate.js';
@@ -69,7 +70,7 @@ interface GradientPlan {
 }
 
 /** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
-export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice'>;
+export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice' | 'memoryLimit'>;
 
 export class GPT implements GPTModel {
   readonly paramLayout: readonly ParamEntry[];
@@ -113,9 +114,12 @@ export class GPT implements GPTModel {
     this.currentBackend = backend;
     // a backend that must store them in several buffers cuts only between parameters
     const parameterStarts = layout.entries.map((entry) => entry.offset);
-    this.paramsTensor = backend.alloc(layout.totalLength, 'f32', parameterStarts);
+    // both or neither: a backend that refuses one (its memoryLimit) keeps none
+    [this.paramsTensor, this.wteT] = allOrNothing(backend, (allocator) => [
+      allocator.alloc(layout.totalLength, 'f32', parameterStarts),
+      allocator.alloc(config.vocabSize * config.dModel, 'f32', config.vocabSize),
+    ]);
     backend.upload(this.paramsTensor, initial);
-    this.wteT = backend.alloc(config.vocabSize * config.dModel, 'f32', config.vocabSize);
   }
 
   get backend(): Backend {
@@ -306,6 +310,8 @@ export class GPT implements GPTModel {
       typeof target === 'string'
         ? await createBackend(target, {
             ...this.creationOptions,
+            // the bound in force now (setMemoryLimit may have changed it since creation)
+            memoryLimit: this.currentBackend.memoryLimit ?? this.creationOptions.memoryLimit,
             requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo),
             largestTensorLength: largestParameter(this.layoutInfo),
           })
@@ -401,10 +407,13 @@ export class GPT implements GPTModel {
 
   /** refuse, naming `field`, an allocation of `bytes` the backend has no room for */
   private checkRoom(field: string, value: number, bytes: number): void {
-    const room = this.backend.limits.maxTotalBytes - this.backend.bytesInUse();
+    const { limitBytes, bound } = capacityOf(this.backend);
+    const inUse = this.backend.bytesInUse();
+    const room = limitBytes - inUse;
     if (bytes > room) {
-      throw new RangeError(
-        `${field} = ${value} needs ${formatBytes(bytes)} more, but the ${this.backend.name} backend has room for ${formatBytes(Math.max(0, room))} (of ${formatBytes(this.backend.limits.maxTotalBytes)})`,
+      throw new MemoryLimitError(
+        `${field} = ${value} needs ${formatBytes(bytes)} more, but the ${this.backend.name} backend has room for ${formatBytes(Math.max(0, room))} (of ${bound})`,
+        { requestedBytes: bytes, bytesInUse: inUse, limitBytes },
       );
     }
   }

@@ -42,6 +42,8 @@ export interface QuantizeOptions {
   wasmThreads?: number | 'auto';
   /** hears why a backend was passed over */
   onBackendNotice?: (message: string) => void;
+  /** for a backend made here: the most bytes its tensors may hold (see CreateModelOptions.memoryLimit) */
+  memoryLimit?: number;
 }
 
 /** Names of the parameters that are quantized: wte and the four matrices of every block. */
@@ -141,7 +143,11 @@ export class QuantizedGPT implements GPTModel {
     const request = options.backend ?? 'wasm';
     const backend =
       typeof request === 'string'
-        ? await createBackend(request, { wasmThreads: options.wasmThreads, onNotice: options.onBackendNotice })
+        ? await createBackend(request, {
+            wasmThreads: options.wasmThreads,
+            onNotice: options.onBackendNotice,
+            memoryLimit: options.memoryLimit,
+          })
         : request;
     if (typeof backend.matmulQuantForward !== 'function' || typeof backend.encoderQuantForward !== 'function') {
       if (typeof request === 'string') backend.dispose();

@@ -16,7 +16,8 @@ import type { LoRAAdapter } from '../model/lora.js';
 import { allocGradientGroup } from '../model/params.js';
 import type { GPTConfig, GPTModel, ParameterGroup } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
-import { formatBytes } from '../backend/select.js';
+import { capacityOf, formatBytes } from '../backend/capacity.js';
+import { MemoryLimitError } from '../backend/errors.js';
 import { writeFileAtomicInNode } from '../io/files.js';
 import { isNode, readFileBytes } from '../host/node.js';
 import { AdamW } from './adamw.js';
@@ -711,11 +712,14 @@ function checkStepFits(model: GPTModel, plan: TrainingPlan): void {
   // a frozen fine-tune computes (and holds) the trained entries' gradients alone
   const frozen = model.lora == null && plan.trainable.length < model.paramLayout.length;
   const step = model.stepBytes?.(rows, seqLen, frozen ? plan.trainable : undefined) ?? 0;
-  const room = model.backend.limits.maxTotalBytes - model.backend.bytesInUse();
+  const { limitBytes, bound } = capacityOf(model.backend);
+  const inUse = model.backend.bytesInUse();
+  const room = limitBytes - inUse;
   if (step + moments > room) {
-    throw new RangeError(
+    throw new MemoryLimitError(
       `batchSize = ${batchSize} (x seqLen ${seqLen}) needs ${formatBytes(step + moments)} for one step's activations and the optimizer state, ` +
-        `but the ${model.backend.name} backend has room for ${formatBytes(Math.max(0, room))}: lower batchSize or seqLen (gradientAccumulationSteps keeps the effective batch)`,
+        `but the ${model.backend.name} backend has room for ${formatBytes(Math.max(0, room))} (of ${bound}): lower batchSize or seqLen (gradientAccumulationSteps keeps the effective batch)`,
+      { requestedBytes: step + moments, bytesInUse: inUse, limitBytes },
     );
   }
 }

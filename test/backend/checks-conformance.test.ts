@@ -28,7 +28,20 @@ type Call = (b: Backend, x: Tensors) => void;
 
 /** members that are not ops, and ops of one tensor (zero, scale: nothing to alias, any length fits) */
 type NotChecked =
-  'name' | 'limits' | 'threads' | 'threadsNote' | 'alloc' | 'download' | 'free' | 'bytesInUse' | 'dispose' | 'zero' | 'scale';
+  | 'name'
+  | 'limits'
+  | 'memoryLimit'
+  | 'setMemoryLimit'
+  | 'settle'
+  | 'threads'
+  | 'threadsNote'
+  | 'alloc'
+  | 'download'
+  | 'free'
+  | 'bytesInUse'
+  | 'dispose'
+  | 'zero'
+  | 'scale';
 /**
  * the type lists every op of the contract: a new op without a case here does not compile (sampleTokens
  * writes i32 ids from f32 logits, and two dtypes never share storage, so it has no aliasing case)

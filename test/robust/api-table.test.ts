@@ -40,6 +40,7 @@ interface Row {
 /** exports that are not called, and why */
 const NOT_CALLED: Record<string, string> = {
   DeviceLostError: 'an error class',
+  MemoryLimitError: 'an error class',
   ConfigError: 'an error class',
   BackendUnavailableError: 'an error class',
   NonFiniteError: 'an error class',
@@ -105,6 +106,20 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       call: () => createModel(config, { backend: 'tpu' as never }),
       error: RangeError,
       message: /backend/,
+    },
+    {
+      name: 'createModel',
+      input: "memoryLimit '1e6'",
+      call: () => createModel(config, { backend: 'js', memoryLimit: '1e6' as never }),
+      error: TypeError,
+      message: /options\.memoryLimit must be a positive integer number of bytes/,
+    },
+    {
+      name: 'createModel',
+      input: 'memoryLimit below what the model needs',
+      call: () => createModel(config, { backend: 'js', memoryLimit: 1000 }),
+      error: api.MemoryLimitError,
+      message: /options\.memoryLimit = 1000 bytes .* it must be at least \d+/,
     },
     {
       name: 'validateConfig',
@@ -515,6 +530,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       call: () => api.loadModel(s.modelBytes, { backend: 'tpu' as never }),
       error: RangeError,
       message: /backend/,
+    },
+    {
+      name: 'loadModel',
+      input: 'memoryLimit -1',
+      call: () => api.loadModel(s.modelBytes, { backend: 'js', memoryLimit: -1 }),
+      error: RangeError,
+      message: /options\.memoryLimit must be a positive integer number of bytes/,
     },
     {
       name: 'loadHuggingFace',

@@ -96,6 +96,11 @@ export class JsBackend extends CheckedBackend {
 
   // ---- storage ----
 
+  /** f64 precision stores f32 tensors in Float64Arrays */
+  protected override allocationBytes(length: number, dtype: DType): number {
+    return length * (dtype === 'f32' && this.precision === 'f64' ? 8 : 4);
+  }
+
   protected _alloc(length: number, dtype: DType): Tensor {
     const data: Storage =
       dtype === 'i32' ? new Int32Array(length) : this.precision === 'f64' ? new Float64Array(length) : new Float32Array(length);

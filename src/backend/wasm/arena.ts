@@ -4,6 +4,7 @@
  * can hold takes fresh space at the top, growing the memory as needed. wasm32 addresses at most
  * 4 GiB, so a request that would need more is refused before anything is allocated or grown.
  */
+import { MemoryLimitError } from '../errors.js';
 
 export const WASM_PAGE_BYTES = 65536;
 /** wasm32's address space: 65536 pages of 64 KiB */
@@ -15,7 +16,8 @@ interface FreeBlock {
   bytes: number;
 }
 
-export class ArenaLimitError extends RangeError {
+/** past wasm32's 4 GiB, or a memory the runtime would not grow: a MemoryLimitError of the arena's own */
+export class ArenaLimitError extends MemoryLimitError {
   override name = 'ArenaLimitError';
 }
 
@@ -170,6 +172,7 @@ export class Arena {
   }
 }
 
-function alignUp(n: number): number {
+/** bytes a block of `n` bytes takes (the arena's alignment) */
+export function alignUp(n: number): number {
   return Math.ceil(n / ALIGN) * ALIGN;
 }

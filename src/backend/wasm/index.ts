@@ -21,7 +21,7 @@ import {
   type TokenSampling,
 } from '../contract.js';
 import { chooseToken } from '../../generate/choose.js';
-import { Arena } from './arena.js';
+import { alignUp, Arena } from './arena.js';
 import type { Kernels, SplitKernel } from './loader.js';
 import type { ThreadPool } from './thread-pool.js';
 import { CheckedBackend } from '../checked.js';
@@ -151,6 +151,11 @@ export class WasmBackend extends CheckedBackend {
   }
 
   // ---- storage ----
+
+  /** the arena's blocks are 16-byte aligned */
+  protected override allocationBytes(length: number): number {
+    return alignUp(length * BYTES_PER_ELEMENT);
+  }
 
   protected _alloc(length: number, dtype: DType): Tensor {
     const bytes = length * BYTES_PER_ELEMENT;

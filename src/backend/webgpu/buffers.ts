@@ -19,6 +19,8 @@ export interface PooledBuffer {
   readonly id: number;
   readonly buffer: GPUBuffer;
   readonly bytes: number;
+  /** the device refused its memory (out-of-memory scope): never handed out again */
+  unusable?: boolean;
 }
 
 let nextBufferId = 1;
@@ -53,17 +55,50 @@ export class BufferPool {
     return { pooled: created, reused: false };
   }
 
-  release(pooled: PooledBuffer): void {
-    if (this.idleBytes + pooled.bytes > this.retainBytes) {
-      // commands recorded but not yet submitted may still use it: destroying now would fail them
-      this.all.delete(pooled);
-      this.overflow.push(pooled);
+  /** the size `acquire(bytes)` hands out */
+  sizeFor(bytes: number): number {
+    return this.roundedSize(bytes);
+  }
+
+  /** whether `acquire` of this rounded size reuses an idle buffer instead of creating one */
+  hasIdle(size: number): boolean {
+    return (this.idle.get(size)?.length ?? 0) > 0;
+  }
+
+  /** idle bytes kept for reuse */
+  get idleTotal(): number {
+    return this.idleBytes;
+  }
+
+  /** keep a released buffer for reuse while idle buffers stay within the retain limit and `maxIdleBytes`; else destroy it */
+  release(pooled: PooledBuffer, maxIdleBytes = Infinity): void {
+    if (pooled.unusable || this.idleBytes + pooled.bytes > Math.min(this.retainBytes, maxIdleBytes)) {
+      this.discard(pooled);
       return;
     }
     const list = this.idle.get(pooled.bytes);
     if (list) list.push(pooled);
     else this.idle.set(pooled.bytes, [pooled]);
     this.idleBytes += pooled.bytes;
+  }
+
+  /** destroy idle buffers (largest first) until at most `maxIdleBytes` stay idle */
+  trimIdle(maxIdleBytes: number): void {
+    const sizes = [...this.idle.keys()].sort((a, b) => b - a);
+    for (const size of sizes) {
+      const list = this.idle.get(size)!;
+      while (this.idleBytes > maxIdleBytes && list.length > 0) {
+        this.idleBytes -= size;
+        this.discard(list.pop()!);
+      }
+      if (list.length === 0) this.idle.delete(size);
+    }
+  }
+
+  /** destroyed after the next submission: commands recorded but not yet submitted may still use it */
+  private discard(pooled: PooledBuffer): void {
+    this.all.delete(pooled);
+    this.overflow.push(pooled);
   }
 
   /** call after a submission: buffers released past the retain limit are no longer needed */

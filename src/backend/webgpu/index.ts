@@ -85,6 +85,12 @@ export interface WebGPUBackendOptions {
    * happen on small tensors (tests use it).
    */
   maxBufferBytes?: number;
+  /**
+   * The most bytes this backend's tensors and scratch may hold (default Infinity: WebGPU reports no
+   * memory size). Every allocation is checked against it before allocating (MemoryLimitError), and
+   * freed buffers are kept for reuse only within it. See CreateModelOptions.memoryLimit.
+   */
+  memoryLimit?: number;
 }
 
 export async function createWebGPUBackend(opts: WebGPUOptions & WebGPUBackendOptions = {}): Promise<WebGPUBackend> {
@@ -147,9 +153,19 @@ export class WebGPUBackend extends CheckedBackend {
     this.limits = { maxTensorLength: Math.floor(bufferCap / 4), maxTotalBytes: Infinity };
     this.faults = new FaultLog(device, () => this.isDisposed);
     this.lost = this.faults.lost;
-    const track = (scope: Promise<GPUError | null>, what: string) => this.faults.track(scope, what);
+    const track = (scope: Promise<GPUError | null>, what: string, onOutOfMemory: () => void) =>
+      this.faults.track(scope, what, onOutOfMemory);
     const clear = (buffer: GPUBuffer, bytes: number) => this.rec.copyEncoder().clearBuffer(buffer, 0, bytes);
-    this.memory = new GpuMemory(device, this, bufferCap, clear, track);
+    this.memory = new GpuMemory(
+      device,
+      this,
+      bufferCap,
+      clear,
+      track,
+      () => this.memoryLimit,
+      (what, bytes) => this.checkMemoryLimitFor(what, bytes),
+    );
+    if (options.memoryLimit !== undefined) this.setMemoryLimit(options.memoryLimit);
     this.readbackPool = new BufferPool(
       device,
       BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST,
@@ -177,6 +193,22 @@ export class WebGPUBackend extends CheckedBackend {
   }
 
   // ---- storage ----
+
+  /** buffers are pooled in sizes rounded up to 256 bytes; a tensor past maxBufferSize is several */
+  protected override allocationBytes(length: number, _dtype: DType, splitAt?: SplitPoints): number {
+    return this.memory.allocationBytes(length, splitAt);
+  }
+
+  /**
+   * Resolves once every allocation and submission so far is known to have succeeded; rejects as
+   * the next download would (a MemoryLimitError when the device ran out of memory, naming the
+   * allocation). createModel calls it, so a model the GPU cannot hold fails there, not at first use.
+   */
+  async settle(): Promise<void> {
+    if (this.faults.lostError) throw this.faults.lostError;
+    const error = FaultLog.errorOf(await this.faults.unlessLost(this.faults.take()));
+    if (error !== null) throw error;
+  }
 
   protected _alloc(length: number, dtype: DType, splitAt?: SplitPoints): Tensor {
     return this.memory.allocate(length, dtype, true, splitAt);
@@ -220,9 +252,10 @@ export class WebGPUBackend extends CheckedBackend {
       if (this.faults.lostError) throw this.faults.lostError as Error;
       throw new Error(`download: reading the result back failed: ${(error as Error).message}`, { cause: error });
     }
-    const errors = await this.faults.unlessLost(checks);
+    const faults = await this.faults.unlessLost(checks);
     try {
-      if (errors.length > 0) throw new Error(errors.join('\n'));
+      const error = FaultLog.errorOf(faults);
+      if (error !== null) throw error;
       const result = new Uint8Array(source.length * 4);
       for (const { pooled, bytes, at } of readbacks) result.set(new Uint8Array(pooled.buffer.getMappedRange(0, bytes)), at * 4);
       return source.dtype === 'f32' ? new Float32Array(result.buffer) : new Int32Array(result.buffer);

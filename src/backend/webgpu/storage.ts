@@ -103,14 +103,17 @@ export class GpuMemory {
 
   /**
    * `clear` zero-fills a reused buffer in command order; `track` reports an error scope's outcome
-   * with what was being done (see faults.ts).
+   * with what was being done (see faults.ts); `limit` is the backend's memoryLimit, which
+   * `checkRoom` enforces for the backend's own scratch (alloc checks the rest) by throwing.
    */
   constructor(
     private readonly device: GPUDevice,
     private readonly owner: object,
     maxBufferBytes: number,
     private readonly clear: (buffer: GPUBuffer, bytes: number) => void,
-    private readonly track: (scope: Promise<GPUError | null>, what: string) => void,
+    private readonly track: (scope: Promise<GPUError | null>, what: string, onOutOfMemory: () => void) => void,
+    private readonly limit: () => number,
+    private readonly checkRoom: (what: string, bytes: number) => void,
   ) {
     this.maxTensorLength = Math.floor(maxBufferBytes / 4);
     this.pool = new BufferPool(
@@ -121,12 +124,22 @@ export class GpuMemory {
     );
   }
 
+  /** bytes an allocation of `length` elements takes: its buffers, each rounded up to the pool's granularity */
+  allocationBytes(length: number, splitAt?: SplitPoints): number {
+    return segmentLayout(length, this.maxTensorLength, splitAt).reduce((sum, segment) => sum + this.pool.sizeFor(segment.length * 4), 0);
+  }
+
   allocate(length: number, dtype: DType, zeroFill: boolean, splitAt?: SplitPoints): WebGPUTensor {
     const segments: Segment[] = [];
     for (const { start, length: segmentLength } of segmentLayout(length, this.maxTensorLength, splitAt)) {
+      const size = this.pool.sizeFor(segmentLength * 4);
+      // under a memoryLimit, freed buffers kept for reuse make room for a new one: live + idle stays within it
+      if (this.limit() !== Infinity && !this.pool.hasIdle(size)) this.pool.trimIdle(this.limit() - this.bytesInUse() - size);
       this.device.pushErrorScope('out-of-memory');
       const { pooled, reused } = this.pool.acquire(segmentLength * 4);
-      this.track(this.device.popErrorScope(), `alloc of ${length} ${dtype} elements ran out of GPU memory`);
+      this.track(this.device.popErrorScope(), `alloc of ${length} ${dtype} elements ran out of GPU memory`, () => {
+        pooled.unusable = true;
+      });
       // a fresh buffer is zero-filled by WebGPU; a reused one is cleared in command order
       if (reused && zeroFill) this.clear(pooled.buffer, pooled.bytes);
       segments.push({ pooled, start, length: segmentLength });
@@ -141,13 +154,16 @@ export class GpuMemory {
     if (length > this.maxTensorLength) {
       throw new RangeError(`scratch buffer of ${length} elements exceeds the adapter's largest buffer (${this.maxTensorLength})`);
     }
+    this.checkRoom(`scratch of ${length} ${dtype} elements`, this.allocationBytes(length));
     return this.allocate(length, dtype, false);
   }
 
   free(t: WebGPUTensor): void {
     t.storage.live = false;
     this.live.delete(t.storage);
-    for (const segment of t.storage.segments) this.pool.release(segment.pooled);
+    // under a memoryLimit, freed buffers are kept for reuse only while live + idle stays within it
+    const maxIdle = this.limit() - this.bytesInUse();
+    for (const segment of t.storage.segments) this.pool.release(segment.pooled, maxIdle);
   }
 
   bytesInUse(): number {
