@@ -58,6 +58,7 @@ export type { Tokenizer, StreamDecoder, TokenizerJSON } from './tokenizer/types.
 // ---- files ----
 export { encodeSafetensors, decodeSafetensors, SafetensorsError } from './io/safetensors.js';
 export { ModelFileError } from './io/errors.js';
+export { NoSpaceError } from './io/files.js';
 export { saveModel, loadModel, type SaveModelOptions, type LoadModelOptions, type LoadedModel } from './io/model-file.js';
 export * from './io/browser-files.js';
 export {

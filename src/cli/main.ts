@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createModel } from '../model/create.js';
 import type { BackendChoice } from '../model/types.js';
-import { train } from '../train/trainer.js';
+import { train, Trainer, type TrainOptions } from '../train/trainer.js';
 import { generate, generateStream } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult } from '../generate/options.js';
 import { saveModel, loadModel } from '../io/model-file.js';
@@ -17,7 +17,8 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { formatDuration, lossChart, ProgressBar } from './terminal.js';
 import { plotHistorySVG } from '../plot/history-svg.js';
 import { historyFromBytes } from '../plot/history-file.js';
-import { checkInput, checkRoom, EXIT_USAGE, exitCodeFor, prepareOutput, UsageError } from './outputs.js';
+import { checkInput, checkRoom, EXIT_USAGE, exitCodeFor, prepareOutput, sameFileSystem, UsageError } from './outputs.js';
+import type { GPT } from '../model/gpt.js';
 
 /** A command-line flag: what parseArgs needs, plus the line --help prints. */
 interface Flag {
@@ -147,6 +148,38 @@ function threadsOption(values: Values): number | 'auto' {
     : num(values, 'threads', 1, positiveInt, "'auto' or a positive integer");
 }
 
+/**
+ * --out and --checkpoint must have room for what the run will write, checked before the first step:
+ * the model file exactly (its size depends on the shapes, config and tokenizer only), a checkpoint
+ * up to the trainer's bound (parameters, AdamW moments and the header with the history to come).
+ * On one file system the model file is written while the last checkpoint is on disk: both must fit.
+ */
+async function checkFilesFit(
+  model: GPT,
+  tokenizer: Tokenizer,
+  options: TrainOptions,
+  outPath: string,
+  checkpointPath?: string,
+): Promise<void> {
+  const modelBytes = (await saveModel(model, { tokenizer })).byteLength;
+  let checkpointBytes = 0;
+  if (checkpointPath !== undefined) {
+    const trainer = await Trainer.create(model, options);
+    try {
+      checkpointBytes = await trainer.checkpointBytesBound();
+    } finally {
+      trainer.dispose();
+    }
+    await checkRoom('checkpoint', checkpointPath, checkpointBytes, 'a checkpoint of this run');
+  }
+  const shared = checkpointPath !== undefined && (await sameFileSystem(outPath, checkpointPath));
+  await checkRoom(
+    'out',
+    outPath,
+    modelBytes + (shared ? checkpointBytes : 0),
+    shared ? 'the model file beside the last checkpoint' : 'the model file',
+  );
+}
 async function buildTokenizer(values: Values, text: string): Promise<Tokenizer> {
   const kind = str(values, 'tokenizer') ?? 'char';
   switch (kind) {
@@ -233,10 +266,6 @@ async function trainCommand(argv: string[]): Promise<void> {
     },
     { backend: (str(values, 'backend') ?? 'auto') as BackendChoice, wasmThreads: threadsOption(values) },
   );
-  // the model file holds the parameters, a checkpoint also the two AdamW moments
-  const parameterBytes = model.params.length * 4;
-  await checkRoom('out', outPath, parameterBytes, 'the model file');
-  if (checkpointPath !== undefined) await checkRoom('checkpoint', checkpointPath, 3 * parameterBytes, 'a checkpoint');
   const threads = (model.backend as { threads?: number }).threads;
   process.stderr.write(
     `model: ${(model.numParameters() / 1e6).toFixed(2)}M parameters on the ${model.backendName} backend${threads ? ` (${threads} thread${threads > 1 ? 's' : ''})` : ''}\n`,
@@ -262,7 +291,7 @@ async function trainCommand(argv: string[]): Promise<void> {
       abort.abort();
     }
   };
-  const result = await train(model, {
+  const trainOptions: TrainOptions = {
     ...data,
     tokenizer,
     batchSize: num(values, 'batch-size', 16, positiveInt, 'a positive integer'),
@@ -292,7 +321,9 @@ async function trainCommand(argv: string[]): Promise<void> {
     onEval: (m) => bar.log(`step ${m.step}: val loss ${m.valLoss.toFixed(4)}, perplexity ${m.valPerplexity.toFixed(2)}`),
     onDeviceLost,
     onBackendChange: (change) => bar.log(`${change.reason}: going on on ${change.to} from step ${change.resumedFromStep}`),
-  });
+  };
+  await checkFilesFit(model, tokenizer, trainOptions, outPath, checkpointPath);
+  const result = await train(model, trainOptions);
   bar.done();
 
   const out = outPath;

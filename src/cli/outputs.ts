@@ -8,8 +8,7 @@ import { constants } from 'node:fs';
 import { access, open, readdir, rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ArenaLimitError } from '../backend/wasm/arena.js';
-import { formatBytes } from '../backend/capacity.js';
-import { temporaryPathFor } from '../io/files.js';
+import { checkFreeSpaceWith, NoSpaceError, temporaryPathFor } from '../io/files.js';
 import { ModelFileError } from '../io/errors.js';
 import { ConfigError } from '../model/config.js';
 
@@ -90,13 +89,18 @@ export async function prepareOutput(flag: string, path: string): Promise<string[
 
 /** --flag's folder must have room for `bytes` (the new file is written before the old one goes). */
 export async function checkRoom(flag: string, path: string, bytes: number, what: string): Promise<void> {
-  const folder = dirname(path);
-  const info = await statfs(folder).catch(() => null);
-  if (!info) return; // a file system that cannot say: the write itself will tell
-  const free = info.bavail * info.bsize;
-  if (free < bytes) {
-    throw new UsageError(`--${flag} ${path}: ${folder} has ${formatBytes(free)} free, but ${what} takes about ${formatBytes(bytes)}`);
+  try {
+    await checkFreeSpaceWith(statfs, `--${flag}`, path, bytes, what);
+  } catch (err) {
+    if (err instanceof NoSpaceError) throw new UsageError(err.message);
+    throw err;
   }
+}
+
+/** whether the folders of `a` and `b` are on one file system (what one file takes, the other cannot have) */
+export async function sameFileSystem(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([stat(dirname(a)).catch(() => null), stat(dirname(b)).catch(() => null)]);
+  return x !== null && y !== null && x.dev === y.dev;
 }
 
 /** Remove `<name>.tmp-<12 hex digits>` files beside `path` (writeFileAtomic's temporaries of killed runs). */

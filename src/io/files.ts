@@ -5,6 +5,7 @@
  */
 
 import { typedArrayName } from './safetensors.js';
+import { formatBytes } from '../backend/capacity.js';
 import { fileSystem } from '../host/node.js';
 
 /** The part of an open file that an atomic write needs (a subset of node:fs/promises FileHandle). */
@@ -111,4 +112,60 @@ export async function writeFileAtomicInNode(path: string, bytes: Uint8Array): Pr
     throw new Error(`writing ${path} needs Node's file system (${(err as Error).message})`, { cause: err });
   }
   await writeFileAtomicWith(atomicWriteFsFromNode(fs), path, bytes);
+}
+
+/** The statfs fields a free-space check reads (a subset of node:fs's StatsFs). */
+export interface FreeSpace {
+  /** blocks free to an unprivileged user */
+  bavail: number | bigint;
+  /** bytes per block */
+  bsize: number | bigint;
+}
+
+/** A file that the folder it goes to has no room for: refused before any work, naming the option or flag. */
+export class NoSpaceError extends Error {
+  override name = 'NoSpaceError';
+  readonly code = 'ENOSPC';
+  constructor(
+    message: string,
+    /** bytes free in the folder */
+    readonly availableBytes: number,
+    /** bytes the file takes (at most) */
+    readonly requiredBytes: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Refuse, before any work, a file of up to `bytes` bytes that the folder of `path` has no room for
+ * (the new file is written beside the old one before the rename, so all of it must fit). `field`
+ * names the option or flag, `what` the file. A file system that cannot say passes: the write itself
+ * will tell, and a failed write keeps the model in memory.
+ */
+export async function checkFreeSpaceWith(
+  statfs: (path: string) => Promise<FreeSpace>,
+  field: string,
+  path: string,
+  bytes: number,
+  what: string,
+): Promise<void> {
+  const folder = directoryOf(path);
+  const info = await statfs(folder).catch(() => null);
+  if (info === null) return;
+  const free = Number(info.bavail) * Number(info.bsize);
+  if (free < bytes) {
+    throw new NoSpaceError(
+      `${field} ${path}: the folder ${folder} has ${free} bytes (${formatBytes(free)}) free, but ${what} takes up to ${bytes} bytes (${formatBytes(bytes)})`,
+      free,
+      bytes,
+    );
+  }
+}
+
+/** checkFreeSpaceWith over node:fs's statfs (Node >= 18.15), imported only when this is called */
+export async function checkFreeSpaceInNode(field: string, path: string, bytes: number, what: string): Promise<void> {
+  const fs = await fileSystem();
+  if (typeof fs.statfs !== 'function') return;
+  await checkFreeSpaceWith((folder) => fs.statfs(folder), field, path, bytes, what);
 }

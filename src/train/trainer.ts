@@ -18,7 +18,7 @@ import type { GPTConfig, GPTModel, ParameterGroup } from '../model/types.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { capacityOf, formatBytes } from '../backend/capacity.js';
 import { MemoryLimitError } from '../backend/errors.js';
-import { writeFileAtomicInNode } from '../io/files.js';
+import { checkFreeSpaceInNode, writeFileAtomicInNode } from '../io/files.js';
 import { isNode, readFileBytes } from '../host/node.js';
 import { AdamW } from './adamw.js';
 import {
@@ -550,6 +550,20 @@ export class Trainer {
     return encodeCheckpoint({ config: this.model.config, tokenizer: this.tokenizer, state, params, m, v }, shapes);
   }
 
+  /**
+   * An upper bound on the bytes of any checkpoint this run writes from now on: this step's, plus
+   * a bound on each history entry still to come (at most one per log interval, one per
+   * evaluation and the last) and room for every number of the state to reach its longest form.
+   */
+  async checkpointBytesBound(): Promise<number> {
+    const now = (await this.checkpoint()).length;
+    const remaining = this.totalSteps - this.completedSteps;
+    const evaluations = this.hasValidation && this.evalInterval > 0 ? Math.ceil(remaining / this.evalInterval) : 0;
+    const entries = Math.min(remaining + 1, Math.ceil(remaining / this.logInterval) + evaluations + 1);
+    // the header is padded to 8 bytes
+    return now + entries * HISTORY_ENTRY_MAX_CHARS + STATE_GROWTH_MAX_CHARS + 8;
+  }
+
   /** Free the optimizer moments and the gradient memory the run made (the model stays). */
   dispose(): void {
     this.optimizer.dispose();
@@ -617,6 +631,16 @@ async function trainHolding(model: GPTModel, options: TrainOptions, lease: objec
     lastSaved = trainer!.stepsDone;
   };
 
+  // a checkpoint file that cannot fit is refused before the first step, not after a long run
+  if (writeFile) {
+    await checkFreeSpaceInNode(
+      'train: options.checkpointPath',
+      plan.checkpointPath!,
+      await trainer.checkpointBytesBound(),
+      'a checkpoint of this run',
+    );
+  }
+
   const turns = new EventLoopTurns();
   const runToEnd = async (t: Trainer): Promise<TrainResult['stopped']> => {
     if (guarding() && snapshot === null) snapshot = await t.checkpoint();
@@ -678,6 +702,20 @@ async function trainHolding(model: GPTModel, options: TrainOptions, lease: objec
     stopped,
   };
 }
+
+/**
+ * The longest JSON of one history entry: its nine fields' names with their quotes (107 characters),
+ * colons, commas and braces (20), and nine values of at most 24 characters each (the longest
+ * shortest form of a double, as -1.2345678901234567e-308; a non-finite one is a quoted string of
+ * at most 11): 343, rounded up.
+ */
+const HISTORY_ENTRY_MAX_CHARS = 360;
+/**
+ * What the rest of the trainer state can grow by as a run goes on: bestValLoss from null to a number,
+ * and step, optimizerUpdates, elapsedMs, the data position, the dropout counter and the pending
+ * log's five numbers each to the longest form of a double: 16 values x 24 characters, rounded up.
+ */
+const STATE_GROWTH_MAX_CHARS = 400;
 
 /** the claim on each model being trained: train()'s lease for its whole run, or one Trainer call's */
 const modelHolders = new WeakMap<GPTModel, object>();

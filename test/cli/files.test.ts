@@ -100,6 +100,54 @@ describe('outputs are checked before training', () => {
     expect(r.stderr).toMatch(/--checkpoint \/dev\/full is not a regular file/);
   });
 
+  it('--out and --checkpoint without room (statfs mocked): exit 2 naming the flag and the sizes, before the first step', () => {
+    // the CLI runs with node:fs's statfs reporting FAKE_FREE_BYTES free (1-byte blocks) in every folder
+    const fakeStatfs = join(dir, 'fake-statfs.mjs');
+    writeFileSync(
+      fakeStatfs,
+      "import fs from 'node:fs';\nimport { syncBuiltinESMExports } from 'node:module';\nconst real = fs.promises.statfs;\n" +
+        'fs.promises.statfs = async (path, options) => ({ ...(await real(path, options)), bavail: Number(process.env.FAKE_FREE_BYTES), bsize: 1 });\n' +
+        'syncBuiltinESMExports();\n',
+    );
+    const withFree = (free: number, args: string[]) => {
+      const r = spawnSync(process.execPath, ['--import', fakeStatfs, cli, ...args], {
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, FAKE_FREE_BYTES: String(free) },
+      });
+      return { code: r.status, stderr: String(r.stderr) };
+    };
+    const where = folder('space');
+    const out = join(where, 'm.safetensors');
+    const checkpoint = join(where, 'run.ckpt');
+    const run = ['train', '--data', corpus, '--lines', '--steps', '4', '--checkpoint-interval', '2', '--out', out, ...small];
+    // with room: the files the run writes give the sizes the check must ask for
+    expect(withFree(1e12, [...run, '--checkpoint', checkpoint]).code).toBe(0);
+    const [modelBytes, checkpointBytes] = [readFileSync(out).length, readFileSync(checkpoint).length];
+
+    // the model file's size is exact: one byte less is refused, naming --out
+    let r = withFree(modelBytes - 1, run);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--out ${out}: the folder ${where} has ${modelBytes - 1} bytes`);
+    expect(r.stderr).toContain(`but the model file takes up to ${modelBytes} bytes`);
+    expect(r.stderr).not.toMatch(/step \d/);
+    expect(withFree(modelBytes, run).code).toBe(0);
+
+    // a checkpoint: the trainer's bound, at least what the run wrote and close to it
+    r = withFree(checkpointBytes - 1, [...run, '--checkpoint', checkpoint]);
+    expect(r.code).toBe(2);
+    const bound = Number(
+      /--checkpoint .*run\.ckpt: the folder .* free, but a checkpoint of this run takes up to (\d+) bytes/.exec(r.stderr)?.[1],
+    );
+    expect(bound).toBeGreaterThanOrEqual(checkpointBytes);
+    expect(bound - checkpointBytes).toBeLessThan(2000);
+    // on one file system the model file is written beside the last checkpoint: both must fit
+    r = withFree(bound + modelBytes - 1, [...run, '--checkpoint', checkpoint]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`but the model file beside the last checkpoint takes up to ${bound + modelBytes} bytes`);
+    expect(withFree(bound + modelBytes, [...run, '--checkpoint', checkpoint]).code).toBe(0);
+  });
+
   it('inputs that cannot be read: exit 2 naming the flag', () => {
     let r = tinygpt(['train', '--data', join(dir, 'missing.txt')]);
     expect(r.code).toBe(2);

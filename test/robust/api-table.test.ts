@@ -41,6 +41,7 @@ interface Row {
 const NOT_CALLED: Record<string, string> = {
   DeviceLostError: 'an error class',
   MemoryLimitError: 'an error class',
+  NoSpaceError: 'an error class',
   ConfigError: 'an error class',
   BackendUnavailableError: 'an error class',
   NonFiniteError: 'an error class',
