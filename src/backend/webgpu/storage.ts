@@ -162,7 +162,7 @@ export class GpuMemory {
     t.storage.live = false;
     this.live.delete(t.storage);
     // under a memoryLimit, freed buffers are kept for reuse only while live + idle stays within it
-    const maxIdle = this.limit() - this.bytesInUse();
+    const maxIdle = this.limit() === Infinity ? Infinity : this.limit() - this.bytesInUse();
     for (const segment of t.storage.segments) this.pool.release(segment.pooled, maxIdle);
   }
 
