@@ -215,9 +215,10 @@ export function gemmPacked(c: usize, ldc: i32, ap: usize, bp: usize, M: i32, K: 
 // Decoding (forward with M <= GEMV_MAX_M) is bound by reading W once per token. W is split into
 // GEMV_STREAMS bands of whole rows, and each pass takes one row from every band: the hardware
 // prefetchers see that many long sequential streams. Measured in Node 20 over config B's weights
-// (42 MB, one row): ~15 GB/s, where eight adjacent rows per pass (streams that end every row) gave
-// ~10.5, one stream ~12 and sixteen streams ~9. The rows of y (a few KiB) stay in L1 between passes.
-const GEMV_STREAMS = 8;
+// (42 MB, one row) under load: eight bands ~15 GB/s, where eight adjacent rows per pass (streams that
+// end every row) gave ~10.5, one stream ~12, twelve bands ~12 and sixteen ~9; six bands were ~9%
+// faster than eight in five of six same-run comparisons. The rows of y stay in L1 between passes.
+const GEMV_STREAMS = 6;
 
 /**
  * y[i,0:N] += sum over j < rows of x[i, j*xStep] * W(j)[0:N] for i < M, W(j) the row of W at

@@ -97,13 +97,14 @@ describe('wasm training attention at T 2048', () => {
 
 // shapes that cross the matmul's blocks: M past MC=128, K past KC=256, N past NC=1024, edges of the
 // 4x8 micro-tile everywhere, and M < 4 (forward takes the unpacked row path: one row of each of W's
-// eight bands per pass, then the K % 8 rows left over, columns eight, four and one at a time; K < 8
+// six bands per pass, then the K % 6 rows left over, columns eight, four and one at a time; K < 6
 // has no bands)
 const MATMUL_SHAPES: [number, number, number][] = [
   [1, 300, 1030],
   [1, 13, 1031],
   [1, 7, 9],
   [2, 64, 129],
+  [2, 5, 13],
   [2, 301, 43],
   [3, 17, 24],
   [3, 9, 6],
