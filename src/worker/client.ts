@@ -13,7 +13,9 @@ import type { TrainOptions, TrainResult, StepMetrics, EvalMetrics, BackendChange
 import type { SaveModelOptions } from '../io/model-file.js';
 import type { Tokenizer, TokenizerJSON } from '../tokenizer/types.js';
 import { tokenizerFromJSON } from '../tokenizer/json.js';
-import { ASYNC_DISPOSE, DISPOSE } from '../util/dispose.js';
+import { ASYNC_DISPOSE, DISPOSE, DisposedError } from '../util/dispose.js';
+import { describe } from '../util/describe.js';
+import { BACKEND_CHOICES, validateConfig } from '../model/config.js';
 import { isNode, startWorkerThread } from '../host/node.js';
 import { packagedModelWorker } from '../backend/wasm/model-worker-asset.js';
 import type { WorkerGenerateOptions, WorkerTrainOptions } from './host.js';
@@ -73,6 +75,14 @@ export type ModelWorkerTrainOptions = TrainOptions;
  * ready; rejects with createModel's error (a ConfigError naming the field, ...) and ends the worker.
  */
 export async function createModelWorker(config: GPTConfigInput, options: CreateModelWorkerOptions = {}): Promise<ModelWorker> {
+  // refused here, before a worker starts
+  checkWorkerOptions('createModelWorker', options);
+  validateConfig(config);
+  if (options.tokenizer !== undefined && typeof (options.tokenizer as Partial<Tokenizer> | null)?.toJSON !== 'function') {
+    throw new TypeError(
+      `createModelWorker: options.tokenizer must be a Tokenizer (BPETokenizer, CharTokenizer), got ${describe(options.tokenizer)}`,
+    );
+  }
   const init: InitRequest = { mode: 'create', config, tokenizer: options.tokenizer?.toJSON(), wasmThreads: options.wasmThreads };
   return ModelWorker.start(init, [], options);
 }
@@ -83,6 +93,14 @@ export async function createModelWorker(config: GPTConfigInput, options: CreateM
  * keep a copy).
  */
 export async function loadModelWorker(bytes: Uint8Array, options: LoadModelWorkerOptions = {}): Promise<ModelWorker> {
+  if (!(bytes instanceof Uint8Array))
+    throw new TypeError(`loadModelWorker: bytes must be a Uint8Array (a model file), got ${describe(bytes)}`);
+  checkWorkerOptions('loadModelWorker', options);
+  if (options.backend !== undefined && !BACKEND_CHOICES.includes(options.backend)) {
+    throw new RangeError(
+      `loadModelWorker: options.backend must be one of ${BACKEND_CHOICES.map((b) => `'${b}'`).join(', ')}, got ${describe(options.backend)}`,
+    );
+  }
   const init: InitRequest = { mode: 'load', bytes, backend: options.backend, config: options.config, wasmThreads: options.wasmThreads };
   return ModelWorker.start(init, transferable(bytes), options);
 }
@@ -106,6 +124,8 @@ export class ModelWorker {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private ended: Error | null = null;
+  /** dispose() ran: every later call rejects with DisposedError */
+  private disposed = false;
 
   private constructor(
     private readonly worker: AnyWorker,
@@ -171,6 +191,8 @@ export class ModelWorker {
    * here, and resumeFrom's bytes are moved there when they span their buffer.
    */
   train(options: ModelWorkerTrainOptions): Promise<TrainResult> {
+    const refused = this.refuse('train', 'options', options);
+    if (refused) return refused;
     const { onStep, onEval, onCheckpoint, onBackendChange, signal, tokenizer, ...rest } = options;
     if (typeof rest.resumeFrom === 'string') {
       return Promise.reject(new TypeError('ModelWorker.train: resumeFrom must be checkpoint bytes (a Uint8Array), not a path'));
@@ -194,6 +216,8 @@ export class ModelWorker {
 
   /** generate() in the worker; text prompts and results use the worker's tokenizer unless options bring one */
   generate(prompt: Prompt, options: GenerateOptions = {}): Promise<GenerateResult | GenerateSequences> {
+    const refused = this.refuse('generate', 'options', options);
+    if (refused) return refused;
     const { signal, ...rest } = options;
     return this.call('generate', [prompt, workerGenerateOptions(rest)], [], signal);
   }
@@ -203,6 +227,11 @@ export class ModelWorker {
    * (break, return) stops generation there.
    */
   generateStream(prompt: Prompt, options: GenerateOptions = {}): AsyncIterable<StreamToken> {
+    const refused = this.refuse('generateStream', 'options', options);
+    if (refused) {
+      // the refusal arrives at the first next(), as the stream's own errors do
+      return { [Symbol.asyncIterator]: () => ({ next: () => refused }) };
+    }
     const { signal, ...rest } = options;
     return {
       [Symbol.asyncIterator]: () => {
@@ -258,6 +287,8 @@ export class ModelWorker {
    * model unless options bring another (or `tokenizer: false` leaves it out).
    */
   saveModel(options: Omit<SaveModelOptions, 'tokenizer'> & { tokenizer?: Tokenizer | false } = {}): Promise<Uint8Array> {
+    const refused = this.refuse('saveModel', 'options', options);
+    if (refused) return refused;
     const { tokenizer, ...rest } = options;
     return this.call('save', { ...rest, tokenizer: tokenizer === false ? false : tokenizer?.toJSON() }, []);
   }
@@ -269,6 +300,8 @@ export class ModelWorker {
    * are transferred, not copied, when they span their whole buffer (afterwards `bytes` is empty).
    */
   loadAdapter(name: string, bytes: Uint8Array): Promise<WorkerAdapterInfo> {
+    const refused = this.refuseName('loadAdapter', name, false);
+    if (refused) return refused;
     if (!(bytes instanceof Uint8Array)) {
       return Promise.reject(new TypeError('ModelWorker.loadAdapter: bytes must be a Uint8Array (the file saveAdapter wrote)'));
     }
@@ -277,7 +310,7 @@ export class ModelWorker {
 
   /** Attach the adapter loaded under `name` to the worker's model, or detach (null) to run the base model alone. */
   setAdapter(name: string | null): Promise<void> {
-    return this.call('setAdapter', name, []);
+    return this.refuseName('setAdapter', name, true) ?? this.call('setAdapter', name, []);
   }
 
   /** The adapters loaded in the worker and the name of the attached one (null: none). */
@@ -287,7 +320,7 @@ export class ModelWorker {
 
   /** Free the adapter loaded under `name` (detached first if attached). */
   removeAdapter(name: string): Promise<void> {
-    return this.call('removeAdapter', name, []);
+    return this.refuseName('removeAdapter', name, false) ?? this.call('removeAdapter', name, []);
   }
 
   /**
@@ -296,7 +329,8 @@ export class ModelWorker {
    */
   async dispose(): Promise<void> {
     if (this.ended !== null) return;
-    this.end(new Error('ModelWorker: disposed'));
+    this.disposed = true;
+    this.end(new DisposedError('ModelWorker: disposed'));
     await terminate(this.worker);
   }
 
@@ -310,6 +344,24 @@ export class ModelWorker {
     void this.dispose();
   }
 
+  /** a rejection for a call after dispose, or with `value` (its `argument`) not an options object; else null */
+  private refuse(caller: string, argument: string, value: unknown): Promise<never> | null {
+    if (this.disposed) return Promise.reject(new DisposedError(`ModelWorker.${caller}: this model worker was disposed`));
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      return Promise.reject(new TypeError(`ModelWorker.${caller}: ${argument} must be an object, got ${describe(value)}`));
+    }
+    return null;
+  }
+
+  /** a rejection for a call after dispose, or with an adapter name that is not a non-empty string (or null where allowed); else null */
+  private refuseName(caller: string, name: unknown, nullAllowed: boolean): Promise<never> | null {
+    if (this.disposed) return Promise.reject(new DisposedError(`ModelWorker.${caller}: this model worker was disposed`));
+    if ((name === null && nullAllowed) || (typeof name === 'string' && name.length > 0)) return null;
+    return Promise.reject(
+      new TypeError(`ModelWorker.${caller}: name must be a non-empty string${nullAllowed ? ' or null' : ''}, got ${describe(name)}`),
+    );
+  }
+
   private call<T>(
     method: Method,
     args: unknown,
@@ -317,6 +369,7 @@ export class ModelWorker {
     signal?: AbortSignal,
     onProgress?: Pending['onProgress'],
   ): Promise<T> {
+    if (this.disposed) return Promise.reject(new DisposedError(`ModelWorker.${method}: this model worker was disposed`));
     if (this.ended !== null) return Promise.reject(new Error(`ModelWorker.${method}: the worker has ended (${this.ended.message})`));
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     const id = this.nextId++;
@@ -359,6 +412,29 @@ export class ModelWorker {
     this.ended = reason;
     for (const waiter of [...this.pending.values()]) waiter.reject(reason);
     this.pending.clear();
+  }
+}
+
+/** the options every worker start takes, checked before a worker starts */
+function checkWorkerOptions(caller: string, options: unknown): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${caller}: options must be an object, got ${describe(options)}`);
+  }
+  const { worker, wasmThreads, onBackendNotice } = options as ModelWorkerOptions;
+  if (
+    worker !== undefined &&
+    typeof worker !== 'string' &&
+    !(worker instanceof URL) &&
+    typeof (worker as { postMessage?: unknown } | null)?.postMessage !== 'function'
+  ) {
+    throw new TypeError(`${caller}: options.worker must be a Worker, a URL or a URL string, got ${describe(worker)}`);
+  }
+  if (wasmThreads !== undefined && wasmThreads !== 'auto' && !(Number.isInteger(wasmThreads) && wasmThreads >= 1)) {
+    const message = `${caller}: options.wasmThreads must be 'auto' or an integer >= 1, got ${describe(wasmThreads)}`;
+    throw typeof wasmThreads === 'number' ? new RangeError(message) : new TypeError(message);
+  }
+  if (onBackendNotice !== undefined && typeof onBackendNotice !== 'function') {
+    throw new TypeError(`${caller}: options.onBackendNotice must be a function, got ${describe(onBackendNotice)}`);
   }
 }
 

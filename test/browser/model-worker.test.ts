@@ -113,7 +113,7 @@ describe.skipIf(chromiumMissing !== null)(`ModelWorker in Chromium${chromiumMiss
     const result = await inPage('workerDispose');
     expect(result).toMatchObject({ running: false });
     expect(result.longFailure).toMatch(/disposed/);
-    expect(result.later).toMatch(/the worker has ended/);
+    expect(result.later).toBe('DisposedError: ModelWorker.generate: this model worker was disposed');
   });
 
   test("WebGPU works from the worker: SwiftShader's adapter by name, the same greedy ids as on the page", async () => {

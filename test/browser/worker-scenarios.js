@@ -176,7 +176,7 @@ export async function workerAborts(sdk) {
   }
 }
 
-/** dispose: calls under way reject, later calls reject saying the worker ended */
+/** dispose: calls under way reject, later calls reject with DisposedError naming the call */
 export async function workerDispose(sdk) {
   const worker = await sdk.createModelWorker(WASM, { wasmThreads: 1 });
   const long = worker.train({ ...TRAIN_OPTIONS, steps: 100000, data: encodeNames() });
@@ -187,7 +187,7 @@ export async function workerDispose(sdk) {
   await worker.dispose();
   const later = await worker.generate([0], { maxNewTokens: 2 }).then(
     () => null,
-    (error) => error.message,
+    (error) => `${error.name}: ${error.message}`,
   );
   return { running: worker.running, longFailure: await longFailure, later };
 }

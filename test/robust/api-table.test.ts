@@ -5,7 +5,9 @@
  * ModelFileError, SafetensorsError, BackendUnavailableError, DisposedError) whose message names the
  * argument. A new export without a row here (or a stated reason in NOT_CALLED) fails the coverage check.
  */
-import { describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as nodeApi from '../../src/node.js';
 import * as workerApi from '../../src/worker.js';
 
@@ -54,14 +56,11 @@ const NOT_CALLED: Record<string, string> = {
   MODEL_MIME_TYPE: 'a constant',
   GPT: 'constructed by createModel and loadModel; its methods are rows below',
   QuantizedGPT: 'constructed by quantizeModel; its methods are rows below',
-  ModelWorker: 'constructed by createModelWorker and loadModelWorker',
   createWebGPUBackend: 'needs a WebGPU adapter (test/backend covers its options)',
   serveModelWorker: 'runs inside a worker (test/worker covers its messages)',
   opfsAvailable: 'takes no argument',
   LoRAAdapter: 'constructed by addLoRA and loadAdapter',
   LORA_TARGETS: 'a constant',
-  createModelWorker: 'starts the built worker bundle (test/worker covers its checks)',
-  loadModelWorker: 'starts the built worker bundle (test/worker covers its checks)',
 };
 
 const tokenizer = CharTokenizer.train('abcdefgh\n', { specialTokens: ['<|endoftext|>'] });
@@ -77,7 +76,12 @@ async function setUp() {
   disposedQuantized.dispose();
   const cache = model.createKVCache(1);
   const modelBytes = await api.saveModel(model, { tokenizer });
-  return { model, disposed, parameters, quantized, disposedQuantized, cache, modelBytes };
+  // model workers run the built worker bundle (npm test builds before vitest)
+  const workerOptions = { worker: pathToFileURL(join(__dirname, '..', '..', 'dist', 'model-worker.js')), wasmThreads: 1, tokenizer };
+  const worker = await api.createModelWorker(config, workerOptions);
+  const disposedWorker = await api.createModelWorker(config, workerOptions);
+  await disposedWorker.dispose();
+  return { model, disposed, parameters, quantized, disposedQuantized, cache, modelBytes, worker, disposedWorker };
 }
 
 const data = Int32Array.from({ length: 64 }, (_, i) => i % config.vocabSize);
@@ -636,6 +640,123 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       error: TypeError,
       message: /model/,
     },
+    // ---- model workers: checked before a worker starts or a message is sent, or by the worker, whose errors keep their class
+    {
+      name: 'createModelWorker',
+      input: 'config null',
+      call: () => api.createModelWorker(null as never),
+      error: ConfigError,
+      message: /config must be an object/,
+    },
+    {
+      name: 'createModelWorker',
+      input: 'wasmThreads 0',
+      call: () => api.createModelWorker(config, { wasmThreads: 0 }),
+      error: RangeError,
+      message: /createModelWorker: options\.wasmThreads must be 'auto' or an integer >= 1, got 0/,
+    },
+    {
+      name: 'createModelWorker',
+      input: "tokenizer 'abc'",
+      call: () => api.createModelWorker(config, { tokenizer: 'abc' as never }),
+      error: TypeError,
+      message: /createModelWorker: options\.tokenizer must be a Tokenizer/,
+    },
+    {
+      name: 'loadModelWorker',
+      input: 'a string',
+      call: () => api.loadModelWorker('x' as never),
+      error: TypeError,
+      message: /loadModelWorker: bytes must be a Uint8Array/,
+    },
+    {
+      name: 'loadModelWorker',
+      input: "backend 'tpu'",
+      call: () => api.loadModelWorker(s.modelBytes.slice(), { backend: 'tpu' as never }),
+      error: RangeError,
+      message: /loadModelWorker: options\.backend must be one of/,
+    },
+    {
+      name: 'ModelWorker.train',
+      input: 'null',
+      call: () => s.worker.train(null as never),
+      error: TypeError,
+      message: /ModelWorker\.train: options must be an object/,
+    },
+    {
+      name: 'ModelWorker.train',
+      input: 'batchSize -1',
+      call: () => s.worker.train({ data, batchSize: -1, steps: 1 }),
+      error: RangeError,
+      message: /batchSize/,
+    },
+    {
+      name: 'ModelWorker.generate',
+      input: 'options null',
+      call: () => s.worker.generate([1], null as never),
+      error: TypeError,
+      message: /ModelWorker\.generate: options must be an object/,
+    },
+    {
+      name: 'ModelWorker.generate',
+      input: 'maxNewTokens -1',
+      call: () => s.worker.generate([1], { maxNewTokens: -1 }),
+      error: RangeError,
+      message: /maxNewTokens/,
+    },
+    {
+      name: 'ModelWorker.generateStream',
+      input: 'options 5',
+      call: () => s.worker.generateStream([1], 5 as never),
+      error: TypeError,
+      message: /ModelWorker\.generateStream: options must be an object/,
+    },
+    {
+      name: 'ModelWorker.saveModel',
+      input: 'null',
+      call: () => s.worker.saveModel(null as never),
+      error: TypeError,
+      message: /ModelWorker\.saveModel: options must be an object/,
+    },
+    {
+      name: 'ModelWorker.loadAdapter',
+      input: 'name 5',
+      call: () => s.worker.loadAdapter(5 as never, new Uint8Array(8)),
+      error: TypeError,
+      message: /ModelWorker\.loadAdapter: name must be a non-empty string/,
+    },
+    {
+      name: 'ModelWorker.setAdapter',
+      input: 'name 5',
+      call: () => s.worker.setAdapter(5 as never),
+      error: TypeError,
+      message: /ModelWorker\.setAdapter: name must be a non-empty string or null/,
+    },
+    {
+      name: 'ModelWorker.removeAdapter',
+      input: "name ''",
+      call: () => s.worker.removeAdapter(''),
+      error: TypeError,
+      message: /ModelWorker\.removeAdapter: name must be a non-empty string/,
+    },
+    ...(
+      [
+        ['train', () => s.disposedWorker.train({ data, steps: 1 })],
+        ['generate', () => s.disposedWorker.generate([1])],
+        ['generateStream', () => s.disposedWorker.generateStream([1])],
+        ['saveModel', () => s.disposedWorker.saveModel()],
+        ['loadAdapter', () => s.disposedWorker.loadAdapter('a', new Uint8Array(8))],
+        ['setAdapter', () => s.disposedWorker.setAdapter(null)],
+        ['listAdapters', () => s.disposedWorker.listAdapters()],
+        ['removeAdapter', () => s.disposedWorker.removeAdapter('a')],
+      ] as const
+    ).map(([method, call]) => ({
+      name: `ModelWorker.${method}`,
+      input: 'after dispose',
+      call,
+      error: DisposedError,
+      message: new RegExp(`^ModelWorker\\.${method}: this model worker was disposed$`),
+    })),
     // ---- workers and utilities
     { name: 'Rng', input: "seed 'x'", call: () => new Rng('x' as never), error: RangeError, message: /seed/ },
     { name: 'Rng.nextInt', input: '0', call: () => new Rng(1).nextInt(0), error: RangeError, message: /nextInt/ },
@@ -659,6 +780,7 @@ async function failure(call: () => unknown): Promise<unknown> {
 describe('every export, called wrongly', async () => {
   const state = await setUp();
   const table = rows(state);
+  afterAll(() => state.worker.dispose());
 
   it('covers every runtime export of tinygpt/node and tinygpt/worker', () => {
     const called = new Set(table.map((row) => row.name.split('.')[0]));

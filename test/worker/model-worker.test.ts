@@ -83,7 +83,7 @@ describe('ModelWorker in Node (worker_threads)', () => {
     const result = await scenarios.workerDispose(sdk);
     expect(result.running).toBe(false);
     expect(result.longFailure).toMatch(/disposed/);
-    expect(result.later).toMatch(/the worker has ended/);
+    expect(result.later).toBe('DisposedError: ModelWorker.generate: this model worker was disposed');
 
     const worker = new Worker(pathToFileURL(DIST_WORKER));
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
