@@ -14,6 +14,10 @@ import { gemmAccumulate, gemmPacked, packPanelA, packPanelB } from './matmul';
 const BLOCK = 64;
 /** the matmul's B slivers are this many columns wide: packed panels pad columns to a multiple of it */
 const NR = 8;
+/** the matmul's A slivers are this many rows tall */
+const MR = 4;
+const LOG2E: f32 = 1.44269504088896341;
+const LN2: f32 = 0.693147180559945309;
 
 function roundUp(n: i32, to: i32): i32 {
   return ((n + to - 1) / to) * to;
@@ -49,6 +53,10 @@ function packKeysValues(kt: usize, vp: usize, k: usize, v: usize, kvStride: usiz
  * query i sees keys 0..first+i. q row i at q + i*qStride bytes, out row i at o + i*oStride (all
  * head-offset already). Writes each row's log-sum-exp to lse + 4i unless lse is 0. work: the scratch
  * after the packed keys and values (attentionScratchFloats).
+ * The queries are packed multiplied by log2(e) / sqrt(HS), so the scores come out in base-2 units and
+ * each probability is a bare 2^(s - m) (exp2Row). Per key block, S = Q K^T goes one sliver of MR
+ * query rows at a time, over only the key slivers the sliver's last row can see (the diagonal
+ * block's upper part is skipped).
  */
 function attendBlock(
   o: usize, oStride: usize, q: usize, qStride: usize, kt: usize, vp: usize, rows: i32, first: i32, HS: i32, scale: f32, work: usize, lse: usize,
@@ -62,13 +70,22 @@ function attendBlock(
   const rowMax = acc + (<usize>(BLOCK * HS) << 2);
   const rowSum = rowMax + (<usize>BLOCK << 2);
   packPanelA(qa, q, <i32>(qStride >> 2), 1, rows, HS);
+  const qaEnd = qa + (<usize>(roundUp(rows, MR) * HS) << 2);
+  const qScale = f32x4.splat(scale * LOG2E);
+  for (let p = qa; p < qaEnd; p += 16) v128.store(p, f32x4.mul(v128.load(p), qScale));
   memory.fill(acc, 0, <usize>(rows * HS) << 2);
   memory.fill(rowSum, 0, <usize>rows << 2);
   for (let j0 = 0; j0 < L; j0 += BLOCK) {
     const kb = min(BLOCK, L - j0);
-    // S = Q K^T for keys j0..j0+kb-1, then P = exp(scale S - running max) with the rows' statistics updated
     memory.fill(tile, 0, <usize>(rows * BLOCK) << 2);
-    gemmPacked(tile, BLOCK, qa, kt + (<usize>(j0 * HS) << 2), rows, HS, kb);
+    for (let i0 = 0; i0 < rows; i0 += MR) {
+      const mr = min(MR, rows - i0);
+      const visible = min(kb, first + i0 + mr - j0);
+      if (visible > 0) {
+        gemmPacked(tile + (<usize>(i0 * BLOCK) << 2), BLOCK, qa + (<usize>(i0 * HS) << 2), kt + (<usize>(j0 * HS) << 2), mr, HS, min(kb, roundUp(visible, NR)));
+      }
+    }
+    // P = 2^(S - running max) row by row (0 past the keys a row sees), the rows' statistics updated
     for (let i = 0; i < rows; i++) {
       const row = tile + (<usize>(i * BLOCK) << 2);
       const n = min(kb, first + i + 1 - j0);
@@ -76,7 +93,9 @@ function attendBlock(
         memory.fill(row, 0, <usize>kb << 2);
         continue;
       }
-      onlineSoftmaxRow(row, n, kb, scale, rowMax + (<usize>i << 2), rowSum + (<usize>i << 2), acc + (<usize>(i * HS) << 2), HS);
+      const at = <usize>i << 2;
+      const m = rowStatistics(row, n, rowMax + at, rowSum + at, acc + (<usize>(i * HS) << 2), HS);
+      store<f32>(rowSum + at, load<f32>(rowSum + at) + exp2Row(row, n, kb, m));
     }
     // O += P V for this key block
     packPanelA(pa, tile, BLOCK, 1, rows, kb);
@@ -90,31 +109,30 @@ function attendBlock(
     let c = 0;
     for (; c + 4 <= HS; c += 4) v128.store(dst + (<usize>c << 2), f32x4.mul(v128.load(src + (<usize>c << 2)), inv));
     for (; c < HS; c++) store<f32>(dst + (<usize>c << 2), load<f32>(src + (<usize>c << 2)) * f32x4.extract_lane(inv, 0));
-    if (lse) store<f32>(lse + (<usize>i << 2), load<f32>(rowMax + (<usize>i << 2)) + Mathf.log(sum));
+    // the max is in base-2 units, the log-sum-exp natural
+    if (lse) store<f32>(lse + (<usize>i << 2), load<f32>(rowMax + (<usize>i << 2)) * LN2 + Mathf.log(sum));
   }
 }
 
 /**
- * One row of a score tile (raw q . k_j, n of its rowLen keys visible) into unnormalised
- * probabilities exp(scale S[j] - m) in place (0 past n), where m is the row's running max, raised
- * to this tile's max if that is larger; the running sum and the row's output accumulator (HS
- * floats) are rescaled by exp(old m - new m) first.
+ * A row's max for one key block, in the scores' base-2 units: the max of its n > 0 visible scores
+ * at row, or the running max at maxAt if that is larger, stored there and returned. When the max
+ * grows, what was summed so far (the running sum at sumAt, the output accumulator's HS floats) was
+ * scaled by 2^-old and is rescaled to 2^-new.
  */
-function onlineSoftmaxRow(row: usize, n: i32, rowLen: i32, scale: f32, maxAt: usize, sumAt: usize, accRow: usize, HS: i32): void {
-  const sv = f32x4.splat(scale);
+function rowStatistics(row: usize, n: i32, maxAt: usize, sumAt: usize, accRow: usize, HS: i32): f32 {
   let mx = f32x4.splat(-Infinity);
   let j = 0;
-  for (; j + 4 <= n; j += 4) mx = f32x4.max(mx, f32x4.mul(v128.load(row + (<usize>j << 2)), sv));
+  for (; j + 4 <= n; j += 4) mx = f32x4.pmax(mx, v128.load(row + (<usize>j << 2)));
   let tileMax = hmax(mx);
-  for (; j < n; j++) tileMax = max(tileMax, load<f32>(row + (<usize>j << 2)) * scale);
+  for (; j < n; j++) tileMax = max(tileMax, load<f32>(row + (<usize>j << 2)));
   const before = load<f32>(sumAt);
   let m = tileMax;
   if (before > 0) {
     const old = load<f32>(maxAt);
     if (old >= tileMax) m = old;
     else {
-      // the max grew: what was summed so far was scaled by exp(-old), rescale it to exp(-m)
-      const alpha = exp1(old - tileMax);
+      const alpha = exp1((old - tileMax) * LN2);
       store<f32>(sumAt, before * alpha);
       const av = f32x4.splat(alpha);
       let c = 0;
@@ -123,24 +141,60 @@ function onlineSoftmaxRow(row: usize, n: i32, rowLen: i32, scale: f32, maxAt: us
     }
   }
   store<f32>(maxAt, m);
-  const maxSplat = f32x4.splat(m);
-  let acc = f32x4.splat(0);
-  j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const o = <usize>j << 2;
-    const e = exp4(f32x4.sub(f32x4.mul(v128.load(row + o), sv), maxSplat));
-    v128.store(row + o, e);
-    acc = f32x4.add(acc, e);
+  return m;
+}
+
+// 2^r for r in [-1/2, 1/2]: the Taylor series of e^(r ln 2) to degree 6 (error below 1.3e-7, about
+// one float32 ulp), lanes splat; then the clamp below which 2^x leaves the normal floats, and
+// 1.5 * 2^23 + 127: added to an x in [-126, 0] it rounds x to the nearest integer k in the low
+// mantissa bits, as k + 127, the exponent field of 2^k once shifted left by 23. exp2Row loads them
+// once per row: V8 (Node 20) rebuilds a v128 constant with about four instructions wherever it is
+// used, inside the loop; it also expands f32x4.max, nearest and trunc_sat into several instructions
+// each, where pmax and the rounding add are one.
+const EXP2_TABLE = memory.data<f32>([
+  1.5403530393381606e-4, 1.5403530393381606e-4, 1.5403530393381606e-4, 1.5403530393381606e-4,
+  1.3333558146428443e-3, 1.3333558146428443e-3, 1.3333558146428443e-3, 1.3333558146428443e-3,
+  9.6181291076284772e-3, 9.6181291076284772e-3, 9.6181291076284772e-3, 9.6181291076284772e-3,
+  5.5504108664821580e-2, 5.5504108664821580e-2, 5.5504108664821580e-2, 5.5504108664821580e-2,
+  2.4022650695910071e-1, 2.4022650695910071e-1, 2.4022650695910071e-1, 2.4022650695910071e-1,
+  6.9314718055994531e-1, 6.9314718055994531e-1, 6.9314718055994531e-1, 6.9314718055994531e-1,
+  1, 1, 1, 1,
+  -126, -126, -126, -126,
+  12583039, 12583039, 12583039, 12583039,
+], 16);
+
+/**
+ * row[0:n] = 2^(row[j] - m) in place (scores in base-2 units, each <= m), row[n:rowLen] = 0;
+ * returns the sum of row[0:n]. The last n % 4 scores go through the same vector path, masked.
+ */
+function exp2Row(row: usize, n: i32, rowLen: i32, m: f32): f32 {
+  const c6 = v128.load(EXP2_TABLE), c5 = v128.load(EXP2_TABLE, 16), c4 = v128.load(EXP2_TABLE, 32);
+  const c3 = v128.load(EXP2_TABLE, 48), c2 = v128.load(EXP2_TABLE, 64), c1 = v128.load(EXP2_TABLE, 80);
+  const one = v128.load(EXP2_TABLE, 96), lowest = v128.load(EXP2_TABLE, 112), round = v128.load(EXP2_TABLE, 128);
+  const mv = f32x4.splat(m);
+  const nv = i32x4.splat(n);
+  let lanes = i32x4(0, 1, 2, 3);
+  const four = i32x4.splat(4);
+  let sum = f32x4.splat(0);
+  const end = row + (<usize>roundUp(n, 4) << 2);
+  for (let p = row; p < end; p += 16) {
+    const x = f32x4.pmax(f32x4.sub(v128.load(p), mv), lowest);
+    const t = f32x4.add(x, round);
+    const r = f32x4.sub(x, f32x4.sub(t, round));
+    let y = f32x4.add(f32x4.mul(c6, r), c5);
+    y = f32x4.add(f32x4.mul(y, r), c4);
+    y = f32x4.add(f32x4.mul(y, r), c3);
+    y = f32x4.add(f32x4.mul(y, r), c2);
+    y = f32x4.add(f32x4.mul(y, r), c1);
+    y = f32x4.add(f32x4.mul(y, r), one);
+    const e = v128.and(f32x4.mul(y, i32x4.shl(t, 23)), i32x4.lt_s(lanes, nv));
+    v128.store(p, e);
+    sum = f32x4.add(sum, e);
+    lanes = i32x4.add(lanes, four);
   }
-  let sum = hsum(acc);
-  for (; j < n; j++) {
-    const o = <usize>j << 2;
-    const e = exp1(load<f32>(row + o) * scale - m);
-    store<f32>(row + o, e);
-    sum += e;
-  }
-  memory.fill(row + (<usize>n << 2), 0, <usize>(rowLen - n) << 2);
-  store<f32>(sumAt, load<f32>(sumAt) + sum);
+  const done = roundUp(n, 4);
+  if (done < rowLen) memory.fill(end, 0, <usize>(rowLen - done) << 2);
+  return hsum(sum);
 }
 
 /**
