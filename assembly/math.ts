@@ -9,24 +9,49 @@ const LOG2E: f32 = 1.44269504088896341;
 const LN2_HI: f32 = 0.693359375;
 const LN2_LO: f32 = -2.12194440e-4;
 
+// exp4's constants, lanes splat, in memory: V8 (Node 20) rebuilds a v128 constant with about four
+// instructions at each use, inside the caller's loop, where a load is one. Then 1.5 * 2^23 + 127:
+// added to a float in [-127, 128] it rounds it to the nearest integer n (ties to even, as nearest)
+// in the low mantissa bits, as n + 127, 2^n's exponent field once shifted left by 23. (V8 also
+// expands f32x4.min/max, nearest and trunc_sat into several instructions each; pmin/pmax and the
+// rounding add are one, with the same results for all but NaN inputs, which stay NaN.)
+const EXP_TABLE = memory.data<f32>([
+  EXP_LO, EXP_LO, EXP_LO, EXP_LO,
+  EXP_HI, EXP_HI, EXP_HI, EXP_HI,
+  LOG2E, LOG2E, LOG2E, LOG2E,
+  LN2_HI, LN2_HI, LN2_HI, LN2_HI,
+  LN2_LO, LN2_LO, LN2_LO, LN2_LO,
+  1.9875691500e-4, 1.9875691500e-4, 1.9875691500e-4, 1.9875691500e-4,
+  1.3981999507e-3, 1.3981999507e-3, 1.3981999507e-3, 1.3981999507e-3,
+  8.3334519073e-3, 8.3334519073e-3, 8.3334519073e-3, 8.3334519073e-3,
+  4.1665795894e-2, 4.1665795894e-2, 4.1665795894e-2, 4.1665795894e-2,
+  1.6666665459e-1, 1.6666665459e-1, 1.6666665459e-1, 1.6666665459e-1,
+  5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1,
+  1, 1, 1, 1,
+  12583039, 12583039, 12583039, 12583039,
+], 16);
+
 /** e^x for each lane; inputs are clamped to [EXP_LO, EXP_HI] (so never inf, tiny instead of 0) */
 // @ts-ignore: decorator
 @inline export function exp4(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
-  const fx = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
-  let r = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(LN2_HI)));
-  r = f32x4.sub(r, f32x4.mul(fx, f32x4.splat(LN2_LO)));
+  const c = EXP_TABLE;
+  x = f32x4.pmin(f32x4.pmax(x, v128.load(c)), v128.load(c, 16));
+  const round = v128.load(c, 192);
+  const t = f32x4.add(f32x4.mul(x, v128.load(c, 32)), round);
+  const fx = f32x4.sub(t, round);
+  let r = f32x4.sub(x, f32x4.mul(fx, v128.load(c, 48)));
+  r = f32x4.sub(r, f32x4.mul(fx, v128.load(c, 64)));
   const z = f32x4.mul(r, r);
-  let y = f32x4.splat(1.9875691500e-4);
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(1.3981999507e-3));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(8.3334519073e-3));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(4.1665795894e-2));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(1.6666665459e-1));
-  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(5.0000001201e-1));
-  y = f32x4.add(f32x4.add(f32x4.mul(y, z), r), f32x4.splat(1.0));
+  let y = v128.load(c, 80);
+  y = f32x4.add(f32x4.mul(y, r), v128.load(c, 96));
+  y = f32x4.add(f32x4.mul(y, r), v128.load(c, 112));
+  y = f32x4.add(f32x4.mul(y, r), v128.load(c, 128));
+  y = f32x4.add(f32x4.mul(y, r), v128.load(c, 144));
+  y = f32x4.add(f32x4.mul(y, r), v128.load(c, 160));
+  const one = v128.load(c, 176);
+  y = f32x4.add(f32x4.add(f32x4.mul(y, z), r), one);
   // 2^n built directly in the exponent bits
-  const pow2n = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(127)), 23);
-  return f32x4.mul(y, pow2n);
+  return f32x4.mul(y, i32x4.shl(t, 23));
 }
 
 /** scalar e^x with exactly the vector path's rounding, for loop tails */

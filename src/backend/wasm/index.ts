@@ -49,9 +49,12 @@ const ELEMENT_BLOCK = 4;
 const ELEMENTWISE_COST = 8;
 /**
  * a multiply-add of the unpacked row path (forward with M < 4, as in token-by-token generation)
- * costs about this many of the packed kernel's: it streams W from memory (~5 against ~40 GFLOP/s)
+ * costs about this many of the packed kernel's: it streams W from memory, ~7 GFLOP/s in decoding
+ * (config B's 42 MB of weights per token) since the banded kernel, against the ~40 that
+ * MIN_MACS_PER_SHARE assumes. (Called directly under load, with some of W in a 32 MB L3, the row
+ * path ran at 10-17 GFLOP/s and the packed kernel at 30-32: a cost of 2-3, the floor of this figure.)
  */
-const ROW_PATH_COST = 8;
+const ROW_PATH_COST = 6;
 /** the kernels take the row path below this many rows (assembly/matmul.ts MR) */
 const ROW_PATH_MAX_M = 3;
 /** packing buffers start on a cache line */

@@ -1,0 +1,85 @@
+// Where the time of one prompt pass goes, op by op, on the wasm backend: every backend op (the
+// protected _ops the checked front calls) is timed with its self time (nested ops subtracted), over
+// --passes prompt passes of --prompt tokens after --warmup seconds of prompt passes (V8 tiers wasm
+// up only after about 2 s). What the ops do not cover is the model's own JS (views, checks, plan).
+//
+//   node bench/prompt-profile.mjs [--config B] [--prompt 960] [--threads 1] [--warmup 4] [--passes 3]
+import { createBackend, createModel } from '../dist/index.js';
+
+const CONFIGS = {
+  A: { vocabSize: 256, maxSeqLen: 1024, dModel: 128, nLayers: 4, nHeads: 4, dFF: 512 },
+  B: { vocabSize: 256, maxSeqLen: 1024, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
+};
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+}
+const config = CONFIGS[option('config', 'B')];
+if (!config) throw new Error(`--config: choose from ${Object.keys(CONFIGS).join(', ')}`);
+const promptLength = Number(option('prompt', '960'));
+const threads = Number(option('threads', '1'));
+const warmupSeconds = Number(option('warmup', '4'));
+const passes = Number(option('passes', '3'));
+
+const backend = await createBackend('wasm', { wasmThreads: threads });
+const model = await createModel({ ...config, backend: 'wasm', seed: 1 }, { backendInstance: backend });
+let s = 12345;
+const prompt = Int32Array.from({ length: promptLength }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % config.vocabSize);
+async function pass() {
+  const cache = model.createKVCache(1);
+  const t0 = performance.now();
+  await model.forwardCached(cache, prompt, promptLength);
+  const ms = performance.now() - t0;
+  cache.dispose();
+  return ms;
+}
+
+const until = performance.now() + warmupSeconds * 1000;
+while (performance.now() < until) await pass();
+let plain = Infinity;
+for (let i = 0; i < passes; i++) plain = Math.min(plain, await pass());
+
+// self time per op: a stack of running ops, each op's time minus its nested ops' time
+const self = new Map();
+const stack = [];
+const names = new Set();
+for (let proto = Object.getPrototypeOf(backend); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+  for (const name of Object.getOwnPropertyNames(proto)) if (name.startsWith('_') && typeof proto[name] === 'function') names.add(name);
+}
+for (const name of names) {
+  const original = backend[name];
+  backend[name] = function (...args) {
+    const frame = { start: performance.now(), nested: 0 };
+    stack.push(frame);
+    try {
+      return original.apply(this, args);
+    } finally {
+      stack.pop();
+      const total = performance.now() - frame.start;
+      if (stack.length) stack[stack.length - 1].nested += total;
+      const entry = self.get(name) ?? { ms: 0, calls: 0 };
+      entry.ms += total - frame.nested;
+      entry.calls++;
+      self.set(name, entry);
+    }
+  };
+}
+let profiled = 0;
+for (let i = 0; i < passes; i++) profiled += await pass();
+profiled /= passes;
+
+console.log(
+  `prompt pass of ${promptLength} tokens, config ${option('config', 'B')}, wasm ${threads} thread(s), Node ${process.versions.node}`,
+);
+console.log(`best of ${passes} unprofiled: ${plain.toFixed(1)} ms; profiled mean ${profiled.toFixed(1)} ms`);
+console.log('');
+console.log('| op (self time) | ms per pass | calls per pass | share |');
+console.log('|---|---:|---:|---:|');
+let covered = 0;
+for (const [name, { ms, calls }] of [...self].sort((a, b) => b[1].ms - a[1].ms)) {
+  covered += ms / passes;
+  console.log(`| ${name} | ${(ms / passes).toFixed(1)} | ${calls / passes} | ${((100 * ms) / passes / profiled).toFixed(1)}% |`);
+}
+console.log(`| (outside the ops) | ${(profiled - covered).toFixed(1)} | | ${((100 * (profiled - covered)) / profiled).toFixed(1)}% |`);
+model.dispose();
+backend.dispose();
