@@ -38,6 +38,12 @@ export interface BlockStep {
    * (layerNormMatmulForward) and ln1, ln2 and their statistics are left unwritten
    */
   inference?: boolean;
+  /**
+   * inference: called after attention, which ran over all N rows (so the KV cache holds every new
+   * position); returns the buffers and row count the rest of the block runs on instead, as a prompt
+   * whose last positions alone need logits narrows its last block to them (absent: the same)
+   */
+  narrow?: (buf: BlockBuffers) => { buf: BlockBuffers; N: number };
 }
 
 /**
@@ -61,7 +67,8 @@ export function blockForward(
     unfusedBlockForward(b, weight, l, buf, dims, step, step.linear);
     return;
   }
-  const { N, C, F } = dims;
+  const { C, F } = dims;
+  let N = dims.N;
   const h = `h.${l}.`;
   const w = (name: string) => weight(name + '.weight');
   const bias = (name: string) => weight(name + '.bias');
@@ -91,6 +98,7 @@ export function blockForward(
     b.matmulForward(buf.qkv, buf.ln1, w(h + 'attn.c_attn'), bias(h + 'attn.c_attn'), N, C, 3 * C);
   }
   step.attend(buf.qkv, buf.atty);
+  if (step.narrow) ({ buf, N } = step.narrow(buf));
   projectOnto(buf.residual2, buf.atty, buf.input, h + 'attn.c_proj', C, 1 + 2 * l);
   if (step.inference) {
     b.layerNormMatmulForward(
@@ -122,11 +130,13 @@ function unfusedBlockForward(
   step: BlockStep,
   linear: NonNullable<BlockStep['linear']>,
 ): void {
-  const { N, C, F } = dims;
+  const { C, F } = dims;
+  let N = dims.N;
   const h = `h.${l}.`;
   b.layerNormForward(buf.ln1, buf.ln1Mean, buf.ln1Rstd, buf.input, weight(h + 'ln_1.weight'), weight(h + 'ln_1.bias'), N, C);
   linear(buf.qkv, buf.ln1, h + 'attn.c_attn', N, C, 3 * C);
   step.attend(buf.qkv, buf.atty);
+  if (step.narrow) ({ buf, N } = step.narrow(buf));
   linear(buf.proj, buf.atty, h + 'attn.c_proj', N, C, C);
   step.dropout?.(buf.proj, 1 + 2 * l);
   b.residualForward(buf.residual2, buf.input, buf.proj, N * C);

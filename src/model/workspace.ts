@@ -57,7 +57,6 @@ export interface InferenceWorkspace {
   proj: Tensor; // [B,Tn,C]
   fch: Tensor; // [B,Tn,F]
   ids: Tensor; // i32 [B,Tn]
-  last: Tensor; // [B,C] last position of each row
   lastLn: Tensor; // [B,C]
   lastMean: Tensor;
   lastRstd: Tensor;
@@ -158,7 +157,6 @@ export function allocInference(b: Allocator, config: GPTConfig, capacity: number
     proj: a(capacity, C),
     fch: a(capacity, F),
     ids: b.alloc(capacity, 'i32'),
-    last: a(lastRows, C),
     lastLn: a(lastRows, C),
     lastMean: a(lastRows, 1),
     lastRstd: a(lastRows, 1),
