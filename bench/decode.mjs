@@ -146,7 +146,7 @@ console.log('|---|---|---:|---:|---:|---:|---:|');
 for (const name of configNames) {
   const config = CONFIGS[name];
   const backendInstance = await createBackend('wasm', { wasmThreads: threads });
-  const model = await createModel({ ...config, backend: 'wasm', seed: 1 }, { backendInstance });
+  const model = await createModel({ ...config, seed: 1 }, { backendInstance });
   const onnx = gptToOnnx(config, await model.getParameters());
   const sides = [
     tinygptSide(model),

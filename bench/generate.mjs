@@ -93,7 +93,7 @@ const checks = [];
 for (const name of configNames) {
   const config = CONFIGS[name];
   const backendInstance = threads === undefined ? undefined : await createBackend('wasm', { wasmThreads: Number(threads) });
-  const model = await createModel({ ...config, backend, seed: 1 }, { backendInstance });
+  const model = await createModel({ ...config, seed: 1 }, backendInstance ? { backendInstance } : { backend });
   // the same weights on both sides: check they compute the same logits before timing anything
   const tfModel = createTfjsGPTForward(tf, config, await model.getParameters());
   const check = promptOf(64, config.vocabSize);

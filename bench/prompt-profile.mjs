@@ -22,7 +22,7 @@ const warmupSeconds = Number(option('warmup', '4'));
 const passes = Number(option('passes', '3'));
 
 const backend = await createBackend('wasm', { wasmThreads: threads });
-const model = await createModel({ ...config, backend: 'wasm', seed: 1 }, { backendInstance: backend });
+const model = await createModel({ ...config, seed: 1 }, { backendInstance: backend });
 let s = 12345;
 const prompt = Int32Array.from({ length: promptLength }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % config.vocabSize);
 async function pass() {

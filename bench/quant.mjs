@@ -65,7 +65,7 @@ const rows = [];
 const sizes = [];
 for (const name of configNames) {
   for (const threads of threadCounts) {
-    const float = await createModel({ ...CONFIGS[name], backend: 'wasm' }, { wasmThreads: threads });
+    const float = await createModel(CONFIGS[name], { backend: 'wasm', wasmThreads: threads });
     const usedThreads = float.backend.threads ?? 1;
     const variants = [['float32', float]];
     for (const format of ['q8_0', 'q4_0'])

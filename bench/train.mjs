@@ -4,6 +4,9 @@
 //   node bench/train.mjs [--configs A,B] [--warmup 1] [--steps-A 8] [--steps-B 3] [--check] [--threads N]
 //   node bench/train.mjs --backend webgpu [--configs A,B,C] [--warmup 3] [--steps-A 20] [--steps-B 20] [--steps-C 10]
 //
+// --peer-steps N times N steps on the tfjs sides (default: as many as tinygpt's); their steps are
+// slow and steady, so fewer of them save a lent GPU's time without moving the median.
+//
 // wasm (default): tinygpt's wasm backend against tfjs-backend-wasm (1 thread). --threads N runs
 // tinygpt's backend on N threads (default: its 'auto', min(cores, 8)).
 // webgpu: tinygpt's WebGPU backend against tfjs-backend-webgpu on the same adapter (Dawn through the
@@ -236,7 +239,7 @@ async function check(backend) {
     const { startTfjsWasm } = await import('./lib/tfjs-wasm.mjs');
     ({ tf } = await startTfjsWasm());
   }
-  const model = await createModel({ ...config, backend });
+  const model = await createModel(config, { backend });
   const gpt = createTfjsGPT(tf, config, {}, style);
   const params = await model.getParameters();
   const named = gpt.namedVariables();
@@ -289,7 +292,7 @@ async function main() {
         side,
         name,
         warmup,
-        steps,
+        side === 'sdk' ? steps : option('peer-steps', steps),
       ];
       // the parent's V8 flags too (node --experimental-wasm-relaxed-simd bench/train.mjs runs both sides with relaxed SIMD)
       const child = spawnSync(process.execPath, [...process.execArgv, ...args], { encoding: 'utf8' });
