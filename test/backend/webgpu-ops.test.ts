@@ -183,18 +183,48 @@ describe.skipIf(gpu.backend === null)(suite, () => {
   });
 
   it('more dispatches than uniform slots before one download: an early submission, same results', async () => {
-    const t = backend.alloc(3);
-    backend.upload(t, new Float32Array([1, -2, 3]));
-    backend.flush();
-    const before = backend.submissions;
+    // early submissions off, so that only the 4096 uniform slots running out submits early
+    const own = new WebGPUBackend(backend.device, backend.adapterName, { submitEvery: 0 });
+    const t = own.alloc(3);
+    own.upload(t, new Float32Array([1, -2, 3]));
+    own.flush();
+    const before = own.submissions;
     // 5000 dispatches > the 4096 uniform slots; x2 then x0.5 is exact in float32
     for (let i = 0; i < 2500; i++) {
-      backend.scale(t, 2);
-      backend.scale(t, 0.5);
+      own.scale(t, 2);
+      own.scale(t, 0.5);
     }
-    expect(Array.from(await backend.download(t))).toEqual([1, -2, 3]);
-    expect(backend.submissions - before).toBe(2);
-    backend.free(t);
+    expect(Array.from(await own.download(t))).toEqual([1, -2, 3]);
+    expect(own.submissions - before).toBe(2);
+    own.free(t);
+  });
+
+  it('submitEvery: a submission every N dispatches without waiting for a read-back, same results', async () => {
+    const own = new WebGPUBackend(backend.device, backend.adapterName, { submitEvery: 8 });
+    const t = own.alloc(3);
+    const u = own.alloc(3);
+    own.upload(t, new Float32Array([1, -2, 3]));
+    own.flush();
+    const before = own.submissions;
+    // 20 dispatches: submitted after the 8th and the 16th, the last 4 with the read-back; an
+    // upload after the 8th (the recorder is then idle) lands after the ops submitted before it
+    for (let i = 0; i < 10; i++) {
+      own.scale(t, 2);
+      if (i === 4) own.upload(u, new Float32Array([7, 8, 9]));
+      own.scale(t, 0.5);
+    }
+    own.copy(u, t);
+    expect(Array.from(await own.download(u))).toEqual([1, -2, 3]);
+    expect(own.submissions - before).toBe(3);
+    own.free(t);
+    own.free(u);
+  });
+
+  it('submitEvery must be an integer >= 0', () => {
+    expect(() => new WebGPUBackend(backend.device, backend.adapterName, { submitEvery: -1 })).toThrow(
+      /submitEvery must be an integer >= 0/,
+    );
+    expect(() => new WebGPUBackend(backend.device, backend.adapterName, { submitEvery: 2.5 })).toThrow(/submitEvery/);
   });
 
   it('an elementwise op over more workgroups than one grid dimension holds', async () => {

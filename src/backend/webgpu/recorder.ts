@@ -1,7 +1,7 @@
 /**
  * WebGPU command recording: ops are recorded into one command encoder (one compute pass between
- * copies) and submitted together on `flush` (download flushes), so a training step is one
- * submission. Each dispatch's offsets and scalars go into its own 256-byte slot of one uniform
+ * copies) and submitted on `flush` (download flushes) and every `submitEvery` dispatches, so that
+ * the GPU runs the first ops of a training step or a decoded token while the host records the rest. Each dispatch's offsets and scalars go into its own 256-byte slot of one uniform
  * buffer (bound with a dynamic offset), written just before the submission. An op whose views
  * exceed one storage binding runs as several dispatches over pieces of its iteration space
  * (`inPieces`, pieces.ts).
@@ -80,6 +80,8 @@ export class Recorder {
     /** elements one binding may span, and the alignment (in elements) of a binding's start */
     readonly maxBindingElems: number,
     private readonly bindingAlignElems: number,
+    /** dispatches after which the recording is submitted without waiting for a read-back (0: never) */
+    private readonly submitEvery = 0,
   ) {
     this.pipelines = new PipelineCache(device, (scope, what) => faults.track(scope, what));
     this.uniformBuffer = {
@@ -210,6 +212,8 @@ export class Recorder {
     ]);
     pass.dispatchWorkgroups(call.groups[0], call.groups[1], call.groups[2] ?? 1);
     this.dispatches++;
+    // the GPU starts on what is recorded while the host records the rest
+    if (this.uniformSlotsUsed === this.submitEvery) this.flush();
   }
 
   /** the byte range of the segment's buffer that covers the views `tensors` (all in it), start aligned */
