@@ -23,13 +23,18 @@
  *   the Vite worker page, which imports it, does (Vite emits what `new URL(..., import.meta.url)`
  *   names in any module it reaches, before tree-shaking).
  * - webpack 5 in production mode (minified), with no config file (webpack's defaults).
- * - Parcel: `parcel build index.html`.
+ * - Parcel: `parcel build index.html`, with no `@parcel/resolver-default` settings, so Parcel reads no
+ *   package.json `exports`: the page also imports the subpath tinygpt/gpt2, which resolves through
+ *   the package's gpt2/package.json, and must give js-tiktoken's GPT-2 ids and the main entry's
+ *   BPETokenizer class (its browser build, one library instance).
  * - esbuild and Rollup (+ node-resolve) leave `new URL('./tinygpt.wasm', import.meta.url)` alone and
  *   emit no file: their pages fail with the error that names the wasmAssets option, and work when
  *   given the location (esbuild: its file loader; Rollup: where the app hosts the file).
  * - Node: an ES module and a CommonJS script (tinygpt and tinygpt/node, one library instance).
- * - TypeScript with skipLibCheck false: moduleResolution bundler, node16 (ES modules and CommonJS)
- *   and nodenext, type-checking apps/usage.ts, which uses every property the README documents.
+ * - TypeScript with skipLibCheck false: moduleResolution bundler, node16 (ES modules and CommonJS),
+ *   nodenext and node (node10, which reads no `exports`: the subpaths' types come from the package's
+ *   worker/, gpt2/ and node/ folders), type-checking apps/usage.ts, which uses every property the
+ *   README documents.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -40,6 +45,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { chromiumMissingReason, launchChromium, openPage } from '../helpers/chromium.js';
 import { REPO_ROOT, startStaticServer, type StaticServer, type StaticServerOptions } from '../helpers/static-server.js';
+import { jsTiktokenGPT2 } from '../tokenizer/fixtures.js';
 
 const APPS = join(REPO_ROOT, 'test', 'consumers', 'apps');
 const MODULES = join(REPO_ROOT, 'node_modules');
@@ -152,7 +158,7 @@ const PROJECTS: Record<string, { type?: 'module' | 'commonjs'; files: Record<str
     },
   },
   webpack: { files: { 'src/index.js': '@main.js', 'src/scenario.js': '@scenario.js' } },
-  parcel: { files: { 'index.html': html('./src/main.js'), 'src/main.js': '@main.js', 'src/scenario.js': '@scenario.js' } },
+  parcel: { files: { 'index.html': html('./src/main.js'), 'src/main.js': '@parcel-main.js', 'src/scenario.js': '@scenario.js' } },
   esbuild: {
     type: 'module',
     files: { 'src/main.js': '@main.js', 'src/assets.js': '@esbuild-assets.js', 'src/scenario.js': '@scenario.js' },
@@ -164,10 +170,13 @@ const PROJECTS: Record<string, { type?: 'module' | 'commonjs'; files: Record<str
   'ts-node16-esm': { type: 'module', files: { 'src/usage.ts': '@usage.ts' }, tsconfig: { module: 'Node16', moduleResolution: 'Node16' } },
   'ts-node16-cjs': { type: 'commonjs', files: { 'src/usage.ts': '@usage.ts' }, tsconfig: { module: 'Node16', moduleResolution: 'Node16' } },
   'ts-nodenext': { type: 'module', files: { 'src/usage.ts': '@usage.ts' }, tsconfig: { module: 'NodeNext', moduleResolution: 'NodeNext' } },
+  // an older web app's settings (moduleResolution "node" is node10)
+  'ts-node10': { type: 'module', files: { 'src/usage.ts': '@usage.ts' }, tsconfig: { module: 'ESNext', moduleResolution: 'Node' } },
 };
 
 /** a web app's lib (DOM); a Node project's (no DOM: what the package declares must not need it) */
-const TS_LIBS = { 'ts-bundler': ['ES2022', 'ESNext.Disposable', 'DOM', 'DOM.Iterable'] };
+const WEB_LIB = ['ES2022', 'ESNext.Disposable', 'DOM', 'DOM.Iterable'];
+const TS_LIBS = { 'ts-bundler': WEB_LIB, 'ts-node10': WEB_LIB };
 
 function writeProjects(workspace: string): void {
   for (const [name, project] of Object.entries(PROJECTS)) {
@@ -208,6 +217,8 @@ interface ScenarioResult {
   crossOriginIsolated?: boolean;
   /** the Vite worker page: the same scenario with the model in a worker (tinygpt/worker) */
   modelWorker?: ScenarioResult;
+  /** the Parcel page: a text and its ids from tinygpt/gpt2's gpt2Tokenizer(), an instance of the main entry's BPETokenizer? */
+  gpt2?: { text: string; ids: number[]; sameInstance: boolean };
 }
 
 interface PageRun {
@@ -311,6 +322,7 @@ describe.skipIf(skipReason !== null)(
         ['ts-node16-esm', () => node([TOOLS.tsc, '-p', '.'], at('ts-node16-esm'))],
         ['ts-node16-cjs', () => node([TOOLS.tsc, '-p', '.'], at('ts-node16-cjs'))],
         ['ts-nodenext', () => node([TOOLS.tsc, '-p', '.'], at('ts-nodenext'))],
+        ['ts-node10', () => node([TOOLS.tsc, '-p', '.'], at('ts-node10'))],
       ];
       const started2 = performance.now();
       nodeEsm = node(['--experimental-wasm-relaxed-simd', 'esm.mjs'], at('node-esm'));
@@ -473,13 +485,19 @@ describe.skipIf(skipReason !== null)(
       expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
     });
 
-    test('Parcel: parcel build index.html', async () => {
+    test('Parcel: parcel build index.html, reading no `exports`: tinygpt and the subpath tinygpt/gpt2 resolve and run', async () => {
       await built('parcel');
       const dist = join(workspace, 'parcel', 'dist');
       expectEmittedKernels(dist);
       expect(modelWorkerFiles(dist)).toEqual([]);
       const server = await staticServer(dist);
-      expectScenario(await runPage(`${server.origin}/`), await nodeResult(nodeEsm), server.origin);
+      const page = await runPage(`${server.origin}/`);
+      expectScenario(page, await nodeResult(nodeEsm), server.origin);
+      const { gpt2 } = page.result;
+      expect(gpt2, 'no result from tinygpt/gpt2').toBeDefined();
+      expect(gpt2!.ids).toEqual(jsTiktokenGPT2().encode(gpt2!.text));
+      // the subpath's browser build, which shares the main entry's modules (the Node build has its own copy)
+      expect(gpt2!.sameInstance).toBe(true);
     });
 
     test('esbuild emits no kernels by itself: the page says to pass wasmAssets, and runs with the file loader', async () => {
@@ -509,7 +527,7 @@ describe.skipIf(skipReason !== null)(
       expectScenario(await runPage(`${server.origin}/assets.html?kernels=/hosted/tinygpt.wasm`), await nodeResult(nodeCjs), server.origin);
     });
 
-    test.each(['ts-bundler', 'ts-node16-esm', 'ts-node16-cjs', 'ts-nodenext'])(
+    test.each(['ts-bundler', 'ts-node16-esm', 'ts-node16-cjs', 'ts-nodenext', 'ts-node10'])(
       'TypeScript (%s, skipLibCheck false) type-checks a program that uses every documented property',
       async (name) => {
         const output = await built(name);

@@ -1,6 +1,7 @@
 // A consumer's TypeScript program that uses every property the README documents, type-checked with
-// skipLibCheck false under moduleResolution bundler, node16 (ES modules and CommonJS) and nodenext.
-// It is only compiled, never run. One source for all four projects: no top-level await (CommonJS).
+// skipLibCheck false under moduleResolution bundler, node16 (ES modules and CommonJS), nodenext and
+// node (node10). It is only compiled, never run. One source for every project: no top-level await
+// (CommonJS).
 import {
   BPETokenizer,
   BackendUnavailableError,
