@@ -1,8 +1,9 @@
 // Quantized decoding: greedy tokens/s of one model in float32, Q8_0 and Q4_0 on the wasm backend,
 // at a short and a long context, on 1 thread and on all threads, in one run; and the model file's
-// size in float32, float16, Q8_0 and Q4_0. Random weights (N(0, 0.02)): speed does not depend on them.
+// size in float32, float16, Q8_0 and Q4_0. float16 weights (quantizeModel's 'f16') are decoded too. Random weights (N(0, 0.02)): speed does not depend on them.
 //
 //   node bench/quant.mjs [--configs B,C] [--prompts 8,960] [--new 64] [--threads 1,auto] [--rounds 1]
+//   node bench/quant.mjs --backend webgpu [--configs B,C] ...   (Dawn through the webgpu package; a GPU)
 //
 // B: V 256, C 384, L 6, H 6, dFF 1536; C: GPT-2 small's shape (V 50257, C 768, L 12, H 12), both at
 // maxSeqLen 1024. tokens/s counts the prompt's pass too (end to end, as bench/generate.mjs);
@@ -26,9 +27,14 @@ const configNames = option('configs', 'B').split(',');
 const prompts = option('prompts', '8,960').split(',').map(Number);
 const newTokens = Number(option('new', '64'));
 const rounds = Number(option('rounds', '1'));
-const threadCounts = option('threads', '1,auto')
-  .split(',')
-  .map((t) => (t === 'auto' ? 'auto' : Number(t)));
+const backend = option('backend', 'wasm');
+if (backend !== 'wasm' && backend !== 'webgpu') throw new Error(`--backend must be wasm or webgpu, got ${backend}`);
+if (backend === 'webgpu') {
+  const { installNodeWebGPU } = await import('./lib/webgpu-node.mjs');
+  installNodeWebGPU();
+}
+// threads are the wasm backend's; WebGPU runs one row of the table per config
+const threadCounts = (backend === 'webgpu' ? '1' : option('threads', '1,auto')).split(',').map((t) => (t === 'auto' ? 'auto' : Number(t)));
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`--rounds: ${rounds} must be a positive integer`);
 for (const c of configNames)
   if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
@@ -63,20 +69,21 @@ async function timeDecode(model, prompt) {
 const mb = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 const rows = [];
 const sizes = [];
+if (backend === 'webgpu') console.log(`WebGPU: ${(await createModel(CONFIGS.B, { backend })).backend.adapterName}\n`);
 for (const name of configNames) {
   for (const threads of threadCounts) {
-    const float = await createModel(CONFIGS[name], { backend: 'wasm', wasmThreads: threads });
-    const usedThreads = float.backend.threads ?? 1;
+    const placement = backend === 'wasm' ? { backend, wasmThreads: threads } : { backend };
+    const float = await createModel(CONFIGS[name], placement);
+    const usedThreads = backend === 'wasm' ? (float.backend.threads ?? 1) : 'GPU';
     const variants = [['float32', float]];
-    for (const format of ['q8_0', 'q4_0'])
-      variants.push([format, await quantizeModel(float, { format, backend: 'wasm', wasmThreads: threads })]);
+    for (const format of ['f16', 'q8_0', 'q4_0']) variants.push([format, await quantizeModel(float, { format, ...placement })]);
     if (threads === threadCounts[0]) {
       sizes.push([
         name,
         (await saveModel(float)).length,
         (await saveModel(float, { dtype: 'float16' })).length,
-        (await saveModel(variants[1][1])).length,
         (await saveModel(variants[2][1])).length,
+        (await saveModel(variants[3][1])).length,
       ]);
     }
     for (const p of prompts) {
