@@ -5,9 +5,35 @@
  * checked and trimmed to what the op reads.
  */
 import type { QuantFormat } from '../contract.js';
+import type { KernelDef } from './kernel.js';
 import type { PieceAccess, Recorder } from './recorder.js';
 import type { WebGPUTensor } from './storage.js';
-import { encoderQuantKernels, matmulQuantKernels, QUANT_TILE, quantBlockWords } from './wgsl/quant.js';
+import { kChunkSumKernel } from './wgsl/matmul.js';
+import {
+  encoderQuantKernels,
+  gemvQuantKernel,
+  matmulQuantKernels,
+  QUANT_GEMV_COLUMNS,
+  QUANT_GEMV_MAX_ROWS,
+  QUANT_TILE,
+  quantBlockWords,
+} from './wgsl/quant.js';
+
+/** workgroups the few-rows product aims for, and the fewest blocks of 32 per chunk of K */
+const GEMV_TARGET_WORKGROUPS = 512;
+const GEMV_MIN_CHUNK_BLOCKS = 4;
+
+/** the few-rows kernels, made once per (format, rows) */
+const gemvKernels = new Map<string, KernelDef>();
+function gemvKernel(format: QuantFormat, rows: number): KernelDef {
+  const key = `${format}:${rows}`;
+  let kernel = gemvKernels.get(key);
+  if (kernel === undefined) {
+    kernel = gemvQuantKernel(format, rows);
+    gemvKernels.set(key, kernel);
+  }
+  return kernel;
+}
 
 /** the scales' binding: one scale per block of 32 along a row of `blocks` blocks; f16 has none */
 function scalesBinding(scales: WebGPUTensor | null, blocks: number): Record<string, PieceAccess> {
@@ -36,6 +62,10 @@ export function recordMatmulQuant(
     },
     (piece, views) => {
       const [pieceM, pieceN] = piece.size;
+      if (pieceM <= QUANT_GEMV_MAX_ROWS) {
+        fewRowsQuant(rec, views, bias !== null, { M: pieceM, N: pieceN, K, sOm: N, format });
+        return;
+      }
       const rowTiles = Math.ceil(pieceM / QUANT_TILE);
       if (rowTiles > rec.maxWorkgroupsPerDim) {
         throw new RangeError(
@@ -49,6 +79,35 @@ export function recordMatmulQuant(
       });
     },
   );
+}
+
+/** decoding's product: partial sums over chunks of K's blocks, then their total with the bias */
+function fewRowsQuant(
+  rec: Recorder,
+  views: Record<string, WebGPUTensor>,
+  hasBias: boolean,
+  { M, N, K, sOm, format }: { M: number; N: number; K: number; sOm: number; format: QuantFormat },
+): void {
+  const blocks = K / 32;
+  const columnGroups = Math.ceil(N / QUANT_GEMV_COLUMNS);
+  const wantedChunks = Math.min(Math.ceil(GEMV_TARGET_WORKGROUPS / columnGroups), Math.ceil(blocks / GEMV_MIN_CHUNK_BLOCKS));
+  const chunkBlocks = Math.ceil(blocks / Math.max(1, wantedChunks));
+  const chunks = Math.ceil(blocks / chunkBlocks);
+  const partials = rec.scratch(chunks * M * N);
+  const { out, bias, ...weights } = views;
+  rec.dispatch(gemvKernel(format, M), {
+    tensors: { partials, ...weights },
+    scalars: { N, K, chunkBlocks },
+    groups: [columnGroups, chunks],
+    variant: `rows${M}`,
+  });
+  rec.dispatchElementwise(
+    kChunkSumKernel(),
+    M * N,
+    { c: out, partials, bias: hasBias ? bias : out },
+    { N, sCm: sOm, chunks, hasBias: hasBias ? 1 : 0, accumulate: 0, hasAux: 0 },
+  );
+  rec.release(partials);
 }
 
 /** out[B,T,C] = dequant(W)[inp[b,t], :] + wpe[posOffset + t, :], W [V,C] quantized */

@@ -13,6 +13,12 @@
  * 16x16 tile of out; per block of K it stages x [16 rows, 32] and W dequantized [16 columns, 32] in
  * workgroup memory, each invocation fetching two of each, then each invocation adds its 32 products.
  * matmulF16 is the same with halves for codes.
+ * gemvQ8 / gemvQ4 / gemvF16, for few rows (decoding: M <= QUANT_GEMV_MAX_ROWS): the tiled kernel
+ * would give a 768-wide layer 48 workgroups walking all of K. Here a 64 x 4 workgroup owns 64
+ * columns and one chunk of K's blocks; invocation (x, y) reads column x's row of W a block at a
+ * time (every 4th block of the chunk from y), unpacks each word once, and sums all M rows of x
+ * against it; the 4 lanes meet in workgroup memory and write partials[chunk, m, n], which
+ * kChunkSumKernel (wgsl/matmul.ts) adds up with the bias.
  * encoderQ8 / encoderQ4 / encoderF16: out[B,T,C] = dequant(W)[id, :] + wpe[pos, :] as encoderForward (wgsl/encoder.ts),
  * with its pieces by token-id slice and its NaN rows for ids outside [0, V).
  */
@@ -100,6 +106,83 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (m >= P.M || n >= P.N) { return; }
   if (P.hasBias != 0u) { acc += $bias[P.o_bias + n]; }
   $out[P.o_out + m * P.sOm + n] = acc;
+}`,
+  };
+}
+
+/** rows of x the few-rows kernel takes, and its columns and k-lanes per workgroup */
+export const QUANT_GEMV_MAX_ROWS = 8;
+export const QUANT_GEMV_COLUMNS = 64;
+const QUANT_GEMV_LANES = 4;
+
+/** WGSL: the weights of one i32 word of a block (word w of block b's words), as (k, value) products with x */
+function gemvWordProducts(format: QuantFormat, rows: number): string {
+  const ms = [...Array(rows).keys()];
+  const xAt = (m: number, k: string) => `$inp[P.o_inp + ${m}u * P.K + kBase + ${k}]`;
+  if (format === 'f16') {
+    return `      let pair = unpack2x16float(u32(word));
+${ms.map((m) => `      acc${m} += pair.x * ${xAt(m, '2u * w')} + pair.y * ${xAt(m, '2u * w + 1u')};`).join('\n')}`;
+  }
+  if (format === 'q8_0') {
+    // extractBits on i32 sign-extends each byte: weights 4w .. 4w+3
+    return `      let codes = vec4<f32>(f32(extractBits(word, 0u, 8u)), f32(extractBits(word, 8u, 8u)), f32(extractBits(word, 16u, 8u)), f32(extractBits(word, 24u, 8u))) * scale;
+${ms.map((m) => `      acc${m} += dot(codes, vec4<f32>(${xAt(m, '4u * w')}, ${xAt(m, '4u * w + 1u')}, ${xAt(m, '4u * w + 2u')}, ${xAt(m, '4u * w + 3u')}));`).join('\n')}`;
+  }
+  // Q4_0: bytes 4w .. 4w+3 hold weights 4w .. 4w+3 (low nibbles) and 4w+16 .. 4w+19 (high), offset by 8
+  return `      let bits = u32(word);
+      let low = (vec4<f32>(f32(extractBits(bits, 0u, 4u)), f32(extractBits(bits, 8u, 4u)), f32(extractBits(bits, 16u, 4u)), f32(extractBits(bits, 24u, 4u))) - 8.0) * scale;
+      let high = (vec4<f32>(f32(extractBits(bits, 4u, 4u)), f32(extractBits(bits, 12u, 4u)), f32(extractBits(bits, 20u, 4u)), f32(extractBits(bits, 28u, 4u))) - 8.0) * scale;
+${ms
+  .map(
+    (m) =>
+      `      acc${m} += dot(low, vec4<f32>(${xAt(m, '4u * w')}, ${xAt(m, '4u * w + 1u')}, ${xAt(m, '4u * w + 2u')}, ${xAt(m, '4u * w + 3u')})) + dot(high, vec4<f32>(${xAt(m, '4u * w + 16u')}, ${xAt(m, '4u * w + 17u')}, ${xAt(m, '4u * w + 18u')}, ${xAt(m, '4u * w + 19u')}));`,
+  )
+  .join('\n')}`;
+}
+
+/** partials[chunk, m, n] of out[M,N] = x[M,K] @ W^T over chunk's blocks, for M = rows (unrolled) */
+export function gemvQuantKernel(format: QuantFormat, rows: number): KernelDef {
+  const ms = [...Array(rows).keys()];
+  const words = quantBlockWords(format);
+  const lanes = QUANT_GEMV_LANES;
+  const columns = QUANT_GEMV_COLUMNS;
+  return {
+    name: `gemv${KERNEL_SUFFIX[format]}`,
+    tensors: [{ name: 'partials', write: true }, { name: 'inp' }, { name: 'quants' }, ...scaleTensors(format)],
+    scalars: [
+      { name: 'N', type: 'u32' },
+      { name: 'K', type: 'u32' },
+      { name: 'chunkBlocks', type: 'u32' },
+    ],
+    body: `
+var<workgroup> lanes: array<f32, ${lanes * rows * columns}>; // [lane][m][column]
+@compute @workgroup_size(${columns}, ${lanes})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let col = wid.x * ${columns}u + lid.x;
+  let chunk = wid.y;
+  let blocks = P.K / ${QK}u;
+  let blockEnd = min(blocks, (chunk + 1u) * P.chunkBlocks);
+${ms.map((m) => `  var acc${m} = 0.0;`).join('\n')}
+  if (col < P.N) {
+    for (var blk = chunk * P.chunkBlocks + lid.y; blk < blockEnd; blk += ${lanes}u) {
+      let b = col * blocks + blk;
+      let kBase = blk * ${QK}u;
+${format === 'f16' ? '' : '      let scale = $scales[P.o_scales + b];'}
+      for (var w = 0u; w < ${words}u; w++) {
+        let word = $quants[P.o_quants + b * ${words}u + w];
+${gemvWordProducts(format, rows)}
+      }
+    }
+  }
+${ms.map((m) => `  lanes[(lid.y * ${rows}u + ${m}u) * ${columns}u + lid.x] = acc${m};`).join('\n')}
+  workgroupBarrier();
+  if (lid.y == 0u && col < P.N) {
+    for (var m = 0u; m < ${rows}u; m++) {
+      var total = 0.0;
+      for (var lane = 0u; lane < ${lanes}u; lane++) { total += lanes[(lane * ${rows}u + m) * ${columns}u + lid.x]; }
+      $partials[P.o_partials + (chunk * ${rows}u + m) * P.N + col] = total;
+    }
+  }
 }`,
   };
 }
