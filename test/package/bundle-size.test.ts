@@ -18,7 +18,8 @@
  *   LoRA adapters (83.8 KB) and issue 17's argument checks (84.6 KB) took it past that: the check is at 86 KB.
  *   Moving the model worker's client and host to tinygpt/worker took 2.7 KB out (84.6 -> 81.9 KB on
  *   main at 19:10); what landed by 20:25 (device-side sampling, adapter serving, f16 inference) made it 87.3 KB, and the memory limit 89.2 KB
- *   at 21:00: the check is at 90 KB, to catch growth, over issue 11's 65 KB.
+ *   at 21:00: the check was at 90 KB; WebGPU's few-rows quantized kernel (4 December, 0.8 KB) made it
+ *   90.1 KB: the check is at 91 KB, to catch growth, over issue 11's 65 KB.
  * The .wasm files come on top (8.5 KB gzipped each, built with shrinkLevel 1) and are checked against issue 11's 11 KB.
  */
 import { readFileSync } from 'node:fs';
@@ -29,7 +30,7 @@ import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/static-server.js';
 
 const KB = 1024;
-const BUDGETS = { tokenizer: 15 * KB, loadAndGenerateOnWasm: 44 * KB, everything: 90 * KB, wasmFile: 11 * KB };
+const BUDGETS = { tokenizer: 15 * KB, loadAndGenerateOnWasm: 44 * KB, everything: 91 * KB, wasmFile: 11 * KB };
 
 interface Bundle {
   files: OutputFile[];
