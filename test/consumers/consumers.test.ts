@@ -373,10 +373,12 @@ describe.skipIf(skipReason !== null)(
 
     async function runPage(url: string): Promise<PageRun> {
       const wasm: PageRun['wasm'] = [];
-      const { page, errors } = await openPage(browser, url);
-      page.on('response', (response) => {
-        if (response.url().split('?')[0].endsWith('.wasm')) wasm.push({ url: response.url(), status: response.status() });
-      });
+      // the listener goes on before navigation: a page can fetch its .wasm before its load event
+      const { page, errors } = await openPage(browser, url, (opened) =>
+        opened.on('response', (response) => {
+          if (response.url().split('?')[0].endsWith('.wasm')) wasm.push({ url: response.url(), status: response.status() });
+        }),
+      );
       try {
         const handle = await page.waitForFunction(() => (globalThis as { consumerResult?: unknown }).consumerResult, null, {
           timeout: 180_000,

@@ -30,10 +30,16 @@ export async function launchChromium(): Promise<Browser> {
 
 /**
  * A page that fails loudly: console errors and uncaught exceptions are collected so a test can
- * show them when something in the page goes wrong.
+ * show them when something in the page goes wrong. `beforeNavigation` sees the page before it
+ * loads: a listener attached after `goto` misses what the page fetched before its load event.
  */
-export async function openPage(browser: Browser, url: string): Promise<{ page: Page; errors: string[] }> {
+export async function openPage(
+  browser: Browser,
+  url: string,
+  beforeNavigation: (page: Page) => void = () => {},
+): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage();
+  beforeNavigation(page);
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
   page.on('console', (msg) => {
