@@ -112,14 +112,15 @@ describe.skipIf(chromiumMissing !== null)(`the bundle in Chromium${chromiumMissi
       routes: { [FIXTURE_PATH]: { body: fixture.bytes, type: 'application/octet-stream' } },
     });
     browser = await launchChromium();
-    const opened = await openPage(browser, `${server.origin}/test/browser/harness.html`);
+    const opened = await openPage(browser, `${server.origin}/test/browser/harness.html`, (fresh) =>
+      fresh.on('response', (response) => {
+        if (/^\/dist\/browser\/backend\/wasm\/tinygpt(-relaxed)?\.wasm$/.test(new URL(response.url()).pathname)) {
+          wasmResponses.push({ status: response.status(), contentType: response.headers()['content-type'] });
+        }
+      }),
+    );
     page = opened.page;
     pageErrors = opened.errors;
-    page.on('response', (response) => {
-      if (/^\/dist\/browser\/backend\/wasm\/tinygpt(-relaxed)?\.wasm$/.test(new URL(response.url()).pathname)) {
-        wasmResponses.push({ status: response.status(), contentType: response.headers()['content-type'] });
-      }
-    });
     const state = await page.waitForFunction(() => {
       const w = window as unknown as { harnessReady?: boolean; harnessError?: string };
       return w.harnessReady ? 'ready' : w.harnessError;
