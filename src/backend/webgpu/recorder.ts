@@ -1,8 +1,9 @@
 /**
  * WebGPU command recording: ops are recorded into one command encoder (one compute pass between
  * copies) and submitted on `flush` (download flushes) and every `submitEvery` dispatches, so that
- * the GPU runs the first ops of a training step or a decoded token while the host records the rest. Each dispatch's offsets and scalars go into its own 256-byte slot of one uniform
- * buffer (bound with a dynamic offset), written just before the submission. An op whose views
+ * the GPU runs the first ops of a training step or a decoded token while the host records the
+ * rest. Each dispatch's offsets and scalars go into its own 256-byte slot of one uniform buffer
+ * (bound with a dynamic offset), written just before the submission. An op whose views
  * exceed one storage binding runs as several dispatches over pieces of its iteration space
  * (`inPieces`, pieces.ts).
  */
