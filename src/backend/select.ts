@@ -1,3 +1,4 @@
+import { describe } from '../util/describe.js';
 import { formatBytes } from './capacity.js';
 import type { Backend, BackendName } from './contract.js';
 import { checkMemoryLimit, MemoryLimitError } from './errors.js';
@@ -24,6 +25,16 @@ export interface SelectOptions {
    */
   memoryLimit?: number;
 }
+
+/** every key SelectOptions has: anything else is a mistake the caller would not hear about otherwise */
+const SELECT_OPTION_NAMES: ReadonlySet<string> = new Set<keyof SelectOptions>([
+  'requiredBytes',
+  'largestTensorLength',
+  'onNotice',
+  'wasmAssets',
+  'wasmThreads',
+  'memoryLimit',
+]);
 
 export class BackendUnavailableError extends Error {
   override name = 'BackendUnavailableError';
@@ -126,6 +137,13 @@ function checkCapacity(backend: Backend, { requiredBytes, largestTensorLength, m
 export async function createBackend(request: BackendRequest, options: SelectOptions = {}): Promise<Backend> {
   if (!(['auto', 'webgpu', 'wasm', 'js'] as unknown[]).includes(request)) {
     throw new RangeError(`createBackend: request must be 'auto', 'webgpu', 'wasm' or 'js', got ${JSON.stringify(request)}`);
+  }
+  if (options === null || typeof options !== 'object')
+    throw new TypeError(`createBackend: options must be an object, got ${describe(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!SELECT_OPTION_NAMES.has(key)) {
+      throw new RangeError(`createBackend: unknown option "${key}"; known options: ${[...SELECT_OPTION_NAMES].join(', ')}`);
+    }
   }
   checkRequiredFitsLimit(options);
   if (request !== 'auto') {

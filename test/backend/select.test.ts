@@ -20,6 +20,18 @@ probe.backend?.dispose();
 const fakeAdapter = (info: Record<string, string | boolean>, isFallbackAdapter?: boolean) =>
   ({ info, isFallbackAdapter }) as unknown as GPUAdapter;
 
+describe('createBackend options', () => {
+  it('an option it does not know is refused by name, with the ones it knows (not silently ignored)', async () => {
+    await expect(createBackend('js', { minMacsPerShare: 1 } as never)).rejects.toThrow(
+      /^createBackend: unknown option "minMacsPerShare"; known options: requiredBytes, largestTensorLength, onNotice, wasmAssets, wasmThreads, memoryLimit$/,
+    );
+    await expect(createBackend('js', null as never)).rejects.toThrow(/createBackend: options must be an object, got null/);
+    const js = await createBackend('js', { memoryLimit: 1 << 20 });
+    expect(js.name).toBe('js');
+    js.dispose();
+  });
+});
+
 describe('backend selection by tensor size', () => {
   it('a named backend whose largest buffer is too small for the largest parameter is refused, with both sizes', async () => {
     const js = await createBackend('js');
