@@ -41,7 +41,7 @@ const SPLIT_K_MAX_TILES = 128;
 const SPLIT_K_TARGET_WORKGROUPS = 512;
 const SPLIT_K_MIN_CHUNK = 512;
 
-/** workgroups the few-rows product aims for, and the fewest k per chunk it cuts K into */
+/** workgroups the few-rows products aim for (fewRowsChunks), and the fewest k per chunk of the float32 one */
 const GEMV_TARGET_WORKGROUPS = 512;
 const GEMV_MIN_CHUNK = 32;
 
@@ -206,10 +206,7 @@ function fewRowsProduct(
 ): void {
   const { M, N, K } = shape;
   const columnGroups = Math.ceil(N / GEMV_COLUMNS);
-  // enough workgroups to fill a large GPU, each chunk still worth a loop
-  const wantedChunks = Math.min(Math.ceil(GEMV_TARGET_WORKGROUPS / columnGroups), Math.ceil(K / GEMV_MIN_CHUNK));
-  const kChunk = Math.ceil(K / Math.max(1, wantedChunks));
-  const chunks = Math.ceil(K / kChunk);
+  const { chunk: kChunk, chunks } = fewRowsChunks(K, columnGroups, GEMV_MIN_CHUNK);
   const partials = rec.scratch(chunks * M * N);
   const layerNorm = epilogue.layerNorm;
   rec.dispatch(gemvPartialKernel(M, layerNorm !== undefined), {
@@ -232,6 +229,17 @@ function fewRowsProduct(
     },
   );
   rec.release(partials);
+}
+
+/**
+ * How a few-rows product cuts its `length` steps of K (elements, or blocks of a quantized row)
+ * into chunks: enough workgroups to fill a large GPU with `columnGroups` of them per chunk, each
+ * chunk at least `minChunk` long, still worth a loop
+ */
+export function fewRowsChunks(length: number, columnGroups: number, minChunk: number): { chunk: number; chunks: number } {
+  const wanted = Math.min(Math.ceil(GEMV_TARGET_WORKGROUPS / columnGroups), Math.ceil(length / minChunk));
+  const chunk = Math.ceil(length / Math.max(1, wanted));
+  return { chunk, chunks: Math.ceil(length / chunk) };
 }
 
 /** how column sums over `rows` rows split into chunks (see wgsl/columns.ts) */

@@ -5,7 +5,7 @@
  * checked and trimmed to what the op reads.
  */
 import type { QuantFormat } from '../contract.js';
-import type { KernelDef } from './kernel.js';
+import { fewRowsChunks } from './products.js';
 import type { PieceAccess, Recorder } from './recorder.js';
 import type { WebGPUTensor } from './storage.js';
 import { kChunkSumKernel } from './wgsl/matmul.js';
@@ -19,21 +19,8 @@ import {
   quantBlockWords,
 } from './wgsl/quant.js';
 
-/** workgroups the few-rows product aims for, and the fewest blocks of 32 per chunk of K */
-const GEMV_TARGET_WORKGROUPS = 512;
+/** the fewest blocks of 32 per chunk of K in the few-rows product */
 const GEMV_MIN_CHUNK_BLOCKS = 4;
-
-/** the few-rows kernels, made once per (format, rows) */
-const gemvKernels = new Map<string, KernelDef>();
-function gemvKernel(format: QuantFormat, rows: number): KernelDef {
-  const key = `${format}:${rows}`;
-  let kernel = gemvKernels.get(key);
-  if (kernel === undefined) {
-    kernel = gemvQuantKernel(format, rows);
-    gemvKernels.set(key, kernel);
-  }
-  return kernel;
-}
 
 /** the scales' binding: one scale per block of 32 along a row of `blocks` blocks; f16 has none */
 function scalesBinding(scales: WebGPUTensor | null, blocks: number): Record<string, PieceAccess> {
@@ -90,12 +77,10 @@ function fewRowsQuant(
 ): void {
   const blocks = K / 32;
   const columnGroups = Math.ceil(N / QUANT_GEMV_COLUMNS);
-  const wantedChunks = Math.min(Math.ceil(GEMV_TARGET_WORKGROUPS / columnGroups), Math.ceil(blocks / GEMV_MIN_CHUNK_BLOCKS));
-  const chunkBlocks = Math.ceil(blocks / Math.max(1, wantedChunks));
-  const chunks = Math.ceil(blocks / chunkBlocks);
+  const { chunk: chunkBlocks, chunks } = fewRowsChunks(blocks, columnGroups, GEMV_MIN_CHUNK_BLOCKS);
   const partials = rec.scratch(chunks * M * N);
   const { out, bias, ...weights } = views;
-  rec.dispatch(gemvKernel(format, M), {
+  rec.dispatch(gemvQuantKernel(format, M), {
     tensors: { partials, ...weights },
     scalars: { N, K, chunkBlocks },
     groups: [columnGroups, chunks],
