@@ -25,13 +25,14 @@ import { validateConfig } from '../model/config.js';
 import { buildParamLayout } from '../model/params.js';
 import { tokenizerFromJSON } from '../tokenizer/index.js';
 import { ModelFileError } from './errors.js';
-import { QuantizedGPT } from '../model/quantized.js';
-import { QUANTIZATION_KEY, quantizedModelFromTensors, quantizedTensors } from './quantized-file.js';
+import type { QuantizedGPT } from '../model/quantized.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, type DecodedTensor, type TensorInput } from './safetensors.js';
 
 export { ModelFileError } from './errors.js';
 
 export const MODEL_FILE_FORMAT = 'tinygpt';
+/** the metadata key of a quantized model's format ('q8_0', 'q4_0' or 'f16'; see quantized-file.ts) */
+export const QUANTIZATION_KEY = 'quantization';
 /** written into every file as `tinygpt_version` */
 export { TINYGPT_VERSION };
 
@@ -81,6 +82,13 @@ export interface LoadedModel {
   tokenizer: Tokenizer | undefined;
 }
 
+/**
+ * Whether a model is a QuantizedGPT, told without importing the class: the quantized model's code
+ * (and the file code for it) is loaded only when a quantized model is saved or loaded, so a web app
+ * that loads float32 models does not download it.
+ */
+const isQuantized = (model: GPTModel): model is QuantizedGPT => 'getQuantizedMatrices' in model;
+
 /** Safetensors bytes of the model's parameters, config and (optionally) tokenizer. */
 export async function saveModel(model: GPTModel, options: SaveModelOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
   checkModelArgument(model, 'saveModel');
@@ -91,8 +99,9 @@ export async function saveModel(model: GPTModel, options: SaveModelOptions = {})
     config: JSON.stringify(model.config),
   };
   let tensors: Record<string, TensorInput> = {};
-  if (model instanceof QuantizedGPT) {
+  if (isQuantized(model)) {
     if (options.dtype !== undefined) throw new RangeError(`saveModel: options.dtype does not apply to a quantized (${model.format}) model`);
+    const { quantizedTensors } = await import('./quantized-file.js');
     tensors = await quantizedTensors(model);
     metadata[QUANTIZATION_KEY] = model.format;
   } else {
@@ -123,7 +132,8 @@ export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadMo
     } catch (cause) {
       throw new ModelFileError(`model file config is invalid: ${(cause as Error).message}`, { cause });
     }
-    model = await quantizedModelFromTensors(fileTensors, metadata[QUANTIZATION_KEY], config, options);
+    const { quantizedModelFromTensors } = await import('./quantized-file.js');
+    model = await quantizedModelFromTensors(fileTensors, { text: metadata[QUANTIZATION_KEY], key: QUANTIZATION_KEY }, config, options);
   } else {
     model = await modelFromTensors(fileTensors, fileConfig, isCheckpoint, options);
   }

@@ -17,8 +17,6 @@ import { isQuantizedParameter, quantizedOrientation, QuantizedGPT } from '../mod
 import { ModelFileError } from './errors.js';
 import { tensorToFloat32, type DecodedTensor, type TensorInput } from './safetensors.js';
 
-export const QUANTIZATION_KEY = 'quantization';
-
 /** The file tensors of a quantized model. */
 export async function quantizedTensors(model: QuantizedGPT): Promise<Record<string, TensorInput>> {
   const tensors: Record<string, TensorInput> = {};
@@ -45,16 +43,20 @@ export async function quantizedTensors(model: QuantizedGPT): Promise<Record<stri
 
 const shapeText = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
-/** A QuantizedGPT from a file's tensors, each checked against the config before anything is built. */
+/**
+ * A QuantizedGPT from a file's tensors, each checked against the config before anything is built.
+ * `stated` is the metadata's format text and the key it came from (model-file.ts's QUANTIZATION_KEY:
+ * model-file.ts imports this module only when a file is quantized, and this one does not import it).
+ */
 export async function quantizedModelFromTensors(
   tensors: Record<string, DecodedTensor>,
-  formatText: string,
+  stated: { text: string; key: string },
   config: GPTConfig,
   options: { backend?: string; wasmThreads?: number | 'auto'; onBackendNotice?: (message: string) => void; memoryLimit?: number },
 ): Promise<QuantizedGPT> {
   let format: QuantFormat;
   try {
-    format = checkQuantFormat(formatText, `metadata "${QUANTIZATION_KEY}"`);
+    format = checkQuantFormat(stated.text, `metadata "${stated.key}"`);
   } catch (cause) {
     throw new ModelFileError((cause as Error).message, { cause });
   }
