@@ -49,12 +49,16 @@ function matmulBody(layout: MatmulLayout, epilogue: EpilogueKind): string {
   // e runs over the 16*T elements of a T x 16 (A) or 16 x T (B) tile
   const aIndex = layout.aAlongK ? 'let m = e / 16u; let k = e % 16u;' : `let m = e % ${T}u; let k = e / ${T}u;`;
   const bIndex = layout.bAlongN ? `let kb = e / ${T}u; let n = e % ${T}u;` : 'let kb = e % 16u; let n = e / 16u;';
+  // A tile filled along k (consecutive invocations, consecutive k) stores words T apart: with rows
+  // of T words that is 16 invocations on one shared-memory bank; a row of T + 1 spreads them.
+  const strideA = layout.aAlongK ? T + 1 : T;
+  const strideB = layout.bAlongN ? T : T + 1;
   const rows = [...Array(R).keys()];
   // Unrolled into scalars: with a loop over a register array, NVIDIA's Vulkan driver (measured)
   // kept the 8x8 accumulators in local memory and ran 10x slower.
   const unrolledProduct = [
-    ...rows.map((i) => `      let a${i} = tileA[k * T + lid.y + ${16 * i}u];`),
-    ...rows.map((j) => `      let b${j} = tileB[k * T + lid.x + ${16 * j}u];`),
+    ...rows.map((i) => `      let a${i} = tileA[k * SA + lid.y + ${16 * i}u];`),
+    ...rows.map((j) => `      let b${j} = tileB[k * SB + lid.x + ${16 * j}u];`),
     ...rows.flatMap((i) => rows.map((j) => `      acc${i}_${j} = fma(a${i}, b${j}, acc${i}_${j});`)),
   ].join('\n');
   const unrolledStore = rows
@@ -63,8 +67,10 @@ function matmulBody(layout: MatmulLayout, epilogue: EpilogueKind): string {
   return `
 const R = ${R}u;
 const T = ${T}u;
-var<workgroup> tileA: array<f32, ${16 * T}>; // [16 k][T m]
-var<workgroup> tileB: array<f32, ${16 * T}>; // [16 k][T n]
+const SA = ${strideA}u;
+const SB = ${strideB}u;
+var<workgroup> tileA: array<f32, ${16 * strideA}>; // [16 k][SA: T m, then padding]
+var<workgroup> tileB: array<f32, ${16 * strideB}>; // [16 k][SB: T n, then padding]
 var<private> kSlice: u32;
 ${epilogueWgsl(epilogue)}
 fn store(gm: u32, gn: u32, product: f32) {
@@ -89,7 +95,7 @@ ${rows.flatMap((i) => rows.map((j) => `  var acc${i}_${j} = 0.0;`)).join('\n')}
         let gk = k0 + k;
         var a = 0.0;
         if (gm < P.M && gk < kEnd) { a = $a[P.o_a + gm * P.sAm + gk * P.sAk]; }
-        tileA[k * T + m] = a;
+        tileA[k * SA + m] = a;
       }
       {
         ${bIndex}
@@ -97,7 +103,7 @@ ${rows.flatMap((i) => rows.map((j) => `  var acc${i}_${j} = 0.0;`)).join('\n')}
         let gn = col0 + n;
         var b = 0.0;
         if (gk < kEnd && gn < P.N) { b = $b[P.o_b + gk * P.sBk + gn * P.sBn]; }
-        tileB[kb * T + n] = b;
+        tileB[kb * SB + n] = b;
       }
     }
     workgroupBarrier();
