@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropoutKeep, type Tensor } from '../../src/backend/contract.js';
-import { acquireDevice } from '../../src/backend/webgpu/device.js';
+import { acquireDevice, requestAdapter } from '../../src/backend/webgpu/device.js';
 import { WebGPUBackend, createWebGPUBackend, segmentLayout } from '../../src/backend/webgpu/index.js';
 import { grid } from '../../src/backend/webgpu/kernel.js';
 import { SMALL_SHAPES, compareToReference, opCases, type OpCase, type OpShapes } from '../helpers/conformance.js';
@@ -322,6 +322,33 @@ describe.skipIf(gpu.backend === null)('webgpu matmul with 8x8 register blocks (1
       });
     }
   }
+});
+
+describe.skipIf(gpu.backend === null)("webgpu matmul on a device with WebGPU's default 16 KB of workgroup memory", () => {
+  let device: GPUDevice;
+  beforeAll(async () => {
+    // no requiredLimits: the device gets the defaults, whatever the adapter offers
+    device = await (await requestAdapter()).requestDevice();
+  });
+  afterAll(() => device.destroy());
+
+  it('matmulBlock 8 is refused, naming the limit; auto takes 4x4 blocks where the padded 8x8 tiles do not fit', async () => {
+    expect(device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+    expect(() => new WebGPUBackend(device, 'default limits', { matmulBlock: 8 })).toThrow(
+      /matmulBlock 8 needs 16512 bytes of workgroup memory; this device's maxComputeWorkgroupStorageSize is 16384/,
+    );
+    const backend = new WebGPUBackend(device, 'default limits');
+    // 12 x 8 = 96 tiles of 128x128, where 'auto' would take 8x8 blocks on a device with room for them
+    const shapes = { ...TILED_SHAPES, M: 1536, K: 8, N: 1024 };
+    for (const r of await compareToReference(
+      backend,
+      opCases.find((c) => c.op === 'matmul')!,
+      { seed: 5, shapes, tolerance: TIGHT },
+    )) {
+      expect(r.ok, `${r.output}: ${r.message}`).toBe(true);
+    }
+    backend.dispose();
+  });
 });
 
 describe.skipIf(gpu.backend === null)('webgpu cached attention with the keys cut across workgroups (decoding)', () => {

@@ -96,6 +96,11 @@ export class Recorder {
     return this.device.limits.maxComputeWorkgroupsPerDimension;
   }
 
+  /** bytes of workgroup memory a kernel may declare on this device */
+  get maxWorkgroupBytes(): number {
+    return this.device.limits.maxComputeWorkgroupStorageSize;
+  }
+
   /** whether nothing is recorded since the last submission (a queue write then lands first) */
   get idle(): boolean {
     return this.encoder === null;

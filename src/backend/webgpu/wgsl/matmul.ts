@@ -39,6 +39,22 @@ export function matmulTile(block: MatmulBlock): number {
   return 16 * block;
 }
 
+/**
+ * Words per k-row of the shared tiles of A and B. A tile filled along k (consecutive invocations,
+ * consecutive k) stores words a row apart: with rows of T words that puts 16 invocations on one
+ * shared-memory bank; a row of T + 1 spreads them.
+ */
+function tileStrides(layout: MatmulLayout): { strideA: number; strideB: number } {
+  const T = matmulTile(layout.block);
+  return { strideA: layout.aAlongK ? T + 1 : T, strideB: layout.bAlongN ? T : T + 1 };
+}
+
+/** workgroup memory the tiled kernel takes: two tiles of 16 k-rows (8x8 blocks: up to 16,512 bytes, over WebGPU's default 16,384) */
+export function matmulWorkgroupBytes(layout: MatmulLayout): number {
+  const { strideA, strideB } = tileStrides(layout);
+  return 16 * (strideA + strideB) * 4;
+}
+
 export function matmulVariant(layout: MatmulLayout): string {
   return `${layout.aAlongK ? 'ak' : 'am'}${layout.bAlongN ? 'bn' : 'bk'}${layout.block}`;
 }
@@ -49,10 +65,7 @@ function matmulBody(layout: MatmulLayout, epilogue: EpilogueKind): string {
   // e runs over the 16*T elements of a T x 16 (A) or 16 x T (B) tile
   const aIndex = layout.aAlongK ? 'let m = e / 16u; let k = e % 16u;' : `let m = e % ${T}u; let k = e / ${T}u;`;
   const bIndex = layout.bAlongN ? `let kb = e / ${T}u; let n = e % ${T}u;` : 'let kb = e % 16u; let n = e / 16u;';
-  // A tile filled along k (consecutive invocations, consecutive k) stores words T apart: with rows
-  // of T words that is 16 invocations on one shared-memory bank; a row of T + 1 spreads them.
-  const strideA = layout.aAlongK ? T + 1 : T;
-  const strideB = layout.bAlongN ? T : T + 1;
+  const { strideA, strideB } = tileStrides(layout);
   const rows = [...Array(R).keys()];
   // Unrolled into scalars: with a loop over a register array, NVIDIA's Vulkan driver (measured)
   // kept the 8x8 accumulators in local memory and ran 10x slower.
