@@ -1,4 +1,5 @@
 import { describe } from '../util/describe.js';
+import { checkOptionNames, type OptionNames } from '../util/arguments.js';
 import { formatBytes } from './capacity.js';
 import type { Backend, BackendName } from './contract.js';
 import { checkMemoryLimit, MemoryLimitError } from './errors.js';
@@ -26,15 +27,14 @@ export interface SelectOptions {
   memoryLimit?: number;
 }
 
-/** every key SelectOptions has: anything else is a mistake the caller would not hear about otherwise */
-const SELECT_OPTION_NAMES: ReadonlySet<string> = new Set<keyof SelectOptions>([
-  'requiredBytes',
-  'largestTensorLength',
-  'onNotice',
-  'wasmAssets',
-  'wasmThreads',
-  'memoryLimit',
-]);
+const SELECT_OPTIONS: OptionNames<SelectOptions> = {
+  requiredBytes: true,
+  largestTensorLength: true,
+  onNotice: true,
+  wasmAssets: true,
+  wasmThreads: true,
+  memoryLimit: true,
+};
 
 export class BackendUnavailableError extends Error {
   override name = 'BackendUnavailableError';
@@ -140,11 +140,7 @@ export async function createBackend(request: BackendRequest, options: SelectOpti
   }
   if (options === null || typeof options !== 'object')
     throw new TypeError(`createBackend: options must be an object, got ${describe(options)}`);
-  for (const key of Object.keys(options)) {
-    if (!SELECT_OPTION_NAMES.has(key)) {
-      throw new RangeError(`createBackend: unknown option "${key}"; known options: ${[...SELECT_OPTION_NAMES].join(', ')}`);
-    }
-  }
+  checkOptionNames(options, SELECT_OPTIONS, 'createBackend');
   checkRequiredFitsLimit(options);
   if (request !== 'auto') {
     let backend: Backend;

@@ -4,7 +4,8 @@
  * Uses only web-standard globals, so it also runs in Node 20 and edge runtimes (OPFS aside).
  */
 import type { GPTModel } from '../model/types.js';
-import { loadModel, saveModel, type LoadedModel, type LoadModelOptions, type SaveModelOptions } from './model-file.js';
+import { checkOptionNames, type OptionNames } from '../util/arguments.js';
+import { LOAD_MODEL_OPTIONS, loadModel, saveModel, type LoadedModel, type LoadModelOptions, type SaveModelOptions } from './model-file.js';
 
 export const MODEL_MIME_TYPE = 'application/octet-stream';
 
@@ -36,11 +37,15 @@ export interface LoadModelFromURLOptions extends LoadModelOptions {
   init?: RequestInit;
 }
 
+const LOAD_MODEL_FROM_URL_OPTIONS: OptionNames<LoadModelFromURLOptions> = { ...LOAD_MODEL_OPTIONS, fetch: true, init: true };
+
 /** Fetches `url` and loads the model in it. */
 export async function loadModelFromURL(url: string | URL, options: LoadModelFromURLOptions = {}): Promise<LoadedModel> {
-  const fetchFn = options.fetch ?? globalThis.fetch;
+  checkOptionNames(options, LOAD_MODEL_FROM_URL_OPTIONS, 'loadModelFromURL');
+  const { fetch: fetchOption, init, ...loadOptions } = options;
+  const fetchFn = fetchOption ?? globalThis.fetch;
   if (typeof fetchFn !== 'function') throw new Error('loadModelFromURL: this runtime has no fetch; pass options.fetch');
-  return loadModelFromResponse(await fetchFn(url, options.init), options);
+  return loadModelFromResponse(await fetchFn(url, init), loadOptions);
 }
 
 // ---- OPFS ----

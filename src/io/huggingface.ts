@@ -14,13 +14,20 @@
  * Files come through a reader (name -> bytes or undefined when absent), so a folder (Node, see
  * huggingface-node.ts), a Map of name -> Blob/bytes/text, or a base URL all share this code.
  */
-import { checkModelArgument } from '../util/arguments.js';
+import { checkModelArgument, checkOptionNames, type OptionNames } from '../util/arguments.js';
 import type { GPTConfigInput, GPTModel } from '../model/types.js';
 import type { GenerateOptions } from '../generate/options.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { BPETokenizer } from '../tokenizer/bpe.js';
 import { ModelFileError } from './errors.js';
-import { checkTokenizerFits, modelFromTensors, storageDType, type LoadedModel, type LoadModelOptions } from './model-file.js';
+import {
+  checkTokenizerFits,
+  LOAD_MODEL_OPTIONS,
+  modelFromTensors,
+  storageDType,
+  type LoadedModel,
+  type LoadModelOptions,
+} from './model-file.js';
 import { decodeSafetensors, dtypeByteSize, encodeSafetensors, type DecodedTensor, type TensorInput } from './safetensors.js';
 import { describe } from '../util/describe.js';
 
@@ -55,6 +62,9 @@ export interface ExportHuggingFaceOptions {
   /** cut the weights into shards of at most this many bytes (HF's rule: a tensor never spans two) */
   maxShardBytes?: number;
 }
+
+const LOAD_HUGGING_FACE_OPTIONS: OptionNames<LoadHuggingFaceOptions> = { ...LOAD_MODEL_OPTIONS, fetch: true, init: true };
+const EXPORT_HUGGING_FACE_OPTIONS: OptionNames<ExportHuggingFaceOptions> = { tokenizer: true, dtype: true, maxShardBytes: true };
 
 export const HF_CONFIG = 'config.json';
 export const HF_WEIGHTS = 'model.safetensors';
@@ -276,6 +286,7 @@ async function readTokenizer(read: HuggingFaceFileReader): Promise<Tokenizer | u
  * Hugging Face's files. `options.config` overrides config.json's fields (e.g. `dropout`).
  */
 export async function loadHuggingFace(source: HuggingFaceSource, options: LoadHuggingFaceOptions = {}): Promise<LoadedHuggingFace> {
+  checkOptionNames(options, LOAD_HUGGING_FACE_OPTIONS, 'loadHuggingFace');
   const read = huggingFaceReader(source, options);
   const hfConfig = await readJson(read, HF_CONFIG);
   if (hfConfig === undefined) throw new ModelFileError(`${HF_CONFIG} is missing: it says which architecture the weights are`);
@@ -405,6 +416,7 @@ function shardTensors(tensors: [string, TensorInput, number][], maxBytes: number
  */
 export async function exportHuggingFace(model: GPTModel, options: ExportHuggingFaceOptions = {}): Promise<Map<string, Uint8Array>> {
   checkModelArgument(model, 'exportHuggingFace');
+  checkOptionNames(options, EXPORT_HUGGING_FACE_OPTIONS, 'exportHuggingFace');
   const dtype = storageDType(options.dtype, 'exportHuggingFace: options.dtype');
   const { maxShardBytes } = options;
   if (maxShardBytes !== undefined && !(Number.isSafeInteger(maxShardBytes) && maxShardBytes >= 1)) {

@@ -14,7 +14,7 @@
  * h.0.mlp.c_fc.weight [C, dFF]. The head count is not visible in any shape: it comes from
  * `options.config.nHeads`, else dModel / 64 as in every GPT-2 size.
  */
-import { checkModelArgument } from '../util/arguments.js';
+import { checkModelArgument, checkOptionNames, type OptionNames } from '../util/arguments.js';
 import type { BackendChoice, GPTConfig, GPTConfigInput, GPTModel, ParamEntry } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { createModel } from '../model/create.js';
@@ -51,6 +51,8 @@ export interface SaveModelOptions {
   dtype?: 'float32' | 'float16';
 }
 
+export const SAVE_MODEL_OPTIONS: OptionNames<SaveModelOptions> = { tokenizer: true, dtype: true };
+
 /** safetensors dtype of a SaveModelOptions.dtype, checked */
 export function storageDType(dtype: unknown, field = 'dtype'): 'F32' | 'F16' {
   if (dtype === undefined || dtype === 'float32') return 'F32';
@@ -76,6 +78,15 @@ export interface LoadModelOptions {
   memoryLimit?: number;
 }
 
+export const LOAD_MODEL_OPTIONS: OptionNames<LoadModelOptions> = {
+  backend: true,
+  config: true,
+  onBackendNotice: true,
+  wasmThreads: true,
+  wasmAssets: true,
+  memoryLimit: true,
+};
+
 export interface LoadedModel {
   /** a GPT, or a QuantizedGPT for a file saved from quantizeModel (inference only) */
   model: GPT | QuantizedGPT;
@@ -92,6 +103,7 @@ const isQuantized = (model: GPTModel): model is QuantizedGPT => 'getQuantizedMat
 /** Safetensors bytes of the model's parameters, config and (optionally) tokenizer. */
 export async function saveModel(model: GPTModel, options: SaveModelOptions = {}): Promise<Uint8Array<ArrayBuffer>> {
   checkModelArgument(model, 'saveModel');
+  checkOptionNames(options, SAVE_MODEL_OPTIONS, 'saveModel');
   const dtype = storageDType(options.dtype, 'saveModel: options.dtype');
   const metadata: Record<string, string> = {
     format: MODEL_FILE_FORMAT,
@@ -118,6 +130,7 @@ export async function saveModel(model: GPTModel, options: SaveModelOptions = {})
  * naming what is wrong; everything is checked against the tensors before the model is built.
  */
 export async function loadModel(bytes: Uint8Array | ArrayBuffer, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  checkOptionNames(options, LOAD_MODEL_OPTIONS, 'loadModel');
   const { tensors: fileTensors, metadata } = decodeSafetensors(
     Object.prototype.toString.call(bytes) === '[object ArrayBuffer]' ? new Uint8Array(bytes as ArrayBuffer) : (bytes as Uint8Array),
   );

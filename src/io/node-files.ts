@@ -6,7 +6,8 @@ import * as fsPromises from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
 import type { GPTModel } from '../model/types.js';
 import { atomicWriteFsFromNode, writeFileAtomicWith, type AtomicWriteFs } from './files.js';
-import { loadModel, saveModel, type LoadedModel, type LoadModelOptions, type SaveModelOptions } from './model-file.js';
+import { checkOptionNames, type OptionNames } from '../util/arguments.js';
+import { loadModel, SAVE_MODEL_OPTIONS, saveModel, type LoadedModel, type LoadModelOptions, type SaveModelOptions } from './model-file.js';
 
 /** node:fs/promises behind the AtomicWriteFs interface. */
 export const nodeAtomicWriteFs: AtomicWriteFs = atomicWriteFsFromNode(fsPromises);
@@ -26,9 +27,13 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array, options: 
   await writeFileAtomicWith(options.fs ?? nodeAtomicWriteFs, path, bytes);
 }
 
+const SAVE_MODEL_FILE_OPTIONS: OptionNames<SaveModelOptions & WriteFileAtomicOptions> = { ...SAVE_MODEL_OPTIONS, fs: true };
+
 /** saveModel, written atomically to `path`. */
 export async function saveModelFile(path: string, model: GPTModel, options: SaveModelOptions & WriteFileAtomicOptions = {}): Promise<void> {
-  await writeFileAtomic(path, await saveModel(model, options), options);
+  checkOptionNames(options, SAVE_MODEL_FILE_OPTIONS, 'saveModelFile');
+  const { fs, ...saveOptions } = options;
+  await writeFileAtomic(path, await saveModel(model, saveOptions), { fs });
 }
 
 /** loadModel on the bytes of the file at `path`. */

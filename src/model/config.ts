@@ -22,9 +22,27 @@ function positiveInt(field: string, value: unknown, max: number): number {
 
 const REQUIRED = 'undefined (it is required)';
 
+/** every field a config may have: a misspelt one (dff, nHead) would otherwise leave its default in place in silence */
+const CONFIG_FIELDS: Readonly<Record<keyof GPTConfigInput, true>> = {
+  vocabSize: true,
+  maxSeqLen: true,
+  dModel: true,
+  nLayers: true,
+  nHeads: true,
+  dFF: true,
+  dropout: true,
+  seed: true,
+  backend: true,
+};
+
 /** Check every field of a user config and fill the defaults. Errors name the field and the allowed range. */
 export function validateConfig(input: GPTConfigInput): GPTConfig {
   if (input === null || typeof input !== 'object') throw new ConfigError(`config must be an object, got ${describe(input, REQUIRED)}`);
+  for (const key of Object.keys(input)) {
+    if (!Object.hasOwn(CONFIG_FIELDS, key)) {
+      throw new ConfigError(`config.${key} is not a config field; the fields are ${Object.keys(CONFIG_FIELDS).join(', ')}`);
+    }
+  }
   const vocabSize = positiveInt('vocabSize', input.vocabSize, MAX_VOCAB);
   const maxSeqLen = positiveInt('maxSeqLen', input.maxSeqLen, MAX_SEQ_LEN);
   const dModel = positiveInt('dModel', input.dModel, MAX_WIDTH);

@@ -8,6 +8,7 @@ import { BACKEND_CHOICES, validateConfig } from './config.js';
 import { GPT } from './gpt.js';
 import { buildParamLayout } from './params.js';
 import type { BackendChoice, GPTConfigInput } from './types.js';
+import { checkOptionNames, type OptionNames } from '../util/arguments.js';
 
 export interface CreateModelOptions {
   /** which backend to create: 'auto' (default: WebGPU on a real GPU, else wasm), 'webgpu', 'wasm' or 'js' */
@@ -34,8 +35,18 @@ export interface CreateModelOptions {
   memoryLimit?: number;
 }
 
+const CREATE_MODEL_OPTIONS: OptionNames<CreateModelOptions> = {
+  backend: true,
+  backendInstance: true,
+  onBackendNotice: true,
+  wasmThreads: true,
+  wasmAssets: true,
+  memoryLimit: true,
+};
+
 /** Build a GPT with freshly initialised parameters on the chosen backend. */
 export async function createModel(configInput: GPTConfigInput, options: CreateModelOptions = {}): Promise<GPT> {
+  checkOptionNames(options, CREATE_MODEL_OPTIONS, 'createModel');
   const config = validateConfig(configInput);
   const layout = buildParamLayout(config);
   const requiredBytes = estimateTrainingBytes(config, layout);

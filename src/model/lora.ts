@@ -17,6 +17,7 @@ import { allOrNothing } from '../backend/all-or-nothing.js';
 import type { Backend, Tensor } from '../backend/contract.js';
 import { decodeSafetensors, encodeSafetensors, tensorToFloat32, type TensorInput } from '../io/safetensors.js';
 import { describe } from '../util/describe.js';
+import { checkOptionNames, type OptionNames } from '../util/arguments.js';
 import { DISPOSE } from '../util/dispose.js';
 import { Rng, RngStream } from '../util/rng.js';
 import { checkAdapterFits } from './checks.js';
@@ -56,13 +57,12 @@ export const ADAPTER_FORMAT = 'tinygpt-lora/1';
 /** each adapter tensor starts on a 16-element boundary, as model parameters do */
 const ALIGN = 16;
 
+const LORA_OPTIONS: OptionNames<LoRAOptions> = { rank: true, alpha: true, dropout: true, targets: true, seed: true };
+
 /** Check options against the model and fill in the defaults. */
 export function resolveLoRAConfig(options: LoRAOptions, config: GPTConfig): LoRAConfig {
   if (options === null || typeof options !== 'object') throw new TypeError('addLoRA: options must be an object');
-  const known = new Set(['rank', 'alpha', 'dropout', 'targets', 'seed']);
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) throw new RangeError(`addLoRA: unknown option "${key}"; known options: ${[...known].join(', ')}`);
-  }
+  checkOptionNames(options, LORA_OPTIONS, 'addLoRA');
   const rank = options.rank ?? 8;
   const maxRank = Math.min(config.dModel, config.dFF);
   if (!Number.isInteger(rank) || rank < 1 || rank > maxRank) {

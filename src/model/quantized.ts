@@ -15,7 +15,7 @@
  * an adapter trains on the float32 model and is loaded onto the quantized one; mergeAdapter refuses
  * (the weights are quantized).
  */
-import { checkModelArgument } from '../util/arguments.js';
+import { checkModelArgument, checkOptionNames, type OptionNames } from '../util/arguments.js';
 import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
 import { IGNORE_INDEX } from '../backend/contract.js';
 import { createBackend } from '../backend/select.js';
@@ -45,6 +45,14 @@ export interface QuantizeOptions {
   /** for a backend made here: the most bytes its tensors may hold (see CreateModelOptions.memoryLimit) */
   memoryLimit?: number;
 }
+
+const QUANTIZE_OPTIONS: OptionNames<QuantizeOptions> = {
+  format: true,
+  backend: true,
+  wasmThreads: true,
+  onBackendNotice: true,
+  memoryLimit: true,
+};
 
 /** Names of the parameters that are quantized: wte and the four matrices of every block. */
 export function isQuantizedParameter(name: string): boolean {
@@ -106,6 +114,7 @@ const ADAPTER_TRAINING_ERROR =
 /** Quantizes a model's current parameters into a new QuantizedGPT (the original is left as it is). */
 export async function quantizeModel(model: GPTModel, options: QuantizeOptions = {}): Promise<QuantizedGPT> {
   checkModelArgument(model, 'quantizeModel');
+  checkOptionNames(options, QUANTIZE_OPTIONS, 'quantizeModel');
   const format = checkQuantFormat(options.format ?? 'q8_0', 'quantizeModel: options.format');
   const { matrices, floats } = quantizeParameters(model.config, await model.getParameters(), format);
   const backendName = typeof model.backend.matmulQuantForward === 'function' ? model.backendName : 'wasm';

@@ -13,3 +13,22 @@ export function checkModelArgument(model: unknown, caller: string): void {
   }
   checkNotDisposed(model, caller);
 }
+
+/** every option name an entry point takes, written as a record of its options type so that a name added there must be added here */
+export type OptionNames<T> = Readonly<Record<keyof Required<T>, true>>;
+
+/**
+ * `options`, given to `caller`, must be undefined or an object holding only the names in `known`: a
+ * misspelt option is an error naming it and the known ones, not a default used in silence.
+ */
+export function checkOptionNames<T>(options: T | undefined, known: OptionNames<T>, caller: string): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${caller}: options must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!Object.hasOwn(known, key)) {
+      throw new RangeError(`${caller}: unknown option "${key}"; known options: ${Object.keys(known).join(', ')}`);
+    }
+  }
+}

@@ -127,6 +127,22 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       message: /options\.memoryLimit = 1000 bytes .* it must be at least \d+/,
     },
     {
+      name: 'createModel',
+      input: "option 'wasmThread' (misspelt)",
+      call: () => createModel(config, { wasmThread: 1 } as never),
+      error: RangeError,
+      message:
+        /^createModel: unknown option "wasmThread"; known options: backend, backendInstance, onBackendNotice, wasmThreads, wasmAssets, memoryLimit$/,
+    },
+    {
+      name: 'createModel',
+      input: "config field 'dff' (misspelt)",
+      call: () => createModel({ ...config, dff: 64 } as never, { backend: 'js' }),
+      error: ConfigError,
+      message:
+        /^config\.dff is not a config field; the fields are vocabSize, maxSeqLen, dModel, nLayers, nHeads, dFF, dropout, seed, backend$/,
+    },
+    {
       name: 'validateConfig',
       input: 'a string',
       call: () => api.validateConfig('x' as never),
@@ -268,6 +284,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       call: () => api.quantizeModel(model, { format: 'q3' as never }),
       error: RangeError,
       message: /format/,
+    },
+    {
+      name: 'quantizeModel',
+      input: "option 'type'",
+      call: () => api.quantizeModel(model, { type: 'q4_0' } as never),
+      error: RangeError,
+      message: /^quantizeModel: unknown option "type"; known options: format, backend, wasmThreads, onBackendNotice, memoryLimit$/,
     },
     {
       name: 'QuantizedGPT.generate',
@@ -528,6 +551,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       error: DisposedError,
       message: /saveModel: this model was disposed/,
     },
+    {
+      name: 'saveModel',
+      input: "option 'dType' (misspelt)",
+      call: () => api.saveModel(model, { dType: 'float16' } as never),
+      error: RangeError,
+      message: /^saveModel: unknown option "dType"; known options: tokenizer, dtype$/,
+    },
     { name: 'loadModel', input: 'a string', call: () => api.loadModel('x' as never), error: ModelFileError, message: /bytes/ },
     {
       name: 'loadModel',
@@ -542,6 +572,35 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       call: () => api.loadModel(s.modelBytes, { backend: 'js', memoryLimit: -1 }),
       error: RangeError,
       message: /options\.memoryLimit must be a positive integer number of bytes/,
+    },
+    {
+      name: 'loadModel',
+      input: "option 'threads'",
+      call: () => api.loadModel(s.modelBytes, { threads: 1 } as never),
+      error: RangeError,
+      message:
+        /^loadModel: unknown option "threads"; known options: backend, config, onBackendNotice, wasmThreads, wasmAssets, memoryLimit$/,
+    },
+    {
+      name: 'loadModel',
+      input: "config field 'n_layer'",
+      call: () => api.loadModel(s.modelBytes, { backend: 'js', config: { n_layer: 2 } as never }),
+      error: ModelFileError,
+      message: /config\.n_layer is not a config field/,
+    },
+    {
+      name: 'loadHuggingFace',
+      input: "option 'fetchFn'",
+      call: () => api.loadHuggingFace(new Map(), { fetchFn: fetch } as never),
+      error: RangeError,
+      message: /^loadHuggingFace: unknown option "fetchFn"; known options: .*, fetch, init$/,
+    },
+    {
+      name: 'exportHuggingFace',
+      input: "option 'shardBytes'",
+      call: () => api.exportHuggingFace(model, { shardBytes: 1e6 } as never),
+      error: RangeError,
+      message: /^exportHuggingFace: unknown option "shardBytes"; known options: tokenizer, dtype, maxShardBytes$/,
     },
     {
       name: 'loadHuggingFace',
@@ -589,6 +648,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
     },
     { name: 'loadModelFromURL', input: '5', call: () => api.loadModelFromURL(5 as never), error: TypeError, message: /url/i },
     {
+      name: 'loadModelFromURL',
+      input: "option 'headers'",
+      call: () => api.loadModelFromURL('https://example.com/m', { headers: {} } as never),
+      error: RangeError,
+      message: /^loadModelFromURL: unknown option "headers"; known options: .*, fetch, init$/,
+    },
+    {
       name: 'saveModelToOPFS',
       input: 'model null',
       call: () => api.saveModelToOPFS('m', null as never),
@@ -611,6 +677,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       message: /bytes/,
     },
     { name: 'saveModelFile', input: 'path 5', call: () => api.saveModelFile(5 as never, model), error: TypeError, message: /path/ },
+    {
+      name: 'saveModelFile',
+      input: "option 'tmp'",
+      call: () => api.saveModelFile('x', model, { tmp: true } as never),
+      error: RangeError,
+      message: /^saveModelFile: unknown option "tmp"; known options: tokenizer, dtype, fs$/,
+    },
     { name: 'loadModelFile', input: 'path 5', call: () => api.loadModelFile(5 as never), error: TypeError, message: /path/ },
     {
       name: 'plotHistorySVG',
