@@ -57,7 +57,7 @@ import {
   transposeKernel,
 } from './wgsl/elementwise.js';
 import { layerNormBackwardInputKernel, layerNormForwardKernel } from './wgsl/layernorm.js';
-import { matmulWorkgroupBytes, type MatmulBlock } from './wgsl/matmul.js';
+import type { MatmulBlock } from './wgsl/matmul.js';
 import { SQNORM_PARTIALS, SQNORM_WORKGROUP, squaredNormFinalKernel, squaredNormPartialKernel } from './wgsl/reduce.js';
 
 export { segmentLayout } from './storage.js';
@@ -143,15 +143,6 @@ export class WebGPUBackend extends CheckedBackend {
     const matmulBlock = options.matmulBlock ?? 'auto';
     if (matmulBlock !== 'auto' && matmulBlock !== 4 && matmulBlock !== 8) {
       throw new RangeError(`WebGPUBackend: matmulBlock must be 'auto', 4 or 8, got ${String(matmulBlock)}`);
-    }
-    const needed = Math.max(
-      ...[true, false].flatMap((aAlongK) => [true, false].map((bAlongN) => matmulWorkgroupBytes({ aAlongK, bAlongN, block: 8 }))),
-    );
-    if (matmulBlock === 8 && device.limits.maxComputeWorkgroupStorageSize < needed) {
-      throw new RangeError(
-        `WebGPUBackend: matmulBlock 8 needs ${needed} bytes of workgroup memory; this device's maxComputeWorkgroupStorageSize is ` +
-          `${device.limits.maxComputeWorkgroupStorageSize} (use 'auto', which takes 4 where 8 does not fit)`,
-      );
     }
     this.matmulBlock = matmulBlock;
     const submitEvery = options.submitEvery ?? DEFAULT_SUBMIT_EVERY;

@@ -113,12 +113,10 @@ export function product(
         return;
       }
       const largeTiles = Math.ceil(pieceM / matmulTile(8)) * Math.ceil(pieceN / matmulTile(8));
-      const aAlongK = sAk === 1;
-      const bAlongN = sBn === 1;
-      // a device with WebGPU's default 16 KB of workgroup memory has not room for every 8x8 variant
-      const fits8 = matmulWorkgroupBytes({ aAlongK, bAlongN, block: 8 }) <= rec.maxWorkgroupBytes;
-      const block = matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES && fits8 ? 8 : 4) : matmulBlock;
-      const layout: MatmulLayout = { aAlongK, bAlongN, block };
+      const block = matmulBlock === 'auto' ? (largeTiles >= LARGE_TILE_MIN_TILES ? 8 : 4) : matmulBlock;
+      const padded: MatmulLayout = { aAlongK: sAk === 1, bAlongN: sBn === 1, block, padded: true };
+      // a device with WebGPU's default 16 KB of workgroup memory has no room for the padded 8x8 tiles
+      const layout = matmulWorkgroupBytes(padded) <= rec.maxWorkgroupBytes ? padded : { ...padded, padded: false };
       const tile = matmulTile(block);
       const rowTiles = Math.ceil(pieceM / tile);
       if (rowTiles > rec.maxWorkgroupsPerDim) {

@@ -33,6 +33,8 @@ export interface MatmulLayout {
   /** B(k,n) is contiguous along n (sBn = 1), else along k */
   bAlongN: boolean;
   block: MatmulBlock;
+  /** rows of T + 1 words for a tile filled along k (see tileStrides); false where the device's workgroup memory has no room */
+  padded: boolean;
 }
 
 export function matmulTile(block: MatmulBlock): number {
@@ -42,21 +44,23 @@ export function matmulTile(block: MatmulBlock): number {
 /**
  * Words per k-row of the shared tiles of A and B. A tile filled along k (consecutive invocations,
  * consecutive k) stores words a row apart: with rows of T words that puts 16 invocations on one
- * shared-memory bank; a row of T + 1 spreads them.
+ * shared-memory bank; a padded row of T + 1 spreads them (on an H200, GPT-2 small's training step
+ * 101.7 -> 92.6 ms of GPU time).
  */
 function tileStrides(layout: MatmulLayout): { strideA: number; strideB: number } {
   const T = matmulTile(layout.block);
-  return { strideA: layout.aAlongK ? T + 1 : T, strideB: layout.bAlongN ? T : T + 1 };
+  const pad = layout.padded ? 1 : 0;
+  return { strideA: layout.aAlongK ? T + pad : T, strideB: layout.bAlongN ? T : T + pad };
 }
 
-/** workgroup memory the tiled kernel takes: two tiles of 16 k-rows (8x8 blocks: up to 16,512 bytes, over WebGPU's default 16,384) */
+/** workgroup memory the tiled kernel takes: two tiles of 16 k-rows (padded 8x8: up to 16,512 bytes, over WebGPU's default 16,384) */
 export function matmulWorkgroupBytes(layout: MatmulLayout): number {
   const { strideA, strideB } = tileStrides(layout);
   return 16 * (strideA + strideB) * 4;
 }
 
 export function matmulVariant(layout: MatmulLayout): string {
-  return `${layout.aAlongK ? 'ak' : 'am'}${layout.bAlongN ? 'bn' : 'bk'}${layout.block}`;
+  return `${layout.aAlongK ? 'ak' : 'am'}${layout.bAlongN ? 'bn' : 'bk'}${layout.block}${layout.padded ? '' : 'u'}`;
 }
 
 function matmulBody(layout: MatmulLayout, epilogue: EpilogueKind): string {
