@@ -254,10 +254,15 @@ export class Recorder {
     wholeOnly = false,
   ): boolean {
     const names = Object.keys(access) as K[];
+    const whole: Box = { start: sizes.map(() => 0), size: sizes };
+    const wholeViews = this.wholeOpViews(names, access, sizes);
+    if (wholeViews !== null) {
+      record(whole, wholeViews);
+      return true;
+    }
     // One window per written buffer, one per read-only tensor, as `dispatch` binds them. A written
     // tensor stored in several buffers is keyed by the buffer its accesses start in: LayerNorm's
     // dweight and dbias may sit on either side of a boundary in the flat gradients.
-    const whole: Box = { start: sizes.map(() => 0), size: sizes };
     const writtenStorages = new Set(names.filter((name) => access[name].write).map((name) => access[name].tensor.storage));
     const bufferKeys = new Map<GpuStorage, Map<number, object>>();
     const boxAccesses = names.map((name) => {
@@ -292,6 +297,50 @@ export class Recorder {
       record(piece, views);
     }
     return true;
+  }
+
+  /**
+   * inPieces' common case, checked without its general planning (which cost a decoded token on an
+   * H200 about a quarter of its host time): every tensor in one buffer and every window, joined per
+   * written buffer as `dispatch` binds them, within one binding. Then the views over the whole box;
+   * else null.
+   */
+  private wholeOpViews<K extends string>(
+    names: readonly K[],
+    access: Record<K, PieceAccess>,
+    sizes: readonly number[],
+  ): Record<K, WebGPUTensor> | null {
+    const joined = new Map<GpuStorage, { first: number; end: number }>();
+    for (const name of names) {
+      const { tensor, write } = access[name];
+      if (tensor.storage.segmentStarts.length > 0) return null;
+      if (write) joined.set(tensor.storage, { first: Infinity, end: -Infinity });
+    }
+    const views = {} as Record<K, WebGPUTensor>;
+    for (const name of names) {
+      const { tensor, strides, extent } = access[name];
+      // touched() over the whole box
+      let last = tensor.offset;
+      for (let d = 0; d < sizes.length; d++) last += (sizes[d] - 1) * strides[d];
+      const first = tensor.offset;
+      const end = last + extent;
+      views[name] = new WebGPUTensor(tensor.dtype, first, end - first, tensor.storage, tensor.owner);
+      // a tensor in a written buffer shares that buffer's binding; any other has its own
+      const window = joined.get(tensor.storage);
+      if (window === undefined) {
+        if (this.windowTooLarge(first, end)) return null;
+      } else {
+        window.first = Math.min(window.first, first);
+        window.end = Math.max(window.end, end);
+      }
+    }
+    for (const { first, end } of joined.values()) if (this.windowTooLarge(first, end)) return null;
+    return views;
+  }
+
+  /** whether elements [first, end) of a one-buffer tensor need more than one binding, its start aligned down (pieces.ts windowElems) */
+  private windowTooLarge(first: number, end: number): boolean {
+    return end - Math.floor(first / this.bindingAlignElems) * this.bindingAlignElems > this.maxBindingElems;
   }
 
   private commandEncoder(): GPUCommandEncoder {
