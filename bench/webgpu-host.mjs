@@ -5,23 +5,12 @@
 //
 //   node bench/webgpu-host.mjs [--config C] [--prompt 8] [--seconds 4]
 //
-// Config C is GPT-2 small (V 50257, C 768, L 12, H 12); B and S as in webgpu-profile.mjs. Reaches
+// Config C is GPT-2 small (V 50257, C 768, L 12, H 12); B and S in bench/lib/webgpu-configs.mjs. Reaches
 // into the backend's recorder (`backend.rec`), as webgpu-profile.mjs does. Needs the built package.
+import { configOption, option } from './lib/webgpu-configs.mjs';
 import { installNodeWebGPU } from './lib/webgpu-node.mjs';
 
-const CONFIGS = {
-  C: { vocabSize: 50257, maxSeqLen: 1024, dModel: 768, nLayers: 12, nHeads: 12, dFF: 3072 },
-  B: { vocabSize: 256, maxSeqLen: 1024, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
-  S: { vocabSize: 512, maxSeqLen: 128, dModel: 64, nLayers: 2, nHeads: 1, dFF: 256 },
-};
-
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-}
-const configName = option('config', 'C');
-const config = CONFIGS[configName];
-if (!config) throw new Error(`--config: unknown config ${configName}; choose from ${Object.keys(CONFIGS).join(', ')}`);
+const { configName, config } = configOption();
 const promptLength = Number(option('prompt', '8'));
 const seconds = Number(option('seconds', '4'));
 if (!(Number.isInteger(promptLength) && promptLength >= 1 && promptLength + 32 <= config.maxSeqLen))

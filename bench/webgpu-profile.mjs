@@ -10,23 +10,13 @@
 // Config C is GPT-2 small's shape (V 50257, C 768, L 12, H 12; maxSeqLen 1024 for decoding). Needs
 // an adapter with 'timestamp-query' (real GPUs have it; so has SwiftShader, slowly, to check the
 // harness: --config S is a small model for that). Needs the built package (npm run build).
+import { configOption, option } from './lib/webgpu-configs.mjs';
 import { installNodeWebGPU } from './lib/webgpu-node.mjs';
 
-const CONFIGS = {
-  C: { vocabSize: 50257, maxSeqLen: 1024, dModel: 768, nLayers: 12, nHeads: 12, dFF: 3072 },
-  B: { vocabSize: 256, maxSeqLen: 1024, dModel: 384, nLayers: 6, nHeads: 6, dFF: 1536 },
-  S: { vocabSize: 512, maxSeqLen: 128, dModel: 64, nLayers: 2, nHeads: 1, dFF: 256 },
-};
 /** at most this many timed dispatches per submission (two timestamps each; 4096 is WebGPU's query set limit) */
 const MAX_TIMED = 2048;
 
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : fallback;
-}
-const configName = option('config', 'C');
-const config = CONFIGS[configName];
-if (!config) throw new Error(`--config: unknown config ${configName}; choose from ${Object.keys(CONFIGS).join(', ')}`);
+const { configName, config } = configOption();
 const batch = Number(option('batch', '8'));
 const seq = Number(option('seq', String(Math.min(256, config.maxSeqLen))));
 const steps = Number(option('steps', '5'));
