@@ -904,13 +904,9 @@ export abstract class CheckedBackend implements Backend {
    * first written may be the read one named `inPlace` exactly (an op that may run in place).
    */
   private args(op: string, written: readonly Arg[], read: readonly Arg[], inPlace?: string): (Tensor | null)[] {
-    const views = [...written, ...read].map(([name, t, dtype, need]) => {
-      if (t === null) return null;
-      this.live(op, name, t);
-      if (t.dtype !== dtype) throw new TypeError(`${op}: ${name} must be an ${dtype} tensor, got ${t.dtype}`);
-      if (t.length < need) throw new RangeError(`${op}: ${name} has ${t.length} elements, needs at least ${need}`);
-      return t.length === need ? t : this._view(t, 0, need);
-    });
+    const views: (Tensor | null)[] = [];
+    for (const arg of written) views.push(this.argView(op, arg));
+    for (const arg of read) views.push(this.argView(op, arg));
     for (let i = 0; i < written.length; i++) {
       const out = views[i];
       if (out === null) continue;
@@ -926,6 +922,15 @@ export abstract class CheckedBackend implements Backend {
       }
     }
     return views;
+  }
+
+  /** one argument checked (live, dtype, length) and cut to the elements the op reads */
+  private argView(op: string, [name, t, dtype, need]: Arg): Tensor | null {
+    if (t === null) return null;
+    this.live(op, name, t);
+    if (t.dtype !== dtype) throw new TypeError(`${op}: ${name} must be an ${dtype} tensor, got ${t.dtype}`);
+    if (t.length < need) throw new RangeError(`${op}: ${name} has ${t.length} elements, needs at least ${need}`);
+    return t.length === need ? t : this._view(t, 0, need);
   }
 
   private overlap(a: Tensor, b: Tensor): boolean {

@@ -7,7 +7,9 @@ import type { AdamWParams, TokenSampling } from './contract.js';
 
 /** each named dimension must be a positive integer that fits in a u32 (kernels index with u32) */
 export function dims(op: string, named: Record<string, number>): void {
-  for (const [name, value] of Object.entries(named)) {
+  // for-in, not Object.entries: every op of a decoded token comes here, and the pairs were garbage
+  for (const name in named) {
+    const value = named[name];
     if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${op}: ${name} must be a positive integer, got ${value}`);
     if (value > 0xffffffff) throw new RangeError(`${op}: ${name} must be below 2^32, got ${value}`);
   }

@@ -126,6 +126,9 @@ export class QuantizedGPT implements GPTModel {
   private readonly layout: ParamLayout;
   private readonly matrices = new Map<string, DeviceMatrix>();
   private readonly floatOffsets = new Map<string, { offset: number; length: number }>();
+  /** views of floatsTensor by parameter name, and each linear layer's weight and bias by layer name (float, linear) */
+  private readonly floatViews = new Map<string, Tensor>();
+  private readonly linearLayers = new Map<string, { weight: DeviceMatrix; bias: Tensor }>();
   private inference: InferenceWorkspace | null = null;
   private disposed = false;
   /** the attached LoRA adapter, run after each quantized product (inference only) */
@@ -135,7 +138,7 @@ export class QuantizedGPT implements GPTModel {
     readonly config: GPTConfig,
     readonly format: QuantFormat,
     readonly backend: Backend,
-    private floatsTensor: Tensor,
+    private readonly floatsTensor: Tensor,
   ) {
     this.layout = buildParamLayout(config);
     this.paramLayout = this.layout.entries;
@@ -251,16 +254,27 @@ export class QuantizedGPT implements GPTModel {
     return this.disposed;
   }
 
+  /** a float32 parameter's view, made once: a decoded token asks for each several times */
   private float(name: string): Tensor {
-    const at = this.floatOffsets.get(name);
-    if (at === undefined) throw new Error(`internal: ${name} is not a float32 parameter of the quantized model`);
-    return this.backend.view(this.floatsTensor, at.offset, at.length);
+    let view = this.floatViews.get(name);
+    if (view === undefined) {
+      const at = this.floatOffsets.get(name);
+      if (at === undefined) throw new Error(`internal: ${name} is not a float32 parameter of the quantized model`);
+      view = this.backend.view(this.floatsTensor, at.offset, at.length);
+      this.floatViews.set(name, view);
+    }
+    return view;
   }
 
   /** out[M,N] = inp[M,K] @ the quantized weight + bias, plus the adapter's low-rank term where it adapts `name` */
   private linear(adapter: LoRAAdapter | null, out: Tensor, inp: Tensor, name: string, M: number, K: number, N: number): void {
-    const m = this.matrices.get(name + '.weight')!;
-    this.backend.matmulQuantForward!(out, inp, m.quants, m.scales, this.float(name + '.bias'), M, K, N, this.format);
+    let layer = this.linearLayers.get(name);
+    if (layer === undefined) {
+      layer = { weight: this.matrices.get(name + '.weight')!, bias: this.float(name + '.bias') };
+      this.linearLayers.set(name, layer);
+    }
+    const { weight, bias } = layer;
+    this.backend.matmulQuantForward!(out, inp, weight.quants, weight.scales, bias, M, K, N, this.format);
     adapter?.forwardAdd(out, inp, name, M, { saveForBackward: false });
   }
 

@@ -665,6 +665,8 @@ export class WasmBackend extends CheckedBackend {
    */
   private splitColumns(fn: SplitKernel, args: number[], columns: number, macs: number, block = COLUMN_BLOCK): number {
     const shares = this.sharesFor(Math.ceil(columns / block), macs);
+    // one share (every call on one thread, and the small ones on several): no share lists to build
+    if (shares === 1) return (this.k[fn] as (...args: number[]) => number | undefined)(...args, 0, columns) ?? 0;
     const results = this.runShares(
       fn,
       Array.from({ length: shares }, (_, i) => [...args, share(columns, shares, i, block), share(columns, shares, i + 1, block)]),
