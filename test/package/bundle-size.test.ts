@@ -17,8 +17,9 @@
  *     (esbuild issue 3704), about 3.5 KB here.
  * - everything (`export * from 'tinygpt'`, esbuild): one self-contained bundle. Issue 11 asked
  *   <= 65 KB, which held (61.6 KB) until quantization, Hugging Face folders, LoRA, the model worker
- *   and WebGPU's fused and quantized kernels landed (90.1 KB on 4 December 2026). The check is at
- *   91 KB to catch growth; meeting 65 KB takes moving optional features to subpath entries.
+ *   and WebGPU's fused and quantized kernels landed (90.1 KB on 4 December 2026; 91.1 KB once every
+ *   entry point refused misspelt options by name). The check is at 92 KB to catch growth; meeting
+ *   65 KB takes moving optional features to subpath entries.
  * The .wasm files come on top (8.5 KB gzipped each, built with shrinkLevel 1) and are checked against issue 11's 11 KB.
  */
 import { readFileSync } from 'node:fs';
@@ -37,7 +38,7 @@ const BUDGETS = {
   loadAndGenerateOnWasm: 40 * KB,
   loadAndGenerateOnWasmRolldown: 42 * KB,
   loadAndGenerateOnWasmEsbuild: 45 * KB,
-  everything: 91 * KB,
+  everything: 92 * KB,
   wasmFile: 11 * KB,
 };
 
