@@ -15,6 +15,7 @@ import { buildParamLayout } from '../model/params.js';
 import { checkQuantFormat, halfBits, quantBlockBytes, QUANT_BLOCK, type QuantFormat, type QuantizedMatrix } from '../model/quant.js';
 import { isQuantizedParameter, quantizedOrientation, QuantizedGPT } from '../model/quantized.js';
 import { ModelFileError } from './errors.js';
+import type { LoadModelOptions } from './model-file.js';
 import { tensorToFloat32, type DecodedTensor, type TensorInput } from './safetensors.js';
 
 /** The file tensors of a quantized model. */
@@ -52,7 +53,7 @@ export async function quantizedModelFromTensors(
   tensors: Record<string, DecodedTensor>,
   stated: { text: string; key: string },
   config: GPTConfig,
-  options: { backend?: string; wasmThreads?: number | 'auto'; onBackendNotice?: (message: string) => void; memoryLimit?: number },
+  options: LoadModelOptions,
 ): Promise<QuantizedGPT> {
   let format: QuantFormat;
   try {
@@ -111,8 +112,9 @@ export async function quantizedModelFromTensors(
     );
   return QuantizedGPT.create(config, format, matrices, floats, {
     // 'auto' stays wasm: on an H200 WebGPU's quantized decoding was no faster than its float32 (README)
-    backend: options.backend === undefined || options.backend === 'auto' ? 'wasm' : (options.backend as 'wasm' | 'js' | 'webgpu'),
+    backend: options.backend === undefined || options.backend === 'auto' ? 'wasm' : options.backend,
     wasmThreads: options.wasmThreads,
+    wasmAssets: options.wasmAssets,
     onBackendNotice: options.onBackendNotice,
     memoryLimit: options.memoryLimit,
   });

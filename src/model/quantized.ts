@@ -19,6 +19,7 @@ import { checkModelArgument, checkOptionNames, type OptionNames } from '../util/
 import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
 import { IGNORE_INDEX } from '../backend/contract.js';
 import { createBackend } from '../backend/select.js';
+import type { WasmAssets } from '../backend/wasm/assets.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
 import { DISPOSE, DisposedError } from '../util/dispose.js';
@@ -40,6 +41,8 @@ export interface QuantizeOptions {
   backend?: BackendName | Backend;
   /** threads for a wasm backend made here: 'auto' (default) or a count */
   wasmThreads?: number | 'auto';
+  /** for a wasm backend made here: where the wasm backend's files are (see CreateModelOptions.wasmAssets) */
+  wasmAssets?: WasmAssets;
   /** hears why a backend was passed over */
   onBackendNotice?: (message: string) => void;
   /** for a backend made here: the most bytes its tensors may hold (see CreateModelOptions.memoryLimit) */
@@ -50,6 +53,7 @@ const QUANTIZE_OPTIONS: OptionNames<QuantizeOptions> = {
   format: true,
   backend: true,
   wasmThreads: true,
+  wasmAssets: true,
   onBackendNotice: true,
   memoryLimit: true,
 };
@@ -157,6 +161,7 @@ export class QuantizedGPT implements GPTModel {
       typeof request === 'string'
         ? await createBackend(request, {
             wasmThreads: options.wasmThreads,
+            wasmAssets: options.wasmAssets,
             onNotice: options.onBackendNotice,
             memoryLimit: options.memoryLimit,
           })

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ASSETS, defaultLocations } from '../../src/backend/wasm/assets.js';
 import { type WasmBackend } from '../../src/backend/wasm/index.js';
 import { createWasmBackend } from '../../src/backend/wasm/create.js';
-import { createModel, loadModel, saveModel } from '../../src/index.js';
+import { createModel, loadModel, quantizeModel, saveModel } from '../../src/index.js';
 
 const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
 const THREADS_URL = new URL('../../build/tinygpt-threads.wasm', import.meta.url);
@@ -59,6 +59,19 @@ describe('wasmAssets', () => {
     const { model: loaded } = await loadModel(bytes, { backend: 'wasm', wasmAssets: { kernels: module }, wasmThreads: 1 });
     expect(loaded.backendName).toBe('wasm');
     expect((loaded.backend as WasmBackend).threads).toBe(1);
+    loaded.dispose();
+  });
+
+  it('quantizeModel, and loadModel for a quantized file, make their backend from the files it names', async () => {
+    const model = await createModel({ ...CONFIG, dModel: 32 }, { wasmThreads: 1 });
+    const missing = { kernels: `${origin}/missing.wasm` };
+    await expect(quantizeModel(model, { backend: 'wasm', wasmAssets: missing })).rejects.toThrow(/missing\.wasm.*HTTP 404.*wasmAssets/s);
+    const quantized = await quantizeModel(model, { backend: 'wasm', wasmAssets: { kernels: WASM_URL }, wasmThreads: 1 });
+    const bytes = await saveModel(quantized);
+    for (const m of [model, quantized]) m.dispose();
+    await expect(loadModel(bytes, { backend: 'wasm', wasmAssets: missing })).rejects.toThrow(/missing\.wasm.*HTTP 404.*wasmAssets/s);
+    const { model: loaded } = await loadModel(bytes, { backend: 'wasm', wasmAssets: { kernels: WASM_URL }, wasmThreads: 1 });
+    expect('format' in loaded && loaded.format).toBe('q8_0');
     loaded.dispose();
   });
 

@@ -213,6 +213,10 @@ interface ScenarioResult {
   text: string;
   reloadedIds: number[];
   savedBytes: number;
+  /** the Q8_0 model's file, loaded back: its format, its size and the ids it generated */
+  quantizedFormat?: string;
+  quantizedBytes?: number;
+  quantizedIds?: number[];
   sameInstance?: boolean;
   crossOriginIsolated?: boolean;
   /** the Vite worker page: the same scenario with the model in a worker (tinygpt/worker) */
@@ -389,8 +393,11 @@ describe.skipIf(skipReason !== null)(
       }
     }
 
-    /** what every working page must show; `reference` is Node's run with the same kernels */
-    function expectScenario(run: PageRun, reference: ScenarioResult, origin: string, threads = 1): void {
+    /**
+     * what every working page must show; `reference` is Node's run with the same kernels. `quantizedFile`:
+     * the run also saved a Q8_0 model and loaded it back (the scenario does; the model worker's does not)
+     */
+    function expectScenario(run: PageRun, reference: ScenarioResult, origin: string, threads = 1, quantizedFile = true): void {
       const { result } = run;
       expect(result.error, `${result.error}\n${run.errors.join('\n')}`).toBeUndefined();
       expect(result.backend).toBe('wasm');
@@ -399,6 +406,12 @@ describe.skipIf(skipReason !== null)(
       expect(result.reloadedIds).toEqual(result.ids);
       expect(result.losses).toEqual(reference.losses);
       expect(result.ids).toEqual(reference.ids);
+      if (quantizedFile) {
+        // loadModel imported the quantized file's chunk, which the bundler emitted and the page found
+        expect(result.quantizedFormat).toBe('q8_0');
+        expect(result.quantizedIds).toEqual(reference.quantizedIds);
+        expect(result.quantizedBytes).toBeLessThan(result.savedBytes / 2);
+      }
       expect(run.wasm.length).toBeGreaterThan(0);
       for (const file of run.wasm) {
         expect(file.status, file.url).toBe(200);
@@ -434,6 +447,8 @@ describe.skipIf(skipReason !== null)(
         expect(result.losses[2]).toBeLessThan(result.losses[0]);
         expect(result.reloadedIds).toEqual(result.ids);
         expect(result.sameInstance).toBe(true);
+        expect(result.quantizedFormat).toBe('q8_0');
+        expect(result.quantizedIds).toHaveLength(result.ids.length);
       }
     });
 
@@ -474,7 +489,7 @@ describe.skipIf(skipReason !== null)(
       const reference = await nodeResult(nodeEsm);
       expectScenario(page, reference, server.origin, 2);
       expect(page.result.modelWorker, 'no result from the model worker').toBeDefined();
-      expectScenario({ ...page, result: page.result.modelWorker! }, reference, server.origin, 2);
+      expectScenario({ ...page, result: page.result.modelWorker! }, reference, server.origin, 2, false);
     });
 
     test('webpack 5, production mode (minified), no config file', async () => {

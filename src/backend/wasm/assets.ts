@@ -60,7 +60,7 @@ export const ASSETS: Readonly<Record<AssetName, AssetRow>> = {
 
 /** the advice every failed load ends with */
 export function assetAdvice(name: WasmAssetName): string {
-  return `pass its location as createModel(config, { wasmAssets: { ${name}: url } }) (loadModel takes the same option)`;
+  return `pass its location as createModel(config, { wasmAssets: { ${name}: url } }) (loadModel and quantizeModel take the same option)`;
 }
 
 /**

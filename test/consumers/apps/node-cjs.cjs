@@ -3,7 +3,7 @@
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
-const { CharTokenizer, GPT, createModel, generate, loadModel, saveModel, train } = require('tinygpt');
+const { CharTokenizer, GPT, createModel, generate, loadModel, quantizeModel, saveModel, train } = require('tinygpt');
 const { loadModelFile, saveModelFile } = require('tinygpt/node');
 
 const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat(8);
@@ -12,7 +12,7 @@ async function main() {
   const backendOptions = { backend: 'wasm', wasmThreads: 1 };
   const tokenizer = CharTokenizer.train(TEXT);
   const model = await createModel(
-    { vocabSize: tokenizer.vocabSize, maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, seed: 7 },
+    { vocabSize: tokenizer.vocabSize, maxSeqLen: 16, dModel: 32, nLayers: 1, nHeads: 2, seed: 7 },
     backendOptions,
   );
   const result = await train(model, { data: Int32Array.from(tokenizer.encode(TEXT)), batchSize: 2, steps: 3, learningRate: 1e-2, seed: 3 });
@@ -20,11 +20,15 @@ async function main() {
   const bytes = await saveModel(model, { tokenizer });
   const loaded = await loadModel(bytes, backendOptions);
   const again = await generate(loaded.model, 'hello', { tokenizer: loaded.tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const quantized = await quantizeModel(model, { format: 'q8_0', ...backendOptions });
+  const quantizedBytes = await saveModel(quantized, { tokenizer });
+  const loadedQuantized = await loadModel(quantizedBytes, backendOptions);
+  const fromQuantized = await generate(loadedQuantized.model, 'hello', { tokenizer: loadedQuantized.tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
   const dir = mkdtempSync(join(tmpdir(), 'tinygpt-cjs-'));
   await saveModelFile(join(dir, 'm.safetensors'), model, { tokenizer });
   const fromFile = await loadModelFile(join(dir, 'm.safetensors'), backendOptions);
   const sameInstance = fromFile.model instanceof GPT;
-  for (const m of [model, loaded.model, fromFile.model]) m.dispose();
+  for (const m of [model, loaded.model, fromFile.model, quantized, loadedQuantized.model]) m.dispose();
   rmSync(dir, { recursive: true });
   return {
     backend: model.backendName,
@@ -35,6 +39,9 @@ async function main() {
     text: first.text,
     reloadedIds: again.ids,
     savedBytes: bytes.length,
+    quantizedFormat: loadedQuantized.model.format,
+    quantizedBytes: quantizedBytes.length,
+    quantizedIds: fromQuantized.ids,
     sameInstance,
   };
 }

@@ -1,12 +1,15 @@
 // What every consumer's app does with the installed package, in a page, a module Web Worker or
 // Node: create a model on wasm, train 3 steps, generate, save, load the bytes back and generate
-// again. The test copies this file into each fresh project as the app's own code; it imports
-// 'tinygpt' by its package name only, as an app would, and names no file of the package.
-import { CharTokenizer, createModel, generate, loadModel, saveModel, train } from 'tinygpt';
+// again; then quantize it to Q8_0, save and load that file (loadModel fetches the quantized file's
+// code as a chunk of its own, which each bundler must emit and find) and generate from it (dModel
+// is 32 because Q8_0's blocks run along dModel and dFF in 32s). The test copies this file into each
+// fresh project as the app's own code; it imports 'tinygpt' by its package name only, as an app
+// would, and names no file of the package.
+import { CharTokenizer, createModel, generate, loadModel, quantizeModel, saveModel, train } from 'tinygpt';
 
 export const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat(8);
 /** the model (with the tokenizer's vocabSize), the training and the sampling every run does */
-export const MODEL = { maxSeqLen: 16, dModel: 16, nLayers: 1, nHeads: 2, seed: 7 };
+export const MODEL = { maxSeqLen: 16, dModel: 32, nLayers: 1, nHeads: 2, seed: 7 };
 export const TRAINING = { batchSize: 2, steps: 3, learningRate: 1e-2, seed: 3 };
 export const SAMPLING = { maxNewTokens: 12, doSample: true, seed: 5 };
 
@@ -23,10 +26,16 @@ export async function run(options = {}) {
   const result = await train(model, { data: Int32Array.from(tokenizer.encode(TEXT)), ...TRAINING });
   const first = await generate(model, 'hello', { tokenizer, ...SAMPLING });
   const bytes = await saveModel(model, { tokenizer });
+  const quantized = await quantizeModel(model, { format: 'q8_0', ...backendOptions });
+  const quantizedBytes = await saveModel(quantized, { tokenizer });
+  quantized.dispose();
   model.dispose();
   const loaded = await loadModel(bytes, backendOptions);
   const again = await generate(loaded.model, 'hello', { tokenizer: loaded.tokenizer, ...SAMPLING });
   loaded.model.dispose();
+  const loadedQuantized = await loadModel(quantizedBytes, backendOptions);
+  const fromQuantized = await generate(loadedQuantized.model, 'hello', { tokenizer: loadedQuantized.tokenizer, ...SAMPLING });
+  loadedQuantized.model.dispose();
   return {
     backend: model.backendName,
     threads,
@@ -36,5 +45,8 @@ export async function run(options = {}) {
     text: first.text,
     reloadedIds: again.ids,
     savedBytes: bytes.length,
+    quantizedFormat: loadedQuantized.model.format,
+    quantizedBytes: quantizedBytes.length,
+    quantizedIds: fromQuantized.ids,
   };
 }
