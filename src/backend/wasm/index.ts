@@ -32,9 +32,12 @@ export type { WasmSource } from './loader.js';
 const BYTES_PER_ELEMENT = 4;
 /**
  * By default a kernel call is split only when each share gets at least this many multiply-adds
- * (~50 us on one core at ~40 GFLOP/s), so that waking a worker (tens of us) stays a small part of it.
+ * (~13 us on one core at ~40 GFLOP/s): handing a share to a worker that is spinning between calls
+ * (WORKER_SPINS in thread-pool.ts) costs ~2-3 us (measured in Node 20 on 2 cores, 5 December 2026).
+ * At 1 << 20 (chosen when every call woke a sleeping worker, tens of us) none of config B's
+ * quantized decoding products was split, and two threads decoded Q8_0 no faster than one.
  */
-export const MIN_MACS_PER_SHARE = 1 << 20;
+export const MIN_MACS_PER_SHARE = 1 << 18;
 /** matmul shares split columns in multiples of the micro-kernel's 8-column slivers */
 const COLUMN_BLOCK = 8;
 /**
@@ -49,12 +52,16 @@ const ELEMENT_BLOCK = 4;
 const ELEMENTWISE_COST = 8;
 /**
  * a multiply-add of the unpacked row path (forward with M < 4, as in token-by-token generation)
- * costs about this many of the packed kernel's: it streams W from memory, ~7 GFLOP/s in decoding
- * (config B's 42 MB of weights per token) since the banded kernel, against the ~40 that
- * MIN_MACS_PER_SHARE assumes. (Called directly under load, with some of W in a 32 MB L3, the row
- * path ran at 10-17 GFLOP/s and the packed kernel at 30-32: a cost of 2-3, the floor of this figure.)
+ * costs about this many of the packed kernel's (~20 G multiply-adds/s): it streams W from memory or
+ * a large L3, config B's 42 MB per token at ~27 GB/s on one core, ~7 G multiply-adds/s (Node 20, 2
+ * cores, 5 December 2026; L2-resident products ran at ~11)
  */
-const ROW_PATH_COST = 6;
+const ROW_PATH_COST = 3;
+/**
+ * a multiply-add of the quantized decoding kernels (Q8_0, Q4_0: ~2.5 ns per block of 32, compute
+ * bound) costs about this many of the packed kernel's
+ */
+const QUANTIZED_MAC_COST = 1.5;
 /** the kernels take the row path below this many rows (assembly/matmul.ts MR) */
 const ROW_PATH_MAX_M = 3;
 /** packing buffers start on a cache line */
@@ -366,12 +373,11 @@ export class WasmBackend extends CheckedBackend {
     const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * 2 * BYTES_PER_ELEMENT);
     const xs = xq + M * K * 2;
     this.k.quantizeActivations(xq, xs, x, M, K);
-    // a multiply-add of the quantized kernel costs about a quarter of the streamed f32 row path's
     this.splitColumns(
       format === 'q8_0' ? 'matmulQ8Cols' : 'matmulQ4Cols',
       [o, xq, xs, wq, ws, b, M, K, N],
       N,
-      (M * K * N * ROW_PATH_COST) / 4,
+      M * K * N * QUANTIZED_MAC_COST,
     );
   }
 
