@@ -290,7 +290,8 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       input: "option 'type'",
       call: () => api.quantizeModel(model, { type: 'q4_0' } as never),
       error: RangeError,
-      message: /^quantizeModel: unknown option "type"; known options: format, backend, wasmThreads, wasmAssets, onBackendNotice, memoryLimit$/,
+      message:
+        /^quantizeModel: unknown option "type"; known options: format, backend, wasmThreads, wasmAssets, onBackendNotice, memoryLimit$/,
     },
     {
       name: 'QuantizedGPT.generate',

@@ -23,7 +23,12 @@ async function main() {
   const quantized = await quantizeModel(model, { format: 'q8_0', ...backendOptions });
   const quantizedBytes = await saveModel(quantized, { tokenizer });
   const loadedQuantized = await loadModel(quantizedBytes, backendOptions);
-  const fromQuantized = await generate(loadedQuantized.model, 'hello', { tokenizer: loadedQuantized.tokenizer, maxNewTokens: 12, doSample: true, seed: 5 });
+  const fromQuantized = await generate(loadedQuantized.model, 'hello', {
+    tokenizer: loadedQuantized.tokenizer,
+    maxNewTokens: 12,
+    doSample: true,
+    seed: 5,
+  });
   const dir = mkdtempSync(join(tmpdir(), 'tinygpt-cjs-'));
   await saveModelFile(join(dir, 'm.safetensors'), model, { tokenizer });
   const fromFile = await loadModelFile(join(dir, 'm.safetensors'), backendOptions);
