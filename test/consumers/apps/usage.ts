@@ -181,7 +181,7 @@ export async function usage(): Promise<string> {
 
   // ---- quantized models ----
   const q8: QuantizedGPT = await quantizeModel(model, { format: 'q8_0' });
-  const q4 = await quantizeModel(model, { format: 'q4_0' });
+  const q4 = await quantizeModel(model, { format: 'q4_0', backend: 'wasm', wasmThreads: 1, wasmAssets: assets, memoryLimit: 1 << 30 });
   const qBytes = await saveModel(q8);
   const qLoaded = await loadModel(qBytes);
   const isQuantized = qLoaded.model instanceof QuantizedGPT;
