@@ -27,6 +27,24 @@ export interface SelectOptions {
   memoryLimit?: number;
 }
 
+/** The options of createModel, loadModel and quantizeModel that say how a backend made by name starts. */
+export interface BackendStartOptions {
+  wasmThreads?: number | 'auto';
+  wasmAssets?: WasmAssets;
+  onBackendNotice?: (message: string) => void;
+  memoryLimit?: number;
+}
+
+/** BackendStartOptions in createBackend's terms: the one place they are passed on, so that no entry point drops one */
+export function startOptions(options: BackendStartOptions): Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice' | 'memoryLimit'> {
+  return {
+    wasmThreads: options.wasmThreads,
+    wasmAssets: options.wasmAssets,
+    onNotice: options.onBackendNotice,
+    memoryLimit: options.memoryLimit,
+  };
+}
+
 const SELECT_OPTIONS: OptionNames<SelectOptions> = {
   requiredBytes: true,
   largestTensorLength: true,

@@ -111,11 +111,8 @@ export async function quantizedModelFromTensors(
       `quantized model file: ${extra.length} tensor(s) the config has no place for: ${extra.slice(0, 8).join(', ')}`,
     );
   return QuantizedGPT.create(config, format, matrices, floats, {
+    ...options,
     // 'auto' stays wasm: on an H200 WebGPU's quantized decoding was no faster than its float32 (README)
     backend: options.backend === undefined || options.backend === 'auto' ? 'wasm' : options.backend,
-    wasmThreads: options.wasmThreads,
-    wasmAssets: options.wasmAssets,
-    onBackendNotice: options.onBackendNotice,
-    memoryLimit: options.memoryLimit,
   });
 }

@@ -2,7 +2,7 @@
 import type { Backend } from '../backend/contract.js';
 import type { WasmAssets } from '../backend/wasm/assets.js';
 import { checkMemoryLimit } from '../backend/errors.js';
-import { checkRequiredBytes, createBackend } from '../backend/select.js';
+import { checkRequiredBytes, createBackend, startOptions } from '../backend/select.js';
 import { estimateTrainingBytes, largestParameter } from './capacity.js';
 import { BACKEND_CHOICES, validateConfig } from './config.js';
 import { GPT } from './gpt.js';
@@ -67,20 +67,13 @@ export async function createModel(configInput: GPTConfigInput, options: CreateMo
     backend = await createBackend(backendChoice(configInput, options), {
       requiredBytes,
       largestTensorLength: largestParameter(layout),
-      onNotice: options.onBackendNotice,
-      wasmThreads: options.wasmThreads,
-      wasmAssets: options.wasmAssets,
+      ...startOptions(options),
       memoryLimit,
     });
   }
   const created = backend !== options.backendInstance;
   try {
-    const model = new GPT(config, layout, backend, undefined, {
-      wasmThreads: options.wasmThreads,
-      wasmAssets: options.wasmAssets,
-      onNotice: options.onBackendNotice,
-      memoryLimit,
-    });
+    const model = new GPT(config, layout, backend, undefined, { ...startOptions(options), memoryLimit });
     // WebGPU reports a device out of memory asynchronously: a model the GPU cannot hold fails here
     // (on a backend made here; a backendInstance's next download reports it)
     if (created) await backend.settle?.();

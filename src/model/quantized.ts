@@ -18,7 +18,7 @@
 import { checkModelArgument, checkOptionNames, type OptionNames } from '../util/arguments.js';
 import type { Backend, BackendName, QuantFormat, Tensor } from '../backend/contract.js';
 import { IGNORE_INDEX } from '../backend/contract.js';
-import { createBackend } from '../backend/select.js';
+import { createBackend, startOptions } from '../backend/select.js';
 import type { WasmAssets } from '../backend/wasm/assets.js';
 import { generate } from '../generate/generate.js';
 import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from '../generate/options.js';
@@ -157,15 +157,7 @@ export class QuantizedGPT implements GPTModel {
     options: QuantizeOptions = {},
   ): Promise<QuantizedGPT> {
     const request = options.backend ?? 'wasm';
-    const backend =
-      typeof request === 'string'
-        ? await createBackend(request, {
-            wasmThreads: options.wasmThreads,
-            wasmAssets: options.wasmAssets,
-            onNotice: options.onBackendNotice,
-            memoryLimit: options.memoryLimit,
-          })
-        : request;
+    const backend = typeof request === 'string' ? await createBackend(request, startOptions(options)) : request;
     if (typeof backend.matmulQuantForward !== 'function' || typeof backend.encoderQuantForward !== 'function') {
       if (typeof request === 'string') backend.dispose();
       throw new Error(`the ${backend.name} backend has no quantized products: run quantized models on 'wasm', 'webgpu' or 'js'`);
