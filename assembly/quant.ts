@@ -4,17 +4,22 @@
 // x is first quantized per block of 32 to int16 with an f32 scale (quantizeActivations, once per
 // call on the calling thread), so a block's product is four i32x4.dot_i16x8_s of W's codes with
 // x's. int16 keeps x's own rounding at 2^-16 of its block's largest value, far below the weights'
-// 2^-8 (Q8_0). W's codes are never widened with extends: a block is read as i16 lanes, each lane
-// holding two bytes, and masks and shifts give four i16x8 vectors of codes in the order
-//   Q8_0 (bytes b0..b31 = codes 0..31): even codes 0..14, odd 1..15, even 16..30, odd 17..31
-//   Q4_0 (byte j = code j low nibble, code j+16 high nibble): the same order, codes 0..15 unsigned
-// and x's codes are stored in that order (xq below). Q4_0's codes are dotted without their -8, which
+// 2^-8 (Q8_0). W's codes are widened to i16 lanes without unpacking: Q8_0's first 16 codes by
+// sign-extending loads (load8x8_s), its last 16 read as i16 lanes of two bytes each and split by
+// shifts (this balance of loads and shifts ran fastest); Q4_0's 16 bytes read as i16 lanes and split
+// by masks and shifts. The four i16x8 vectors of codes come in the order
+//   Q8_0 (bytes b0..b31 = codes 0..31): codes 0..7, 8..15, even 16..30, odd 17..31
+//   Q4_0 (byte j = code j low nibble, code j+16 high nibble): even codes 0..14, odd 1..15, even
+//   16..30, odd 17..31, codes 0..15 unsigned
+// and x's codes are stored in its format's order (xq below). Q4_0's codes are dotted without their -8, which
 // comes back as -8 * sum(x codes) per block, precomputed here (xc). Bounds: |x code| <= 32767 and
 // |W code| <= 127, so a block's sum stays below 2^27 in i32 (Q4_0: below 2^24, exact in f32).
 //
-// Sums leave the integers once per four values: four i32x4 partial sums (four blocks of one x row,
-// or one block of four x rows) are reduced into one i32x4 of four totals (reduce4), converted and
-// scaled by a vector of four scale products.
+// Sums leave the integers once per four values: in the prompt pass the i32x4 partial sums of one
+// block of four x rows (elsewhere of four blocks of one row) are reduced into one i32x4 of four totals
+// (reduce4), converted and scaled by a vector of four scale products. Decoding (one row) reduces
+// Q8_0's blocks in pairs and Q4_0's one at a time: TurboFan hoists every load of a step to its top,
+// and four blocks' loads spill registers (the accumulator among them) to the stack.
 //
 // Layout of the activation scratch for M rows, B = K/32 blocks:
 //   xq [M, B, 64 bytes]: i16 codes in the order above;  xs [B, M] f32 scales;  xc [B, M] i32 -8*sum(codes)
@@ -22,8 +27,8 @@
 
 const QK: i32 = 32;
 
-/** x [M,K] f32 -> xq, xs, xc (layout above) at xq, xs and xs + 4*M*K/32: x ~ xq * xs */
-export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i32): void {
+/** x [M,K] f32 -> xq, xs, xc (layout above; q4: Q4_0's code order, else Q8_0's) at xq, xs and xs + 4*M*K/32: x ~ xq * xs */
+export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i32, q4: bool): void {
   const blocks = K / QK;
   const xc = xs + (<usize>(M * blocks) << 2);
   for (let m = 0; m < M; m++) {
@@ -40,8 +45,13 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
       const n2 = codes8(src + 64, id);
       const n3 = codes8(src + 96, id);
       const dst = xq + (<usize>(m * blocks + b) << 6);
-      v128.store(dst, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
-      v128.store(dst, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 16);
+      if (q4) {
+        v128.store(dst, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
+        v128.store(dst, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 16);
+      } else {
+        v128.store(dst, n0);
+        v128.store(dst, n1, 16);
+      }
       v128.store(dst, i8x16.shuffle(n2, n3, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29), 32);
       v128.store(dst, i8x16.shuffle(n2, n3, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 48);
       const sum = i32x4.add(
@@ -121,30 +131,26 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
     const p = v128.load(src);
     return dotBlock(q4Codes(p, 0), q4Codes(p, 1), q4Codes(p, 2), q4Codes(p, 3), xb);
   }
-  const c0 = v128.load(src);
   const c1 = v128.load(src, 16);
-  return dotBlock(q8Codes(c0, false), q8Codes(c0, true), q8Codes(c1, false), q8Codes(c1, true), xb);
+  return dotBlock(v128.load8x8_s(src), v128.load8x8_s(src, 8), q8Codes(c1, false), q8Codes(c1, true), xb);
 }
 
 /**
- * Columns n0..n1 of out. Four x rows at a time share each W block's codes (the prompt pass): the
- * four rows' sums of a block are reduced together. Single rows (decoding streams W once) reduce
- * four blocks together; a tail of fewer than four blocks is summed one block at a time.
+ * Columns n0..n1 of rows 0..M & ~3 of out, four x rows at a time (the prompt pass): the four rows
+ * share each W block's codes and their sums of a block are reduced together.
  */
-function matmulQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, q4: bool): void {
+function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, q4: bool): void {
   const blocks = K / QK;
   const blockBytes: usize = q4 ? 16 : 32;
   const rowBytes = <usize>blocks * blockBytes;
   const xRowBytes = <usize>blocks << 6;
   const xc = xs + (<usize>(M * blocks) << 2);
-  const fullBlocks = blocks & ~3;
   const outStep = <usize>N << 2;
   for (let n = n0; n < n1; n++) {
     const wRow = wq + <usize>n * rowBytes;
     const dRow = ws + (<usize>(n * blocks) << 2);
     const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
-    let m = 0;
-    for (; m + 4 <= M; m += 4) {
+    for (let m = 0; m + 4 <= M; m += 4) {
       let acc = f32x4.splat(0);
       const x0 = xq + <usize>m * xRowBytes;
       for (let blk = 0; blk < blocks; blk++) {
@@ -158,10 +164,9 @@ function matmulQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize,
           w2 = q4Codes(p, 2);
           w3 = q4Codes(p, 3);
         } else {
-          const c0 = v128.load(src);
           const c1 = v128.load(src, 16);
-          w0 = q8Codes(c0, false);
-          w1 = q8Codes(c0, true);
+          w0 = v128.load8x8_s(src);
+          w1 = v128.load8x8_s(src, 8);
           w2 = q8Codes(c1, false);
           w3 = q8Codes(c1, true);
         }
@@ -183,24 +188,72 @@ function matmulQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize,
       store<f32>(o + 2 * outStep, f32x4.extract_lane(acc, 2));
       store<f32>(o + 3 * outStep, f32x4.extract_lane(acc, 3));
     }
-    for (; m < M; m++) {
+  }
+}
+
+/**
+ * Columns n0..n1 of rows m0..M of out, one row at a time. Decoding (M = 1) streams W once, by pairs
+ * of blocks (Q8_0) or single blocks (Q4_0); the rows left after the prompt pass's groups of four
+ * reduce four blocks together. A tail of blocks is summed one block at a time. Inlined into each
+ * format's entry, so the loops hold no test of the format.
+ */
+// @ts-ignore: decorator
+@inline function matmulQuantRows(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, m0: i32, q4: bool): void {
+  const blocks = K / QK;
+  const blockBytes: usize = q4 ? 16 : 32;
+  const rowBytes = <usize>blocks * blockBytes;
+  const xRowBytes = <usize>blocks << 6;
+  const xc = xs + (<usize>(M * blocks) << 2);
+  const fullBlocks = blocks & ~3;
+  for (let m = m0; m < M; m++) {
+    const x0 = xq + <usize>m * xRowBytes;
+    for (let n = n0; n < n1; n++) {
+      const wRow = wq + <usize>n * rowBytes;
+      const dRow = ws + (<usize>(n * blocks) << 2);
       let acc = f32x4.splat(0);
-      const x0 = xq + <usize>m * xRowBytes;
       let blk = 0;
-      for (; blk < fullBlocks; blk += 4) {
-        const src = wRow + <usize>blk * blockBytes;
-        const xb = x0 + (<usize>blk << 6);
-        let sums = reduce4(
-          blockDot(src, xb, q4),
-          blockDot(src + blockBytes, xb + 64, q4),
-          blockDot(src + 2 * blockBytes, xb + 128, q4),
-          blockDot(src + 3 * blockBytes, xb + 192, q4),
-        );
-        // four blocks of one row: their xs and xc are M apart (contiguous when decoding, M = 1)
-        const at = <usize>(blk * M + m) << 2;
-        const xScales = M == 1 ? v128.load(xs + at) : gather4(xs + at, <usize>M << 2);
-        if (q4) sums = i32x4.add(sums, M == 1 ? v128.load(xc + at) : gather4(xc + at, <usize>M << 2));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load(dRow + (<usize>blk << 2)), xScales)));
+      if (M == 1) {
+        // decoding: pointers step through W's blocks, x's and the per-block values side by side
+        let src = wRow;
+        let xb = x0;
+        let at: usize = 0;
+        if (q4) {
+          // one block per step: Q4_0's mask and correction leave too few registers for two
+          for (; blk < blocks; blk++) {
+            const sums = i32x4.add(blockDot(src, xb, true), v128.load32_zero(xc + at));
+            acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load32_splat(dRow + at), v128.load32_splat(xs + at))));
+            src += blockBytes;
+            xb += 64;
+            at += 4;
+          }
+        } else {
+          // two blocks per step: their sums half-reduced into [b0, b1, b0, b1] lanes, scaled by [d0, d1, d0, d1]
+          for (; blk + 2 <= blocks; blk += 2) {
+            const s0 = blockDot(src, xb, false);
+            const s1 = blockDot(src + blockBytes, xb + 64, false);
+            const pair = i32x4.add(i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
+            acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pair), f32x4.mul(v128.load64_splat(dRow + at), v128.load64_splat(xs + at))));
+            src += 2 * blockBytes;
+            xb += 128;
+            at += 8;
+          }
+        }
+      } else {
+        for (; blk < fullBlocks; blk += 4) {
+          const src = wRow + <usize>blk * blockBytes;
+          const xb = x0 + (<usize>blk << 6);
+          let sums = reduce4(
+            blockDot(src, xb, q4),
+            blockDot(src + blockBytes, xb + 64, q4),
+            blockDot(src + 2 * blockBytes, xb + 128, q4),
+            blockDot(src + 3 * blockBytes, xb + 192, q4),
+          );
+          // four blocks of one row: their xs and xc are M apart
+          const at = <usize>(blk * M + m) << 2;
+          const xScales = gather4(xs + at, <usize>M << 2);
+          if (q4) sums = i32x4.add(sums, gather4(xc + at, <usize>M << 2));
+          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load(dRow + (<usize>blk << 2)), xScales)));
+        }
       }
       let total = hsum(acc);
       for (; blk < blocks; blk++) {
@@ -209,6 +262,7 @@ function matmulQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize,
         if (q4) sum += load<i32>(xc + at);
         total += <f32>sum * (load<f32>(dRow + (<usize>blk << 2)) * load<f32>(xs + at));
       }
+      const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
       store<f32>(out + (<usize>(m * N + n) << 2), total + b);
     }
   }
@@ -216,12 +270,14 @@ function matmulQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize,
 
 /** Q8_0 product, columns n0..n1 (x already quantized by quantizeActivations) */
 export function matmulQ8Cols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
-  matmulQuantCols(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, false);
+  if (M >= 4) matmulQuantCols4(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, false);
+  matmulQuantRows(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, M & ~3, false);
 }
 
 /** Q4_0 product, columns n0..n1 */
 export function matmulQ4Cols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
-  matmulQuantCols(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, true);
+  if (M >= 4) matmulQuantCols4(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, true);
+  matmulQuantRows(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, M & ~3, true);
 }
 
 /**

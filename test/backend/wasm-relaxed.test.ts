@@ -8,7 +8,9 @@
  *   (packed, one row, two or three rows, K and N tails) and attention across query-row blocks, with
  *   wasm-ops.test.ts's tolerance: |got - ref| <= 1e-5 |ref| + 2e-6 max|ref|. Fused results may differ
  *   from the plain build's in the last bits, so each build is held to the reference, not to the other;
- * - 3 threads equal 1 thread bit for bit on the relaxed build too.
+ * - 3 threads equal 1 thread bit for bit on the relaxed build too;
+ * - the quantized products (Q8_0, Q4_0: integer dot products, no fused ops) equal the plain build's
+ *   bit for bit, so quant.test.ts's checks of the plain build against float64 hold for both.
  * The plain build (loaded where relaxed SIMD is off) is covered by wasm-ops and wasm-threads tests.
  * Requires the four builds in build/ (npm run build:wasm).
  */
@@ -20,6 +22,9 @@ import { createWasmBackend } from '../../src/backend/wasm/create.js';
 import { hasRelaxedSimd } from '../../src/backend/wasm/loader.js';
 import { opCases, runCase, type OpShapes } from '../helpers/conformance.js';
 import { compareClose } from '../helpers/random.js';
+import { float16BitsToFloat32, type Backend, type QuantFormat } from '../../src/backend/contract.js';
+import { quantizeMatrix } from '../../src/model/quant.js';
+import { Rng } from '../../src/util/rng.js';
 
 const WORKER_URL = new URL('../../src/backend/wasm/wasm-worker.js', import.meta.url);
 const RTOL = 1e-5;
@@ -42,13 +47,16 @@ const MATMUL_SHAPES: [string, OpShapes][] = [
 ];
 
 const backends = new Map<number, WasmBackend>();
+let plain: WasmBackend;
 beforeAll(async () => {
   for (const threads of [1, 3]) {
     backends.set(threads, await createWasmBackend({ threads, workerUrl: WORKER_URL, minMacsPerShare: 0, onNotice: () => {} }));
   }
+  plain = await createWasmBackend({ url: new URL('../../build/tinygpt.wasm', import.meta.url) });
 });
 afterAll(() => {
   for (const be of backends.values()) be.dispose();
+  plain.dispose();
 });
 
 function bytesOf(a: Float32Array | Int32Array): Uint8Array {
@@ -88,5 +96,48 @@ describe.each(cases)('relaxed build, $label', ({ shapes, c }) => {
         expect(bytesOf(threaded[name]), `${c.name} / ${name}: 3 threads equal 1 (seed ${SEED})`).toEqual(bytesOf(single[name]));
       }
     });
+  }
+});
+
+describe('relaxed build, quantized products', () => {
+  async function product(be: Backend, format: QuantFormat, M: number, K: number, N: number): Promise<Float32Array> {
+    const rng = new Rng(M * 1000 + K + N);
+    const x = new Float32Array(M * K).map(() => rng.normal());
+    const q = quantizeMatrix(
+      new Float32Array(N * K).map(() => rng.normal() * 0.1),
+      N,
+      K,
+      format,
+    );
+    const tx = be.alloc(M * K);
+    const tq = be.alloc(q.quants.length / 4, 'i32');
+    const ts = be.alloc(q.scales.length);
+    const out = be.alloc(M * N);
+    be.upload(tx, x);
+    be.upload(tq, new Int32Array(q.quants.buffer, q.quants.byteOffset, q.quants.length / 4));
+    be.upload(ts, Float32Array.from(q.scales, float16BitsToFloat32));
+    be.matmulQuantForward!(out, tx, tq, ts, null, M, K, N, format);
+    const got = (await be.download(out)) as Float32Array;
+    for (const t of [tx, tq, ts, out]) be.free(t);
+    return got;
+  }
+  // decoding's pairs of blocks with a tail, the prompt pass's groups of four rows with a tail row,
+  // and single rows with M > 1
+  const shapes = [
+    { M: 1, K: 160, N: 9 },
+    { M: 5, K: 96, N: 37 },
+    { M: 3, K: 160, N: 19 },
+  ];
+  for (const format of ['q8_0', 'q4_0'] as QuantFormat[]) {
+    for (const { M, K, N } of shapes) {
+      it(`${format}, M ${M}, K ${K}, N ${N}: 1 and 3 threads equal the plain build bit for bit`, async () => {
+        expect(plain.fusedMultiplyAdd).toBe(false);
+        const want = await product(plain, format, M, K, N);
+        expect(want.some((v) => v !== 0)).toBe(true);
+        for (const [threads, be] of backends) {
+          expect(bytesOf(await product(be, format, M, K, N)), `${threads} thread(s)`).toEqual(bytesOf(want));
+        }
+      });
+    }
   }
 });

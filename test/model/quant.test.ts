@@ -132,6 +132,8 @@ describe('quantized products against the float64 product of the dequantized weig
   const shapes = [
     { M: 1, K: 32, N: 1 },
     { M: 1, K: 384, N: 1152 },
+    // decoding's pairs of blocks and a tail of one
+    { M: 1, K: 160, N: 9 },
     { M: 5, K: 96, N: 37 },
     { M: 9, K: 256, N: 64 },
     // single rows with M > 1 (their per-block values gathered), four blocks and a tail of one

@@ -372,7 +372,7 @@ export class WasmBackend extends CheckedBackend {
     // x as int16 blocks (2 bytes per element), a scale and a code sum per block, quantized once for every share
     const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * 2 * BYTES_PER_ELEMENT);
     const xs = xq + M * K * 2;
-    this.k.quantizeActivations(xq, xs, x, M, K);
+    this.k.quantizeActivations(xq, xs, x, M, K, format === 'q4_0');
     this.splitColumns(
       format === 'q8_0' ? 'matmulQ8Cols' : 'matmulQ4Cols',
       [o, xq, xs, wq, ws, b, M, K, N],

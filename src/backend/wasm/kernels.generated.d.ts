@@ -337,8 +337,9 @@ declare namespace __AdaptedExports {
    * @param x `usize`
    * @param M `i32`
    * @param K `i32`
+   * @param q4 `bool`
    */
-  export function quantizeActivations(xq: number, xs: number, x: number, M: number, K: number): void;
+  export function quantizeActivations(xq: number, xs: number, x: number, M: number, K: number, q4: boolean): void;
   /**
    * assembly/quant/matmulQ8Cols
    * @param out `usize`
