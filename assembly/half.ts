@@ -3,17 +3,20 @@
 // eight at a time and never stored widened. Sums are f32, as the float32 products' are. One row of
 // x at a time: the path is for decoding (M = 1), and the .wasm files are held to a size budget.
 //
-// Widening (exact for every half): the magnitude bits shifted into an f32's exponent and mantissa
-// read as an f32 are the half's value times 2^-112 (normals and subnormals alike, since f32 keeps
-// subnormals), so one multiply by 2^112 rescales; exponent 31 (Inf, NaN) gets f32's exponent 255;
-// the sign moves up 16 bits.
+// Widening (exact for every finite half): a half sign-extended to 32 bits and shifted left by 13
+// has its exponent and mantissa where an f32's low exponent bits and mantissa are, and copies of its
+// sign in bits 28..31; keeping bit 31 of those gives an f32 equal to the half's value times 2^-112
+// (normals and subnormals alike, since f32 keeps subnormals), so one multiply by 2^112 rescales,
+// sign included. Infinities and NaNs (exponent 31) would come out finite: no f16 matrix holds one
+// (quantizeModel refuses weights past float16's range, and a file's non-finite halves are refused
+// when it loads). A subnormal half (|w| < 2^-14) makes that multiply's operand an f32 subnormal,
+// which x64 cores take a slow microcode assist for; weights that small are rare in pretrained
+// models (the integer rebias that avoids it needs a compare and a select per lane, and ran slower).
 
+/** four halves, sign-extended to i32 lanes, as f32 */
 // @ts-ignore: decorator
 @inline function widen(h: v128): v128 {
-  const magnitude = v128.and(h, i32x4.splat(0x7fff));
-  let f = f32x4.mul(i32x4.shl(magnitude, 13), f32x4.splat(reinterpret<f32>(0x77800000)));
-  f = v128.or(f, v128.and(i32x4.ge_u(magnitude, i32x4.splat(0x7c00)), i32x4.splat(0x7f800000)));
-  return v128.or(f, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+  return f32x4.mul(v128.and(i32x4.shl(h, 13), i32x4.splat(0x8fffe000)), f32x4.splat(reinterpret<f32>(0x77800000)));
 }
 
 // @ts-ignore: decorator
@@ -35,12 +38,21 @@ export function matmulF16Cols(out: usize, x: usize, w: usize, bias: usize, M: i3
     const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
     for (let m = 0; m < M; m++) {
       const x0 = x + <usize>m * xRow;
-      let acc = f32x4.splat(0);
-      for (let k = 0; k < K; k += 8) {
-        const h = v128.load(wRow + (<usize>k << 1));
-        acc = dot8(acc, widen(i32x4.extend_low_i16x8_u(h)), widen(i32x4.extend_high_i16x8_u(h)), x0 + (<usize>k << 2));
+      // sixteen halves per step into two sums: one sum's chain of adds held the loop back
+      let acc0 = f32x4.splat(0);
+      let acc1 = f32x4.splat(0);
+      let k = 0;
+      for (; k + 16 <= K; k += 16) {
+        const h0 = v128.load(wRow + (<usize>k << 1));
+        const h1 = v128.load(wRow + (<usize>k << 1), 16);
+        acc0 = dot8(acc0, widen(i32x4.extend_low_i16x8_s(h0)), widen(i32x4.extend_high_i16x8_s(h0)), x0 + (<usize>k << 2));
+        acc1 = dot8(acc1, widen(i32x4.extend_low_i16x8_s(h1)), widen(i32x4.extend_high_i16x8_s(h1)), x0 + (<usize>k << 2) + 32);
       }
-      store<f32>(out + (<usize>(m * N + n) << 2), hsum(acc) + b);
+      if (k < K) {
+        const h = v128.load(wRow + (<usize>k << 1));
+        acc0 = dot8(acc0, widen(i32x4.extend_low_i16x8_s(h)), widen(i32x4.extend_high_i16x8_s(h)), x0 + (<usize>k << 2));
+      }
+      store<f32>(out + (<usize>(m * N + n) << 2), hsum(f32x4.add(acc0, acc1)) + b);
     }
   }
 }
@@ -60,8 +72,8 @@ export function encoderF16Forward(out: usize, ids: usize, w: usize, wpe: usize, 
     for (let c = 0; c < C; c += 8) {
       const h = v128.load(src + (<usize>c << 1));
       const at = <usize>c << 2;
-      v128.store(o + at, f32x4.add(widen(i32x4.extend_low_i16x8_u(h)), v128.load(p + at)));
-      v128.store(o + at + 16, f32x4.add(widen(i32x4.extend_high_i16x8_u(h)), v128.load(p + at + 16)));
+      v128.store(o + at, f32x4.add(widen(i32x4.extend_low_i16x8_s(h)), v128.load(p + at)));
+      v128.store(o + at + 16, f32x4.add(widen(i32x4.extend_high_i16x8_s(h)), v128.load(p + at + 16)));
     }
   }
   return -1;

@@ -1,7 +1,7 @@
 /**
  * The f16 weight format (src/model/quant.ts): weights rounded to float16, two bytes each, widened in
  * the products. Widening checked exactly on every backend (js, wasm on 1 and 3 threads, WebGPU
- * whole and in pieces) through the embedding, on halves of every kind (subnormals, -0, the largest);
+ * whole and in pieces) through the embedding, on every finite half bit for bit;
  * the products against the float64 product of the f16-rounded weights (f32 summation's tolerance)
  * and against the float64 product of the float32 weights (the stated looser tolerance, what rounding
  * the weights to float16 may add).
@@ -102,6 +102,34 @@ describe('f16 products and embedding on every backend', () => {
       be.upload(tpe, wpe);
       be.encoderQuantForward!(out, tids, tq, null, tpe, B, T, C, 3, 'f16');
       expect(Array.from((await be.download(out)) as Float32Array), name).toEqual(Array.from(want));
+      for (const t of [tq, tids, tpe, out]) be.free(t);
+    }
+  });
+
+  it('the embedding widens every finite half exactly, on every backend', async () => {
+    // the 63,488 bit patterns with an exponent below 31, as a [992, 64] table, each row looked up once;
+    // adding wpe's -0 keeps every value, -0 included
+    const C = 64;
+    const finite = Array.from({ length: 0x10000 }, (_, bits) => bits).filter((bits) => (bits & 0x7c00) !== 0x7c00);
+    const V = finite.length / C;
+    const bytes = new Uint8Array(Uint16Array.from(finite).buffer);
+    const [B, T] = [V / 8, 8];
+    const ids = Int32Array.from({ length: V }, (_, i) => i);
+    const wpe = new Float32Array(T * C).fill(-0);
+    const want = Float32Array.from(finite, float16BitsToFloat32);
+    expect(Number.isInteger(T) && want.every(Number.isFinite)).toBe(true);
+    for (const [name, be] of backends) {
+      const tq = be.alloc(bytes.length / 4, 'i32');
+      const tids = be.alloc(B * T, 'i32');
+      const tpe = be.alloc(wpe.length);
+      const out = be.alloc(B * T * C);
+      be.upload(tq, words(bytes));
+      be.upload(tids, ids);
+      be.upload(tpe, wpe);
+      be.encoderQuantForward!(out, tids, tq, null, tpe, B, T, C, 0, 'f16');
+      const got = new Uint32Array(((await be.download(out)) as Float32Array).buffer);
+      const mismatch = got.findIndex((bits, i) => bits !== new Uint32Array(want.buffer)[i]);
+      expect(mismatch, `${name}: half 0x${(finite[mismatch] ?? 0).toString(16)}`).toBe(-1);
       for (const t of [tq, tids, tpe, out]) be.free(t);
     }
   });
