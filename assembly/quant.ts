@@ -18,8 +18,9 @@
 // Sums leave the integers once per four values: in the prompt pass the i32x4 partial sums of one
 // block of four x rows (elsewhere of four blocks of one row) are reduced into one i32x4 of four totals
 // (reduce4), converted and scaled by a vector of four scale products. Decoding (one row) reduces
-// Q8_0's blocks in pairs and Q4_0's one at a time: TurboFan hoists every load of a step to its top,
-// and four blocks' loads spill registers (the accumulator among them) to the stack.
+// Q8_0's blocks in pairs and Q4_0's one at a time, two columns at once (decodeQuantCols): TurboFan
+// hoists every load of a step to its top, and four blocks' loads spill registers (the accumulator
+// among them) to the stack.
 //
 // Layout of the activation scratch for M rows, B = K/32 blocks:
 //   xq [M, B, 64 bytes]: i16 codes in the order above;  xs [B, M] f32 scales;  xc [B, M] i32 -8*sum(codes)
@@ -135,6 +136,15 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   return dotBlock(v128.load8x8_s(src), v128.load8x8_s(src, 8), q8Codes(c1, false), q8Codes(c1, true), xb);
 }
 
+/** one Q4_0 block (its 16 bytes p) dotted with an x block already loaded (x0..x3): i32x4 partial sums without the -8 */
+// @ts-ignore: decorator
+@inline function q4BlockDot(p: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 0), x0), i32x4.dot_i16x8_s(q4Codes(p, 1), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 2), x2), i32x4.dot_i16x8_s(q4Codes(p, 3), x3)),
+  );
+}
+
 /**
  * Columns n0..n1 of rows 0..M & ~3 of out, four x rows at a time (the prompt pass): the four rows
  * share each W block's codes and their sums of a block are reduced together.
@@ -192,92 +202,149 @@ function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize
 }
 
 /**
- * Columns n0..n1 of rows m0..M of out, one row at a time. Decoding (M = 1) streams W once, by pairs
- * of blocks (Q8_0) or single blocks (Q4_0); the rows left after the prompt pass's groups of four
- * reduce four blocks together. A tail of blocks is summed one block at a time. Inlined into each
- * format's entry, so the loops hold no test of the format.
+ * Decoding (M = 1): columns n0..n1 of out, streaming W's rows once. Q4_0 takes two columns per
+ * pass (an odd last one alone, in the same steps), sharing each x block's loads between them, one
+ * block per step; Q8_0 one column per pass, two blocks per step, their sums half-reduced into
+ * [b0, b1, b0, b1] lanes and scaled by [d0, d1, d0, d1]. Each step holds few enough values that
+ * TurboFan keeps them all in registers. Pointers step through W's blocks, x's and the per-block
+ * values side by side.
  */
 // @ts-ignore: decorator
-@inline function matmulQuantRows(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, m0: i32, q4: bool): void {
+@inline function decodeQuantCols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, K: i32, n0: i32, n1: i32, q4: bool): void {
   const blocks = K / QK;
   const blockBytes: usize = q4 ? 16 : 32;
   const rowBytes = <usize>blocks * blockBytes;
-  const xRowBytes = <usize>blocks << 6;
+  const xc = xs + (<usize>blocks << 2);
+  let n = n0;
+  if (q4) {
+    for (; n + 2 <= n1; n += 2) {
+      const dA = ws + (<usize>(n * blocks) << 2);
+      const dB = dA + (<usize>blocks << 2);
+      let accA = f32x4.splat(0);
+      let accB = f32x4.splat(0);
+      let src = wq + <usize>n * rowBytes;
+      let xb = xq;
+      for (let at: usize = 0; at < <usize>blocks << 2; at += 4) {
+        const x0 = v128.load(xb);
+        const x1 = v128.load(xb, 16);
+        const x2 = v128.load(xb, 32);
+        const x3 = v128.load(xb, 48);
+        // the block's -8 correction, in lane 0 only
+        const c = v128.load32_zero(xc + at);
+        const sA = i32x4.add(q4BlockDot(v128.load(src), x0, x1, x2, x3), c);
+        const sB = i32x4.add(q4BlockDot(v128.load(src + rowBytes), x0, x1, x2, x3), c);
+        const xScale = v128.load32_splat(xs + at);
+        accA = f32x4.add(accA, f32x4.mul(f32x4.convert_i32x4_s(sA), f32x4.mul(v128.load32_splat(dA + at), xScale)));
+        accB = f32x4.add(accB, f32x4.mul(f32x4.convert_i32x4_s(sB), f32x4.mul(v128.load32_splat(dB + at), xScale)));
+        src += blockBytes;
+        xb += 64;
+      }
+      store<f32>(out + (<usize>n << 2), hsum(accA) + (bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0));
+      store<f32>(out + (<usize>(n + 1) << 2), hsum(accB) + (bias != 0 ? load<f32>(bias + (<usize>(n + 1) << 2)) : 0));
+    }
+  }
+  // Q8_0's columns, and Q4_0's last when there is an odd number
+  for (; n < n1; n++) {
+    const wRow = wq + <usize>n * rowBytes;
+    const dRow = ws + (<usize>(n * blocks) << 2);
+    let acc = f32x4.splat(0);
+    let blk = 0;
+    let src = wRow;
+    let xb = xq;
+    let at: usize = 0;
+    if (q4) {
+      // the same steps as a column of a pair, so a column's sum does not depend on its pairing
+      for (; blk < blocks; blk++) {
+        const s = i32x4.add(q4BlockDot(v128.load(src), v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48)), v128.load32_zero(xc + at));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(dRow + at), v128.load32_splat(xs + at))));
+        src += blockBytes;
+        xb += 64;
+        at += 4;
+      }
+    } else {
+      for (; blk + 2 <= blocks; blk += 2) {
+        const s0 = blockDot(src, xb, false);
+        const s1 = blockDot(src + blockBytes, xb + 64, false);
+        const pair = i32x4.add(i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pair), f32x4.mul(v128.load64_splat(dRow + at), v128.load64_splat(xs + at))));
+        src += 2 * blockBytes;
+        xb += 128;
+        at += 8;
+      }
+    }
+    store<f32>(out + (<usize>n << 2), blockTail(hsum(acc), wRow, dRow, xq, xs, xc, 1, 0, blk, blocks, q4) + (bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0));
+  }
+}
+
+/** total plus blocks blk..blocks of row m of x (of M) dotted with W's row at wRow, one block at a time */
+// @ts-ignore: decorator
+@inline function blockTail(total: f32, wRow: usize, dRow: usize, xq: usize, xs: usize, xc: usize, M: i32, m: i32, blk: i32, blocks: i32, q4: bool): f32 {
+  const blockBytes: usize = q4 ? 16 : 32;
+  const x0 = xq + (<usize>(m * blocks) << 6);
+  for (; blk < blocks; blk++) {
+    const at = <usize>(blk * M + m) << 2;
+    let sum = hsumI32(blockDot(wRow + <usize>blk * blockBytes, x0 + (<usize>blk << 6), q4));
+    if (q4) sum += load<i32>(xc + at);
+    total += <f32>sum * (load<f32>(dRow + (<usize>blk << 2)) * load<f32>(xs + at));
+  }
+  return total;
+}
+
+/**
+ * Columns n0..n1 of rows m0..M of out, one row at a time: the rows a prompt pass leaves after its
+ * groups of four (one to three). Four blocks of a row are reduced together; their per-block values
+ * are M apart and gathered.
+ */
+function matmulQuantRows(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, m0: i32, q4: bool): void {
+  const blocks = K / QK;
+  const blockBytes: usize = q4 ? 16 : 32;
+  const rowBytes = <usize>blocks * blockBytes;
   const xc = xs + (<usize>(M * blocks) << 2);
   const fullBlocks = blocks & ~3;
   for (let m = m0; m < M; m++) {
-    const x0 = xq + <usize>m * xRowBytes;
+    const x0 = xq + (<usize>(m * blocks) << 6);
     for (let n = n0; n < n1; n++) {
       const wRow = wq + <usize>n * rowBytes;
       const dRow = ws + (<usize>(n * blocks) << 2);
       let acc = f32x4.splat(0);
       let blk = 0;
-      if (M == 1) {
-        // decoding: pointers step through W's blocks, x's and the per-block values side by side
-        let src = wRow;
-        let xb = x0;
-        let at: usize = 0;
-        if (q4) {
-          // one block per step: Q4_0's mask and correction leave too few registers for two
-          for (; blk < blocks; blk++) {
-            const sums = i32x4.add(blockDot(src, xb, true), v128.load32_zero(xc + at));
-            acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load32_splat(dRow + at), v128.load32_splat(xs + at))));
-            src += blockBytes;
-            xb += 64;
-            at += 4;
-          }
-        } else {
-          // two blocks per step: their sums half-reduced into [b0, b1, b0, b1] lanes, scaled by [d0, d1, d0, d1]
-          for (; blk + 2 <= blocks; blk += 2) {
-            const s0 = blockDot(src, xb, false);
-            const s1 = blockDot(src + blockBytes, xb + 64, false);
-            const pair = i32x4.add(i8x16.shuffle(s0, s1, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(s0, s1, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
-            acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(pair), f32x4.mul(v128.load64_splat(dRow + at), v128.load64_splat(xs + at))));
-            src += 2 * blockBytes;
-            xb += 128;
-            at += 8;
-          }
-        }
-      } else {
-        for (; blk < fullBlocks; blk += 4) {
-          const src = wRow + <usize>blk * blockBytes;
-          const xb = x0 + (<usize>blk << 6);
-          let sums = reduce4(
-            blockDot(src, xb, q4),
-            blockDot(src + blockBytes, xb + 64, q4),
-            blockDot(src + 2 * blockBytes, xb + 128, q4),
-            blockDot(src + 3 * blockBytes, xb + 192, q4),
-          );
-          // four blocks of one row: their xs and xc are M apart
-          const at = <usize>(blk * M + m) << 2;
-          const xScales = gather4(xs + at, <usize>M << 2);
-          if (q4) sums = i32x4.add(sums, gather4(xc + at, <usize>M << 2));
-          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load(dRow + (<usize>blk << 2)), xScales)));
-        }
-      }
-      let total = hsum(acc);
-      for (; blk < blocks; blk++) {
+      for (; blk < fullBlocks; blk += 4) {
+        const src = wRow + <usize>blk * blockBytes;
+        const xb = x0 + (<usize>blk << 6);
+        let sums = reduce4(
+          blockDot(src, xb, q4),
+          blockDot(src + blockBytes, xb + 64, q4),
+          blockDot(src + 2 * blockBytes, xb + 128, q4),
+          blockDot(src + 3 * blockBytes, xb + 192, q4),
+        );
         const at = <usize>(blk * M + m) << 2;
-        let sum = hsumI32(blockDot(wRow + <usize>blk * blockBytes, x0 + (<usize>blk << 6), q4));
-        if (q4) sum += load<i32>(xc + at);
-        total += <f32>sum * (load<f32>(dRow + (<usize>blk << 2)) * load<f32>(xs + at));
+        if (q4) sums = i32x4.add(sums, gather4(xc + at, <usize>M << 2));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), f32x4.mul(v128.load(dRow + (<usize>blk << 2)), gather4(xs + at, <usize>M << 2))));
       }
       const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
-      store<f32>(out + (<usize>(m * N + n) << 2), total + b);
+      store<f32>(out + (<usize>(m * N + n) << 2), blockTail(hsum(acc), wRow, dRow, xq, xs, xc, M, m, blk, blocks, q4) + b);
     }
   }
 }
 
 /** Q8_0 product, columns n0..n1 (x already quantized by quantizeActivations) */
 export function matmulQ8Cols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  if (M == 1) {
+    decodeQuantCols(out, xq, xs, wq, ws, bias, K, n0, n1, false);
+    return;
+  }
   if (M >= 4) matmulQuantCols4(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, false);
-  matmulQuantRows(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, M & ~3, false);
+  if (M & 3) matmulQuantRows(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, M & ~3, false);
 }
 
 /** Q4_0 product, columns n0..n1 */
 export function matmulQ4Cols(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  if (M == 1) {
+    decodeQuantCols(out, xq, xs, wq, ws, bias, K, n0, n1, true);
+    return;
+  }
   if (M >= 4) matmulQuantCols4(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, true);
-  matmulQuantRows(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, M & ~3, true);
+  if (M & 3) matmulQuantRows(out, xq, xs, wq, ws, bias, M, K, N, n0, n1, M & ~3, true);
 }
 
 /**
