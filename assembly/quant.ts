@@ -125,17 +125,6 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   return i16x8.shr_s(odd ? c : i16x8.shl(c, 8), 8);
 }
 
-/** one block of W at src (Q8_0 or Q4_0 bytes) dotted with one x block at xb: i32x4 partial sums, Q4_0 without its -8 */
-// @ts-ignore: decorator
-@inline function blockDot(src: usize, xb: usize, q4: bool): v128 {
-  if (q4) {
-    const p = v128.load(src);
-    return dotBlock(q4Codes(p, 0), q4Codes(p, 1), q4Codes(p, 2), q4Codes(p, 3), xb);
-  }
-  const c1 = v128.load(src, 16);
-  return dotBlock(v128.load8x8_s(src), v128.load8x8_s(src, 8), q8Codes(c1, false), q8Codes(c1, true), xb);
-}
-
 /** one Q4_0 block (its 16 bytes p) dotted with an x block already loaded (x0..x3): i32x4 partial sums without the -8 */
 // @ts-ignore: decorator
 @inline function q4BlockDot(p: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
@@ -143,6 +132,14 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
     i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 0), x0), i32x4.dot_i16x8_s(q4Codes(p, 1), x1)),
     i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 2), x2), i32x4.dot_i16x8_s(q4Codes(p, 3), x3)),
   );
+}
+
+/** one block of W at src (Q8_0 or Q4_0 bytes) dotted with one x block at xb: i32x4 partial sums, Q4_0 without its -8 */
+// @ts-ignore: decorator
+@inline function blockDot(src: usize, xb: usize, q4: bool): v128 {
+  if (q4) return q4BlockDot(v128.load(src), v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48));
+  const c1 = v128.load(src, 16);
+  return dotBlock(v128.load8x8_s(src), v128.load8x8_s(src, 8), q8Codes(c1, false), q8Codes(c1, true), xb);
 }
 
 /**
@@ -255,7 +252,7 @@ function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize
     if (q4) {
       // the same steps as a column of a pair, so a column's sum does not depend on its pairing
       for (; blk < blocks; blk++) {
-        const s = i32x4.add(q4BlockDot(v128.load(src), v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48)), v128.load32_zero(xc + at));
+        const s = i32x4.add(blockDot(src, xb, true), v128.load32_zero(xc + at));
         acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(dRow + at), v128.load32_splat(xs + at))));
         src += blockBytes;
         xb += 64;
