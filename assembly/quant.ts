@@ -144,9 +144,12 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
 
 /**
  * Columns n0..n1 of rows 0..M & ~3 of out, four x rows at a time (the prompt pass): the four rows
- * share each W block's codes and their sums of a block are reduced together.
+ * share each W block's codes and their sums of a block are reduced together. Inlined into each
+ * format's entry, with pointers stepping through the blocks: a test of the format and index
+ * arithmetic in the loop cost TurboFan registers, and the step spilled.
  */
-function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, q4: bool): void {
+// @ts-ignore: decorator
+@inline function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32, q4: bool): void {
   const blocks = K / QK;
   const blockBytes: usize = q4 ? 16 : 32;
   const rowBytes = <usize>blocks * blockBytes;
@@ -159,10 +162,11 @@ function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize
     const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
     for (let m = 0; m + 4 <= M; m += 4) {
       let acc = f32x4.splat(0);
-      const x0 = xq + <usize>m * xRowBytes;
+      let src = wRow;
+      let xb = xq + <usize>m * xRowBytes;
+      let d = dRow;
+      let at = <usize>m << 2;
       for (let blk = 0; blk < blocks; blk++) {
-        const src = wRow + <usize>blk * blockBytes;
-        const xb = x0 + (<usize>blk << 6);
         let w0: v128, w1: v128, w2: v128, w3: v128;
         if (q4) {
           const p = v128.load(src);
@@ -183,10 +187,13 @@ function matmulQuantCols4(out: usize, xq: usize, xs: usize, wq: usize, ws: usize
           dotBlock(w0, w1, w2, w3, xb + 2 * xRowBytes),
           dotBlock(w0, w1, w2, w3, xb + 3 * xRowBytes),
         );
-        const at = <usize>(blk * M + m) << 2;
         if (q4) sums = i32x4.add(sums, v128.load(xc + at));
-        const scale = f32x4.mul(f32x4.splat(load<f32>(dRow + (<usize>blk << 2))), v128.load(xs + at));
+        const scale = f32x4.mul(v128.load32_splat(d), v128.load(xs + at));
         acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), scale));
+        src += blockBytes;
+        xb += 64;
+        d += 4;
+        at += <usize>M << 2;
       }
       acc = f32x4.add(acc, f32x4.splat(b));
       const o = out + (<usize>(m * N + n) << 2);
