@@ -27,6 +27,12 @@
 // (xs and xc are block-major so that four x rows of one block are one v128 load.)
 
 const QK: i32 = 32;
+/**
+ * The prompt pass takes x in chunks of this many rows, each chunk against every column of W: a
+ * chunk's int16 codes (64 bytes per block of 32; K = 1536: 192 KiB) stay in L2 while W streams past.
+ * Without chunks, a 512-row product of config B was 15% slower per block-row than a 64-row one.
+ */
+const PROMPT_ROWS: i32 = 64;
 
 /** x [M,K] f32 -> xq, xs, xc (layout above; q4: Q4_0's code order, else Q8_0's) at xq, xs and xs + 4*M*K/32: x ~ xq * xs */
 export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i32, q4: bool): void {
@@ -143,8 +149,9 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
 }
 
 /**
- * Columns n0..n1 of rows 0..M & ~3 of out, four x rows at a time (the prompt pass): the four rows
- * share each W block's codes and their sums of a block are reduced together. Inlined into each
+ * Columns n0..n1 of rows 0..M & ~3 of out, four x rows at a time (the prompt pass), PROMPT_ROWS
+ * rows of x against all the columns before the next chunk: the four rows share each W block's
+ * codes and their sums of a block are reduced together. Inlined into each
  * format's entry, with pointers stepping through the blocks: a test of the format and index
  * arithmetic in the loop cost TurboFan registers, and the step spilled.
  */
@@ -156,51 +163,55 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   const xRowBytes = <usize>blocks << 6;
   const xc = xs + (<usize>(M * blocks) << 2);
   const outStep = <usize>N << 2;
-  for (let n = n0; n < n1; n++) {
-    const wRow = wq + <usize>n * rowBytes;
-    const dRow = ws + (<usize>(n * blocks) << 2);
-    const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
-    for (let m = 0; m + 4 <= M; m += 4) {
-      let acc = f32x4.splat(0);
-      let src = wRow;
-      let xb = xq + <usize>m * xRowBytes;
-      let d = dRow;
-      let at = <usize>m << 2;
-      for (let blk = 0; blk < blocks; blk++) {
-        let w0: v128, w1: v128, w2: v128, w3: v128;
-        if (q4) {
-          const p = v128.load(src);
-          w0 = q4Codes(p, 0);
-          w1 = q4Codes(p, 1);
-          w2 = q4Codes(p, 2);
-          w3 = q4Codes(p, 3);
-        } else {
-          const c1 = v128.load(src, 16);
-          w0 = v128.load8x8_s(src);
-          w1 = v128.load8x8_s(src, 8);
-          w2 = q8Codes(c1, false);
-          w3 = q8Codes(c1, true);
+  const rows = M & ~3;
+  for (let m0 = 0; m0 < rows; m0 += PROMPT_ROWS) {
+    const m1 = min(m0 + PROMPT_ROWS, rows);
+    for (let n = n0; n < n1; n++) {
+      const wRow = wq + <usize>n * rowBytes;
+      const dRow = ws + (<usize>(n * blocks) << 2);
+      const b: f32 = bias != 0 ? load<f32>(bias + (<usize>n << 2)) : 0;
+      for (let m = m0; m < m1; m += 4) {
+        let acc = f32x4.splat(0);
+        let src = wRow;
+        let xb = xq + <usize>m * xRowBytes;
+        let d = dRow;
+        let at = <usize>m << 2;
+        for (let blk = 0; blk < blocks; blk++) {
+          let w0: v128, w1: v128, w2: v128, w3: v128;
+          if (q4) {
+            const p = v128.load(src);
+            w0 = q4Codes(p, 0);
+            w1 = q4Codes(p, 1);
+            w2 = q4Codes(p, 2);
+            w3 = q4Codes(p, 3);
+          } else {
+            const c1 = v128.load(src, 16);
+            w0 = v128.load8x8_s(src);
+            w1 = v128.load8x8_s(src, 8);
+            w2 = q8Codes(c1, false);
+            w3 = q8Codes(c1, true);
+          }
+          let sums = reduce4(
+            dotBlock(w0, w1, w2, w3, xb),
+            dotBlock(w0, w1, w2, w3, xb + xRowBytes),
+            dotBlock(w0, w1, w2, w3, xb + 2 * xRowBytes),
+            dotBlock(w0, w1, w2, w3, xb + 3 * xRowBytes),
+          );
+          if (q4) sums = i32x4.add(sums, v128.load(xc + at));
+          const scale = f32x4.mul(v128.load32_splat(d), v128.load(xs + at));
+          acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), scale));
+          src += blockBytes;
+          xb += 64;
+          d += 4;
+          at += <usize>M << 2;
         }
-        let sums = reduce4(
-          dotBlock(w0, w1, w2, w3, xb),
-          dotBlock(w0, w1, w2, w3, xb + xRowBytes),
-          dotBlock(w0, w1, w2, w3, xb + 2 * xRowBytes),
-          dotBlock(w0, w1, w2, w3, xb + 3 * xRowBytes),
-        );
-        if (q4) sums = i32x4.add(sums, v128.load(xc + at));
-        const scale = f32x4.mul(v128.load32_splat(d), v128.load(xs + at));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), scale));
-        src += blockBytes;
-        xb += 64;
-        d += 4;
-        at += <usize>M << 2;
+        acc = f32x4.add(acc, f32x4.splat(b));
+        const o = out + (<usize>(m * N + n) << 2);
+        store<f32>(o, f32x4.extract_lane(acc, 0));
+        store<f32>(o + outStep, f32x4.extract_lane(acc, 1));
+        store<f32>(o + 2 * outStep, f32x4.extract_lane(acc, 2));
+        store<f32>(o + 3 * outStep, f32x4.extract_lane(acc, 3));
       }
-      acc = f32x4.add(acc, f32x4.splat(b));
-      const o = out + (<usize>(m * N + n) << 2);
-      store<f32>(o, f32x4.extract_lane(acc, 0));
-      store<f32>(o + outStep, f32x4.extract_lane(acc, 1));
-      store<f32>(o + 2 * outStep, f32x4.extract_lane(acc, 2));
-      store<f32>(o + 3 * outStep, f32x4.extract_lane(acc, 3));
     }
   }
 }

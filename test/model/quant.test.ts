@@ -139,6 +139,8 @@ describe('quantized products against the float64 product of the dequantized weig
     // single rows with M > 1 (their per-block values gathered), four blocks and a tail of one
     { M: 3, K: 160, N: 19 },
     { M: 6, K: 416, N: 11 },
+    // the prompt pass's chunks of 64 rows: two full, one of 4 and three rows left
+    { M: 135, K: 96, N: 13 },
   ];
   for (const format of ['q8_0', 'q4_0'] as QuantFormat[]) {
     for (const { M, K, N } of shapes) {
