@@ -1,19 +1,26 @@
 // Quantized inference products: out[M,N] = x[M,K] @ W^T + bias, W [N,K] in ggml's Q8_0 or Q4_0
 // blocks of 32 along K (src/model/quant.ts), dequantized on the fly, never widened in memory.
 //
-// x is first quantized per block of 32 to int16 with an f32 scale (quantizeActivations, once per
-// call on the calling thread), so a block's product is four i32x4.dot_i16x8_s of W's codes with
-// x's. int16 keeps x's own rounding at 2^-16 of its block's largest value, far below the weights'
-// 2^-8 (Q8_0). W's codes are widened to i16 lanes without unpacking: Q8_0's first 16 codes by
-// sign-extending loads (load8x8_s), its last 16 read as i16 lanes of two bytes each and split by
-// shifts (this balance of loads and shifts ran fastest); Q4_0's 16 bytes read as i16 lanes and split
-// by masks and shifts. The four i16x8 vectors of codes come in the order
+// x is first quantized per block of 32 with an f32 scale (quantizeActivations, once per call on the
+// calling thread): for Q8_0 to int16 codes, so x's own rounding (2^-16 of its block's largest value)
+// stays far below the weights' 2^-8; for Q4_0 to int8 codes (as ggml does), 2^-8 against the
+// weights' 2^-4, so that the relaxed-SIMD build can dot a block's bytes directly (below). In the
+// plain-SIMD build a block's product is four i32x4.dot_i16x8_s of W's codes with x's. W's codes are
+// widened to i16 lanes without unpacking: Q8_0's first 16 codes by sign-extending loads
+// (load8x8_s), its last 16 read as i16 lanes of two bytes each and split by shifts (this balance of
+// loads and shifts ran fastest); Q4_0's 16 bytes read as i16 lanes and split by masks and shifts. The four i16x8 vectors of codes come in the order
 //   Q8_0 (bytes b0..b31 = codes 0..31): codes 0..7, 8..15, even 16..30, odd 17..31
 //   Q4_0 (byte j = code j low nibble, code j+16 high nibble): even codes 0..14, odd 1..15, even
 //   16..30, odd 17..31, codes 0..15 unsigned
 // and x's codes are stored in its format's order (xq below). Q4_0's codes are dotted without their -8, which
 // comes back as -8 * sum(x codes) per block, precomputed here (xc). Bounds: |x code| <= 32767 and
-// |W code| <= 127, so a block's sum stays below 2^27 in i32 (Q4_0: below 2^24, exact in f32).
+// |W code| <= 127, so a block's sum stays below 2^27 in i32 (Q4_0: below 2^17, exact in f32).
+//
+// The relaxed-SIMD build dots a Q4_0 block as bytes: its 16 bytes masked and shifted give codes
+// 0..15 and 16..31 (0..15 each, within i16x8.relaxed_dot_i8x16_i7x16_s's 7-bit operand, so the
+// result is the same on every runtime), dotted with x's int8 codes in their natural order. Each i32
+// lane then sums the same eight products as the plain build's lane (codes 4j..4j+3 and 16+4j..19+4j),
+// so both builds give the same bits.
 //
 // Sums leave the integers once per four values: in the prompt pass the i32x4 partial sums of one
 // block of four x rows (elsewhere of four blocks of one row) are reduced into one i32x4 of four totals
@@ -23,7 +30,8 @@
 // among them) to the stack.
 //
 // Layout of the activation scratch for M rows, B = K/32 blocks:
-//   xq [M, B, 64 bytes]: i16 codes in the order above;  xs [B, M] f32 scales;  xc [B, M] i32 -8*sum(codes)
+//   xq [M, B, 64 bytes]: i16 codes in the order above (the relaxed build's Q4_0: i8 codes 0..31,
+//      then 32 unused bytes);  xs [B, M] f32 scales;  xc [B, M] i32 -8*sum(codes)
 // (xs and xc are block-major so that four x rows of one block are one v128 load.)
 
 const QK: i32 = 32;
@@ -44,7 +52,7 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
       let amax = f32x4.splat(0);
       for (let j = 0; j < 8; j++) amax = f32x4.max(amax, f32x4.abs(v128.load(src + (<usize>j << 4))));
       const top = max(max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)), max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)));
-      const d: f32 = top / 32767.0;
+      const d: f32 = top / (q4 ? 127.0 : 32767.0);
       const id = f32x4.splat(d != 0 ? 1.0 / d : 0);
       // n0..n3: codes 0..7, 8..15, 16..23, 24..31
       const n0 = codes8(src, id);
@@ -52,15 +60,20 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
       const n2 = codes8(src + 64, id);
       const n3 = codes8(src + 96, id);
       const dst = xq + (<usize>(m * blocks + b) << 6);
-      if (q4) {
+      if (q4 && ASC_FEATURE_RELAXED_SIMD) {
+        v128.store(dst, i8x16.narrow_i16x8_s(n0, n1));
+        v128.store(dst, i8x16.narrow_i16x8_s(n2, n3), 16);
+      } else if (q4) {
         v128.store(dst, i8x16.shuffle(n0, n1, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29));
         v128.store(dst, i8x16.shuffle(n0, n1, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 16);
       } else {
         v128.store(dst, n0);
         v128.store(dst, n1, 16);
       }
-      v128.store(dst, i8x16.shuffle(n2, n3, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29), 32);
-      v128.store(dst, i8x16.shuffle(n2, n3, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 48);
+      if (!(q4 && ASC_FEATURE_RELAXED_SIMD)) {
+        v128.store(dst, i8x16.shuffle(n2, n3, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29), 32);
+        v128.store(dst, i8x16.shuffle(n2, n3, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31), 48);
+      }
       const sum = i32x4.add(
         i32x4.add(i32x4.extadd_pairwise_i16x8_s(n0), i32x4.extadd_pairwise_i16x8_s(n1)),
         i32x4.add(i32x4.extadd_pairwise_i16x8_s(n2), i32x4.extadd_pairwise_i16x8_s(n3)),
@@ -72,7 +85,7 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   }
 }
 
-/** eight f32 at src times id, rounded to int16 codes */
+/** eight f32 at src times id, rounded to integer codes in i16 lanes */
 // @ts-ignore: decorator
 @inline function codes8(src: usize, id: v128): v128 {
   const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src), id)));
@@ -131,21 +144,94 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   return i16x8.shr_s(odd ? c : i16x8.shl(c, 8), 8);
 }
 
-/** one Q4_0 block (its 16 bytes p) dotted with an x block already loaded (x0..x3): i32x4 partial sums without the -8 */
+/** the relaxed build's Q4_0 codes from a block's 16 bytes p, one per byte: codes 0..15, or 16..31 (high) */
 // @ts-ignore: decorator
-@inline function q4BlockDot(p: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+@inline function q4Bytes(p: v128, high: bool): v128 {
+  return v128.and(high ? i16x8.shr_u(p, 4) : p, i8x16.splat(15));
+}
+
+/**
+ * the relaxed build's Q4_0 block product: codes 0..15 and 16..31 (q4Bytes) dotted with x's int8
+ * codes x0, x1, plus c. The two i16 dots add in i16 (each lane at most 4 * 127 * 15) before one
+ * widening. Not i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's baseline compiler (Liftoff) returns
+ * twice the dot product for it and drops the accumulator, until TurboFan takes over.
+ */
+// @ts-ignore: decorator
+@inline function q4ByteDot(low: v128, high: v128, x0: v128, x1: v128, c: v128): v128 {
+  const pairs = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(x0, low), i16x8.relaxed_dot_i8x16_i7x16_s(x1, high));
+  return i32x4.add(i32x4.extadd_pairwise_i16x8_s(pairs), c);
+}
+
+/**
+ * one Q4_0 block (its 16 bytes p) dotted with an x block already loaded (x0..x3, from q4X; the
+ * relaxed build's x0 and x1 are its int8 codes 0..15 and 16..31), plus c: i32x4 partial sums
+ * without the -8
+ */
+// @ts-ignore: decorator
+@inline function q4BlockDot(p: v128, x0: v128, x1: v128, x2: v128, x3: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return q4ByteDot(q4Bytes(p, false), q4Bytes(p, true), x0, x1, c);
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 0), x0), i32x4.dot_i16x8_s(q4Codes(p, 1), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 2), x2), i32x4.dot_i16x8_s(q4Codes(p, 3), x3)),
+    i32x4.add(i32x4.add(i32x4.dot_i16x8_s(q4Codes(p, 2), x2), i32x4.dot_i16x8_s(q4Codes(p, 3), x3)), c),
   );
+}
+
+/** the i-th (0..3) vector of a Q4_0 x block at xb for q4BlockDot: the relaxed build reads only two */
+// @ts-ignore: decorator
+@inline function q4X(xb: usize, i: i32): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD && i >= 2) return i32x4.splat(0);
+  return v128.load(xb + (<usize>i << 4));
 }
 
 /** one block of W at src (Q8_0 or Q4_0 bytes) dotted with one x block at xb: i32x4 partial sums, Q4_0 without its -8 */
 // @ts-ignore: decorator
 @inline function blockDot(src: usize, xb: usize, q4: bool): v128 {
-  if (q4) return q4BlockDot(v128.load(src), v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48));
+  if (q4) return q4BlockDot(v128.load(src), q4X(xb, 0), q4X(xb, 1), q4X(xb, 2), q4X(xb, 3), i32x4.splat(0));
   const c1 = v128.load(src, 16);
   return dotBlock(v128.load8x8_s(src), v128.load8x8_s(src, 8), q8Codes(c1, false), q8Codes(c1, true), xb);
+}
+
+/**
+ * [sum of row 0, ..., row 3] for one block of W at src (without Q4_0's -8) against the same block of
+ * four x rows, xb and xRowBytes apart: the rows share the block's codes, unpacked once
+ */
+// @ts-ignore: decorator
+@inline function fourRowSums(src: usize, xb: usize, xRowBytes: usize, q4: bool): v128 {
+  // (the feature test comes first: the builder compiles only the branch of a constant test)
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    if (q4) {
+      const p = v128.load(src);
+      const low = q4Bytes(p, false);
+      const high = q4Bytes(p, true);
+      const zero = i32x4.splat(0);
+      return reduce4(
+        q4ByteDot(low, high, v128.load(xb), v128.load(xb, 16), zero),
+        q4ByteDot(low, high, v128.load(xb + xRowBytes), v128.load(xb + xRowBytes, 16), zero),
+        q4ByteDot(low, high, v128.load(xb + 2 * xRowBytes), v128.load(xb + 2 * xRowBytes, 16), zero),
+        q4ByteDot(low, high, v128.load(xb + 3 * xRowBytes), v128.load(xb + 3 * xRowBytes, 16), zero),
+      );
+    }
+  }
+  let w0: v128, w1: v128, w2: v128, w3: v128;
+  if (q4) {
+    const p = v128.load(src);
+    w0 = q4Codes(p, 0);
+    w1 = q4Codes(p, 1);
+    w2 = q4Codes(p, 2);
+    w3 = q4Codes(p, 3);
+  } else {
+    const c1 = v128.load(src, 16);
+    w0 = v128.load8x8_s(src);
+    w1 = v128.load8x8_s(src, 8);
+    w2 = q8Codes(c1, false);
+    w3 = q8Codes(c1, true);
+  }
+  return reduce4(
+    dotBlock(w0, w1, w2, w3, xb),
+    dotBlock(w0, w1, w2, w3, xb + xRowBytes),
+    dotBlock(w0, w1, w2, w3, xb + 2 * xRowBytes),
+    dotBlock(w0, w1, w2, w3, xb + 3 * xRowBytes),
+  );
 }
 
 /**
@@ -177,26 +263,7 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
         let d = dRow;
         let at = <usize>m << 2;
         for (let blk = 0; blk < blocks; blk++) {
-          let w0: v128, w1: v128, w2: v128, w3: v128;
-          if (q4) {
-            const p = v128.load(src);
-            w0 = q4Codes(p, 0);
-            w1 = q4Codes(p, 1);
-            w2 = q4Codes(p, 2);
-            w3 = q4Codes(p, 3);
-          } else {
-            const c1 = v128.load(src, 16);
-            w0 = v128.load8x8_s(src);
-            w1 = v128.load8x8_s(src, 8);
-            w2 = q8Codes(c1, false);
-            w3 = q8Codes(c1, true);
-          }
-          let sums = reduce4(
-            dotBlock(w0, w1, w2, w3, xb),
-            dotBlock(w0, w1, w2, w3, xb + xRowBytes),
-            dotBlock(w0, w1, w2, w3, xb + 2 * xRowBytes),
-            dotBlock(w0, w1, w2, w3, xb + 3 * xRowBytes),
-          );
+          let sums = fourRowSums(src, xb, xRowBytes, q4);
           if (q4) sums = i32x4.add(sums, v128.load(xc + at));
           const scale = f32x4.mul(v128.load32_splat(d), v128.load(xs + at));
           acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(sums), scale));
@@ -240,14 +307,14 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
       let src = wq + <usize>n * rowBytes;
       let xb = xq;
       for (let at: usize = 0; at < <usize>blocks << 2; at += 4) {
-        const x0 = v128.load(xb);
-        const x1 = v128.load(xb, 16);
-        const x2 = v128.load(xb, 32);
-        const x3 = v128.load(xb, 48);
+        const x0 = q4X(xb, 0);
+        const x1 = q4X(xb, 1);
+        const x2 = q4X(xb, 2);
+        const x3 = q4X(xb, 3);
         // the block's -8 correction, in lane 0 only
         const c = v128.load32_zero(xc + at);
-        const sA = i32x4.add(q4BlockDot(v128.load(src), x0, x1, x2, x3), c);
-        const sB = i32x4.add(q4BlockDot(v128.load(src + rowBytes), x0, x1, x2, x3), c);
+        const sA = q4BlockDot(v128.load(src), x0, x1, x2, x3, c);
+        const sB = q4BlockDot(v128.load(src + rowBytes), x0, x1, x2, x3, c);
         const xScale = v128.load32_splat(xs + at);
         accA = f32x4.add(accA, f32x4.mul(f32x4.convert_i32x4_s(sA), f32x4.mul(v128.load32_splat(dA + at), xScale)));
         accB = f32x4.add(accB, f32x4.mul(f32x4.convert_i32x4_s(sB), f32x4.mul(v128.load32_splat(dB + at), xScale)));
@@ -270,7 +337,7 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
     if (q4) {
       // the same steps as a column of a pair, so a column's sum does not depend on its pairing
       for (; blk < blocks; blk++) {
-        const s = i32x4.add(blockDot(src, xb, true), v128.load32_zero(xc + at));
+        const s = q4BlockDot(v128.load(src), q4X(xb, 0), q4X(xb, 1), q4X(xb, 2), q4X(xb, 3), v128.load32_zero(xc + at));
         acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load32_splat(dRow + at), v128.load32_splat(xs + at))));
         src += blockBytes;
         xb += 64;

@@ -126,7 +126,7 @@ describe('quantized products against the float64 product of the dequantized weig
   afterAll(() => {
     for (const [, be] of backends) be.dispose();
   });
-  // wasm's int16 activations add rounding the others do not have
+  // wasm's integer activations add rounding the others do not have
   const roundsActivations = (name: string) => name.startsWith('wasm');
 
   const shapes = [
@@ -151,8 +151,10 @@ describe('quantized products against the float64 product of the dequantized weig
         const bias = new Float32Array(N).map(() => rng.normal());
         const q = quantizeMatrix(w, N, K, format);
         const deq = dequantizeMatrix(q);
-        // the float64 product, and a bound on what wasm's int16 rounding of x (half a step, 2^-16 of
-        // the block's largest |x|, per element) and f32 summation (~2^-22 of sum |x w|) may add
+        // the float64 product, and a bound on what wasm's rounding of x (half a step per element: Q8_0
+        // rounds x to int16, a step of 1/32767 of the block's largest |x|, Q4_0 to int8, 1/127) and
+        // f32 summation (~2^-22 of sum |x w|) may add
+        const xSteps = format === 'q8_0' ? 32767 : 127;
         const want = new Float64Array(M * N);
         const bound = new Float64Array(M * N);
         const floatBound = new Float64Array(M * N);
@@ -166,7 +168,7 @@ describe('quantized products against the float64 product of the dequantized weig
               for (let k = k0; k < k0 + 32; k++) amax = Math.max(amax, Math.abs(x[m * K + k]));
               for (let k = k0; k < k0 + 32; k++) {
                 sum += x[m * K + k] * deq[n * K + k];
-                rounding += (amax / 65534) * Math.abs(deq[n * K + k]);
+                rounding += (amax / xSteps / 2) * Math.abs(deq[n * K + k]);
                 magnitude += Math.abs(x[m * K + k] * deq[n * K + k]);
               }
             }

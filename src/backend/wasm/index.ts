@@ -107,7 +107,7 @@ export class WasmBackend extends CheckedBackend {
    * the calling thread's)
    */
   private scratch: ({ ptr: number; floats: number } | null)[] = [null];
-  /** quantized products' int16 copy of their input and its scales (assembly/quant.ts), kept between calls */
+  /** quantized products' integer copy of their input and its scales (assembly/quant.ts), kept between calls */
   private activationScratch: { ptr: number; bytes: number } | null = null;
   /** blocks the backend holds for itself (scratch), left out of bytesInUse */
   private readonly internal = new Set<number>();
@@ -369,7 +369,7 @@ export class WasmBackend extends CheckedBackend {
       this.splitColumns('matmulF16Cols', [o, x, wq, b, M, K, N], N, M * K * N * ROW_PATH_COST);
       return;
     }
-    // x as int16 blocks (2 bytes per element), a scale and a code sum per block, quantized once for every share
+    // x as integer blocks (64 bytes per 32 elements), a scale and a code sum per block, quantized once for every share
     const xq = this.activationArea(M * K * 2 + ((M * K) / 32) * 2 * BYTES_PER_ELEMENT);
     const xs = xq + M * K * 2;
     this.k.quantizeActivations(xq, xs, x, M, K, format === 'q4_0');
