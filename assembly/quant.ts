@@ -49,9 +49,7 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   for (let m = 0; m < M; m++) {
     for (let b = 0; b < blocks; b++) {
       const src = x + (<usize>(m * K + b * QK) << 2);
-      let amax = f32x4.splat(0);
-      for (let j = 0; j < 8; j++) amax = f32x4.max(amax, f32x4.abs(v128.load(src + (<usize>j << 4))));
-      const top = max(max(f32x4.extract_lane(amax, 0), f32x4.extract_lane(amax, 1)), max(f32x4.extract_lane(amax, 2), f32x4.extract_lane(amax, 3)));
+      const top = blockMax(src);
       const d: f32 = top / (q4 ? 127.0 : 32767.0);
       const id = f32x4.splat(d != 0 ? 1.0 / d : 0);
       // n0..n3: codes 0..7, 8..15, 16..23, 24..31
@@ -85,11 +83,37 @@ export function quantizeActivations(xq: usize, xs: usize, x: usize, M: i32, K: i
   }
 }
 
-/** eight f32 at src times id, rounded to integer codes in i16 lanes */
+/**
+ * the largest |x| of the 32 f32 at src. |x|'s bits order as i32 do, NaN above infinity, so integer
+ * maxima (one instruction each, where f32x4.max is several on x64 for its NaN rule) give the same
+ * value, NaN for a block holding one. Reduced as a tree, not a chain of eight.
+ */
+// @ts-ignore: decorator
+@inline function blockMax(src: usize): f32 {
+  const a = i32x4.max_s(f32x4.abs(v128.load(src)), f32x4.abs(v128.load(src, 16)));
+  const b = i32x4.max_s(f32x4.abs(v128.load(src, 32)), f32x4.abs(v128.load(src, 48)));
+  const c = i32x4.max_s(f32x4.abs(v128.load(src, 64)), f32x4.abs(v128.load(src, 80)));
+  const d = i32x4.max_s(f32x4.abs(v128.load(src, 96)), f32x4.abs(v128.load(src, 112)));
+  let m = i32x4.max_s(i32x4.max_s(a, b), i32x4.max_s(c, d));
+  m = i32x4.max_s(m, i32x4.shuffle(m, m, 2, 3, 0, 1));
+  m = i32x4.max_s(m, i32x4.shuffle(m, m, 1, 0, 3, 2));
+  return f32x4.extract_lane(m, 0);
+}
+
+/** 1.5 * 2^23: adding it leaves an f32 below 2^22 in magnitude rounded to an integer (ties to even) in the low mantissa bits */
+const ROUNDING_BIAS: f32 = 12582912.0;
+
+/**
+ * eight f32 at src times id, rounded to integer codes (ties to even, as f32x4.nearest) in i16 lanes.
+ * The codes are at most 32767 in magnitude, so adding ROUNDING_BIAS and subtracting its bits rounds
+ * and converts in two operations, where i32x4.trunc_sat_f32x4_s alone is several on x64. (A NaN
+ * input gives some code; its block's scale is NaN, so the product is NaN all the same.)
+ */
 // @ts-ignore: decorator
 @inline function codes8(src: usize, id: v128): v128 {
-  const lo = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src), id)));
-  const hi = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(src, 16), id)));
+  const bias = f32x4.splat(ROUNDING_BIAS);
+  const lo = i32x4.sub(f32x4.add(f32x4.mul(v128.load(src), id), bias), bias);
+  const hi = i32x4.sub(f32x4.add(f32x4.mul(v128.load(src, 16), id), bias), bias);
   return i16x8.narrow_i32x4_s(lo, hi);
 }
 

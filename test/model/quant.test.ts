@@ -200,5 +200,41 @@ describe('quantized products against the float64 product of the dequantized weig
         expect(results[2]).toEqual(results[1]);
       });
     }
+    it(`${format}: a NaN or an infinity in a row of x makes that row's outputs non-finite on every backend, and only that row's`, async () => {
+      const M = 6;
+      const K = 96;
+      const N = 5;
+      const rng = new Rng(7);
+      const x = new Float32Array(M * K).map(() => rng.normal());
+      // row 1: a NaN in its second block; row 4: an infinity in its last
+      x[1 * K + 40] = NaN;
+      x[4 * K + 95] = Infinity;
+      const q = quantizeMatrix(
+        new Float32Array(N * K).map(() => rng.normal() * 0.1),
+        N,
+        K,
+        format,
+      );
+      for (const [name, be] of backends) {
+        for (const rows of [1, M]) {
+          // one row (decoding) is row 1 alone; all six take the prompt pass's groups of four and its remainder
+          const input = rows === 1 ? x.subarray(K, 2 * K) : x;
+          const tx = be.alloc(rows * K);
+          const tq = be.alloc(q.quants.length / 4, 'i32');
+          const ts = be.alloc(q.scales.length);
+          const out = be.alloc(rows * N);
+          be.upload(tx, input);
+          be.upload(tq, new Int32Array(q.quants.buffer, q.quants.byteOffset, q.quants.length / 4));
+          be.upload(ts, Float32Array.from(q.scales, float16BitsToFloat32));
+          be.matmulQuantForward!(out, tx, tq, ts, null, rows, K, N, format);
+          const got = (await be.download(out)) as Float32Array;
+          for (let m = 0; m < rows; m++) {
+            const poisoned = rows === 1 || m === 1 || m === 4;
+            for (let n = 0; n < N; n++) expect(Number.isFinite(got[m * N + n]), `${name}, ${rows} row(s), [${m}, ${n}]`).toBe(!poisoned);
+          }
+          for (const t of [tx, tq, ts, out]) be.free(t);
+        }
+      }
+    });
   }
 });
