@@ -9,6 +9,11 @@
  * the next rebuild comes slideBy + 1 tokens later. That costs about 3 extra positions per token,
  * amortised, and keeps per-token cost linear in the context.
  * A prompt longer than maxSeqLen starts from its last windowKeep tokens, as if it had slid.
+ *
+ * The cache holds only the positions the caller says it will feed (`positions`, the prompt and the
+ * new tokens), up to maxSeqLen: a short generation with GPT-2 small then sets aside a few MiB per
+ * row instead of 72, and clears no more. Fed past that, the window grows to maxSeqLen by feeding
+ * every row's history into a fresh cache, as a prefill would.
  */
 import type { GPTModel, KVCache, TokenChoice } from '../model/types.js';
 
@@ -25,13 +30,15 @@ export class ContextWindow {
   private readonly maxSeqLen: number;
   private readonly vocabSize: number;
 
+  /** `positions`: how many positions each row will be fed at most (prompt and new tokens); maxSeqLen when left out */
   constructor(
     private readonly model: GPTModel,
     readonly rows: number,
+    positions = model.config.maxSeqLen,
   ) {
     this.maxSeqLen = model.config.maxSeqLen;
     this.vocabSize = model.config.vocabSize;
-    this.cache = model.createKVCache(rows);
+    this.cache = model.createKVCache(rows, Math.max(1, Math.min(this.maxSeqLen, positions)));
   }
 
   /** positions currently held per row */
@@ -89,11 +96,12 @@ export class ContextWindow {
 
   private async next<T>(tokens: readonly number[], histories: readonly ArrayLike<number>[], forward: Forward<T>): Promise<T> {
     const cache = this.live();
-    if (cache.length + 1 > this.maxSeqLen) {
+    if (cache.length + 1 > cache.capacity) {
+      // full: at maxSeqLen the window slides; below it, it grows to maxSeqLen
       cache.dispose();
       this.cache = null;
-      this.cache = this.model.createKVCache(this.rows);
-      return this.feedTails(histories, windowKeep(this.maxSeqLen), forward);
+      this.cache = this.model.createKVCache(this.rows, this.maxSeqLen);
+      return this.first(histories, forward);
     }
     return forward(cache, Int32Array.from(tokens), 1);
   }

@@ -26,7 +26,7 @@ export function cachedForward(
   weight: (name: string) => Tensor,
   options: { allRows: boolean; linear?: BlockStep['linear'] },
 ): { hidden: Tensor; rows: number } {
-  const { maxSeqLen, dModel: C, nHeads: NH, nLayers: L, dFF: F } = config;
+  const { dModel: C, nHeads: NH, nLayers: L, dFF: F } = config;
   const B = cache.batchSize;
   const N = B * Tn;
   const buffers = inferenceBlockBuffers(b, config, ws, N);
@@ -46,7 +46,7 @@ export function cachedForward(
       buffers,
       { N, C, F },
       {
-        attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, maxSeqLen),
+        attend: (qkv, atty) => b.attentionCached(atty, qkv, k, v, B, Tn, C, NH, cache.length, cache.capacity),
         linear: options.linear,
         inference: true,
         narrow: narrowed && l === L - 1 ? lastRows : undefined,

@@ -49,9 +49,11 @@ export function checkCachedArgs(config: GPTConfig, cache: KVCache, ids: Int32Arr
   if (!Number.isInteger(Tn) || Tn < 1) throw new RangeError(`forwardCached: Tn must be a positive integer, got ${Tn}`);
   if (!(ids instanceof Int32Array) || ids.length !== B * Tn)
     throw new RangeError(`forwardCached: ids must be an Int32Array of length batchSize * Tn = ${B * Tn}, got ${ids?.length}`);
-  if (cache.length + Tn > config.maxSeqLen) {
+  if (cache.length + Tn > cache.capacity) {
     throw new RangeError(
-      `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${config.maxSeqLen}); slide the context and rebuild the cache`,
+      cache.capacity === config.maxSeqLen
+        ? `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds config.maxSeqLen (${config.maxSeqLen}); slide the context and rebuild the cache`
+        : `forwardCached: cache.length (${cache.length}) + Tn (${Tn}) exceeds cache.capacity (${cache.capacity}, createKVCache's second argument); make the cache with room for every position it will hold (at most config.maxSeqLen = ${config.maxSeqLen})`,
     );
   }
   checkTokenIds('ids', ids, config.vocabSize, false);
@@ -59,7 +61,13 @@ export function checkCachedArgs(config: GPTConfig, cache: KVCache, ids: Int32Arr
 
 /** `cache`, given to `caller`, must be a KVCache from createKVCache */
 export function checkCacheArgument(caller: string, cache: KVCache): void {
-  if (cache === null || typeof cache !== 'object' || !Array.isArray(cache.layers) || !Number.isInteger(cache.batchSize)) {
+  if (
+    cache === null ||
+    typeof cache !== 'object' ||
+    !Array.isArray(cache.layers) ||
+    !Number.isInteger(cache.batchSize) ||
+    !Number.isInteger(cache.capacity)
+  ) {
     throw new TypeError(`${caller}: cache must be a KVCache from createKVCache; got ${describe(cache)}`);
   }
 }

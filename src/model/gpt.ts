@@ -405,8 +405,8 @@ export class GPT implements GPTModel {
     return (head ? this.headGradientBytes() : 0) + (into === undefined && !this.gradsTensor ? this.layoutInfo.totalLength * 4 : 0);
   }
 
-  /** refuse, naming `field`, an allocation of `bytes` the backend has no room for */
-  private checkRoom(field: string, value: number, bytes: number): void {
+  /** refuse, naming `field` and its `value`, an allocation of `bytes` the backend has no room for */
+  private checkRoom(field: string, value: number | string, bytes: number): void {
     const { limitBytes, bound } = capacityOf(this.backend);
     const inUse = this.backend.bytesInUse();
     const room = limitBytes - inUse;
@@ -738,14 +738,14 @@ export class GPT implements GPTModel {
 
   // ---------------------------------------------------------------- cached inference
 
-  createKVCache(batchSize: number): KVCache {
+  createKVCache(batchSize: number, capacity = this.config.maxSeqLen): KVCache {
     this.checkAlive('createKVCache');
     this.checkRoom(
       'createKVCache: batchSize',
-      batchSize,
-      bytesAllocatedBy((allocator) => allocKVCache(allocator, this.config, batchSize)),
+      `${batchSize} (x capacity ${capacity} positions)`,
+      bytesAllocatedBy((allocator) => allocKVCache(allocator, this.config, batchSize, capacity)),
     );
-    const tensors = allOrNothing(this.backend, (allocator) => allocKVCache(allocator, this.config, batchSize));
+    const tensors = allOrNothing(this.backend, (allocator) => allocKVCache(allocator, this.config, batchSize, capacity));
     const cache = disposableKVCache(tensors, (disposed) => this.releaseKVCache(disposed));
     this.cacheBackends.set(cache, this.backend);
     return cache;

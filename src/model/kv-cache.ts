@@ -6,18 +6,20 @@ import type { GPTConfig, KVCache } from './types.js';
 /** a KV cache's sizes and tensors, before it is given its dispose */
 export type KVCacheTensors = Omit<KVCache, 'dispose' | typeof Symbol.dispose>;
 
-/** a KV cache of `batchSize` rows: per layer k and v, each [B, maxSeqLen, C] */
-export function allocKVCache(b: Allocator, config: GPTConfig, batchSize: number): KVCacheTensors {
+/** a KV cache of `batchSize` rows of `capacity` positions: per layer k and v, each [B, capacity, C] */
+export function allocKVCache(b: Allocator, config: GPTConfig, batchSize: number, capacity = config.maxSeqLen): KVCacheTensors {
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new RangeError(`createKVCache: batchSize must be a positive integer, got ${batchSize}`);
   const { maxSeqLen, dModel: C, nLayers: L } = config;
+  if (!Number.isInteger(capacity) || capacity < 1 || capacity > maxSeqLen)
+    throw new RangeError(`createKVCache: capacity must be an integer in [1, config.maxSeqLen = ${maxSeqLen}], got ${capacity}`);
   // cut between sequences if a backend must store a cache in several buffers
-  const sequence = maxSeqLen * C;
+  const sequence = capacity * C;
   const layers = [];
   for (let l = 0; l < L; l++) {
     layers.push({ k: b.alloc(batchSize * sequence, 'f32', sequence), v: b.alloc(batchSize * sequence, 'f32', sequence) });
   }
-  return { batchSize, length: 0, layers };
+  return { batchSize, capacity, length: 0, layers };
 }
 
 /** `tensors` as a KVCache whose dispose (and Symbol.dispose) calls `release` with it */
@@ -47,8 +49,8 @@ export function reorderKVCacheRows(b: Backend, config: GPTConfig, cache: KVCache
   for (const s of sources)
     if (!Number.isInteger(s) || s < 0 || s >= B) throw new RangeError(`reorderKVCache: source row ${s} is outside [0, ${B})`);
   if (sources.every((s, i) => s === i) || cache.length === 0) return;
-  const { maxSeqLen, dModel: C } = config;
-  const rowLen = maxSeqLen * C;
+  const C = config.dModel;
+  const rowLen = cache.capacity * C;
   const used = cache.length * C;
   const scratch = b.alloc(B * used);
   try {

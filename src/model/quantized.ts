@@ -370,9 +370,11 @@ export class QuantizedGPT implements GPTModel {
 
   // ---------------------------------------------------------------- inference
 
-  createKVCache(batchSize: number): KVCache {
+  createKVCache(batchSize: number, capacity = this.config.maxSeqLen): KVCache {
     this.checkAlive('createKVCache');
-    return disposableKVCache(allocKVCache(this.backend, this.config, batchSize), (cache) => freeKVCacheTensors(this.backend, cache));
+    return disposableKVCache(allocKVCache(this.backend, this.config, batchSize, capacity), (cache) =>
+      freeKVCacheTensors(this.backend, cache),
+    );
   }
 
   /** @deprecated `cache.dispose()` (or `using cache = model.createKVCache(B)`); this alias goes in the next release */
@@ -482,7 +484,7 @@ export class QuantizedGPT implements GPTModel {
     this.checkAlive('forward');
     if (options.training === true) throw new Error(`forward with training: ${this.trainingError}`);
     const T = checkForwardArgs(this.config, inputs, targets, batchSize);
-    const cache = this.createKVCache(batchSize);
+    const cache = this.createKVCache(batchSize, T);
     try {
       const { states, rows } = this.run(cache, inputs, T, true, this.adapter);
       const logits = (await this.backend.download(this.head(states, rows))) as Float32Array;

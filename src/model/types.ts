@@ -75,12 +75,14 @@ export interface ForwardResult {
   logits?: Float32Array;
 }
 
-/** A KV cache for incremental decoding of `batchSize` rows, up to config.maxSeqLen positions. */
+/** A KV cache for incremental decoding of `batchSize` rows, up to `capacity` positions each. */
 export interface KVCache {
   readonly batchSize: number;
+  /** positions each row can hold: createKVCache's capacity, config.maxSeqLen unless given */
+  readonly capacity: number;
   /** number of positions already in the cache (the same for every row) */
   length: number;
-  /** per layer: k and v, each [B, maxSeqLen, C] */
+  /** per layer: k and v, each [B, capacity, C] */
   readonly layers: { k: Tensor; v: Tensor }[];
   /** frees the cache's tensors (`using cache = model.createKVCache(B)` calls it); a disposed cache is refused */
   dispose(): void;
@@ -159,10 +161,15 @@ export interface GPTModel {
   releaseScratch?(): void;
   /** whether dispose() ran (calls then throw DisposedError) */
   readonly isDisposed?: boolean;
-  createKVCache(batchSize: number): KVCache;
+  /**
+   * A cache of `batchSize` rows of `capacity` positions (an integer in [1, maxSeqLen]; maxSeqLen when
+   * left out): its memory is batchSize * capacity * dModel * nLayers * 2 floats, so a generation that
+   * knows how long it runs asks for no more.
+   */
+  createKVCache(batchSize: number, capacity?: number): KVCache;
   /**
    * Feed Tn new positions per row (ids [B, Tn]) through the model, appending to the cache.
-   * cache.length + Tn must be <= maxSeqLen. Resolves with the logits of the last new position of each
+   * cache.length + Tn must be <= cache.capacity. Resolves with the logits of the last new position of each
    * row: [B, V].
    */
   forwardCached(cache: KVCache, ids: Int32Array, Tn: number): Promise<Float32Array>;

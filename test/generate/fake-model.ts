@@ -53,12 +53,12 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
     getRngState: () => ({ dropoutStep: 0 }),
     setRngState: () => {},
 
-    createKVCache(batchSize: number): KVCache {
+    createKVCache(batchSize: number, capacity = maxSeqLen): KVCache {
       const dispose = () => {
         if (!rowsOf.delete(cache)) throw new Error('fakeModel: cache freed twice');
         live--;
       };
-      const cache: KVCache = { batchSize, length: 0, layers: [{ k: fakeTensor, v: fakeTensor }], dispose, [DISPOSE]: dispose };
+      const cache: KVCache = { batchSize, capacity, length: 0, layers: [{ k: fakeTensor, v: fakeTensor }], dispose, [DISPOSE]: dispose };
       rowsOf.set(
         cache,
         Array.from({ length: batchSize }, () => []),
@@ -71,7 +71,8 @@ export function fakeModel(vocabSize: number, maxSeqLen: number, logitsOf: Logits
       const rows = rowsOf.get(cache);
       if (!rows) throw new Error('fakeModel: cache was freed');
       if (ids.length !== cache.batchSize * Tn) throw new Error(`fakeModel: ids.length ${ids.length} != batchSize * Tn`);
-      if (cache.length + Tn > maxSeqLen) throw new Error(`fakeModel: cache.length ${cache.length} + Tn ${Tn} > maxSeqLen ${maxSeqLen}`);
+      if (cache.length + Tn > cache.capacity)
+        throw new Error(`fakeModel: cache.length ${cache.length} + Tn ${Tn} > capacity ${cache.capacity}`);
       calls.push({ batchSize: cache.batchSize, Tn, startLength: cache.length });
       const out = new Float32Array(cache.batchSize * vocabSize);
       for (let r = 0; r < cache.batchSize; r++) {

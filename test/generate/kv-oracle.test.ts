@@ -82,14 +82,24 @@ interface Workload {
   minSlides: number;
   beamPrompt: number[];
   beamSteps: number;
+  /** new tokens of the generations that stay below maxSeqLen (a 3-token prompt) */
+  shortNew: number;
 }
-const full: Workload = { prompts: [5, 20], newTokens: 40, minSlides: 3, beamPrompt: [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], beamSteps: 12 };
+const full: Workload = {
+  prompts: [5, 20],
+  newTokens: 40,
+  minSlides: 3,
+  beamPrompt: [3, 1, 4, 1, 5, 9, 2, 6, 5, 3],
+  beamSteps: 12,
+  shortNew: 6,
+};
 const light: Workload = {
   prompts: [20],
   newTokens: 12,
   minSlides: 2,
   beamPrompt: [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7],
   beamSteps: 5,
+  shortNew: 3,
 };
 const backends: { backend: BackendUnderTest; skip: string | null; work: Workload }[] = [
   { backend: 'js', skip: null, work: full },
@@ -183,6 +193,47 @@ describe.each(backends)('KV cache vs full recomputation ($backend backend)', ({ 
       expect(s.score!).toBeCloseTo(total / steps, 4);
     }
     for (let i = 1; i < sequences.length; i++) expect(sequences[i - 1].score!).toBeGreaterThanOrEqual(sequences[i].score!);
+  });
+
+  it('a generation shorter than maxSeqLen caches only its prompt and new tokens, and gives what a maxSeqLen cache gives (greedy, two sampled rows, beam search)', async () => {
+    const model = await randomModel(backend);
+    models.push(model);
+    const prompt = [3, 1, 4];
+    const maxNewTokens = work.shortNew;
+    const requested: number[] = [];
+    const sized = model.createKVCache.bind(model);
+    const generations = async (cacheSize: 'as requested' | 'maxSeqLen') => {
+      model.createKVCache = (batchSize: number, capacity?: number) => {
+        requested.push(capacity!);
+        return sized(batchSize, cacheSize === 'maxSeqLen' ? MAX_T : capacity);
+      };
+      return [
+        await generate(model, prompt, { maxNewTokens, returnLogprobs: true }),
+        await generate(model, prompt, { maxNewTokens, doSample: true, seed: 3, numReturnSequences: 2, returnLogprobs: true }),
+        await generate(model, prompt, { maxNewTokens, numBeams: 3, numReturnSequences: 3, returnLogprobs: true }),
+      ];
+    };
+    const small = await generations('as requested');
+    expect(requested).toEqual([3 + maxNewTokens, 3 + maxNewTokens, 3 + maxNewTokens]);
+    expect(await generations('maxSeqLen')).toEqual(small);
+  });
+
+  it('a window fed past the positions it was sized for grows to maxSeqLen and decodes as full recomputation does', async () => {
+    const model = await randomModel(backend);
+    models.push(model);
+    const history = [2, 7];
+    const window = new ContextWindow(model, 1, 3);
+    let logits = await window.prefill([history]);
+    for (let step = 0; step < work.shortNew; step++) {
+      const oracle = await fullLogits(model, history);
+      let maxDiff = 0;
+      for (let v = 0; v < V; v++) maxDiff = Math.max(maxDiff, Math.abs(oracle[v] - logits[v]));
+      expect(maxDiff, `after ${history.length} tokens`).toBeLessThan(1e-4);
+      history.push(argmax(logits));
+      logits = await window.step([history[history.length - 1]], [history]);
+    }
+    expect(window.length).toBe(history.length);
+    window.dispose();
   });
 });
 

@@ -214,6 +214,20 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       error: RangeError,
       message: /batchSize/,
     },
+    ...[0, 2.5, 9].map((capacity): Row => ({
+      name: 'GPT.createKVCache',
+      input: `capacity ${capacity}`,
+      call: () => model.createKVCache(1, capacity),
+      error: RangeError,
+      message: new RegExp(`createKVCache: capacity must be an integer in \\[1, config\\.maxSeqLen = 8\\], got ${capacity}`),
+    })),
+    {
+      name: 'GPT.forwardCached',
+      input: 'past the cache capacity',
+      call: () => model.forwardCached(model.createKVCache(1, 2), Int32Array.of(1, 2, 3), 3),
+      error: RangeError,
+      message: /forwardCached: cache\.length \(0\) \+ Tn \(3\) exceeds cache\.capacity \(2, createKVCache's second argument\)/,
+    },
     { name: 'GPT.forwardCached', input: 'Tn 0', call: () => model.forwardCached(cache, ids, 0), error: RangeError, message: /Tn/ },
     {
       name: 'GPT.forwardCached',
@@ -306,6 +320,13 @@ function rows(s: Awaited<ReturnType<typeof setUp>>): Row[] {
       call: () => quantized.createKVCache(0),
       error: RangeError,
       message: /batchSize/,
+    },
+    {
+      name: 'QuantizedGPT.createKVCache',
+      input: 'capacity past maxSeqLen',
+      call: () => quantized.createKVCache(1, 1e6),
+      error: RangeError,
+      message: /createKVCache: capacity must be an integer in \[1, config\.maxSeqLen = \d+\], got 1000000/,
     },
     ...['generate', 'createKVCache', 'forwardCached'].map((method): Row => ({
       name: `QuantizedGPT.${method}`,

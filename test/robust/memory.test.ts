@@ -24,9 +24,10 @@ describe.each(['js', 'wasm'] as const)('%s backend', (backend) => {
     const model = await createModel({ ...config, backend });
     const ok = await generate(model, [1, 2], { maxNewTokens: 4 });
     const before = model.backend.bytesInUse();
-    // 200000 rows x 2 layers x (k, v) x 64 positions x 32 channels x 4 bytes = 6.5 GB
-    await expect(generate(model, [1, 2], { doSample: true, numReturnSequences: 200_000, maxNewTokens: 2, seed: 1 })).rejects.toThrow(
-      /createKVCache: batchSize = 200000 needs 6\.\d+ GiB more, but the (js|wasm) backend has room for/,
+    // the cache holds the prompt and the new tokens, 2 + 60 positions:
+    // 200000 rows x 2 layers x (k, v) x 62 positions x 32 channels x 4 bytes = 6.3 GB
+    await expect(generate(model, [1, 2], { doSample: true, numReturnSequences: 200_000, maxNewTokens: 60, seed: 1 })).rejects.toThrow(
+      /createKVCache: batchSize = 200000 \(x capacity 62 positions\) needs 5\.\d+ GiB more, but the (js|wasm) backend has room for/,
     );
     expect(model.backend.bytesInUse()).toBe(before);
     expect(await generate(model, [1, 2], { maxNewTokens: 4 })).toEqual(ok);

@@ -85,6 +85,10 @@ export async function usage(): Promise<string> {
   await low.setParameters(parameters);
   const cache = low.createKVCache(2);
   await low.forwardCached(cache, new Int32Array(2), 1);
+  const short = low.createKVCache(1, 4);
+  const room: number = short.capacity - short.length;
+  short.dispose();
+  void room;
   low.reorderKVCache(cache, [1, 0]);
   await low.moveToBackend('wasm', parameters);
 
