@@ -7,7 +7,7 @@
 // (O(T * HS)), backward only two tiles. Each tile skips the keys its queries cannot see (causal).
 // The products run through the matmul kernel (packed operands); the KV cache's one-to-three-row
 // steps go row by row.
-import { exp4, exp1, hsum, hmax, dot, axpy } from './math';
+import { exp4, exp1, hsum, hmax, dot, madd } from './math';
 import { gemmAccumulate, gemmPacked, packPanelA, packPanelB } from './matmul';
 
 /** query rows and keys per tile (a multiple of the matmul's MR = 4 and NR = 8) */
@@ -197,21 +197,96 @@ function exp2Row(row: usize, n: i32, rowLen: i32, m: f32): f32 {
   return hsum(sum);
 }
 
+/** [sum of a's lanes, of b's, of c's, of d's] */
+// @ts-ignore: decorator
+@inline function laneSums(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(i8x16.shuffle(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(a, b, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
+  const cd = f32x4.add(i8x16.shuffle(c, d, 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23), i8x16.shuffle(c, d, 8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31));
+  // ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise
+  return f32x4.add(i8x16.shuffle(ab, cd, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), i8x16.shuffle(ab, cd, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
+}
+
+/**
+ * att[j..j+3] = scale * (q . key j+i) for the four keys at k, k + stride, ...: the four dot products
+ * share q's loads and are reduced together
+ */
+function scoreFourKeys(att: usize, q: usize, k: usize, stride: usize, HS: i32, scale: f32): void {
+  const k1 = k + stride;
+  const k2 = k1 + stride;
+  const k3 = k2 + stride;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c = 0;
+  for (; c + 4 <= HS; c += 4) {
+    const o = <usize>c << 2;
+    const qv = v128.load(q + o);
+    a0 = madd(qv, v128.load(k + o), a0);
+    a1 = madd(qv, v128.load(k1 + o), a1);
+    a2 = madd(qv, v128.load(k2 + o), a2);
+    a3 = madd(qv, v128.load(k3 + o), a3);
+  }
+  let sums = laneSums(a0, a1, a2, a3);
+  for (; c < HS; c++) {
+    const o = <usize>c << 2;
+    const keys = f32x4(load<f32>(k + o), load<f32>(k1 + o), load<f32>(k2 + o), load<f32>(k3 + o));
+    sums = f32x4.add(sums, f32x4.mul(f32x4.splat(load<f32>(q + o)), keys));
+  }
+  v128.store(att, f32x4.mul(sums, f32x4.splat(scale)));
+}
+
+/**
+ * out[0:32] (wide) or out[0:4] = inv * sum over j < n of p[j] * the same columns of value j (at v +
+ * j*stride bytes), the sums held in registers across every key
+ */
+// @ts-ignore: decorator
+@inline function weightedValues(out: usize, p: usize, v: usize, stride: usize, n: i32, inv: f32, wide: bool): void {
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let s4 = f32x4.splat(0), s5 = f32x4.splat(0), s6 = f32x4.splat(0), s7 = f32x4.splat(0);
+  let row = v;
+  const end = p + (<usize>n << 2);
+  for (let pj = p; pj < end; pj += 4) {
+    const w = v128.load32_splat(pj);
+    s0 = madd(w, v128.load(row), s0);
+    if (wide) {
+      s1 = madd(w, v128.load(row, 16), s1);
+      s2 = madd(w, v128.load(row, 32), s2);
+      s3 = madd(w, v128.load(row, 48), s3);
+      s4 = madd(w, v128.load(row, 64), s4);
+      s5 = madd(w, v128.load(row, 80), s5);
+      s6 = madd(w, v128.load(row, 96), s6);
+      s7 = madd(w, v128.load(row, 112), s7);
+    }
+    row += stride;
+  }
+  const iv = f32x4.splat(inv);
+  v128.store(out, f32x4.mul(s0, iv));
+  if (wide) {
+    v128.store(out, f32x4.mul(s1, iv), 16);
+    v128.store(out, f32x4.mul(s2, iv), 32);
+    v128.store(out, f32x4.mul(s3, iv), 48);
+    v128.store(out, f32x4.mul(s4, iv), 64);
+    v128.store(out, f32x4.mul(s5, iv), 80);
+    v128.store(out, f32x4.mul(s6, iv), 96);
+    v128.store(out, f32x4.mul(s7, iv), 112);
+  }
+}
+
 /**
  * One query row over n keys/values (key j at k + j*stride bytes, value j at v + j*stride):
- * out[0:HS] = softmax(scale * q.k_j) @ v. Uses att[0:n] as scratch.
+ * out[0:HS] = softmax(scale * q.k_j) @ v. Uses att[0:n] as scratch. Scores go four keys at a time;
+ * the weighted sum of the values goes 32 output columns at a time, held in registers over every
+ * key (then four, then one), so the output is written once rather than once per key.
  */
 function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i32, HS: i32, scale: f32, att: usize): void {
-  let maxv: f32 = -Infinity;
-  for (let j = 0; j < n; j++) {
-    const s = dot(q, k + <usize>j * stride, HS) * scale;
-    store<f32>(att + (<usize>j << 2), s);
-    maxv = max(maxv, s);
-  }
+  let j = 0;
+  for (; j + 4 <= n; j += 4) scoreFourKeys(att + (<usize>j << 2), q, k + <usize>j * stride, stride, HS, scale);
+  for (; j < n; j++) store<f32>(att + (<usize>j << 2), dot(q, k + <usize>j * stride, HS) * scale);
+  let mx = f32x4.splat(-Infinity);
+  for (j = 0; j + 4 <= n; j += 4) mx = f32x4.pmax(mx, v128.load(att + (<usize>j << 2)));
+  let maxv = hmax(mx);
+  for (; j < n; j++) maxv = max(maxv, load<f32>(att + (<usize>j << 2)));
   const maxSplat = f32x4.splat(maxv);
   let acc = f32x4.splat(0);
-  let j = 0;
-  for (; j + 4 <= n; j += 4) {
+  for (j = 0; j + 4 <= n; j += 4) {
     const o = <usize>j << 2;
     const e = exp4(f32x4.sub(v128.load(att + o), maxSplat));
     v128.store(att + o, e);
@@ -225,8 +300,14 @@ function attendRow(out: usize, q: usize, k: usize, v: usize, stride: usize, n: i
     sum += e;
   }
   const inv: f32 = 1.0 / sum;
-  memory.fill(out, 0, <usize>HS << 2);
-  for (j = 0; j < n; j++) axpy(out, v + <usize>j * stride, load<f32>(att + (<usize>j << 2)) * inv, HS);
+  let c = 0;
+  for (; c + 32 <= HS; c += 32) weightedValues(out + (<usize>c << 2), att, v + (<usize>c << 2), stride, n, inv, true);
+  for (; c + 4 <= HS; c += 4) weightedValues(out + (<usize>c << 2), att, v + (<usize>c << 2), stride, n, inv, false);
+  for (; c < HS; c++) {
+    let total: f32 = 0;
+    for (j = 0; j < n; j++) total += load<f32>(att + (<usize>j << 2)) * load<f32>(v + <usize>j * stride + (<usize>c << 2));
+    store<f32>(out + (<usize>c << 2), total * inv);
+  }
 }
 
 /**

@@ -156,6 +156,14 @@ describe('wasm KV-cache attention in chunks', () => {
   it('a prompt of 131 positions after 3, then one', async () => {
     await expectMatchesReference(chunkedCache([3, 131, 1]), { B: 2, T: 9, C: 24, NH: 3, V: 11, M: 1, K: 3, N: 5 });
   });
+  // the row path's scores four keys at a time (70 + 1 keys, then 73: a tail of one) and its output
+  // 32 columns at a time (HS 64 and 68: two blocks, then one of four columns)
+  it.each([
+    ['HS 64', 128, 2],
+    ['HS 68', 136, 2],
+  ])('decoding rows after a prompt of 70, %s', async (_label, C, NH) => {
+    await expectMatchesReference(chunkedCache([70, 1, 2]), { B: 2, T: 9, C, NH, V: 11, M: 1, K: 3, N: 5 });
+  });
 });
 
 describe('wasm transpose across tiles', () => {
