@@ -38,6 +38,8 @@ const SHAPES: [string, OpShapes][] = [
   ['M=1 (one row) K=21 N=47, T=130 (three row blocks), HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 1, K: 21, N: 47 }],
   ['M=2 K=13 N=43, HS 5, B 5', { B: 5, T: 9, C: 10, NH: 2, V: 70, M: 2, K: 13, N: 43 }],
   ['M=3 K=9 N=6, V=257', { B: 2, T: 17, C: 24, NH: 3, V: 257, M: 3, K: 9, N: 6 }],
+  // a decoded row over 70 keys with HS 64: attention's four-key scores and 32-column value sums
+  ['T=70, HS 64', { B: 1, T: 70, C: 128, NH: 2, V: 9, M: 5, K: 6, N: 7 }],
 ];
 // matmul cases only, as in wasm-threads: the packed kernel past its blocks (MC 128, KC 256, NC 1024),
 // and the one-row kernel on a long K and N
