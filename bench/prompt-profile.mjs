@@ -2,9 +2,10 @@
 // protected _ops the checked front calls) is timed with its self time (nested ops subtracted), over
 // --passes prompt passes of --prompt tokens after --warmup seconds of prompt passes (V8 tiers wasm
 // up only after about 2 s). What the ops do not cover is the model's own JS (views, checks, plan).
+// With --train, a pass is one training step instead (batch 8, T 128, AdamW, as bench/train.mjs).
 //
-//   node bench/prompt-profile.mjs [--config B] [--prompt 960] [--threads 1] [--warmup 4] [--passes 3]
-import { createBackend, createModel } from '../dist/index.js';
+//   node bench/prompt-profile.mjs [--config B] [--prompt 960] [--threads 1] [--warmup 4] [--passes 3] [--train]
+import { createBackend, createModel, Trainer } from '../dist/index.js';
 
 const CONFIGS = {
   A: { vocabSize: 256, maxSeqLen: 1024, dModel: 128, nLayers: 4, nHeads: 4, dFF: 512 },
@@ -20,14 +21,31 @@ const promptLength = Number(option('prompt', '960'));
 const threads = Number(option('threads', '1'));
 const warmupSeconds = Number(option('warmup', '4'));
 const passes = Number(option('passes', '3'));
+const training = process.argv.includes('--train');
+const [BATCH, T] = [8, 128];
 
 const backend = await createBackend('wasm', { wasmThreads: threads });
-const model = await createModel({ ...config, seed: 1 }, { backendInstance: backend });
+const model = await createModel({ ...config, ...(training ? { maxSeqLen: T } : {}), seed: 1 }, { backendInstance: backend });
 let s = 12345;
-const prompt = Int32Array.from({ length: promptLength }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % config.vocabSize);
+const tokens = (length) => Int32Array.from({ length }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % config.vocabSize);
+const prompt = tokens(promptLength);
+const trainer = training
+  ? await Trainer.create(model, {
+      data: tokens(16 * BATCH * T + 1),
+      batchSize: BATCH,
+      seqLen: T,
+      steps: 1e6,
+      warmupSteps: 0,
+      schedule: 'constant',
+    })
+  : null;
 async function pass() {
-  const cache = model.createKVCache(1);
   const t0 = performance.now();
+  if (trainer) {
+    await trainer.step();
+    return performance.now() - t0;
+  }
+  const cache = model.createKVCache(1);
   await model.forwardCached(cache, prompt, promptLength);
   const ms = performance.now() - t0;
   cache.dispose();
@@ -69,7 +87,7 @@ for (let i = 0; i < passes; i++) profiled += await pass();
 profiled /= passes;
 
 console.log(
-  `prompt pass of ${promptLength} tokens, config ${option('config', 'B')}, wasm ${threads} thread(s), Node ${process.versions.node}`,
+  `${training ? `training step, batch ${BATCH} x T ${T}` : `prompt pass of ${promptLength} tokens`}, config ${option('config', 'B')}, wasm ${threads} thread(s)${backend.fusedMultiplyAdd ? ', relaxed SIMD' : ''}, Node ${process.versions.node}`,
 );
 console.log(`best of ${passes} unprofiled: ${plain.toFixed(1)} ms; profiled mean ${profiled.toFixed(1)} ms`);
 console.log('');
@@ -81,5 +99,6 @@ for (const [name, { ms, calls }] of [...self].sort((a, b) => b[1].ms - a[1].ms))
   console.log(`| ${name} | ${(ms / passes).toFixed(1)} | ${calls / passes} | ${((100 * ms) / passes / profiled).toFixed(1)}% |`);
 }
 console.log(`| (outside the ops) | ${(profiled - covered).toFixed(1)} | | ${((100 * (profiled - covered)) / profiled).toFixed(1)}% |`);
+trainer?.dispose();
 model.dispose();
 backend.dispose();
