@@ -3,7 +3,7 @@
 export { heapBase } from './memory';
 export {
   matmulForward,
-  matmulForwardCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
+  matmulForwardCols, matmulRowsCols, matmulBackwardInputCols, matmulBackwardWeightCols, matmulScratchBytes, setScratch,
 } from './matmul';
 export { layerNormForwardRows, layerNormBackwardInputRows, layerNormBackwardParamsCols } from './layernorm';
 export {

@@ -6,7 +6,8 @@
 // (~23) were slower, other KC/MC/NC within noise. Later, on L1-resident slivers under load: 4x8 and
 // 2x16 ~34 (relaxed ~50), 3x12 ~18 and 6x8 ~16-22 (V8 spills their accumulators); touching the C tile
 // before the loop gained nothing. 4x8 issues 22 vector ops per 64 flops (6 loads, 8 mul, 8 add), and
-// ~34 GFLOP/s at ~3.1 GHz is about four of them a cycle. Forward with M <= GEMV_MAX_M (decoding) skips packing.
+// ~34 GFLOP/s at ~3.1 GHz is about four of them a cycle. Decoding's products (a few rows:
+// matmulRowsCols) skip packing.
 import { madd } from './math';
 
 const MR = 4;
@@ -15,8 +16,6 @@ const NR = 8;
 const KC = 256;
 const MC = 128;
 const NC = 1024;
-/** forward products with at most this many rows (decoding) stream W without packing (gemvRows) */
-const GEMV_MAX_M = MR - 1;
 
 // Packing buffers and the edge tile. Globals are per instance, so in the threaded build each worker
 // points its own instance at its own region (setScratch); the calling thread keeps the static one.
@@ -212,7 +211,7 @@ export function gemmPacked(c: usize, ldc: i32, ap: usize, bp: usize, M: i32, K: 
   }
 }
 
-// Decoding (forward with M <= GEMV_MAX_M) is bound by reading W once per token. W is split into
+// Decoding (forward with M < MR rows) is bound by reading W once per token. W is split into
 // GEMV_STREAMS bands of whole rows, and each pass takes one row from every band: the hardware
 // prefetchers see that many long sequential streams. Measured in Node 20 over config B's weights
 // (42 MB, one row) under load: eight bands ~15 GB/s, where eight adjacent rows per pass (streams that
@@ -224,17 +223,17 @@ const GEMV_STREAMS = 6;
 
 /**
  * y[i,0:N] += sum over j < rows of x[i, j*xStep] * W(j)[0:N] for i < M, W(j) the row of W at
- * w + j*wStep bytes; x row stride K elements, y row stride ld elements. Columns go eight, then four
+ * w + j*wStep bytes; x row stride xRow elements, y row stride ld elements. Columns go eight, then four
  * at a time, then one: a column's sum has the same order whichever path takes it.
  */
-function gemvPass(y: usize, x: usize, w: usize, M: i32, K: i32, N: i32, ld: i32, rows: i32, wStep: usize, xStep: usize): void {
+function gemvPass(y: usize, x: usize, w: usize, M: i32, xRow: i32, N: i32, ld: i32, rows: i32, wStep: usize, xStep: usize): void {
   const n8 = <usize>(N & ~7) << 2;
   const n4 = <usize>(N & ~3) << 2;
   const nBytes = <usize>N << 2;
   const wEnd = w + <usize>rows * wStep;
   for (let i = 0; i < M; i++) {
     const yi = y + (<usize>(i * ld) << 2);
-    const xi = x + (<usize>(i * K) << 2);
+    const xi = x + (<usize>(i * xRow) << 2);
     let o: usize = 0;
     for (; o < n8; o += 32) {
       let s0 = v128.load(yi + o), s1 = v128.load(yi + o, 16);
@@ -266,12 +265,12 @@ function gemvPass(y: usize, x: usize, w: usize, M: i32, K: i32, N: i32, ld: i32,
  * and the six row pointers stay in registers, so eight columns cost 12 loads and 24 vector ops of
  * W with no inner loop. Columns past the last eight go through gemvPass.
  */
-function gemvSixRows(y: usize, x: usize, w: usize, M: i32, K: i32, N: i32, ld: i32, wStep: usize, xStep: usize): void {
+function gemvSixRows(y: usize, x: usize, w: usize, M: i32, xRow: i32, N: i32, ld: i32, wStep: usize, xStep: usize): void {
   const n8 = <usize>(N & ~7) << 2;
   const w0 = w, w1 = w0 + wStep, w2 = w1 + wStep, w3 = w2 + wStep, w4 = w3 + wStep, w5 = w4 + wStep;
   for (let i = 0; i < M; i++) {
     const yi = y + (<usize>(i * ld) << 2);
-    const xi = x + (<usize>(i * K) << 2);
+    const xi = x + (<usize>(i * xRow) << 2);
     const a0 = v128.load32_splat(xi), a1 = v128.load32_splat(xi + xStep), a2 = v128.load32_splat(xi + 2 * xStep);
     const a3 = v128.load32_splat(xi + 3 * xStep), a4 = v128.load32_splat(xi + 4 * xStep), a5 = v128.load32_splat(xi + 5 * xStep);
     for (let o: usize = 0; o < n8; o += 32) {
@@ -294,45 +293,62 @@ function gemvSixRows(y: usize, x: usize, w: usize, M: i32, K: i32, N: i32, ld: i
   }
   if (n8 < (<usize>N << 2)) {
     const tail = <i32>(n8 >> 2);
-    gemvPass(y + n8, x, w + n8, M, K, N - tail, ld, GEMV_STREAMS, wStep, xStep);
+    gemvPass(y + n8, x, w + n8, M, xRow, N - tail, ld, GEMV_STREAMS, wStep, xStep);
   }
 }
 
 /**
- * out[i,0:N] += inp[i,:] @ W[:,0:N] for i < M <= GEMV_MAX_M without packing, W read once: one row of
- * each of GEMV_STREAMS bands per pass, then the K % GEMV_STREAMS rows left over one at a time. out
- * and W have row stride ld elements (N is ld, or fewer for a column block). Every out element is
- * summed in that same order whatever column range a thread takes.
+ * out[i,0:N] += inp[i,0:K] @ W[0:K,0:N] for i < M < MR without packing, W read once: one
+ * row of each of GEMV_STREAMS bands per pass, then the K % GEMV_STREAMS rows left over one at a
+ * time. inp has row stride xRow elements; out and W have row stride ld (N is ld, or fewer for a
+ * column block). Every out element is summed in that same order whatever column range a thread takes.
  */
-function gemvRows(out: usize, inp: usize, w: usize, M: i32, K: i32, N: i32, ld: i32): void {
+function gemvRows(out: usize, inp: usize, xRow: i32, w: usize, M: i32, K: i32, N: i32, ld: i32): void {
   const rowBytes = <usize>ld << 2;
   const band = K / GEMV_STREAMS;
   const bandBytes = <usize>band * rowBytes;
   for (let r = 0; r < band; r++) {
-    gemvSixRows(out, inp + (<usize>r << 2), w + <usize>r * rowBytes, M, K, N, ld, bandBytes, <usize>band << 2);
+    gemvSixRows(out, inp + (<usize>r << 2), w + <usize>r * rowBytes, M, xRow, N, ld, bandBytes, <usize>band << 2);
   }
   const done = band * GEMV_STREAMS;
-  if (done < K) gemvPass(out, inp + (<usize>done << 2), w + <usize>done * rowBytes, M, K, N, ld, K - done, rowBytes, 4);
+  if (done < K) gemvPass(out, inp + (<usize>done << 2), w + <usize>done * rowBytes, M, xRow, N, ld, K - done, rowBytes, 4);
 }
 
-/**
- * Columns [n0, n1) of out[M,N] = inp[M,K] @ w[K,N] + bias[N] (bias 0: none). Each output element is
- * summed in the same order whatever the column range, so threads that split the columns produce
- * exactly the single-threaded result.
- */
-export function matmulForwardCols(out: usize, inp: usize, w: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
-  const cols = n1 - n0;
+/** starts columns [n0, n1) of every row of out[M,N] at the bias (or zero when bias is 0) */
+function startAtBias(out: usize, bias: usize, M: i32, N: i32, n0: i32, n1: i32): void {
   const colOff = <usize>n0 << 2;
-  const rowBytes = <usize>N << 2;
-  const blockBytes = <usize>cols << 2;
-  // start every row at the bias (or zero), then accumulate the product
+  const blockBytes = <usize>(n1 - n0) << 2;
   for (let m = 0; m < M; m++) {
-    const row = out + <usize>m * rowBytes + colOff;
+    const row = out + (<usize>(m * N) << 2) + colOff;
     if (bias) memory.copy(row, bias + colOff, blockBytes);
     else memory.fill(row, 0, blockBytes);
   }
-  if (M <= GEMV_MAX_M) gemvRows(out + colOff, inp, w + colOff, M, K, cols, N);
-  else gemmAccumulate(out + colOff, N, inp, K, 1, w + colOff, N, 1, M, K, cols);
+}
+
+/**
+ * Columns [n0, n1) of out[M,N] = bias[N] (0: none) + inp[:, k0:k1] @ w[k0:k1, :] for M < MR
+ * (decoding). The caller sums K in two parts, the second into a buffer of its own that it then adds
+ * to the first: then two threads each stream one contiguous half of W, where threads that split the
+ * columns each read every row of W in pieces and their prefetches ran into each other's pieces.
+ * Config B's 24 matrices on one row, AMD EPYC with 2 cores: by columns two threads took 1.3-1.7x
+ * one thread's time, by halves 0.75-0.8x; one thread's halves are level with one pass over K
+ * (within the host's noise, ~5%). Each element's sum has the same order whatever the column range.
+ */
+export function matmulRowsCols(out: usize, inp: usize, w: usize, bias: usize, M: i32, K: i32, N: i32, k0: i32, k1: i32, n0: i32, n1: i32): void {
+  startAtBias(out, bias, M, N, n0, n1);
+  const colOff = <usize>n0 << 2;
+  gemvRows(out + colOff, inp + (<usize>k0 << 2), K, w + (<usize>k0 * <usize>N << 2) + colOff, M, k1 - k0, n1 - n0, N);
+}
+
+/**
+ * Columns [n0, n1) of out[M,N] = inp[M,K] @ w[K,N] + bias[N] (bias 0: none), packed (see
+ * matmulRowsCols for decoding's rows). Each output element is summed in the same order whatever the
+ * column range, so threads that split the columns produce exactly the single-threaded result.
+ */
+export function matmulForwardCols(out: usize, inp: usize, w: usize, bias: usize, M: i32, K: i32, N: i32, n0: i32, n1: i32): void {
+  startAtBias(out, bias, M, N, n0, n1);
+  const colOff = <usize>n0 << 2;
+  gemmAccumulate(out + colOff, N, inp, K, 1, w + colOff, N, 1, M, K, n1 - n0);
 }
 
 /** out[M,N] = inp[M,K] @ w[K,N] + bias[N]; bias 0 means none */

@@ -2,12 +2,12 @@
  * The WebAssembly backend: AssemblyScript SIMD kernels (assembly/) over one linear memory that an
  * Arena hands out. Ops run synchronously in call order; `download` copies out of the memory.
  *
- * With threads (thread-pool.ts, loaded when threads start), the memory is shared and the matmul products, attention, LayerNorm,
- * cross-entropy, the encoder, gelu and AdamW are split over workers by output columns, rows,
- * (batch, head) pairs or element ranges: every output element is still computed by one thread in the
- * same order, so results are bit-identical to one thread's. The small elementwise ops (residual,
- * dropout, scale, copies) run on the calling thread. createWasmBackend (create.ts) loads the kernels
- * and chooses the threads.
+ * With threads (thread-pool.ts, loaded when threads start), the memory is shared and the matmul
+ * products, attention, LayerNorm, cross-entropy, the encoder, gelu and AdamW are split over workers
+ * by output columns, rows, (batch, head) pairs or element ranges, and decoding's products by halves
+ * of K: every output element is still computed in the same order as on one thread, so results are
+ * bit-identical to one thread's. The small elementwise ops (residual, dropout, scale, copies) run on
+ * the calling thread. createWasmBackend (create.ts) loads the kernels and chooses the threads.
  */
 import {
   IGNORE_INDEX,
@@ -324,7 +324,35 @@ export class WasmBackend extends CheckedBackend {
     const x = ptr(inp);
     const w = ptr(weight);
     const b = bias === null ? 0 : ptr(bias);
-    this.splitColumns('matmulForwardCols', [o, x, w, b, M, K, N], N, M * K * N * (M <= ROW_PATH_MAX_M ? ROW_PATH_COST : 1));
+    if (M <= ROW_PATH_MAX_M) this.rowPathProduct(o, x, w, b, M, K, N);
+    else this.splitColumns('matmulForwardCols', [o, x, w, b, M, K, N], N, M * K * N);
+  }
+
+  /**
+   * out = bias + inp @ W for a few rows (decoding), K summed in two halves (assembly/matmul.ts
+   * matmulRowsCols): the first into out, the second into a scratch row block added to it after, on
+   * one thread as on several, so that two threads each stream one contiguous half of W and give the
+   * single-threaded bits. More threads split each half's columns.
+   */
+  private rowPathProduct(o: number, x: number, w: number, b: number, M: number, K: number, N: number): void {
+    const half = K >> 1;
+    const second = this.activationArea(M * N * BYTES_PER_ELEMENT);
+    const threads = this.sharesFor(2 * Math.ceil(N / COLUMN_BLOCK), M * K * N * ROW_PATH_COST);
+    if (threads === 1) {
+      this.k.matmulRowsCols(o, x, w, b, M, K, N, 0, half, 0, N);
+      this.k.matmulRowsCols(second, x, w, 0, M, K, N, half, K, 0, N);
+    } else {
+      const perHalf = Math.floor(threads / 2);
+      const halves = [
+        [o, x, w, b, M, K, N, 0, half],
+        [second, x, w, 0, M, K, N, half, K],
+      ];
+      const shares = halves.flatMap((args) =>
+        Array.from({ length: perHalf }, (_, i) => [...args, share(N, perHalf, i, COLUMN_BLOCK), share(N, perHalf, i + 1, COLUMN_BLOCK)]),
+      );
+      this.runShares('matmulRowsCols', shares);
+    }
+    this.k.accumulate(o, second, M * N);
   }
 
   protected _matmulBackward(

@@ -32,6 +32,21 @@ declare namespace __AdaptedExports {
    */
   export function matmulForwardCols(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number, n0: number, n1: number): void;
   /**
+   * assembly/matmul/matmulRowsCols
+   * @param out `usize`
+   * @param inp `usize`
+   * @param w `usize`
+   * @param bias `usize`
+   * @param M `i32`
+   * @param K `i32`
+   * @param N `i32`
+   * @param k0 `i32`
+   * @param k1 `i32`
+   * @param n0 `i32`
+   * @param n1 `i32`
+   */
+  export function matmulRowsCols(out: number, inp: number, w: number, bias: number, M: number, K: number, N: number, k0: number, k1: number, n0: number, n1: number): void;
+  /**
    * assembly/matmul/matmulBackwardInputCols
    * @param dinp `usize`
    * @param dout `usize`

@@ -39,6 +39,7 @@ const KERNEL_EXPORTS = [
   'fusedMultiplyAdd',
   'matmulScratchBytes',
   'matmulForwardCols',
+  'matmulRowsCols',
   'matmulBackwardInputCols',
   'matmulBackwardWeightCols',
   'attentionForwardPairs',
@@ -63,6 +64,7 @@ export type Kernels = Pick<KernelExports, (typeof KERNEL_EXPORTS)[number]>;
  */
 export type SplitKernel =
   | 'matmulForwardCols'
+  | 'matmulRowsCols'
   | 'matmulBackwardInputCols'
   | 'matmulBackwardWeightCols'
   | 'attentionForwardPairs'

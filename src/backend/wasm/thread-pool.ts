@@ -36,6 +36,7 @@ const SPLIT_KERNELS: readonly SplitKernel[] = [
   'encoderForwardRows',
   'encoderBackwardCols',
   'matmulF16Cols',
+  'matmulRowsCols',
 ];
 /**
  * how long one Atomics.wait lasts before the caller checks again that the worker is alive (a worker
