@@ -541,9 +541,22 @@ export abstract class CheckedBackend implements Backend {
   }
 
   /**
+   * Zero-filled temporaries of the composed fused ops below, one per length, handed back through
+   * releaseTemporaries before the op returns: fresh allocations here; a backend may keep a region
+   * for them.
+   */
+  protected takeTemporaries(lengths: readonly number[]): Tensor[] {
+    return lengths.map((length) => this._alloc(length, 'f32'));
+  }
+
+  protected releaseTemporaries(temporaries: readonly Tensor[]): void {
+    for (const t of temporaries) this._free(t);
+  }
+
+  /**
    * The fused products as the contract defines them, composed of this backend's own ops (the js
-   * reference and wasm use these; WebGPU fuses them into its product kernels). Temporaries come
-   * from _alloc (zero-filled) and are freed before returning.
+   * reference and wasm use these; WebGPU fuses them into its product kernels), with temporaries
+   * from takeTemporaries.
    */
   protected _matmulGeluForward(
     out: Tensor,
@@ -577,12 +590,12 @@ export abstract class CheckedBackend implements Backend {
       return;
     }
     // in place on the residual stream: the product needs a buffer of its own
-    const product = this._alloc(M * N, 'f32');
+    const temporaries = this.takeTemporaries([M * N]);
     try {
-      this._matmulForward(product, inp, weight, bias, M, K, N);
-      this._residualForward(out, residual, product, M * N);
+      this._matmulForward(temporaries[0], inp, weight, bias, M, K, N);
+      this._residualForward(out, residual, temporaries[0], M * N);
     } finally {
-      this._free(product);
+      this.releaseTemporaries(temporaries);
     }
   }
 
@@ -598,12 +611,12 @@ export abstract class CheckedBackend implements Backend {
     K: number,
     N: number,
   ): void {
-    const dinp = this._alloc(M * K, 'f32');
+    const temporaries = this.takeTemporaries([M * K]);
     try {
-      this._matmulBackward(dinp, dweight, dbias, dout, inp, weight, M, K, N);
-      this._geluBackward(dpre, pre, dinp, M * K);
+      this._matmulBackward(temporaries[0], dweight, dbias, dout, inp, weight, M, K, N);
+      this._geluBackward(dpre, pre, temporaries[0], M * K);
     } finally {
-      this._free(dinp);
+      this.releaseTemporaries(temporaries);
     }
   }
 
@@ -619,14 +632,15 @@ export abstract class CheckedBackend implements Backend {
     N: number,
     activation: Activation,
   ): void {
-    // three allocations: a backend that binds windows of buffers (WebGPU) may need to cut the rows
-    const [normalised, mean, rstd] = [this._alloc(M * K, 'f32'), this._alloc(M, 'f32'), this._alloc(M, 'f32')];
+    // three tensors: a backend that binds windows of buffers (WebGPU) may need to cut the rows
+    const temporaries = this.takeTemporaries([M * K, M, M]);
+    const [normalised, mean, rstd] = temporaries;
     try {
       this._layerNormForward(normalised, mean, rstd, inp, lnWeight, lnBias, M, K);
       if (activation === 'gelu') this._matmulGeluForward(out, null, normalised, weight, bias, M, K, N);
       else this._matmulForward(out, normalised, weight, bias, M, K, N);
     } finally {
-      for (const t of [normalised, mean, rstd]) this._free(t);
+      this.releaseTemporaries(temporaries);
     }
   }
 

@@ -64,6 +64,8 @@ const ROW_PATH_COST = 3;
 const QUANTIZED_MAC_COST = 1.5;
 /** the kernels take the row path below this many rows (assembly/matmul.ts MR) */
 const ROW_PATH_MAX_M = 3;
+/** the most floats of fused-op temporaries kept between calls (256 KiB): decoding's, not training's */
+const KEPT_TEMPORARY_FLOATS = 1 << 16;
 /** packing buffers start on a cache line */
 const SCRATCH_ALIGN = 64;
 
@@ -107,8 +109,13 @@ export class WasmBackend extends CheckedBackend {
    * the calling thread's)
    */
   private scratch: ({ ptr: number; floats: number } | null)[] = [null];
-  /** quantized products' integer copy of their input and its scales (assembly/quant.ts), kept between calls */
+  /**
+   * quantized products' integer copy of their input and its scales (assembly/quant.ts), or
+   * decoding's float32 products' second half of sums (rowPathProduct), kept between calls
+   */
   private activationScratch: { ptr: number; bytes: number } | null = null;
+  /** the fused ops' small temporaries (takeTemporaries), kept between calls; taken while in use */
+  private temporaryRegion: { block: WasmBlock; floats: number; taken: boolean } | null = null;
   /** blocks the backend holds for itself (scratch), left out of bytesInUse */
   private readonly internal = new Set<number>();
   private pool: ThreadPool | null = null;
@@ -194,6 +201,39 @@ export class WasmBackend extends CheckedBackend {
     return Promise.resolve(heap.slice(start, start + source.length));
   }
 
+  /**
+   * Decoding's fused ops (a few rows) take their temporaries from one kept region instead of an
+   * alloc and a free each: some fifty of each per token of config B, ~1 us apiece. Larger ones
+   * (training's) are allocated as usual, so the region stays small.
+   */
+  protected override takeTemporaries(lengths: readonly number[]): Tensor[] {
+    const floats = lengths.reduce((sum, length) => sum + alignUp(length * BYTES_PER_ELEMENT) / BYTES_PER_ELEMENT, 0);
+    if (floats > KEPT_TEMPORARY_FLOATS || this.temporaryRegion?.taken) return super.takeTemporaries(lengths);
+    let region = this.temporaryRegion;
+    if (region === null) {
+      region = {
+        block: { ptr: this.allocInternal(KEPT_TEMPORARY_FLOATS * BYTES_PER_ELEMENT), owner: this, live: true },
+        floats: KEPT_TEMPORARY_FLOATS,
+        taken: false,
+      };
+      this.temporaryRegion = region;
+    }
+    region.taken = true;
+    this.k.zeroBytes(region.block.ptr, floats * BYTES_PER_ELEMENT);
+    let offset = 0;
+    return lengths.map((length) => {
+      const t = new WasmTensor('f32', offset, length, region.block);
+      offset += alignUp(length * BYTES_PER_ELEMENT) / BYTES_PER_ELEMENT;
+      return t;
+    });
+  }
+
+  protected override releaseTemporaries(temporaries: readonly Tensor[]): void {
+    const region = this.temporaryRegion;
+    if (region !== null && temporaries.every((t) => (t as WasmTensor).block === region.block)) region.taken = false;
+    else super.releaseTemporaries(temporaries);
+  }
+
   protected _free(t: Tensor): void {
     const own = t as WasmTensor;
     this.blocks.delete(own.block);
@@ -220,6 +260,7 @@ export class WasmBackend extends CheckedBackend {
     this.blocks.clear();
     this.scratch = [null];
     this.activationScratch = null;
+    this.temporaryRegion = null;
     this.internal.clear();
     this.arena.reset();
   }
