@@ -2,7 +2,9 @@
 // protected _ops the checked front calls) is timed with its self time (nested ops subtracted), over
 // --passes prompt passes of --prompt tokens after --warmup seconds of prompt passes (V8 tiers wasm
 // up only after about 2 s). What the ops do not cover is the model's own JS (views, checks, plan).
-// With --train, a pass is one training step instead (batch 8, T 128, AdamW, as bench/train.mjs).
+// With --train, a pass is one training step instead (batch 8, T 128, AdamW, as bench/train.mjs),
+// and --warmup is 12 s by default: on a 2-core AMD EPYC host, steps after 4 s still took 2.4-2.7 s
+// against 1.6 s once the kernels had tiered up.
 //
 //   node bench/prompt-profile.mjs [--config B] [--prompt 960] [--threads 1] [--warmup 4] [--passes 3] [--train]
 import { createBackend, createModel, Trainer } from '../dist/index.js';
@@ -19,9 +21,9 @@ const config = CONFIGS[option('config', 'B')];
 if (!config) throw new Error(`--config: choose from ${Object.keys(CONFIGS).join(', ')}`);
 const promptLength = Number(option('prompt', '960'));
 const threads = Number(option('threads', '1'));
-const warmupSeconds = Number(option('warmup', '4'));
-const passes = Number(option('passes', '3'));
 const training = process.argv.includes('--train');
+const warmupSeconds = Number(option('warmup', training ? '12' : '4'));
+const passes = Number(option('passes', '3'));
 const [BATCH, T] = [8, 128];
 
 const backend = await createBackend('wasm', { wasmThreads: threads });
