@@ -96,7 +96,7 @@ export async function beamSearch(model: GPTModel, plan: GenerationPlan): Promise
 
   throwIfAborted(plan.signal);
   const turns = new EventLoopTurns();
-  const window = new ContextWindow(model, numBeams, plan.prompt.length + plan.maxNewTokens);
+  const window = new ContextWindow(model, numBeams, plan.positions);
   try {
     let logits = await window.prefill(histories);
     for (let step = 0; step < plan.maxNewTokens; step++) {

@@ -137,7 +137,7 @@ async function* decodeRows(model: GPTModel, plan: GenerationPlan, rows: number, 
   throwIfAborted(plan.signal);
   const turns = new EventLoopTurns();
   // the cache holds the prompt and the new tokens (the last one is never fed back): no more memory than that
-  const window = new ContextWindow(model, rows, plan.prompt.length + plan.maxNewTokens);
+  const window = new ContextWindow(model, rows, plan.positions);
   if (held) held.window = window;
   try {
     const histories = () => states.map((s) => s.history);

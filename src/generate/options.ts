@@ -88,6 +88,8 @@ export interface GenerationPlan {
   prompt: number[];
   tokenizer: Tokenizer | undefined;
   maxNewTokens: number;
+  /** positions each row is fed at most, prompt and new tokens: what its KV cache is sized for (up to maxSeqLen) */
+  positions: number;
   doSample: boolean;
   numBeams: number;
   lengthPenalty: number;
@@ -298,6 +300,7 @@ export function planGeneration(model: GPTModel, prompt: Prompt, options: Generat
     prompt: ids,
     tokenizer,
     maxNewTokens,
+    positions: ids.length + maxNewTokens,
     doSample,
     numBeams,
     lengthPenalty,
