@@ -72,6 +72,14 @@ interface GradientPlan {
 /** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
 export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice' | 'memoryLimit'>;
 
+/** each GPT's backend creation options, for the backends made for it later (quantizeModel) */
+const creationOptionsByModel = new WeakMap<GPTModel, BackendCreationOptions>();
+
+/** the options `model`'s backend was created with, when it is a GPT (else none) */
+export function creationOptionsOf(model: GPTModel): BackendCreationOptions {
+  return creationOptionsByModel.get(model) ?? {};
+}
+
 export class GPT implements GPTModel {
   readonly paramLayout: readonly ParamEntry[];
   private currentBackend: Backend;
@@ -111,6 +119,7 @@ export class GPT implements GPTModel {
     this.paramLayout = layout.entries;
     this.byName = new Map(layout.entries.map((e) => [e.name, e]));
     this.creationOptions = creationOptions;
+    creationOptionsByModel.set(this, creationOptions);
     this.currentBackend = backend;
     // a backend that must store them in several buffers cuts only between parameters
     const parameterStarts = layout.entries.map((entry) => entry.offset);

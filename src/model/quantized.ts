@@ -25,6 +25,7 @@ import type { GenerateOptions, GenerateResult, GenerateSequences, Prompt } from 
 import { DISPOSE, DisposedError } from '../util/dispose.js';
 import { float16BitsToFloat32, roundToFloat16Bits } from '../io/safetensors.js';
 import { cachedForward, finalLayerNorm } from './cached.js';
+import { creationOptionsOf } from './gpt.js';
 import { checkAdapterFits, checkCachedArgs, checkForwardArgs } from './checks.js';
 import type { LoRAAdapter } from './lora.js';
 import { samplingArgs } from '../backend/checks.js';
@@ -37,15 +38,18 @@ import type { ForwardOptions, ForwardResult, GPTConfig, GPTModel, KVCache, Param
 export interface QuantizeOptions {
   /** 'q8_0' (default), 'q4_0', or 'f16' (half the float32 bytes, products still summed in f32) */
   format?: QuantFormat;
-  /** where the quantized model runs: a backend name or instance (default: the model's backend if it has quantized products, else 'wasm') */
+  /**
+   * where the quantized model runs: a backend name or instance (default: a new backend of the
+   * model's kind if it has quantized products, else 'wasm')
+   */
   backend?: BackendName | Backend;
-  /** threads for a wasm backend made here: 'auto' (default) or a count */
+  /** threads for a wasm backend made here: 'auto' or a count (default: what the model was created with, else 'auto') */
   wasmThreads?: number | 'auto';
-  /** for a wasm backend made here: where the wasm backend's files are (see CreateModelOptions.wasmAssets) */
+  /** for a wasm backend made here: where the wasm backend's files are (see CreateModelOptions.wasmAssets; default: the model's) */
   wasmAssets?: WasmAssets;
-  /** hears why a backend was passed over */
+  /** hears why a backend was passed over (default: the model's onBackendNotice) */
   onBackendNotice?: (message: string) => void;
-  /** for a backend made here: the most bytes its tensors may hold (see CreateModelOptions.memoryLimit) */
+  /** for a backend made here: the most bytes its tensors may hold (see CreateModelOptions.memoryLimit; default: the model's) */
   memoryLimit?: number;
 }
 
@@ -122,7 +126,16 @@ export async function quantizeModel(model: GPTModel, options: QuantizeOptions = 
   const format = checkQuantFormat(options.format ?? 'q8_0', 'quantizeModel: options.format');
   const { matrices, floats } = quantizeParameters(model.config, await model.getParameters(), format);
   const backendName = typeof model.backend.matmulQuantForward === 'function' ? model.backendName : 'wasm';
-  return QuantizedGPT.create(model.config, format, matrices, floats, { ...options, backend: options.backend ?? backendName });
+  // a backend made here starts as the model's did, unless told otherwise
+  const inherited = creationOptionsOf(model);
+  return QuantizedGPT.create(model.config, format, matrices, floats, {
+    ...options,
+    backend: options.backend ?? backendName,
+    wasmThreads: options.wasmThreads ?? inherited.wasmThreads,
+    wasmAssets: options.wasmAssets ?? inherited.wasmAssets,
+    onBackendNotice: options.onBackendNotice ?? inherited.onNotice,
+    memoryLimit: options.memoryLimit ?? inherited.memoryLimit,
+  });
 }
 
 export class QuantizedGPT implements GPTModel {

@@ -75,6 +75,31 @@ describe('wasmAssets', () => {
     loaded.dispose();
   });
 
+  it("quantizeModel's backend starts as the model's did (its files, threads and notices) unless told otherwise", async () => {
+    const model = await createModel({ ...CONFIG, dModel: 32 }, { backend: 'wasm', wasmThreads: 1 });
+    const quantized = await quantizeModel(model);
+    expect(quantized.backendName).toBe('wasm');
+    expect((quantized.backend as WasmBackend).threads).toBe(1);
+    const twoThreads = await quantizeModel(model, { wasmThreads: 2 });
+    expect((twoThreads.backend as WasmBackend).threads).toBe(2);
+    for (const m of [model, quantized, twoThreads]) m.dispose();
+    // threaded kernels the model could not find: its copy asks the same place, and says so the same way
+    const notices: string[] = [];
+    const oneThread = await createModel(
+      { ...CONFIG, dModel: 32 },
+      {
+        wasmAssets: { kernels: WASM_URL, threadedKernels: `${origin}/missing.wasm` },
+        wasmThreads: 2,
+        onBackendNotice: (m) => notices.push(m),
+      },
+    );
+    notices.length = 0;
+    const copy = await quantizeModel(oneThread);
+    expect((copy.backend as WasmBackend).threads).toBe(1);
+    expect(notices.join('\n')).toMatch(/missing\.wasm.*HTTP 404.*wasmAssets: \{ threadedKernels: url \}/s);
+    for (const m of [oneThread, copy]) m.dispose();
+  });
+
   it('a page served for a missing .wasm, and a 404, end in an error naming the option', async () => {
     await expect(createModel(CONFIG, { wasmAssets: { kernels: `${origin}/assets/tinygpt.wasm` } })).rejects.toThrow(
       /tinygpt\.wasm.*text\/html, not a \.wasm file.*createModel\(config, \{ wasmAssets: \{ kernels: url \} \}\)/s,
