@@ -40,6 +40,22 @@ export function setScratch(region: usize): void {
 }
 
 /**
+ * stores the 4x4 block whose rows are v0..v3 transposed: its column j, (v0[j], v1[j], v2[j], v3[j]),
+ * at dst + j * step bytes
+ */
+// @ts-ignore: decorator
+@inline function storeTransposed4(dst: usize, step: usize, v0: v128, v1: v128, v2: v128, v3: v128): void {
+  const low01 = f32x4.shuffle(v0, v1, 0, 4, 1, 5);
+  const low23 = f32x4.shuffle(v2, v3, 0, 4, 1, 5);
+  const high01 = f32x4.shuffle(v0, v1, 2, 6, 3, 7);
+  const high23 = f32x4.shuffle(v2, v3, 2, 6, 3, 7);
+  v128.store(dst, f32x4.shuffle(low01, low23, 0, 1, 4, 5));
+  v128.store(dst + step, f32x4.shuffle(low01, low23, 2, 3, 6, 7));
+  v128.store(dst + 2 * step, f32x4.shuffle(high01, high23, 0, 1, 4, 5));
+  v128.store(dst + 3 * step, f32x4.shuffle(high01, high23, 2, 3, 6, 7));
+}
+
+/**
  * packs A[0:mc, 0:kc] (A(i,p) at a + 4*(i*rs + p*cs)) into MR-row slivers [p][MR] at dst, zero
  * padded: ceil(mc / MR) * MR * kc floats
  */
@@ -47,12 +63,18 @@ export function packPanelA(dst: usize, a: usize, rs: i32, cs: i32, mc: i32, kc: 
   for (let i0 = 0; i0 < mc; i0 += MR) {
     const mr = min(MR, mc - i0);
     if (cs == 1 && mr == MR) {
-      // rows contiguous along p: four row streams
+      // rows contiguous along p: four row streams, four p at a time transposed in registers
       const r0 = a + (<usize>(i0 * rs) << 2);
       const r1 = r0 + (<usize>rs << 2);
       const r2 = r1 + (<usize>rs << 2);
       const r3 = r2 + (<usize>rs << 2);
-      for (let p = 0; p < kc; p++) {
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const o = <usize>p << 2;
+        storeTransposed4(dst, 16, v128.load(r0 + o), v128.load(r1 + o), v128.load(r2 + o), v128.load(r3 + o));
+        dst += 64;
+      }
+      for (; p < kc; p++) {
         const o = <usize>p << 2;
         store<f32>(dst, load<f32>(r0 + o));
         store<f32>(dst, load<f32>(r1 + o), 4);
@@ -92,8 +114,25 @@ export function packPanelB(dst: usize, b: usize, rs: i32, cs: i32, kc: i32, nc: 
         v128.store(dst, v128.load(src, 16), 16);
         dst += 32;
       }
+    } else if (rs == 1 && nr == NR) {
+      // transposed B: each column j is contiguous along p; four p of eight columns at a time,
+      // transposed in registers as two 4x4 blocks
+      const c0 = b + (<usize>(j0 * cs) << 2);
+      const step = <usize>cs << 2;
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const o = c0 + (<usize>p << 2);
+        storeTransposed4(dst, 32, v128.load(o), v128.load(o + step), v128.load(o + 2 * step), v128.load(o + 3 * step));
+        storeTransposed4(dst + 16, 32, v128.load(o + 4 * step), v128.load(o + 5 * step), v128.load(o + 6 * step), v128.load(o + 7 * step));
+        dst += 128;
+      }
+      for (; p < kc; p++) {
+        const o = c0 + (<usize>p << 2);
+        for (let j = 0; j < NR; j++) store<f32>(dst + (<usize>j << 2), load<f32>(o + <usize>j * step));
+        dst += 32;
+      }
     } else if (rs == 1) {
-      // transposed B: each column j is contiguous along p; write it with stride NR
+      // transposed B's last columns: each column j is contiguous along p; write it with stride NR
       for (let j = 0; j < NR; j++) {
         const col = dst + (<usize>j << 2);
         if (j < nr) {
