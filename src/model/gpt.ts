@@ -72,7 +72,7 @@ interface GradientPlan {
 /** How a model creates a backend by name when it moves (see GPT.moveToBackend). */
 export type BackendCreationOptions = Pick<SelectOptions, 'wasmThreads' | 'wasmAssets' | 'onNotice' | 'memoryLimit'>;
 
-/** each GPT's backend creation options, for the backends made for it later (quantizeModel) */
+/** each GPT's backend creation options, for the backends made for it later (moveToBackend, quantizeModel) */
 const creationOptionsByModel = new WeakMap<GPTModel, BackendCreationOptions>();
 
 /** the options `model`'s backend was created with, when it is a GPT (else none) */
@@ -93,7 +93,6 @@ export class GPT implements GPTModel {
   private adapter: LoRAAdapter | null = null;
   private readonly byName: Map<string, ParamEntry>;
   private readonly layoutInfo: ParamLayout;
-  private readonly creationOptions: BackendCreationOptions;
   /** the backend each KV cache was made on: a cache made before a move must not reach the new backend */
   private readonly cacheBackends = new WeakMap<KVCache, Backend>();
   /** wte transposed [C,V] for the tied LM head, refreshed at each forward that needs it */
@@ -118,7 +117,6 @@ export class GPT implements GPTModel {
     this.layoutInfo = layout;
     this.paramLayout = layout.entries;
     this.byName = new Map(layout.entries.map((e) => [e.name, e]));
-    this.creationOptions = creationOptions;
     creationOptionsByModel.set(this, creationOptions);
     this.currentBackend = backend;
     // a backend that must store them in several buffers cuts only between parameters
@@ -318,9 +316,9 @@ export class GPT implements GPTModel {
     const backend =
       typeof target === 'string'
         ? await createBackend(target, {
-            ...this.creationOptions,
+            ...creationOptionsOf(this),
             // the bound in force now (setMemoryLimit may have changed it since creation)
-            memoryLimit: this.currentBackend.memoryLimit ?? this.creationOptions.memoryLimit,
+            memoryLimit: this.currentBackend.memoryLimit ?? creationOptionsOf(this).memoryLimit,
             requiredBytes: estimateTrainingBytes(this.config, this.layoutInfo),
             largestTensorLength: largestParameter(this.layoutInfo),
           })
