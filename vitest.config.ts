@@ -21,6 +21,7 @@ export default defineConfig({
   define: { __TINYGPT_VERSION__: JSON.stringify(version) },
   test: {
     include: ['test/**/*.test.ts'],
+    setupFiles: ['test/helpers/setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
