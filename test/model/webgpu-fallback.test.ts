@@ -19,8 +19,6 @@ import { Rng } from '../helpers/random.js';
 import { createNodeWebGPU } from '../helpers/webgpu-node.js';
 import { poisonParameter } from '../helpers/poison.js';
 
-const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
-
 // dropout on, so the restored dropout counter matters as much as parameters, moments and data order
 const config: GPTConfigInput = { vocabSize: 32, maxSeqLen: 8, dModel: 16, nLayers: 1, nHeads: 2, dropout: 0.1, seed: 99 };
 
@@ -45,8 +43,9 @@ async function gpuModel(): Promise<{ model: GPTModel; backend: WebGPUBackend }> 
   return { model: await createModel(config, { backendInstance: backend, wasmThreads: 1 }), backend };
 }
 
+/** the kernels a fallback takes: the default build (relaxed SIMD where the runtime has it, as Node 22 and later do) */
 async function wasmModel(): Promise<GPTModel> {
-  return createModel(config, { backendInstance: await createWasmBackend({ url: WASM_URL, threads: 1 }) });
+  return createModel(config, { backendInstance: await createWasmBackend({ threads: 1 }) });
 }
 
 /** every parameter equal bit for bit (Float32Array equality would let -0 equal 0) */

@@ -22,7 +22,6 @@ import { decodeCheckpoint } from '../../src/train/checkpoint.js';
 import { train, Trainer, type BackendChange, type TrainOptions } from '../../src/train/trainer.js';
 import { Rng } from '../../src/util/rng.js';
 
-const WASM_URL = new URL('../../build/tinygpt.wasm', import.meta.url);
 const config: GPTConfigInput = { vocabSize: 19, maxSeqLen: 8, dModel: 16, nLayers: 1, nHeads: 2, dropout: 0.1, seed: 21, backend: 'js' };
 
 function tokens(n: number, seed: number): Int32Array {
@@ -59,8 +58,9 @@ async function losableModel(): Promise<{ model: GPTModel; backend: LosableBacken
   return { model: await createModel(config, { backendInstance: backend, wasmThreads: 1 }), backend };
 }
 
+/** the kernels a fallback takes: the default build (relaxed SIMD where the runtime has it, as Node 22 and later do) */
 async function wasmModel(): Promise<GPTModel> {
-  return createModel(config, { backendInstance: await createWasmBackend({ url: WASM_URL, threads: 1 }) });
+  return createModel(config, { backendInstance: await createWasmBackend({ threads: 1 }) });
 }
 
 function bits(record: Record<string, Float32Array>): Record<string, Uint32Array> {

@@ -1,8 +1,9 @@
 // Node, CommonJS: require('tinygpt') and require('tinygpt/node'), the same steps as scenario.js.
-// Prints one JSON line.
+// With --plain-kernels the wasm backend is given the plain-SIMD kernels through wasmAssets (where
+// the runtime has relaxed SIMD it would take the relaxed build). Prints one JSON line.
 const { mkdtempSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
-const { join } = require('node:path');
+const { dirname, join } = require('node:path');
 const { CharTokenizer, GPT, createModel, generate, loadModel, quantizeModel, saveModel, train } = require('tinygpt');
 const { loadModelFile, saveModelFile } = require('tinygpt/node');
 
@@ -10,6 +11,8 @@ const TEXT = 'hello world. hello tinygpt. the model trains in the page. '.repeat
 
 async function main() {
   const backendOptions = { backend: 'wasm', wasmThreads: 1 };
+  if (process.argv.includes('--plain-kernels'))
+    backendOptions.wasmAssets = { kernels: join(dirname(require.resolve('tinygpt')), 'tinygpt.wasm') };
   const tokenizer = CharTokenizer.train(TEXT);
   const model = await createModel(
     { vocabSize: tokenizer.vocabSize, maxSeqLen: 16, dModel: 32, nLayers: 1, nHeads: 2, seed: 7 },
