@@ -14,7 +14,6 @@
  * The plain build (loaded where relaxed SIMD is off) is covered by wasm-ops and wasm-threads tests.
  * Requires the four builds in build/ (npm run build:wasm).
  */
-import { setFlagsFromString } from 'node:v8';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backend/js/index.js';
 import { type WasmBackend } from '../../src/backend/wasm/index.js';
@@ -25,6 +24,7 @@ import { compareClose } from '../helpers/random.js';
 import { float16BitsToFloat32, type Backend, type QuantFormat } from '../../src/backend/contract.js';
 import { quantizeMatrix } from '../../src/model/quant.js';
 import { Rng } from '../../src/util/rng.js';
+import { enableRelaxedSimd } from '../helpers/relaxed-simd.js';
 
 const WORKER_URL = new URL('../../src/backend/wasm/wasm-worker.js', import.meta.url);
 const RTOL = 1e-5;
@@ -32,11 +32,10 @@ const ATOL_OF_MAX = 2e-6;
 const SEED = Math.floor(Math.random() * 2 ** 31);
 
 const relaxedBefore = hasRelaxedSimd();
-// V8 ships relaxed SIMD from 11.4 (Chrome 114, Node 21 and later); Node 20's V8 11.3 runs it behind
-// the flag, which later versions no longer know (setting an unknown flag here does nothing)
+// V8 ships relaxed SIMD from 11.4 (Chrome 114, Node 21 and later); Node 20's V8 11.3 runs it behind a flag
 const [v8Major, v8Minor] = process.versions.v8.split('.').map(Number);
 const relaxedByDefault = v8Major > 11 || (v8Major === 11 && v8Minor >= 4);
-setFlagsFromString('--experimental-wasm-relaxed-simd');
+enableRelaxedSimd();
 
 const SHAPES: [string, OpShapes][] = [
   ['M=1 (one row) K=21 N=47, T=130 (three row blocks), HS 8', { B: 1, T: 130, C: 16, NH: 2, V: 9, M: 1, K: 21, N: 47 }],

@@ -6,7 +6,6 @@
  * stop training and generation in the worker; dispose ends it; WebGPU (SwiftShader) runs there too.
  */
 import { existsSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
@@ -16,10 +15,11 @@ import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/stat
 import type { SDK } from './scenarios.js';
 import type { WorkerSDK } from './worker-scenarios.js';
 import * as scenarios from './worker-scenarios.js';
+import { enableRelaxedSimd } from '../helpers/relaxed-simd.js';
 
 // Chromium runs the relaxed-SIMD kernels (fused multiply-adds), so Node, which computes what the page must
-// equal bit for bit, runs them too: relaxed SIMD is behind a flag in Node 20, set for this test process only.
-setFlagsFromString('--experimental-wasm-relaxed-simd');
+// equal bit for bit, runs them too
+enableRelaxedSimd();
 
 const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
 /** tinygpt/worker */

@@ -12,7 +12,6 @@
  * - model files by URL, in OPFS and as Blobs sample exactly what Node samples from the same bytes.
  */
 import { existsSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
@@ -22,10 +21,11 @@ import { assertClose } from '../helpers/random.js';
 import { REPO_ROOT, startStaticServer, type StaticServer } from '../helpers/static-server.js';
 import * as scenarios from './scenarios.js';
 import type { LossAndGradientsResult, SDK, TrainSampleSaveResult } from './scenarios.js';
+import { enableRelaxedSimd } from '../helpers/relaxed-simd.js';
 
 // Chromium runs the relaxed-SIMD kernels (fused multiply-adds), so Node, which computes what the page must
-// equal bit for bit, runs them too: relaxed SIMD is behind a flag in Node 20, set for this test process only.
-setFlagsFromString('--experimental-wasm-relaxed-simd');
+// equal bit for bit, runs them too
+enableRelaxedSimd();
 
 const DIST_ENTRY = join(REPO_ROOT, 'dist', 'index.js');
 const DIST_WASM = join(REPO_ROOT, 'dist', 'tinygpt.wasm');
