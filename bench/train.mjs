@@ -1,7 +1,7 @@
 // Training throughput: tinygpt (Trainer with AdamW + clipping) beside the same GPT written with
 // TensorFlow.js ops (tf.train.adam), in the same run, on one of two backend pairs:
 //
-//   node bench/train.mjs [--configs A,B] [--warmup 2] [--steps-A 8] [--steps-B 3] [--check] [--threads N]
+//   node bench/train.mjs [--configs A,B] [--warmup 2] [--warmup-seconds 12] [--steps-A 8] [--steps-B 3] [--rounds 1] [--check] [--threads N]
 //   node bench/train.mjs --backend webgpu [--configs A,B,C] [--warmup 3] [--steps-A 20] [--steps-B 20] [--steps-C 10]
 //
 // --peer-steps N times N steps on the tfjs sides (default: as many as tinygpt's); their steps are
@@ -18,7 +18,12 @@
 //
 // Each side of each config runs in its own child process, one after another (never at once: the
 // cores are shared), so that memory figures belong to one side: wasm linear memory and peak process
-// RSS. Both sides see the same random batches (batch 8, T = maxSeqLen) and report the median step.
+// RSS. On wasm each side warms up for at least --warmup steps and --warmup-seconds (both sides' wasm
+// starts in V8's baseline compiler and is tiered up while it runs: on a 2-core AMD EPYC host config
+// B's steps took 2.4-2.7 s after 4 s, 1.6 s after 12). With --rounds N the sides take turns N times
+// and each keeps its fastest round: on a machine whose other work comes and goes, one round of each
+// side can land in different weather. Both sides see the same random batches (batch 8, T =
+// maxSeqLen) and report the median step.
 // `--check` first copies tinygpt's initial weights into the tfjs model and compares their losses on
 // one batch, to show the two compute the same function. Ratios compare figures from this run only;
 // absolute figures drift with the machine's load.
@@ -81,7 +86,7 @@ async function sdkTrainer(model, config) {
 }
 
 /** one side of one config on tfjs-backend-wasm / tinygpt wasm, in this process; prints one JSON line */
-async function worker(side, name, warmup, steps) {
+async function worker(side, name, warmup, steps, warmupSeconds) {
   const config = { ...CONFIGS[name], seed: 1 };
   const T = config.maxSeqLen;
   let step;
@@ -117,7 +122,9 @@ async function worker(side, name, warmup, steps) {
     cleanup = () => gpt.dispose();
   }
   const losses = [];
-  for (let i = 0; i < warmup; i++) losses.push(await step());
+  const warmStart = performance.now();
+  for (let i = 0; i < warmup || performance.now() - warmStart < warmupSeconds * 1000; i++) losses.push(await step());
+  const warmupSteps = losses.length;
   const times = [];
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
@@ -127,6 +134,7 @@ async function worker(side, name, warmup, steps) {
   const result = {
     side,
     config: name,
+    warmupSteps,
     stepMs: median(times),
     tokensPerSec: (BATCH * T * 1000) / median(times),
     firstLoss: losses[0],
@@ -269,46 +277,62 @@ async function main() {
   const backend = option('backend', 'wasm');
   if (!SIDES[backend]) throw new Error(`--backend must be one of ${Object.keys(SIDES).join(', ')}, got ${backend}`);
   if (process.argv.includes('--worker')) {
-    const [side, name, warmup, steps] = process.argv.slice(process.argv.indexOf('--worker') + 1);
-    await (backend === 'webgpu' ? webgpuWorker : worker)(side, name, Number(warmup), Number(steps));
+    const [side, name, warmup, steps, warmupSeconds] = process.argv.slice(process.argv.indexOf('--worker') + 1);
+    await (backend === 'webgpu' ? webgpuWorker : worker)(side, name, Number(warmup), Number(steps), Number(warmupSeconds));
     return;
   }
   if (process.argv.includes('--check')) await check(backend);
   const names = option('configs', backend === 'webgpu' ? 'A,B,C' : 'A,B').split(',');
   for (const n of names) if (!CONFIGS[n]) throw new Error(`--configs: unknown config ${n}; choose from ${Object.keys(CONFIGS).join(', ')}`);
-  // two wasm steps: V8 tiers the kernels up during the first seconds (one step of config B timed Liftoff's code)
+  // V8 tiers wasm up while it runs: two steps alone left config B's steps on Liftoff's code (see above)
   const warmup = option('warmup', backend === 'webgpu' ? '3' : '2');
+  const warmupSeconds = option('warmup-seconds', backend === 'webgpu' ? '0' : '12');
+  const rounds = Number(option('rounds', '1'));
+  if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`--rounds must be a positive integer, got ${rounds}`);
+  if (!(Number(warmupSeconds) >= 0)) throw new Error(`--warmup-seconds must be a number of seconds >= 0, got ${warmupSeconds}`);
   const rows = [];
   for (const name of names) {
     const steps = option(`steps-${name}`, defaultSteps(backend, name));
+    /** each side's fastest round, and every round's step time */
     const results = {};
-    for (const side of SIDES[backend]) {
-      const threads = option('threads', undefined);
-      const args = [
-        fileURLToPath(import.meta.url),
-        '--backend',
-        backend,
-        ...(threads === undefined ? [] : ['--threads', threads]),
-        '--worker',
-        side,
-        name,
-        warmup,
-        side === 'sdk' ? steps : option('peer-steps', steps),
-      ];
-      // the parent's V8 flags too (node --experimental-wasm-relaxed-simd bench/train.mjs runs both sides with relaxed SIMD)
-      const child = spawnSync(process.execPath, [...process.execArgv, ...args], { encoding: 'utf8' });
-      if (child.status !== 0) throw new Error(`${side} worker for config ${name} failed:\n${child.stderr}`);
-      results[side] = JSON.parse(child.stdout.trim().split('\n').at(-1));
-    }
-    rows.push({ name, steps, ...results });
+    const roundTimes = Object.fromEntries(SIDES[backend].map((side) => [side, []]));
+    for (let round = 0; round < rounds; round++)
+      for (const side of SIDES[backend]) {
+        const threads = option('threads', undefined);
+        const args = [
+          fileURLToPath(import.meta.url),
+          '--backend',
+          backend,
+          ...(threads === undefined ? [] : ['--threads', threads]),
+          '--worker',
+          side,
+          name,
+          warmup,
+          side === 'sdk' ? steps : option('peer-steps', steps),
+          warmupSeconds,
+        ];
+        // the parent's V8 flags too (node --experimental-wasm-relaxed-simd bench/train.mjs runs both sides with relaxed SIMD)
+        const child = spawnSync(process.execPath, [...process.execArgv, ...args], { encoding: 'utf8' });
+        if (child.status !== 0) throw new Error(`${side} worker for config ${name} failed:\n${child.stderr}`);
+        const result = JSON.parse(child.stdout.trim().split('\n').at(-1));
+        roundTimes[side].push(result.stepMs);
+        if (results[side] === undefined || result.stepMs < results[side].stepMs) results[side] = result;
+      }
+    rows.push({ name, steps, roundTimes, ...results });
   }
   if (backend === 'webgpu') {
     printWebGPUTable(rows, warmup);
     return;
   }
   console.log(
-    `Training step, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after ${warmup} warm-up; each side in its own process.`,
+    `Training step, batch ${BATCH}, T = maxSeqLen; median of --steps-<config> timed steps after at least ${warmup} warm-up steps and ${warmupSeconds} s; ` +
+      `each side in its own process; the fastest of ${rounds} round(s) that take the sides in turn.`,
   );
+  if (rounds > 1)
+    for (const { name, roundTimes } of rows)
+      console.log(
+        `config ${name}, each round's step (ms): ${SIDES.wasm.map((side) => `${side} ${roundTimes[side].map((ms) => ms.toFixed(0)).join(', ')}`).join('; ')}`,
+      );
   console.log(
     `tinygpt: wasm backend on ${rows[0].sdk.threads} thread(s), AdamW + global-norm clipping; tfjs 4.22: tfjs-backend-wasm, 1 thread, tf.train.adam.\n`,
   );
