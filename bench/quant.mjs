@@ -2,7 +2,7 @@
 // at a short and a long context, on 1 thread and on all threads, in one run; and the model file's
 // size in float32, float16, Q8_0 and Q4_0. float16 weights (quantizeModel's 'f16') are decoded too. Random weights (N(0, 0.02)): speed does not depend on them.
 //
-//   node bench/quant.mjs [--configs B,C] [--prompts 8,960] [--new 64] [--threads 1,auto] [--rounds 1]
+//   node bench/quant.mjs [--configs B,C] [--prompts 8,960] [--new 64] [--threads 1,auto] [--rounds 1] [--warmup 4]
 //   node bench/quant.mjs --backend webgpu [--configs B,C] ...   (Dawn through the webgpu package; a GPU)
 //
 // B: V 256, C 384, L 6, H 6, dFF 1536; C: GPT-2 small's shape (V 50257, C 768, L 12, H 12), both at
@@ -11,7 +11,10 @@
 // ms/token" in the CPU time the process used meanwhile (every thread's): on a machine shared with
 // other work the second leaves out the time other processes held the core, so on one thread it is
 // the steadier measure of the kernels. With --rounds N every variant is timed N times, interleaved,
-// and keeps its fastest round. Ratios against float32 are from this run only.
+// and keeps its fastest round. Before the rounds of each context, the variants decode in turn for
+// --warmup seconds: V8 compiles each kernel with its baseline compiler first and tiers it up only
+// after it has run a while (a single short warm-up left float32's first rounds on baseline code).
+// Ratios against float32 are from this run only.
 import { createModel, generateStream, quantizeModel, saveModel } from '../dist/index.js';
 
 const CONFIGS = {
@@ -27,6 +30,7 @@ const configNames = option('configs', 'B').split(',');
 const prompts = option('prompts', '8,960').split(',').map(Number);
 const newTokens = Number(option('new', '64'));
 const rounds = Number(option('rounds', '1'));
+const warmupSeconds = Number(option('warmup', '4'));
 const backend = option('backend', 'wasm');
 if (backend !== 'wasm' && backend !== 'webgpu') throw new Error(`--backend must be wasm or webgpu, got ${backend}`);
 if (backend === 'webgpu') {
@@ -36,6 +40,7 @@ if (backend === 'webgpu') {
 // threads are the wasm backend's; WebGPU runs one row of the table per config
 const threadCounts = (backend === 'webgpu' ? '1' : option('threads', '1,auto')).split(',').map((t) => (t === 'auto' ? 'auto' : Number(t)));
 if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error(`--rounds: ${rounds} must be a positive integer`);
+if (!(warmupSeconds >= 0)) throw new Error(`--warmup: ${warmupSeconds} must be a number of seconds >= 0`);
 for (const c of configNames)
   if (!CONFIGS[c]) throw new Error(`--configs: unknown config ${c}; choose from ${Object.keys(CONFIGS).join(', ')}`);
 for (const p of prompts)
@@ -88,7 +93,10 @@ for (const name of configNames) {
     }
     for (const p of prompts) {
       const prompt = promptOf(p, CONFIGS[name].vocabSize);
-      await timeDecode(float, promptOf(4, CONFIGS[name].vocabSize)); // warm-up: workspaces and threads
+      // warm-up: workspaces, threads, and every variant's kernels tiered up
+      const warmStart = performance.now();
+      do for (const [, model] of variants) await timeDecode(model, prompt);
+      while (performance.now() - warmStart < warmupSeconds * 1000);
       // each round times every variant in turn; each keeps its fastest round (wall and CPU separately)
       const best = variants.map(() => ({ tokensPerSec: 0, decodeMs: Infinity, decodeCpuMs: Infinity }));
       for (let round = 0; round < rounds; round++) {
